@@ -1,0 +1,260 @@
+//! The command line: one `Args` struct, one function per subcommand.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::InputError;
+use crate::report::{self, PolicySummary, ScenarioInfo, Summary};
+use crate::scenario::{self, Overrides};
+use crate::sim::policies::{build_policy, check_policy_spec, PolicyEnv};
+use crate::sim::{simulate, SimResult};
+use crate::workload::{TraceFormat, TraceTransform, Window};
+
+#[derive(Parser, Debug)]
+#[command(name = "sla-planner", version, about = "SLA-aware autoscaling planner for NVIDIA Dynamo LLM inference")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Dry run: replay a workload through a simulated deployment under one or more policies.
+    Simulate(SimulateArgs),
+    /// Print a profile (Dynamo profiler directory or profile JSON) in the project's own format.
+    Profile(ProfileArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    /// A shipped scenario name (see simulations/) or a scenario YAML file.
+    #[arg(long, default_value = "sin-5-45")]
+    pub scenario: String,
+    /// Replay this trace instead of the scenario's workload (Mooncake JSONL, Azure or BurstGPT CSV).
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Trace format, when the extension and header do not tell.
+    #[arg(long, value_enum)]
+    pub trace_format: Option<TraceFormatArg>,
+    /// Skip malformed trace lines and report how many, instead of stopping at the first.
+    #[arg(long)]
+    pub skip_bad_lines: bool,
+    /// With --trace: keep arrivals in START:END seconds.
+    #[arg(long, value_name = "START:END")]
+    pub window: Option<String>,
+    /// With --trace: multiply arrival times (0.5 plays twice as fast).
+    #[arg(long)]
+    pub time_scale: Option<f64>,
+    /// With --trace: overlay K interleaved copies to raise the load.
+    #[arg(long, value_name = "K")]
+    pub replicate: Option<u32>,
+    /// A Dynamo profiler output directory or a profile JSON file, instead of the scenario's.
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    /// Policy to run (repeatable): static:P,D | schedule:FILE | dynamo | dynamo:no-correction | threshold | oracle | oracle:TARGET.
+    #[arg(long = "policy")]
+    pub policies: Vec<String>,
+    /// Cold start of a new replica, seconds (overrides the scenario).
+    #[arg(long)]
+    pub startup_s: Option<f64>,
+    /// GPU budget (overrides the scenario).
+    #[arg(long)]
+    pub gpu_budget: Option<u32>,
+    /// Seed for synthetic workloads (overrides the scenario).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Directory for summary.json, timeline_<policy>.csv and report.html.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the summary JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum TraceFormatArg {
+    Mooncake,
+    Azure,
+    Burstgpt,
+}
+
+impl From<TraceFormatArg> for TraceFormat {
+    fn from(f: TraceFormatArg) -> TraceFormat {
+        match f {
+            TraceFormatArg::Mooncake => TraceFormat::Mooncake,
+            TraceFormatArg::Azure => TraceFormat::Azure,
+            TraceFormatArg::Burstgpt => TraceFormat::Burstgpt,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ProfileArgs {
+    /// A Dynamo profiler output directory or a profile JSON file; the embedded default if absent.
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Simulate(a) => run_simulate(a),
+        Command::Profile(a) => {
+            let p = match a.profile {
+                Some(path) => crate::profile::load_profile(&path)?,
+                None => crate::profile::Profile::embedded_default(),
+            };
+            println!("{}", crate::profile::to_own_json(&p));
+            Ok(())
+        }
+    }
+}
+
+fn parse_window(s: &str) -> Result<Window, InputError> {
+    let bad = || InputError::Usage(format!("--window {s:?}: expected START:END in seconds, such as 0:600"));
+    let (a, b) = s.split_once(':').ok_or_else(bad)?;
+    Ok(Window { start_s: a.trim().parse().map_err(|_| bad())?, end_s: b.trim().parse().map_err(|_| bad())? })
+}
+
+/// Results of a dry run, for callers other than the terminal (tests, benches).
+pub struct DryRun {
+    pub summary: Summary,
+    pub results: Vec<SimResult>,
+}
+
+pub fn dry_run(a: &SimulateArgs, show_progress: bool) -> Result<DryRun, InputError> {
+    let started = Instant::now();
+    if a.trace.is_none() && (a.window.is_some() || a.time_scale.is_some() || a.replicate.is_some()) {
+        return Err(InputError::Usage("--window, --time-scale and --replicate apply to --trace".into()));
+    }
+    for p in &a.policies {
+        check_policy_spec(p)?;
+    }
+    let ov = Overrides {
+        trace: a.trace.clone(),
+        trace_format: a.trace_format.map(Into::into),
+        skip_bad_lines: a.skip_bad_lines,
+        transform: TraceTransform {
+            window: a.window.as_deref().map(parse_window).transpose()?,
+            time_scale: a.time_scale,
+            replicate: a.replicate,
+            replicate_shift_s: None,
+        },
+        profile: a.profile.clone(),
+        startup_s: a.startup_s,
+        gpu_budget: a.gpu_budget,
+        seed: a.seed,
+    };
+    let sc = scenario::load(&a.scenario, &ov)?;
+    let specs: Vec<String> = if a.policies.is_empty() { sc.file.policies.clone() } else { a.policies.clone() };
+    if specs.is_empty() {
+        return Err(InputError::Usage("no policy: pass --policy (the scenario names none)".into()));
+    }
+    for p in &specs {
+        check_policy_spec(p).map_err(|e| InputError::Scenario { file: sc.origin.clone(), field: "policies".into(), message: e.to_string() })?;
+    }
+    let env = PolicyEnv { sim: &sc.sim, profile: &sc.profile, requests: &sc.requests };
+    let mut policies = Vec::new();
+    for spec in &specs {
+        policies.push(build_policy(spec, &env)?);
+    }
+    let progress = show_progress.then(|| {
+        let pb = indicatif::ProgressBar::new((sc.requests.len() * policies.len()) as u64);
+        pb.set_style(indicatif::ProgressStyle::with_template("{spinner} simulating {pos}/{len} request-runs [{elapsed}]").expect("valid template"));
+        pb
+    });
+    // Policies run in parallel, one simulation each; results keep the order given.
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(policies.len()).max(1);
+    let mut results: Vec<Option<SimResult>> = (0..policies.len()).map(|_| None).collect();
+    let chunks: Vec<Vec<(usize, Box<dyn crate::planner::Policy>)>> = {
+        let mut c: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
+        for (i, p) in policies.into_iter().enumerate() {
+            c[i % threads].push((i, p));
+        }
+        c
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                let sc = &sc;
+                let progress = progress.as_ref();
+                s.spawn(move || {
+                    chunk
+                        .into_iter()
+                        .map(|(i, mut p)| {
+                            let local = progress.map(|_| indicatif::ProgressBar::hidden());
+                            let r = simulate(&sc.sim, &sc.profile, &sc.requests, p.as_mut(), local.as_ref());
+                            if let Some(pb) = progress {
+                                pb.inc(sc.requests.len() as u64);
+                            }
+                            (i, r)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            for (i, r) in h.join().expect("simulation threads do not panic") {
+                results[i] = Some(r);
+            }
+        }
+    });
+    if let Some(pb) = progress {
+        pb.finish_and_clear();
+    }
+    let results: Vec<SimResult> = results.into_iter().map(|r| r.expect("every policy ran")).collect();
+    let summary = Summary {
+        scenario: ScenarioInfo {
+            name: sc.file.name.clone(),
+            description: sc.file.description.clone(),
+            origin: sc.origin.clone(),
+            workload: sc.workload_source.clone(),
+            requests: sc.requests.len(),
+            duration_s: sc.sim.duration_s,
+            interval_s: sc.sim.interval_s,
+            startup_s: sc.sim.startup_s,
+            gpu_budget: sc.sim.limits.gpu_budget,
+            profile: sc.profile.name.clone(),
+            notes: sc.notes.clone(),
+        },
+        sla: sc.sim.sla,
+        policies: results.iter().map(|r| PolicySummary::of(r, &sc.sim.sla)).collect(),
+        wall_time_s: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+    };
+    Ok(DryRun { summary, results })
+}
+
+fn run_simulate(a: SimulateArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let run = dry_run(&a, std::io::stderr().is_terminal())?;
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir).map_err(|e| InputError::io(dir, e))?;
+        report::write_summary(dir, &run.summary)?;
+        for r in &run.results {
+            report::write_timeline(dir, r)?;
+        }
+        let html = report::render_html(&run.summary, &run.results);
+        let path = dir.join("report.html");
+        std::fs::write(&path, html).map_err(|e| InputError::io(&path, e))?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&run.summary)?);
+    } else {
+        let s = &run.summary.scenario;
+        println!(
+            "{}: {} requests, {} ({:.0} s), SLA TTFT <= {} ms, ITL <= {} ms, cold start {:.0} s, budget {} GPUs",
+            s.name, s.requests, s.workload, s.duration_s, run.summary.sla.ttft_ms, run.summary.sla.itl_ms, s.startup_s, s.gpu_budget
+        );
+        for n in &s.notes {
+            println!("note: {n}");
+        }
+        print!("{}", report::table(&run.summary.policies));
+        println!("wall time {:.2} s", run.summary.wall_time_s);
+        if let Some(dir) = &a.out {
+            println!("wrote {}/summary.json, timeline_*.csv, report.html", dir.display());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! Observations in: turning raw signals into the [`Observation`] a policy reads.
+//!
+//! [`IntervalAccumulator`] collects what a Dynamo frontend and its workers would export
+//! during one interval (arrivals, first tokens, completions, gauge samples at scrape times)
+//! and summarises it the way the PromQL queries of a live deployment do.
+
+use crate::planner::{LatencySummary, Observation, RoleKv, RoleReplicas};
+
+#[derive(Debug, Default, Clone)]
+pub struct IntervalAccumulator {
+    arrivals: u64,
+    isl_sum: f64,
+    completions: u64,
+    osl_sum: f64,
+    ttft_ms: Vec<f64>,
+    itl_ms: Vec<f64>,
+    kv_prefill: GaugeMean,
+    kv_decode: GaugeMean,
+    queued_prefill_tokens: GaugeMean,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct GaugeMean {
+    sum: f64,
+    n: u32,
+}
+
+impl GaugeMean {
+    fn add(&mut self, v: Option<f64>) {
+        if let Some(v) = v.filter(|v| v.is_finite()) {
+            self.sum += v;
+            self.n += 1;
+        }
+    }
+    fn mean(&self) -> Option<f64> {
+        (self.n > 0).then(|| self.sum / self.n as f64)
+    }
+}
+
+/// Interval figures kept for timelines next to the observation.
+#[derive(Debug, Clone, Default)]
+pub struct IntervalExtras {
+    pub completions: u64,
+}
+
+impl IntervalAccumulator {
+    pub fn on_arrival(&mut self, isl: u32) {
+        self.arrivals += 1;
+        self.isl_sum += isl as f64;
+    }
+
+    pub fn on_first_token(&mut self, ttft_ms: f64) {
+        self.ttft_ms.push(ttft_ms);
+    }
+
+    /// A finished request; `itl_ms` is `None` for a single-token output.
+    pub fn on_completion(&mut self, osl: u32, itl_ms: Option<f64>) {
+        self.completions += 1;
+        self.osl_sum += osl as f64;
+        if let Some(itl) = itl_ms {
+            self.itl_ms.push(itl);
+        }
+    }
+
+    /// One scrape of the gauges: mean KV utilisation per role (0..1) and queued prefill tokens.
+    pub fn on_scrape(&mut self, kv_prefill: Option<f64>, kv_decode: Option<f64>, queued_prefill_tokens: f64) {
+        self.kv_prefill.add(kv_prefill);
+        self.kv_decode.add(kv_decode);
+        self.queued_prefill_tokens.add(Some(queued_prefill_tokens));
+    }
+
+    /// Summarises the interval and starts the next one.
+    pub fn take(&mut self, time_s: f64, interval_s: f64, replicas: RoleReplicas) -> (Observation, IntervalExtras) {
+        let mut a = std::mem::take(self);
+        let kv = RoleKv { prefill: a.kv_prefill.mean(), decode: a.kv_decode.mean() };
+        let obs = Observation {
+            time_s,
+            interval_s,
+            requests: Some(a.arrivals as f64),
+            isl_mean: (a.arrivals > 0).then(|| a.isl_sum / a.arrivals as f64),
+            osl_mean: (a.completions > 0).then(|| a.osl_sum / a.completions as f64),
+            ttft_ms: LatencySummary::of(&mut a.ttft_ms),
+            itl_ms: LatencySummary::of(&mut a.itl_ms),
+            kv_utilization: (kv.prefill.is_some() || kv.decode.is_some()).then_some(kv),
+            queued_prefill_tokens: a.queued_prefill_tokens.mean(),
+            replicas: Some(replicas),
+        };
+        // Keep the sample buffers' capacity for the next interval.
+        a.ttft_ms.clear();
+        a.itl_ms.clear();
+        self.ttft_ms = a.ttft_ms;
+        self.itl_ms = a.itl_ms;
+        (obs, IntervalExtras { completions: a.completions })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summarises_and_resets() {
+        let mut acc = IntervalAccumulator::default();
+        acc.on_arrival(100);
+        acc.on_arrival(300);
+        acc.on_first_token(50.0);
+        acc.on_completion(10, Some(8.0));
+        acc.on_completion(1, None);
+        acc.on_scrape(Some(0.1), Some(0.5), 200.0);
+        acc.on_scrape(None, Some(0.7), 0.0);
+        let (o, x) = acc.take(60.0, 60.0, RoleReplicas::default());
+        assert_eq!(o.requests, Some(2.0));
+        assert_eq!(o.isl_mean, Some(200.0));
+        assert_eq!(o.osl_mean, Some(5.5));
+        assert_eq!(o.itl_ms.unwrap().mean, 8.0);
+        assert!((o.kv_utilization.unwrap().decode.unwrap() - 0.6).abs() < 1e-12);
+        assert_eq!(o.kv_utilization.unwrap().prefill, Some(0.1));
+        assert_eq!(o.queued_prefill_tokens, Some(100.0));
+        assert_eq!(x.completions, 2);
+        let (o2, _) = acc.take(120.0, 60.0, RoleReplicas::default());
+        assert_eq!(o2.requests, Some(0.0));
+        assert_eq!(o2.isl_mean, None);
+        assert!(o2.ttft_ms.is_none());
+    }
+}

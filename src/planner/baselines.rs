@@ -1,0 +1,225 @@
+//! Baseline policies the planner is measured against: static, schedule replay, Dynamo's
+//! throughput planner as published, and an HPA-style threshold policy.
+
+use std::collections::VecDeque;
+
+use super::{Decision, Observation, Policy, PolicyContext};
+
+/// Fixed replica counts.
+pub struct StaticPolicy {
+    name: String,
+    prefill: u32,
+    decode: u32,
+}
+
+impl StaticPolicy {
+    pub fn new(prefill: u32, decode: u32) -> StaticPolicy {
+        StaticPolicy { name: format!("static:{prefill},{decode}"), prefill, decode }
+    }
+}
+
+impl Policy for StaticPolicy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn initial_replicas(&self) -> Option<(u32, u32)> {
+        Some((self.prefill, self.decode))
+    }
+    fn decide(&mut self, _now_s: f64, _obs: &Observation) -> Decision {
+        Decision { prefill: self.prefill, decode: self.decode, reasons: vec!["static".into()], forecast: None }
+    }
+}
+
+/// Replays `(time_s, prefill, decode)` rows: at each tick, the last row at or before now.
+pub struct SchedulePolicy {
+    name: String,
+    rows: Vec<(f64, u32, u32)>,
+}
+
+impl SchedulePolicy {
+    /// `rows` must be sorted by time and non-empty.
+    pub fn new(name: String, rows: Vec<(f64, u32, u32)>) -> SchedulePolicy {
+        SchedulePolicy { name, rows }
+    }
+
+    fn at(&self, t: f64) -> (u32, u32) {
+        let i = self.rows.partition_point(|r| r.0 <= t);
+        let r = self.rows[i.saturating_sub(1)];
+        (r.1, r.2)
+    }
+}
+
+impl Policy for SchedulePolicy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn initial_replicas(&self) -> Option<(u32, u32)> {
+        Some(self.at(0.0))
+    }
+    fn decide(&mut self, now_s: f64, _obs: &Observation) -> Decision {
+        let (p, d) = self.at(now_s);
+        Decision { prefill: p, decode: d, reasons: vec![format!("schedule row for t={now_s:.0}s")], forecast: None }
+    }
+}
+
+/// Dynamo's throughput-based planner, from its published formula: one step ahead with a
+/// constant (last value) predictor, prefill sized at full utilisation, decode at the best
+/// profiled throughput whose ITL meets the (corrected) target, proportional shrink to the
+/// budget, and a skipped tick when metrics are missing.
+pub struct DynamoPolicy {
+    ctx: PolicyContext,
+    corrections: bool,
+    name: String,
+}
+
+impl DynamoPolicy {
+    pub fn new(ctx: PolicyContext, corrections: bool) -> DynamoPolicy {
+        let name = if corrections { "dynamo".to_string() } else { "dynamo:no-correction".to_string() };
+        DynamoPolicy { ctx, corrections, name }
+    }
+
+    fn hold(&self, obs: &Observation, why: &str) -> Decision {
+        let r = obs.replicas.unwrap_or_default();
+        Decision {
+            prefill: r.prefill.ready + r.prefill.starting,
+            decode: r.decode.ready + r.decode.starting,
+            reasons: vec![format!("tick skipped: {why}")],
+            forecast: None,
+        }
+    }
+}
+
+impl Policy for DynamoPolicy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn decide(&mut self, _now_s: f64, obs: &Observation) -> Decision {
+        let (n, isl, osl) = match (obs.requests, obs.isl_mean, obs.osl_mean) {
+            (Some(n), Some(isl), Some(osl)) if n > 0.0 && isl.is_finite() && osl.is_finite() => (n, isl, osl),
+            _ => return self.hold(obs, "request count, ISL or OSL missing or NaN"),
+        };
+        let c = &self.ctx;
+        let interval = obs.interval_s.max(1e-9);
+        let mut reasons = Vec::new();
+        // Prefill: c_p = observed TTFT / profiled TTFT(ISL), applied as min(1, c_p).
+        let mut c_p = 1.0;
+        if self.corrections {
+            if let Some(t) = obs.ttft_ms {
+                c_p = t.mean / c.prefill.ttft_ms(isl);
+            }
+        }
+        let prefill_tokens_per_s = n * isl / interval * c_p.min(1.0);
+        let p_raw = prefill_tokens_per_s / c.prefill.tokens_per_s_per_gpu(isl) / c.limits.gpus_per_prefill_engine as f64;
+        let p = (p_raw.ceil() as u32).max(1);
+        // Decode: c_d = observed ITL / profiled ITL at the observed concurrency and context.
+        let context = isl + osl / 2.0;
+        let mut c_d = 1.0;
+        if self.corrections {
+            if let (Some(itl), Some(r)) = (obs.itl_ms, obs.replicas) {
+                let engines = (r.decode.ready.max(1)) as f64;
+                let concurrency = n / interval * osl * itl.mean / 1000.0 / engines;
+                let kv = concurrency * context / c.decode.max_kv_tokens();
+                let expected = c.decode.itl_ms(kv, context);
+                if expected > 0.0 && itl.mean > 0.0 {
+                    c_d = itl.mean / expected;
+                }
+            }
+        }
+        let best = c.decode.best_tokens_per_s_per_gpu(c.sla.itl_ms / c_d, context);
+        let decode_tokens_per_s = n * osl / interval;
+        let d = if best > 0.0 {
+            ((decode_tokens_per_s / best / c.limits.gpus_per_decode_engine as f64).ceil() as u32).max(1)
+        } else {
+            reasons.push("no profiled point meets the corrected ITL target; decode at its maximum".into());
+            c.limits.max_decode
+        };
+        reasons.push(format!(
+            "n={n:.0} isl={isl:.0} osl={osl:.0}; c_p={c_p:.2} c_d={c_d:.2}; prefill {p_raw:.2} engines, decode {:.2} engines",
+            if best > 0.0 { decode_tokens_per_s / best } else { f64::NAN }
+        ));
+        let (p, d, notes) = c.limits.clamp(p, d);
+        reasons.extend(notes);
+        Decision {
+            prefill: p,
+            decode: d,
+            reasons,
+            forecast: Some(super::Forecast { horizon_s: interval, requests_per_s: n / interval, isl, osl }),
+        }
+    }
+}
+
+/// HPA-style: `desired = ceil(ready * metric / target)` per role, ignored within a tolerance
+/// of 10%, with the largest recommendation of the last 300 s kept on the way down.
+/// Prefill's metric is the queued prefill tokens per ready engine, its target the tokens an
+/// engine prefills in half the TTFT target; decode's metric is the decode KV utilisation, its
+/// target the profiled KV usage at which ITL reaches the target at the observed context.
+pub struct ThresholdPolicy {
+    ctx: PolicyContext,
+    tolerance: f64,
+    stabilization_s: f64,
+    history: VecDeque<(f64, u32, u32)>,
+}
+
+impl ThresholdPolicy {
+    pub fn new(ctx: PolicyContext) -> ThresholdPolicy {
+        ThresholdPolicy { ctx, tolerance: 0.1, stabilization_s: 300.0, history: VecDeque::new() }
+    }
+
+    fn hpa(&self, current: u32, metric: f64, target: f64) -> u32 {
+        if current == 0 {
+            return 1;
+        }
+        let ratio = metric / target;
+        if (ratio - 1.0).abs() <= self.tolerance {
+            current
+        } else {
+            (current as f64 * ratio).ceil() as u32
+        }
+    }
+}
+
+impl Policy for ThresholdPolicy {
+    fn name(&self) -> &str {
+        "threshold"
+    }
+
+    fn decide(&mut self, now_s: f64, obs: &Observation) -> Decision {
+        let r = obs.replicas.unwrap_or_default();
+        let c = &self.ctx;
+        let mut reasons = Vec::new();
+        let isl = obs.isl_mean.filter(|x| x.is_finite()).unwrap_or(c.prefill.max_profiled_isl() / 4.0);
+        let osl = obs.osl_mean.filter(|x| x.is_finite()).unwrap_or(0.0);
+        let mut p = r.prefill.ready + r.prefill.starting;
+        if let Some(q) = obs.queued_prefill_tokens {
+            let per_engine = q / r.prefill.ready.max(1) as f64;
+            let target = c.prefill.tokens_per_s_per_engine(isl) * c.sla.ttft_ms / 1000.0 * 0.5;
+            p = self.hpa(r.prefill.ready, per_engine, target).max(1);
+            reasons.push(format!("prefill queue {per_engine:.0} tokens/engine vs target {target:.0}"));
+        } else {
+            reasons.push("prefill queue missing: prefill held".into());
+        }
+        let mut d = r.decode.ready + r.decode.starting;
+        if let Some(kv) = obs.kv_utilization.and_then(|k| k.decode) {
+            let context = isl + osl / 2.0;
+            let target = c.decode.max_kv_usage_for_itl(c.sla.itl_ms, context).unwrap_or(0.05).max(0.01);
+            d = self.hpa(r.decode.ready, kv, target).max(1);
+            reasons.push(format!("decode KV {kv:.3} vs target {target:.3}"));
+        } else {
+            reasons.push("decode KV utilisation missing: decode held".into());
+        }
+        // Scale-down stabilisation: the highest recommendation within the window.
+        self.history.push_back((now_s, p, d));
+        while self.history.front().is_some_and(|h| h.0 < now_s - self.stabilization_s) {
+            self.history.pop_front();
+        }
+        let p_stable = self.history.iter().map(|h| h.1).max().unwrap_or(p);
+        let d_stable = self.history.iter().map(|h| h.2).max().unwrap_or(d);
+        if p_stable > p || d_stable > d {
+            reasons.push(format!("scale-down stabilised over {:.0}s", self.stabilization_s));
+        }
+        let (p, d, notes) = c.limits.clamp(p_stable, d_stable);
+        reasons.extend(notes);
+        Decision { prefill: p, decode: d, reasons, forecast: None }
+    }
+}

@@ -1,0 +1,128 @@
+//! What a policy sees and what it answers. Field names are a public interface
+//! (`sla-planner decide`, `docs/decide.md`): keep them stable.
+
+use serde::{Deserialize, Serialize};
+
+/// Mean and percentiles of one latency over an interval, milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LatencySummary {
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+}
+
+impl LatencySummary {
+    /// Summarises samples (sorted in place); `None` when there are none.
+    pub fn of(samples: &mut [f64]) -> Option<LatencySummary> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_by(f64::total_cmp);
+        let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+        Some(LatencySummary {
+            mean,
+            p50: percentile_sorted(samples, 0.50),
+            p90: percentile_sorted(samples, 0.90),
+            p99: percentile_sorted(samples, 0.99),
+        })
+    }
+}
+
+/// Nearest-rank percentile of sorted samples.
+pub fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RoleKv {
+    #[serde(default)]
+    pub prefill: Option<f64>,
+    #[serde(default)]
+    pub decode: Option<f64>,
+}
+
+/// Replicas of one role by lifecycle state.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaState {
+    #[serde(default)]
+    pub ready: u32,
+    #[serde(default)]
+    pub starting: u32,
+    #[serde(default)]
+    pub draining: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RoleReplicas {
+    pub prefill: ReplicaState,
+    pub decode: ReplicaState,
+}
+
+/// What the last interval showed, as Prometheus and the DGD status would show it.
+/// Any signal may be missing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Observation {
+    /// End of the interval, seconds (any epoch; only differences matter).
+    pub time_s: f64,
+    pub interval_s: f64,
+    /// Requests that arrived in the interval; `None` when the count could not be read.
+    #[serde(default)]
+    pub requests: Option<f64>,
+    #[serde(default)]
+    pub isl_mean: Option<f64>,
+    #[serde(default)]
+    pub osl_mean: Option<f64>,
+    #[serde(default)]
+    pub ttft_ms: Option<LatencySummary>,
+    #[serde(default)]
+    pub itl_ms: Option<LatencySummary>,
+    #[serde(default)]
+    pub kv_utilization: Option<RoleKv>,
+    #[serde(default)]
+    pub queued_prefill_tokens: Option<f64>,
+    #[serde(default)]
+    pub replicas: Option<RoleReplicas>,
+}
+
+/// What a policy forecast for the horizon it planned for.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Forecast {
+    pub horizon_s: f64,
+    pub requests_per_s: f64,
+    pub isl: f64,
+    pub osl: f64,
+}
+
+/// Target replicas per role, with the reasons.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Decision {
+    pub prefill: u32,
+    pub decode: u32,
+    pub reasons: Vec<String>,
+    #[serde(default)]
+    pub forecast: Option<Forecast>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let mut v: Vec<f64> = (1..=100).map(|x| x as f64).collect();
+        let s = LatencySummary::of(&mut v).unwrap();
+        assert_eq!((s.p50, s.p90, s.p99), (50.0, 90.0, 99.0));
+        assert_eq!(s.mean, 50.5);
+        assert!(LatencySummary::of(&mut []).is_none());
+    }
+}

@@ -1,0 +1,150 @@
+//! Profiles: what one engine can do, as measured by Dynamo's profiler.
+//!
+//! Three on-disk forms are read:
+//! - Dynamo's profiler output directory (`selected_prefill_interpolation/raw_data.npz`
+//!   and `selected_decode_interpolation/raw_data.npz`), as Dynamo writes it;
+//! - Dynamo's JSON form of the same arrays (`prefill_raw_data.json`, `decode_raw_data.json`);
+//! - the project's own single-file JSON format (`docs/profile-format.md`), in which the
+//!   embedded default profile ships.
+//!
+//! Every form goes through [`Profile::validate`], which names the file and array at fault.
+
+mod interp;
+mod load;
+
+pub use interp::{DecodeModel, PrefillModel};
+pub use load::{load_profile, to_own_json};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::InputError;
+
+/// The embedded default: H200, Llama-3.1-8B-Instruct-FP8, TP1 prefill and decode.
+pub const DEFAULT_PROFILE_JSON: &str = include_str!("../../profiles/h200_llama-3.1-8b-fp8_tp1.json");
+pub const DEFAULT_PROFILE_NAME: &str = "h200_llama-3.1-8b-fp8_tp1";
+
+/// One-request-at-a-time prefill measurements. Array names are Dynamo's.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PrefillProfile {
+    /// Input sequence length, tokens.
+    pub prefill_isl: Vec<f64>,
+    /// Time to first token at that ISL, milliseconds.
+    pub prefill_ttft: Vec<f64>,
+    /// `isl / ttft * 1000 / gpus_per_engine`, tokens/s/GPU.
+    pub prefill_thpt_per_gpu: Vec<f64>,
+}
+
+/// Scattered points of a context-length x concurrency decode sweep. Array names are Dynamo's.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DecodeProfile {
+    /// `concurrency * context / max_kv_tokens`, fraction 0..1.
+    pub x_kv_usage: Vec<f64>,
+    /// `isl + osl/2` of the sweep point, tokens.
+    pub y_context_length: Vec<f64>,
+    /// Mean inter-token latency, milliseconds.
+    pub z_itl: Vec<f64>,
+    /// Output tokens/s/GPU.
+    pub z_thpt_per_gpu: Vec<f64>,
+    /// KV cache capacity of one engine, tokens.
+    pub max_kv_tokens: f64,
+}
+
+/// A validated profile, with the interpolating models built from it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Profile {
+    pub name: String,
+    /// Where the figures come from.
+    pub source: String,
+    /// Longest request (input + output tokens) an engine accepts.
+    pub max_context_tokens: f64,
+    pub prefill: PrefillProfile,
+    pub decode: DecodeProfile,
+}
+
+impl Profile {
+    /// The profile compiled into the binary.
+    pub fn embedded_default() -> Profile {
+        load::parse_own_json(DEFAULT_PROFILE_JSON, "<embedded default profile>")
+            .expect("the embedded profile is validated by tests")
+    }
+
+    /// GPUs per prefill engine, as implied by `isl / ttft * 1000 / thpt_per_gpu`.
+    pub fn prefill_gpus_per_engine(&self) -> f64 {
+        let p = &self.prefill;
+        let i = p.prefill_isl.len() / 2;
+        (p.prefill_isl[i] / p.prefill_ttft[i] * 1000.0 / p.prefill_thpt_per_gpu[i]).round().max(1.0)
+    }
+
+    pub fn prefill_model(&self) -> PrefillModel {
+        PrefillModel::new(&self.prefill)
+    }
+
+    pub fn decode_model(&self) -> DecodeModel {
+        DecodeModel::new(&self.decode)
+    }
+
+    /// Checks every array: present, same lengths, finite, positive, enough points.
+    pub fn validate(&self, origin: &str) -> Result<(), InputError> {
+        let bad = |array: &str, msg: String| InputError::Profile {
+            file: origin.to_string(),
+            array: array.to_string(),
+            message: msg,
+        };
+        let check = |array: &str, v: &[f64], min_len: usize, allow_zero: bool| {
+            if v.len() < min_len {
+                return Err(bad(array, format!("has {} points; at least {} are needed", v.len(), min_len)));
+            }
+            for (i, x) in v.iter().enumerate() {
+                if !x.is_finite() {
+                    return Err(bad(array, format!("element {i} is not finite ({x})")));
+                }
+                if *x < 0.0 || (!allow_zero && *x == 0.0) {
+                    return Err(bad(array, format!("element {i} is {x}; values must be positive")));
+                }
+            }
+            Ok(())
+        };
+        let p = &self.prefill;
+        check("prefill_isl", &p.prefill_isl, 2, false)?;
+        check("prefill_ttft", &p.prefill_ttft, 2, false)?;
+        check("prefill_thpt_per_gpu", &p.prefill_thpt_per_gpu, 2, false)?;
+        for (name, len) in [("prefill_ttft", p.prefill_ttft.len()), ("prefill_thpt_per_gpu", p.prefill_thpt_per_gpu.len())] {
+            if len != p.prefill_isl.len() {
+                return Err(bad(name, format!("has {len} points but prefill_isl has {}", p.prefill_isl.len())));
+            }
+        }
+        let mut isl = p.prefill_isl.clone();
+        isl.sort_by(f64::total_cmp);
+        if isl.windows(2).any(|w| w[0] == w[1]) {
+            return Err(bad("prefill_isl", "has repeated input lengths".into()));
+        }
+        let d = &self.decode;
+        check("x_kv_usage", &d.x_kv_usage, 2, false)?;
+        check("y_context_length", &d.y_context_length, 2, false)?;
+        check("z_itl", &d.z_itl, 2, false)?;
+        check("z_thpt_per_gpu", &d.z_thpt_per_gpu, 2, false)?;
+        check("max_kv_tokens", &[d.max_kv_tokens], 1, false)?;
+        for (name, len) in [
+            ("y_context_length", d.y_context_length.len()),
+            ("z_itl", d.z_itl.len()),
+            ("z_thpt_per_gpu", d.z_thpt_per_gpu.len()),
+        ] {
+            if len != d.x_kv_usage.len() {
+                return Err(bad(name, format!("has {len} points but x_kv_usage has {}", d.x_kv_usage.len())));
+            }
+        }
+        if let Some(i) = d.x_kv_usage.iter().position(|&x| x > 1.5) {
+            return Err(bad("x_kv_usage", format!("element {i} is {}; it is a fraction of the KV cache (0..1)", d.x_kv_usage[i])));
+        }
+        if !DecodeModel::has_enough_rows(d) {
+            return Err(bad(
+                "y_context_length",
+                "no context length has two or more decode points; the ITL surface cannot be built".into(),
+            ));
+        }
+        if !(self.max_context_tokens.is_finite() && self.max_context_tokens > 0.0) {
+            return Err(bad("max_context_tokens", format!("is {}; it must be positive", self.max_context_tokens)));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,211 @@
+//! What a dry run writes: `summary.json`, `timeline_<policy>.csv`, `report.html`, and the
+//! table printed in the terminal.
+
+mod html;
+pub mod svg;
+
+pub use html::render_html;
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::InputError;
+use crate::planner::percentile_sorted;
+use crate::planner::Sla;
+use crate::sim::SimResult;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+}
+
+impl Percentiles {
+    fn of(mut v: Vec<f64>) -> Percentiles {
+        v.sort_by(f64::total_cmp);
+        Percentiles { p50: round3(percentile_sorted(&v, 0.5)), p90: round3(percentile_sorted(&v, 0.9)), p99: round3(percentile_sorted(&v, 0.99)) }
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    if x.is_finite() {
+        (x * 1000.0).round() / 1000.0
+    } else {
+        0.0
+    }
+}
+
+/// One policy's figures, as `summary.json` holds them.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PolicySummary {
+    pub name: String,
+    pub requests: usize,
+    pub completed: usize,
+    pub rejected: usize,
+    /// Share of served (not rejected) requests with TTFT and mean ITL within target.
+    pub slo_attainment: f64,
+    pub ttft_attainment: f64,
+    pub itl_attainment: f64,
+    pub gpu_hours: f64,
+    /// Requests meeting the SLA per GPU-hour.
+    pub goodput_per_gpu_hour: f64,
+    pub ttft_ms: Percentiles,
+    pub itl_ms: Percentiles,
+    pub max_prefill: u32,
+    pub max_decode: u32,
+}
+
+impl PolicySummary {
+    pub fn of(r: &SimResult, sla: &Sla) -> PolicySummary {
+        let served: Vec<_> = r.outcomes.iter().filter(|o| !o.rejected()).collect();
+        let n = served.len().max(1) as f64;
+        let met = served.iter().filter(|o| o.meets(sla)).count();
+        let ttft_ok = served.iter().filter(|o| o.ttft_ms as f64 <= sla.ttft_ms).count();
+        let itl_ok = served.iter().filter(|o| o.itl_ms as f64 <= sla.itl_ms).count();
+        let gpu_hours = r.gpu_seconds / 3600.0;
+        PolicySummary {
+            name: r.policy.clone(),
+            requests: r.outcomes.len(),
+            completed: served.len(),
+            rejected: r.outcomes.len() - served.len(),
+            slo_attainment: round6(met as f64 / n),
+            ttft_attainment: round6(ttft_ok as f64 / n),
+            itl_attainment: round6(itl_ok as f64 / n),
+            gpu_hours: round6(gpu_hours),
+            goodput_per_gpu_hour: round3(if gpu_hours > 0.0 { met as f64 / gpu_hours } else { 0.0 }),
+            ttft_ms: Percentiles::of(served.iter().map(|o| o.ttft_ms as f64).collect()),
+            itl_ms: Percentiles::of(served.iter().map(|o| o.itl_ms as f64).collect()),
+            max_prefill: r.max_prefill,
+            max_decode: r.max_decode,
+        }
+    }
+}
+
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioInfo {
+    pub name: String,
+    pub description: String,
+    pub origin: String,
+    pub workload: String,
+    pub requests: usize,
+    pub duration_s: f64,
+    pub interval_s: f64,
+    pub startup_s: f64,
+    pub gpu_budget: u32,
+    pub profile: String,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub scenario: ScenarioInfo,
+    pub sla: Sla,
+    pub policies: Vec<PolicySummary>,
+    pub wall_time_s: f64,
+}
+
+/// A file-name-safe form of a policy name: `static:2,2` -> `static_2_2`.
+pub fn file_stem(policy: &str) -> String {
+    policy.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect()
+}
+
+pub fn write_summary(dir: &Path, s: &Summary) -> Result<(), InputError> {
+    let path = dir.join("summary.json");
+    let text = serde_json::to_string_pretty(s).expect("plain data serialises");
+    std::fs::write(&path, text + "\n").map_err(|e| InputError::io(&path, e))
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    match v {
+        Some(x) if x.is_finite() => format!("{x:.digits$}"),
+        _ => String::new(),
+    }
+}
+
+pub fn write_timeline(dir: &Path, r: &SimResult) -> Result<(), InputError> {
+    let path = dir.join(format!("timeline_{}.csv", file_stem(&r.policy)));
+    let mut out = Vec::new();
+    writeln!(
+        out,
+        "time_s,arrivals,isl_mean,osl_mean,prefill_ready,prefill_starting,prefill_draining,prefill_target,\
+decode_ready,decode_starting,decode_draining,decode_target,gpus,completions,ttft_p50_ms,ttft_p90_ms,ttft_p99_ms,\
+itl_p50_ms,itl_p90_ms,itl_p99_ms,kv_decode,queued_prefill_tokens,attainment,reasons"
+    )
+    .expect("vec write");
+    for row in &r.timeline {
+        let o = &row.observation;
+        let rep = o.replicas.unwrap_or_default();
+        let reasons = row.reasons.join("; ").replace('"', "'");
+        writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"",
+            o.time_s,
+            opt(o.requests, 0),
+            opt(o.isl_mean, 1),
+            opt(o.osl_mean, 1),
+            rep.prefill.ready,
+            rep.prefill.starting,
+            rep.prefill.draining,
+            row.target_prefill,
+            rep.decode.ready,
+            rep.decode.starting,
+            rep.decode.draining,
+            row.target_decode,
+            row.gpus,
+            row.completions,
+            opt(o.ttft_ms.map(|l| l.p50), 2),
+            opt(o.ttft_ms.map(|l| l.p90), 2),
+            opt(o.ttft_ms.map(|l| l.p99), 2),
+            opt(o.itl_ms.map(|l| l.p50), 3),
+            opt(o.itl_ms.map(|l| l.p90), 3),
+            opt(o.itl_ms.map(|l| l.p99), 3),
+            opt(o.kv_utilization.and_then(|k| k.decode), 4),
+            opt(o.queued_prefill_tokens, 0),
+            opt(row.attainment, 4),
+            reasons
+        )
+        .expect("vec write");
+    }
+    std::fs::write(&path, out).map_err(|e| InputError::io(&path, e))
+}
+
+/// The comparison table printed in the terminal (and pasted into the README).
+pub fn table(policies: &[PolicySummary]) -> String {
+    let header = ["policy", "SLO att.", "TTFT att.", "ITL att.", "GPU-h", "goodput/GPU-h", "TTFT p99 ms", "ITL p99 ms", "max P", "max D"];
+    let rows: Vec<[String; 10]> = policies
+        .iter()
+        .map(|p| {
+            [
+                p.name.clone(),
+                format!("{:.2}%", p.slo_attainment * 100.0),
+                format!("{:.2}%", p.ttft_attainment * 100.0),
+                format!("{:.2}%", p.itl_attainment * 100.0),
+                format!("{:.2}", p.gpu_hours),
+                format!("{:.0}", p.goodput_per_gpu_hour),
+                format!("{:.1}", p.ttft_ms.p99),
+                format!("{:.2}", p.itl_ms.p99),
+                p.max_prefill.to_string(),
+                p.max_decode.to_string(),
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> = (0..header.len()).map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0)).collect();
+    let mut s = String::new();
+    let line = |cells: Vec<&str>| -> String {
+        let parts: Vec<String> = cells.iter().enumerate().map(|(i, c)| if i == 0 { format!("{c:<w$}", w = widths[i]) } else { format!("{c:>w$}", w = widths[i]) }).collect();
+        format!("| {} |\n", parts.join(" | "))
+    };
+    s += &line(header.to_vec());
+    s += &format!("|{}|\n", widths.iter().enumerate().map(|(i, w)| if i == 0 { format!(":{}", "-".repeat(w + 1)) } else { format!("{}:", "-".repeat(w + 1)) }).collect::<Vec<_>>().join("|"));
+    for r in &rows {
+        s += &line(r.iter().map(String::as_str).collect());
+    }
+    s
+}

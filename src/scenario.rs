@@ -1,0 +1,328 @@
+//! Scenario files: a workload, a profile, the SLA and the deployment's limits, in YAML.
+//! The format is documented in `simulations/README.md`; the files in `simulations/` are
+//! also compiled in, so `--scenario NAME` works from any directory.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::InputError;
+use crate::planner::{Limits, Sla};
+use crate::profile::{load_profile, Profile};
+use crate::sim::{KvTransfer, SimConfig};
+use crate::workload::{read_trace, Request, SyntheticSpec, TraceFormat, TraceReadOptions, TraceTransform};
+
+/// Scenarios shipped in `simulations/`, by name.
+pub const EMBEDDED: &[(&str, &str)] = &[
+    ("sin-5-45", include_str!("../simulations/sin-5-45.yaml")),
+    ("sin-5-45-budget8", include_str!("../simulations/sin-5-45-budget8.yaml")),
+    ("azure-conv-x8", include_str!("../simulations/azure-conv-x8.yaml")),
+    ("azure-code-x8", include_str!("../simulations/azure-code-x8.yaml")),
+    ("mooncake-conv-x4", include_str!("../simulations/mooncake-conv-x4.yaml")),
+    ("flash-crowd", include_str!("../simulations/flash-crowd.yaml")),
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub seed: u64,
+    /// `default` for the embedded profile, or a path (a Dynamo profiler directory or a JSON file).
+    #[serde(default = "default_profile")]
+    pub profile: String,
+    pub workload: WorkloadSpec,
+    /// Policy ticks stop here; defaults to the workload's span rounded up to an interval.
+    #[serde(default)]
+    pub duration_s: Option<f64>,
+    pub sla: Sla,
+    pub deployment: DeploymentSpec,
+    /// Policies compared when none is given on the command line.
+    #[serde(default)]
+    pub policies: Vec<String>,
+}
+
+fn default_profile() -> String {
+    "default".into()
+}
+
+/// Exactly one of the two.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    #[serde(default)]
+    pub synthetic: Option<SyntheticSpec>,
+    #[serde(default)]
+    pub trace: Option<TraceSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceSpec {
+    pub file: String,
+    #[serde(default)]
+    pub format: Option<TraceFormat>,
+    #[serde(default)]
+    pub skip_bad_lines: bool,
+    #[serde(default)]
+    pub transform: TraceTransform,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentSpec {
+    pub interval_s: f64,
+    pub startup_s: f64,
+    #[serde(default = "default_scrape")]
+    pub scrape_s: f64,
+    pub gpu_budget: u32,
+    #[serde(default = "one")]
+    pub gpus_per_prefill_engine: u32,
+    #[serde(default = "one")]
+    pub gpus_per_decode_engine: u32,
+    #[serde(default = "one")]
+    pub min_prefill: u32,
+    #[serde(default)]
+    pub max_prefill: Option<u32>,
+    #[serde(default = "one")]
+    pub min_decode: u32,
+    #[serde(default)]
+    pub max_decode: Option<u32>,
+    #[serde(default)]
+    pub initial: Option<InitialReplicas>,
+    #[serde(default)]
+    pub prefill_token_budget: Option<u32>,
+    #[serde(default)]
+    pub kv_transfer: KvTransfer,
+    #[serde(default)]
+    pub max_decode_batch: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitialReplicas {
+    pub prefill: u32,
+    pub decode: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+fn default_scrape() -> f64 {
+    15.0
+}
+
+/// Command-line changes to a scenario.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub trace: Option<PathBuf>,
+    pub trace_format: Option<TraceFormat>,
+    pub skip_bad_lines: bool,
+    pub transform: TraceTransform,
+    pub profile: Option<PathBuf>,
+    pub startup_s: Option<f64>,
+    pub gpu_budget: Option<u32>,
+    pub seed: Option<u64>,
+}
+
+/// A scenario made ready to run: workload generated or read, profile loaded.
+pub struct Scenario {
+    pub file: ScenarioFile,
+    pub origin: String,
+    pub profile: Profile,
+    pub requests: Vec<Request>,
+    pub sim: SimConfig,
+    /// Notes for the report: lines skipped, requests adjusted.
+    pub notes: Vec<String>,
+    /// Where the workload came from.
+    pub workload_source: String,
+}
+
+fn field_err(origin: &str, field: &str, message: impl Into<String>) -> InputError {
+    InputError::Scenario { file: origin.to_string(), field: field.to_string(), message: message.into() }
+}
+
+/// Finds a scenario by file path or embedded name; returns its text, origin and base directory.
+pub fn find(name_or_file: &str) -> Result<(String, String, PathBuf), InputError> {
+    let p = Path::new(name_or_file);
+    if p.is_file() {
+        let text = std::fs::read_to_string(p).map_err(|e| InputError::io(p, e))?;
+        let base = p.parent().map(Path::to_path_buf).unwrap_or_default();
+        return Ok((text, p.display().to_string(), base));
+    }
+    if let Some((name, text)) = EMBEDDED.iter().find(|(n, _)| *n == name_or_file) {
+        // Paths inside an embedded scenario resolve as if read from ./simulations/NAME.yaml.
+        return Ok((text.to_string(), format!("simulations/{name}.yaml (embedded)"), PathBuf::from("simulations")));
+    }
+    let names: Vec<&str> = EMBEDDED.iter().map(|(n, _)| *n).collect();
+    Err(InputError::Usage(format!(
+        "--scenario {name_or_file:?} is neither a file nor a shipped scenario ({})",
+        names.join(", ")
+    )))
+}
+
+pub fn parse(text: &str, origin: &str) -> Result<ScenarioFile, InputError> {
+    serde_yaml_ng::from_str(text).map_err(|e| {
+        let loc = e.location().map(|l| format!(" (line {}, column {})", l.line(), l.column())).unwrap_or_default();
+        let msg = e.to_string();
+        // serde reports the failing path first, as `a.b.c: message`.
+        let (field, message) = match msg.split_once(": ") {
+            Some((f, m)) if !f.contains(' ') => (f.to_string(), m.to_string()),
+            _ => ("-".to_string(), msg.clone()),
+        };
+        field_err(origin, &field, format!("{message}{loc}"))
+    })
+}
+
+pub fn load(name_or_file: &str, ov: &Overrides) -> Result<Scenario, InputError> {
+    let (text, origin, base) = find(name_or_file)?;
+    let file = parse(&text, &origin)?;
+    prepare(file, &origin, &base, ov)
+}
+
+fn positive(origin: &str, field: &str, v: f64) -> Result<(), InputError> {
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        Err(field_err(origin, field, format!("must be a number > 0 (got {v})")))
+    }
+}
+
+pub fn prepare(file: ScenarioFile, origin: &str, base: &Path, ov: &Overrides) -> Result<Scenario, InputError> {
+    let d = &file.deployment;
+    positive(origin, "sla.ttft_ms", file.sla.ttft_ms)?;
+    positive(origin, "sla.itl_ms", file.sla.itl_ms)?;
+    positive(origin, "deployment.interval_s", d.interval_s)?;
+    positive(origin, "deployment.scrape_s", d.scrape_s)?;
+    let startup_s = ov.startup_s.unwrap_or(d.startup_s);
+    if !(startup_s.is_finite() && startup_s >= 0.0) {
+        return Err(field_err(origin, "deployment.startup_s", format!("must be >= 0 (got {startup_s})")));
+    }
+    let gpu_budget = ov.gpu_budget.unwrap_or(d.gpu_budget);
+    if d.gpus_per_prefill_engine == 0 || d.gpus_per_decode_engine == 0 {
+        return Err(field_err(origin, "deployment.gpus_per_prefill_engine", "GPUs per engine must be at least 1"));
+    }
+    if d.min_prefill == 0 || d.min_decode == 0 {
+        return Err(field_err(origin, "deployment.min_prefill", "a disaggregated deployment needs at least one replica per role"));
+    }
+    let limits = Limits {
+        min_prefill: d.min_prefill,
+        max_prefill: d.max_prefill.unwrap_or(gpu_budget / d.gpus_per_prefill_engine),
+        min_decode: d.min_decode,
+        max_decode: d.max_decode.unwrap_or(gpu_budget / d.gpus_per_decode_engine),
+        gpu_budget,
+        gpus_per_prefill_engine: d.gpus_per_prefill_engine,
+        gpus_per_decode_engine: d.gpus_per_decode_engine,
+    };
+    if limits.max_prefill < limits.min_prefill {
+        return Err(field_err(origin, "deployment.max_prefill", format!("{} is below min_prefill {}", limits.max_prefill, limits.min_prefill)));
+    }
+    if limits.max_decode < limits.min_decode {
+        return Err(field_err(origin, "deployment.max_decode", format!("{} is below min_decode {}", limits.max_decode, limits.min_decode)));
+    }
+    if limits.gpus(limits.min_prefill, limits.min_decode) > gpu_budget {
+        return Err(field_err(origin, "deployment.gpu_budget", format!("{gpu_budget} GPUs cannot hold the minimum replicas")));
+    }
+    if let Some(0) = d.prefill_token_budget {
+        return Err(field_err(origin, "deployment.prefill_token_budget", "must be at least 1"));
+    }
+    for (f, v) in [("deployment.kv_transfer.base_ms", d.kv_transfer.base_ms), ("deployment.kv_transfer.per_1k_tokens_ms", d.kv_transfer.per_1k_tokens_ms)] {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(field_err(origin, f, format!("must be >= 0 (got {v})")));
+        }
+    }
+
+    let profile = match &ov.profile {
+        Some(p) => load_profile(p)?,
+        None if file.profile == "default" => Profile::embedded_default(),
+        None => load_profile(&base.join(&file.profile))?,
+    };
+
+    let mut notes = Vec::new();
+    let seed = ov.seed.unwrap_or(file.seed);
+    let workload = match (&file.workload.synthetic, &file.workload.trace) {
+        (Some(s), None) => Workload::Synthetic(s),
+        (None, Some(t)) => Workload::Trace(t),
+        _ => return Err(field_err(origin, "workload", "needs exactly one of synthetic and trace")),
+    };
+    let (requests, workload_source) = match (&ov.trace, &workload) {
+        (Some(path), _) => {
+            ov.transform.validate().map_err(InputError::Usage)?;
+            let trace = read_trace(path, &TraceReadOptions { format: ov.trace_format, skip_bad_lines: ov.skip_bad_lines })?;
+            trace_notes(&trace, &mut notes);
+            (ov.transform.apply(trace.requests), format!("trace {}", path.display()))
+        }
+        (None, Workload::Trace(t)) => {
+            t.transform.validate().map_err(|m| field_err(origin, "workload.trace", m))?;
+            let path = base.join(&t.file);
+            if !path.exists() {
+                return Err(field_err(
+                    origin,
+                    "workload.trace.file",
+                    format!("{} does not exist (paths resolve from the scenario's directory; pass --trace FILE to use another)", path.display()),
+                ));
+            }
+            let trace = read_trace(&path, &TraceReadOptions { format: ov.trace_format.or(t.format), skip_bad_lines: t.skip_bad_lines || ov.skip_bad_lines })?;
+            trace_notes(&trace, &mut notes);
+            (t.transform.apply(trace.requests), format!("trace {}", path.display()))
+        }
+        (None, Workload::Synthetic(s)) => {
+            s.validate().map_err(|m| field_err(origin, &format!("workload.synthetic.{}", m.split(':').next().unwrap_or("")), m))?;
+            (s.generate(seed), format!("synthetic, seed {seed}"))
+        }
+    };
+    if requests.is_empty() {
+        return Err(field_err(origin, "workload", "the workload holds no requests (check the window)"));
+    }
+    let span = requests.last().map(|r| r.arrival_s).unwrap_or(0.0);
+    let duration_s = match (&workload, file.duration_s) {
+        (_, Some(v)) => {
+            positive(origin, "duration_s", v)?;
+            v
+        }
+        (Workload::Synthetic(s), None) if ov.trace.is_none() => s.duration_s,
+        _ => (span / d.interval_s).ceil().max(1.0) * d.interval_s,
+    };
+    let initial = d.initial.map(|i| (i.prefill, i.decode)).unwrap_or((limits.min_prefill, limits.min_decode));
+    let sim = SimConfig {
+        sla: file.sla,
+        limits,
+        interval_s: d.interval_s,
+        startup_s,
+        scrape_s: d.scrape_s,
+        prefill_token_budget: d.prefill_token_budget.unwrap_or(profile.max_context_tokens.ceil() as u32),
+        kv_transfer: d.kv_transfer,
+        max_decode_batch: d.max_decode_batch,
+        initial,
+        duration_s,
+        max_context_tokens: profile.max_context_tokens,
+    };
+    let too_long = requests.iter().filter(|r| (r.isl as f64 + r.osl as f64) > profile.max_context_tokens).count();
+    if too_long > 0 {
+        notes.push(format!(
+            "{too_long} of {} requests exceed the profile's context of {} tokens; they are rejected and counted",
+            requests.len(),
+            profile.max_context_tokens
+        ));
+    }
+    Ok(Scenario { file, origin: origin.to_string(), profile, requests, sim, notes, workload_source })
+}
+
+enum Workload<'a> {
+    Synthetic(&'a SyntheticSpec),
+    Trace(&'a TraceSpec),
+}
+
+fn trace_notes(t: &crate::workload::Trace, notes: &mut Vec<String>) {
+    if t.bad_lines_skipped > 0 {
+        notes.push(format!("{} malformed trace lines skipped ({})", t.bad_lines_skipped, t.bad_line_examples.join("; ")));
+    }
+    if t.failed_rows_skipped > 0 {
+        notes.push(format!("{} rows marked failed in the trace (0 response tokens) not replayed", t.failed_rows_skipped));
+    }
+    if t.zero_output_requests > 0 {
+        notes.push(format!("{} requests with 0 output tokens replayed as 1-token outputs", t.zero_output_requests));
+    }
+}

@@ -1,0 +1,187 @@
+//! Simulated engines: one prefill engine with its queue, one decode engine with its batch.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+
+use crate::profile::{DecodeModel, PrefillModel};
+use crate::workload::Request;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Life {
+    /// Cold start: GPUs paid for, no work served.
+    Starting,
+    Ready,
+    /// Takes no new work, finishes what it has, then goes.
+    Draining,
+    Gone,
+}
+
+pub struct PrefillEngine {
+    pub life: Life,
+    pub born_s: f64,
+    pub gone_s: Option<f64>,
+    /// `(request, tokens already prefilled)` in arrival order.
+    queue: VecDeque<(u32, u32)>,
+    /// Tokens still to prefill, over the whole queue.
+    pub queued_tokens: u64,
+    /// Chunks of the batch in flight: tokens taken from each of the first queue entries.
+    batch: Vec<u32>,
+}
+
+impl PrefillEngine {
+    pub fn new(now: f64, life: Life) -> PrefillEngine {
+        PrefillEngine { life, born_s: now, gone_s: None, queue: VecDeque::new(), queued_tokens: 0, batch: Vec::new() }
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub fn enqueue(&mut self, id: u32, isl: u32) {
+        self.queue.push_back((id, 0));
+        self.queued_tokens += isl as u64;
+    }
+
+    /// Tokens held in this engine's KV cache: what is prefilled so far plus the batch in flight.
+    pub fn kv_tokens(&self) -> f64 {
+        let started: u64 = self.queue.iter().take_while(|e| e.1 > 0).map(|e| e.1 as u64).sum();
+        (started + self.batch.iter().map(|&t| t as u64).sum::<u64>()) as f64
+    }
+
+    /// Starts the next iteration if idle and there is work: takes up to `budget` tokens from
+    /// the front of the queue. Returns its duration in ms: the fixed overhead plus each
+    /// chunk's token cost, so one whole request alone takes exactly its profiled TTFT.
+    pub fn start_batch(&mut self, requests: &[Request], model: &PrefillModel, budget: u32) -> Option<f64> {
+        if !self.batch.is_empty() || self.queue.is_empty() {
+            return None;
+        }
+        let mut left = budget.max(1);
+        let mut ms = model.overhead_ms();
+        for &(id, done) in self.queue.iter() {
+            if left == 0 {
+                break;
+            }
+            let isl = requests[id as usize].isl;
+            let take = (isl - done).min(left);
+            ms += model.chunk_cost_ms(done as f64, (done + take) as f64);
+            self.batch.push(take);
+            left -= take;
+        }
+        Some(ms)
+    }
+
+    /// Ends the iteration in flight; returns the requests whose prefill is complete.
+    pub fn finish_batch(&mut self, requests: &[Request]) -> Vec<u32> {
+        let mut done_ids = Vec::new();
+        for take in std::mem::take(&mut self.batch) {
+            let entry = self.queue.front_mut().expect("a chunk belongs to a queued request");
+            entry.1 += take;
+            self.queued_tokens -= take as u64;
+            if entry.1 >= requests[entry.0 as usize].isl {
+                done_ids.push(entry.0);
+                self.queue.pop_front();
+            } else {
+                // A partly prefilled request stays at the front for the next iteration;
+                // it was the batch's last chunk, so the loop ends here.
+                break;
+            }
+        }
+        done_ids
+    }
+}
+
+pub struct DecodeEngine {
+    pub life: Life,
+    pub born_s: f64,
+    pub gone_s: Option<f64>,
+    /// Tokens reserved for admitted requests (input + full output each).
+    pub reserved_tokens: u64,
+    /// Tokens currently in the KV cache of the running batch.
+    pub live_tokens: f64,
+    active: u32,
+    steps_done: u64,
+    /// `(step at which it finishes, request)`.
+    finishing: BinaryHeap<Reverse<(u64, u32)>>,
+    /// Admitted while a step was running; they join at the next step.
+    joining: Vec<u32>,
+    stepping: bool,
+}
+
+impl DecodeEngine {
+    pub fn new(now: f64, life: Life) -> DecodeEngine {
+        DecodeEngine {
+            life,
+            born_s: now,
+            gone_s: None,
+            reserved_tokens: 0,
+            live_tokens: 0.0,
+            active: 0,
+            steps_done: 0,
+            finishing: BinaryHeap::new(),
+            joining: Vec::new(),
+            stepping: false,
+        }
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.active == 0 && self.joining.is_empty()
+    }
+
+    pub fn batch_len(&self) -> u32 {
+        self.active + self.joining.len() as u32
+    }
+
+    pub fn admit(&mut self, id: u32, r: Request) {
+        self.reserved_tokens += r.isl as u64 + r.osl as u64;
+        if self.stepping {
+            self.joining.push(id);
+        } else {
+            self.join(id, r);
+        }
+    }
+
+    fn join(&mut self, id: u32, r: Request) {
+        self.active += 1;
+        // The first token came from prefill; decode makes the other osl - 1.
+        self.live_tokens += r.isl as f64 + 1.0;
+        self.finishing.push(Reverse((self.steps_done + (r.osl as u64 - 1), id)));
+    }
+
+    /// Starts a step if not stepping and the batch is not empty; returns its duration in ms,
+    /// the profile's ITL at this engine's KV usage and mean context.
+    pub fn start_step(&mut self, model: &DecodeModel) -> Option<f64> {
+        if self.stepping || self.active == 0 {
+            return None;
+        }
+        self.stepping = true;
+        let kv = self.live_tokens / model.max_kv_tokens();
+        let context = self.live_tokens / self.active as f64;
+        Some(model.itl_ms(kv, context))
+    }
+
+    /// Ends the step: every running request made one token. Returns those now finished.
+    pub fn finish_step(&mut self, requests: &[Request]) -> Vec<u32> {
+        self.stepping = false;
+        self.steps_done += 1;
+        self.live_tokens += self.active as f64;
+        let mut finished = Vec::new();
+        while let Some(&Reverse((step, id))) = self.finishing.peek() {
+            if step > self.steps_done {
+                break;
+            }
+            self.finishing.pop();
+            let r = requests[id as usize];
+            self.active -= 1;
+            self.live_tokens -= r.isl as f64 + r.osl as f64;
+            self.reserved_tokens -= r.isl as u64 + r.osl as u64;
+            finished.push(id);
+        }
+        if self.active == 0 {
+            self.live_tokens = 0.0; // no drift from float sums
+        }
+        for id in std::mem::take(&mut self.joining) {
+            self.join(id, requests[id as usize]);
+        }
+        finished
+    }
+}

@@ -1,0 +1,573 @@
+//! The dry run: a discrete-event, per-request simulation of a disaggregated Dynamo deployment.
+//!
+//! Requests arrive from a workload, queue at a prefill engine (join the shortest queue, in
+//! tokens), are prefilled in chunked batches, move their KV cache to a decode engine (the one
+//! with the most free KV; a pool-level FIFO waits when none has room) and decode in
+//! continuous batches. Every `interval_s` the policy under test is shown an [`Observation`]
+//! of the interval and returns targets, which start replicas (after a cold start) or drain them.
+//! How batches map to time is documented in `docs/simulator.md`.
+
+mod engine;
+pub mod oracle;
+pub mod policies;
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::IntervalAccumulator;
+use crate::planner::{Limits, Observation, Policy, ReplicaState, RoleReplicas, Sla};
+use crate::profile::{DecodeModel, PrefillModel, Profile};
+use crate::workload::Request;
+use engine::{DecodeEngine, Life, PrefillEngine};
+
+/// KV cache transfer from prefill to decode: `base_ms + per_1k_tokens_ms * isl / 1000`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KvTransfer {
+    #[serde(default)]
+    pub base_ms: f64,
+    #[serde(default)]
+    pub per_1k_tokens_ms: f64,
+}
+
+impl KvTransfer {
+    fn seconds(&self, isl: u32) -> f64 {
+        (self.base_ms + self.per_1k_tokens_ms * isl as f64 / 1000.0) / 1000.0
+    }
+}
+
+/// Everything the simulated deployment needs besides the workload and the policy.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub sla: Sla,
+    pub limits: Limits,
+    pub interval_s: f64,
+    /// Cold start of a new replica: GPUs are paid from the request, work starts after this.
+    pub startup_s: f64,
+    /// How often gauges (KV utilisation, queue) are sampled, as Prometheus scrapes them.
+    pub scrape_s: f64,
+    /// Tokens one prefill iteration may take (chunked prefill).
+    pub prefill_token_budget: u32,
+    pub kv_transfer: KvTransfer,
+    /// Requests one decode engine may batch, besides the KV limit.
+    pub max_decode_batch: Option<u32>,
+    /// Replicas ready at time 0 unless the policy names its own.
+    pub initial: (u32, u32),
+    /// Policy ticks stop here; requests already admitted still finish.
+    pub duration_s: f64,
+    pub max_context_tokens: f64,
+}
+
+/// What happened to one request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outcome {
+    /// NaN for a rejected request.
+    pub ttft_ms: f32,
+    /// Mean inter-token latency; 0 for one-token outputs; NaN for a rejected request.
+    pub itl_ms: f32,
+}
+
+impl Outcome {
+    pub fn rejected(&self) -> bool {
+        self.ttft_ms.is_nan()
+    }
+    pub fn meets(&self, sla: &Sla) -> bool {
+        self.ttft_ms as f64 <= sla.ttft_ms && self.itl_ms as f64 <= sla.itl_ms
+    }
+}
+
+/// One row of a policy's timeline: an interval as observed, and what was decided at its end.
+#[derive(Debug, Clone)]
+pub struct IntervalRow {
+    pub observation: Observation,
+    pub completions: u64,
+    /// Share of the interval's completions that met the SLA.
+    pub attainment: Option<f64>,
+    pub target_prefill: u32,
+    pub target_decode: u32,
+    pub gpus: u32,
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimResult {
+    pub policy: String,
+    pub outcomes: Vec<Outcome>,
+    pub timeline: Vec<IntervalRow>,
+    pub gpu_seconds: f64,
+    pub max_prefill: u32,
+    pub max_decode: u32,
+    pub end_s: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Event {
+    PrefillDone(u32),
+    DecodeStep(u32),
+    PrefillReady(u32),
+    DecodeReady(u32),
+    KvArrive(u32),
+}
+
+struct Scheduled {
+    at: f64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Scheduled {
+    // Reversed: BinaryHeap is a max-heap and the earliest event must come first.
+    fn cmp(&self, o: &Self) -> Ordering {
+        o.at.total_cmp(&self.at).then(o.seq.cmp(&self.seq))
+    }
+}
+
+/// Per-request state while in flight.
+#[derive(Debug, Clone, Copy, Default)]
+struct InFlight {
+    first_token_s: f64,
+    finish_s: f64,
+}
+
+struct Sim<'a> {
+    cfg: &'a SimConfig,
+    prefill_model: PrefillModel,
+    decode_model: DecodeModel,
+    requests: &'a [Request],
+    outcomes: Vec<Outcome>,
+    flight: Vec<InFlight>,
+    heap: BinaryHeap<Scheduled>,
+    seq: u64,
+    now: f64,
+    prefill: Vec<PrefillEngine>,
+    decode: Vec<DecodeEngine>,
+    /// Requests waiting for any ready prefill engine (only when none is ready).
+    prefill_backlog: VecDeque<u32>,
+    /// Requests whose KV has arrived but no decode engine has room.
+    decode_waiting: VecDeque<u32>,
+    acc: IntervalAccumulator,
+    target: (u32, u32),
+    max_prefill: u32,
+    max_decode: u32,
+}
+
+/// Runs one policy over one workload.
+pub fn simulate(
+    cfg: &SimConfig,
+    profile: &Profile,
+    requests: &[Request],
+    policy: &mut dyn Policy,
+    progress: Option<&indicatif::ProgressBar>,
+) -> SimResult {
+    let mut sim = Sim {
+        cfg,
+        prefill_model: profile.prefill_model(),
+        decode_model: profile.decode_model(),
+        requests,
+        outcomes: vec![Outcome { ttft_ms: f32::NAN, itl_ms: f32::NAN }; requests.len()],
+        flight: vec![InFlight::default(); requests.len()],
+        heap: BinaryHeap::new(),
+        seq: 0,
+        now: 0.0,
+        prefill: Vec::new(),
+        decode: Vec::new(),
+        prefill_backlog: VecDeque::new(),
+        decode_waiting: VecDeque::new(),
+        acc: IntervalAccumulator::default(),
+        target: (0, 0),
+        max_prefill: 0,
+        max_decode: 0,
+    };
+    let (p0, d0) = policy.initial_replicas().unwrap_or(cfg.initial);
+    let (p0, d0, _) = cfg.limits.clamp(p0, d0);
+    for _ in 0..p0 {
+        sim.prefill.push(PrefillEngine::new(0.0, Life::Ready));
+    }
+    for _ in 0..d0 {
+        sim.decode.push(DecodeEngine::new(0.0, Life::Ready));
+    }
+    sim.target = (p0, d0);
+    sim.note_peaks();
+
+    let mut timeline = Vec::new();
+    // The first decision, at time 0, sees an empty interval and the initial replicas.
+    let first_obs = Observation {
+        time_s: 0.0,
+        interval_s: cfg.interval_s,
+        replicas: Some(sim.replica_states()),
+        ..Default::default()
+    };
+    let d = policy.decide(0.0, &first_obs);
+    sim.apply_targets(d.prefill, d.decode);
+
+    let mut next_arrival = 0usize;
+    let mut next_tick = cfg.interval_s;
+    let mut next_scrape = cfg.scrape_s;
+    loop {
+        let t_arrival = requests.get(next_arrival).map_or(f64::INFINITY, |r| r.arrival_s);
+        let t_event = sim.heap.peek().map_or(f64::INFINITY, |e| e.at);
+        let ticking = next_tick <= cfg.duration_s + 1e-9;
+        let t_tick = if ticking { next_tick } else { f64::INFINITY };
+        let t_scrape = if ticking { next_scrape } else { f64::INFINITY };
+        let t = t_event.min(t_arrival).min(t_tick).min(t_scrape);
+        if !t.is_finite() {
+            break;
+        }
+        sim.now = t;
+        if t_event <= t {
+            let e = sim.heap.pop().expect("peeked");
+            sim.handle(e.event);
+        } else if t_arrival <= t {
+            sim.arrive(next_arrival as u32);
+            next_arrival += 1;
+            if let Some(pb) = progress {
+                if next_arrival % 4096 == 0 {
+                    pb.set_position(next_arrival as u64);
+                }
+            }
+        } else if t_scrape <= t {
+            sim.scrape();
+            next_scrape += cfg.scrape_s;
+        } else {
+            let replicas = sim.replica_states();
+            let (obs, extras) = sim.acc.take(t, cfg.interval_s, replicas);
+            let decision = policy.decide(t, &obs);
+            sim.apply_targets(decision.prefill, decision.decode);
+            timeline.push(IntervalRow {
+                observation: obs,
+                completions: extras.completions,
+                attainment: None,
+                target_prefill: sim.target.0,
+                target_decode: sim.target.1,
+                gpus: sim.gpus_held(),
+                reasons: decision.reasons,
+            });
+            next_tick += cfg.interval_s;
+        }
+    }
+    if let Some(pb) = progress {
+        pb.set_position(requests.len() as u64);
+    }
+    let end_s = sim.now.max(cfg.duration_s);
+    let gpu_seconds = sim.gpu_seconds(end_s);
+    fill_attainment(&mut timeline, &sim.outcomes, &sim.flight, cfg);
+    SimResult {
+        policy: policy.name().to_string(),
+        outcomes: sim.outcomes,
+        timeline,
+        gpu_seconds,
+        max_prefill: sim.max_prefill,
+        max_decode: sim.max_decode,
+        end_s,
+    }
+}
+
+/// Attainment per interval, over the requests that finished in it.
+fn fill_attainment(timeline: &mut [IntervalRow], outcomes: &[Outcome], flight: &[InFlight], cfg: &SimConfig) {
+    let n = timeline.len();
+    let mut met = vec![0u64; n];
+    let mut total = vec![0u64; n];
+    for (i, o) in outcomes.iter().enumerate() {
+        if o.rejected() {
+            continue;
+        }
+        if n == 0 {
+            break;
+        }
+        let k = ((flight[i].finish_s / cfg.interval_s).floor() as usize).min(n - 1);
+        total[k] += 1;
+        if o.meets(&cfg.sla) {
+            met[k] += 1;
+        }
+    }
+    for (k, row) in timeline.iter_mut().enumerate() {
+        row.attainment = (total[k] > 0).then(|| met[k] as f64 / total[k] as f64);
+    }
+}
+
+impl Sim<'_> {
+    fn schedule(&mut self, at: f64, event: Event) {
+        self.seq += 1;
+        self.heap.push(Scheduled { at, seq: self.seq, event });
+    }
+
+    fn replica_states(&self) -> RoleReplicas {
+        fn count<'e>(lives: impl Iterator<Item = &'e Life>) -> ReplicaState {
+            let mut s = ReplicaState::default();
+            for l in lives {
+                match l {
+                    Life::Starting => s.starting += 1,
+                    Life::Ready => s.ready += 1,
+                    Life::Draining => s.draining += 1,
+                    Life::Gone => {}
+                }
+            }
+            s
+        }
+        RoleReplicas {
+            prefill: count(self.prefill.iter().map(|e| &e.life)),
+            decode: count(self.decode.iter().map(|e| &e.life)),
+        }
+    }
+
+    fn gpus_held(&self) -> u32 {
+        let r = self.replica_states();
+        let held = |s: ReplicaState| s.ready + s.starting + s.draining;
+        self.cfg.limits.gpus(held(r.prefill), held(r.decode))
+    }
+
+    fn note_peaks(&mut self) {
+        let r = self.replica_states();
+        self.max_prefill = self.max_prefill.max(r.prefill.ready + r.prefill.starting + r.prefill.draining);
+        self.max_decode = self.max_decode.max(r.decode.ready + r.decode.starting + r.decode.draining);
+    }
+
+    fn gpu_seconds(&self, end_s: f64) -> f64 {
+        let l = &self.cfg.limits;
+        let p: f64 = self.prefill.iter().map(|e| e.gone_s.unwrap_or(end_s) - e.born_s).sum();
+        let d: f64 = self.decode.iter().map(|e| e.gone_s.unwrap_or(end_s) - e.born_s).sum();
+        p * l.gpus_per_prefill_engine as f64 + d * l.gpus_per_decode_engine as f64
+    }
+
+    fn apply_targets(&mut self, prefill: u32, decode: u32) {
+        // Whatever a policy asks, the deployment never leaves its limits.
+        let (p, d, _) = self.cfg.limits.clamp(prefill, decode);
+        self.target = (p, d);
+        self.scale_prefill(p);
+        self.scale_decode(d);
+        self.note_peaks();
+    }
+
+    fn scale_prefill(&mut self, target: u32) {
+        let now = self.now;
+        let counted = self.prefill.iter().filter(|e| matches!(e.life, Life::Starting | Life::Ready)).count() as u32;
+        if target > counted {
+            for _ in counted..target {
+                let id = self.prefill.len() as u32;
+                self.prefill.push(PrefillEngine::new(now, Life::Starting));
+                self.schedule(now + self.cfg.startup_s, Event::PrefillReady(id));
+            }
+        } else if target < counted {
+            let mut remove = counted - target;
+            // Cancel cold starts first (newest first), then drain the least loaded ready engines.
+            for e in self.prefill.iter_mut().rev() {
+                if remove == 0 {
+                    break;
+                }
+                if e.life == Life::Starting {
+                    e.life = Life::Gone;
+                    e.gone_s = Some(now);
+                    remove -= 1;
+                }
+            }
+            let mut ready: Vec<usize> = (0..self.prefill.len()).filter(|&i| self.prefill[i].life == Life::Ready).collect();
+            ready.sort_by_key(|&i| (self.prefill[i].queued_tokens, std::cmp::Reverse(i)));
+            for i in ready.into_iter().take(remove as usize) {
+                let e = &mut self.prefill[i];
+                e.life = Life::Draining;
+                if e.is_idle() {
+                    e.life = Life::Gone;
+                    e.gone_s = Some(now);
+                }
+            }
+        }
+    }
+
+    fn scale_decode(&mut self, target: u32) {
+        let now = self.now;
+        let counted = self.decode.iter().filter(|e| matches!(e.life, Life::Starting | Life::Ready)).count() as u32;
+        if target > counted {
+            for _ in counted..target {
+                let id = self.decode.len() as u32;
+                self.decode.push(DecodeEngine::new(now, Life::Starting));
+                self.schedule(now + self.cfg.startup_s, Event::DecodeReady(id));
+            }
+        } else if target < counted {
+            let mut remove = counted - target;
+            for e in self.decode.iter_mut().rev() {
+                if remove == 0 {
+                    break;
+                }
+                if e.life == Life::Starting {
+                    e.life = Life::Gone;
+                    e.gone_s = Some(now);
+                    remove -= 1;
+                }
+            }
+            let mut ready: Vec<usize> = (0..self.decode.len()).filter(|&i| self.decode[i].life == Life::Ready).collect();
+            ready.sort_by_key(|&i| (self.decode[i].reserved_tokens, std::cmp::Reverse(i)));
+            for i in ready.into_iter().take(remove as usize) {
+                let e = &mut self.decode[i];
+                e.life = Life::Draining;
+                if e.is_idle() {
+                    e.life = Life::Gone;
+                    e.gone_s = Some(now);
+                }
+            }
+        }
+    }
+
+    fn scrape(&mut self) {
+        let max_kv = self.decode_model.max_kv_tokens();
+        let mean_kv = |it: &mut dyn Iterator<Item = f64>| {
+            let (s, n) = it.fold((0.0, 0u32), |(s, n), v| (s + v, n + 1));
+            (n > 0).then(|| s / n as f64)
+        };
+        let kv_p = mean_kv(&mut self.prefill.iter().filter(|e| e.life == Life::Ready).map(|e| e.kv_tokens() / max_kv));
+        let kv_d = mean_kv(&mut self.decode.iter().filter(|e| e.life == Life::Ready).map(|e| e.live_tokens / max_kv));
+        let mut queued: u64 = self.prefill.iter().filter(|e| e.life != Life::Gone).map(|e| e.queued_tokens).sum();
+        queued += self.prefill_backlog.iter().map(|&r| self.requests[r as usize].isl as u64).sum::<u64>();
+        self.acc.on_scrape(kv_p, kv_d, queued as f64);
+    }
+
+    fn arrive(&mut self, id: u32) {
+        let r = self.requests[id as usize];
+        self.acc.on_arrival(r.isl);
+        let need = r.isl as f64 + r.osl as f64;
+        if need > self.cfg.max_context_tokens || need > self.decode_model.max_kv_tokens() {
+            // Too large for the model's context: rejected and counted, never clamped.
+            return;
+        }
+        self.route_prefill(id);
+    }
+
+    fn route_prefill(&mut self, id: u32) {
+        let best = (0..self.prefill.len())
+            .filter(|&i| self.prefill[i].life == Life::Ready)
+            .min_by_key(|&i| (self.prefill[i].queued_tokens, i));
+        match best {
+            Some(i) => {
+                let isl = self.requests[id as usize].isl;
+                self.prefill[i].enqueue(id, isl);
+                self.start_prefill(i);
+            }
+            None => self.prefill_backlog.push_back(id),
+        }
+    }
+
+    fn start_prefill(&mut self, i: usize) {
+        if let Some(ms) = self.prefill[i].start_batch(self.requests, &self.prefill_model, self.cfg.prefill_token_budget) {
+            self.schedule(self.now + ms / 1000.0, Event::PrefillDone(i as u32));
+        }
+    }
+
+    fn start_decode(&mut self, i: usize) {
+        if let Some(ms) = self.decode[i].start_step(&self.decode_model) {
+            self.schedule(self.now + ms / 1000.0, Event::DecodeStep(i as u32));
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::PrefillReady(i) => {
+                let e = &mut self.prefill[i as usize];
+                if e.life != Life::Starting {
+                    return; // cancelled during its cold start
+                }
+                e.life = Life::Ready;
+                while let Some(id) = self.prefill_backlog.pop_front() {
+                    self.route_prefill(id);
+                }
+            }
+            Event::DecodeReady(i) => {
+                let e = &mut self.decode[i as usize];
+                if e.life != Life::Starting {
+                    return;
+                }
+                e.life = Life::Ready;
+                self.admit_waiting();
+            }
+            Event::PrefillDone(i) => {
+                let done = self.prefill[i as usize].finish_batch(self.requests);
+                for id in done {
+                    let r = self.requests[id as usize];
+                    let transfer = self.cfg.kv_transfer.seconds(r.isl);
+                    if transfer > 0.0 {
+                        self.schedule(self.now + transfer, Event::KvArrive(id));
+                    } else {
+                        self.first_token(id);
+                    }
+                }
+                let e = &mut self.prefill[i as usize];
+                if e.life == Life::Draining && e.is_idle() {
+                    e.life = Life::Gone;
+                    e.gone_s = Some(self.now);
+                } else {
+                    self.start_prefill(i as usize);
+                }
+            }
+            Event::KvArrive(id) => self.first_token(id),
+            Event::DecodeStep(i) => {
+                let now = self.now;
+                let finished = self.decode[i as usize].finish_step(self.requests);
+                for id in finished {
+                    self.complete(id, now);
+                }
+                let e = &mut self.decode[i as usize];
+                if e.life == Life::Draining && e.is_idle() {
+                    e.life = Life::Gone;
+                    e.gone_s = Some(now);
+                } else {
+                    self.start_decode(i as usize);
+                }
+                self.admit_waiting();
+            }
+        }
+    }
+
+    /// The first token reaches the user; the request moves to decode.
+    fn first_token(&mut self, id: u32) {
+        let r = self.requests[id as usize];
+        let ttft_ms = (self.now - r.arrival_s) * 1000.0;
+        self.outcomes[id as usize].ttft_ms = ttft_ms as f32;
+        self.flight[id as usize].first_token_s = self.now;
+        self.acc.on_first_token(ttft_ms);
+        if r.osl <= 1 {
+            self.complete(id, self.now);
+            return;
+        }
+        self.decode_waiting.push_back(id);
+        self.admit_waiting();
+    }
+
+    fn complete(&mut self, id: u32, now: f64) {
+        let r = self.requests[id as usize];
+        let itl = if r.osl > 1 { Some((now - self.flight[id as usize].first_token_s) * 1000.0 / (r.osl - 1) as f64) } else { None };
+        self.outcomes[id as usize].itl_ms = itl.unwrap_or(0.0) as f32;
+        self.flight[id as usize].finish_s = now;
+        self.acc.on_completion(r.osl, itl);
+    }
+
+    /// Admits waiting requests in arrival order to the ready decode engine with the most room.
+    fn admit_waiting(&mut self) {
+        let max_kv = self.decode_model.max_kv_tokens() as u64;
+        while let Some(&id) = self.decode_waiting.front() {
+            let r = self.requests[id as usize];
+            let need = r.isl as u64 + r.osl as u64;
+            let cap = self.cfg.max_decode_batch;
+            let best = (0..self.decode.len())
+                .filter(|&i| {
+                    let e = &self.decode[i];
+                    e.life == Life::Ready && e.reserved_tokens + need <= max_kv && cap.is_none_or(|c| e.batch_len() < c)
+                })
+                .min_by_key(|&i| (self.decode[i].reserved_tokens, i));
+            let Some(i) = best else { break };
+            self.decode_waiting.pop_front();
+            self.decode[i].admit(id, r);
+            self.start_decode(i);
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The oracle: knows every interval's real requests and, for each, the cheapest static
+//! (prefill, decode) that meets the SLA for that interval's load. It asks for them a cold
+//! start ahead of need, since it knows the future; it is the bound other policies are
+//! measured against, not a policy anyone can run.
+
+use super::{simulate, SimConfig};
+use crate::planner::baselines::StaticPolicy;
+use crate::planner::{Decision, Observation, Policy};
+use crate::profile::Profile;
+use crate::workload::Request;
+
+pub struct OraclePolicy {
+    name: String,
+    /// Cheapest `(prefill, decode)` per interval.
+    needs: Vec<(u32, u32)>,
+    interval_s: f64,
+    startup_s: f64,
+    limits: crate::planner::Limits,
+}
+
+impl OraclePolicy {
+    /// Plans every interval of `requests`; `target` is the share of an interval's requests
+    /// that must meet each latency target (TTFT and ITL, separately).
+    pub fn plan(cfg: &SimConfig, profile: &Profile, requests: &[Request], target: f64) -> OraclePolicy {
+        let intervals = (cfg.duration_s / cfg.interval_s).ceil().max(1.0) as usize;
+        let needs = (0..intervals).map(|k| need_for_interval(cfg, profile, requests, k, target)).collect();
+        OraclePolicy {
+            name: if (target - 0.99).abs() < 1e-12 { "oracle".into() } else { format!("oracle:{target}") },
+            needs,
+            interval_s: cfg.interval_s,
+            startup_s: cfg.startup_s,
+            limits: cfg.limits,
+        }
+    }
+
+    pub fn needs(&self) -> &[(u32, u32)] {
+        &self.needs
+    }
+
+    fn targets_at(&self, t: f64) -> (u32, u32, usize, usize) {
+        // Capacity asked for now is ready after a cold start and stays at least until the
+        // next decision's removals: cover every interval overlapping [t, t + interval + startup).
+        let first = (t / self.interval_s + 1e-9).floor() as usize;
+        let last = (((t + self.interval_s + self.startup_s) / self.interval_s) - 1e-9).ceil() as usize;
+        let last = last.min(self.needs.len());
+        let mut p = self.limits.min_prefill;
+        let mut d = self.limits.min_decode;
+        for &(np, nd) in self.needs.iter().take(last).skip(first) {
+            p = p.max(np);
+            d = d.max(nd);
+        }
+        (p, d, first, last)
+    }
+}
+
+/// Share of the requests arriving in `[from, to)` whose TTFT, and whose ITL, meet the SLA
+/// when the window's requests run on a static `(p, d)` deployment.
+fn probe(cfg: &SimConfig, profile: &Profile, window: &[Request], from: f64, p: u32, d: u32) -> (f64, f64) {
+    let mut c = cfg.clone();
+    c.startup_s = 0.0;
+    c.initial = (p, d);
+    c.duration_s = 0.0; // no ticks: the deployment stays as it starts
+    c.limits.max_prefill = p.max(c.limits.max_prefill);
+    c.limits.max_decode = d.max(c.limits.max_decode);
+    c.limits.gpu_budget = u32::MAX / 4;
+    let mut policy = StaticPolicy::new(p, d);
+    let res = simulate(&c, profile, window, &mut policy, None);
+    let (mut n, mut ttft_ok, mut itl_ok) = (0u32, 0u32, 0u32);
+    for (r, o) in window.iter().zip(&res.outcomes) {
+        if r.arrival_s < from || o.rejected() {
+            continue;
+        }
+        n += 1;
+        ttft_ok += (o.ttft_ms as f64 <= cfg.sla.ttft_ms) as u32;
+        itl_ok += (o.itl_ms as f64 <= cfg.sla.itl_ms) as u32;
+    }
+    if n == 0 {
+        return (1.0, 1.0);
+    }
+    (ttft_ok as f64 / n as f64, itl_ok as f64 / n as f64)
+}
+
+/// Smallest `x` in `lo..=hi` with `ok(x)`, assuming `ok` is monotone; `hi` when none is.
+fn smallest(lo: u32, hi: u32, mut ok: impl FnMut(u32) -> bool) -> u32 {
+    if lo >= hi || ok(lo) {
+        return lo.min(hi);
+    }
+    let (mut bad, mut good) = (lo, hi);
+    if !ok(hi) {
+        return hi;
+    }
+    while good - bad > 1 {
+        let mid = bad + (good - bad) / 2;
+        if ok(mid) {
+            good = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    good
+}
+
+fn need_for_interval(cfg: &SimConfig, profile: &Profile, requests: &[Request], k: usize, target: f64) -> (u32, u32) {
+    let l = &cfg.limits;
+    let start = k as f64 * cfg.interval_s;
+    let end = start + cfg.interval_s;
+    // One interval of warm-up, so the interval starts with the queues and batches its load makes.
+    let warm = (start - cfg.interval_s).max(0.0);
+    let lo = requests.partition_point(|r| r.arrival_s < warm);
+    let hi = requests.partition_point(|r| r.arrival_s < end);
+    if !requests[lo..hi].iter().any(|r| r.arrival_s >= start) {
+        return (l.min_prefill, l.min_decode);
+    }
+    let window: Vec<Request> = requests[lo..hi].iter().map(|r| Request { arrival_s: r.arrival_s - warm, ..*r }).collect();
+    let from = start - warm;
+    let max_p = ((l.gpu_budget.saturating_sub(l.min_decode * l.gpus_per_decode_engine)) / l.gpus_per_prefill_engine.max(1))
+        .min(l.max_prefill)
+        .max(l.min_prefill);
+    let max_d = ((l.gpu_budget.saturating_sub(l.min_prefill * l.gpus_per_prefill_engine)) / l.gpus_per_decode_engine.max(1))
+        .min(l.max_decode)
+        .max(l.min_decode);
+    let p = smallest(l.min_prefill, max_p, |p| probe(cfg, profile, &window, from, p, max_d).0 >= target);
+    let d = smallest(l.min_decode, max_d, |d| probe(cfg, profile, &window, from, p, d).1 >= target);
+    (p, d)
+}
+
+impl Policy for OraclePolicy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn initial_replicas(&self) -> Option<(u32, u32)> {
+        let (p, d, _, _) = self.targets_at(0.0);
+        let (p, d, _) = self.limits.clamp(p, d);
+        Some((p, d))
+    }
+
+    fn decide(&mut self, now_s: f64, _obs: &Observation) -> Decision {
+        let (p, d, first, last) = self.targets_at(now_s);
+        let mut reasons = vec![format!(
+            "cheapest static deployment meeting the SLA over intervals {first}..{last} (known in advance)"
+        )];
+        let (p, d, notes) = self.limits.clamp(p, d);
+        reasons.extend(notes);
+        Decision { prefill: p, decode: d, reasons, forecast: None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::smallest;
+
+    #[test]
+    fn smallest_finds_threshold() {
+        assert_eq!(smallest(1, 10, |x| x >= 4), 4);
+        assert_eq!(smallest(1, 10, |_| true), 1);
+        assert_eq!(smallest(1, 10, |_| false), 10);
+        assert_eq!(smallest(3, 3, |_| false), 3);
+    }
+}

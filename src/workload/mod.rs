@@ -1,0 +1,168 @@
+//! Workloads: the requests a simulation replays, from recorded traces or generated with a seed.
+
+mod synthetic;
+mod trace;
+
+pub use synthetic::{LengthDist, RateShape, SyntheticSpec};
+pub use trace::{read_trace, Trace, TraceFormat, TraceReadOptions};
+
+use serde::{Deserialize, Serialize};
+
+/// One request: when it arrives and how many tokens go in and come out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Request {
+    /// Seconds from the start of the workload.
+    pub arrival_s: f64,
+    pub isl: u32,
+    pub osl: u32,
+}
+
+/// Reshaping of a recorded trace, applied in the order window, time scale, replication.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TraceTransform {
+    /// Keep arrivals in `[start_s, end_s)` (seconds from the trace start), then shift to 0.
+    #[serde(default)]
+    pub window: Option<Window>,
+    /// Multiply arrival times by this factor: 0.5 plays the trace twice as fast.
+    #[serde(default)]
+    pub time_scale: Option<f64>,
+    /// Overlay this many copies of the trace, copy `j` shifted by `j * replicate_shift_s`.
+    #[serde(default)]
+    pub replicate: Option<u32>,
+    /// Shift between copies; defaults to the trace's mean gap between arrivals divided by
+    /// the number of copies, so copies interleave and the load's shape over time is kept.
+    #[serde(default)]
+    pub replicate_shift_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    pub start_s: f64,
+    pub end_s: f64,
+}
+
+impl TraceTransform {
+    /// Checks the transform's numbers; `field` prefixes the names in messages.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(w) = self.window {
+            if !(w.start_s.is_finite() && w.end_s.is_finite() && w.start_s >= 0.0 && w.end_s > w.start_s) {
+                return Err(format!("window: start_s must be >= 0 and below end_s (got {} and {})", w.start_s, w.end_s));
+            }
+        }
+        if let Some(s) = self.time_scale {
+            if !(s.is_finite() && s > 0.0) {
+                return Err(format!("time_scale: must be a positive number (got {s})"));
+            }
+        }
+        if let Some(k) = self.replicate {
+            if k == 0 || k > 1000 {
+                return Err(format!("replicate: must be 1 to 1000 copies (got {k})"));
+            }
+        }
+        if let Some(s) = self.replicate_shift_s {
+            if !(s.is_finite() && s >= 0.0) {
+                return Err(format!("replicate_shift_s: must be >= 0 (got {s})"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the transform; `requests` must be sorted by arrival. The result is sorted.
+    pub fn apply(&self, mut requests: Vec<Request>) -> Vec<Request> {
+        if let Some(w) = self.window {
+            requests.retain(|r| r.arrival_s >= w.start_s && r.arrival_s < w.end_s);
+            for r in &mut requests {
+                r.arrival_s -= w.start_s;
+            }
+        }
+        if let Some(s) = self.time_scale {
+            for r in &mut requests {
+                r.arrival_s *= s;
+            }
+        }
+        if let Some(k) = self.replicate.filter(|&k| k > 1) {
+            let n = requests.len();
+            let span = requests.last().map(|r| r.arrival_s).unwrap_or(0.0) - requests.first().map(|r| r.arrival_s).unwrap_or(0.0);
+            let mean_gap = if n > 1 { span / (n - 1) as f64 } else { 0.0 };
+            let shift = self.replicate_shift_s.unwrap_or(mean_gap / k as f64);
+            let base = requests.clone();
+            for j in 1..k {
+                requests.extend(base.iter().map(|r| Request { arrival_s: r.arrival_s + shift * j as f64, ..*r }));
+            }
+            requests.sort_by(|a, b| a.arrival_s.total_cmp(&b.arrival_s));
+        }
+        requests
+    }
+}
+
+/// Summary figures of a workload, for reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkloadStats {
+    pub requests: usize,
+    pub span_s: f64,
+    pub mean_rps: f64,
+    pub isl_mean: f64,
+    pub osl_mean: f64,
+}
+
+impl WorkloadStats {
+    pub fn of(requests: &[Request]) -> WorkloadStats {
+        let n = requests.len();
+        let span = requests.last().map(|r| r.arrival_s).unwrap_or(0.0);
+        let mean = |f: fn(&Request) -> u32| {
+            if n == 0 {
+                0.0
+            } else {
+                requests.iter().map(|r| f(r) as f64).sum::<f64>() / n as f64
+            }
+        };
+        WorkloadStats {
+            requests: n,
+            span_s: span,
+            mean_rps: if span > 0.0 { n as f64 / span } else { 0.0 },
+            isl_mean: mean(|r| r.isl),
+            osl_mean: mean(|r| r.osl),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reqs(times: &[f64]) -> Vec<Request> {
+        times.iter().map(|&t| Request { arrival_s: t, isl: 10, osl: 5 }).collect()
+    }
+
+    #[test]
+    fn window_keeps_and_shifts() {
+        let t = TraceTransform { window: Some(Window { start_s: 1.0, end_s: 3.0 }), ..Default::default() };
+        let out = t.apply(reqs(&[0.0, 1.0, 2.5, 3.0]));
+        assert_eq!(out.iter().map(|r| r.arrival_s).collect::<Vec<_>>(), vec![0.0, 1.5]);
+    }
+
+    #[test]
+    fn time_scale_compresses() {
+        let t = TraceTransform { time_scale: Some(0.5), ..Default::default() };
+        let out = t.apply(reqs(&[0.0, 2.0, 4.0]));
+        assert_eq!(out.iter().map(|r| r.arrival_s).collect::<Vec<_>>(), vec![0.0, 1.0, 2.0]);
+    }
+
+    #[test]
+    fn replicate_interleaves_copies() {
+        let t = TraceTransform { replicate: Some(2), ..Default::default() };
+        let out = t.apply(reqs(&[0.0, 2.0, 4.0]));
+        // mean gap 2 s, two copies: shift 1 s.
+        assert_eq!(out.iter().map(|r| r.arrival_s).collect::<Vec<_>>(), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+    }
+
+    #[test]
+    fn validate_names_the_bad_part() {
+        let t = TraceTransform { time_scale: Some(-1.0), ..Default::default() };
+        assert!(t.validate().unwrap_err().starts_with("time_scale"));
+        let t = TraceTransform { replicate: Some(0), ..Default::default() };
+        assert!(t.validate().unwrap_err().starts_with("replicate"));
+    }
+}

@@ -1,0 +1,280 @@
+//! Readers for recorded request traces: Mooncake JSONL, Azure LLM 2023/2024 CSV, BurstGPT CSV.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use chrono::{DateTime, NaiveDateTime};
+use serde::{Deserialize, Serialize};
+
+use super::Request;
+use crate::error::InputError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceFormat {
+    /// `{"timestamp": ms, "input_length": N, "output_length": M, ...}` per line.
+    Mooncake,
+    /// `TIMESTAMP,ContextTokens,GeneratedTokens`, wall-clock timestamps (2023 naive, 2024 with offset).
+    Azure,
+    /// `Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type`, seconds from start.
+    Burstgpt,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TraceReadOptions {
+    /// Force a format instead of detecting it from the extension and header.
+    pub format: Option<TraceFormat>,
+    /// Skip malformed lines (and count them) instead of failing on the first.
+    pub skip_bad_lines: bool,
+}
+
+/// A trace as read: requests sorted by arrival, with the counts of what was not kept.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    pub format: TraceFormat,
+    pub requests: Vec<Request>,
+    /// Malformed lines skipped because `skip_bad_lines` was set.
+    pub bad_lines_skipped: u64,
+    /// The first few skipped lines' errors, for the report.
+    pub bad_line_examples: Vec<String>,
+    /// Rows the trace itself marks as failed (BurstGPT rows with 0 response tokens).
+    pub failed_rows_skipped: u64,
+    /// Requests with 0 output tokens, kept as 1-token outputs (the first token is still made).
+    pub zero_output_requests: u64,
+}
+
+const AZURE_HEADER: [&str; 3] = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"];
+const BURSTGPT_HEADER: [&str; 6] = ["Timestamp", "Model", "Request tokens", "Response tokens", "Total tokens", "Log Type"];
+
+pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputError> {
+    let file_name = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| InputError::io(path, e))?;
+    let mut reader = BufReader::new(file);
+    let format = match opts.format {
+        Some(f) => f,
+        None => detect_format(path, &mut reader, &file_name)?,
+    };
+    let mut out = Trace {
+        format,
+        requests: Vec::new(),
+        bad_lines_skipped: 0,
+        bad_line_examples: Vec::new(),
+        failed_rows_skipped: 0,
+        zero_output_requests: 0,
+    };
+    // Raw rows: (timestamp in seconds on the trace's own clock, isl, osl).
+    let mut rows: Vec<(f64, u32, u32)> = Vec::new();
+    let on_bad = |out: &mut Trace, line: u64, message: String| -> Result<(), InputError> {
+        if opts.skip_bad_lines {
+            out.bad_lines_skipped += 1;
+            if out.bad_line_examples.len() < 5 {
+                out.bad_line_examples.push(format!("line {line}: {message}"));
+            }
+            Ok(())
+        } else {
+            Err(InputError::Trace { file: file_name.clone(), line, message })
+        }
+    };
+    match format {
+        TraceFormat::Mooncake => {
+            for (i, line) in reader.lines().enumerate() {
+                let line_no = i as u64 + 1;
+                let line = line.map_err(|e| InputError::Trace { file: file_name.clone(), line: line_no, message: e.to_string() })?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match parse_mooncake_line(&line) {
+                    Ok(row) => rows.push(row),
+                    Err(m) => on_bad(&mut out, line_no, m)?,
+                }
+            }
+        }
+        TraceFormat::Azure | TraceFormat::Burstgpt => {
+            let mut csv_reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(reader);
+            let headers = csv_reader
+                .headers()
+                .map_err(|e| InputError::Trace { file: file_name.clone(), line: 1, message: e.to_string() })?
+                .clone();
+            let expected: &[&str] = if format == TraceFormat::Azure { &AZURE_HEADER } else { &BURSTGPT_HEADER };
+            let cols: Vec<usize> = expected
+                .iter()
+                .map(|name| headers.iter().position(|h| h.trim() == *name))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| InputError::Trace {
+                    file: file_name.clone(),
+                    line: 1,
+                    message: format!("header must have the columns {}; found {}", expected.join(","), headers.iter().collect::<Vec<_>>().join(",")),
+                })?;
+            let mut record = csv::StringRecord::new();
+            loop {
+                let line_no = csv_reader.position().line() + 1;
+                match csv_reader.read_record(&mut record) {
+                    Ok(false) => break,
+                    Ok(true) => {}
+                    Err(e) => {
+                        on_bad(&mut out, line_no, e.to_string())?;
+                        continue;
+                    }
+                }
+                let line_no = record.position().map(|p| p.line()).unwrap_or(line_no);
+                let parsed = if format == TraceFormat::Azure {
+                    parse_azure_row(&record, &cols)
+                } else {
+                    parse_burstgpt_row(&record, &cols)
+                };
+                match parsed {
+                    Ok(Some(row)) => rows.push(row),
+                    Ok(None) => out.failed_rows_skipped += 1,
+                    Err(m) => on_bad(&mut out, line_no, m)?,
+                }
+            }
+        }
+    }
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let t0 = rows.first().map(|r| r.0).unwrap_or(0.0);
+    out.requests = rows
+        .into_iter()
+        .map(|(t, isl, osl)| {
+            if osl == 0 {
+                out.zero_output_requests += 1;
+            }
+            Request { arrival_s: t - t0, isl, osl: osl.max(1) }
+        })
+        .collect();
+    if out.requests.is_empty() {
+        return Err(InputError::TraceFile { file: file_name, message: "holds no requests".into() });
+    }
+    Ok(out)
+}
+
+fn detect_format<R: Read>(path: &Path, reader: &mut BufReader<R>, file_name: &str) -> Result<TraceFormat, InputError> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    if ext == "jsonl" || ext == "json" {
+        return Ok(TraceFormat::Mooncake);
+    }
+    let buf = reader.fill_buf().map_err(|e| InputError::TraceFile { file: file_name.into(), message: e.to_string() })?;
+    let first_line = String::from_utf8_lossy(buf).lines().next().unwrap_or("").trim().to_string();
+    if first_line.starts_with('{') {
+        return Ok(TraceFormat::Mooncake);
+    }
+    let header: Vec<&str> = first_line.split(',').map(|s| s.trim()).collect();
+    if AZURE_HEADER.iter().all(|h| header.contains(h)) {
+        return Ok(TraceFormat::Azure);
+    }
+    if BURSTGPT_HEADER.iter().all(|h| header.contains(h)) {
+        return Ok(TraceFormat::Burstgpt);
+    }
+    Err(InputError::Trace {
+        file: file_name.into(),
+        line: 1,
+        message: format!(
+            "unknown trace format (header {first_line:?}); expected Mooncake JSONL, an Azure CSV header \
+             {} or a BurstGPT CSV header {}",
+            AZURE_HEADER.join(","),
+            BURSTGPT_HEADER.join(",")
+        ),
+    })
+}
+
+#[derive(Deserialize)]
+struct MooncakeLine {
+    timestamp: Option<f64>,
+    input_length: Option<f64>,
+    output_length: Option<f64>,
+}
+
+fn tokens(v: Option<f64>, field: &str) -> Result<u32, String> {
+    let v = v.ok_or_else(|| format!("field {field} is missing"))?;
+    if !v.is_finite() || v < 0.0 || v.fract() != 0.0 || v > u32::MAX as f64 {
+        return Err(format!("field {field} must be a whole number of tokens >= 0 (got {v})"));
+    }
+    Ok(v as u32)
+}
+
+fn parse_mooncake_line(line: &str) -> Result<(f64, u32, u32), String> {
+    let m: MooncakeLine = serde_json::from_str(line).map_err(|e| format!("not a JSON object of the Mooncake format: {e}"))?;
+    let ts = m.timestamp.ok_or("field timestamp is missing")?;
+    if !ts.is_finite() || ts < 0.0 {
+        return Err(format!("field timestamp must be milliseconds >= 0 (got {ts})"));
+    }
+    let isl = tokens(m.input_length, "input_length")?;
+    if isl == 0 {
+        return Err("field input_length is 0; a request has at least one input token".into());
+    }
+    Ok((ts / 1000.0, isl, tokens(m.output_length, "output_length")?))
+}
+
+fn parse_token_field(s: &str, name: &str) -> Result<u32, String> {
+    let s = s.trim();
+    let v: f64 = s.parse().map_err(|_| format!("column {name} is not a number ({s:?})"))?;
+    tokens(Some(v), name)
+}
+
+/// Azure timestamps as seconds since the Unix epoch; 2023 naive with 7 fractional digits,
+/// 2024 with a UTC offset and the fraction sometimes absent.
+fn parse_azure_timestamp(s: &str) -> Result<f64, String> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%:z") {
+        return Ok(t.timestamp() as f64 + t.timestamp_subsec_nanos() as f64 * 1e-9);
+    }
+    if let Ok(t) = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f") {
+        let t = t.and_utc();
+        return Ok(t.timestamp() as f64 + t.timestamp_subsec_nanos() as f64 * 1e-9);
+    }
+    Err(format!("column TIMESTAMP is not a timestamp like 2023-11-16 18:17:03.9799600 ({s:?})"))
+}
+
+fn field<'r>(record: &'r csv::StringRecord, cols: &[usize], i: usize, name: &str) -> Result<&'r str, String> {
+    record.get(cols[i]).ok_or_else(|| format!("column {name} is missing ({} fields on the line)", record.len()))
+}
+
+fn parse_azure_row(record: &csv::StringRecord, cols: &[usize]) -> Result<Option<(f64, u32, u32)>, String> {
+    let t = parse_azure_timestamp(field(record, cols, 0, "TIMESTAMP")?)?;
+    let isl = parse_token_field(field(record, cols, 1, "ContextTokens")?, "ContextTokens")?;
+    if isl == 0 {
+        return Err("column ContextTokens is 0; a request has at least one input token".into());
+    }
+    let osl = parse_token_field(field(record, cols, 2, "GeneratedTokens")?, "GeneratedTokens")?;
+    Ok(Some((t, isl, osl)))
+}
+
+fn parse_burstgpt_row(record: &csv::StringRecord, cols: &[usize]) -> Result<Option<(f64, u32, u32)>, String> {
+    let ts = field(record, cols, 0, "Timestamp")?.trim();
+    let t: f64 = ts.parse().map_err(|_| format!("column Timestamp is not a number of seconds ({ts:?})"))?;
+    if !t.is_finite() || t < 0.0 {
+        return Err(format!("column Timestamp must be seconds >= 0 (got {t})"));
+    }
+    let isl = parse_token_field(field(record, cols, 2, "Request tokens")?, "Request tokens")?;
+    let osl = parse_token_field(field(record, cols, 3, "Response tokens")?, "Response tokens")?;
+    if osl == 0 {
+        // BurstGPT marks failed requests with 0 response tokens; they are counted, not replayed.
+        return Ok(None);
+    }
+    if isl == 0 {
+        return Err("column Request tokens is 0; a request has at least one input token".into());
+    }
+    Ok(Some((t, isl, osl)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn azure_timestamps_both_years() {
+        let a = parse_azure_timestamp("2023-11-16 18:17:03.9799600").unwrap();
+        let b = parse_azure_timestamp("2023-11-16 18:17:04.0319600").unwrap();
+        assert!((b - a - 0.052).abs() < 1e-6);
+        let c = parse_azure_timestamp("2024-05-10 00:00:00.009930+00:00").unwrap();
+        let d = parse_azure_timestamp("2024-05-10 00:00:01+00:00").unwrap();
+        assert!((d - c - 0.99007).abs() < 1e-6);
+        assert!(parse_azure_timestamp("yesterday").is_err());
+    }
+
+    #[test]
+    fn mooncake_line_errors_name_the_field() {
+        assert!(parse_mooncake_line(r#"{"timestamp": 5, "input_length": 10}"#).unwrap_err().contains("output_length"));
+        assert!(parse_mooncake_line(r#"{"timestamp": 5, "input_length": 1.5, "output_length": 3}"#).unwrap_err().contains("input_length"));
+        assert_eq!(parse_mooncake_line(r#"{"timestamp": 1500, "input_length": 10, "output_length": 3, "hash_ids": [1]}"#).unwrap(), (1.5, 10, 3));
+    }
+}
