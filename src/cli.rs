@@ -13,7 +13,11 @@ use crate::sim::{simulate, SimResult};
 use crate::workload::{TraceFormat, TraceTransform, Window};
 
 #[derive(Parser, Debug)]
-#[command(name = "sla-planner", version, about = "SLA-aware autoscaling planner for NVIDIA Dynamo LLM inference")]
+#[command(
+    name = "sla-planner",
+    version,
+    about = "SLA-aware autoscaling planner for NVIDIA Dynamo LLM inference"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -112,9 +116,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn parse_window(s: &str) -> Result<Window, InputError> {
-    let bad = || InputError::Usage(format!("--window {s:?}: expected START:END in seconds, such as 0:600"));
+    let bad = || {
+        InputError::Usage(format!(
+            "--window {s:?}: expected START:END in seconds, such as 0:600"
+        ))
+    };
     let (a, b) = s.split_once(':').ok_or_else(bad)?;
-    Ok(Window { start_s: a.trim().parse().map_err(|_| bad())?, end_s: b.trim().parse().map_err(|_| bad())? })
+    Ok(Window {
+        start_s: a.trim().parse().map_err(|_| bad())?,
+        end_s: b.trim().parse().map_err(|_| bad())?,
+    })
 }
 
 /// Results of a dry run, for callers other than the terminal (tests, benches).
@@ -125,8 +136,11 @@ pub struct DryRun {
 
 pub fn dry_run(a: &SimulateArgs, show_progress: bool) -> Result<DryRun, InputError> {
     let started = Instant::now();
-    if a.trace.is_none() && (a.window.is_some() || a.time_scale.is_some() || a.replicate.is_some()) {
-        return Err(InputError::Usage("--window, --time-scale and --replicate apply to --trace".into()));
+    if a.trace.is_none() && (a.window.is_some() || a.time_scale.is_some() || a.replicate.is_some())
+    {
+        return Err(InputError::Usage(
+            "--window, --time-scale and --replicate apply to --trace".into(),
+        ));
     }
     for p in &a.policies {
         check_policy_spec(p)?;
@@ -147,25 +161,48 @@ pub fn dry_run(a: &SimulateArgs, show_progress: bool) -> Result<DryRun, InputErr
         seed: a.seed,
     };
     let sc = scenario::load(&a.scenario, &ov)?;
-    let specs: Vec<String> = if a.policies.is_empty() { sc.file.policies.clone() } else { a.policies.clone() };
+    let specs: Vec<String> = if a.policies.is_empty() {
+        sc.file.policies.clone()
+    } else {
+        a.policies.clone()
+    };
     if specs.is_empty() {
-        return Err(InputError::Usage("no policy: pass --policy (the scenario names none)".into()));
+        return Err(InputError::Usage(
+            "no policy: pass --policy (the scenario names none)".into(),
+        ));
     }
     for p in &specs {
-        check_policy_spec(p).map_err(|e| InputError::Scenario { file: sc.origin.clone(), field: "policies".into(), message: e.to_string() })?;
+        check_policy_spec(p).map_err(|e| InputError::Scenario {
+            file: sc.origin.clone(),
+            field: "policies".into(),
+            message: e.to_string(),
+        })?;
     }
-    let env = PolicyEnv { sim: &sc.sim, profile: &sc.profile, requests: &sc.requests };
+    let env = PolicyEnv {
+        sim: &sc.sim,
+        profile: &sc.profile,
+        requests: &sc.requests,
+    };
     let mut policies = Vec::new();
     for spec in &specs {
         policies.push(build_policy(spec, &env)?);
     }
     let progress = show_progress.then(|| {
         let pb = indicatif::ProgressBar::new((sc.requests.len() * policies.len()) as u64);
-        pb.set_style(indicatif::ProgressStyle::with_template("{spinner} simulating {pos}/{len} request-runs [{elapsed}]").expect("valid template"));
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} simulating {pos}/{len} request-runs [{elapsed}]",
+            )
+            .expect("valid template"),
+        );
         pb
     });
     // Policies run in parallel, one simulation each; results keep the order given.
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(policies.len()).max(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(policies.len())
+        .max(1);
     let mut results: Vec<Option<SimResult>> = (0..policies.len()).map(|_| None).collect();
     let chunks: Vec<Vec<(usize, Box<dyn crate::planner::Policy>)>> = {
         let mut c: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
@@ -185,7 +222,13 @@ pub fn dry_run(a: &SimulateArgs, show_progress: bool) -> Result<DryRun, InputErr
                         .into_iter()
                         .map(|(i, mut p)| {
                             let local = progress.map(|_| indicatif::ProgressBar::hidden());
-                            let r = simulate(&sc.sim, &sc.profile, &sc.requests, p.as_mut(), local.as_ref());
+                            let r = simulate(
+                                &sc.sim,
+                                &sc.profile,
+                                &sc.requests,
+                                p.as_mut(),
+                                local.as_ref(),
+                            );
                             if let Some(pb) = progress {
                                 pb.inc(sc.requests.len() as u64);
                             }
@@ -204,7 +247,10 @@ pub fn dry_run(a: &SimulateArgs, show_progress: bool) -> Result<DryRun, InputErr
     if let Some(pb) = progress {
         pb.finish_and_clear();
     }
-    let results: Vec<SimResult> = results.into_iter().map(|r| r.expect("every policy ran")).collect();
+    let results: Vec<SimResult> = results
+        .into_iter()
+        .map(|r| r.expect("every policy ran"))
+        .collect();
     let summary = Summary {
         scenario: ScenarioInfo {
             name: sc.file.name.clone(),
@@ -220,7 +266,10 @@ pub fn dry_run(a: &SimulateArgs, show_progress: bool) -> Result<DryRun, InputErr
             notes: sc.notes.clone(),
         },
         sla: sc.sim.sla,
-        policies: results.iter().map(|r| PolicySummary::of(r, &sc.sim.sla)).collect(),
+        policies: results
+            .iter()
+            .map(|r| PolicySummary::of(r, &sc.sim.sla))
+            .collect(),
         wall_time_s: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
     };
     Ok(DryRun { summary, results })
@@ -253,7 +302,10 @@ fn run_simulate(a: SimulateArgs) -> anyhow::Result<()> {
         print!("{}", report::table(&run.summary.policies));
         println!("wall time {:.2} s", run.summary.wall_time_s);
         if let Some(dir) = &a.out {
-            println!("wrote {}/summary.json, timeline_*.csv, report.html", dir.display());
+            println!(
+                "wrote {}/summary.json, timeline_*.csv, report.html",
+                dir.display()
+            );
         }
     }
     Ok(())

@@ -5,13 +5,25 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     #[error("profile {file}: array {array} {message}")]
-    Profile { file: String, array: String, message: String },
+    Profile {
+        file: String,
+        array: String,
+        message: String,
+    },
     #[error("trace {file}, line {line}: {message}")]
-    Trace { file: String, line: u64, message: String },
+    Trace {
+        file: String,
+        line: u64,
+        message: String,
+    },
     #[error("trace {file}: {message}")]
     TraceFile { file: String, message: String },
     #[error("scenario {file}: field {field}: {message}")]
-    Scenario { file: String, field: String, message: String },
+    Scenario {
+        file: String,
+        field: String,
+        message: String,
+    },
     #[error("{path}: {message}")]
     Io { path: String, message: String },
     #[error("{0}")]
@@ -20,6 +32,9 @@ pub enum InputError {
 
 impl InputError {
     pub fn io(path: &Path, e: std::io::Error) -> InputError {
-        InputError::Io { path: path.display().to_string(), message: e.to_string() }
+        InputError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }
     }
 }

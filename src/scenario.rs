@@ -10,16 +10,33 @@ use crate::error::InputError;
 use crate::planner::{Limits, Sla};
 use crate::profile::{load_profile, Profile};
 use crate::sim::{KvTransfer, SimConfig};
-use crate::workload::{read_trace, Request, SyntheticSpec, TraceFormat, TraceReadOptions, TraceTransform};
+use crate::workload::{
+    read_trace, Request, SyntheticSpec, TraceFormat, TraceReadOptions, TraceTransform,
+};
 
 /// Scenarios shipped in `simulations/`, by name.
 pub const EMBEDDED: &[(&str, &str)] = &[
     ("sin-5-45", include_str!("../simulations/sin-5-45.yaml")),
-    ("sin-5-45-budget8", include_str!("../simulations/sin-5-45-budget8.yaml")),
-    ("azure-conv-x8", include_str!("../simulations/azure-conv-x8.yaml")),
-    ("azure-code-x8", include_str!("../simulations/azure-code-x8.yaml")),
-    ("mooncake-conv-x4", include_str!("../simulations/mooncake-conv-x4.yaml")),
-    ("flash-crowd", include_str!("../simulations/flash-crowd.yaml")),
+    (
+        "sin-5-45-budget8",
+        include_str!("../simulations/sin-5-45-budget8.yaml"),
+    ),
+    (
+        "azure-conv-x8",
+        include_str!("../simulations/azure-conv-x8.yaml"),
+    ),
+    (
+        "azure-code-x8",
+        include_str!("../simulations/azure-code-x8.yaml"),
+    ),
+    (
+        "mooncake-conv-x4",
+        include_str!("../simulations/mooncake-conv-x4.yaml"),
+    ),
+    (
+        "flash-crowd",
+        include_str!("../simulations/flash-crowd.yaml"),
+    ),
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -141,7 +158,11 @@ pub struct Scenario {
 }
 
 fn field_err(origin: &str, field: &str, message: impl Into<String>) -> InputError {
-    InputError::Scenario { file: origin.to_string(), field: field.to_string(), message: message.into() }
+    InputError::Scenario {
+        file: origin.to_string(),
+        field: field.to_string(),
+        message: message.into(),
+    }
 }
 
 /// Finds a scenario by file path or embedded name; returns its text, origin and base directory.
@@ -154,7 +175,11 @@ pub fn find(name_or_file: &str) -> Result<(String, String, PathBuf), InputError>
     }
     if let Some((name, text)) = EMBEDDED.iter().find(|(n, _)| *n == name_or_file) {
         // Paths inside an embedded scenario resolve as if read from ./simulations/NAME.yaml.
-        return Ok((text.to_string(), format!("simulations/{name}.yaml (embedded)"), PathBuf::from("simulations")));
+        return Ok((
+            text.to_string(),
+            format!("simulations/{name}.yaml (embedded)"),
+            PathBuf::from("simulations"),
+        ));
     }
     let names: Vec<&str> = EMBEDDED.iter().map(|(n, _)| *n).collect();
     Err(InputError::Usage(format!(
@@ -165,14 +190,17 @@ pub fn find(name_or_file: &str) -> Result<(String, String, PathBuf), InputError>
 
 pub fn parse(text: &str, origin: &str) -> Result<ScenarioFile, InputError> {
     serde_yaml_ng::from_str(text).map_err(|e| {
-        let loc = e.location().map(|l| format!(" (line {}, column {})", l.line(), l.column())).unwrap_or_default();
+        let loc = e
+            .location()
+            .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
+            .unwrap_or_default();
         let msg = e.to_string();
         // serde reports the failing path first, as `a.b.c: message`.
         let (field, message) = match msg.split_once(": ") {
             Some((f, m)) if !f.contains(' ') => (f.to_string(), m.to_string()),
             _ => ("-".to_string(), msg.clone()),
         };
-        field_err(origin, &field, format!("{message}{loc}"))
+        field_err(origin, &field, message)
     })
 }
 
@@ -186,11 +214,20 @@ fn positive(origin: &str, field: &str, v: f64) -> Result<(), InputError> {
     if v.is_finite() && v > 0.0 {
         Ok(())
     } else {
-        Err(field_err(origin, field, format!("must be a number > 0 (got {v})")))
+        Err(field_err(
+            origin,
+            field,
+            format!("must be a number > 0 (got {v})"),
+        ))
     }
 }
 
-pub fn prepare(file: ScenarioFile, origin: &str, base: &Path, ov: &Overrides) -> Result<Scenario, InputError> {
+pub fn prepare(
+    file: ScenarioFile,
+    origin: &str,
+    base: &Path,
+    ov: &Overrides,
+) -> Result<Scenario, InputError> {
     let d = &file.deployment;
     positive(origin, "sla.ttft_ms", file.sla.ttft_ms)?;
     positive(origin, "sla.itl_ms", file.sla.itl_ms)?;
@@ -198,37 +235,81 @@ pub fn prepare(file: ScenarioFile, origin: &str, base: &Path, ov: &Overrides) ->
     positive(origin, "deployment.scrape_s", d.scrape_s)?;
     let startup_s = ov.startup_s.unwrap_or(d.startup_s);
     if !(startup_s.is_finite() && startup_s >= 0.0) {
-        return Err(field_err(origin, "deployment.startup_s", format!("must be >= 0 (got {startup_s})")));
+        return Err(field_err(
+            origin,
+            "deployment.startup_s",
+            format!("must be >= 0 (got {startup_s})"),
+        ));
     }
     let gpu_budget = ov.gpu_budget.unwrap_or(d.gpu_budget);
     if d.gpus_per_prefill_engine == 0 || d.gpus_per_decode_engine == 0 {
-        return Err(field_err(origin, "deployment.gpus_per_prefill_engine", "GPUs per engine must be at least 1"));
+        return Err(field_err(
+            origin,
+            "deployment.gpus_per_prefill_engine",
+            "GPUs per engine must be at least 1",
+        ));
     }
     if d.min_prefill == 0 || d.min_decode == 0 {
-        return Err(field_err(origin, "deployment.min_prefill", "a disaggregated deployment needs at least one replica per role"));
+        return Err(field_err(
+            origin,
+            "deployment.min_prefill",
+            "a disaggregated deployment needs at least one replica per role",
+        ));
     }
     let limits = Limits {
         min_prefill: d.min_prefill,
-        max_prefill: d.max_prefill.unwrap_or(gpu_budget / d.gpus_per_prefill_engine),
+        max_prefill: d
+            .max_prefill
+            .unwrap_or(gpu_budget / d.gpus_per_prefill_engine),
         min_decode: d.min_decode,
-        max_decode: d.max_decode.unwrap_or(gpu_budget / d.gpus_per_decode_engine),
+        max_decode: d
+            .max_decode
+            .unwrap_or(gpu_budget / d.gpus_per_decode_engine),
         gpu_budget,
         gpus_per_prefill_engine: d.gpus_per_prefill_engine,
         gpus_per_decode_engine: d.gpus_per_decode_engine,
     };
     if limits.max_prefill < limits.min_prefill {
-        return Err(field_err(origin, "deployment.max_prefill", format!("{} is below min_prefill {}", limits.max_prefill, limits.min_prefill)));
+        return Err(field_err(
+            origin,
+            "deployment.max_prefill",
+            format!(
+                "{} is below min_prefill {}",
+                limits.max_prefill, limits.min_prefill
+            ),
+        ));
     }
     if limits.max_decode < limits.min_decode {
-        return Err(field_err(origin, "deployment.max_decode", format!("{} is below min_decode {}", limits.max_decode, limits.min_decode)));
+        return Err(field_err(
+            origin,
+            "deployment.max_decode",
+            format!(
+                "{} is below min_decode {}",
+                limits.max_decode, limits.min_decode
+            ),
+        ));
     }
     if limits.gpus(limits.min_prefill, limits.min_decode) > gpu_budget {
-        return Err(field_err(origin, "deployment.gpu_budget", format!("{gpu_budget} GPUs cannot hold the minimum replicas")));
+        return Err(field_err(
+            origin,
+            "deployment.gpu_budget",
+            format!("{gpu_budget} GPUs cannot hold the minimum replicas"),
+        ));
     }
     if let Some(0) = d.prefill_token_budget {
-        return Err(field_err(origin, "deployment.prefill_token_budget", "must be at least 1"));
+        return Err(field_err(
+            origin,
+            "deployment.prefill_token_budget",
+            "must be at least 1",
+        ));
     }
-    for (f, v) in [("deployment.kv_transfer.base_ms", d.kv_transfer.base_ms), ("deployment.kv_transfer.per_1k_tokens_ms", d.kv_transfer.per_1k_tokens_ms)] {
+    for (f, v) in [
+        ("deployment.kv_transfer.base_ms", d.kv_transfer.base_ms),
+        (
+            "deployment.kv_transfer.per_1k_tokens_ms",
+            d.kv_transfer.per_1k_tokens_ms,
+        ),
+    ] {
         if !(v.is_finite() && v >= 0.0) {
             return Err(field_err(origin, f, format!("must be >= 0 (got {v})")));
         }
@@ -245,17 +326,34 @@ pub fn prepare(file: ScenarioFile, origin: &str, base: &Path, ov: &Overrides) ->
     let workload = match (&file.workload.synthetic, &file.workload.trace) {
         (Some(s), None) => Workload::Synthetic(s),
         (None, Some(t)) => Workload::Trace(t),
-        _ => return Err(field_err(origin, "workload", "needs exactly one of synthetic and trace")),
+        _ => {
+            return Err(field_err(
+                origin,
+                "workload",
+                "needs exactly one of synthetic and trace",
+            ))
+        }
     };
     let (requests, workload_source) = match (&ov.trace, &workload) {
         (Some(path), _) => {
             ov.transform.validate().map_err(InputError::Usage)?;
-            let trace = read_trace(path, &TraceReadOptions { format: ov.trace_format, skip_bad_lines: ov.skip_bad_lines })?;
+            let trace = read_trace(
+                path,
+                &TraceReadOptions {
+                    format: ov.trace_format,
+                    skip_bad_lines: ov.skip_bad_lines,
+                },
+            )?;
             trace_notes(&trace, &mut notes);
-            (ov.transform.apply(trace.requests), format!("trace {}", path.display()))
+            (
+                ov.transform.apply(trace.requests),
+                format!("trace {}", path.display()),
+            )
         }
         (None, Workload::Trace(t)) => {
-            t.transform.validate().map_err(|m| field_err(origin, "workload.trace", m))?;
+            t.transform
+                .validate()
+                .map_err(|m| field_err(origin, "workload.trace", m))?;
             let path = base.join(&t.file);
             if !path.exists() {
                 return Err(field_err(
@@ -264,17 +362,36 @@ pub fn prepare(file: ScenarioFile, origin: &str, base: &Path, ov: &Overrides) ->
                     format!("{} does not exist (paths resolve from the scenario's directory; pass --trace FILE to use another)", path.display()),
                 ));
             }
-            let trace = read_trace(&path, &TraceReadOptions { format: ov.trace_format.or(t.format), skip_bad_lines: t.skip_bad_lines || ov.skip_bad_lines })?;
+            let trace = read_trace(
+                &path,
+                &TraceReadOptions {
+                    format: ov.trace_format.or(t.format),
+                    skip_bad_lines: t.skip_bad_lines || ov.skip_bad_lines,
+                },
+            )?;
             trace_notes(&trace, &mut notes);
-            (t.transform.apply(trace.requests), format!("trace {}", path.display()))
+            (
+                t.transform.apply(trace.requests),
+                format!("trace {}", path.display()),
+            )
         }
         (None, Workload::Synthetic(s)) => {
-            s.validate().map_err(|m| field_err(origin, &format!("workload.synthetic.{}", m.split(':').next().unwrap_or("")), m))?;
+            s.validate().map_err(|m| {
+                field_err(
+                    origin,
+                    &format!("workload.synthetic.{}", m.split(':').next().unwrap_or("")),
+                    m,
+                )
+            })?;
             (s.generate(seed), format!("synthetic, seed {seed}"))
         }
     };
     if requests.is_empty() {
-        return Err(field_err(origin, "workload", "the workload holds no requests (check the window)"));
+        return Err(field_err(
+            origin,
+            "workload",
+            "the workload holds no requests (check the window)",
+        ));
     }
     let span = requests.last().map(|r| r.arrival_s).unwrap_or(0.0);
     let duration_s = match (&workload, file.duration_s) {
@@ -285,21 +402,29 @@ pub fn prepare(file: ScenarioFile, origin: &str, base: &Path, ov: &Overrides) ->
         (Workload::Synthetic(s), None) if ov.trace.is_none() => s.duration_s,
         _ => (span / d.interval_s).ceil().max(1.0) * d.interval_s,
     };
-    let initial = d.initial.map(|i| (i.prefill, i.decode)).unwrap_or((limits.min_prefill, limits.min_decode));
+    let initial = d
+        .initial
+        .map(|i| (i.prefill, i.decode))
+        .unwrap_or((limits.min_prefill, limits.min_decode));
     let sim = SimConfig {
         sla: file.sla,
         limits,
         interval_s: d.interval_s,
         startup_s,
         scrape_s: d.scrape_s,
-        prefill_token_budget: d.prefill_token_budget.unwrap_or(profile.max_context_tokens.ceil() as u32),
+        prefill_token_budget: d
+            .prefill_token_budget
+            .unwrap_or(profile.max_context_tokens.ceil() as u32),
         kv_transfer: d.kv_transfer,
         max_decode_batch: d.max_decode_batch,
         initial,
         duration_s,
         max_context_tokens: profile.max_context_tokens,
     };
-    let too_long = requests.iter().filter(|r| (r.isl as f64 + r.osl as f64) > profile.max_context_tokens).count();
+    let too_long = requests
+        .iter()
+        .filter(|r| (r.isl as f64 + r.osl as f64) > profile.max_context_tokens)
+        .count();
     if too_long > 0 {
         notes.push(format!(
             "{too_long} of {} requests exceed the profile's context of {} tokens; they are rejected and counted",
@@ -307,7 +432,15 @@ pub fn prepare(file: ScenarioFile, origin: &str, base: &Path, ov: &Overrides) ->
             profile.max_context_tokens
         ));
     }
-    Ok(Scenario { file, origin: origin.to_string(), profile, requests, sim, notes, workload_source })
+    Ok(Scenario {
+        file,
+        origin: origin.to_string(),
+        profile,
+        requests,
+        sim,
+        notes,
+        workload_source,
+    })
 }
 
 enum Workload<'a> {
@@ -317,12 +450,22 @@ enum Workload<'a> {
 
 fn trace_notes(t: &crate::workload::Trace, notes: &mut Vec<String>) {
     if t.bad_lines_skipped > 0 {
-        notes.push(format!("{} malformed trace lines skipped ({})", t.bad_lines_skipped, t.bad_line_examples.join("; ")));
+        notes.push(format!(
+            "{} malformed trace lines skipped ({})",
+            t.bad_lines_skipped,
+            t.bad_line_examples.join("; ")
+        ));
     }
     if t.failed_rows_skipped > 0 {
-        notes.push(format!("{} rows marked failed in the trace (0 response tokens) not replayed", t.failed_rows_skipped));
+        notes.push(format!(
+            "{} rows marked failed in the trace (0 response tokens) not replayed",
+            t.failed_rows_skipped
+        ));
     }
     if t.zero_output_requests > 0 {
-        notes.push(format!("{} requests with 0 output tokens replayed as 1-token outputs", t.zero_output_requests));
+        notes.push(format!(
+            "{} requests with 0 output tokens replayed as 1-token outputs",
+            t.zero_output_requests
+        ));
     }
 }

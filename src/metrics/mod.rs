@@ -63,16 +63,29 @@ impl IntervalAccumulator {
     }
 
     /// One scrape of the gauges: mean KV utilisation per role (0..1) and queued prefill tokens.
-    pub fn on_scrape(&mut self, kv_prefill: Option<f64>, kv_decode: Option<f64>, queued_prefill_tokens: f64) {
+    pub fn on_scrape(
+        &mut self,
+        kv_prefill: Option<f64>,
+        kv_decode: Option<f64>,
+        queued_prefill_tokens: f64,
+    ) {
         self.kv_prefill.add(kv_prefill);
         self.kv_decode.add(kv_decode);
         self.queued_prefill_tokens.add(Some(queued_prefill_tokens));
     }
 
     /// Summarises the interval and starts the next one.
-    pub fn take(&mut self, time_s: f64, interval_s: f64, replicas: RoleReplicas) -> (Observation, IntervalExtras) {
+    pub fn take(
+        &mut self,
+        time_s: f64,
+        interval_s: f64,
+        replicas: RoleReplicas,
+    ) -> (Observation, IntervalExtras) {
         let mut a = std::mem::take(self);
-        let kv = RoleKv { prefill: a.kv_prefill.mean(), decode: a.kv_decode.mean() };
+        let kv = RoleKv {
+            prefill: a.kv_prefill.mean(),
+            decode: a.kv_decode.mean(),
+        };
         let obs = Observation {
             time_s,
             interval_s,
@@ -90,7 +103,12 @@ impl IntervalAccumulator {
         a.itl_ms.clear();
         self.ttft_ms = a.ttft_ms;
         self.itl_ms = a.itl_ms;
-        (obs, IntervalExtras { completions: a.completions })
+        (
+            obs,
+            IntervalExtras {
+                completions: a.completions,
+            },
+        )
     }
 }
 

@@ -14,7 +14,11 @@ pub struct StaticPolicy {
 
 impl StaticPolicy {
     pub fn new(prefill: u32, decode: u32) -> StaticPolicy {
-        StaticPolicy { name: format!("static:{prefill},{decode}"), prefill, decode }
+        StaticPolicy {
+            name: format!("static:{prefill},{decode}"),
+            prefill,
+            decode,
+        }
     }
 }
 
@@ -26,7 +30,12 @@ impl Policy for StaticPolicy {
         Some((self.prefill, self.decode))
     }
     fn decide(&mut self, _now_s: f64, _obs: &Observation) -> Decision {
-        Decision { prefill: self.prefill, decode: self.decode, reasons: vec!["static".into()], forecast: None }
+        Decision {
+            prefill: self.prefill,
+            decode: self.decode,
+            reasons: vec!["static".into()],
+            forecast: None,
+        }
     }
 }
 
@@ -58,7 +67,12 @@ impl Policy for SchedulePolicy {
     }
     fn decide(&mut self, now_s: f64, _obs: &Observation) -> Decision {
         let (p, d) = self.at(now_s);
-        Decision { prefill: p, decode: d, reasons: vec![format!("schedule row for t={now_s:.0}s")], forecast: None }
+        Decision {
+            prefill: p,
+            decode: d,
+            reasons: vec![format!("schedule row for t={now_s:.0}s")],
+            forecast: None,
+        }
     }
 }
 
@@ -74,8 +88,16 @@ pub struct DynamoPolicy {
 
 impl DynamoPolicy {
     pub fn new(ctx: PolicyContext, corrections: bool) -> DynamoPolicy {
-        let name = if corrections { "dynamo".to_string() } else { "dynamo:no-correction".to_string() };
-        DynamoPolicy { ctx, corrections, name }
+        let name = if corrections {
+            "dynamo".to_string()
+        } else {
+            "dynamo:no-correction".to_string()
+        };
+        DynamoPolicy {
+            ctx,
+            corrections,
+            name,
+        }
     }
 
     fn hold(&self, obs: &Observation, why: &str) -> Decision {
@@ -96,7 +118,9 @@ impl Policy for DynamoPolicy {
 
     fn decide(&mut self, _now_s: f64, obs: &Observation) -> Decision {
         let (n, isl, osl) = match (obs.requests, obs.isl_mean, obs.osl_mean) {
-            (Some(n), Some(isl), Some(osl)) if n > 0.0 && isl.is_finite() && osl.is_finite() => (n, isl, osl),
+            (Some(n), Some(isl), Some(osl)) if n > 0.0 && isl.is_finite() && osl.is_finite() => {
+                (n, isl, osl)
+            }
             _ => return self.hold(obs, "request count, ISL or OSL missing or NaN"),
         };
         let c = &self.ctx;
@@ -110,7 +134,9 @@ impl Policy for DynamoPolicy {
             }
         }
         let prefill_tokens_per_s = n * isl / interval * c_p.min(1.0);
-        let p_raw = prefill_tokens_per_s / c.prefill.tokens_per_s_per_gpu(isl) / c.limits.gpus_per_prefill_engine as f64;
+        let p_raw = prefill_tokens_per_s
+            / c.prefill.tokens_per_s_per_gpu(isl)
+            / c.limits.gpus_per_prefill_engine as f64;
         let p = (p_raw.ceil() as u32).max(1);
         // Decode: c_d = observed ITL / profiled ITL at the observed concurrency and context.
         let context = isl + osl / 2.0;
@@ -126,12 +152,17 @@ impl Policy for DynamoPolicy {
                 }
             }
         }
-        let best = c.decode.best_tokens_per_s_per_gpu(c.sla.itl_ms / c_d, context);
+        let best = c
+            .decode
+            .best_tokens_per_s_per_gpu(c.sla.itl_ms / c_d, context);
         let decode_tokens_per_s = n * osl / interval;
         let d = if best > 0.0 {
-            ((decode_tokens_per_s / best / c.limits.gpus_per_decode_engine as f64).ceil() as u32).max(1)
+            ((decode_tokens_per_s / best / c.limits.gpus_per_decode_engine as f64).ceil() as u32)
+                .max(1)
         } else {
-            reasons.push("no profiled point meets the corrected ITL target; decode at its maximum".into());
+            reasons.push(
+                "no profiled point meets the corrected ITL target; decode at its maximum".into(),
+            );
             c.limits.max_decode
         };
         reasons.push(format!(
@@ -144,7 +175,12 @@ impl Policy for DynamoPolicy {
             prefill: p,
             decode: d,
             reasons,
-            forecast: Some(super::Forecast { horizon_s: interval, requests_per_s: n / interval, isl, osl }),
+            forecast: Some(super::Forecast {
+                horizon_s: interval,
+                requests_per_s: n / interval,
+                isl,
+                osl,
+            }),
         }
     }
 }
@@ -163,7 +199,12 @@ pub struct ThresholdPolicy {
 
 impl ThresholdPolicy {
     pub fn new(ctx: PolicyContext) -> ThresholdPolicy {
-        ThresholdPolicy { ctx, tolerance: 0.1, stabilization_s: 300.0, history: VecDeque::new() }
+        ThresholdPolicy {
+            ctx,
+            tolerance: 0.1,
+            stabilization_s: 300.0,
+            history: VecDeque::new(),
+        }
     }
 
     fn hpa(&self, current: u32, metric: f64, target: f64) -> u32 {
@@ -188,21 +229,30 @@ impl Policy for ThresholdPolicy {
         let r = obs.replicas.unwrap_or_default();
         let c = &self.ctx;
         let mut reasons = Vec::new();
-        let isl = obs.isl_mean.filter(|x| x.is_finite()).unwrap_or(c.prefill.max_profiled_isl() / 4.0);
+        let isl = obs
+            .isl_mean
+            .filter(|x| x.is_finite())
+            .unwrap_or(c.prefill.max_profiled_isl() / 4.0);
         let osl = obs.osl_mean.filter(|x| x.is_finite()).unwrap_or(0.0);
         let mut p = r.prefill.ready + r.prefill.starting;
         if let Some(q) = obs.queued_prefill_tokens {
             let per_engine = q / r.prefill.ready.max(1) as f64;
             let target = c.prefill.tokens_per_s_per_engine(isl) * c.sla.ttft_ms / 1000.0 * 0.5;
             p = self.hpa(r.prefill.ready, per_engine, target).max(1);
-            reasons.push(format!("prefill queue {per_engine:.0} tokens/engine vs target {target:.0}"));
+            reasons.push(format!(
+                "prefill queue {per_engine:.0} tokens/engine vs target {target:.0}"
+            ));
         } else {
             reasons.push("prefill queue missing: prefill held".into());
         }
         let mut d = r.decode.ready + r.decode.starting;
         if let Some(kv) = obs.kv_utilization.and_then(|k| k.decode) {
             let context = isl + osl / 2.0;
-            let target = c.decode.max_kv_usage_for_itl(c.sla.itl_ms, context).unwrap_or(0.05).max(0.01);
+            let target = c
+                .decode
+                .max_kv_usage_for_itl(c.sla.itl_ms, context)
+                .unwrap_or(0.05)
+                .max(0.01);
             d = self.hpa(r.decode.ready, kv, target).max(1);
             reasons.push(format!("decode KV {kv:.3} vs target {target:.3}"));
         } else {
@@ -210,16 +260,28 @@ impl Policy for ThresholdPolicy {
         }
         // Scale-down stabilisation: the highest recommendation within the window.
         self.history.push_back((now_s, p, d));
-        while self.history.front().is_some_and(|h| h.0 < now_s - self.stabilization_s) {
+        while self
+            .history
+            .front()
+            .is_some_and(|h| h.0 < now_s - self.stabilization_s)
+        {
             self.history.pop_front();
         }
         let p_stable = self.history.iter().map(|h| h.1).max().unwrap_or(p);
         let d_stable = self.history.iter().map(|h| h.2).max().unwrap_or(d);
         if p_stable > p || d_stable > d {
-            reasons.push(format!("scale-down stabilised over {:.0}s", self.stabilization_s));
+            reasons.push(format!(
+                "scale-down stabilised over {:.0}s",
+                self.stabilization_s
+            ));
         }
         let (p, d, notes) = c.limits.clamp(p_stable, d_stable);
         reasons.extend(notes);
-        Decision { prefill: p, decode: d, reasons, forecast: None }
+        Decision {
+            prefill: p,
+            decode: d,
+            reasons,
+            forecast: None,
+        }
     }
 }

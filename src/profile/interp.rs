@@ -35,7 +35,13 @@ pub struct PrefillModel {
 impl PrefillModel {
     pub fn new(p: &PrefillProfile) -> PrefillModel {
         let mut pts: Vec<(f64, f64, f64)> = (0..p.prefill_isl.len())
-            .map(|i| (p.prefill_isl[i], p.prefill_ttft[i], p.prefill_thpt_per_gpu[i]))
+            .map(|i| {
+                (
+                    p.prefill_isl[i],
+                    p.prefill_ttft[i],
+                    p.prefill_thpt_per_gpu[i],
+                )
+            })
             .collect();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
         let (x0, y0) = (pts[0].0, pts[0].1);
@@ -51,7 +57,12 @@ impl PrefillModel {
             isl.push(x);
             ttft.push(y);
         }
-        PrefillModel { isl, ttft, overhead_ms, gpus_per_engine }
+        PrefillModel {
+            isl,
+            ttft,
+            overhead_ms,
+            gpus_per_engine,
+        }
     }
 
     /// Time to first token of one request alone, ms.
@@ -117,16 +128,24 @@ fn isotonic(values: &[f64]) -> Vec<f64> {
             }
             blocks.pop();
             let last = blocks.last_mut().expect("two blocks");
-            *last = ((m1 * c1 as f64 + m2 * c2 as f64) / (c1 + c2) as f64, c1 + c2);
+            *last = (
+                (m1 * c1 as f64 + m2 * c2 as f64) / (c1 + c2) as f64,
+                c1 + c2,
+            );
         }
     }
-    blocks.into_iter().flat_map(|(m, c)| std::iter::repeat_n(m, c)).collect()
+    blocks
+        .into_iter()
+        .flat_map(|(m, c)| std::iter::repeat_n(m, c))
+        .collect()
 }
 
 fn group_rows(d: &DecodeProfile) -> Vec<DecodeRow> {
     let mut idx: Vec<usize> = (0..d.x_kv_usage.len()).collect();
     idx.sort_by(|&a, &b| {
-        d.y_context_length[a].total_cmp(&d.y_context_length[b]).then(d.x_kv_usage[a].total_cmp(&d.x_kv_usage[b]))
+        d.y_context_length[a]
+            .total_cmp(&d.y_context_length[b])
+            .then(d.x_kv_usage[a].total_cmp(&d.x_kv_usage[b]))
     });
     let mut rows: Vec<DecodeRow> = Vec::new();
     for i in idx {
@@ -142,7 +161,11 @@ fn group_rows(d: &DecodeProfile) -> Vec<DecodeRow> {
                     r.itl.push(d.z_itl[i]);
                 }
             }
-            _ => rows.push(DecodeRow { context: ctx, kv: vec![d.x_kv_usage[i]], itl: vec![d.z_itl[i]] }),
+            _ => rows.push(DecodeRow {
+                context: ctx,
+                kv: vec![d.x_kv_usage[i]],
+                itl: vec![d.z_itl[i]],
+            }),
         }
     }
     rows.retain(|r| r.kv.len() >= 2);
@@ -160,10 +183,18 @@ impl DecodeModel {
     pub fn new(d: &DecodeProfile) -> DecodeModel {
         let rows = group_rows(d);
         // GPUs per engine from throughput = concurrency * 1000 / itl / gpus at the busiest point.
-        let i = (0..d.x_kv_usage.len()).max_by(|&a, &b| d.x_kv_usage[a].total_cmp(&d.x_kv_usage[b])).unwrap_or(0);
+        let i = (0..d.x_kv_usage.len())
+            .max_by(|&a, &b| d.x_kv_usage[a].total_cmp(&d.x_kv_usage[b]))
+            .unwrap_or(0);
         let conc = d.x_kv_usage[i] * d.max_kv_tokens / d.y_context_length[i];
-        let gpus = (conc * 1000.0 / d.z_itl[i] / d.z_thpt_per_gpu[i]).round().max(1.0);
-        DecodeModel { rows, max_kv_tokens: d.max_kv_tokens, gpus_per_engine: gpus }
+        let gpus = (conc * 1000.0 / d.z_itl[i] / d.z_thpt_per_gpu[i])
+            .round()
+            .max(1.0);
+        DecodeModel {
+            rows,
+            max_kv_tokens: d.max_kv_tokens,
+            gpus_per_engine: gpus,
+        }
     }
 
     pub fn max_kv_tokens(&self) -> f64 {
@@ -181,7 +212,8 @@ impl DecodeModel {
         // Beyond the last point follow the last segment's slope, never downwards.
         let n = row.kv.len();
         if kv >= row.kv[n - 1] {
-            let slope = ((row.itl[n - 1] - row.itl[n - 2]) / (row.kv[n - 1] - row.kv[n - 2])).max(0.0);
+            let slope =
+                ((row.itl[n - 1] - row.itl[n - 2]) / (row.kv[n - 1] - row.kv[n - 2])).max(0.0);
             return row.itl[n - 1] + slope * (kv - row.kv[n - 1]);
         }
         lerp_extend(&row.kv, &row.itl, kv)

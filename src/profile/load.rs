@@ -50,7 +50,8 @@ fn find_dynamo_json(dir: &Path) -> Option<(std::path::PathBuf, std::path::PathBu
     for (p, d) in [
         (dir.join(PREFILL_JSON), dir.join(DECODE_JSON)),
         (
-            dir.join("selected_prefill_interpolation").join(PREFILL_JSON),
+            dir.join("selected_prefill_interpolation")
+                .join(PREFILL_JSON),
             dir.join("selected_decode_interpolation").join(DECODE_JSON),
         ),
     ] {
@@ -112,11 +113,24 @@ pub fn to_own_json(p: &Profile) -> String {
     serde_json::to_string_pretty(&v).expect("plain data serialises")
 }
 
-fn read_npz_array(reader: &mut NpzReader<File>, file: &str, name: &str) -> Result<Vec<f64>, InputError> {
-    let err = |message: String| InputError::Profile { file: file.to_string(), array: name.to_string(), message };
-    let names = reader.names().map_err(|e| err(format!("cannot list the archive: {e}")))?;
+fn read_npz_array(
+    reader: &mut NpzReader<File>,
+    file: &str,
+    name: &str,
+) -> Result<Vec<f64>, InputError> {
+    let err = |message: String| InputError::Profile {
+        file: file.to_string(),
+        array: name.to_string(),
+        message,
+    };
+    let names = reader
+        .names()
+        .map_err(|e| err(format!("cannot list the archive: {e}")))?;
     if !names.iter().any(|n| n == name) {
-        return Err(err(format!("is missing (the archive holds: {})", names.join(", "))));
+        return Err(err(format!(
+            "is missing (the archive holds: {})",
+            names.join(", ")
+        )));
     }
     // Dynamo writes float64 and int64 arrays; accept the other common numeric types too.
     if let Ok(a) = reader.by_name::<_, ndarray::Ix1>(name) {
@@ -187,7 +201,11 @@ fn load_npz_dir(dir: &Path) -> Result<Profile, InputError> {
         y_context_length: read_npz_array(&mut dr, &dn, "y_context_length")?,
         z_itl: read_npz_array(&mut dr, &dn, "z_itl")?,
         z_thpt_per_gpu: read_npz_array(&mut dr, &dn, "z_thpt_per_gpu")?,
-        max_kv_tokens: scalar(read_npz_array(&mut dr, &dn, "max_kv_tokens")?, &dn, "max_kv_tokens")?,
+        max_kv_tokens: scalar(
+            read_npz_array(&mut dr, &dn, "max_kv_tokens")?,
+            &dn,
+            "max_kv_tokens",
+        )?,
     };
     Ok(from_dynamo_arrays(dir, prefill, decode))
 }
@@ -195,7 +213,10 @@ fn load_npz_dir(dir: &Path) -> Result<Profile, InputError> {
 fn from_dynamo_arrays(dir: &Path, prefill: PrefillProfile, decode: DecodeProfile) -> Profile {
     let max_isl = prefill.prefill_isl.iter().copied().fold(0.0, f64::max);
     Profile {
-        name: dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "profile".into()),
+        name: dir
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "profile".into()),
         source: format!("Dynamo profiler output at {}", dir.display()),
         // Dynamo's files do not state the context limit; the longest profiled ISL is the
         // longest input the profile speaks for.
@@ -217,13 +238,20 @@ fn load_dynamo_json(dir: &Path, pf: &Path, df: &Path) -> Result<Profile, InputEr
     let pv = read(pf)?;
     let dv = read(df)?;
     let arr = |v: &serde_json::Value, p: &Path, name: &str| -> Result<Vec<f64>, InputError> {
-        let err = |m: &str| InputError::Profile { file: p.display().to_string(), array: name.into(), message: m.into() };
+        let err = |m: &str| InputError::Profile {
+            file: p.display().to_string(),
+            array: name.into(),
+            message: m.into(),
+        };
         match v.get(name) {
             None => Err(err("is missing")),
             Some(serde_json::Value::Number(n)) => Ok(vec![n.as_f64().unwrap_or(f64::NAN)]),
             Some(serde_json::Value::Array(a)) => a
                 .iter()
-                .map(|x| x.as_f64().ok_or_else(|| err("holds a value that is not a number")))
+                .map(|x| {
+                    x.as_f64()
+                        .ok_or_else(|| err("holds a value that is not a number"))
+                })
                 .collect(),
             Some(_) => Err(err("is neither a number nor an array of numbers")),
         }
@@ -238,7 +266,11 @@ fn load_dynamo_json(dir: &Path, pf: &Path, df: &Path) -> Result<Profile, InputEr
         y_context_length: arr(&dv, df, "y_context_length")?,
         z_itl: arr(&dv, df, "z_itl")?,
         z_thpt_per_gpu: arr(&dv, df, "z_thpt_per_gpu")?,
-        max_kv_tokens: scalar(arr(&dv, df, "max_kv_tokens")?, &df.display().to_string(), "max_kv_tokens")?,
+        max_kv_tokens: scalar(
+            arr(&dv, df, "max_kv_tokens")?,
+            &df.display().to_string(),
+            "max_kv_tokens",
+        )?,
     };
     Ok(from_dynamo_arrays(dir, prefill, decode))
 }

@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::InputError;
 
 /// The embedded default: H200, Llama-3.1-8B-Instruct-FP8, TP1 prefill and decode.
-pub const DEFAULT_PROFILE_JSON: &str = include_str!("../../profiles/h200_llama-3.1-8b-fp8_tp1.json");
+pub const DEFAULT_PROFILE_JSON: &str =
+    include_str!("../../profiles/h200_llama-3.1-8b-fp8_tp1.json");
 pub const DEFAULT_PROFILE_NAME: &str = "h200_llama-3.1-8b-fp8_tp1";
 
 /// One-request-at-a-time prefill measurements. Array names are Dynamo's.
@@ -72,7 +73,9 @@ impl Profile {
     pub fn prefill_gpus_per_engine(&self) -> f64 {
         let p = &self.prefill;
         let i = p.prefill_isl.len() / 2;
-        (p.prefill_isl[i] / p.prefill_ttft[i] * 1000.0 / p.prefill_thpt_per_gpu[i]).round().max(1.0)
+        (p.prefill_isl[i] / p.prefill_ttft[i] * 1000.0 / p.prefill_thpt_per_gpu[i])
+            .round()
+            .max(1.0)
     }
 
     pub fn prefill_model(&self) -> PrefillModel {
@@ -92,14 +95,20 @@ impl Profile {
         };
         let check = |array: &str, v: &[f64], min_len: usize, allow_zero: bool| {
             if v.len() < min_len {
-                return Err(bad(array, format!("has {} points; at least {} are needed", v.len(), min_len)));
+                return Err(bad(
+                    array,
+                    format!("has {} points; at least {} are needed", v.len(), min_len),
+                ));
             }
             for (i, x) in v.iter().enumerate() {
                 if !x.is_finite() {
                     return Err(bad(array, format!("element {i} is not finite ({x})")));
                 }
                 if *x < 0.0 || (!allow_zero && *x == 0.0) {
-                    return Err(bad(array, format!("element {i} is {x}; values must be positive")));
+                    return Err(bad(
+                        array,
+                        format!("element {i} is {x}; values must be positive"),
+                    ));
                 }
             }
             Ok(())
@@ -108,9 +117,18 @@ impl Profile {
         check("prefill_isl", &p.prefill_isl, 2, false)?;
         check("prefill_ttft", &p.prefill_ttft, 2, false)?;
         check("prefill_thpt_per_gpu", &p.prefill_thpt_per_gpu, 2, false)?;
-        for (name, len) in [("prefill_ttft", p.prefill_ttft.len()), ("prefill_thpt_per_gpu", p.prefill_thpt_per_gpu.len())] {
+        for (name, len) in [
+            ("prefill_ttft", p.prefill_ttft.len()),
+            ("prefill_thpt_per_gpu", p.prefill_thpt_per_gpu.len()),
+        ] {
             if len != p.prefill_isl.len() {
-                return Err(bad(name, format!("has {len} points but prefill_isl has {}", p.prefill_isl.len())));
+                return Err(bad(
+                    name,
+                    format!(
+                        "has {len} points but prefill_isl has {}",
+                        p.prefill_isl.len()
+                    ),
+                ));
             }
         }
         let mut isl = p.prefill_isl.clone();
@@ -130,20 +148,33 @@ impl Profile {
             ("z_thpt_per_gpu", d.z_thpt_per_gpu.len()),
         ] {
             if len != d.x_kv_usage.len() {
-                return Err(bad(name, format!("has {len} points but x_kv_usage has {}", d.x_kv_usage.len())));
+                return Err(bad(
+                    name,
+                    format!("has {len} points but x_kv_usage has {}", d.x_kv_usage.len()),
+                ));
             }
         }
         if let Some(i) = d.x_kv_usage.iter().position(|&x| x > 1.5) {
-            return Err(bad("x_kv_usage", format!("element {i} is {}; it is a fraction of the KV cache (0..1)", d.x_kv_usage[i])));
+            return Err(bad(
+                "x_kv_usage",
+                format!(
+                    "element {i} is {}; it is a fraction of the KV cache (0..1)",
+                    d.x_kv_usage[i]
+                ),
+            ));
         }
         if !DecodeModel::has_enough_rows(d) {
             return Err(bad(
                 "y_context_length",
-                "no context length has two or more decode points; the ITL surface cannot be built".into(),
+                "no context length has two or more decode points; the ITL surface cannot be built"
+                    .into(),
             ));
         }
         if !(self.max_context_tokens.is_finite() && self.max_context_tokens > 0.0) {
-            return Err(bad("max_context_tokens", format!("is {}; it must be positive", self.max_context_tokens)));
+            return Err(bad(
+                "max_context_tokens",
+                format!("is {}; it must be positive", self.max_context_tokens),
+            ));
         }
         Ok(())
     }

@@ -7,11 +7,27 @@ use super::Summary;
 use crate::sim::SimResult;
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
-fn series_of(r: &SimResult, name: String, f: impl Fn(&crate::sim::IntervalRow) -> Option<f64>, step: bool) -> Series {
-    Series { name, points: r.timeline.iter().map(|row| (row.observation.time_s, f(row).unwrap_or(f64::NAN))).collect(), step, dashed: false }
+fn series_of(
+    r: &SimResult,
+    name: String,
+    f: impl Fn(&crate::sim::IntervalRow) -> Option<f64>,
+    step: bool,
+) -> Series {
+    Series {
+        name,
+        points: r
+            .timeline
+            .iter()
+            .map(|row| (row.observation.time_s, f(row).unwrap_or(f64::NAN)))
+            .collect(),
+        step,
+        dashed: false,
+    }
 }
 
 pub fn render_html(summary: &Summary, results: &[SimResult]) -> String {
@@ -22,7 +38,16 @@ pub fn render_html(summary: &Summary, results: &[SimResult]) -> String {
             title: "Load: arrivals per second in each interval".into(),
             x_label: "time (s)".into(),
             y_label: "requests/s".into(),
-            series: vec![series_of(first, "arrivals/s".into(), |row| row.observation.requests.map(|n| n / row.observation.interval_s), false)],
+            series: vec![series_of(
+                first,
+                "arrivals/s".into(),
+                |row| {
+                    row.observation
+                        .requests
+                        .map(|n| n / row.observation.interval_s)
+                },
+                false,
+            )],
             ..Default::default()
         });
     }
@@ -31,29 +56,72 @@ pub fn render_html(summary: &Summary, results: &[SimResult]) -> String {
         title: "Prefill replicas (ready + starting) at each decision".into(),
         x_label: "time (s)".into(),
         y_label: "replicas".into(),
-        series: results.iter().map(|r| series_of(r, r.policy.clone(), |row| row.observation.replicas.map(|x| held(x.prefill)), true)).collect(),
+        series: results
+            .iter()
+            .map(|r| {
+                series_of(
+                    r,
+                    r.policy.clone(),
+                    |row| row.observation.replicas.map(|x| held(x.prefill)),
+                    true,
+                )
+            })
+            .collect(),
         ..Default::default()
     });
     charts.push(LineChart {
         title: "Decode replicas (ready + starting) at each decision".into(),
         x_label: "time (s)".into(),
         y_label: "replicas".into(),
-        series: results.iter().map(|r| series_of(r, r.policy.clone(), |row| row.observation.replicas.map(|x| held(x.decode)), true)).collect(),
+        series: results
+            .iter()
+            .map(|r| {
+                series_of(
+                    r,
+                    r.policy.clone(),
+                    |row| row.observation.replicas.map(|x| held(x.decode)),
+                    true,
+                )
+            })
+            .collect(),
         ..Default::default()
     });
     charts.push(LineChart {
         title: "TTFT p90 per interval against the SLA".into(),
         x_label: "time (s)".into(),
         y_label: "ms (log)".into(),
-        series: results.iter().map(|r| series_of(r, r.policy.clone(), |row| row.observation.ttft_ms.map(|l| l.p90), false)).collect(),
-        reference: vec![(summary.sla.ttft_ms, format!("SLA {} ms", summary.sla.ttft_ms))],
+        series: results
+            .iter()
+            .map(|r| {
+                series_of(
+                    r,
+                    r.policy.clone(),
+                    |row| row.observation.ttft_ms.map(|l| l.p90),
+                    false,
+                )
+            })
+            .collect(),
+        reference: vec![(
+            summary.sla.ttft_ms,
+            format!("SLA {} ms", summary.sla.ttft_ms),
+        )],
         log_y: true,
     });
     charts.push(LineChart {
         title: "ITL p90 per interval against the SLA".into(),
         x_label: "time (s)".into(),
         y_label: "ms (log)".into(),
-        series: results.iter().map(|r| series_of(r, r.policy.clone(), |row| row.observation.itl_ms.map(|l| l.p90), false)).collect(),
+        series: results
+            .iter()
+            .map(|r| {
+                series_of(
+                    r,
+                    r.policy.clone(),
+                    |row| row.observation.itl_ms.map(|l| l.p90),
+                    false,
+                )
+            })
+            .collect(),
         reference: vec![(summary.sla.itl_ms, format!("SLA {} ms", summary.sla.itl_ms))],
         log_y: true,
     });
@@ -61,7 +129,10 @@ pub fn render_html(summary: &Summary, results: &[SimResult]) -> String {
         title: "SLO attainment of the requests finishing in each interval".into(),
         x_label: "time (s)".into(),
         y_label: "share".into(),
-        series: results.iter().map(|r| series_of(r, r.policy.clone(), |row| row.attainment, false)).collect(),
+        series: results
+            .iter()
+            .map(|r| series_of(r, r.policy.clone(), |row| row.attainment, false))
+            .collect(),
         reference: vec![(0.99, "99%".into())],
         log_y: false,
     });
@@ -76,7 +147,12 @@ th:first-child, td:first-child {{ text-align: left; }} th {{ background: #f3f3f3
 {CHART_CSS}</style></head><body>",
         esc(&sc.name)
     );
-    let _ = write!(h, "<h1>Dry run: {}</h1><p>{}</p>", esc(&sc.name), esc(&sc.description));
+    let _ = write!(
+        h,
+        "<h1>Dry run: {}</h1><p>{}</p>",
+        esc(&sc.name),
+        esc(&sc.description)
+    );
     let _ = write!(
         h,
         "<p class=\"note\">Workload: {} ({} requests over {:.0} s). Profile: {}. SLA: TTFT &le; {} ms and mean ITL &le; {} ms. \

@@ -26,7 +26,11 @@ pub struct Percentiles {
 impl Percentiles {
     fn of(mut v: Vec<f64>) -> Percentiles {
         v.sort_by(f64::total_cmp);
-        Percentiles { p50: round3(percentile_sorted(&v, 0.5)), p90: round3(percentile_sorted(&v, 0.9)), p99: round3(percentile_sorted(&v, 0.99)) }
+        Percentiles {
+            p50: round3(percentile_sorted(&v, 0.5)),
+            p90: round3(percentile_sorted(&v, 0.9)),
+            p99: round3(percentile_sorted(&v, 0.99)),
+        }
     }
 }
 
@@ -63,8 +67,14 @@ impl PolicySummary {
         let served: Vec<_> = r.outcomes.iter().filter(|o| !o.rejected()).collect();
         let n = served.len().max(1) as f64;
         let met = served.iter().filter(|o| o.meets(sla)).count();
-        let ttft_ok = served.iter().filter(|o| o.ttft_ms as f64 <= sla.ttft_ms).count();
-        let itl_ok = served.iter().filter(|o| o.itl_ms as f64 <= sla.itl_ms).count();
+        let ttft_ok = served
+            .iter()
+            .filter(|o| o.ttft_ms as f64 <= sla.ttft_ms)
+            .count();
+        let itl_ok = served
+            .iter()
+            .filter(|o| o.itl_ms as f64 <= sla.itl_ms)
+            .count();
         let gpu_hours = r.gpu_seconds / 3600.0;
         PolicySummary {
             name: r.policy.clone(),
@@ -75,7 +85,11 @@ impl PolicySummary {
             ttft_attainment: round6(ttft_ok as f64 / n),
             itl_attainment: round6(itl_ok as f64 / n),
             gpu_hours: round6(gpu_hours),
-            goodput_per_gpu_hour: round3(if gpu_hours > 0.0 { met as f64 / gpu_hours } else { 0.0 }),
+            goodput_per_gpu_hour: round3(if gpu_hours > 0.0 {
+                met as f64 / gpu_hours
+            } else {
+                0.0
+            }),
             ttft_ms: Percentiles::of(served.iter().map(|o| o.ttft_ms as f64).collect()),
             itl_ms: Percentiles::of(served.iter().map(|o| o.itl_ms as f64).collect()),
             max_prefill: r.max_prefill,
@@ -113,7 +127,16 @@ pub struct Summary {
 
 /// A file-name-safe form of a policy name: `static:2,2` -> `static_2_2`.
 pub fn file_stem(policy: &str) -> String {
-    policy.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect()
+    policy
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 pub fn write_summary(dir: &Path, s: &Summary) -> Result<(), InputError> {
@@ -178,7 +201,18 @@ itl_p50_ms,itl_p90_ms,itl_p99_ms,kv_decode,queued_prefill_tokens,attainment,reas
 
 /// The comparison table printed in the terminal (and pasted into the README).
 pub fn table(policies: &[PolicySummary]) -> String {
-    let header = ["policy", "SLO att.", "TTFT att.", "ITL att.", "GPU-h", "goodput/GPU-h", "TTFT p99 ms", "ITL p99 ms", "max P", "max D"];
+    let header = [
+        "policy",
+        "SLO att.",
+        "TTFT att.",
+        "ITL att.",
+        "GPU-h",
+        "goodput/GPU-h",
+        "TTFT p99 ms",
+        "ITL p99 ms",
+        "max P",
+        "max D",
+    ];
     let rows: Vec<[String; 10]> = policies
         .iter()
         .map(|p| {
@@ -196,14 +230,44 @@ pub fn table(policies: &[PolicySummary]) -> String {
             ]
         })
         .collect();
-    let widths: Vec<usize> = (0..header.len()).map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     let mut s = String::new();
     let line = |cells: Vec<&str>| -> String {
-        let parts: Vec<String> = cells.iter().enumerate().map(|(i, c)| if i == 0 { format!("{c:<w$}", w = widths[i]) } else { format!("{c:>w$}", w = widths[i]) }).collect();
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == 0 {
+                    format!("{c:<w$}", w = widths[i])
+                } else {
+                    format!("{c:>w$}", w = widths[i])
+                }
+            })
+            .collect();
         format!("| {} |\n", parts.join(" | "))
     };
     s += &line(header.to_vec());
-    s += &format!("|{}|\n", widths.iter().enumerate().map(|(i, w)| if i == 0 { format!(":{}", "-".repeat(w + 1)) } else { format!("{}:", "-".repeat(w + 1)) }).collect::<Vec<_>>().join("|"));
+    s += &format!(
+        "|{}|\n",
+        widths
+            .iter()
+            .enumerate()
+            .map(|(i, w)| if i == 0 {
+                format!(":{}", "-".repeat(w + 1))
+            } else {
+                format!("{}:", "-".repeat(w + 1))
+            })
+            .collect::<Vec<_>>()
+            .join("|")
+    );
     for r in &rows {
         s += &line(r.iter().map(String::as_str).collect());
     }

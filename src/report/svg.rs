@@ -4,7 +4,9 @@
 use std::fmt::Write;
 
 /// Series colours, in order; colour-blind-safe (Okabe-Ito).
-pub const PALETTE: [&str; 8] = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"];
+pub const PALETTE: [&str; 8] = [
+    "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000",
+];
 
 /// CSS for charts, shared by `report.html` and the dashboard.
 pub const CHART_CSS: &str = r#"
@@ -49,12 +51,16 @@ const MB: f64 = 40.0;
 
 /// Round tick positions covering `[lo, hi]`.
 pub fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
-    if !(hi > lo) {
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
         return vec![lo];
     }
     let raw = (hi - lo) / target.max(1) as f64;
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag);
     let mut t = (lo / step).ceil() * step;
     let mut out = Vec::new();
     while t <= hi + step * 1e-9 {
@@ -65,9 +71,7 @@ pub fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
 }
 
 fn fmt_tick(v: f64) -> String {
-    if v.abs() >= 1000.0 {
-        format!("{:.0}", v)
-    } else if v.fract().abs() < 1e-9 {
+    if v.abs() >= 1000.0 || v.fract().abs() < 1e-9 {
         format!("{v:.0}")
     } else if v.abs() >= 1.0 {
         format!("{v:.1}")
@@ -77,13 +81,25 @@ fn fmt_tick(v: f64) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 impl LineChart {
     pub fn render(&self) -> String {
-        let pts = self.series.iter().flat_map(|s| s.points.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
-        let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+        let pts = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .filter(|p| p.0.is_finite() && p.1.is_finite());
+        let (mut x0, mut x1, mut y0, mut y1) = (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        );
         for &(x, y) in pts {
             x0 = x0.min(x);
             x1 = x1.max(x);
@@ -104,7 +120,13 @@ impl LineChart {
         let (ty, ylo, yhi) = if log {
             let lo = y0.log10().floor();
             let hi = y1.log10().ceil().max(lo + 1.0);
-            ((lo as i32..=hi as i32).map(|e| 10f64.powi(e)).collect::<Vec<_>>(), lo, hi)
+            (
+                (lo as i32..=hi as i32)
+                    .map(|e| 10f64.powi(e))
+                    .collect::<Vec<_>>(),
+                lo,
+                hi,
+            )
         } else {
             let lo = y0.min(0.0);
             let hi = if y1 > lo { y1 * 1.08 } else { lo + 1.0 };
@@ -120,28 +142,77 @@ impl LineChart {
             MT + ph - (v - ylo) / (yhi - ylo) * ph
         };
         let mut s = String::new();
-        let _ = write!(s, r#"<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{}">"#, esc(&self.title));
-        let _ = write!(s, r#"<text class="title" x="{ML}" y="16">{}</text>"#, esc(&self.title));
+        let _ = write!(
+            s,
+            r#"<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{}">"#,
+            esc(&self.title)
+        );
+        let _ = write!(
+            s,
+            r#"<text class="title" x="{ML}" y="16">{}</text>"#,
+            esc(&self.title)
+        );
         s.push_str(r#"<g class="grid">"#);
         for &t in &ty {
             let y = sy(t);
-            let _ = write!(s, r#"<line x1="{ML}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}"/>"#, ML + pw);
+            let _ = write!(
+                s,
+                r#"<line x1="{ML}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}"/>"#,
+                ML + pw
+            );
         }
         s.push_str("</g><g class=\"axis\">");
-        let _ = write!(s, r#"<line x1="{ML}" x2="{ML}" y1="{MT}" y2="{:.1}"/><line x1="{ML}" x2="{:.1}" y1="{:.1}" y2="{:.1}"/>"#, MT + ph, ML + pw, MT + ph, MT + ph);
+        let _ = write!(
+            s,
+            r#"<line x1="{ML}" x2="{ML}" y1="{MT}" y2="{:.1}"/><line x1="{ML}" x2="{:.1}" y1="{:.1}" y2="{:.1}"/>"#,
+            MT + ph,
+            ML + pw,
+            MT + ph,
+            MT + ph
+        );
         s.push_str("</g><g class=\"tick\">");
         for &t in &ty {
-            let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#, ML - 6.0, sy(t) + 4.0, fmt_tick(t));
+            let _ = write!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+                ML - 6.0,
+                sy(t) + 4.0,
+                fmt_tick(t)
+            );
         }
         for t in nice_ticks(x0, x1, 8) {
-            let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#, sx(t), MT + ph + 16.0, fmt_tick(t));
+            let _ = write!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                sx(t),
+                MT + ph + 16.0,
+                fmt_tick(t)
+            );
         }
-        let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#, ML + pw / 2.0, H - 4.0, esc(&self.x_label));
-        let _ = write!(s, r#"<text transform="translate(14,{:.1}) rotate(-90)" text-anchor="middle">{}</text>"#, MT + ph / 2.0, esc(&self.y_label));
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            ML + pw / 2.0,
+            H - 4.0,
+            esc(&self.x_label)
+        );
+        let _ = write!(
+            s,
+            r#"<text transform="translate(14,{:.1}) rotate(-90)" text-anchor="middle">{}</text>"#,
+            MT + ph / 2.0,
+            esc(&self.y_label)
+        );
         s.push_str("</g>");
         for (y, label) in &self.reference {
             let yy = sy(*y);
-            let _ = write!(s, r#"<line class="ref" x1="{ML}" x2="{:.1}" y1="{yy:.1}" y2="{yy:.1}"/><text class="ref-label" x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#, ML + pw, ML + pw - 4.0, yy - 4.0, esc(label));
+            let _ = write!(
+                s,
+                r#"<line class="ref" x1="{ML}" x2="{:.1}" y1="{yy:.1}" y2="{yy:.1}"/><text class="ref-label" x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+                ML + pw,
+                ML + pw - 4.0,
+                yy - 4.0,
+                esc(label)
+            );
         }
         for (i, ser) in self.series.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
@@ -161,16 +232,36 @@ impl LineChart {
                     let _ = write!(d, "L{:.1},{:.1}", sx(x), sy(y));
                 }
             }
-            let dash = if ser.dashed { r#" stroke-dasharray="5 3""# } else { "" };
-            let _ = write!(s, r#"<path class="series" data-series="{}" data-points="{}" stroke="{color}"{dash} d="{d}"/>"#, esc(&ser.name), ser.points.len());
+            let dash = if ser.dashed {
+                r#" stroke-dasharray="5 3""#
+            } else {
+                ""
+            };
+            let _ = write!(
+                s,
+                r#"<path class="series" data-series="{}" data-points="{}" stroke="{color}"{dash} d="{d}"/>"#,
+                esc(&ser.name),
+                ser.points.len()
+            );
         }
         s.push_str(r#"<g class="legend">"#);
         for (i, ser) in self.series.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
             let y = MT + 10.0 + i as f64 * 16.0;
             let x = W - MR + 12.0;
-            let dash = if ser.dashed { r#" stroke-dasharray="5 3""# } else { "" };
-            let _ = write!(s, r#"<line x1="{x}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="{color}" stroke-width="2"{dash}/><text x="{:.1}" y="{:.1}">{}</text>"#, x + 18.0, x + 24.0, y + 4.0, esc(&ser.name));
+            let dash = if ser.dashed {
+                r#" stroke-dasharray="5 3""#
+            } else {
+                ""
+            };
+            let _ = write!(
+                s,
+                r#"<line x1="{x}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="{color}" stroke-width="2"{dash}/><text x="{:.1}" y="{:.1}">{}</text>"#,
+                x + 18.0,
+                x + 24.0,
+                y + 4.0,
+                esc(&ser.name)
+            );
         }
         s.push_str("</g></svg>");
         s
@@ -183,8 +274,14 @@ mod tests {
 
     #[test]
     fn ticks_are_round() {
-        assert_eq!(nice_ticks(0.0, 10.0, 5), vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
-        assert_eq!(nice_ticks(0.0, 1800.0, 8), vec![0.0, 250.0, 500.0, 750.0, 1000.0, 1250.0, 1500.0, 1750.0]);
+        assert_eq!(
+            nice_ticks(0.0, 10.0, 5),
+            vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+        );
+        assert_eq!(
+            nice_ticks(0.0, 1800.0, 8),
+            vec![0.0, 250.0, 500.0, 750.0, 1000.0, 1250.0, 1500.0, 1750.0]
+        );
     }
 
     #[test]
@@ -192,8 +289,18 @@ mod tests {
         let c = LineChart {
             title: "TTFT <p99>".into(),
             series: vec![
-                Series { name: "a".into(), points: vec![(0.0, 1.0), (1.0, 2.0)], step: false, dashed: false },
-                Series { name: "b".into(), points: vec![(0.0, 3.0), (1.0, f64::NAN), (2.0, 1.0)], step: true, dashed: true },
+                Series {
+                    name: "a".into(),
+                    points: vec![(0.0, 1.0), (1.0, 2.0)],
+                    step: false,
+                    dashed: false,
+                },
+                Series {
+                    name: "b".into(),
+                    points: vec![(0.0, 3.0), (1.0, 2.0), (2.0, f64::NAN), (3.0, 1.0)],
+                    step: true,
+                    dashed: true,
+                },
             ],
             reference: vec![(2.5, "SLA".into())],
             ..Default::default()
@@ -202,6 +309,14 @@ mod tests {
         assert!(svg.contains("TTFT &lt;p99&gt;"));
         assert_eq!(svg.matches(r#"class="series""#).count(), 2);
         assert!(svg.contains(r#"class="ref""#));
-        assert!(svg.contains("M") && svg.contains("H"));
+        let b = svg
+            .split("data-series=\"b\"")
+            .nth(1)
+            .unwrap()
+            .split("/>")
+            .next()
+            .unwrap();
+        assert_eq!(b.matches('M').count(), 2, "a gap at the missing value: {b}");
+        assert!(b.contains('H'), "steps: {b}");
     }
 }

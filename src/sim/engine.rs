@@ -30,7 +30,14 @@ pub struct PrefillEngine {
 
 impl PrefillEngine {
     pub fn new(now: f64, life: Life) -> PrefillEngine {
-        PrefillEngine { life, born_s: now, gone_s: None, queue: VecDeque::new(), queued_tokens: 0, batch: Vec::new() }
+        PrefillEngine {
+            life,
+            born_s: now,
+            gone_s: None,
+            queue: VecDeque::new(),
+            queued_tokens: 0,
+            batch: Vec::new(),
+        }
     }
 
     pub fn is_idle(&self) -> bool {
@@ -44,14 +51,24 @@ impl PrefillEngine {
 
     /// Tokens held in this engine's KV cache: what is prefilled so far plus the batch in flight.
     pub fn kv_tokens(&self) -> f64 {
-        let started: u64 = self.queue.iter().take_while(|e| e.1 > 0).map(|e| e.1 as u64).sum();
+        let started: u64 = self
+            .queue
+            .iter()
+            .take_while(|e| e.1 > 0)
+            .map(|e| e.1 as u64)
+            .sum();
         (started + self.batch.iter().map(|&t| t as u64).sum::<u64>()) as f64
     }
 
     /// Starts the next iteration if idle and there is work: takes up to `budget` tokens from
     /// the front of the queue. Returns its duration in ms: the fixed overhead plus each
     /// chunk's token cost, so one whole request alone takes exactly its profiled TTFT.
-    pub fn start_batch(&mut self, requests: &[Request], model: &PrefillModel, budget: u32) -> Option<f64> {
+    pub fn start_batch(
+        &mut self,
+        requests: &[Request],
+        model: &PrefillModel,
+        budget: u32,
+    ) -> Option<f64> {
         if !self.batch.is_empty() || self.queue.is_empty() {
             return None;
         }
@@ -74,7 +91,10 @@ impl PrefillEngine {
     pub fn finish_batch(&mut self, requests: &[Request]) -> Vec<u32> {
         let mut done_ids = Vec::new();
         for take in std::mem::take(&mut self.batch) {
-            let entry = self.queue.front_mut().expect("a chunk belongs to a queued request");
+            let entry = self
+                .queue
+                .front_mut()
+                .expect("a chunk belongs to a queued request");
             entry.1 += take;
             self.queued_tokens -= take as u64;
             if entry.1 >= requests[entry.0 as usize].isl {
@@ -144,7 +164,8 @@ impl DecodeEngine {
         self.active += 1;
         // The first token came from prefill; decode makes the other osl - 1.
         self.live_tokens += r.isl as f64 + 1.0;
-        self.finishing.push(Reverse((self.steps_done + (r.osl as u64 - 1), id)));
+        self.finishing
+            .push(Reverse((self.steps_done + (r.osl as u64 - 1), id)));
     }
 
     /// Starts a step if not stepping and the batch is not empty; returns its duration in ms,

@@ -177,7 +177,13 @@ pub fn simulate(
         prefill_model: profile.prefill_model(),
         decode_model: profile.decode_model(),
         requests,
-        outcomes: vec![Outcome { ttft_ms: f32::NAN, itl_ms: f32::NAN }; requests.len()],
+        outcomes: vec![
+            Outcome {
+                ttft_ms: f32::NAN,
+                itl_ms: f32::NAN
+            };
+            requests.len()
+        ],
         flight: vec![InFlight::default(); requests.len()],
         heap: BinaryHeap::new(),
         seq: 0,
@@ -217,7 +223,9 @@ pub fn simulate(
     let mut next_tick = cfg.interval_s;
     let mut next_scrape = cfg.scrape_s;
     loop {
-        let t_arrival = requests.get(next_arrival).map_or(f64::INFINITY, |r| r.arrival_s);
+        let t_arrival = requests
+            .get(next_arrival)
+            .map_or(f64::INFINITY, |r| r.arrival_s);
         let t_event = sim.heap.peek().map_or(f64::INFINITY, |e| e.at);
         let ticking = next_tick <= cfg.duration_s + 1e-9;
         let t_tick = if ticking { next_tick } else { f64::INFINITY };
@@ -276,7 +284,12 @@ pub fn simulate(
 }
 
 /// Attainment per interval, over the requests that finished in it.
-fn fill_attainment(timeline: &mut [IntervalRow], outcomes: &[Outcome], flight: &[InFlight], cfg: &SimConfig) {
+fn fill_attainment(
+    timeline: &mut [IntervalRow],
+    outcomes: &[Outcome],
+    flight: &[InFlight],
+    cfg: &SimConfig,
+) {
     let n = timeline.len();
     let mut met = vec![0u64; n];
     let mut total = vec![0u64; n];
@@ -301,7 +314,11 @@ fn fill_attainment(timeline: &mut [IntervalRow], outcomes: &[Outcome], flight: &
 impl Sim<'_> {
     fn schedule(&mut self, at: f64, event: Event) {
         self.seq += 1;
-        self.heap.push(Scheduled { at, seq: self.seq, event });
+        self.heap.push(Scheduled {
+            at,
+            seq: self.seq,
+            event,
+        });
     }
 
     fn replica_states(&self) -> RoleReplicas {
@@ -331,14 +348,26 @@ impl Sim<'_> {
 
     fn note_peaks(&mut self) {
         let r = self.replica_states();
-        self.max_prefill = self.max_prefill.max(r.prefill.ready + r.prefill.starting + r.prefill.draining);
-        self.max_decode = self.max_decode.max(r.decode.ready + r.decode.starting + r.decode.draining);
+        self.max_prefill = self
+            .max_prefill
+            .max(r.prefill.ready + r.prefill.starting + r.prefill.draining);
+        self.max_decode = self
+            .max_decode
+            .max(r.decode.ready + r.decode.starting + r.decode.draining);
     }
 
     fn gpu_seconds(&self, end_s: f64) -> f64 {
         let l = &self.cfg.limits;
-        let p: f64 = self.prefill.iter().map(|e| e.gone_s.unwrap_or(end_s) - e.born_s).sum();
-        let d: f64 = self.decode.iter().map(|e| e.gone_s.unwrap_or(end_s) - e.born_s).sum();
+        let p: f64 = self
+            .prefill
+            .iter()
+            .map(|e| e.gone_s.unwrap_or(end_s) - e.born_s)
+            .sum();
+        let d: f64 = self
+            .decode
+            .iter()
+            .map(|e| e.gone_s.unwrap_or(end_s) - e.born_s)
+            .sum();
         p * l.gpus_per_prefill_engine as f64 + d * l.gpus_per_decode_engine as f64
     }
 
@@ -353,7 +382,11 @@ impl Sim<'_> {
 
     fn scale_prefill(&mut self, target: u32) {
         let now = self.now;
-        let counted = self.prefill.iter().filter(|e| matches!(e.life, Life::Starting | Life::Ready)).count() as u32;
+        let counted = self
+            .prefill
+            .iter()
+            .filter(|e| matches!(e.life, Life::Starting | Life::Ready))
+            .count() as u32;
         if target > counted {
             for _ in counted..target {
                 let id = self.prefill.len() as u32;
@@ -373,7 +406,9 @@ impl Sim<'_> {
                     remove -= 1;
                 }
             }
-            let mut ready: Vec<usize> = (0..self.prefill.len()).filter(|&i| self.prefill[i].life == Life::Ready).collect();
+            let mut ready: Vec<usize> = (0..self.prefill.len())
+                .filter(|&i| self.prefill[i].life == Life::Ready)
+                .collect();
             ready.sort_by_key(|&i| (self.prefill[i].queued_tokens, std::cmp::Reverse(i)));
             for i in ready.into_iter().take(remove as usize) {
                 let e = &mut self.prefill[i];
@@ -388,7 +423,11 @@ impl Sim<'_> {
 
     fn scale_decode(&mut self, target: u32) {
         let now = self.now;
-        let counted = self.decode.iter().filter(|e| matches!(e.life, Life::Starting | Life::Ready)).count() as u32;
+        let counted = self
+            .decode
+            .iter()
+            .filter(|e| matches!(e.life, Life::Starting | Life::Ready))
+            .count() as u32;
         if target > counted {
             for _ in counted..target {
                 let id = self.decode.len() as u32;
@@ -407,7 +446,9 @@ impl Sim<'_> {
                     remove -= 1;
                 }
             }
-            let mut ready: Vec<usize> = (0..self.decode.len()).filter(|&i| self.decode[i].life == Life::Ready).collect();
+            let mut ready: Vec<usize> = (0..self.decode.len())
+                .filter(|&i| self.decode[i].life == Life::Ready)
+                .collect();
             ready.sort_by_key(|&i| (self.decode[i].reserved_tokens, std::cmp::Reverse(i)));
             for i in ready.into_iter().take(remove as usize) {
                 let e = &mut self.decode[i];
@@ -426,10 +467,31 @@ impl Sim<'_> {
             let (s, n) = it.fold((0.0, 0u32), |(s, n), v| (s + v, n + 1));
             (n > 0).then(|| s / n as f64)
         };
-        let kv_p = mean_kv(&mut self.prefill.iter().filter(|e| e.life == Life::Ready).map(|e| e.kv_tokens() / max_kv));
-        let kv_d = mean_kv(&mut self.decode.iter().filter(|e| e.life == Life::Ready).map(|e| e.live_tokens / max_kv));
-        let mut queued: u64 = self.prefill.iter().filter(|e| e.life != Life::Gone).map(|e| e.queued_tokens).sum();
-        queued += self.prefill_backlog.iter().map(|&r| self.requests[r as usize].isl as u64).sum::<u64>();
+        let kv_p = mean_kv(
+            &mut self
+                .prefill
+                .iter()
+                .filter(|e| e.life == Life::Ready)
+                .map(|e| e.kv_tokens() / max_kv),
+        );
+        let kv_d = mean_kv(
+            &mut self
+                .decode
+                .iter()
+                .filter(|e| e.life == Life::Ready)
+                .map(|e| e.live_tokens / max_kv),
+        );
+        let mut queued: u64 = self
+            .prefill
+            .iter()
+            .filter(|e| e.life != Life::Gone)
+            .map(|e| e.queued_tokens)
+            .sum();
+        queued += self
+            .prefill_backlog
+            .iter()
+            .map(|&r| self.requests[r as usize].isl as u64)
+            .sum::<u64>();
         self.acc.on_scrape(kv_p, kv_d, queued as f64);
     }
 
@@ -459,7 +521,11 @@ impl Sim<'_> {
     }
 
     fn start_prefill(&mut self, i: usize) {
-        if let Some(ms) = self.prefill[i].start_batch(self.requests, &self.prefill_model, self.cfg.prefill_token_budget) {
+        if let Some(ms) = self.prefill[i].start_batch(
+            self.requests,
+            &self.prefill_model,
+            self.cfg.prefill_token_budget,
+        ) {
             self.schedule(self.now + ms / 1000.0, Event::PrefillDone(i as u32));
         }
     }
@@ -545,7 +611,11 @@ impl Sim<'_> {
 
     fn complete(&mut self, id: u32, now: f64) {
         let r = self.requests[id as usize];
-        let itl = if r.osl > 1 { Some((now - self.flight[id as usize].first_token_s) * 1000.0 / (r.osl - 1) as f64) } else { None };
+        let itl = if r.osl > 1 {
+            Some((now - self.flight[id as usize].first_token_s) * 1000.0 / (r.osl - 1) as f64)
+        } else {
+            None
+        };
         self.outcomes[id as usize].itl_ms = itl.unwrap_or(0.0) as f32;
         self.flight[id as usize].finish_s = now;
         self.acc.on_completion(r.osl, itl);
@@ -561,7 +631,9 @@ impl Sim<'_> {
             let best = (0..self.decode.len())
                 .filter(|&i| {
                     let e = &self.decode[i];
-                    e.life == Life::Ready && e.reserved_tokens + need <= max_kv && cap.is_none_or(|c| e.batch_len() < c)
+                    e.life == Life::Ready
+                        && e.reserved_tokens + need <= max_kv
+                        && cap.is_none_or(|c| e.batch_len() < c)
                 })
                 .min_by_key(|&i| (self.decode[i].reserved_tokens, i));
             let Some(i) = best else { break };

@@ -21,11 +21,22 @@ pub struct OraclePolicy {
 impl OraclePolicy {
     /// Plans every interval of `requests`; `target` is the share of an interval's requests
     /// that must meet each latency target (TTFT and ITL, separately).
-    pub fn plan(cfg: &SimConfig, profile: &Profile, requests: &[Request], target: f64) -> OraclePolicy {
+    pub fn plan(
+        cfg: &SimConfig,
+        profile: &Profile,
+        requests: &[Request],
+        target: f64,
+    ) -> OraclePolicy {
         let intervals = (cfg.duration_s / cfg.interval_s).ceil().max(1.0) as usize;
-        let needs = (0..intervals).map(|k| need_for_interval(cfg, profile, requests, k, target)).collect();
+        let needs = (0..intervals)
+            .map(|k| need_for_interval(cfg, profile, requests, k, target))
+            .collect();
         OraclePolicy {
-            name: if (target - 0.99).abs() < 1e-12 { "oracle".into() } else { format!("oracle:{target}") },
+            name: if (target - 0.99).abs() < 1e-12 {
+                "oracle".into()
+            } else {
+                format!("oracle:{target}")
+            },
             needs,
             interval_s: cfg.interval_s,
             startup_s: cfg.startup_s,
@@ -41,7 +52,8 @@ impl OraclePolicy {
         // Capacity asked for now is ready after a cold start and stays at least until the
         // next decision's removals: cover every interval overlapping [t, t + interval + startup).
         let first = (t / self.interval_s + 1e-9).floor() as usize;
-        let last = (((t + self.interval_s + self.startup_s) / self.interval_s) - 1e-9).ceil() as usize;
+        let last =
+            (((t + self.interval_s + self.startup_s) / self.interval_s) - 1e-9).ceil() as usize;
         let last = last.min(self.needs.len());
         let mut p = self.limits.min_prefill;
         let mut d = self.limits.min_decode;
@@ -55,7 +67,14 @@ impl OraclePolicy {
 
 /// Share of the requests arriving in `[from, to)` whose TTFT, and whose ITL, meet the SLA
 /// when the window's requests run on a static `(p, d)` deployment.
-fn probe(cfg: &SimConfig, profile: &Profile, window: &[Request], from: f64, p: u32, d: u32) -> (f64, f64) {
+fn probe(
+    cfg: &SimConfig,
+    profile: &Profile,
+    window: &[Request],
+    from: f64,
+    p: u32,
+    d: u32,
+) -> (f64, f64) {
     let mut c = cfg.clone();
     c.startup_s = 0.0;
     c.initial = (p, d);
@@ -100,7 +119,13 @@ fn smallest(lo: u32, hi: u32, mut ok: impl FnMut(u32) -> bool) -> u32 {
     good
 }
 
-fn need_for_interval(cfg: &SimConfig, profile: &Profile, requests: &[Request], k: usize, target: f64) -> (u32, u32) {
+fn need_for_interval(
+    cfg: &SimConfig,
+    profile: &Profile,
+    requests: &[Request],
+    k: usize,
+    target: f64,
+) -> (u32, u32) {
     let l = &cfg.limits;
     let start = k as f64 * cfg.interval_s;
     let end = start + cfg.interval_s;
@@ -111,16 +136,32 @@ fn need_for_interval(cfg: &SimConfig, profile: &Profile, requests: &[Request], k
     if !requests[lo..hi].iter().any(|r| r.arrival_s >= start) {
         return (l.min_prefill, l.min_decode);
     }
-    let window: Vec<Request> = requests[lo..hi].iter().map(|r| Request { arrival_s: r.arrival_s - warm, ..*r }).collect();
+    let window: Vec<Request> = requests[lo..hi]
+        .iter()
+        .map(|r| Request {
+            arrival_s: r.arrival_s - warm,
+            ..*r
+        })
+        .collect();
     let from = start - warm;
-    let max_p = ((l.gpu_budget.saturating_sub(l.min_decode * l.gpus_per_decode_engine)) / l.gpus_per_prefill_engine.max(1))
-        .min(l.max_prefill)
-        .max(l.min_prefill);
-    let max_d = ((l.gpu_budget.saturating_sub(l.min_prefill * l.gpus_per_prefill_engine)) / l.gpus_per_decode_engine.max(1))
-        .min(l.max_decode)
-        .max(l.min_decode);
-    let p = smallest(l.min_prefill, max_p, |p| probe(cfg, profile, &window, from, p, max_d).0 >= target);
-    let d = smallest(l.min_decode, max_d, |d| probe(cfg, profile, &window, from, p, d).1 >= target);
+    let max_p = ((l
+        .gpu_budget
+        .saturating_sub(l.min_decode * l.gpus_per_decode_engine))
+        / l.gpus_per_prefill_engine.max(1))
+    .min(l.max_prefill)
+    .max(l.min_prefill);
+    let max_d = ((l
+        .gpu_budget
+        .saturating_sub(l.min_prefill * l.gpus_per_prefill_engine))
+        / l.gpus_per_decode_engine.max(1))
+    .min(l.max_decode)
+    .max(l.min_decode);
+    let p = smallest(l.min_prefill, max_p, |p| {
+        probe(cfg, profile, &window, from, p, max_d).0 >= target
+    });
+    let d = smallest(l.min_decode, max_d, |d| {
+        probe(cfg, profile, &window, from, p, d).1 >= target
+    });
     (p, d)
 }
 
@@ -142,7 +183,12 @@ impl Policy for OraclePolicy {
         )];
         let (p, d, notes) = self.limits.clamp(p, d);
         reasons.extend(notes);
-        Decision { prefill: p, decode: d, reasons, forecast: None }
+        Decision {
+            prefill: p,
+            decode: d,
+            reasons,
+            forecast: None,
+        }
     }
 }
 

@@ -34,30 +34,47 @@ impl PolicyEnv<'_> {
 }
 
 fn usage(spec: &str, why: &str) -> InputError {
-    InputError::Usage(format!("--policy {spec:?}: {why}; policies are {POLICY_SPECS}"))
+    InputError::Usage(format!(
+        "--policy {spec:?}: {why}; policies are {POLICY_SPECS}"
+    ))
 }
 
 /// Checks a spec's form without building it (the oracle's planning is costly).
 pub fn check_policy_spec(spec: &str) -> Result<(), InputError> {
-    let (kind, arg) = spec.split_once(':').map_or((spec, None), |(k, a)| (k, Some(a)));
+    let (kind, arg) = spec
+        .split_once(':')
+        .map_or((spec, None), |(k, a)| (k, Some(a)));
     match (kind, arg) {
         ("static", Some(a)) => parse_static(spec, a).map(|_| ()),
         ("schedule", Some(f)) if !f.is_empty() => Ok(()),
-        ("dynamo", None) | ("dynamo", Some("no-correction")) | ("threshold", None) | ("oracle", None) => Ok(()),
+        ("dynamo", None)
+        | ("dynamo", Some("no-correction"))
+        | ("threshold", None)
+        | ("oracle", None) => Ok(()),
         ("oracle", Some(t)) => parse_target(spec, t).map(|_| ()),
         _ => Err(usage(spec, "unknown policy")),
     }
 }
 
 fn parse_static(spec: &str, a: &str) -> Result<(u32, u32), InputError> {
-    let (p, d) = a.split_once(',').ok_or_else(|| usage(spec, "static takes P,D, for example static:2,2"))?;
-    let p: u32 = p.trim().parse().map_err(|_| usage(spec, "P must be a whole number"))?;
-    let d: u32 = d.trim().parse().map_err(|_| usage(spec, "D must be a whole number"))?;
+    let (p, d) = a
+        .split_once(',')
+        .ok_or_else(|| usage(spec, "static takes P,D, for example static:2,2"))?;
+    let p: u32 = p
+        .trim()
+        .parse()
+        .map_err(|_| usage(spec, "P must be a whole number"))?;
+    let d: u32 = d
+        .trim()
+        .parse()
+        .map_err(|_| usage(spec, "D must be a whole number"))?;
     Ok((p, d))
 }
 
 fn parse_target(spec: &str, t: &str) -> Result<f64, InputError> {
-    let v: f64 = t.parse().map_err(|_| usage(spec, "the oracle's target is a share such as 0.99"))?;
+    let v: f64 = t
+        .parse()
+        .map_err(|_| usage(spec, "the oracle's target is a share such as 0.99"))?;
     if !(v > 0.0 && v <= 1.0) {
         return Err(usage(spec, "the oracle's target must be in (0, 1]"));
     }
@@ -66,7 +83,9 @@ fn parse_target(spec: &str, t: &str) -> Result<f64, InputError> {
 
 pub fn build_policy(spec: &str, env: &PolicyEnv) -> Result<Box<dyn Policy>, InputError> {
     check_policy_spec(spec)?;
-    let (kind, arg) = spec.split_once(':').map_or((spec, None), |(k, a)| (k, Some(a)));
+    let (kind, arg) = spec
+        .split_once(':')
+        .map_or((spec, None), |(k, a)| (k, Some(a)));
     Ok(match (kind, arg) {
         ("static", Some(a)) => {
             let (p, d) = parse_static(spec, a)?;
@@ -76,8 +95,16 @@ pub fn build_policy(spec: &str, env: &PolicyEnv) -> Result<Box<dyn Policy>, Inpu
         ("dynamo", a) => Box::new(DynamoPolicy::new(env.context(), a.is_none())),
         ("threshold", _) => Box::new(ThresholdPolicy::new(env.context())),
         ("oracle", a) => {
-            let target = a.map(|t| parse_target(spec, t)).transpose()?.unwrap_or(0.99);
-            Box::new(OraclePolicy::plan(env.sim, env.profile, env.requests, target))
+            let target = a
+                .map(|t| parse_target(spec, t))
+                .transpose()?
+                .unwrap_or(0.99);
+            Box::new(OraclePolicy::plan(
+                env.sim,
+                env.profile,
+                env.requests,
+                target,
+            ))
         }
         _ => return Err(usage(spec, "unknown policy")),
     })
@@ -86,30 +113,62 @@ pub fn build_policy(spec: &str, env: &PolicyEnv) -> Result<Box<dyn Policy>, Inpu
 /// A schedule CSV: header `time_s,prefill,decode`, rows sorted by time.
 pub fn read_schedule(path: &Path, spec: &str) -> Result<SchedulePolicy, InputError> {
     let file = path.display().to_string();
-    let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_path(path).map_err(|e| InputError::TraceFile {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_path(path)
+        .map_err(|e| InputError::TraceFile {
+            file: file.clone(),
+            message: format!("cannot read schedule: {e}"),
+        })?;
+    let err = |line: u64, message: String| InputError::Trace {
         file: file.clone(),
-        message: format!("cannot read schedule: {e}"),
-    })?;
-    let err = |line: u64, message: String| InputError::Trace { file: file.clone(), line, message };
+        line,
+        message,
+    };
     let headers = rdr.headers().map_err(|e| err(1, e.to_string()))?.clone();
     let want = ["time_s", "prefill", "decode"];
     if headers.iter().map(str::trim).collect::<Vec<_>>() != want {
-        return Err(err(1, format!("schedule header must be time_s,prefill,decode (found {})", headers.iter().collect::<Vec<_>>().join(","))));
+        return Err(err(
+            1,
+            format!(
+                "schedule header must be time_s,prefill,decode (found {})",
+                headers.iter().collect::<Vec<_>>().join(",")
+            ),
+        ));
     }
     let mut rows: Vec<(f64, u32, u32)> = Vec::new();
     for rec in rdr.records() {
         let rec = rec.map_err(|e| err(e.position().map_or(0, |p| p.line()), e.to_string()))?;
         let line = rec.position().map_or(0, |p| p.line());
-        let t: f64 = rec[0].trim().parse().map_err(|_| err(line, format!("time_s is not a number ({:?})", &rec[0])))?;
-        let p: u32 = rec[1].trim().parse().map_err(|_| err(line, format!("prefill is not a whole number ({:?})", &rec[1])))?;
-        let d: u32 = rec[2].trim().parse().map_err(|_| err(line, format!("decode is not a whole number ({:?})", &rec[2])))?;
+        let t: f64 = rec[0]
+            .trim()
+            .parse()
+            .map_err(|_| err(line, format!("time_s is not a number ({:?})", &rec[0])))?;
+        let p: u32 = rec[1].trim().parse().map_err(|_| {
+            err(
+                line,
+                format!("prefill is not a whole number ({:?})", &rec[1]),
+            )
+        })?;
+        let d: u32 = rec[2].trim().parse().map_err(|_| {
+            err(
+                line,
+                format!("decode is not a whole number ({:?})", &rec[2]),
+            )
+        })?;
         if !t.is_finite() || t < 0.0 || rows.last().is_some_and(|r| r.0 > t) {
-            return Err(err(line, format!("time_s must be >= 0 and not decrease (got {t})")));
+            return Err(err(
+                line,
+                format!("time_s must be >= 0 and not decrease (got {t})"),
+            ));
         }
         rows.push((t, p, d));
     }
     if rows.is_empty() {
-        return Err(InputError::TraceFile { file, message: "schedule has no rows".into() });
+        return Err(InputError::TraceFile {
+            file,
+            message: "schedule has no rows".into(),
+        });
     }
     Ok(SchedulePolicy::new(spec.to_string(), rows))
 }

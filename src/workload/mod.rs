@@ -47,8 +47,15 @@ impl TraceTransform {
     /// Checks the transform's numbers; `field` prefixes the names in messages.
     pub fn validate(&self) -> Result<(), String> {
         if let Some(w) = self.window {
-            if !(w.start_s.is_finite() && w.end_s.is_finite() && w.start_s >= 0.0 && w.end_s > w.start_s) {
-                return Err(format!("window: start_s must be >= 0 and below end_s (got {} and {})", w.start_s, w.end_s));
+            if !(w.start_s.is_finite()
+                && w.end_s.is_finite()
+                && w.start_s >= 0.0
+                && w.end_s > w.start_s)
+            {
+                return Err(format!(
+                    "window: start_s must be >= 0 and below end_s (got {} and {})",
+                    w.start_s, w.end_s
+                ));
             }
         }
         if let Some(s) = self.time_scale {
@@ -84,12 +91,16 @@ impl TraceTransform {
         }
         if let Some(k) = self.replicate.filter(|&k| k > 1) {
             let n = requests.len();
-            let span = requests.last().map(|r| r.arrival_s).unwrap_or(0.0) - requests.first().map(|r| r.arrival_s).unwrap_or(0.0);
+            let span = requests.last().map(|r| r.arrival_s).unwrap_or(0.0)
+                - requests.first().map(|r| r.arrival_s).unwrap_or(0.0);
             let mean_gap = if n > 1 { span / (n - 1) as f64 } else { 0.0 };
             let shift = self.replicate_shift_s.unwrap_or(mean_gap / k as f64);
             let base = requests.clone();
             for j in 1..k {
-                requests.extend(base.iter().map(|r| Request { arrival_s: r.arrival_s + shift * j as f64, ..*r }));
+                requests.extend(base.iter().map(|r| Request {
+                    arrival_s: r.arrival_s + shift * j as f64,
+                    ..*r
+                }));
             }
             requests.sort_by(|a, b| a.arrival_s.total_cmp(&b.arrival_s));
         }
@@ -133,36 +144,70 @@ mod tests {
     use super::*;
 
     fn reqs(times: &[f64]) -> Vec<Request> {
-        times.iter().map(|&t| Request { arrival_s: t, isl: 10, osl: 5 }).collect()
+        times
+            .iter()
+            .map(|&t| Request {
+                arrival_s: t,
+                isl: 10,
+                osl: 5,
+            })
+            .collect()
     }
 
     #[test]
     fn window_keeps_and_shifts() {
-        let t = TraceTransform { window: Some(Window { start_s: 1.0, end_s: 3.0 }), ..Default::default() };
+        let t = TraceTransform {
+            window: Some(Window {
+                start_s: 1.0,
+                end_s: 3.0,
+            }),
+            ..Default::default()
+        };
         let out = t.apply(reqs(&[0.0, 1.0, 2.5, 3.0]));
-        assert_eq!(out.iter().map(|r| r.arrival_s).collect::<Vec<_>>(), vec![0.0, 1.5]);
+        assert_eq!(
+            out.iter().map(|r| r.arrival_s).collect::<Vec<_>>(),
+            vec![0.0, 1.5]
+        );
     }
 
     #[test]
     fn time_scale_compresses() {
-        let t = TraceTransform { time_scale: Some(0.5), ..Default::default() };
+        let t = TraceTransform {
+            time_scale: Some(0.5),
+            ..Default::default()
+        };
         let out = t.apply(reqs(&[0.0, 2.0, 4.0]));
-        assert_eq!(out.iter().map(|r| r.arrival_s).collect::<Vec<_>>(), vec![0.0, 1.0, 2.0]);
+        assert_eq!(
+            out.iter().map(|r| r.arrival_s).collect::<Vec<_>>(),
+            vec![0.0, 1.0, 2.0]
+        );
     }
 
     #[test]
     fn replicate_interleaves_copies() {
-        let t = TraceTransform { replicate: Some(2), ..Default::default() };
+        let t = TraceTransform {
+            replicate: Some(2),
+            ..Default::default()
+        };
         let out = t.apply(reqs(&[0.0, 2.0, 4.0]));
         // mean gap 2 s, two copies: shift 1 s.
-        assert_eq!(out.iter().map(|r| r.arrival_s).collect::<Vec<_>>(), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(
+            out.iter().map(|r| r.arrival_s).collect::<Vec<_>>(),
+            vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+        );
     }
 
     #[test]
     fn validate_names_the_bad_part() {
-        let t = TraceTransform { time_scale: Some(-1.0), ..Default::default() };
+        let t = TraceTransform {
+            time_scale: Some(-1.0),
+            ..Default::default()
+        };
         assert!(t.validate().unwrap_err().starts_with("time_scale"));
-        let t = TraceTransform { replicate: Some(0), ..Default::default() };
+        let t = TraceTransform {
+            replicate: Some(0),
+            ..Default::default()
+        };
         assert!(t.validate().unwrap_err().starts_with("replicate"));
     }
 }

@@ -11,16 +11,39 @@ use super::Request;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "shape", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RateShape {
-    Constant { rps: f64 },
+    Constant {
+        rps: f64,
+    },
     /// Dynamo's benchmark: `(min+max)/2 + (max-min)/2 * sin(2*pi*t/period - pi/2)`, so it starts at `min`.
-    Sinusoid { min_rps: f64, max_rps: f64, period_s: f64 },
+    Sinusoid {
+        min_rps: f64,
+        max_rps: f64,
+        period_s: f64,
+    },
     /// `base_rps`, then `step_rps` from `at_s` (until `until_s`, if given).
-    Step { base_rps: f64, step_rps: f64, at_s: f64, #[serde(default)] until_s: Option<f64> },
+    Step {
+        base_rps: f64,
+        step_rps: f64,
+        at_s: f64,
+        #[serde(default)]
+        until_s: Option<f64>,
+    },
     /// A flash crowd: from `base_rps` a linear ramp of `ramp_s` to `peak_rps` at `at_s`,
     /// held `hold_s`, then a linear decay of `decay_s` back to base.
-    FlashCrowd { base_rps: f64, peak_rps: f64, at_s: f64, ramp_s: f64, hold_s: f64, decay_s: f64 },
+    FlashCrowd {
+        base_rps: f64,
+        peak_rps: f64,
+        at_s: f64,
+        ramp_s: f64,
+        hold_s: f64,
+        decay_s: f64,
+    },
     /// A working day compressed into `day_s`: quiet night, a morning and a larger afternoon peak.
-    Diurnal { min_rps: f64, max_rps: f64, day_s: f64 },
+    Diurnal {
+        min_rps: f64,
+        max_rps: f64,
+        day_s: f64,
+    },
 }
 
 impl RateShape {
@@ -28,23 +51,44 @@ impl RateShape {
         use std::f64::consts::PI;
         match *self {
             RateShape::Constant { rps } => rps,
-            RateShape::Sinusoid { min_rps, max_rps, period_s } => {
-                (min_rps + max_rps) / 2.0 + (max_rps - min_rps) / 2.0 * (2.0 * PI * t / period_s - PI / 2.0).sin()
+            RateShape::Sinusoid {
+                min_rps,
+                max_rps,
+                period_s,
+            } => {
+                (min_rps + max_rps) / 2.0
+                    + (max_rps - min_rps) / 2.0 * (2.0 * PI * t / period_s - PI / 2.0).sin()
             }
-            RateShape::Step { base_rps, step_rps, at_s, until_s } => {
+            RateShape::Step {
+                base_rps,
+                step_rps,
+                at_s,
+                until_s,
+            } => {
                 if t >= at_s && until_s.is_none_or(|u| t < u) {
                     step_rps
                 } else {
                     base_rps
                 }
             }
-            RateShape::FlashCrowd { base_rps, peak_rps, at_s, ramp_s, hold_s, decay_s } => {
+            RateShape::FlashCrowd {
+                base_rps,
+                peak_rps,
+                at_s,
+                ramp_s,
+                hold_s,
+                decay_s,
+            } => {
                 let up_start = at_s - ramp_s;
                 let down_start = at_s + hold_s;
                 let f = if t < up_start || t >= down_start + decay_s {
                     0.0
                 } else if t < at_s {
-                    if ramp_s > 0.0 { (t - up_start) / ramp_s } else { 1.0 }
+                    if ramp_s > 0.0 {
+                        (t - up_start) / ramp_s
+                    } else {
+                        1.0
+                    }
                 } else if t < down_start {
                     1.0
                 } else if decay_s > 0.0 {
@@ -54,7 +98,11 @@ impl RateShape {
                 };
                 base_rps + (peak_rps - base_rps) * f
             }
-            RateShape::Diurnal { min_rps, max_rps, day_s } => {
+            RateShape::Diurnal {
+                min_rps,
+                max_rps,
+                day_s,
+            } => {
                 let x = (t / day_s).rem_euclid(1.0);
                 (min_rps + (max_rps - min_rps) * diurnal_shape(x)).max(0.0)
             }
@@ -65,28 +113,60 @@ impl RateShape {
     pub fn max_rate(&self) -> f64 {
         match *self {
             RateShape::Constant { rps } => rps,
-            RateShape::Sinusoid { min_rps, max_rps, .. } | RateShape::Diurnal { min_rps, max_rps, .. } => min_rps.max(max_rps),
-            RateShape::Step { base_rps, step_rps, .. } => base_rps.max(step_rps),
-            RateShape::FlashCrowd { base_rps, peak_rps, .. } => base_rps.max(peak_rps),
+            RateShape::Sinusoid {
+                min_rps, max_rps, ..
+            }
+            | RateShape::Diurnal {
+                min_rps, max_rps, ..
+            } => min_rps.max(max_rps),
+            RateShape::Step {
+                base_rps, step_rps, ..
+            } => base_rps.max(step_rps),
+            RateShape::FlashCrowd {
+                base_rps, peak_rps, ..
+            } => base_rps.max(peak_rps),
         }
     }
 
     pub fn validate(&self) -> Result<(), String> {
         let nonneg = |name: &str, v: f64| {
-            if v.is_finite() && v >= 0.0 { Ok(()) } else { Err(format!("{name}: must be a number >= 0 (got {v})")) }
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{name}: must be a number >= 0 (got {v})"))
+            }
         };
         let pos = |name: &str, v: f64| {
-            if v.is_finite() && v > 0.0 { Ok(()) } else { Err(format!("{name}: must be a number > 0 (got {v})")) }
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{name}: must be a number > 0 (got {v})"))
+            }
         };
         match *self {
             RateShape::Constant { rps } => nonneg("rps", rps),
-            RateShape::Sinusoid { min_rps, max_rps, period_s } => {
+            RateShape::Sinusoid {
+                min_rps,
+                max_rps,
+                period_s,
+            } => {
                 nonneg("min_rps", min_rps)?;
                 nonneg("max_rps", max_rps)?;
                 pos("period_s", period_s)?;
-                if max_rps < min_rps { Err(format!("max_rps: must be >= min_rps ({max_rps} < {min_rps})")) } else { Ok(()) }
+                if max_rps < min_rps {
+                    Err(format!(
+                        "max_rps: must be >= min_rps ({max_rps} < {min_rps})"
+                    ))
+                } else {
+                    Ok(())
+                }
             }
-            RateShape::Step { base_rps, step_rps, at_s, until_s } => {
+            RateShape::Step {
+                base_rps,
+                step_rps,
+                at_s,
+                until_s,
+            } => {
                 nonneg("base_rps", base_rps)?;
                 nonneg("step_rps", step_rps)?;
                 nonneg("at_s", at_s)?;
@@ -97,7 +177,14 @@ impl RateShape {
                 }
                 Ok(())
             }
-            RateShape::FlashCrowd { base_rps, peak_rps, at_s, ramp_s, hold_s, decay_s } => {
+            RateShape::FlashCrowd {
+                base_rps,
+                peak_rps,
+                at_s,
+                ramp_s,
+                hold_s,
+                decay_s,
+            } => {
                 nonneg("base_rps", base_rps)?;
                 nonneg("peak_rps", peak_rps)?;
                 nonneg("at_s", at_s)?;
@@ -105,11 +192,21 @@ impl RateShape {
                 nonneg("hold_s", hold_s)?;
                 nonneg("decay_s", decay_s)
             }
-            RateShape::Diurnal { min_rps, max_rps, day_s } => {
+            RateShape::Diurnal {
+                min_rps,
+                max_rps,
+                day_s,
+            } => {
                 nonneg("min_rps", min_rps)?;
                 nonneg("max_rps", max_rps)?;
                 pos("day_s", day_s)?;
-                if max_rps < min_rps { Err(format!("max_rps: must be >= min_rps ({max_rps} < {min_rps})")) } else { Ok(()) }
+                if max_rps < min_rps {
+                    Err(format!(
+                        "max_rps: must be >= min_rps ({max_rps} < {min_rps})"
+                    ))
+                } else {
+                    Ok(())
+                }
             }
         }
     }
@@ -122,7 +219,9 @@ fn diurnal_shape(x: f64) -> f64 {
         let d = (x - centre).abs().min(1.0 - (x - centre).abs());
         (-(d * d) / (2.0 * width * width)).exp()
     };
-    let v = 0.8 * bump(10.0 / 24.0, 2.0 / 24.0) + 1.0 * bump(15.0 / 24.0, 2.5 / 24.0) + 0.15 * bump(20.0 / 24.0, 3.0 / 24.0);
+    let v = 0.8 * bump(10.0 / 24.0, 2.0 / 24.0)
+        + 1.0 * bump(15.0 / 24.0, 2.5 / 24.0)
+        + 0.15 * bump(20.0 / 24.0, 3.0 / 24.0);
     v.min(1.0)
 }
 
@@ -137,12 +236,25 @@ pub enum LengthDist {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "dist", rename_all = "snake_case", deny_unknown_fields)]
 pub enum DistSpec {
-    Uniform { min: u32, max: u32 },
-    Normal { mean: f64, sd: f64 },
+    Uniform {
+        min: u32,
+        max: u32,
+    },
+    Normal {
+        mean: f64,
+        sd: f64,
+    },
     /// Log-normal with this mean and coefficient of variation (sd / mean); heavy-tailed,
     /// like real prompt lengths.
-    Lognormal { mean: f64, cv: f64, #[serde(default)] max: Option<u32> },
-    Exponential { mean: f64 },
+    Lognormal {
+        mean: f64,
+        cv: f64,
+        #[serde(default)]
+        max: Option<u32>,
+    },
+    Exponential {
+        mean: f64,
+    },
 }
 
 impl LengthDist {
@@ -153,13 +265,23 @@ impl LengthDist {
             LengthDist::Dist(DistSpec::Uniform { min, max }) if *min == 0 || max < min => {
                 Err(format!("uniform: needs 1 <= min <= max (got {min}, {max})"))
             }
-            LengthDist::Dist(DistSpec::Normal { mean, sd }) if !(*mean >= 1.0 && *sd >= 0.0 && sd.is_finite()) => {
-                Err(format!("normal: needs mean >= 1 and sd >= 0 (got {mean}, {sd})"))
+            LengthDist::Dist(DistSpec::Normal { mean, sd })
+                if !(*mean >= 1.0 && *sd >= 0.0 && sd.is_finite()) =>
+            {
+                Err(format!(
+                    "normal: needs mean >= 1 and sd >= 0 (got {mean}, {sd})"
+                ))
             }
-            LengthDist::Dist(DistSpec::Lognormal { mean, cv, .. }) if !(*mean >= 1.0 && *cv > 0.0 && cv.is_finite()) => {
-                Err(format!("lognormal: needs mean >= 1 and cv > 0 (got {mean}, {cv})"))
+            LengthDist::Dist(DistSpec::Lognormal { mean, cv, .. })
+                if !(*mean >= 1.0 && *cv > 0.0 && cv.is_finite()) =>
+            {
+                Err(format!(
+                    "lognormal: needs mean >= 1 and cv > 0 (got {mean}, {cv})"
+                ))
             }
-            LengthDist::Dist(DistSpec::Exponential { mean }) if !(*mean >= 1.0 && mean.is_finite()) => {
+            LengthDist::Dist(DistSpec::Exponential { mean })
+                if !(*mean >= 1.0 && mean.is_finite()) =>
+            {
                 Err(format!("exponential: needs mean >= 1 (got {mean})"))
             }
             LengthDist::Dist(_) => Ok(()),
@@ -169,12 +291,18 @@ impl LengthDist {
     pub fn sample(&self, rng: &mut Pcg64) -> u32 {
         let v = match self {
             LengthDist::Fixed(n) => return *n,
-            LengthDist::Dist(DistSpec::Uniform { min, max }) => return rng.random_range(*min..=*max),
-            LengthDist::Dist(DistSpec::Normal { mean, sd }) => Normal::new(*mean, *sd).map(|d| d.sample(rng)).unwrap_or(*mean),
+            LengthDist::Dist(DistSpec::Uniform { min, max }) => {
+                return rng.random_range(*min..=*max)
+            }
+            LengthDist::Dist(DistSpec::Normal { mean, sd }) => Normal::new(*mean, *sd)
+                .map(|d| d.sample(rng))
+                .unwrap_or(*mean),
             LengthDist::Dist(DistSpec::Lognormal { mean, cv, max }) => {
                 let sigma2 = (1.0 + cv * cv).ln();
                 let mu = mean.ln() - sigma2 / 2.0;
-                let v = LogNormal::new(mu, sigma2.sqrt()).map(|d| d.sample(rng)).unwrap_or(*mean);
+                let v = LogNormal::new(mu, sigma2.sqrt())
+                    .map(|d| d.sample(rng))
+                    .unwrap_or(*mean);
                 max.map_or(v, |m| v.min(m as f64))
             }
             LengthDist::Dist(DistSpec::Exponential { mean }) => {
@@ -225,7 +353,11 @@ impl SyntheticSpec {
             if u * lambda_max <= self.rate.rate_at(t) {
                 let isl = self.isl.sample(&mut rng);
                 let osl = self.osl.sample(&mut rng);
-                out.push(Request { arrival_s: t, isl, osl });
+                out.push(Request {
+                    arrival_s: t,
+                    isl,
+                    osl,
+                });
             }
         }
         out
@@ -238,7 +370,11 @@ mod tests {
 
     #[test]
     fn sinusoid_matches_dynamo_definition() {
-        let s = RateShape::Sinusoid { min_rps: 5.0, max_rps: 45.0, period_s: 600.0 };
+        let s = RateShape::Sinusoid {
+            min_rps: 5.0,
+            max_rps: 45.0,
+            period_s: 600.0,
+        };
         assert!((s.rate_at(0.0) - 5.0).abs() < 1e-9);
         assert!((s.rate_at(300.0) - 45.0).abs() < 1e-9);
         assert!((s.rate_at(150.0) - 25.0).abs() < 1e-9);
@@ -247,7 +383,11 @@ mod tests {
     #[test]
     fn poisson_count_near_integral() {
         let spec = SyntheticSpec {
-            rate: RateShape::Sinusoid { min_rps: 5.0, max_rps: 45.0, period_s: 600.0 },
+            rate: RateShape::Sinusoid {
+                min_rps: 5.0,
+                max_rps: 45.0,
+                period_s: 600.0,
+            },
             duration_s: 1800.0,
             isl: LengthDist::Fixed(3000),
             osl: LengthDist::Fixed(300),
@@ -261,7 +401,11 @@ mod tests {
 
     #[test]
     fn lognormal_mean_close() {
-        let d = LengthDist::Dist(DistSpec::Lognormal { mean: 1000.0, cv: 1.0, max: None });
+        let d = LengthDist::Dist(DistSpec::Lognormal {
+            mean: 1000.0,
+            cv: 1.0,
+            max: None,
+        });
         let mut rng = Pcg64::seed_from_u64(1);
         let n = 20000;
         let m = (0..n).map(|_| d.sample(&mut rng) as f64).sum::<f64>() / n as f64;
@@ -270,7 +414,14 @@ mod tests {
 
     #[test]
     fn flash_crowd_shape() {
-        let s = RateShape::FlashCrowd { base_rps: 1.0, peak_rps: 11.0, at_s: 100.0, ramp_s: 10.0, hold_s: 20.0, decay_s: 10.0 };
+        let s = RateShape::FlashCrowd {
+            base_rps: 1.0,
+            peak_rps: 11.0,
+            at_s: 100.0,
+            ramp_s: 10.0,
+            hold_s: 20.0,
+            decay_s: 10.0,
+        };
         assert_eq!(s.rate_at(0.0), 1.0);
         assert_eq!(s.rate_at(95.0), 6.0);
         assert_eq!(s.rate_at(110.0), 11.0);

@@ -44,7 +44,14 @@ pub struct Trace {
 }
 
 const AZURE_HEADER: [&str; 3] = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"];
-const BURSTGPT_HEADER: [&str; 6] = ["Timestamp", "Model", "Request tokens", "Response tokens", "Total tokens", "Log Type"];
+const BURSTGPT_HEADER: [&str; 6] = [
+    "Timestamp",
+    "Model",
+    "Request tokens",
+    "Response tokens",
+    "Total tokens",
+    "Log Type",
+];
 
 pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputError> {
     let file_name = path.display().to_string();
@@ -68,18 +75,27 @@ pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputEr
         if opts.skip_bad_lines {
             out.bad_lines_skipped += 1;
             if out.bad_line_examples.len() < 5 {
-                out.bad_line_examples.push(format!("line {line}: {message}"));
+                out.bad_line_examples
+                    .push(format!("line {line}: {message}"));
             }
             Ok(())
         } else {
-            Err(InputError::Trace { file: file_name.clone(), line, message })
+            Err(InputError::Trace {
+                file: file_name.clone(),
+                line,
+                message,
+            })
         }
     };
     match format {
         TraceFormat::Mooncake => {
             for (i, line) in reader.lines().enumerate() {
                 let line_no = i as u64 + 1;
-                let line = line.map_err(|e| InputError::Trace { file: file_name.clone(), line: line_no, message: e.to_string() })?;
+                let line = line.map_err(|e| InputError::Trace {
+                    file: file_name.clone(),
+                    line: line_no,
+                    message: e.to_string(),
+                })?;
                 if line.trim().is_empty() {
                     continue;
                 }
@@ -90,12 +106,23 @@ pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputEr
             }
         }
         TraceFormat::Azure | TraceFormat::Burstgpt => {
-            let mut csv_reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(reader);
+            let mut csv_reader = csv::ReaderBuilder::new()
+                .has_headers(true)
+                .flexible(true)
+                .from_reader(reader);
             let headers = csv_reader
                 .headers()
-                .map_err(|e| InputError::Trace { file: file_name.clone(), line: 1, message: e.to_string() })?
+                .map_err(|e| InputError::Trace {
+                    file: file_name.clone(),
+                    line: 1,
+                    message: e.to_string(),
+                })?
                 .clone();
-            let expected: &[&str] = if format == TraceFormat::Azure { &AZURE_HEADER } else { &BURSTGPT_HEADER };
+            let expected: &[&str] = if format == TraceFormat::Azure {
+                &AZURE_HEADER
+            } else {
+                &BURSTGPT_HEADER
+            };
             let cols: Vec<usize> = expected
                 .iter()
                 .map(|name| headers.iter().position(|h| h.trim() == *name))
@@ -103,7 +130,11 @@ pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputEr
                 .ok_or_else(|| InputError::Trace {
                     file: file_name.clone(),
                     line: 1,
-                    message: format!("header must have the columns {}; found {}", expected.join(","), headers.iter().collect::<Vec<_>>().join(",")),
+                    message: format!(
+                        "header must have the columns {}; found {}",
+                        expected.join(","),
+                        headers.iter().collect::<Vec<_>>().join(",")
+                    ),
                 })?;
             let mut record = csv::StringRecord::new();
             loop {
@@ -138,22 +169,45 @@ pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputEr
             if osl == 0 {
                 out.zero_output_requests += 1;
             }
-            Request { arrival_s: t - t0, isl, osl: osl.max(1) }
+            Request {
+                arrival_s: t - t0,
+                isl,
+                osl: osl.max(1),
+            }
         })
         .collect();
     if out.requests.is_empty() {
-        return Err(InputError::TraceFile { file: file_name, message: "holds no requests".into() });
+        return Err(InputError::TraceFile {
+            file: file_name,
+            message: "holds no requests".into(),
+        });
     }
     Ok(out)
 }
 
-fn detect_format<R: Read>(path: &Path, reader: &mut BufReader<R>, file_name: &str) -> Result<TraceFormat, InputError> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+fn detect_format<R: Read>(
+    path: &Path,
+    reader: &mut BufReader<R>,
+    file_name: &str,
+) -> Result<TraceFormat, InputError> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     if ext == "jsonl" || ext == "json" {
         return Ok(TraceFormat::Mooncake);
     }
-    let buf = reader.fill_buf().map_err(|e| InputError::TraceFile { file: file_name.into(), message: e.to_string() })?;
-    let first_line = String::from_utf8_lossy(buf).lines().next().unwrap_or("").trim().to_string();
+    let buf = reader.fill_buf().map_err(|e| InputError::TraceFile {
+        file: file_name.into(),
+        message: e.to_string(),
+    })?;
+    let first_line = String::from_utf8_lossy(buf)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
     if first_line.starts_with('{') {
         return Ok(TraceFormat::Mooncake);
     }
@@ -186,16 +240,21 @@ struct MooncakeLine {
 fn tokens(v: Option<f64>, field: &str) -> Result<u32, String> {
     let v = v.ok_or_else(|| format!("field {field} is missing"))?;
     if !v.is_finite() || v < 0.0 || v.fract() != 0.0 || v > u32::MAX as f64 {
-        return Err(format!("field {field} must be a whole number of tokens >= 0 (got {v})"));
+        return Err(format!(
+            "field {field} must be a whole number of tokens >= 0 (got {v})"
+        ));
     }
     Ok(v as u32)
 }
 
 fn parse_mooncake_line(line: &str) -> Result<(f64, u32, u32), String> {
-    let m: MooncakeLine = serde_json::from_str(line).map_err(|e| format!("not a JSON object of the Mooncake format: {e}"))?;
+    let m: MooncakeLine = serde_json::from_str(line)
+        .map_err(|e| format!("not a JSON object of the Mooncake format: {e}"))?;
     let ts = m.timestamp.ok_or("field timestamp is missing")?;
     if !ts.is_finite() || ts < 0.0 {
-        return Err(format!("field timestamp must be milliseconds >= 0 (got {ts})"));
+        return Err(format!(
+            "field timestamp must be milliseconds >= 0 (got {ts})"
+        ));
     }
     let isl = tokens(m.input_length, "input_length")?;
     if isl == 0 {
@@ -206,7 +265,9 @@ fn parse_mooncake_line(line: &str) -> Result<(f64, u32, u32), String> {
 
 fn parse_token_field(s: &str, name: &str) -> Result<u32, String> {
     let s = s.trim();
-    let v: f64 = s.parse().map_err(|_| format!("column {name} is not a number ({s:?})"))?;
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("column {name} is not a number ({s:?})"))?;
     tokens(Some(v), name)
 }
 
@@ -221,31 +282,57 @@ fn parse_azure_timestamp(s: &str) -> Result<f64, String> {
         let t = t.and_utc();
         return Ok(t.timestamp() as f64 + t.timestamp_subsec_nanos() as f64 * 1e-9);
     }
-    Err(format!("column TIMESTAMP is not a timestamp like 2023-11-16 18:17:03.9799600 ({s:?})"))
+    Err(format!(
+        "column TIMESTAMP is not a timestamp like 2023-11-16 18:17:03.9799600 ({s:?})"
+    ))
 }
 
-fn field<'r>(record: &'r csv::StringRecord, cols: &[usize], i: usize, name: &str) -> Result<&'r str, String> {
-    record.get(cols[i]).ok_or_else(|| format!("column {name} is missing ({} fields on the line)", record.len()))
+fn field<'r>(
+    record: &'r csv::StringRecord,
+    cols: &[usize],
+    i: usize,
+    name: &str,
+) -> Result<&'r str, String> {
+    record.get(cols[i]).ok_or_else(|| {
+        format!(
+            "column {name} is missing ({} fields on the line)",
+            record.len()
+        )
+    })
 }
 
-fn parse_azure_row(record: &csv::StringRecord, cols: &[usize]) -> Result<Option<(f64, u32, u32)>, String> {
+fn parse_azure_row(
+    record: &csv::StringRecord,
+    cols: &[usize],
+) -> Result<Option<(f64, u32, u32)>, String> {
     let t = parse_azure_timestamp(field(record, cols, 0, "TIMESTAMP")?)?;
     let isl = parse_token_field(field(record, cols, 1, "ContextTokens")?, "ContextTokens")?;
     if isl == 0 {
         return Err("column ContextTokens is 0; a request has at least one input token".into());
     }
-    let osl = parse_token_field(field(record, cols, 2, "GeneratedTokens")?, "GeneratedTokens")?;
+    let osl = parse_token_field(
+        field(record, cols, 2, "GeneratedTokens")?,
+        "GeneratedTokens",
+    )?;
     Ok(Some((t, isl, osl)))
 }
 
-fn parse_burstgpt_row(record: &csv::StringRecord, cols: &[usize]) -> Result<Option<(f64, u32, u32)>, String> {
+fn parse_burstgpt_row(
+    record: &csv::StringRecord,
+    cols: &[usize],
+) -> Result<Option<(f64, u32, u32)>, String> {
     let ts = field(record, cols, 0, "Timestamp")?.trim();
-    let t: f64 = ts.parse().map_err(|_| format!("column Timestamp is not a number of seconds ({ts:?})"))?;
+    let t: f64 = ts
+        .parse()
+        .map_err(|_| format!("column Timestamp is not a number of seconds ({ts:?})"))?;
     if !t.is_finite() || t < 0.0 {
         return Err(format!("column Timestamp must be seconds >= 0 (got {t})"));
     }
     let isl = parse_token_field(field(record, cols, 2, "Request tokens")?, "Request tokens")?;
-    let osl = parse_token_field(field(record, cols, 3, "Response tokens")?, "Response tokens")?;
+    let osl = parse_token_field(
+        field(record, cols, 3, "Response tokens")?,
+        "Response tokens",
+    )?;
     if osl == 0 {
         // BurstGPT marks failed requests with 0 response tokens; they are counted, not replayed.
         return Ok(None);
@@ -273,8 +360,22 @@ mod tests {
 
     #[test]
     fn mooncake_line_errors_name_the_field() {
-        assert!(parse_mooncake_line(r#"{"timestamp": 5, "input_length": 10}"#).unwrap_err().contains("output_length"));
-        assert!(parse_mooncake_line(r#"{"timestamp": 5, "input_length": 1.5, "output_length": 3}"#).unwrap_err().contains("input_length"));
-        assert_eq!(parse_mooncake_line(r#"{"timestamp": 1500, "input_length": 10, "output_length": 3, "hash_ids": [1]}"#).unwrap(), (1.5, 10, 3));
+        assert!(
+            parse_mooncake_line(r#"{"timestamp": 5, "input_length": 10}"#)
+                .unwrap_err()
+                .contains("output_length")
+        );
+        assert!(parse_mooncake_line(
+            r#"{"timestamp": 5, "input_length": 1.5, "output_length": 3}"#
+        )
+        .unwrap_err()
+        .contains("input_length"));
+        assert_eq!(
+            parse_mooncake_line(
+                r#"{"timestamp": 1500, "input_length": 10, "output_length": 3, "hash_ids": [1]}"#
+            )
+            .unwrap(),
+            (1.5, 10, 3)
+        );
     }
 }

@@ -1,0 +1,152 @@
+//! The simulator reproduces the profile it is given, and queues past capacity.
+
+mod common;
+
+use sla_planner::planner::baselines::StaticPolicy;
+use sla_planner::profile::{load_profile, Profile};
+use sla_planner::sim::simulate;
+use sla_planner::workload::{LengthDist, RateShape, Request, SyntheticSpec};
+
+fn one_at_a_time(isls: &[u32], osl: u32) -> Vec<Request> {
+    // 30 s apart: every request finds the deployment empty.
+    isls.iter()
+        .enumerate()
+        .map(|(i, &isl)| Request {
+            arrival_s: 1.0 + 30.0 * i as f64,
+            isl,
+            osl,
+        })
+        .collect()
+}
+
+#[test]
+fn one_request_at_a_time_gives_profiled_ttft() {
+    let profile = Profile::embedded_default();
+    let isls: Vec<u32> = profile
+        .prefill
+        .prefill_isl
+        .iter()
+        .map(|&x| x as u32)
+        .collect();
+    let requests = one_at_a_time(&isls, 2);
+    let cfg = common::sim_config(&profile, 1, 1, 30.0 * isls.len() as f64 + 60.0);
+    let res = simulate(
+        &cfg,
+        &profile,
+        &requests,
+        &mut StaticPolicy::new(1, 1),
+        None,
+    );
+    for (i, o) in res.outcomes.iter().enumerate() {
+        let want = profile.prefill.prefill_ttft[i];
+        let got = o.ttft_ms as f64;
+        assert!(
+            (got - want).abs() / want < 0.05,
+            "ISL {}: simulated TTFT {got:.2} ms, profiled {want:.2} ms",
+            isls[i]
+        );
+    }
+}
+
+#[test]
+fn one_request_at_a_time_gives_low_load_itl() {
+    let profile = Profile::embedded_default();
+    let model = profile.decode_model();
+    // Contexts of the profile's sweep: isl + osl/2 = context.
+    for &context in &[350.0, 2997.0, 5644.0, 8291.0, 10938.0, 13585.0] {
+        let osl = 200u32;
+        let isl = (context - osl as f64 / 2.0) as u32;
+        let requests = one_at_a_time(&[isl, isl, isl], osl);
+        let cfg = common::sim_config(&profile, 1, 1, 200.0);
+        let res = simulate(
+            &cfg,
+            &profile,
+            &requests,
+            &mut StaticPolicy::new(1, 1),
+            None,
+        );
+        // The profile's lowest-KV point at this context is one request alone.
+        let i = (0..profile.decode.x_kv_usage.len())
+            .filter(|&i| (profile.decode.y_context_length[i] - context).abs() < 0.5)
+            .min_by(|&a, &b| profile.decode.x_kv_usage[a].total_cmp(&profile.decode.x_kv_usage[b]))
+            .unwrap();
+        let want = profile.decode.z_itl[i];
+        for o in &res.outcomes {
+            let got = o.itl_ms as f64;
+            assert!(
+                (got - want).abs() / want < 0.05,
+                "context {context}: simulated ITL {got:.3} ms, profiled {want:.3} ms"
+            );
+        }
+        assert!((model.itl_ms(0.0, context) - want).abs() / want < 0.05);
+    }
+}
+
+fn mean_ttft_by_half(rate: f64) -> (f64, f64) {
+    let profile = Profile::embedded_default();
+    let spec = SyntheticSpec {
+        rate: RateShape::Constant { rps: rate },
+        duration_s: 600.0,
+        isl: LengthDist::Fixed(3000),
+        osl: LengthDist::Fixed(50),
+    };
+    let requests = spec.generate(3);
+    let cfg = common::sim_config(&profile, 1, 4, 600.0);
+    let res = simulate(
+        &cfg,
+        &profile,
+        &requests,
+        &mut StaticPolicy::new(1, 4),
+        None,
+    );
+    let half = |first: bool| {
+        let v: Vec<f64> = requests
+            .iter()
+            .zip(&res.outcomes)
+            .filter(|(r, _)| (r.arrival_s < 300.0) == first)
+            .map(|(_, o)| o.ttft_ms as f64)
+            .collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    (half(true), half(false))
+}
+
+#[test]
+fn past_capacity_queueing_makes_ttft_grow() {
+    // One prefill engine does ~49.8k tokens/s at ISL 3000: ~16.6 requests/s.
+    let (a1, a2) = mean_ttft_by_half(8.0);
+    let (b1, b2) = mean_ttft_by_half(25.0);
+    assert!(
+        a1 < 150.0 && a2 < 150.0,
+        "below capacity TTFT stays near the profile: {a1:.1}, {a2:.1}"
+    );
+    assert!(
+        b2 > 2.0 * b1,
+        "past capacity the queue grows: first half {b1:.0} ms, second half {b2:.0} ms"
+    );
+    assert!(
+        b1 > 10.0 * a1,
+        "past capacity TTFT is far above the unloaded figure: {b1:.0} vs {a1:.0}"
+    );
+}
+
+#[test]
+fn embedded_profile_is_the_h200_npz_profile() {
+    let from_npz = load_profile(&common::h200_dir()).expect("the shipped H200 profile loads");
+    let embedded = Profile::embedded_default();
+    assert_eq!(from_npz.prefill, embedded.prefill);
+    assert_eq!(from_npz.decode, embedded.decode);
+}
+
+#[test]
+fn decode_surface_is_monotone_in_kv_usage() {
+    let model = Profile::embedded_default().decode_model();
+    for context in [350.0, 1000.0, 3000.0, 7000.0, 13585.0, 16000.0] {
+        let mut last = 0.0;
+        for i in 0..=100 {
+            let itl = model.itl_ms(i as f64 / 100.0, context);
+            assert!(itl >= last - 1e-9, "ITL falls at kv {i}% context {context}");
+            last = itl;
+        }
+    }
+}

@@ -1,0 +1,519 @@
+//! Every kind of bad input gets exit code 2 and a message naming the file, line, array or
+//! field at fault, never a panic.
+
+mod common;
+
+use std::fs::File;
+use std::path::Path;
+use std::process::Command;
+
+use ndarray::{arr0, Array1};
+use ndarray_npy::NpzWriter;
+use sla_planner::profile::Profile;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(args: &[&str]) -> Run {
+    let out = Command::new(common::bin())
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("binary runs");
+    let r = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(!r.stderr.contains("panicked"), "no panic: {}", r.stderr);
+    r
+}
+
+fn assert_input_error(args: &[&str], needles: &[&str]) {
+    let r = run(args);
+    assert_eq!(r.code, 2, "exit code 2 for {args:?}; stderr: {}", r.stderr);
+    for n in needles {
+        assert!(r.stderr.contains(n), "stderr names {n:?}: {}", r.stderr);
+    }
+}
+
+/// Writes a Dynamo-layout profile directory from the embedded profile, with `edit` applied
+/// to the decode arrays by name.
+fn write_profile_dir(dir: &Path, edit: impl Fn(&str, &mut Vec<f64>), drop_array: Option<&str>) {
+    let p = Profile::embedded_default();
+    let pre = dir.join("selected_prefill_interpolation");
+    let dec = dir.join("selected_decode_interpolation");
+    std::fs::create_dir_all(&pre).unwrap();
+    std::fs::create_dir_all(&dec).unwrap();
+    let mut w = NpzWriter::new(File::create(pre.join("raw_data.npz")).unwrap());
+    let isl: Array1<i64> = p.prefill.prefill_isl.iter().map(|&x| x as i64).collect();
+    w.add_array("prefill_isl", &isl).unwrap();
+    for (name, v) in [
+        ("prefill_ttft", &p.prefill.prefill_ttft),
+        ("prefill_thpt_per_gpu", &p.prefill.prefill_thpt_per_gpu),
+    ] {
+        let mut v = v.clone();
+        edit(name, &mut v);
+        if drop_array != Some(name) {
+            w.add_array(name, &Array1::from(v)).unwrap();
+        }
+    }
+    w.finish().unwrap();
+    let mut w = NpzWriter::new_compressed(File::create(dec.join("raw_data.npz")).unwrap());
+    for (name, v) in [
+        ("x_kv_usage", &p.decode.x_kv_usage),
+        ("y_context_length", &p.decode.y_context_length),
+        ("z_itl", &p.decode.z_itl),
+        ("z_thpt_per_gpu", &p.decode.z_thpt_per_gpu),
+    ] {
+        let mut v = v.clone();
+        edit(name, &mut v);
+        if drop_array != Some(name) {
+            w.add_array(name, &Array1::from(v)).unwrap();
+        }
+    }
+    w.add_array("max_kv_tokens", &arr0(p.decode.max_kv_tokens as i64))
+        .unwrap();
+    w.finish().unwrap();
+}
+
+fn sim_with_profile(dir: &Path) -> Run {
+    run(&[
+        "simulate",
+        "--scenario",
+        "sin-5-45",
+        "--policy",
+        "static:4,5",
+        "--profile",
+        dir.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn a_written_dynamo_profile_round_trips() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_profile_dir(tmp.path(), |_, _| {}, None);
+    let r = sim_with_profile(tmp.path());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("static:4,5"));
+}
+
+#[test]
+fn profile_directory_missing() {
+    assert_input_error(
+        &[
+            "simulate",
+            "--profile",
+            "/nonexistent/profile",
+            "--policy",
+            "static:1,1",
+        ],
+        &["/nonexistent/profile", "does not exist"],
+    );
+}
+
+#[test]
+fn profile_directory_without_dynamo_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert_input_error(
+        &[
+            "simulate",
+            "--policy",
+            "static:1,1",
+            "--profile",
+            tmp.path().to_str().unwrap(),
+        ],
+        &["selected_prefill_interpolation/raw_data.npz"],
+    );
+}
+
+#[test]
+fn profile_array_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_profile_dir(tmp.path(), |_, _| {}, Some("z_itl"));
+    let r = sim_with_profile(tmp.path());
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("selected_decode_interpolation/raw_data.npz")
+            && r.stderr.contains("z_itl")
+            && r.stderr.contains("missing"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn profile_value_not_finite() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_profile_dir(
+        tmp.path(),
+        |n, v| {
+            if n == "prefill_ttft" {
+                v[3] = f64::NAN
+            }
+        },
+        None,
+    );
+    let r = sim_with_profile(tmp.path());
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("prefill_ttft") && r.stderr.contains("element 3 is not finite"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn profile_value_negative() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_profile_dir(
+        tmp.path(),
+        |n, v| {
+            if n == "z_itl" {
+                v[0] = -1.0
+            }
+        },
+        None,
+    );
+    let r = sim_with_profile(tmp.path());
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("z_itl") && r.stderr.contains("positive"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn profile_arrays_of_different_lengths() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_profile_dir(
+        tmp.path(),
+        |n, v| {
+            if n == "z_thpt_per_gpu" {
+                v.pop();
+            }
+        },
+        None,
+    );
+    let r = sim_with_profile(tmp.path());
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("z_thpt_per_gpu") && r.stderr.contains("40 points"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn profile_with_too_few_points() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_profile_dir(
+        tmp.path(),
+        |n, v| {
+            if n.starts_with("prefill") {
+                v.truncate(1)
+            }
+        },
+        None,
+    );
+    let r = sim_with_profile(tmp.path());
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("at least 2"), "{}", r.stderr);
+}
+
+#[test]
+fn profile_file_not_npz() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_profile_dir(tmp.path(), |_, _| {}, None);
+    std::fs::write(
+        tmp.path()
+            .join("selected_prefill_interpolation/raw_data.npz"),
+        "not a zip",
+    )
+    .unwrap();
+    let r = sim_with_profile(tmp.path());
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("not a valid .npz"), "{}", r.stderr);
+}
+
+#[test]
+fn dynamo_json_profile_form_loads_and_is_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Profile::embedded_default();
+    std::fs::write(
+        tmp.path().join("prefill_raw_data.json"),
+        serde_json::to_string(&p.prefill).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("decode_raw_data.json"),
+        serde_json::to_string(&p.decode).unwrap(),
+    )
+    .unwrap();
+    let r = sim_with_profile(tmp.path());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut bad = serde_json::to_value(&p.decode).unwrap();
+    bad["z_itl"][2] = serde_json::json!("fast");
+    std::fs::write(tmp.path().join("decode_raw_data.json"), bad.to_string()).unwrap();
+    let r = sim_with_profile(tmp.path());
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("decode_raw_data.json") && r.stderr.contains("z_itl"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn own_profile_format_is_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("p.json");
+    std::fs::write(&f, r#"{"format": "other", "name": "x", "source": "y", "max_context_tokens": 1, "prefill": {}, "decode": {}}"#).unwrap();
+    assert_input_error(
+        &[
+            "simulate",
+            "--policy",
+            "static:1,1",
+            "--profile",
+            f.to_str().unwrap(),
+        ],
+        &["p.json", "prefill_isl"],
+    );
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn trace_malformed_line_names_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(tmp.path(), "t.jsonl", "{\"timestamp\": 0, \"input_length\": 100, \"output_length\": 10}\n{\"timestamp\": 5, \"input_length\": \"x\"}\n");
+    assert_input_error(
+        &["simulate", "--policy", "static:1,1", "--trace", &f],
+        &["t.jsonl", "line 2"],
+    );
+}
+
+#[test]
+fn skip_bad_lines_reports_how_many() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(
+        tmp.path(),
+        "t.jsonl",
+        "{\"timestamp\": 0, \"input_length\": 100, \"output_length\": 10}\nnot json\n{\"timestamp\": 1000, \"input_length\": 0, \"output_length\": 10}\n{\"timestamp\": 2000, \"input_length\": 100, \"output_length\": 10}\n",
+    );
+    let r = run(&[
+        "simulate",
+        "--policy",
+        "static:1,1",
+        "--trace",
+        &f,
+        "--skip-bad-lines",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("2 malformed trace lines skipped")
+            && r.stdout.contains("line 2")
+            && r.stdout.contains("line 3"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains(": 2 requests"), "{}", r.stdout);
+}
+
+#[test]
+fn azure_bad_timestamp_names_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(tmp.path(), "a.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9799600,4808,10\nlater,3180,8\n");
+    assert_input_error(
+        &["simulate", "--policy", "static:1,1", "--trace", &f],
+        &["a.csv", "line 3", "TIMESTAMP"],
+    );
+}
+
+#[test]
+fn azure_2024_and_burstgpt_are_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = write(tmp.path(), "a24.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2024-05-10 00:00:00.009930+00:00,100,10\n2024-05-10 00:00:01+00:00,200,20\n");
+    let r = run(&["simulate", "--policy", "static:1,1", "--trace", &a]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let b = write(
+        tmp.path(),
+        "b.csv",
+        "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n5,ChatGPT,472,18,490,Conversation log\n6,GPT-4,1000,0,1000,Conversation log\n7.5,ChatGPT,300,40,340,API log\n",
+    );
+    let r = run(&["simulate", "--policy", "static:1,1", "--trace", &b]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("1 rows marked failed") && r.stdout.contains(": 2 requests"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn trace_unknown_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(tmp.path(), "x.csv", "a,b,c\n1,2,3\n");
+    assert_input_error(
+        &["simulate", "--policy", "static:1,1", "--trace", &f],
+        &["x.csv", "unknown trace format"],
+    );
+}
+
+#[test]
+fn trace_missing_or_empty() {
+    assert_input_error(
+        &[
+            "simulate",
+            "--policy",
+            "static:1,1",
+            "--trace",
+            "/nonexistent/t.jsonl",
+        ],
+        &["/nonexistent/t.jsonl"],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(tmp.path(), "e.jsonl", "\n");
+    assert_input_error(
+        &["simulate", "--policy", "static:1,1", "--trace", &f],
+        &["e.jsonl", "no requests"],
+    );
+}
+
+#[test]
+fn transforms_need_a_trace_and_sane_values() {
+    assert_input_error(
+        &["simulate", "--policy", "static:1,1", "--replicate", "3"],
+        &["--trace"],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(
+        tmp.path(),
+        "t.jsonl",
+        "{\"timestamp\": 0, \"input_length\": 100, \"output_length\": 10}\n",
+    );
+    assert_input_error(
+        &[
+            "simulate",
+            "--policy",
+            "static:1,1",
+            "--trace",
+            &f,
+            "--time-scale=-2",
+        ],
+        &["time_scale"],
+    );
+    assert_input_error(
+        &[
+            "simulate",
+            "--policy",
+            "static:1,1",
+            "--trace",
+            &f,
+            "--window",
+            "abc",
+        ],
+        &["--window"],
+    );
+}
+
+#[test]
+fn scenario_errors_name_the_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = include_str!("../simulations/sin-5-45.yaml");
+    let typo = write(
+        tmp.path(),
+        "typo.yaml",
+        &base.replace("interval_s: 60", "interval: 60"),
+    );
+    assert_input_error(
+        &["simulate", "--scenario", &typo],
+        &["typo.yaml", "interval"],
+    );
+    let negative = write(
+        tmp.path(),
+        "neg.yaml",
+        &base.replace("interval_s: 60", "interval_s: -5"),
+    );
+    assert_input_error(
+        &["simulate", "--scenario", &negative],
+        &["neg.yaml", "deployment.interval_s"],
+    );
+    let bad_rate = write(
+        tmp.path(),
+        "rate.yaml",
+        &base.replace("max_rps: 45", "max_rps: 1"),
+    );
+    assert_input_error(
+        &["simulate", "--scenario", &bad_rate],
+        &["rate.yaml", "max_rps"],
+    );
+    let bad_policy = write(
+        tmp.path(),
+        "pol.yaml",
+        &base.replace("dynamo, threshold", "dynamo, hpa"),
+    );
+    assert_input_error(
+        &["simulate", "--scenario", &bad_policy],
+        &["pol.yaml", "policies", "hpa"],
+    );
+    let no_trace = write(
+        tmp.path(),
+        "nt.yaml",
+        &base.replace(
+            "  synthetic:",
+            "  trace: { file: missing.csv }\n  synthetic:",
+        ),
+    );
+    assert_input_error(
+        &["simulate", "--scenario", &no_trace],
+        &["nt.yaml", "workload"],
+    );
+}
+
+#[test]
+fn unknown_scenario_and_policy() {
+    assert_input_error(
+        &["simulate", "--scenario", "no-such-scenario"],
+        &["no-such-scenario", "sin-5-45"],
+    );
+    assert_input_error(&["simulate", "--policy", "static:2"], &["static:2"]);
+    assert_input_error(&["simulate", "--policy", "magic"], &["magic"]);
+    assert_input_error(&["simulate", "--policy", "oracle:1.5"], &["oracle:1.5"]);
+}
+
+#[test]
+fn schedule_file_errors_name_the_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(
+        tmp.path(),
+        "s.csv",
+        "time_s,prefill,decode\n0,2,2\n600,x,3\n",
+    );
+    assert_input_error(
+        &["simulate", "--policy", &format!("schedule:{f}")],
+        &["s.csv", "line 3", "prefill"],
+    );
+    let ok = write(
+        tmp.path(),
+        "ok.csv",
+        "time_s,prefill,decode\n0,2,2\n600,4,5\n",
+    );
+    let r = run(&["simulate", "--policy", &format!("schedule:{ok}")]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn unknown_flag_is_a_usage_error() {
+    let r = run(&["simulate", "--no-such-flag"]);
+    assert_eq!(r.code, 2);
+}

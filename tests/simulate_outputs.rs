@@ -1,0 +1,108 @@
+//! `sla-planner simulate ... --out DIR` writes the summary, timelines and report, and the
+//! same inputs give the same summary.
+
+mod common;
+
+use std::process::Command;
+
+fn simulate_into(dir: &std::path::Path) -> serde_json::Value {
+    let out = Command::new(common::bin())
+        .args([
+            "simulate",
+            "--scenario",
+            "sin-5-45",
+            "--policy",
+            "static:2,2",
+            "--policy",
+            "dynamo",
+            "--policy",
+            "oracle",
+            "--out",
+        ])
+        .arg(dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("| static:2,2 ") && stdout.contains("| oracle "),
+        "the table is printed: {stdout}"
+    );
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn writes_summary_timelines_and_report_deterministically() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let mut sa = simulate_into(a.path());
+    let mut sb = simulate_into(b.path());
+
+    let policies = sa["policies"].as_array().unwrap();
+    let names: Vec<&str> = policies
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["static:2,2", "dynamo", "oracle"]);
+    for p in policies {
+        for key in [
+            "requests",
+            "completed",
+            "rejected",
+            "slo_attainment",
+            "ttft_attainment",
+            "itl_attainment",
+            "gpu_hours",
+            "goodput_per_gpu_hour",
+            "max_prefill",
+            "max_decode",
+        ] {
+            assert!(p[key].is_number(), "{key} in {p}");
+        }
+        for key in ["ttft_ms", "itl_ms"] {
+            for q in ["p50", "p90", "p99"] {
+                assert!(p[key][q].is_number(), "{key}.{q}");
+            }
+        }
+        let att = p["slo_attainment"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&att));
+    }
+    // Static 2P+2D holds 4 GPUs for the whole 1800 s.
+    assert!((policies[0]["gpu_hours"].as_f64().unwrap() - 2.0).abs() < 0.01);
+    // The oracle meets the SLA for nearly everyone; 2P+2D cannot carry the 45 req/s peak.
+    assert!(policies[2]["slo_attainment"].as_f64().unwrap() > 0.99);
+    assert!(policies[0]["slo_attainment"].as_f64().unwrap() < 0.9);
+    assert_eq!(sa["sla"]["ttft_ms"], 200.0);
+    assert_eq!(sa["scenario"]["name"], "sin-5-45");
+    assert!(sa["wall_time_s"].is_number());
+
+    sa.as_object_mut().unwrap().remove("wall_time_s");
+    sb.as_object_mut().unwrap().remove("wall_time_s");
+    assert_eq!(sa, sb, "same seed, same inputs, same summary");
+
+    for stem in ["static_2_2", "dynamo", "oracle"] {
+        let csv = std::fs::read_to_string(a.path().join(format!("timeline_{stem}.csv"))).unwrap();
+        let mut lines = csv.lines();
+        let header = lines.next().unwrap();
+        assert!(header.starts_with("time_s,arrivals,isl_mean,osl_mean,prefill_ready"));
+        assert_eq!(lines.count(), 30, "one row per 60 s interval of 1800 s");
+        let same = std::fs::read_to_string(b.path().join(format!("timeline_{stem}.csv"))).unwrap();
+        assert_eq!(csv, same);
+    }
+    let html = std::fs::read_to_string(a.path().join("report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("id=\"comparison\""));
+    assert_eq!(
+        html.matches("data-series=\"oracle\"").count(),
+        5,
+        "oracle in each per-policy chart"
+    );
+    assert!(
+        !html.contains("<script src") && !html.contains("href=\"http") && !html.contains("@import"),
+        "self-contained"
+    );
+}
