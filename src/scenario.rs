@@ -190,10 +190,6 @@ pub fn find(name_or_file: &str) -> Result<(String, String, PathBuf), InputError>
 
 pub fn parse(text: &str, origin: &str) -> Result<ScenarioFile, InputError> {
     serde_yaml_ng::from_str(text).map_err(|e| {
-        let loc = e
-            .location()
-            .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
-            .unwrap_or_default();
         let msg = e.to_string();
         // serde reports the failing path first, as `a.b.c: message`.
         let (field, message) = match msg.split_once(": ") {
