@@ -27,8 +27,26 @@ pub struct Cli {
 pub enum Command {
     /// Dry run: replay a workload through a simulated deployment under one or more policies.
     Simulate(SimulateArgs),
+    /// Compare policies over scenarios and cold starts, as one markdown table.
+    Compare(CompareArgs),
     /// Print a profile (Dynamo profiler directory or profile JSON) in the project's own format.
     Profile(ProfileArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Scenarios (repeatable); all shipped scenarios when absent.
+    #[arg(long = "scenario")]
+    pub scenarios: Vec<String>,
+    /// Cold starts to run each scenario with, seconds (repeatable).
+    #[arg(long = "startup-s", default_values_t = [60.0, 180.0])]
+    pub startups: Vec<f64>,
+    /// Policies (repeatable).
+    #[arg(long = "policy", default_values_t = ["planner".to_string(), "static:best".to_string(), "dynamo".to_string(), "threshold".to_string(), "oracle".to_string()])]
+    pub policies: Vec<String>,
+    /// Also write the table to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -57,7 +75,7 @@ pub struct SimulateArgs {
     /// A Dynamo profiler output directory or a profile JSON file, instead of the scenario's.
     #[arg(long)]
     pub profile: Option<PathBuf>,
-    /// Policy to run (repeatable): static:P,D | schedule:FILE | dynamo | dynamo:no-correction | threshold | oracle | oracle:TARGET.
+    /// Policy to run (repeatable): planner | static:P,D | static:best | schedule:FILE | dynamo | dynamo:no-correction | threshold | oracle | oracle:TARGET.
     #[arg(long = "policy")]
     pub policies: Vec<String>,
     /// Cold start of a new replica, seconds (overrides the scenario).
@@ -104,6 +122,7 @@ pub struct ProfileArgs {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Simulate(a) => run_simulate(a),
+        Command::Compare(a) => run_compare(a),
         Command::Profile(a) => {
             let p = match a.profile {
                 Some(path) => crate::profile::load_profile(&path)?,
@@ -180,6 +199,7 @@ pub fn dry_run(a: &SimulateArgs, show_progress: bool) -> Result<DryRun, InputErr
     }
     let env = PolicyEnv {
         sim: &sc.sim,
+        planner: sc.file.planner,
         profile: &sc.profile,
         requests: &sc.requests,
     };
@@ -307,6 +327,50 @@ fn run_simulate(a: SimulateArgs) -> anyhow::Result<()> {
                 dir.display()
             );
         }
+    }
+    Ok(())
+}
+
+fn simulate_args(scenario: &str, startup_s: f64, policies: &[String]) -> SimulateArgs {
+    SimulateArgs {
+        scenario: scenario.to_string(),
+        trace: None,
+        trace_format: None,
+        skip_bad_lines: false,
+        window: None,
+        time_scale: None,
+        replicate: None,
+        profile: None,
+        policies: policies.to_vec(),
+        startup_s: Some(startup_s),
+        gpu_budget: None,
+        seed: None,
+        out: None,
+        json: false,
+    }
+}
+
+fn run_compare(a: CompareArgs) -> anyhow::Result<()> {
+    let scenarios: Vec<String> = if a.scenarios.is_empty() {
+        crate::scenario::EMBEDDED
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect()
+    } else {
+        a.scenarios.clone()
+    };
+    let mut runs = Vec::new();
+    for sc in &scenarios {
+        for &startup in &a.startups {
+            eprintln!("running {sc} with a {startup:.0} s cold start");
+            let run = dry_run(&simulate_args(sc, startup, &a.policies), false)?;
+            runs.push((sc.clone(), startup, run.summary));
+        }
+    }
+    let table = report::comparison_markdown(&runs);
+    print!("{table}");
+    if let Some(path) = &a.out {
+        std::fs::write(path, &table).map_err(|e| InputError::io(path, e))?;
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::InputError;
+use crate::planner::sla_planner::PlannerConfig;
 use crate::planner::{Limits, Sla};
 use crate::profile::{load_profile, Profile};
 use crate::sim::{KvTransfer, SimConfig};
@@ -59,6 +60,9 @@ pub struct ScenarioFile {
     /// Policies compared when none is given on the command line.
     #[serde(default)]
     pub policies: Vec<String>,
+    /// Settings of the `planner` policy (`docs/planner.md`); defaults when absent.
+    #[serde(default)]
+    pub planner: PlannerConfig,
 }
 
 fn default_profile() -> String {
@@ -229,6 +233,10 @@ pub fn prepare(
     positive(origin, "sla.itl_ms", file.sla.itl_ms)?;
     positive(origin, "deployment.interval_s", d.interval_s)?;
     positive(origin, "deployment.scrape_s", d.scrape_s)?;
+    file.planner.validate().map_err(|m| {
+        let field = format!("planner.{}", m.split(':').next().unwrap_or(""));
+        field_err(origin, &field, m)
+    })?;
     let startup_s = ov.startup_s.unwrap_or(d.startup_s);
     if !(startup_s.is_finite() && startup_s >= 0.0) {
         return Err(field_err(

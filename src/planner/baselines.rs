@@ -14,8 +14,12 @@ pub struct StaticPolicy {
 
 impl StaticPolicy {
     pub fn new(prefill: u32, decode: u32) -> StaticPolicy {
+        StaticPolicy::named(format!("static:{prefill},{decode}"), prefill, decode)
+    }
+
+    pub fn named(name: String, prefill: u32, decode: u32) -> StaticPolicy {
         StaticPolicy {
-            name: format!("static:{prefill},{decode}"),
+            name,
             prefill,
             decode,
         }
@@ -35,6 +39,7 @@ impl Policy for StaticPolicy {
             decode: self.decode,
             reasons: vec!["static".into()],
             forecast: None,
+            ..Default::default()
         }
     }
 }
@@ -72,6 +77,7 @@ impl Policy for SchedulePolicy {
             decode: d,
             reasons: vec![format!("schedule row for t={now_s:.0}s")],
             forecast: None,
+            ..Default::default()
         }
     }
 }
@@ -107,6 +113,7 @@ impl DynamoPolicy {
             decode: r.decode.ready + r.decode.starting,
             reasons: vec![format!("tick skipped: {why}")],
             forecast: None,
+            ..Default::default()
         }
     }
 }
@@ -181,6 +188,7 @@ impl Policy for DynamoPolicy {
                 isl,
                 osl,
             }),
+            ..Default::default()
         }
     }
 }
@@ -282,6 +290,7 @@ impl Policy for ThresholdPolicy {
             decode: d,
             reasons,
             forecast: None,
+            ..Default::default()
         }
     }
 }

@@ -5,7 +5,12 @@
 //! behind `decide`.
 
 pub mod baselines;
+pub mod forecast;
+pub mod model;
 mod observation;
+pub mod sla_planner;
+pub mod solver;
+pub mod stabilizer;
 
 pub use crate::scaler::Limits;
 pub use observation::{

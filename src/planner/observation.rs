@@ -111,6 +111,14 @@ pub struct Decision {
     pub reasons: Vec<String>,
     #[serde(default)]
     pub forecast: Option<Forecast>,
+    /// TTFT (at the planner's percentile) and ITL the model expects at these counts, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_ttft_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_itl_ms: Option<f64>,
+    /// The performance model's learned multipliers on the profile's latencies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrections: Option<super::model::Corrections>,
 }
 
 #[cfg(test)]

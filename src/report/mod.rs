@@ -273,3 +273,77 @@ pub fn table(policies: &[PolicySummary]) -> String {
     }
     s
 }
+
+/// The comparison of `sla-planner compare`: every policy on every run, then the planner's
+/// standing against the oracle, Dynamo's planner and the cheapest static deployment.
+pub fn comparison_markdown(runs: &[(String, f64, Summary)]) -> String {
+    let mut s = String::new();
+    s += "| scenario | cold start | policy | SLO attainment | GPU-hours | x oracle | goodput/GPU-h | TTFT p99 ms | ITL p99 ms |\n";
+    s += "|:--|--:|:--|--:|--:|--:|--:|--:|--:|\n";
+    for (name, startup, sum) in runs {
+        let oracle = sum
+            .policies
+            .iter()
+            .find(|p| p.name.starts_with("oracle"))
+            .map(|p| p.gpu_hours);
+        for p in &sum.policies {
+            let x = oracle
+                .filter(|o| *o > 0.0)
+                .map_or(String::from("-"), |o| format!("{:.2}", p.gpu_hours / o));
+            s += &format!(
+                "| {name} | {startup:.0} s | {} | {:.2}% | {:.2} | {x} | {:.0} | {:.0} | {:.2} |\n",
+                p.name,
+                p.slo_attainment * 100.0,
+                p.gpu_hours,
+                p.goodput_per_gpu_hour,
+                p.ttft_ms.p99,
+                p.itl_ms.p99
+            );
+        }
+    }
+    let find = |sum: &Summary, prefix: &str| {
+        sum.policies
+            .iter()
+            .find(|p| p.name.starts_with(prefix))
+            .cloned()
+    };
+    let mut checks = String::new();
+    for (name, startup, sum) in runs {
+        let Some(pl) = find(sum, "planner") else {
+            continue;
+        };
+        let mark = |ok: bool| if ok { "yes" } else { "**no**" };
+        let oracle = find(sum, "oracle");
+        let dynamo = find(sum, "dynamo");
+        let best = find(sum, "static:best");
+        checks += &format!(
+            "| {name} | {startup:.0} s | {:.2}% {} | {} | {} | {} |\n",
+            pl.slo_attainment * 100.0,
+            mark(pl.slo_attainment >= 0.99),
+            oracle.map_or("-".into(), |o| format!(
+                "{:.2}x {}",
+                pl.gpu_hours / o.gpu_hours.max(1e-9),
+                mark(pl.gpu_hours <= 1.3 * o.gpu_hours)
+            )),
+            dynamo.map_or("-".into(), |d| format!(
+                "{:.2}% vs {:.2}% {}",
+                pl.slo_attainment * 100.0,
+                d.slo_attainment * 100.0,
+                mark(pl.slo_attainment > d.slo_attainment)
+            )),
+            best.map_or("-".into(), |b| format!(
+                "{:.2} vs {:.2} ({}) {}",
+                pl.gpu_hours,
+                b.gpu_hours,
+                b.name,
+                mark(pl.gpu_hours < b.gpu_hours)
+            )),
+        );
+    }
+    if !checks.is_empty() {
+        s += "\n| scenario | cold start | planner >= 99% | planner GPU-h <= 1.3x oracle | planner above dynamo | planner GPU-h below cheapest static >= 99% |\n";
+        s += "|:--|--:|:--|:--|:--|:--|\n";
+        s += &checks;
+    }
+    s
+}

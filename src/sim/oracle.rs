@@ -188,6 +188,7 @@ impl Policy for OraclePolicy {
             decode: d,
             reasons,
             forecast: None,
+            ..Default::default()
         }
     }
 }
@@ -202,5 +203,73 @@ mod tests {
         assert_eq!(smallest(1, 10, |_| true), 1);
         assert_eq!(smallest(1, 10, |_| false), 10);
         assert_eq!(smallest(3, 3, |_| false), 3);
+    }
+}
+
+/// The cheapest static deployment that meets `target` SLO attainment over the whole
+/// workload, found by simulation (it sees the whole workload; a baseline, not a policy
+/// anyone could run). Falls back to the largest deployment that fits the budget.
+pub fn best_static(
+    cfg: &SimConfig,
+    profile: &Profile,
+    requests: &[Request],
+    target: f64,
+) -> (u32, u32) {
+    let l = &cfg.limits;
+    let run = |p: u32, d: u32| {
+        let mut c = cfg.clone();
+        c.initial = (p, d);
+        c.limits.min_prefill = p;
+        c.limits.max_prefill = p;
+        c.limits.min_decode = d;
+        c.limits.max_decode = d;
+        c.limits.gpu_budget = c.limits.gpu_budget.max(c.limits.gpus(p, d));
+        let res = simulate(&c, profile, requests, &mut StaticPolicy::new(p, d), None);
+        let served: Vec<_> = res.outcomes.iter().filter(|o| !o.rejected()).collect();
+        let n = served.len().max(1) as f64;
+        let ttft = served
+            .iter()
+            .filter(|o| o.ttft_ms as f64 <= cfg.sla.ttft_ms)
+            .count() as f64
+            / n;
+        let itl = served
+            .iter()
+            .filter(|o| o.itl_ms as f64 <= cfg.sla.itl_ms)
+            .count() as f64
+            / n;
+        let both = served.iter().filter(|o| o.meets(&cfg.sla)).count() as f64 / n;
+        (ttft, itl, both)
+    };
+    let max_p = ((l
+        .gpu_budget
+        .saturating_sub(l.min_decode * l.gpus_per_decode_engine))
+        / l.gpus_per_prefill_engine.max(1))
+    .min(l.max_prefill)
+    .max(l.min_prefill);
+    let max_d = ((l
+        .gpu_budget
+        .saturating_sub(l.min_prefill * l.gpus_per_prefill_engine))
+        / l.gpus_per_decode_engine.max(1))
+    .min(l.max_decode)
+    .max(l.min_decode);
+    // Each role alone first (the other generous), then grow the weaker until both hold.
+    let mut p = smallest(l.min_prefill, max_p, |p| run(p, max_d).0 >= target);
+    let mut d = smallest(l.min_decode, max_d, |d| run(p, d).1 >= target);
+    loop {
+        let (ttft, itl, both) = run(p, d);
+        if both >= target {
+            return (p, d);
+        }
+        let can_p = p < max_p && l.gpus(p + 1, d) <= l.gpu_budget;
+        let can_d = d < max_d && l.gpus(p, d + 1) <= l.gpu_budget;
+        if ttft <= itl && can_p {
+            p += 1;
+        } else if can_d {
+            d += 1;
+        } else if can_p {
+            p += 1;
+        } else {
+            return (p, d);
+        }
     }
 }

@@ -6,15 +6,17 @@ use super::oracle::OraclePolicy;
 use super::SimConfig;
 use crate::error::InputError;
 use crate::planner::baselines::{DynamoPolicy, SchedulePolicy, StaticPolicy, ThresholdPolicy};
+use crate::planner::sla_planner::{PlannerConfig, SlaPlanner};
 use crate::planner::{Policy, PolicyContext};
 use crate::profile::Profile;
 use crate::workload::Request;
 
-pub const POLICY_SPECS: &str = "static:P,D | schedule:FILE | dynamo | dynamo:no-correction | threshold | oracle | oracle:TARGET";
+pub const POLICY_SPECS: &str = "planner | static:P,D | static:best | schedule:FILE | dynamo | dynamo:no-correction | threshold | oracle | oracle:TARGET";
 
 /// What policies may be built from. Only the oracle reads `requests`.
 pub struct PolicyEnv<'a> {
     pub sim: &'a SimConfig,
+    pub planner: PlannerConfig,
     pub profile: &'a Profile,
     pub requests: &'a [Request],
 }
@@ -45,9 +47,11 @@ pub fn check_policy_spec(spec: &str) -> Result<(), InputError> {
         .split_once(':')
         .map_or((spec, None), |(k, a)| (k, Some(a)));
     match (kind, arg) {
+        ("static", Some("best")) => Ok(()),
         ("static", Some(a)) => parse_static(spec, a).map(|_| ()),
         ("schedule", Some(f)) if !f.is_empty() => Ok(()),
-        ("dynamo", None)
+        ("planner", None)
+        | ("dynamo", None)
         | ("dynamo", Some("no-correction"))
         | ("threshold", None)
         | ("oracle", None) => Ok(()),
@@ -87,11 +91,16 @@ pub fn build_policy(spec: &str, env: &PolicyEnv) -> Result<Box<dyn Policy>, Inpu
         .split_once(':')
         .map_or((spec, None), |(k, a)| (k, Some(a)));
     Ok(match (kind, arg) {
+        ("static", Some("best")) => {
+            let (p, d) = super::oracle::best_static(env.sim, env.profile, env.requests, 0.99);
+            Box::new(StaticPolicy::named(format!("static:best={p},{d}"), p, d))
+        }
         ("static", Some(a)) => {
             let (p, d) = parse_static(spec, a)?;
             Box::new(StaticPolicy::new(p, d))
         }
         ("schedule", Some(f)) => Box::new(read_schedule(Path::new(f), spec)?),
+        ("planner", _) => Box::new(SlaPlanner::new(env.context(), env.planner)),
         ("dynamo", a) => Box::new(DynamoPolicy::new(env.context(), a.is_none())),
         ("threshold", _) => Box::new(ThresholdPolicy::new(env.context())),
         ("oracle", a) => {

@@ -1,0 +1,562 @@
+//! Load forecasting, per signal (request rate, ISL, OSL), one value per interval.
+//!
+//! Four forecasters learn from the same series: constant (last value), linear trend (least
+//! squares on a recent window), Holt-Winters (additive, for periodic load; the period is
+//! configured or found by autocorrelation) and a Kalman local-linear-trend filter. Each one's
+//! forecasts are scored against what then happened at the planning horizon; `auto` uses
+//! the one with the lowest recent error, and the prediction bound comes from that
+//! forecaster's own recent errors.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForecasterKind {
+    Constant,
+    Linear,
+    HoltWinters,
+    Kalman,
+    Auto,
+}
+
+impl ForecasterKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ForecasterKind::Constant => "constant",
+            ForecasterKind::Linear => "linear",
+            ForecasterKind::HoltWinters => "holt-winters",
+            ForecasterKind::Kalman => "kalman",
+            ForecasterKind::Auto => "auto",
+        }
+    }
+}
+
+const CANDIDATES: [ForecasterKind; 4] = [
+    ForecasterKind::Constant,
+    ForecasterKind::Linear,
+    ForecasterKind::HoltWinters,
+    ForecasterKind::Kalman,
+];
+
+/// Longest history kept, in intervals.
+const HISTORY: usize = 1024;
+/// Points in the linear trend's window.
+const TREND_WINDOW: usize = 8;
+/// Trend damping per step ahead (Gardner and McKenzie's damped trend): a trend is followed,
+/// but not extrapolated without end past a turning point it cannot see yet.
+const DAMPING: f64 = 0.8;
+
+/// Sum of `DAMPING^1 .. DAMPING^h`: how many steps of slope a damped trend adds at `h`.
+fn damped_steps(h: f64) -> f64 {
+    let n = h.max(0.0);
+    DAMPING * (1.0 - DAMPING.powf(n)) / (1.0 - DAMPING)
+}
+/// Forecast errors remembered per forecaster for scoring and bounds.
+const ERROR_WINDOW: usize = 12;
+
+/// Kalman local linear trend: state (level, slope), observation = level + noise.
+#[derive(Debug, Clone)]
+struct Kalman {
+    x: [f64; 2],
+    p: [[f64; 2]; 2],
+    /// Observation noise variance, learned from innovations.
+    r: f64,
+    started: bool,
+}
+
+impl Kalman {
+    fn new() -> Kalman {
+        Kalman {
+            x: [0.0, 0.0],
+            p: [[1.0, 0.0], [0.0, 1.0]],
+            r: 1.0,
+            started: false,
+        }
+    }
+
+    fn update(&mut self, y: f64) {
+        if !self.started {
+            self.x = [y, 0.0];
+            self.p = [[y.abs().max(1.0), 0.0], [0.0, y.abs().max(1.0) * 0.1]];
+            self.r = (0.1 * y.abs()).powi(2).max(1e-6);
+            self.started = true;
+            return;
+        }
+        // Process noise scaled to the observation noise: the level moves, the slope drifts.
+        let q_level = 0.5 * self.r;
+        let q_slope = 0.05 * self.r;
+        // Predict.
+        let x0 = self.x[0] + self.x[1];
+        let x1 = self.x[1];
+        let p = self.p;
+        let p00 = p[0][0] + p[0][1] + p[1][0] + p[1][1] + q_level;
+        let p01 = p[0][1] + p[1][1];
+        let p10 = p[1][0] + p[1][1];
+        let p11 = p[1][1] + q_slope;
+        // Update.
+        let innovation = y - x0;
+        let s = p00 + self.r;
+        let k0 = p00 / s;
+        let k1 = p10 / s;
+        self.x = [x0 + k0 * innovation, x1 + k1 * innovation];
+        self.p = [
+            [(1.0 - k0) * p00, (1.0 - k0) * p01],
+            [p10 - k1 * p00, p11 - k1 * p01],
+        ];
+        // Learn the observation noise from the innovations (floored so it never collapses).
+        let floor = (0.01 * y.abs()).powi(2).max(1e-9);
+        self.r = (0.9 * self.r + 0.1 * innovation * innovation * 0.5).max(floor);
+    }
+
+    fn forecast(&self, h: f64) -> f64 {
+        self.x[0] + damped_steps(h) * self.x[1]
+    }
+}
+
+/// Holt-Winters additive with fixed smoothing constants.
+#[derive(Debug, Clone)]
+struct HoltWinters {
+    period: usize,
+    level: f64,
+    trend: f64,
+    season: Vec<f64>,
+    /// Index in `season` of the next point.
+    phase: usize,
+    ready: bool,
+}
+
+impl HoltWinters {
+    const ALPHA: f64 = 0.4;
+    const BETA: f64 = 0.05;
+    const GAMMA: f64 = 0.3;
+
+    /// Initialised from the last two full periods of `history`.
+    fn init(history: &[f64], period: usize) -> Option<HoltWinters> {
+        if period < 2 || history.len() < 2 * period {
+            return None;
+        }
+        let n = history.len();
+        let a = &history[n - 2 * period..n - period];
+        let b = &history[n - period..];
+        let mean_a = a.iter().sum::<f64>() / period as f64;
+        let mean_b = b.iter().sum::<f64>() / period as f64;
+        let trend = (mean_b - mean_a) / period as f64;
+        // Seasonal offsets averaged over the two periods, centred on each period's mean.
+        let season: Vec<f64> = (0..period)
+            .map(|i| ((a[i] - mean_a) + (b[i] - mean_b)) / 2.0)
+            .collect();
+        // Level at the last point: the period's mean carried to its end.
+        let level = mean_b + trend * (period as f64 - 1.0) / 2.0;
+        Some(HoltWinters {
+            period,
+            level,
+            trend,
+            season,
+            phase: 0,
+            ready: true,
+        })
+    }
+
+    fn update(&mut self, y: f64) {
+        let s = self.season[self.phase];
+        let prev_level = self.level;
+        self.level = Self::ALPHA * (y - s) + (1.0 - Self::ALPHA) * (self.level + self.trend);
+        self.trend = Self::BETA * (self.level - prev_level) + (1.0 - Self::BETA) * self.trend;
+        self.season[self.phase] = Self::GAMMA * (y - self.level) + (1.0 - Self::GAMMA) * s;
+        self.phase = (self.phase + 1) % self.period;
+    }
+
+    fn forecast(&self, h: usize) -> f64 {
+        let s = self.season[(self.phase + h - 1) % self.period];
+        self.level + h as f64 * self.trend + s
+    }
+}
+
+/// The period (in intervals) with the strongest autocorrelation, if it is strong enough.
+pub fn detect_period(series: &[f64]) -> Option<usize> {
+    let n = series.len();
+    if n < 12 {
+        return None;
+    }
+    let mean = series.iter().sum::<f64>() / n as f64;
+    let var: f64 = series.iter().map(|y| (y - mean).powi(2)).sum();
+    if var <= 1e-12 {
+        return None;
+    }
+    let acf = |lag: usize| -> f64 {
+        (lag..n)
+            .map(|i| (series[i] - mean) * (series[i - lag] - mean))
+            .sum::<f64>()
+            / var
+    };
+    // Only lags with two full periods in the history; pick the first clear peak.
+    let max_lag = n / 2;
+    let values: Vec<f64> = (0..=max_lag)
+        .map(|l| if l < 2 { 1.0 } else { acf(l) })
+        .collect();
+    let mut best: Option<(usize, f64)> = None;
+    for lag in 3..max_lag {
+        let v = values[lag];
+        if v > values[lag - 1]
+            && v >= values[lag + 1]
+            && v > 0.3
+            && best.is_none_or(|(_, b)| v > b + 0.05)
+        {
+            best = Some((lag, v));
+        }
+    }
+    best.map(|(l, _)| l)
+}
+
+/// Forecasts one signal.
+#[derive(Debug, Clone)]
+pub struct SignalForecaster {
+    kind: ForecasterKind,
+    /// Configured period in intervals; found by autocorrelation when absent.
+    fixed_period: Option<usize>,
+    history: VecDeque<f64>,
+    kalman: Kalman,
+    hw: Option<HoltWinters>,
+    period: Option<usize>,
+    ticks: u64,
+    /// Forecasts made `h` steps ahead, waiting for their truth: (due tick, per candidate).
+    pending: VecDeque<(u64, [f64; 4])>,
+    /// Recent errors per candidate (truth - forecast).
+    errors: [VecDeque<f64>; 4],
+}
+
+/// A forecast: the point and an upper bound at the configured quantile.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SignalForecast {
+    pub point: f64,
+    pub upper: f64,
+    pub method: &'static str,
+}
+
+impl SignalForecaster {
+    pub fn new(kind: ForecasterKind, period: Option<usize>) -> SignalForecaster {
+        SignalForecaster {
+            kind,
+            fixed_period: period.filter(|&p| p >= 2),
+            history: VecDeque::new(),
+            kalman: Kalman::new(),
+            hw: None,
+            period: None,
+            ticks: 0,
+            pending: VecDeque::new(),
+            errors: Default::default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.history.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.history.is_empty()
+    }
+
+    pub fn last(&self) -> Option<f64> {
+        self.history.back().copied()
+    }
+
+    pub fn period(&self) -> Option<usize> {
+        self.period
+    }
+
+    /// Adds the next interval's value; `horizon` is the number of steps ahead that will be
+    /// asked for, used to score the candidates at the distance that matters.
+    pub fn observe(&mut self, y: f64, horizon: usize) {
+        if !y.is_finite() {
+            return;
+        }
+        self.ticks += 1;
+        // Score forecasts that were made for this tick.
+        while let Some(&(due, preds)) = self.pending.front() {
+            if due > self.ticks {
+                break;
+            }
+            self.pending.pop_front();
+            if due == self.ticks {
+                for (i, p) in preds.iter().enumerate() {
+                    if p.is_finite() {
+                        let e = &mut self.errors[i];
+                        e.push_back(y - p);
+                        if e.len() > ERROR_WINDOW {
+                            e.pop_front();
+                        }
+                    }
+                }
+            }
+        }
+        self.history.push_back(y);
+        if self.history.len() > HISTORY {
+            self.history.pop_front();
+        }
+        self.kalman.update(y);
+        if let Some(hw) = &mut self.hw {
+            hw.update(y);
+        }
+        // (Re)find the period now and then; rebuild Holt-Winters when it changes.
+        if self.ticks % 8 == 0 || (self.hw.is_none() && self.ticks % 2 == 0) {
+            let hist: Vec<f64> = self.history.iter().copied().collect();
+            let period = self.fixed_period.or_else(|| detect_period(&hist));
+            if period != self.period || self.hw.is_none() {
+                self.period = period;
+                self.hw = period.and_then(|p| HoltWinters::init(&hist, p));
+            }
+        }
+        let h = horizon.max(1);
+        let preds = [
+            self.candidate(0, h),
+            self.candidate(1, h),
+            self.candidate(2, h),
+            self.candidate(3, h),
+        ];
+        self.pending.push_back((self.ticks + h as u64, preds));
+    }
+
+    fn candidate(&self, i: usize, h: usize) -> f64 {
+        let last = match self.history.back() {
+            Some(&v) => v,
+            None => return f64::NAN,
+        };
+        match CANDIDATES[i] {
+            ForecasterKind::Constant => last,
+            ForecasterKind::Linear => {
+                let n = self.history.len().min(TREND_WINDOW);
+                if n < 3 {
+                    return last;
+                }
+                let ys: Vec<f64> = self
+                    .history
+                    .iter()
+                    .skip(self.history.len() - n)
+                    .copied()
+                    .collect();
+                let (a, b) = least_squares_line(&ys);
+                a + b * ((n - 1) as f64 + damped_steps(h as f64))
+            }
+            ForecasterKind::HoltWinters => match &self.hw {
+                Some(hw) if hw.ready => hw.forecast(h),
+                _ => f64::NAN,
+            },
+            ForecasterKind::Kalman => self.kalman.forecast(h as f64),
+            ForecasterKind::Auto => unreachable!("auto is not a candidate"),
+        }
+    }
+
+    fn score(&self, i: usize) -> Option<f64> {
+        let e = &self.errors[i];
+        (e.len() >= 3).then(|| e.iter().map(|x| x.abs()).sum::<f64>() / e.len() as f64)
+    }
+
+    fn chosen(&self) -> usize {
+        match self.kind {
+            ForecasterKind::Auto => {
+                // Until errors are known, the Kalman filter: it follows a trend, and on a
+                // flat series it is the last value.
+                let mut best = 3;
+                let mut best_score = f64::INFINITY;
+                for i in 0..CANDIDATES.len() {
+                    if let Some(s) = self.score(i) {
+                        if s < best_score && self.candidate(i, 1).is_finite() {
+                            best = i;
+                            best_score = s;
+                        }
+                    }
+                }
+                best
+            }
+            k => CANDIDATES.iter().position(|&c| c == k).unwrap_or(0),
+        }
+    }
+
+    /// The forecast `h` steps ahead, with an upper bound `z` error deviations above; `None`
+    /// before the first value.
+    pub fn forecast(&self, h: usize, z: f64) -> Option<SignalForecast> {
+        self.history.back()?;
+        let mut i = self.chosen();
+        let mut point = self.candidate(i, h.max(1));
+        if !point.is_finite() {
+            i = 0;
+            point = self.candidate(0, h.max(1));
+        }
+        // The bound comes from this forecaster's own recent errors at the horizon: the
+        // empirical quantile of (truth - forecast) matching z, so a method that has been
+        // wrong lately buys more headroom, and one that errs high buys none.
+        let e = &self.errors[i];
+        let margin = if e.len() >= 3 {
+            let mut sorted: Vec<f64> = e.iter().copied().collect();
+            sorted.sort_by(f64::total_cmp);
+            let q = standard_normal_cdf(z);
+            let pos = q * (sorted.len() - 1) as f64;
+            let lo = pos.floor() as usize;
+            let hi = pos.ceil() as usize;
+            let v = sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64);
+            v.max(0.0)
+        } else {
+            // Too early to know: assume errors of 20% of the level.
+            z.max(0.0) * 0.2 * point.abs()
+        };
+        Some(SignalForecast {
+            point: point.max(0.0),
+            upper: (point + margin).max(0.0),
+            method: CANDIDATES[i].name(),
+        })
+    }
+}
+
+/// The standard normal CDF (Abramowitz and Stegun 7.1.26 for erf; error < 1.5e-7).
+fn standard_normal_cdf(z: f64) -> f64 {
+    let x = z.abs() / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.3275911 * x);
+    let poly = t
+        * (0.254829592
+            + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    let erf = 1.0 - poly * (-x * x).exp();
+    if z >= 0.0 {
+        0.5 * (1.0 + erf)
+    } else {
+        0.5 * (1.0 - erf)
+    }
+}
+
+/// Intercept and slope of the least-squares line through `(i, ys[i])`.
+fn least_squares_line(ys: &[f64]) -> (f64, f64) {
+    let n = ys.len() as f64;
+    let mx = (n - 1.0) / 2.0;
+    let my = ys.iter().sum::<f64>() / n;
+    let mut sxy = 0.0;
+    let mut sxx = 0.0;
+    for (i, y) in ys.iter().enumerate() {
+        let dx = i as f64 - mx;
+        sxy += dx * (y - my);
+        sxx += dx * dx;
+    }
+    let b = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+    (my - b * mx, b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(kind: ForecasterKind, series: &[f64], h: usize) -> SignalForecaster {
+        let mut f = SignalForecaster::new(kind, None);
+        for &y in series {
+            f.observe(y, h);
+        }
+        f
+    }
+
+    #[test]
+    fn constant_series() {
+        // (kind, expected point 3 steps ahead of a flat series at 10)
+        for kind in [
+            ForecasterKind::Constant,
+            ForecasterKind::Linear,
+            ForecasterKind::Kalman,
+            ForecasterKind::Auto,
+        ] {
+            let f = run(kind, &[10.0; 30], 3);
+            let p = f.forecast(3, 1.28).unwrap();
+            assert!((p.point - 10.0).abs() < 0.5, "{kind:?}: {p:?}");
+            assert!(p.upper >= p.point);
+        }
+    }
+
+    #[test]
+    fn linear_ramp_is_extrapolated() {
+        let series: Vec<f64> = (0..20).map(|i| 5.0 + 2.0 * i as f64).collect();
+        // Last value 43; the damped trend adds 2 * (0.8 + 0.64 + 0.512) = 3.904 at step 3.
+        let want = 43.0 + 2.0 * damped_steps(3.0);
+        let lin = run(ForecasterKind::Linear, &series, 3)
+            .forecast(3, 0.0)
+            .unwrap();
+        assert!((lin.point - want).abs() < 1e-6, "{lin:?}");
+        let kal = run(ForecasterKind::Kalman, &series, 3)
+            .forecast(3, 0.0)
+            .unwrap();
+        assert!((kal.point - want).abs() < 1.0, "{kal:?}");
+        let auto = run(ForecasterKind::Auto, &series, 3)
+            .forecast(3, 0.0)
+            .unwrap();
+        assert!(
+            (auto.point - want).abs() < 1.0,
+            "auto should not pick constant on a ramp: {auto:?}"
+        );
+        assert_ne!(auto.method, "constant");
+        // The bound covers the damping's shortfall seen in backtests.
+        let upper = run(ForecasterKind::Linear, &series, 3)
+            .forecast(3, 1.28)
+            .unwrap();
+        assert!(upper.upper >= 49.0 - 1e-6, "{upper:?}");
+    }
+
+    fn sine(i: usize, period: f64) -> f64 {
+        25.0 + 20.0
+            * (2.0 * std::f64::consts::PI * i as f64 / period - std::f64::consts::FRAC_PI_2).sin()
+    }
+
+    #[test]
+    fn period_is_detected() {
+        let series: Vec<f64> = (0..40).map(|i| sine(i, 10.0)).collect();
+        assert_eq!(detect_period(&series), Some(10));
+        let flat = vec![3.0; 40];
+        assert_eq!(detect_period(&flat), None);
+        let ramp: Vec<f64> = (0..40).map(|i| i as f64).collect();
+        assert_eq!(detect_period(&ramp), None);
+    }
+
+    #[test]
+    fn seasonal_series_is_forecast_by_holt_winters() {
+        let series: Vec<f64> = (0..35).map(|i| sine(i, 10.0)).collect();
+        let f = run(ForecasterKind::Auto, &series, 2);
+        let p = f.forecast(2, 0.0).unwrap();
+        let truth = sine(36, 10.0);
+        assert!((p.point - truth).abs() < 3.0, "{p:?} vs {truth}");
+        assert_eq!(f.period(), Some(10));
+        let hw = run(ForecasterKind::HoltWinters, &series, 2)
+            .forecast(2, 0.0)
+            .unwrap();
+        assert!((hw.point - truth).abs() < 3.0, "{hw:?} vs {truth}");
+    }
+
+    #[test]
+    fn upper_bound_widens_with_noise() {
+        let noisy: Vec<f64> = (0..30)
+            .map(|i| if i % 2 == 0 { 8.0 } else { 12.0 })
+            .collect();
+        let calm = vec![10.0; 30];
+        let a = run(ForecasterKind::Constant, &noisy, 1)
+            .forecast(1, 1.28)
+            .unwrap();
+        let b = run(ForecasterKind::Constant, &calm, 1)
+            .forecast(1, 1.28)
+            .unwrap();
+        assert!(a.upper - a.point > 3.0, "{a:?}");
+        assert!(b.upper - b.point < 0.1, "{b:?}");
+    }
+
+    #[test]
+    fn normal_cdf() {
+        assert!((standard_normal_cdf(0.0) - 0.5).abs() < 1e-7);
+        assert!((standard_normal_cdf(1.281552) - 0.9).abs() < 1e-6);
+        assert!((standard_normal_cdf(-1.281552) - 0.1).abs() < 1e-6);
+    }
+
+    #[test]
+    fn non_finite_values_are_ignored() {
+        let mut f = SignalForecaster::new(ForecasterKind::Auto, None);
+        f.observe(5.0, 1);
+        f.observe(f64::NAN, 1);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f.forecast(1, 0.0).unwrap().point, 5.0);
+        assert!(SignalForecaster::new(ForecasterKind::Auto, None)
+            .forecast(1, 0.0)
+            .is_none());
+    }
+}

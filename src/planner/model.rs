@@ -1,0 +1,473 @@
+//! The performance model: what latency a number of replicas gives at a load.
+//!
+//! Prefill is a multi-server queue: requests arrive at rate `lambda` and take `S` (the
+//! profiled TTFT at their ISL, times a learned correction) on one of `P` engines. Waiting
+//! times follow the M/M/c (Erlang C) tail, `P(W > t) = C(P, a) * exp(-(P/S - lambda) t)`, so a
+//! TTFT percentile target is met, not an average at full utilisation.
+//!
+//! Decode is a batch whose size follows from Little's law: `n = lambda/D * OSL * ITL`, and
+//! whose ITL the profile gives at that batch's KV usage and context, times a learned
+//! correction; the two are solved together. The batch size is taken at a high quantile of
+//! its Poisson spread, so a per-request ITL percentile holds.
+//!
+//! Corrections are fitted online from observed against expected latency (a robust fit in
+//! log space, with `argmin`), smoothed, and bounded.
+
+use argmin::core::{CostFunction, Error as ArgminError, Executor};
+use argmin::solver::brent::BrentOpt;
+use serde::{Deserialize, Serialize};
+
+use crate::profile::{DecodeModel, PrefillModel};
+
+/// Erlang C: probability that an arrival waits, for `c` servers at offered load `a` Erlangs.
+pub fn erlang_c(c: u32, a: f64) -> f64 {
+    if c == 0 || a <= 0.0 {
+        return if a > 0.0 { 1.0 } else { 0.0 };
+    }
+    let rho = a / c as f64;
+    if rho >= 1.0 {
+        return 1.0;
+    }
+    // Erlang B by the stable recurrence, then C from B.
+    let mut b = 1.0;
+    for k in 1..=c {
+        b = a * b / (k as f64 + a * b);
+    }
+    b / (1.0 - rho * (1.0 - b))
+}
+
+/// Prefill latency at a load: the TTFT quantile and the mean, in ms; infinite past capacity.
+/// `variability` scales the waiting time: 1 for the M/M/c queue; about `(ca^2 + cs^2) / 2`
+/// for general arrivals and service (Allen-Cunneen), so 0.5 for Poisson arrivals with equal
+/// prompts, more for bursty arrivals or heavy-tailed prompts. It is learned online.
+pub fn prefill_ttft_ms(
+    lambda: f64,
+    engines: u32,
+    service_ms: f64,
+    quantile: f64,
+    variability: f64,
+) -> (f64, f64) {
+    if lambda <= 0.0 {
+        return (service_ms, service_ms);
+    }
+    let s = service_ms / 1000.0;
+    let a = lambda * s;
+    let c = engines;
+    if c == 0 || a >= c as f64 {
+        return (f64::INFINITY, f64::INFINITY);
+    }
+    let pw = erlang_c(c, a);
+    let drain = c as f64 / s - lambda; // 1/s
+    let mean_wait = variability * pw / drain;
+    let tail = 1.0 - quantile;
+    let q_wait = if pw > tail {
+        variability * (pw / tail).ln() / drain
+    } else {
+        0.0
+    };
+    (
+        service_ms + q_wait * 1000.0,
+        service_ms + mean_wait * 1000.0,
+    )
+}
+
+/// Decode latency at a load: the ITL the batch size at `batch_quantile_z` deviations above
+/// its mean gives, and the mean batch size per engine. `None` when no batch size is stable
+/// (the engines cannot keep up) or the KV cache cannot hold it.
+pub fn decode_itl_ms(
+    model: &DecodeModel,
+    correction: f64,
+    lambda: f64,
+    engines: u32,
+    isl: f64,
+    osl: f64,
+    batch_quantile_z: f64,
+    kv_fraction: f64,
+) -> Option<(f64, f64)> {
+    if engines == 0 {
+        return None;
+    }
+    let context = isl + osl / 2.0;
+    let max_kv = model.max_kv_tokens();
+    let per_engine = lambda / engines as f64;
+    let itl_at = |n: f64| correction * model.itl_ms(n * context / max_kv, context.max(1.0));
+    if per_engine <= 0.0 {
+        return Some((itl_at(1.0), 0.0));
+    }
+    // Fixed point n = per_engine * osl * itl(n) / 1000; it grows monotonically from n = 0,
+    // and diverges when the engine cannot keep up.
+    let tokens_per_request = (osl - 1.0).max(0.0);
+    let mut n: f64 = 0.0;
+    for _ in 0..200 {
+        let next = per_engine * tokens_per_request * itl_at(n.max(1.0)) / 1000.0;
+        if (next - n).abs() < 1e-6 * next.max(1.0) {
+            n = next;
+            break;
+        }
+        n = next;
+        if n * (isl + osl) > max_kv * 4.0 {
+            return None;
+        }
+    }
+    let high = n + batch_quantile_z * n.sqrt();
+    // Reservations are input + output per request; keep them within the usable KV.
+    if high * (isl + osl) > max_kv * kv_fraction {
+        return None;
+    }
+    Some((itl_at(high.max(1.0)), n))
+}
+
+/// Learned multipliers: on the profile's prefill time and decode ITL, and the variability
+/// of prefill waiting times.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Corrections {
+    pub prefill: f64,
+    pub prefill_variability: f64,
+    pub decode: f64,
+}
+
+impl Default for Corrections {
+    fn default() -> Self {
+        Corrections {
+            prefill: 1.0,
+            prefill_variability: 1.0,
+            decode: 1.0,
+        }
+    }
+}
+
+/// Bounds of the learned prefill variability.
+pub const VARIABILITY_RANGE: (f64, f64) = (0.2, 5.0);
+/// The quantile of `Evidence::observed_tail_ms`: the p99, the tail that SLAs are about
+/// (the exponential tail model fitted to a p90 overstates the p99 of real queues).
+pub const TAIL_QUANTILE: f64 = 0.99;
+
+/// One interval's evidence: what was observed and what fed the model.
+#[derive(Debug, Clone, Copy)]
+pub struct Evidence {
+    pub lambda: f64,
+    pub engines: u32,
+    pub isl: f64,
+    pub osl: f64,
+    pub observed_ms: f64,
+    /// The observed p99, when known (prefill only).
+    pub observed_tail_ms: Option<f64>,
+    /// Requests behind the observation; more requests weigh more.
+    pub weight: f64,
+}
+
+/// Bounds and smoothing of the online correction.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorrectionConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Intervals of evidence in one fit.
+    #[serde(default = "default_window")]
+    pub window: usize,
+    #[serde(default = "default_min")]
+    pub min: f64,
+    #[serde(default = "default_max")]
+    pub max: f64,
+    /// Weight of a new fit against the previous value (exponential smoothing).
+    #[serde(default = "default_smoothing")]
+    pub smoothing: f64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_window() -> usize {
+    10
+}
+fn default_min() -> f64 {
+    0.5
+}
+fn default_max() -> f64 {
+    2.0
+}
+fn default_smoothing() -> f64 {
+    0.5
+}
+
+impl Default for CorrectionConfig {
+    fn default() -> Self {
+        CorrectionConfig {
+            enabled: true,
+            window: 10,
+            min: 0.5,
+            max: 2.0,
+            smoothing: 0.5,
+        }
+    }
+}
+
+/// Huber loss of log-ratios: quadratic near zero, linear for outliers (a burst, a restart).
+struct LogHuberFit<'a, F: Fn(&Evidence, f64) -> Option<(f64, f64)>> {
+    evidence: &'a [Evidence],
+    /// `(expected, observed)` for one piece of evidence under a trial value; `None` skips it.
+    expected: F,
+    /// The value the weak prior pulls towards.
+    prior: f64,
+}
+
+impl<F: Fn(&Evidence, f64) -> Option<(f64, f64)>> CostFunction for LogHuberFit<'_, F> {
+    type Param = f64;
+    type Output = f64;
+    fn cost(&self, k: &f64) -> Result<f64, ArgminError> {
+        const DELTA: f64 = 0.3;
+        let mut total = 0.0;
+        let mut weight = 0.0;
+        for e in self.evidence {
+            let Some((exp, obs)) = (self.expected)(e, *k) else {
+                continue;
+            };
+            let r = if exp.is_finite() && exp > 0.0 {
+                (obs / exp).ln()
+            } else {
+                -3.0
+            };
+            let a = r.abs();
+            total += e.weight
+                * if a <= DELTA {
+                    0.5 * r * r
+                } else {
+                    DELTA * (a - 0.5 * DELTA)
+                };
+            weight += e.weight;
+        }
+        // A weak pull towards the prior keeps the fit defined when the evidence says little.
+        let scale = weight.max(1.0);
+        Ok(total / scale + 0.002 * (k / self.prior).ln().powi(2))
+    }
+}
+
+/// Fits the value `k` in `[lo, hi]` that makes `expected(e, k)` match the observations,
+/// robustly in log space.
+pub fn fit_correction<F: Fn(&Evidence, f64) -> Option<(f64, f64)>>(
+    evidence: &[Evidence],
+    lo: f64,
+    hi: f64,
+    prior: f64,
+    expected: F,
+) -> Option<f64> {
+    if evidence.is_empty() {
+        return None;
+    }
+    let problem = LogHuberFit {
+        evidence,
+        expected,
+        prior,
+    };
+    let solver = BrentOpt::new(lo, hi);
+    let res = Executor::new(problem, solver)
+        .configure(|s| s.max_iters(60))
+        .run()
+        .ok()?;
+    res.state().best_param.filter(|k| k.is_finite())
+}
+
+/// The profile, its corrections, and the evidence they are fitted from.
+#[derive(Debug, Clone)]
+pub struct PerformanceModel {
+    pub prefill: PrefillModel,
+    pub decode: DecodeModel,
+    pub corrections: Corrections,
+    cfg: CorrectionConfig,
+    prefill_evidence: Vec<Evidence>,
+    decode_evidence: Vec<Evidence>,
+}
+
+impl PerformanceModel {
+    pub fn new(
+        prefill: PrefillModel,
+        decode: DecodeModel,
+        cfg: CorrectionConfig,
+    ) -> PerformanceModel {
+        PerformanceModel {
+            prefill,
+            decode,
+            corrections: Corrections::default(),
+            cfg,
+            prefill_evidence: Vec::new(),
+            decode_evidence: Vec::new(),
+        }
+    }
+
+    /// Service time of one prefill at this ISL, corrected, ms.
+    pub fn prefill_service_ms(&self, isl: f64) -> f64 {
+        self.corrections.prefill * self.prefill.ttft_ms(isl)
+    }
+
+    /// Records an interval's prefill evidence and refits the service-time multiplier (from
+    /// mean TTFT) and the waiting-time variability (from the p99), alternating.
+    pub fn learn_prefill(&mut self, e: Evidence) {
+        if !self.cfg.enabled {
+            return;
+        }
+        push_window(&mut self.prefill_evidence, e, self.cfg.window);
+        let ev = self.prefill_evidence.clone();
+        let profile = &self.prefill;
+        let (mut k, mut v) = (
+            self.corrections.prefill,
+            self.corrections.prefill_variability,
+        );
+        for _ in 0..2 {
+            let fit_k = fit_correction(&ev, self.cfg.min, self.cfg.max, 1.0, |e, k| {
+                Some((
+                    prefill_ttft_ms(e.lambda, e.engines, k * profile.ttft_ms(e.isl), 0.5, v).1,
+                    e.observed_ms,
+                ))
+            });
+            k = fit_k.unwrap_or(k);
+            let (lo, hi) = VARIABILITY_RANGE;
+            let fit_v = fit_correction(&ev, lo, hi, 1.0, |e, v| {
+                e.observed_tail_ms.map(|t| {
+                    (
+                        prefill_ttft_ms(
+                            e.lambda,
+                            e.engines,
+                            k * profile.ttft_ms(e.isl),
+                            TAIL_QUANTILE,
+                            v,
+                        )
+                        .0,
+                        t,
+                    )
+                })
+            });
+            v = fit_v.unwrap_or(v);
+        }
+        let s = self.cfg.smoothing;
+        self.corrections.prefill =
+            (s * k + (1.0 - s) * self.corrections.prefill).clamp(self.cfg.min, self.cfg.max);
+        let (lo, hi) = VARIABILITY_RANGE;
+        self.corrections.prefill_variability =
+            (s * v + (1.0 - s) * self.corrections.prefill_variability).clamp(lo, hi);
+    }
+
+    pub fn learn_decode(&mut self, e: Evidence) {
+        if !self.cfg.enabled {
+            return;
+        }
+        push_window(&mut self.decode_evidence, e, self.cfg.window);
+        let ev = self.decode_evidence.clone();
+        let model = &self.decode;
+        let fit = fit_correction(&ev, self.cfg.min, self.cfg.max, 1.0, |e, k| {
+            let exp = decode_itl_ms(model, k, e.lambda, e.engines, e.isl, e.osl, 0.0, 4.0)
+                .map_or(f64::INFINITY, |x| x.0);
+            Some((exp, e.observed_ms))
+        });
+        if let Some(k) = fit {
+            let s = self.cfg.smoothing;
+            self.corrections.decode =
+                (s * k + (1.0 - s) * self.corrections.decode).clamp(self.cfg.min, self.cfg.max);
+        }
+    }
+}
+
+fn push_window(v: &mut Vec<Evidence>, e: Evidence, window: usize) {
+    v.push(e);
+    if v.len() > window.max(1) {
+        v.remove(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::Profile;
+
+    #[test]
+    fn erlang_c_known_values() {
+        // Textbook: c = 2, a = 1 -> C = 1/3; c = 1 -> C = rho.
+        assert!((erlang_c(2, 1.0) - 1.0 / 3.0).abs() < 1e-12);
+        assert!((erlang_c(1, 0.7) - 0.7).abs() < 1e-12);
+        assert_eq!(erlang_c(3, 3.0), 1.0);
+        assert!(erlang_c(10, 5.0) < erlang_c(10, 8.0));
+    }
+
+    #[test]
+    fn prefill_quantile_grows_with_load_and_falls_with_engines() {
+        let (q1, m1) = prefill_ttft_ms(10.0, 1, 60.0, 0.99, 1.0);
+        let (q2, _) = prefill_ttft_ms(15.0, 1, 60.0, 0.99, 1.0);
+        let (q3, _) = prefill_ttft_ms(15.0, 2, 60.0, 0.99, 1.0);
+        assert!(q1 > m1 && m1 > 60.0);
+        assert!(q2 > q1);
+        assert!(q3 < q2);
+        assert!(
+            prefill_ttft_ms(20.0, 1, 60.0, 0.99, 1.0).0.is_infinite(),
+            "past capacity"
+        );
+        assert_eq!(prefill_ttft_ms(0.0, 1, 60.0, 0.99, 1.0).0, 60.0);
+    }
+
+    #[test]
+    fn decode_itl_grows_with_load() {
+        let d = Profile::embedded_default().decode_model();
+        let (low, n_low) = decode_itl_ms(&d, 1.0, 1.0, 1, 3000.0, 300.0, 0.0, 0.9).unwrap();
+        let (high, n_high) = decode_itl_ms(&d, 1.0, 20.0, 1, 3000.0, 300.0, 0.0, 0.9).unwrap();
+        assert!(high > low && n_high > n_low);
+        let (split, _) = decode_itl_ms(&d, 1.0, 20.0, 4, 3000.0, 300.0, 0.0, 0.9).unwrap();
+        assert!(split < high);
+        assert!(decode_itl_ms(&d, 1.0, 10000.0, 1, 3000.0, 300.0, 0.0, 0.9).is_none());
+    }
+
+    #[test]
+    fn correction_is_fitted_and_bounded() {
+        let p = Profile::embedded_default();
+        let mut m = PerformanceModel::new(
+            p.prefill_model(),
+            p.decode_model(),
+            CorrectionConfig::default(),
+        );
+        // Service 1.3x the profile's, waiting half of M/M/1's (equal prompts).
+        for _ in 0..4 {
+            for lambda in [2.0, 5.0, 8.0, 10.0, 3.0, 6.0] {
+                let (tail, mean) = prefill_ttft_ms(
+                    lambda,
+                    1,
+                    m.prefill.ttft_ms(3000.0) * 1.3,
+                    TAIL_QUANTILE,
+                    0.5,
+                );
+                m.learn_prefill(Evidence {
+                    lambda,
+                    engines: 1,
+                    isl: 3000.0,
+                    osl: 300.0,
+                    observed_ms: mean,
+                    observed_tail_ms: Some(tail),
+                    weight: 100.0,
+                });
+            }
+        }
+        assert!(
+            (m.corrections.prefill - 1.3).abs() < 0.05,
+            "{:?}",
+            m.corrections
+        );
+        assert!(
+            (m.corrections.prefill_variability - 0.5).abs() < 0.1,
+            "{:?}",
+            m.corrections
+        );
+        // Absurd observations stay within bounds.
+        for _ in 0..10 {
+            m.learn_decode(Evidence {
+                lambda: 1.0,
+                engines: 1,
+                isl: 3000.0,
+                osl: 300.0,
+                observed_ms: 1000.0,
+                observed_tail_ms: None,
+                weight: 100.0,
+            });
+        }
+        assert!(
+            m.corrections.decode <= 2.0 && m.corrections.decode > 1.99,
+            "{:?}",
+            m.corrections
+        );
+    }
+}

@@ -1,0 +1,415 @@
+//! The SLA planner: forecast, model, solve, stabilise, clip; with the reasons at each step.
+
+use serde::{Deserialize, Serialize};
+
+use super::forecast::{ForecasterKind, SignalForecaster};
+use super::model::{CorrectionConfig, Evidence, PerformanceModel};
+use super::solver::{solve, Load, Mode, SolverConfig};
+use super::stabilizer::{Stabilizer, StabilizerConfig};
+use super::{Decision, Forecast, Observation, Policy, PolicyContext};
+
+/// The planner's settings; every field has a default (`docs/planner.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlannerConfig {
+    /// constant | linear | holt-winters | kalman | auto (picked per signal by backtest error).
+    #[serde(default = "default_forecaster")]
+    pub forecaster: ForecasterKind,
+    /// Period of the load, seconds; found by autocorrelation when absent.
+    #[serde(default)]
+    pub season_s: Option<f64>,
+    /// The request rate is planned at this quantile of its forecast (headroom).
+    #[serde(default = "default_headroom")]
+    pub headroom_quantile: f64,
+    /// This share of requests must have TTFT within target.
+    #[serde(default = "default_quantile")]
+    pub ttft_quantile: f64,
+    /// This share of requests must have ITL within target (sets the decode batch quantile).
+    #[serde(default = "default_quantile")]
+    pub itl_quantile: f64,
+    /// Share of the KV cache reservations may fill.
+    #[serde(default = "default_kv_fraction")]
+    pub kv_fraction: f64,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub correction: CorrectionConfig,
+    #[serde(default)]
+    pub stabilizer: StabilizerConfig,
+}
+
+fn default_forecaster() -> ForecasterKind {
+    ForecasterKind::Auto
+}
+fn default_headroom() -> f64 {
+    0.9
+}
+fn default_quantile() -> f64 {
+    0.99
+}
+fn default_kv_fraction() -> f64 {
+    0.9
+}
+
+impl Default for PlannerConfig {
+    fn default() -> Self {
+        PlannerConfig {
+            forecaster: default_forecaster(),
+            season_s: None,
+            headroom_quantile: default_headroom(),
+            ttft_quantile: default_quantile(),
+            itl_quantile: default_quantile(),
+            kv_fraction: default_kv_fraction(),
+            mode: Mode::default(),
+            correction: CorrectionConfig::default(),
+            stabilizer: StabilizerConfig::default(),
+        }
+    }
+}
+
+impl PlannerConfig {
+    /// Checks every field; the message starts with the field's name.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, q) in [
+            ("headroom_quantile", self.headroom_quantile),
+            ("ttft_quantile", self.ttft_quantile),
+            ("itl_quantile", self.itl_quantile),
+        ] {
+            if !(q > 0.0 && q < 1.0) {
+                return Err(format!("{name}: must be in (0, 1) (got {q})"));
+            }
+        }
+        if !(self.kv_fraction > 0.0 && self.kv_fraction <= 1.0) {
+            return Err(format!(
+                "kv_fraction: must be in (0, 1] (got {})",
+                self.kv_fraction
+            ));
+        }
+        if let Some(s) = self.season_s {
+            if !(s.is_finite() && s > 0.0) {
+                return Err(format!("season_s: must be > 0 (got {s})"));
+            }
+        }
+        let c = &self.correction;
+        if !(c.min > 0.0 && c.min <= 1.0 && c.max >= 1.0 && c.max.is_finite()) {
+            return Err(format!(
+                "correction.min/max: need 0 < min <= 1 <= max (got {}, {})",
+                c.min, c.max
+            ));
+        }
+        if !(c.smoothing > 0.0 && c.smoothing <= 1.0) {
+            return Err(format!(
+                "correction.smoothing: must be in (0, 1] (got {})",
+                c.smoothing
+            ));
+        }
+        if c.window == 0 {
+            return Err("correction.window: must be at least 1".into());
+        }
+        self.stabilizer.validate()
+    }
+}
+
+/// Inverse of the standard normal CDF (Acklam's rational approximation, |error| < 1.2e-9).
+pub fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.383577518672690e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
+    let p = p.clamp(1e-12, 1.0 - 1e-12);
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
+}
+
+pub struct SlaPlanner {
+    name: String,
+    ctx: PolicyContext,
+    cfg: PlannerConfig,
+    model: PerformanceModel,
+    rate: SignalForecaster,
+    isl: SignalForecaster,
+    osl: SignalForecaster,
+    stabilizer: Stabilizer,
+    last: Option<(u32, u32)>,
+}
+
+/// Fewest requests in an interval for its latencies to count as evidence.
+const MIN_EVIDENCE_REQUESTS: f64 = 20.0;
+
+impl SlaPlanner {
+    pub fn new(ctx: PolicyContext, cfg: PlannerConfig) -> SlaPlanner {
+        let period = cfg.season_s.map(|s| (s / ctx.interval_s).round() as usize);
+        let model = PerformanceModel::new(ctx.prefill.clone(), ctx.decode.clone(), cfg.correction);
+        SlaPlanner {
+            name: "planner".into(),
+            rate: SignalForecaster::new(cfg.forecaster, period),
+            isl: SignalForecaster::new(cfg.forecaster, period),
+            osl: SignalForecaster::new(cfg.forecaster, period),
+            stabilizer: Stabilizer::new(cfg.stabilizer),
+            model,
+            ctx,
+            cfg,
+            last: None,
+        }
+    }
+
+    fn horizon_steps(&self, interval_s: f64) -> usize {
+        ((interval_s + self.ctx.startup_s) / interval_s)
+            .ceil()
+            .max(1.0) as usize
+    }
+
+    fn current(&self, obs: &Observation) -> (u32, u32) {
+        match obs.replicas {
+            Some(r) => (
+                r.prefill.ready + r.prefill.starting,
+                r.decode.ready + r.decode.starting,
+            ),
+            None => self
+                .last
+                .unwrap_or((self.ctx.limits.min_prefill, self.ctx.limits.min_decode)),
+        }
+    }
+
+    /// Keeps the current replicas: missing or broken signals never scale anything down.
+    fn hold(&mut self, obs: &Observation, why: &str) -> Decision {
+        let (p, d) = self.current(obs);
+        let (p, d, notes) = self.ctx.limits.clamp(p, d);
+        let mut reasons = vec![format!("hold: {why}")];
+        reasons.extend(notes);
+        self.last = Some((p, d));
+        Decision {
+            prefill: p,
+            decode: d,
+            reasons,
+            corrections: Some(self.model.corrections),
+            ..Default::default()
+        }
+    }
+
+    fn learn(&mut self, obs: &Observation, requests: f64, interval_s: f64) {
+        let (Some(r), Some(isl), Some(osl)) = (obs.replicas, obs.isl_mean, obs.osl_mean) else {
+            return;
+        };
+        if requests < MIN_EVIDENCE_REQUESTS || !isl.is_finite() || !osl.is_finite() {
+            return;
+        }
+        let lambda = requests / interval_s;
+        if let Some(t) = obs.ttft_ms.filter(|t| t.mean.is_finite() && t.mean > 0.0) {
+            if r.prefill.ready > 0 {
+                self.model.learn_prefill(Evidence {
+                    lambda,
+                    engines: r.prefill.ready,
+                    isl,
+                    osl,
+                    observed_ms: t.mean,
+                    observed_tail_ms: Some(t.p99).filter(|v| v.is_finite() && *v > 0.0),
+                    weight: requests,
+                });
+            }
+        }
+        if let Some(t) = obs.itl_ms.filter(|t| t.mean.is_finite() && t.mean > 0.0) {
+            if r.decode.ready > 0 && self.cfg.mode == Mode::Disaggregated {
+                self.model.learn_decode(Evidence {
+                    lambda,
+                    engines: r.decode.ready,
+                    isl,
+                    osl,
+                    observed_ms: t.mean,
+                    observed_tail_ms: None,
+                    weight: requests,
+                });
+            }
+        }
+    }
+}
+
+impl Policy for SlaPlanner {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn decide(&mut self, now_s: f64, obs: &Observation) -> Decision {
+        let interval_s = if obs.interval_s.is_finite() && obs.interval_s > 0.0 {
+            obs.interval_s
+        } else {
+            self.ctx.interval_s
+        };
+        let requests = match obs.requests {
+            Some(n) if n.is_finite() && n >= 0.0 => n,
+            Some(_) => return self.hold(obs, "request count is not a number"),
+            None => return self.hold(obs, "request count missing"),
+        };
+        let h = self.horizon_steps(interval_s);
+        let rate = requests / interval_s;
+        self.rate.observe(rate, h);
+        if requests > 0.0 {
+            if let Some(v) = obs.isl_mean.filter(|v| v.is_finite() && *v > 0.0) {
+                self.isl.observe(v, h);
+            }
+            if let Some(v) = obs.osl_mean.filter(|v| v.is_finite() && *v > 0.0) {
+                self.osl.observe(v, h);
+            }
+        }
+        self.learn(obs, requests, interval_s);
+
+        let z = normal_quantile(self.cfg.headroom_quantile);
+        let solver_cfg = SolverConfig {
+            ttft_quantile: self.cfg.ttft_quantile,
+            itl_batch_z: normal_quantile(self.cfg.itl_quantile),
+            kv_fraction: self.cfg.kv_fraction,
+            mode: self.cfg.mode,
+        };
+        // Lengths: the forecast point (falling back to the last seen, then to a mid-size
+        // request when nothing has been seen: with no traffic the rate is 0 anyway).
+        let length = |f: &SignalForecaster, step: usize, fallback: f64| {
+            f.forecast(step, 0.0)
+                .map(|x| x.point.max(1.0))
+                .unwrap_or(fallback)
+        };
+        let backlog = obs
+            .queued_prefill_tokens
+            .filter(|q| q.is_finite() && *q > 0.0)
+            .unwrap_or(0.0);
+        let mut best: Option<(u32, u32, super::solver::Solution, Load, usize)> = None;
+        // Step 0 is the interval just seen (a jump the forecasters have not caught up with);
+        // steps 1..=h cover until capacity asked for at the next decision could be ready.
+        for step in 0..=h {
+            let lambda = if step == 0 {
+                rate
+            } else {
+                self.rate.forecast(step, z).map_or(rate, |f| f.upper)
+            };
+            let load = Load {
+                lambda,
+                isl: length(
+                    &self.isl,
+                    step.max(1),
+                    self.ctx.prefill.max_profiled_isl() / 4.0,
+                ),
+                osl: length(&self.osl, step.max(1), 256.0),
+                backlog_tokens: if step <= 1 { backlog } else { 0.0 },
+                drain_s: interval_s,
+            };
+            let sol = solve(
+                &self.model,
+                &self.ctx.sla,
+                &self.ctx.limits,
+                &solver_cfg,
+                &load,
+            );
+            let (p, d) = best.as_ref().map_or((0, 0), |b| (b.0, b.1));
+            if best.is_none() || sol.prefill > p || sol.decode > d {
+                let np = sol.prefill.max(p);
+                let nd = sol.decode.max(d);
+                best = Some((np, nd, sol, load, step));
+            }
+        }
+        let (wish_p, wish_d, sol, load, step) = best.expect("at least one step");
+        let mut reasons = vec![format!(
+            "plan for {:.2} req/s (p{:.0} forecast, {} ahead), ISL {:.0}, OSL {:.0}: {wish_p}P+{wish_d}D",
+            load.lambda,
+            self.cfg.headroom_quantile * 100.0,
+            if step == 0 { "the interval just seen".to_string() } else { format!("{}s", step as f64 * interval_s) },
+            load.isl,
+            load.osl
+        )];
+        if backlog > 0.0 {
+            reasons.push(format!(
+                "{backlog:.0} queued prefill tokens to work off within {interval_s:.0}s"
+            ));
+        }
+        reasons.extend(sol.notes.iter().cloned());
+        let current = self.current(obs);
+        let ((p, d), st_notes) = self.stabilizer.apply(now_s, (wish_p, wish_d), current);
+        reasons.extend(st_notes);
+        let (p, d, clip) = self.ctx.limits.clamp(p, d);
+        reasons.extend(clip);
+        let c = self.model.corrections;
+        reasons.push(format!(
+            "corrections: prefill x{:.2} (waiting variability {:.2}), decode x{:.2}",
+            c.prefill, c.prefill_variability, c.decode
+        ));
+        self.last = Some((p, d));
+        let horizon_s = h as f64 * interval_s;
+        Decision {
+            prefill: p,
+            decode: d,
+            reasons,
+            forecast: Some(Forecast {
+                horizon_s,
+                requests_per_s: load.lambda,
+                isl: load.isl,
+                osl: load.osl,
+            }),
+            expected_ttft_ms: Some(sol.expected_ttft_ms).filter(|v| v.is_finite()),
+            expected_itl_ms: Some(sol.expected_itl_ms).filter(|v| v.is_finite()),
+            corrections: Some(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_quantiles() {
+        assert!((normal_quantile(0.5)).abs() < 1e-9);
+        assert!((normal_quantile(0.9) - 1.281552).abs() < 1e-5);
+        assert!((normal_quantile(0.99) - 2.326348).abs() < 1e-5);
+        assert!((normal_quantile(0.01) + 2.326348).abs() < 1e-5);
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let bad = PlannerConfig {
+            headroom_quantile: 1.5,
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().starts_with("headroom_quantile"));
+        let bad = PlannerConfig {
+            kv_fraction: 0.0,
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().starts_with("kv_fraction"));
+        assert!(PlannerConfig::default().validate().is_ok());
+    }
+}

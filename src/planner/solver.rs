@@ -1,0 +1,385 @@
+//! The solver: the fewest replicas whose expected latency meets the SLA at a load, under the
+//! per-role limits and the GPU budget. Exact integer search over the model of `model.rs`.
+
+use serde::{Deserialize, Serialize};
+
+use super::model::{decode_itl_ms, prefill_ttft_ms, PerformanceModel};
+use super::{Limits, Sla};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Prefill and decode workers (the `prefill` and `decode` roles).
+    #[default]
+    Disaggregated,
+    /// One worker type does both; the count is the decision's `decode`, and `prefill` is 0.
+    Aggregated,
+}
+
+/// The load to plan for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Load {
+    /// Requests per second.
+    pub lambda: f64,
+    pub isl: f64,
+    pub osl: f64,
+    /// Prefill tokens already queued, to be worked off within `drain_s` on top of the load.
+    pub backlog_tokens: f64,
+    pub drain_s: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SolverConfig {
+    /// The TTFT percentile that must be within target (0.99: p99 TTFT <= target).
+    pub ttft_quantile: f64,
+    /// Standard deviations above the mean decode batch at which ITL must be within target.
+    pub itl_batch_z: f64,
+    /// Share of the KV cache reservations may fill.
+    pub kv_fraction: f64,
+    pub mode: Mode,
+}
+
+/// Replica counts and what the model expects of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Solution {
+    pub prefill: u32,
+    pub decode: u32,
+    pub expected_ttft_ms: f64,
+    pub expected_itl_ms: f64,
+    pub notes: Vec<String>,
+}
+
+fn effective_lambda(load: &Load) -> f64 {
+    let backlog_rate = if load.drain_s > 0.0 && load.isl > 0.0 {
+        load.backlog_tokens / load.isl / load.drain_s
+    } else {
+        0.0
+    };
+    load.lambda.max(0.0) + backlog_rate.max(0.0)
+}
+
+/// TTFT at the configured percentile with `p` prefill engines.
+pub fn prefill_ttft(model: &PerformanceModel, cfg: &SolverConfig, load: &Load, p: u32) -> f64 {
+    prefill_ttft_ms(
+        effective_lambda(load),
+        p,
+        model.prefill_service_ms(load.isl),
+        cfg.ttft_quantile,
+        model.corrections.prefill_variability,
+    )
+    .0
+}
+
+/// ITL at the configured batch quantile with `d` decode engines; infinite when they cannot keep up.
+pub fn decode_itl(model: &PerformanceModel, cfg: &SolverConfig, load: &Load, d: u32) -> f64 {
+    decode_itl_ms(
+        &model.decode,
+        model.corrections.decode,
+        load.lambda.max(0.0),
+        d,
+        load.isl,
+        load.osl,
+        cfg.itl_batch_z,
+        cfg.kv_fraction,
+    )
+    .map_or(f64::INFINITY, |x| x.0)
+}
+
+fn smallest(lo: u32, hi: u32, ok: impl Fn(u32) -> bool) -> Option<u32> {
+    (lo..=hi).find(|&x| ok(x))
+}
+
+pub fn solve(
+    model: &PerformanceModel,
+    sla: &Sla,
+    limits: &Limits,
+    cfg: &SolverConfig,
+    load: &Load,
+) -> Solution {
+    match cfg.mode {
+        Mode::Disaggregated => solve_disaggregated(model, sla, limits, cfg, load),
+        Mode::Aggregated => solve_aggregated(model, sla, limits, cfg, load),
+    }
+}
+
+fn solve_disaggregated(
+    model: &PerformanceModel,
+    sla: &Sla,
+    limits: &Limits,
+    cfg: &SolverConfig,
+    load: &Load,
+) -> Solution {
+    let mut notes = Vec::new();
+    let p = match smallest(limits.min_prefill, limits.max_prefill, |p| {
+        prefill_ttft(model, cfg, load, p) <= sla.ttft_ms
+    }) {
+        Some(p) => {
+            notes.push(format!(
+                "prefill {p}: TTFT p{:.0} target binds",
+                cfg.ttft_quantile * 100.0
+            ));
+            p
+        }
+        None => {
+            notes.push(format!(
+                "TTFT target out of reach even at max_prefill {}",
+                limits.max_prefill
+            ));
+            limits.max_prefill
+        }
+    };
+    let d = match smallest(limits.min_decode, limits.max_decode, |d| {
+        decode_itl(model, cfg, load, d) <= sla.itl_ms
+    }) {
+        Some(d) => {
+            notes.push(format!("decode {d}: ITL target and KV capacity bind"));
+            d
+        }
+        None => {
+            notes.push(format!(
+                "ITL target out of reach even at max_decode {}",
+                limits.max_decode
+            ));
+            limits.max_decode
+        }
+    };
+    let (p, d) = if limits.gpus(p, d) > limits.gpu_budget {
+        let (bp, bd) = best_split_under_budget(model, sla, limits, cfg, load, p, d);
+        notes.push(format!("GPU budget {} binds: {p}P+{d}D needed, {bp}P+{bd}D keeps the worse latency ratio lowest", limits.gpu_budget));
+        (bp, bd)
+    } else {
+        (p, d)
+    };
+    Solution {
+        prefill: p,
+        decode: d,
+        expected_ttft_ms: prefill_ttft(model, cfg, load, p),
+        expected_itl_ms: decode_itl(model, cfg, load, d),
+        notes,
+    }
+}
+
+/// Under a binding budget: the split whose worse latency (as a multiple of its target) is lowest.
+fn best_split_under_budget(
+    model: &PerformanceModel,
+    sla: &Sla,
+    limits: &Limits,
+    cfg: &SolverConfig,
+    load: &Load,
+    p_need: u32,
+    d_need: u32,
+) -> (u32, u32) {
+    let mut best = (limits.min_prefill, limits.min_decode);
+    let mut best_score = f64::INFINITY;
+    for p in limits.min_prefill..=p_need {
+        let left = limits
+            .gpu_budget
+            .saturating_sub(p * limits.gpus_per_prefill_engine);
+        let d = (left / limits.gpus_per_decode_engine.max(1)).min(d_need);
+        if d < limits.min_decode {
+            break;
+        }
+        let ratio = |v: f64, target: f64| if v.is_finite() { v / target } else { 1e9 };
+        let score = ratio(prefill_ttft(model, cfg, load, p), sla.ttft_ms)
+            .max(ratio(decode_itl(model, cfg, load, d), sla.itl_ms));
+        if score < best_score {
+            best_score = score;
+            best = (p, d);
+        }
+    }
+    best
+}
+
+/// Aggregated workers interleave prefill chunks with decode steps. A worker busy with
+/// prefill for a share `u` of its time stretches each decode step by `1 / (1 - u)`, and a
+/// prefill waits for the step in flight.
+fn solve_aggregated(
+    model: &PerformanceModel,
+    sla: &Sla,
+    limits: &Limits,
+    cfg: &SolverConfig,
+    load: &Load,
+) -> Solution {
+    let lambda = effective_lambda(load);
+    let service = model.prefill_service_ms(load.isl);
+    let latencies = |w: u32| -> (f64, f64) {
+        let u = lambda / w as f64 * service / 1000.0;
+        if u >= 1.0 {
+            return (f64::INFINITY, f64::INFINITY);
+        }
+        let itl = decode_itl(model, cfg, load, w) / (1.0 - u);
+        let ttft = prefill_ttft_ms(
+            lambda,
+            w,
+            service + itl,
+            cfg.ttft_quantile,
+            model.corrections.prefill_variability,
+        )
+        .0;
+        (ttft, itl)
+    };
+    let max_w = limits
+        .max_decode
+        .min(limits.gpu_budget / limits.gpus_per_decode_engine.max(1));
+    let min_w = limits.min_decode.min(max_w);
+    let (w, note) = match smallest(min_w, max_w, |w| {
+        let (t, i) = latencies(w);
+        t <= sla.ttft_ms && i <= sla.itl_ms
+    }) {
+        Some(w) => (w, format!("aggregated: {w} workers meet TTFT and ITL")),
+        None => (
+            max_w,
+            format!("aggregated: targets out of reach even at {max_w} workers"),
+        ),
+    };
+    let (t, i) = latencies(w);
+    Solution {
+        prefill: 0,
+        decode: w,
+        expected_ttft_ms: t,
+        expected_itl_ms: i,
+        notes: vec![note],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::planner::model::CorrectionConfig;
+    use crate::profile::Profile;
+
+    fn model() -> PerformanceModel {
+        let p = Profile::embedded_default();
+        PerformanceModel::new(
+            p.prefill_model(),
+            p.decode_model(),
+            CorrectionConfig::default(),
+        )
+    }
+
+    fn limits(budget: u32) -> Limits {
+        Limits {
+            min_prefill: 1,
+            max_prefill: 16,
+            min_decode: 1,
+            max_decode: 16,
+            gpu_budget: budget,
+            gpus_per_prefill_engine: 1,
+            gpus_per_decode_engine: 1,
+        }
+    }
+
+    const CFG: SolverConfig = SolverConfig {
+        ttft_quantile: 0.99,
+        itl_batch_z: 2.33,
+        kv_fraction: 0.9,
+        mode: Mode::Disaggregated,
+    };
+    const SLA: Sla = Sla {
+        ttft_ms: 200.0,
+        itl_ms: 10.0,
+    };
+
+    fn load(lambda: f64) -> Load {
+        Load {
+            lambda,
+            isl: 3000.0,
+            osl: 300.0,
+            backlog_tokens: 0.0,
+            drain_s: 60.0,
+        }
+    }
+
+    #[test]
+    fn known_loads() {
+        // (requests/s) -> (prefill, decode) on the H200 profile, ISL 3000, OSL 300, with the
+        // M/M/c prior (variability 1) before anything is learned.
+        let m = model();
+        let cases = [
+            (0.0, (1, 1)),
+            (1.0, (1, 1)),
+            (5.0, (2, 1)),
+            (25.0, (3, 2)),
+            (45.0, (5, 4)),
+        ];
+        for (lambda, want) in cases {
+            let s = solve(&m, &SLA, &limits(32), &CFG, &load(lambda));
+            assert_eq!((s.prefill, s.decode), want, "at {lambda} req/s: {s:?}");
+            assert!(
+                s.expected_ttft_ms <= SLA.ttft_ms && s.expected_itl_ms <= SLA.itl_ms,
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn learned_variability_changes_prefill() {
+        // Poisson arrivals of equal prompts wait far less than M/M/c says (M/D/c's tail
+        // decays about three times faster at these loads).
+        let mut m = model();
+        m.corrections.prefill_variability = 0.3;
+        let cases = [(5.0, (1, 1)), (10.0, (2, 1)), (45.0, (4, 4))];
+        for (lambda, want) in cases {
+            let s = solve(&m, &SLA, &limits(32), &CFG, &load(lambda));
+            assert_eq!((s.prefill, s.decode), want, "at {lambda} req/s: {s:?}");
+        }
+    }
+
+    #[test]
+    fn more_load_never_fewer_replicas() {
+        let m = model();
+        let mut last = (0, 0);
+        for i in 0..60 {
+            let s = solve(&m, &SLA, &limits(32), &CFG, &load(i as f64));
+            assert!(
+                s.prefill >= last.0 && s.decode >= last.1,
+                "at {i} req/s: {:?} after {last:?}",
+                (s.prefill, s.decode)
+            );
+            last = (s.prefill, s.decode);
+        }
+    }
+
+    #[test]
+    fn backlog_adds_prefill() {
+        let m = model();
+        let calm = solve(&m, &SLA, &limits(32), &CFG, &load(20.0));
+        let backlog = solve(
+            &m,
+            &SLA,
+            &limits(32),
+            &CFG,
+            &Load {
+                backlog_tokens: 3.0e6,
+                ..load(20.0)
+            },
+        );
+        assert!(backlog.prefill > calm.prefill);
+        assert_eq!(backlog.decode, calm.decode);
+    }
+
+    #[test]
+    fn budget_binds() {
+        let m = model();
+        let s = solve(&m, &SLA, &limits(6), &CFG, &load(45.0));
+        assert_eq!(s.prefill + s.decode, 6);
+        assert!(s.notes.iter().any(|n| n.contains("GPU budget 6 binds")));
+    }
+
+    #[test]
+    fn aggregated_needs_more_than_either_role_alone() {
+        let m = model();
+        let cfg = SolverConfig {
+            mode: Mode::Aggregated,
+            ..CFG
+        };
+        let agg = solve(&m, &SLA, &limits(32), &cfg, &load(25.0));
+        let dis = solve(&m, &SLA, &limits(32), &CFG, &load(25.0));
+        assert_eq!(agg.prefill, 0);
+        assert!(
+            agg.decode >= dis.decode && agg.decode >= dis.prefill,
+            "{agg:?} vs {dis:?}"
+        );
+        assert!(agg.expected_itl_ms <= SLA.itl_ms && agg.expected_ttft_ms <= SLA.ttft_ms);
+    }
+}

@@ -1,0 +1,230 @@
+//! The stabiliser: turns the solver's wish into a target that does not thrash.
+//!
+//! Scale-up is immediate (optionally limited per step); scale-down waits for the largest
+//! wish of the last `scale_down_window_s` (as the HPA does), is ignored within a tolerance
+//! band, and may be limited per step. Keeping capacity that the forecast needs again before
+//! a new replica could start is the solver's horizon, which spans interval + cold start.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StabilizerConfig {
+    /// Scale down only to the largest target wished for within this window, seconds.
+    #[serde(default = "default_window")]
+    pub scale_down_window_s: f64,
+    /// Ignore a scale-down smaller than this share of the current replicas.
+    #[serde(default = "default_tolerance")]
+    pub tolerance: f64,
+    /// Most replicas added per role in one decision (none: no limit).
+    #[serde(default)]
+    pub max_step_up: Option<u32>,
+    /// Most replicas removed per role in one decision (none: no limit).
+    #[serde(default)]
+    pub max_step_down: Option<u32>,
+}
+
+fn default_window() -> f64 {
+    120.0
+}
+fn default_tolerance() -> f64 {
+    0.1
+}
+
+impl Default for StabilizerConfig {
+    fn default() -> Self {
+        StabilizerConfig {
+            scale_down_window_s: default_window(),
+            tolerance: default_tolerance(),
+            max_step_up: None,
+            max_step_down: None,
+        }
+    }
+}
+
+impl StabilizerConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.scale_down_window_s.is_finite() && self.scale_down_window_s >= 0.0) {
+            return Err(format!(
+                "stabilizer.scale_down_window_s: must be >= 0 (got {})",
+                self.scale_down_window_s
+            ));
+        }
+        if !(0.0..1.0).contains(&self.tolerance) {
+            return Err(format!(
+                "stabilizer.tolerance: must be in [0, 1) (got {})",
+                self.tolerance
+            ));
+        }
+        if self.max_step_up == Some(0) || self.max_step_down == Some(0) {
+            return Err(
+                "stabilizer.max_step_up / max_step_down: must be at least 1 when set".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Stabilizer {
+    cfg: StabilizerConfig,
+    wishes: VecDeque<(f64, u32, u32)>,
+}
+
+fn one_role(
+    role: &str,
+    cfg: &StabilizerConfig,
+    wish: u32,
+    window_max: u32,
+    current: u32,
+    reasons: &mut Vec<String>,
+) -> u32 {
+    if wish > current {
+        let step = cfg.max_step_up.unwrap_or(u32::MAX);
+        let to = wish.min(current.saturating_add(step));
+        if to < wish {
+            reasons.push(format!("{role}: scale-up limited to +{step} per decision"));
+        }
+        return to;
+    }
+    let held = window_max.max(wish);
+    if held >= current {
+        if wish < current {
+            reasons.push(format!(
+                "{role}: held at {current}, a target of {held} was wished within the last {:.0}s",
+                cfg.scale_down_window_s
+            ));
+        }
+        return current;
+    }
+    if (held as f64) >= current as f64 * (1.0 - cfg.tolerance) {
+        reasons.push(format!(
+            "{role}: {current} -> {held} is within the {:.0}% tolerance band; held",
+            cfg.tolerance * 100.0
+        ));
+        return current;
+    }
+    let step = cfg.max_step_down.unwrap_or(u32::MAX);
+    let to = held.max(current.saturating_sub(step));
+    if to > held {
+        reasons.push(format!(
+            "{role}: scale-down limited to -{step} per decision"
+        ));
+    }
+    if held > wish {
+        reasons.push(format!(
+            "{role}: scale-down stabilised at {held} (largest wish within {:.0}s)",
+            cfg.scale_down_window_s
+        ));
+    }
+    to
+}
+
+impl Stabilizer {
+    pub fn new(cfg: StabilizerConfig) -> Stabilizer {
+        Stabilizer {
+            cfg,
+            wishes: VecDeque::new(),
+        }
+    }
+
+    /// `wish` is the solver's `(prefill, decode)`, `current` the replicas ready or starting.
+    pub fn apply(
+        &mut self,
+        now_s: f64,
+        wish: (u32, u32),
+        current: (u32, u32),
+    ) -> ((u32, u32), Vec<String>) {
+        while self
+            .wishes
+            .front()
+            .is_some_and(|w| w.0 < now_s - self.cfg.scale_down_window_s)
+        {
+            self.wishes.pop_front();
+        }
+        let max_p = self.wishes.iter().map(|w| w.1).max().unwrap_or(0);
+        let max_d = self.wishes.iter().map(|w| w.2).max().unwrap_or(0);
+        self.wishes.push_back((now_s, wish.0, wish.1));
+        let mut reasons = Vec::new();
+        let p = one_role("prefill", &self.cfg, wish.0, max_p, current.0, &mut reasons);
+        let d = one_role("decode", &self.cfg, wish.1, max_d, current.1, &mut reasons);
+        ((p, d), reasons)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `(time, wish, current)` steps and returns the targets.
+    fn run(cfg: StabilizerConfig, steps: &[(f64, (u32, u32), (u32, u32))]) -> Vec<(u32, u32)> {
+        let mut s = Stabilizer::new(cfg);
+        steps.iter().map(|&(t, w, c)| s.apply(t, w, c).0).collect()
+    }
+
+    #[test]
+    fn scale_up_is_immediate() {
+        assert_eq!(
+            run(StabilizerConfig::default(), &[(0.0, (5, 6), (2, 2))]),
+            vec![(5, 6)]
+        );
+    }
+
+    #[test]
+    fn scale_down_waits_for_the_window() {
+        let cfg = StabilizerConfig {
+            scale_down_window_s: 120.0,
+            tolerance: 0.0,
+            ..Default::default()
+        };
+        // Wish drops from 6 to 2 at t=60; held until the 6 leaves the window (t > 120).
+        let got = run(
+            cfg,
+            &[
+                (0.0, (6, 6), (6, 6)),
+                (60.0, (2, 2), (6, 6)),
+                (120.0, (2, 2), (6, 6)),
+                (180.0, (2, 2), (6, 6)),
+            ],
+        );
+        assert_eq!(got, vec![(6, 6), (6, 6), (6, 6), (2, 2)]);
+    }
+
+    #[test]
+    fn tolerance_band_holds_small_steps_down() {
+        let cfg = StabilizerConfig {
+            scale_down_window_s: 0.0,
+            tolerance: 0.1,
+            ..Default::default()
+        };
+        assert_eq!(run(cfg, &[(0.0, (19, 8), (20, 10))]), vec![(20, 8)]);
+    }
+
+    #[test]
+    fn step_limits() {
+        let cfg = StabilizerConfig {
+            scale_down_window_s: 0.0,
+            tolerance: 0.0,
+            max_step_up: Some(2),
+            max_step_down: Some(1),
+        };
+        assert_eq!(run(cfg, &[(0.0, (9, 1), (3, 4))]), vec![(5, 3)]);
+    }
+
+    #[test]
+    fn flapping_wishes_do_not_flap_targets() {
+        let cfg = StabilizerConfig::default();
+        let steps: Vec<_> = (0..10)
+            .map(|i| {
+                (
+                    i as f64 * 60.0,
+                    if i % 2 == 0 { (4, 4) } else { (2, 2) },
+                    (4, 4),
+                )
+            })
+            .collect();
+        assert!(run(cfg, &steps).iter().all(|&t| t == (4, 4)));
+    }
+}
