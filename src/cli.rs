@@ -29,8 +29,21 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Compare policies over scenarios and cold starts, as one markdown table.
     Compare(CompareArgs),
+    /// The decision core behind a pipe: observations as JSON lines on stdin, one decision
+    /// per line on stdout (docs/decide.md).
+    Decide(DecideArgs),
     /// Print a profile (Dynamo profiler directory or profile JSON) in the project's own format.
     Profile(ProfileArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DecideArgs {
+    /// Take the SLA, limits, profile and planner settings from this scenario (name or file).
+    #[arg(long, conflicts_with = "config")]
+    pub scenario: Option<String>,
+    /// Take them from this config file (the profile, sla, deployment and planner sections of a scenario).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -123,6 +136,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Simulate(a) => run_simulate(a),
         Command::Compare(a) => run_compare(a),
+        Command::Decide(a) => run_decide(a),
         Command::Profile(a) => {
             let p = match a.profile {
                 Some(path) => crate::profile::load_profile(&path)?,
@@ -371,6 +385,68 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<()> {
     print!("{table}");
     if let Some(path) = &a.out {
         std::fs::write(path, &table).map_err(|e| InputError::io(path, e))?;
+    }
+    Ok(())
+}
+
+/// One input line of `decide`, answered: the decision, or an error naming the field.
+pub fn decide_line(
+    policy: &mut dyn crate::planner::Policy,
+    line: &str,
+    line_no: u64,
+) -> (String, bool) {
+    let de = &mut serde_json::Deserializer::from_str(line);
+    let parsed: Result<crate::planner::Observation, _> = serde_path_to_error::deserialize(de);
+    let err = |msg: String| {
+        (
+            serde_json::json!({ "line": line_no, "error": msg }).to_string(),
+            false,
+        )
+    };
+    let obs = match parsed {
+        Ok(o) => o,
+        Err(e) => {
+            let path = e.path().to_string();
+            let field = if path == "." {
+                String::new()
+            } else {
+                format!("field {path}: ")
+            };
+            return err(format!("{field}{}", e.inner()));
+        }
+    };
+    if let Err(m) = obs.validate() {
+        return err(format!("field {m}"));
+    }
+    let decision = policy.decide(obs.time_s, &obs);
+    (
+        serde_json::to_string(&decision).expect("plain data serialises"),
+        true,
+    )
+}
+
+fn run_decide(a: DecideArgs) -> anyhow::Result<()> {
+    use std::io::{BufRead, Write};
+    let (ctx, cfg) = crate::scenario::decide_setup(a.scenario.as_deref(), a.config.as_deref())?;
+    let mut planner = crate::planner::sla_planner::SlaPlanner::new(ctx, cfg);
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout().lock();
+    let mut bad = 0u64;
+    for (i, line) in stdin.lock().lines().enumerate() {
+        let line = line.map_err(|e| InputError::Usage(format!("stdin: {e}")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (text, ok) = decide_line(&mut planner, &line, i as u64 + 1);
+        bad += u64::from(!ok);
+        writeln!(out, "{text}")?;
+        out.flush()?;
+    }
+    if bad > 0 {
+        return Err(InputError::Usage(format!(
+            "{bad} input lines were not valid observations (see the error lines)"
+        ))
+        .into());
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::error::InputError;
 use crate::planner::sla_planner::PlannerConfig;
-use crate::planner::{Limits, Sla};
+use crate::planner::{Limits, PolicyContext, Sla};
 use crate::profile::{load_profile, Profile};
 use crate::sim::{KvTransfer, SimConfig};
 use crate::workload::{
@@ -111,6 +111,9 @@ pub struct DeploymentSpec {
     pub min_decode: u32,
     #[serde(default)]
     pub max_decode: Option<u32>,
+    /// Replicas ready at time 0: counts, or `auto` (the default): the cheapest deployment
+    /// meeting the SLA for the load until a first scale-up could be ready (one interval and a
+    /// cold start), as a deployment already running when the recording starts would be sized.
     #[serde(default)]
     pub initial: Option<InitialReplicas>,
     #[serde(default)]
@@ -121,11 +124,11 @@ pub struct DeploymentSpec {
     pub max_decode_batch: Option<u32>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InitialReplicas {
-    pub prefill: u32,
-    pub decode: u32,
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum InitialReplicas {
+    Counts { prefill: u32, decode: u32 },
+    Named(String),
 }
 
 fn one() -> u32 {
@@ -193,15 +196,7 @@ pub fn find(name_or_file: &str) -> Result<(String, String, PathBuf), InputError>
 }
 
 pub fn parse(text: &str, origin: &str) -> Result<ScenarioFile, InputError> {
-    serde_yaml_ng::from_str(text).map_err(|e| {
-        let msg = e.to_string();
-        // serde reports the failing path first, as `a.b.c: message`.
-        let (field, message) = match msg.split_once(": ") {
-            Some((f, m)) if !f.contains(' ') => (f.to_string(), m.to_string()),
-            _ => ("-".to_string(), msg.clone()),
-        };
-        field_err(origin, &field, message)
-    })
+    serde_yaml_ng::from_str(text).map_err(|e| yaml_err(origin, e))
 }
 
 pub fn load(name_or_file: &str, ov: &Overrides) -> Result<Scenario, InputError> {
@@ -222,18 +217,28 @@ fn positive(origin: &str, field: &str, v: f64) -> Result<(), InputError> {
     }
 }
 
-pub fn prepare(
-    file: ScenarioFile,
+/// What every user of a deployment description needs checked: the SLA, the limits, the
+/// planner's settings, and the profile, loaded.
+pub struct Checked {
+    pub limits: Limits,
+    pub startup_s: f64,
+    pub profile: Profile,
+}
+
+fn check_common(
+    sla: &Sla,
+    d: &DeploymentSpec,
+    planner: &PlannerConfig,
+    profile_spec: &str,
     origin: &str,
     base: &Path,
     ov: &Overrides,
-) -> Result<Scenario, InputError> {
-    let d = &file.deployment;
-    positive(origin, "sla.ttft_ms", file.sla.ttft_ms)?;
-    positive(origin, "sla.itl_ms", file.sla.itl_ms)?;
+) -> Result<Checked, InputError> {
+    positive(origin, "sla.ttft_ms", sla.ttft_ms)?;
+    positive(origin, "sla.itl_ms", sla.itl_ms)?;
     positive(origin, "deployment.interval_s", d.interval_s)?;
     positive(origin, "deployment.scrape_s", d.scrape_s)?;
-    file.planner.validate().map_err(|m| {
+    planner.validate().map_err(|m| {
         let field = format!("planner.{}", m.split(':').next().unwrap_or(""));
         field_err(origin, &field, m)
     })?;
@@ -321,9 +326,106 @@ pub fn prepare(
 
     let profile = match &ov.profile {
         Some(p) => load_profile(p)?,
-        None if file.profile == "default" => Profile::embedded_default(),
-        None => load_profile(&base.join(&file.profile))?,
+        None if profile_spec == "default" => Profile::embedded_default(),
+        None => load_profile(&base.join(profile_spec))?,
     };
+
+    Ok(Checked {
+        limits,
+        startup_s,
+        profile,
+    })
+}
+
+/// The settings `sla-planner decide` runs with, from `--config FILE`: the profile, SLA,
+/// deployment and planner sections of a scenario, without a workload.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecideFile {
+    #[serde(default = "default_profile")]
+    pub profile: String,
+    pub sla: Sla,
+    pub deployment: DeploymentSpec,
+    #[serde(default)]
+    pub planner: PlannerConfig,
+}
+
+/// The planner's context and settings for `decide`, from a scenario (name or file) or a
+/// config file.
+pub fn decide_setup(
+    scenario: Option<&str>,
+    config: Option<&Path>,
+) -> Result<(PolicyContext, PlannerConfig), InputError> {
+    let (file, origin, base) = match (scenario, config) {
+        (_, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| InputError::io(path, e))?;
+            let origin = path.display().to_string();
+            let f: DecideFile = serde_yaml_ng::from_str(&text).map_err(|e| yaml_err(&origin, e))?;
+            (
+                f,
+                origin,
+                path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            )
+        }
+        (name, None) => {
+            let (text, origin, base) = find(name.unwrap_or("sin-5-45"))?;
+            let s = parse(&text, &origin)?;
+            (
+                DecideFile {
+                    profile: s.profile,
+                    sla: s.sla,
+                    deployment: s.deployment,
+                    planner: s.planner,
+                },
+                origin,
+                base,
+            )
+        }
+    };
+    let checked = check_common(
+        &file.sla,
+        &file.deployment,
+        &file.planner,
+        &file.profile,
+        &origin,
+        &base,
+        &Overrides::default(),
+    )?;
+    let ctx = PolicyContext {
+        sla: file.sla,
+        limits: checked.limits,
+        interval_s: file.deployment.interval_s,
+        startup_s: checked.startup_s,
+        prefill: checked.profile.prefill_model(),
+        decode: checked.profile.decode_model(),
+        max_context_tokens: checked.profile.max_context_tokens,
+    };
+    Ok((ctx, file.planner))
+}
+
+fn yaml_err(origin: &str, e: serde_yaml_ng::Error) -> InputError {
+    // The message already ends with the line and column.
+    let msg = e.to_string();
+    // serde reports the failing path first, as `a.b.c: message`.
+    let (field, message) = match msg.split_once(": ") {
+        Some((f, m)) if !f.contains(' ') => (f.to_string(), m.to_string()),
+        _ => ("-".to_string(), msg.clone()),
+    };
+    field_err(origin, &field, message)
+}
+
+pub fn prepare(
+    file: ScenarioFile,
+    origin: &str,
+    base: &Path,
+    ov: &Overrides,
+) -> Result<Scenario, InputError> {
+    let d = &file.deployment;
+    let Checked {
+        limits,
+        startup_s,
+        profile,
+    } = check_common(&file.sla, d, &file.planner, &file.profile, origin, base, ov)?;
 
     let mut notes = Vec::new();
     let seed = ov.seed.unwrap_or(file.seed);
@@ -406,10 +508,19 @@ pub fn prepare(
         (Workload::Synthetic(s), None) if ov.trace.is_none() => s.duration_s,
         _ => (span / d.interval_s).ceil().max(1.0) * d.interval_s,
     };
-    let initial = d
-        .initial
-        .map(|i| (i.prefill, i.decode))
-        .unwrap_or((limits.min_prefill, limits.min_decode));
+    let explicit = match &d.initial {
+        Some(InitialReplicas::Counts { prefill, decode }) => Some((*prefill, *decode)),
+        Some(InitialReplicas::Named(n)) if n == "auto" => None,
+        None => None,
+        Some(InitialReplicas::Named(n)) => {
+            return Err(field_err(
+                origin,
+                "deployment.initial",
+                format!("is {n:?}; expected auto or {{prefill: P, decode: D}}"),
+            ))
+        }
+    };
+    let initial = explicit.unwrap_or((limits.min_prefill, limits.min_decode));
     let sim = SimConfig {
         sla: file.sla,
         limits,
@@ -425,6 +536,13 @@ pub fn prepare(
         duration_s,
         max_context_tokens: profile.max_context_tokens,
     };
+    let mut sim = sim;
+    if explicit.is_none() {
+        // Sized for the first interval + cold start, as the oracle starts: the capacity a
+        // running deployment would need before any autoscaler could change it.
+        let first = crate::sim::oracle::OraclePolicy::plan_prefix(&sim, &profile, &requests, 0.99);
+        sim.initial = first;
+    }
     let too_long = requests
         .iter()
         .filter(|r| (r.isl as f64 + r.osl as f64) > profile.max_context_tokens)

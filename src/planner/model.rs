@@ -74,6 +74,7 @@ pub fn prefill_ttft_ms(
 /// Decode latency at a load: the ITL the batch size at `batch_quantile_z` deviations above
 /// its mean gives, and the mean batch size per engine. `None` when no batch size is stable
 /// (the engines cannot keep up) or the KV cache cannot hold it.
+#[allow(clippy::too_many_arguments)] // each is a distinct quantity of the load or the model
 pub fn decode_itl_ms(
     model: &DecodeModel,
     correction: f64,
@@ -117,11 +118,13 @@ pub fn decode_itl_ms(
     Some((itl_at(high.max(1.0)), n))
 }
 
-/// Learned multipliers: on the profile's prefill time and decode ITL, and the variability
-/// of prefill waiting times.
+/// What is learned online: multipliers on the profile's prefill time and decode ITL, the
+/// spread of prefill times (the p99 request alone, as a multiple of the mean one: long
+/// prompts), and the variability of prefill waiting times.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Corrections {
     pub prefill: f64,
+    pub prefill_tail: f64,
     pub prefill_variability: f64,
     pub decode: f64,
 }
@@ -130,10 +133,31 @@ impl Default for Corrections {
     fn default() -> Self {
         Corrections {
             prefill: 1.0,
+            prefill_tail: 1.0,
             prefill_variability: 1.0,
             decode: 1.0,
         }
     }
+}
+
+/// Bounds of the learned prefill-time spread.
+pub const TAIL_RANGE: (f64, f64) = (1.0, 8.0);
+/// Below this utilisation waiting is negligible, so a TTFT tail is the prompts' spread.
+const LOW_UTILISATION: f64 = 0.3;
+
+/// TTFT at the `quantile` for mean service `service_ms`, service spread `tail` and waiting
+/// variability `v`: the slowest prompts' own time plus the waiting quantile. Adding the two
+/// quantiles overstates their sum's quantile a little, on the safe side.
+pub fn prefill_ttft_quantile_ms(
+    lambda: f64,
+    engines: u32,
+    service_ms: f64,
+    tail: f64,
+    quantile: f64,
+    v: f64,
+) -> f64 {
+    let (q, _) = prefill_ttft_ms(lambda, engines, service_ms, quantile, v);
+    q + (tail - 1.0) * service_ms
 }
 
 /// Bounds of the learned prefill variability.
@@ -152,6 +176,10 @@ pub struct Evidence {
     pub observed_ms: f64,
     /// The observed p99, when known (prefill only).
     pub observed_tail_ms: Option<f64>,
+    /// Replicas did not change during the interval, so its latencies are steady-state.
+    pub steady: bool,
+    /// The observed mean KV utilisation of the role (decode), 0..1.
+    pub observed_kv: Option<f64>,
     /// Requests behind the observation; more requests weigh more.
     pub weight: f64,
 }
@@ -299,8 +327,10 @@ impl PerformanceModel {
         self.corrections.prefill * self.prefill.ttft_ms(isl)
     }
 
-    /// Records an interval's prefill evidence and refits the service-time multiplier (from
-    /// mean TTFT) and the waiting-time variability (from the p99), alternating.
+    /// Records an interval's prefill evidence and refits, each from the evidence that
+    /// speaks to it: the service-time multiplier from steady intervals' mean TTFT, the prompt
+    /// spread from quiet intervals' p99 (no waiting to speak of), and the waiting variability
+    /// from busy steady intervals' p99.
     pub fn learn_prefill(&mut self, e: Evidence) {
         if !self.cfg.enabled {
             return;
@@ -308,44 +338,60 @@ impl PerformanceModel {
         push_window(&mut self.prefill_evidence, e, self.cfg.window);
         let ev = self.prefill_evidence.clone();
         let profile = &self.prefill;
-        let (mut k, mut v) = (
-            self.corrections.prefill,
-            self.corrections.prefill_variability,
-        );
-        for _ in 0..2 {
-            let fit_k = fit_correction(&ev, self.cfg.min, self.cfg.max, 1.0, |e, k| {
-                Some((
-                    prefill_ttft_ms(e.lambda, e.engines, k * profile.ttft_ms(e.isl), 0.5, v).1,
+        let c = self.corrections;
+        let rho = |e: &Evidence, k: f64| {
+            e.lambda * k * profile.ttft_ms(e.isl) / 1000.0 / e.engines.max(1) as f64
+        };
+        let k = fit_correction(&ev, self.cfg.min, self.cfg.max, 1.0, |e, k| {
+            e.steady.then(|| {
+                (
+                    prefill_ttft_ms(
+                        e.lambda,
+                        e.engines,
+                        k * profile.ttft_ms(e.isl),
+                        0.5,
+                        c.prefill_variability,
+                    )
+                    .1,
                     e.observed_ms,
-                ))
-            });
-            k = fit_k.unwrap_or(k);
-            let (lo, hi) = VARIABILITY_RANGE;
-            let fit_v = fit_correction(&ev, lo, hi, 1.0, |e, v| {
-                e.observed_tail_ms.map(|t| {
+                )
+            })
+        })
+        .unwrap_or(c.prefill);
+        let (tlo, thi) = TAIL_RANGE;
+        let t = fit_correction(&ev, tlo, thi, 1.0, |e, t| {
+            let s = k * profile.ttft_ms(e.isl);
+            (rho(e, k) < LOW_UTILISATION)
+                .then_some(())
+                .and(e.observed_tail_ms)
+                .map(|p99| (t * s, p99))
+        })
+        .unwrap_or(c.prefill_tail);
+        let (vlo, vhi) = VARIABILITY_RANGE;
+        let v = fit_correction(&ev, vlo, vhi, 1.0, |e, v| {
+            let s = k * profile.ttft_ms(e.isl);
+            (e.steady && rho(e, k) >= LOW_UTILISATION)
+                .then_some(())
+                .and(e.observed_tail_ms)
+                .map(|p99| {
                     (
-                        prefill_ttft_ms(
-                            e.lambda,
-                            e.engines,
-                            k * profile.ttft_ms(e.isl),
-                            TAIL_QUANTILE,
-                            v,
-                        )
-                        .0,
-                        t,
+                        prefill_ttft_quantile_ms(e.lambda, e.engines, s, t, TAIL_QUANTILE, v),
+                        p99,
                     )
                 })
-            });
-            v = fit_v.unwrap_or(v);
-        }
-        let s = self.cfg.smoothing;
-        self.corrections.prefill =
-            (s * k + (1.0 - s) * self.corrections.prefill).clamp(self.cfg.min, self.cfg.max);
-        let (lo, hi) = VARIABILITY_RANGE;
-        self.corrections.prefill_variability =
-            (s * v + (1.0 - s) * self.corrections.prefill_variability).clamp(lo, hi);
+        })
+        .unwrap_or(c.prefill_variability);
+        let sm = self.cfg.smoothing;
+        let blend =
+            |new: f64, old: f64, (lo, hi): (f64, f64)| (sm * new + (1.0 - sm) * old).clamp(lo, hi);
+        self.corrections.prefill = blend(k, c.prefill, (self.cfg.min, self.cfg.max));
+        self.corrections.prefill_tail = blend(t, c.prefill_tail, TAIL_RANGE);
+        self.corrections.prefill_variability = blend(v, c.prefill_variability, VARIABILITY_RANGE);
     }
 
+    /// Records an interval's decode evidence and refits the ITL multiplier: against the
+    /// profile at the observed KV utilisation when it is known (true in transients too),
+    /// else against the steady-state batch.
     pub fn learn_decode(&mut self, e: Evidence) {
         if !self.cfg.enabled {
             return;
@@ -354,9 +400,15 @@ impl PerformanceModel {
         let ev = self.decode_evidence.clone();
         let model = &self.decode;
         let fit = fit_correction(&ev, self.cfg.min, self.cfg.max, 1.0, |e, k| {
-            let exp = decode_itl_ms(model, k, e.lambda, e.engines, e.isl, e.osl, 0.0, 4.0)
-                .map_or(f64::INFINITY, |x| x.0);
-            Some((exp, e.observed_ms))
+            let context = e.isl + e.osl / 2.0;
+            match e.observed_kv {
+                Some(kv) => Some((k * model.itl_ms(kv, context), e.observed_ms)),
+                None => e.steady.then(|| {
+                    let exp = decode_itl_ms(model, k, e.lambda, e.engines, e.isl, e.osl, 0.0, 4.0)
+                        .map_or(f64::INFINITY, |x| x.0);
+                    (exp, e.observed_ms)
+                }),
+            }
         });
         if let Some(k) = fit {
             let s = self.cfg.smoothing;
@@ -438,6 +490,8 @@ mod tests {
                     osl: 300.0,
                     observed_ms: mean,
                     observed_tail_ms: Some(tail),
+                    steady: true,
+                    observed_kv: None,
                     weight: 100.0,
                 });
             }
@@ -461,6 +515,8 @@ mod tests {
                 osl: 300.0,
                 observed_ms: 1000.0,
                 observed_tail_ms: None,
+                steady: true,
+                observed_kv: Some(0.01),
                 weight: 100.0,
             });
         }

@@ -94,6 +94,50 @@ pub struct Observation {
     pub replicas: Option<RoleReplicas>,
 }
 
+impl Observation {
+    /// Checks values a JSON reader cannot: ranges. The message starts with the field's name.
+    pub fn validate(&self) -> Result<(), String> {
+        let nonneg = |name: &str, v: Option<f64>| match v {
+            Some(x) if !(x.is_finite() && x >= 0.0) => {
+                Err(format!("{name}: must be a number >= 0 (got {x})"))
+            }
+            _ => Ok(()),
+        };
+        if !self.time_s.is_finite() {
+            return Err(format!("time_s: must be a number (got {})", self.time_s));
+        }
+        if !(self.interval_s.is_finite() && self.interval_s > 0.0) {
+            return Err(format!("interval_s: must be > 0 (got {})", self.interval_s));
+        }
+        nonneg("requests", self.requests)?;
+        nonneg("isl_mean", self.isl_mean)?;
+        nonneg("osl_mean", self.osl_mean)?;
+        nonneg("queued_prefill_tokens", self.queued_prefill_tokens)?;
+        for (name, l) in [("ttft_ms", self.ttft_ms), ("itl_ms", self.itl_ms)] {
+            if let Some(l) = l {
+                for (q, v) in [
+                    ("mean", l.mean),
+                    ("p50", l.p50),
+                    ("p90", l.p90),
+                    ("p99", l.p99),
+                ] {
+                    nonneg(&format!("{name}.{q}"), Some(v))?;
+                }
+            }
+        }
+        if let Some(k) = self.kv_utilization {
+            for (role, v) in [("prefill", k.prefill), ("decode", k.decode)] {
+                if let Some(x) = v {
+                    if !(0.0..=1.0).contains(&x) {
+                        return Err(format!("kv_utilization.{role}: must be in 0..1 (got {x})"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What a policy forecast for the horizon it planned for.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct Forecast {

@@ -116,7 +116,7 @@ pub fn normal_quantile(p: f64) -> f64 {
         -3.969683028665376e1,
         2.209460984245205e2,
         -2.759285104469687e2,
-        1.383577518672690e2,
+        1.38357751867269e2,
         -3.066479806614716e1,
         2.506628277459239,
     ];
@@ -168,6 +168,8 @@ pub struct SlaPlanner {
     osl: SignalForecaster,
     stabilizer: Stabilizer,
     last: Option<(u32, u32)>,
+    /// Ready replicas at the previous observation, to tell steady intervals.
+    last_ready: Option<(u32, u32)>,
 }
 
 /// Fewest requests in an interval for its latencies to count as evidence.
@@ -187,6 +189,7 @@ impl SlaPlanner {
             ctx,
             cfg,
             last: None,
+            last_ready: None,
         }
     }
 
@@ -212,6 +215,7 @@ impl SlaPlanner {
     fn hold(&mut self, obs: &Observation, why: &str) -> Decision {
         let (p, d) = self.current(obs);
         let (p, d, notes) = self.ctx.limits.clamp(p, d);
+        self.stabilizer.note_hold(obs.time_s, (p, d));
         let mut reasons = vec![format!("hold: {why}")];
         reasons.extend(notes);
         self.last = Some((p, d));
@@ -232,6 +236,12 @@ impl SlaPlanner {
             return;
         }
         let lambda = requests / interval_s;
+        let prev = self.last_ready.replace((r.prefill.ready, r.decode.ready));
+        let steady = |s: &crate::planner::ReplicaState, prev_ready: Option<u32>| {
+            s.starting == 0 && s.draining == 0 && prev_ready == Some(s.ready)
+        };
+        let prefill_steady = steady(&r.prefill, prev.map(|p| p.0));
+        let decode_steady = steady(&r.decode, prev.map(|p| p.1));
         if let Some(t) = obs.ttft_ms.filter(|t| t.mean.is_finite() && t.mean > 0.0) {
             if r.prefill.ready > 0 {
                 self.model.learn_prefill(Evidence {
@@ -241,6 +251,8 @@ impl SlaPlanner {
                     osl,
                     observed_ms: t.mean,
                     observed_tail_ms: Some(t.p99).filter(|v| v.is_finite() && *v > 0.0),
+                    steady: prefill_steady,
+                    observed_kv: None,
                     weight: requests,
                 });
             }
@@ -254,6 +266,11 @@ impl SlaPlanner {
                     osl,
                     observed_ms: t.mean,
                     observed_tail_ms: None,
+                    steady: decode_steady,
+                    observed_kv: obs
+                        .kv_utilization
+                        .and_then(|k| k.decode)
+                        .filter(|k| k.is_finite() && *k >= 0.0),
                     weight: requests,
                 });
             }
@@ -364,8 +381,8 @@ impl Policy for SlaPlanner {
         reasons.extend(clip);
         let c = self.model.corrections;
         reasons.push(format!(
-            "corrections: prefill x{:.2} (waiting variability {:.2}), decode x{:.2}",
-            c.prefill, c.prefill_variability, c.decode
+            "corrections: prefill x{:.2} (slowest prompts x{:.2}, waiting variability {:.2}), decode x{:.2}",
+            c.prefill, c.prefill_tail, c.prefill_variability, c.decode
         ));
         self.last = Some((p, d));
         let horizon_s = h as f64 * interval_s;

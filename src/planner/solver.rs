@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{decode_itl_ms, prefill_ttft_ms, PerformanceModel};
+use super::model::{decode_itl_ms, prefill_ttft_ms, prefill_ttft_quantile_ms, PerformanceModel};
 use super::{Limits, Sla};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -58,16 +58,42 @@ fn effective_lambda(load: &Load) -> f64 {
     load.lambda.max(0.0) + backlog_rate.max(0.0)
 }
 
-/// TTFT at the configured percentile with `p` prefill engines.
+/// TTFT at the configured percentile with `p` prefill engines: the slowest prompts' own
+/// time plus the waiting quantile.
 pub fn prefill_ttft(model: &PerformanceModel, cfg: &SolverConfig, load: &Load, p: u32) -> f64 {
-    prefill_ttft_ms(
+    let c = &model.corrections;
+    prefill_ttft_quantile_ms(
         effective_lambda(load),
         p,
         model.prefill_service_ms(load.isl),
+        c.prefill_tail,
         cfg.ttft_quantile,
-        model.corrections.prefill_variability,
+        c.prefill_variability,
     )
-    .0
+}
+
+/// Whether `p` prefill engines meet the TTFT target. When the slowest prompts miss it even
+/// alone, no replica count helps them: then waiting must not push the typical prompt past it.
+fn prefill_meets(
+    model: &PerformanceModel,
+    cfg: &SolverConfig,
+    load: &Load,
+    sla: &Sla,
+    p: u32,
+) -> bool {
+    let service = model.prefill_service_ms(load.isl);
+    if service * model.corrections.prefill_tail < sla.ttft_ms {
+        prefill_ttft(model, cfg, load, p) <= sla.ttft_ms
+    } else {
+        prefill_ttft_ms(
+            effective_lambda(load),
+            p,
+            service,
+            cfg.ttft_quantile,
+            model.corrections.prefill_variability,
+        )
+        .0 <= sla.ttft_ms
+    }
 }
 
 /// ITL at the configured batch quantile with `d` decode engines; infinite when they cannot keep up.
@@ -110,8 +136,14 @@ fn solve_disaggregated(
     load: &Load,
 ) -> Solution {
     let mut notes = Vec::new();
+    if model.prefill_service_ms(load.isl) * model.corrections.prefill_tail >= sla.ttft_ms {
+        notes.push(format!(
+            "the slowest prompts ({:.0} ms alone) miss the TTFT target whatever the replicas; sized for the rest",
+            model.prefill_service_ms(load.isl) * model.corrections.prefill_tail
+        ));
+    }
     let p = match smallest(limits.min_prefill, limits.max_prefill, |p| {
-        prefill_ttft(model, cfg, load, p) <= sla.ttft_ms
+        prefill_meets(model, cfg, load, sla, p)
     }) {
         Some(p) => {
             notes.push(format!(

@@ -130,6 +130,11 @@ impl Stabilizer {
         }
     }
 
+    /// Records a decision that kept `current` (a hold), so a later scale-down waits for it.
+    pub fn note_hold(&mut self, now_s: f64, current: (u32, u32)) {
+        self.wishes.push_back((now_s, current.0, current.1));
+    }
+
     /// `wish` is the solver's `(prefill, decode)`, `current` the replicas ready or starting.
     pub fn apply(
         &mut self,
@@ -159,7 +164,10 @@ mod tests {
     use super::*;
 
     /// Feeds `(time, wish, current)` steps and returns the targets.
-    fn run(cfg: StabilizerConfig, steps: &[(f64, (u32, u32), (u32, u32))]) -> Vec<(u32, u32)> {
+    /// `(time, wish, current)`.
+    type Step = (f64, (u32, u32), (u32, u32));
+
+    fn run(cfg: StabilizerConfig, steps: &[Step]) -> Vec<(u32, u32)> {
         let mut s = Stabilizer::new(cfg);
         steps.iter().map(|&(t, w, c)| s.apply(t, w, c).0).collect()
     }

@@ -44,6 +44,27 @@ impl OraclePolicy {
         }
     }
 
+    /// The replicas the oracle starts with, planning only the intervals that decides.
+    pub fn plan_prefix(
+        cfg: &SimConfig,
+        profile: &Profile,
+        requests: &[Request],
+        target: f64,
+    ) -> (u32, u32) {
+        let n = ((cfg.interval_s + cfg.startup_s) / cfg.interval_s)
+            .ceil()
+            .max(1.0) as usize;
+        let mut p = cfg.limits.min_prefill;
+        let mut d = cfg.limits.min_decode;
+        for k in 0..n {
+            let (np, nd) = need_for_interval(cfg, profile, requests, k, target);
+            p = p.max(np);
+            d = d.max(nd);
+        }
+        let (p, d, _) = cfg.limits.clamp(p, d);
+        (p, d)
+    }
+
     pub fn needs(&self) -> &[(u32, u32)] {
         &self.needs
     }
@@ -119,7 +140,8 @@ fn smallest(lo: u32, hi: u32, mut ok: impl FnMut(u32) -> bool) -> u32 {
     good
 }
 
-fn need_for_interval(
+/// The cheapest static `(prefill, decode)` that meets `target` for interval `k`'s requests.
+pub fn need_for_interval(
     cfg: &SimConfig,
     profile: &Profile,
     requests: &[Request],
@@ -193,19 +215,6 @@ impl Policy for OraclePolicy {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::smallest;
-
-    #[test]
-    fn smallest_finds_threshold() {
-        assert_eq!(smallest(1, 10, |x| x >= 4), 4);
-        assert_eq!(smallest(1, 10, |_| true), 1);
-        assert_eq!(smallest(1, 10, |_| false), 10);
-        assert_eq!(smallest(3, 3, |_| false), 3);
-    }
-}
-
 /// The cheapest static deployment that meets `target` SLO attainment over the whole
 /// workload, found by simulation (it sees the whole workload; a baseline, not a policy
 /// anyone could run). Falls back to the largest deployment that fits the budget.
@@ -271,5 +280,18 @@ pub fn best_static(
         } else {
             return (p, d);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::smallest;
+
+    #[test]
+    fn smallest_finds_threshold() {
+        assert_eq!(smallest(1, 10, |x| x >= 4), 4);
+        assert_eq!(smallest(1, 10, |_| true), 1);
+        assert_eq!(smallest(1, 10, |_| false), 10);
+        assert_eq!(smallest(3, 3, |_| false), 3);
     }
 }

@@ -1,0 +1,138 @@
+//! `sla-planner decide`: JSON lines in, one decision or one error per line out.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn decide(args: &[&str], input: &str) -> (i32, Vec<serde_json::Value>, String) {
+    let mut child = Command::new(common::bin())
+        .arg("decide")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each output line is JSON"))
+        .collect();
+    (
+        out.status.code().unwrap_or(-1),
+        lines,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn obs(t: f64, requests: f64, ready: (u32, u32)) -> String {
+    serde_json::json!({
+        "time_s": t, "interval_s": 60, "requests": requests, "isl_mean": 3000, "osl_mean": 300,
+        "ttft_ms": {"mean": 70, "p50": 65, "p90": 90, "p99": 130},
+        "itl_ms": {"mean": 7, "p50": 7, "p90": 8, "p99": 9},
+        "kv_utilization": {"decode": 0.05},
+        "queued_prefill_tokens": 0,
+        "replicas": {"prefill": {"ready": ready.0}, "decode": {"ready": ready.1}}
+    })
+    .to_string()
+}
+
+#[test]
+fn one_decision_per_line_and_more_load_more_replicas() {
+    let input = [obs(60.0, 300.0, (1, 1)), obs(120.0, 2700.0, (1, 1))].join("\n") + "\n";
+    let (code, out, err) = decide(&["--scenario", "sin-5-45"], &input);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.len(), 2);
+    for d in &out {
+        assert!(
+            d["prefill"].is_u64()
+                && d["decode"].is_u64()
+                && d["reasons"].is_array()
+                && d["forecast"].is_object(),
+            "{d}"
+        );
+    }
+    assert!(
+        out[1]["prefill"].as_u64() > out[0]["prefill"].as_u64(),
+        "{out:?}"
+    );
+    assert!(out[1]["decode"].as_u64() >= out[0]["decode"].as_u64());
+    assert!(
+        out[1]["prefill"].as_u64().unwrap() + out[1]["decode"].as_u64().unwrap() <= 12,
+        "within the scenario's budget"
+    );
+}
+
+#[test]
+fn malformed_lines_get_an_error_naming_the_field_and_the_run_goes_on() {
+    let input = [
+        obs(60.0, 300.0, (1, 1)),
+        r#"{"time_s": 120, "interval_s": 60, "requests": "many"}"#.to_string(),
+        r#"{"time_s": 180, "interval_s": 60, "ttft_ms": {"mean": 1}}"#.to_string(),
+        r#"{"time_s": 240, "interval_s": 60, "kv_utilization": {"decode": 3}}"#.to_string(),
+        "not json".to_string(),
+        obs(300.0, 600.0, (2, 2)),
+    ]
+    .join("\n");
+    let (code, out, err) = decide(&["--scenario", "sin-5-45"], &input);
+    assert_eq!(code, 2, "input errors exit 2 at the end");
+    assert!(err.contains("4 input lines"), "{err}");
+    assert_eq!(out.len(), 6);
+    assert!(
+        out[1]["error"].as_str().unwrap().contains("field requests"),
+        "{}",
+        out[1]
+    );
+    assert_eq!(out[1]["line"], 2);
+    assert!(
+        out[2]["error"].as_str().unwrap().contains("ttft_ms"),
+        "{}",
+        out[2]
+    );
+    assert!(
+        out[3]["error"]
+            .as_str()
+            .unwrap()
+            .contains("kv_utilization.decode"),
+        "{}",
+        out[3]
+    );
+    assert!(out[4]["error"].is_string());
+    assert!(out[5]["prefill"].is_u64(), "the run goes on: {}", out[5]);
+}
+
+#[test]
+fn config_file_and_its_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("planner.yaml");
+    std::fs::write(
+        &good,
+        "sla: { ttft_ms: 300, itl_ms: 15 }\ndeployment: { interval_s: 30, startup_s: 90, gpu_budget: 6, max_decode: 3 }\nplanner: { forecaster: kalman }\n",
+    )
+    .unwrap();
+    let (code, out, err) = decide(
+        &["--config", good.to_str().unwrap()],
+        &(obs(30.0, 3000.0, (1, 1)) + "\n"),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out[0]["decode"].as_u64().unwrap() <= 3);
+    // The observation says 60 s intervals: 60 + 90 s of cold start is three whole intervals.
+    assert_eq!(out[0]["forecast"]["horizon_s"], 180.0);
+
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(&bad, "sla: { ttft_ms: 300, itl_ms: 15 }\ndeployment: { interval_s: 30, startup_s: 90, gpu_budget: 6 }\nplanner: { headroom_quantile: 2 }\n").unwrap();
+    let (code, _, err) = decide(&["--config", bad.to_str().unwrap()], "");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("bad.yaml") && err.contains("planner.headroom_quantile"),
+        "{err}"
+    );
+}

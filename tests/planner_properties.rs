@@ -1,0 +1,141 @@
+//! Properties of the planner that must hold whatever it is shown.
+
+use proptest::prelude::*;
+
+use sla_planner::planner::model::{CorrectionConfig, PerformanceModel};
+use sla_planner::planner::sla_planner::{PlannerConfig, SlaPlanner};
+use sla_planner::planner::solver::{solve, Load, Mode, SolverConfig};
+use sla_planner::planner::{
+    LatencySummary, Limits, Observation, Policy, PolicyContext, ReplicaState, RoleKv, RoleReplicas,
+    Sla,
+};
+use sla_planner::profile::Profile;
+
+fn limits(min_p: u32, max_p: u32, min_d: u32, max_d: u32, budget: u32) -> Limits {
+    Limits {
+        min_prefill: min_p,
+        max_prefill: max_p,
+        min_decode: min_d,
+        max_decode: max_d,
+        gpu_budget: budget,
+        gpus_per_prefill_engine: 1,
+        gpus_per_decode_engine: 1,
+    }
+}
+
+fn context(l: Limits) -> PolicyContext {
+    let p = Profile::embedded_default();
+    PolicyContext {
+        sla: Sla {
+            ttft_ms: 200.0,
+            itl_ms: 10.0,
+        },
+        limits: l,
+        interval_s: 60.0,
+        startup_s: 120.0,
+        prefill: p.prefill_model(),
+        decode: p.decode_model(),
+        max_context_tokens: p.max_context_tokens,
+    }
+}
+
+fn latency() -> impl Strategy<Value = Option<LatencySummary>> {
+    prop::option::of(
+        (0.1f64..5000.0, 1.0f64..3.0).prop_map(|(m, s)| LatencySummary {
+            mean: m,
+            p50: m,
+            p90: m * s,
+            p99: m * s * s,
+        }),
+    )
+}
+
+prop_compose! {
+    fn observation(t: f64)(
+        requests in prop::option::of(0.0f64..20000.0),
+        isl in prop::option::of(1.0f64..16000.0),
+        osl in prop::option::of(1.0f64..4000.0),
+        ttft in latency(),
+        itl in latency(),
+        kv in prop::option::of(0.0f64..1.0),
+        queued in prop::option::of(0.0f64..1e7),
+        replicas in prop::option::of((0u32..20, 0u32..5, 0u32..20, 0u32..5)),
+    ) -> Observation {
+        Observation {
+            time_s: t,
+            interval_s: 60.0,
+            requests,
+            isl_mean: isl,
+            osl_mean: osl,
+            ttft_ms: ttft,
+            itl_ms: itl,
+            kv_utilization: kv.map(|k| RoleKv { prefill: None, decode: Some(k) }),
+            queued_prefill_tokens: queued,
+            replicas: replicas.map(|(pr, ps, dr, ds)| RoleReplicas {
+                prefill: ReplicaState { ready: pr, starting: ps, draining: 0 },
+                decode: ReplicaState { ready: dr, starting: ds, draining: 0 },
+            }),
+        }
+    }
+}
+
+fn observations() -> impl Strategy<Value = Vec<Observation>> {
+    (1usize..25).prop_flat_map(|n| {
+        (0..n)
+            .map(|i| observation(60.0 * (i + 1) as f64))
+            .collect::<Vec<_>>()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn never_outside_limits_or_budget(obs in observations(), min_p in 1u32..3, min_d in 1u32..3, extra in 0u32..8, budget in 4u32..20) {
+        let l = limits(min_p, min_p + extra, min_d, min_d + extra, budget.max(min_p + min_d));
+        let mut planner = SlaPlanner::new(context(l), PlannerConfig::default());
+        for o in &obs {
+            let d = planner.decide(o.time_s, o);
+            prop_assert!(d.prefill >= l.min_prefill && d.prefill <= l.max_prefill, "{d:?}");
+            prop_assert!(d.decode >= l.min_decode && d.decode <= l.max_decode, "{d:?}");
+            prop_assert!(l.gpus(d.prefill, d.decode) <= l.gpu_budget, "{d:?}");
+            prop_assert!(!d.reasons.is_empty());
+        }
+    }
+
+    #[test]
+    fn holds_when_the_request_count_is_missing(obs in observations(), pr in 1u32..6, ps in 0u32..3, dr in 1u32..6, ds in 0u32..3) {
+        let l = limits(1, 16, 1, 16, 32);
+        let mut planner = SlaPlanner::new(context(l), PlannerConfig::default());
+        for o in &obs {
+            planner.decide(o.time_s, o);
+        }
+        let t = obs.last().map_or(0.0, |o| o.time_s) + 60.0;
+        let blind = Observation {
+            time_s: t,
+            interval_s: 60.0,
+            replicas: Some(RoleReplicas {
+                prefill: ReplicaState { ready: pr, starting: ps, draining: 0 },
+                decode: ReplicaState { ready: dr, starting: ds, draining: 0 },
+            }),
+            ..Default::default()
+        };
+        let d = planner.decide(t, &blind);
+        prop_assert_eq!((d.prefill, d.decode), (pr + ps, dr + ds));
+        prop_assert!(d.reasons[0].starts_with("hold"));
+    }
+
+    #[test]
+    fn more_load_never_fewer_replicas(lambda in 0.0f64..80.0, more in 0.0f64..40.0, isl in 50.0f64..12000.0, osl in 2.0f64..2000.0, v in 0.2f64..5.0, k in 0.5f64..2.0) {
+        let p = Profile::embedded_default();
+        let mut m = PerformanceModel::new(p.prefill_model(), p.decode_model(), CorrectionConfig::default());
+        m.corrections.prefill_variability = v;
+        m.corrections.decode = k;
+        let l = limits(1, 64, 1, 64, 128);
+        let cfg = SolverConfig { ttft_quantile: 0.99, itl_batch_z: 2.33, kv_fraction: 0.9, mode: Mode::Disaggregated };
+        let sla = Sla { ttft_ms: 500.0, itl_ms: 20.0 };
+        let a = solve(&m, &sla, &l, &cfg, &Load { lambda, isl, osl, backlog_tokens: 0.0, drain_s: 60.0 });
+        let b = solve(&m, &sla, &l, &cfg, &Load { lambda: lambda + more, isl, osl, backlog_tokens: 0.0, drain_s: 60.0 });
+        prop_assert!(b.prefill >= a.prefill && b.decode >= a.decode, "{a:?} then {b:?}");
+    }
+}
