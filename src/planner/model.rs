@@ -142,8 +142,6 @@ impl Default for Corrections {
 
 /// Bounds of the learned prefill-time spread.
 pub const TAIL_RANGE: (f64, f64) = (1.0, 8.0);
-/// Below this utilisation waiting is negligible, so a TTFT tail is the prompts' spread.
-const LOW_UTILISATION: f64 = 0.3;
 
 /// TTFT at the `quantile` for mean service `service_ms`, service spread `tail` and waiting
 /// variability `v`: the slowest prompts' own time plus the waiting quantile. Adding the two
@@ -327,60 +325,56 @@ impl PerformanceModel {
         self.corrections.prefill * self.prefill.ttft_ms(isl)
     }
 
-    /// Records an interval's prefill evidence and refits, each from the evidence that
-    /// speaks to it: the service-time multiplier from steady intervals' mean TTFT, the prompt
-    /// spread from quiet intervals' p99 (no waiting to speak of), and the waiting variability
-    /// from busy steady intervals' p99.
+    /// Records an interval's prefill evidence and refits, from steady intervals only (the
+    /// replicas did not change during them): the service-time multiplier from mean TTFT,
+    /// then the prompt spread and the waiting variability from the p99, in turn. Quiet
+    /// intervals pin the spread (little waiting), busy ones the variability.
     pub fn learn_prefill(&mut self, e: Evidence) {
         if !self.cfg.enabled {
             return;
         }
         push_window(&mut self.prefill_evidence, e, self.cfg.window);
-        let ev = self.prefill_evidence.clone();
+        let ev: Vec<Evidence> = self
+            .prefill_evidence
+            .iter()
+            .copied()
+            .filter(|e| e.steady)
+            .collect();
+        if ev.is_empty() {
+            return;
+        }
         let profile = &self.prefill;
         let c = self.corrections;
-        let rho = |e: &Evidence, k: f64| {
-            e.lambda * k * profile.ttft_ms(e.isl) / 1000.0 / e.engines.max(1) as f64
-        };
-        let k = fit_correction(&ev, self.cfg.min, self.cfg.max, 1.0, |e, k| {
-            e.steady.then(|| {
-                (
-                    prefill_ttft_ms(
-                        e.lambda,
-                        e.engines,
-                        k * profile.ttft_ms(e.isl),
-                        0.5,
-                        c.prefill_variability,
-                    )
-                    .1,
-                    e.observed_ms,
-                )
-            })
-        })
-        .unwrap_or(c.prefill);
+        let (mut k, mut t, mut v) = (c.prefill, c.prefill_tail, c.prefill_variability);
         let (tlo, thi) = TAIL_RANGE;
-        let t = fit_correction(&ev, tlo, thi, 1.0, |e, t| {
-            let s = k * profile.ttft_ms(e.isl);
-            (rho(e, k) < LOW_UTILISATION)
-                .then_some(())
-                .and(e.observed_tail_ms)
-                .map(|p99| (t * s, p99))
-        })
-        .unwrap_or(c.prefill_tail);
         let (vlo, vhi) = VARIABILITY_RANGE;
-        let v = fit_correction(&ev, vlo, vhi, 1.0, |e, v| {
-            let s = k * profile.ttft_ms(e.isl);
-            (e.steady && rho(e, k) >= LOW_UTILISATION)
-                .then_some(())
-                .and(e.observed_tail_ms)
-                .map(|p99| {
-                    (
-                        prefill_ttft_quantile_ms(e.lambda, e.engines, s, t, TAIL_QUANTILE, v),
-                        p99,
-                    )
-                })
-        })
-        .unwrap_or(c.prefill_variability);
+        for _ in 0..3 {
+            k = fit_correction(&ev, self.cfg.min, self.cfg.max, 1.0, |e, k| {
+                Some((
+                    prefill_ttft_ms(e.lambda, e.engines, k * profile.ttft_ms(e.isl), 0.5, v).1,
+                    e.observed_ms,
+                ))
+            })
+            .unwrap_or(k);
+            let p99 = |e: &Evidence, t: f64, v: f64| {
+                prefill_ttft_quantile_ms(
+                    e.lambda,
+                    e.engines,
+                    k * profile.ttft_ms(e.isl),
+                    t,
+                    TAIL_QUANTILE,
+                    v,
+                )
+            };
+            t = fit_correction(&ev, tlo, thi, 1.0, |e, t| {
+                e.observed_tail_ms.map(|o| (p99(e, t, v), o))
+            })
+            .unwrap_or(t);
+            v = fit_correction(&ev, vlo, vhi, 1.0, |e, v| {
+                e.observed_tail_ms.map(|o| (p99(e, t, v), o))
+            })
+            .unwrap_or(v);
+        }
         let sm = self.cfg.smoothing;
         let blend =
             |new: f64, old: f64, (lo, hi): (f64, f64)| (sm * new + (1.0 - sm) * old).clamp(lo, hi);

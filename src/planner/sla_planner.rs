@@ -310,7 +310,9 @@ impl Policy for SlaPlanner {
         let z = normal_quantile(self.cfg.headroom_quantile);
         let solver_cfg = SolverConfig {
             ttft_quantile: self.cfg.ttft_quantile,
-            itl_batch_z: normal_quantile(self.cfg.itl_quantile),
+            // A request's ITL averages the batch over its own lifetime, which has 2/3 of the
+            // variance of the batch at one instant (M/D/inf, window = service time).
+            itl_batch_z: normal_quantile(self.cfg.itl_quantile) * (2.0f64 / 3.0).sqrt(),
             kv_fraction: self.cfg.kv_fraction,
             mode: self.cfg.mode,
         };
