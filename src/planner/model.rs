@@ -285,7 +285,8 @@ pub fn fit_correction<F: Fn(&Evidence, f64) -> Option<(f64, f64)>>(
         expected,
         prior,
     };
-    let solver = BrentOpt::new(lo, hi);
+    // Corrections are smoothed and bounded: a relative precision of 1e-4 is plenty.
+    let solver = BrentOpt::new(lo, hi).set_tolerance(1e-4, 1e-6);
     let res = Executor::new(problem, solver)
         .configure(|s| s.max_iters(60))
         .run()
@@ -348,7 +349,7 @@ impl PerformanceModel {
         let (mut k, mut t, mut v) = (c.prefill, c.prefill_tail, c.prefill_variability);
         let (tlo, thi) = TAIL_RANGE;
         let (vlo, vhi) = VARIABILITY_RANGE;
-        for _ in 0..3 {
+        for _ in 0..2 {
             k = fit_correction(&ev, self.cfg.min, self.cfg.max, 1.0, |e, k| {
                 Some((
                     prefill_ttft_ms(e.lambda, e.engines, k * profile.ttft_ms(e.isl), 0.5, v).1,
