@@ -497,12 +497,13 @@ impl Sim<'_> {
 
     fn arrive(&mut self, id: u32) {
         let r = self.requests[id as usize];
-        self.acc.on_arrival(r.isl);
         let need = r.isl as f64 + r.osl as f64;
         if need > self.cfg.max_context_tokens || need > self.decode_model.max_kv_tokens() {
-            // Too large for the model's context: rejected and counted, never clamped.
+            // Too large for the model's context: rejected and counted, never clamped. The
+            // observation counts served requests, as PromQL filtered on success would.
             return;
         }
+        self.acc.on_arrival(r.isl);
         self.route_prefill(id);
     }
 
