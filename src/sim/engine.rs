@@ -44,6 +44,10 @@ impl PrefillEngine {
         self.queue.is_empty()
     }
 
+    pub fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
     pub fn enqueue(&mut self, id: u32, isl: u32) {
         self.queue.push_back((id, 0));
         self.queued_tokens += isl as u64;

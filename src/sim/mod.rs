@@ -142,16 +142,37 @@ struct InFlight {
     finish_s: f64,
 }
 
-struct Sim<'a> {
-    cfg: &'a SimConfig,
+/// One step of a request's life, recorded when asked for (the emulator turns these into
+/// Prometheus metrics).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Record {
+    Arrival {
+        isl: u32,
+    },
+    FirstToken {
+        ttft_s: f64,
+    },
+    Completion {
+        osl: u32,
+        itl_s: Option<f64>,
+        duration_s: f64,
+    },
+}
+
+/// A simulated deployment that can be stepped: the dry run drives it tick by tick, the
+/// emulator in real time.
+pub struct Deployment {
+    cfg: SimConfig,
     prefill_model: PrefillModel,
     decode_model: DecodeModel,
-    requests: &'a [Request],
+    requests: Vec<Request>,
     outcomes: Vec<Outcome>,
     flight: Vec<InFlight>,
     heap: BinaryHeap<Scheduled>,
     seq: u64,
     now: f64,
+    next_arrival: usize,
+    next_scrape: f64,
     prefill: Vec<PrefillEngine>,
     decode: Vec<DecodeEngine>,
     /// Requests waiting for any ready prefill engine (only when none is ready).
@@ -159,6 +180,7 @@ struct Sim<'a> {
     /// Requests whose KV has arrived but no decode engine has room.
     decode_waiting: VecDeque<u32>,
     acc: IntervalAccumulator,
+    records: Option<Vec<Record>>,
     target: (u32, u32),
     max_prefill: u32,
     max_decode: u32,
@@ -172,42 +194,8 @@ pub fn simulate(
     policy: &mut dyn Policy,
     progress: Option<&indicatif::ProgressBar>,
 ) -> SimResult {
-    let mut sim = Sim {
-        cfg,
-        prefill_model: profile.prefill_model(),
-        decode_model: profile.decode_model(),
-        requests,
-        outcomes: vec![
-            Outcome {
-                ttft_ms: f32::NAN,
-                itl_ms: f32::NAN
-            };
-            requests.len()
-        ],
-        flight: vec![InFlight::default(); requests.len()],
-        heap: BinaryHeap::new(),
-        seq: 0,
-        now: 0.0,
-        prefill: Vec::new(),
-        decode: Vec::new(),
-        prefill_backlog: VecDeque::new(),
-        decode_waiting: VecDeque::new(),
-        acc: IntervalAccumulator::default(),
-        target: (0, 0),
-        max_prefill: 0,
-        max_decode: 0,
-    };
-    let (p0, d0) = policy.initial_replicas().unwrap_or(cfg.initial);
-    let (p0, d0, _) = cfg.limits.clamp(p0, d0);
-    for _ in 0..p0 {
-        sim.prefill.push(PrefillEngine::new(0.0, Life::Ready));
-    }
-    for _ in 0..d0 {
-        sim.decode.push(DecodeEngine::new(0.0, Life::Ready));
-    }
-    sim.target = (p0, d0);
-    sim.note_peaks();
-
+    let initial = policy.initial_replicas().unwrap_or(cfg.initial);
+    let mut sim = Deployment::new(cfg.clone(), profile, requests.to_vec(), initial);
     let mut timeline = Vec::new();
     // The first decision, at time 0, sees an empty interval and the initial replicas.
     let first_obs = Observation {
@@ -219,53 +207,26 @@ pub fn simulate(
     let d = policy.decide(0.0, &first_obs);
     sim.apply_targets(d.prefill, d.decode);
 
-    let mut next_arrival = 0usize;
     let mut next_tick = cfg.interval_s;
-    let mut next_scrape = cfg.scrape_s;
-    loop {
-        let t_arrival = requests
-            .get(next_arrival)
-            .map_or(f64::INFINITY, |r| r.arrival_s);
-        let t_event = sim.heap.peek().map_or(f64::INFINITY, |e| e.at);
-        let ticking = next_tick <= cfg.duration_s + 1e-9;
-        let t_tick = if ticking { next_tick } else { f64::INFINITY };
-        let t_scrape = if ticking { next_scrape } else { f64::INFINITY };
-        let t = t_event.min(t_arrival).min(t_tick).min(t_scrape);
-        if !t.is_finite() {
-            break;
-        }
-        sim.now = t;
-        if t_event <= t {
-            let e = sim.heap.pop().expect("peeked");
-            sim.handle(e.event);
-        } else if t_arrival <= t {
-            sim.arrive(next_arrival as u32);
-            next_arrival += 1;
-            if let Some(pb) = progress {
-                if next_arrival % 4096 == 0 {
-                    pb.set_position(next_arrival as u64);
-                }
-            }
-        } else if t_scrape <= t {
-            sim.scrape();
-            next_scrape += cfg.scrape_s;
-        } else {
-            let replicas = sim.replica_states();
-            let (obs, extras) = sim.acc.take(t, cfg.interval_s, replicas);
-            let decision = policy.decide(t, &obs);
-            sim.apply_targets(decision.prefill, decision.decode);
-            timeline.push(IntervalRow {
-                observation: obs,
-                completions: extras.completions,
-                attainment: None,
-                target_prefill: sim.target.0,
-                target_decode: sim.target.1,
-                gpus: sim.gpus_held(),
-                reasons: decision.reasons,
-            });
-            next_tick += cfg.interval_s;
-        }
+    while next_tick <= cfg.duration_s + 1e-9 {
+        sim.advance_to(next_tick, progress);
+        let t = next_tick;
+        let replicas = sim.replica_states();
+        let (obs, extras) = sim.acc.take(t, cfg.interval_s, replicas);
+        let decision = policy.decide(t, &obs);
+        sim.apply_targets(decision.prefill, decision.decode);
+        timeline.push(IntervalRow {
+            observation: obs,
+            completions: extras.completions,
+            attainment: None,
+            target_prefill: sim.target.0,
+            target_decode: sim.target.1,
+            gpus: sim.gpus_held(),
+            reasons: decision.reasons,
+        });
+        next_tick += cfg.interval_s;
     }
+    sim.advance_to(f64::INFINITY, progress);
     if let Some(pb) = progress {
         pb.set_position(requests.len() as u64);
     }
@@ -311,7 +272,174 @@ fn fill_attainment(
     }
 }
 
-impl Sim<'_> {
+impl Deployment {
+    /// A deployment with `initial` replicas ready at time 0 (within the limits), to serve
+    /// `requests` (sorted by arrival).
+    pub fn new(
+        cfg: SimConfig,
+        profile: &Profile,
+        requests: Vec<Request>,
+        initial: (u32, u32),
+    ) -> Deployment {
+        let n = requests.len();
+        let (p0, d0, _) = cfg.limits.clamp(initial.0, initial.1);
+        let mut sim = Deployment {
+            prefill_model: profile.prefill_model(),
+            decode_model: profile.decode_model(),
+            outcomes: vec![
+                Outcome {
+                    ttft_ms: f32::NAN,
+                    itl_ms: f32::NAN
+                };
+                n
+            ],
+            flight: vec![InFlight::default(); n],
+            heap: BinaryHeap::new(),
+            seq: 0,
+            now: 0.0,
+            next_arrival: 0,
+            next_scrape: cfg.scrape_s,
+            prefill: (0..p0)
+                .map(|_| PrefillEngine::new(0.0, Life::Ready))
+                .collect(),
+            decode: (0..d0)
+                .map(|_| DecodeEngine::new(0.0, Life::Ready))
+                .collect(),
+            prefill_backlog: VecDeque::new(),
+            decode_waiting: VecDeque::new(),
+            acc: IntervalAccumulator::default(),
+            records: None,
+            target: (p0, d0),
+            max_prefill: 0,
+            max_decode: 0,
+            requests,
+            cfg,
+        };
+        sim.note_peaks();
+        sim
+    }
+
+    /// Keeps a [`Record`] of every arrival, first token and completion from now on.
+    pub fn record(&mut self) {
+        self.records.get_or_insert_with(Vec::new);
+    }
+
+    /// The records kept since the last call.
+    pub fn take_records(&mut self) -> Vec<Record> {
+        self.records
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    pub fn now(&self) -> f64 {
+        self.now
+    }
+
+    /// The replicas asked for last, after the limits.
+    pub fn target(&self) -> (u32, u32) {
+        self.target
+    }
+
+    /// Requests accepted and not yet finished.
+    pub fn in_flight(&self) -> usize {
+        let p: usize = self.prefill.iter().map(|e| e.queue_len()).sum();
+        let d: usize = self.decode.iter().map(|e| e.batch_len() as usize).sum();
+        p + d + self.prefill_backlog.len() + self.decode_waiting.len()
+    }
+
+    /// Requests waiting for a prefill or a decode slot.
+    pub fn queued(&self) -> usize {
+        let p: usize = self
+            .prefill
+            .iter()
+            .map(|e| e.queue_len().saturating_sub(1))
+            .sum();
+        p + self.prefill_backlog.len() + self.decode_waiting.len()
+    }
+
+    /// Mean KV utilisation (0..1) of ready engines per role, and queued prefill tokens.
+    pub fn gauges(&self) -> (Option<f64>, Option<f64>, f64) {
+        let max_kv = self.decode_model.max_kv_tokens();
+        let mean = |it: &mut dyn Iterator<Item = f64>| {
+            let (s, n) = it.fold((0.0, 0u32), |(s, n), v| (s + v, n + 1));
+            (n > 0).then(|| s / n as f64)
+        };
+        let kv_p = mean(
+            &mut self
+                .prefill
+                .iter()
+                .filter(|e| e.life == Life::Ready)
+                .map(|e| e.kv_tokens() / max_kv),
+        );
+        let kv_d = mean(
+            &mut self
+                .decode
+                .iter()
+                .filter(|e| e.life == Life::Ready)
+                .map(|e| e.live_tokens / max_kv),
+        );
+        let mut queued: u64 = self
+            .prefill
+            .iter()
+            .filter(|e| e.life != Life::Gone)
+            .map(|e| e.queued_tokens)
+            .sum();
+        queued += self
+            .prefill_backlog
+            .iter()
+            .map(|&r| self.requests[r as usize].isl as u64)
+            .sum::<u64>();
+        (kv_p, kv_d, queued as f64)
+    }
+
+    /// Processes everything that happens up to time `t`: engine events, arrivals and gauge
+    /// scrapes, in that order at equal times.
+    pub fn advance_to(&mut self, t: f64, progress: Option<&indicatif::ProgressBar>) {
+        loop {
+            let t_arrival = self
+                .requests
+                .get(self.next_arrival)
+                .map_or(f64::INFINITY, |r| r.arrival_s);
+            let t_event = self.heap.peek().map_or(f64::INFINITY, |e| e.at);
+            let t_scrape = if self.next_scrape <= self.cfg.duration_s + 1e-9 {
+                self.next_scrape
+            } else {
+                f64::INFINITY
+            };
+            let next = t_event.min(t_arrival).min(t_scrape);
+            if !next.is_finite() || next > t {
+                break;
+            }
+            self.now = next;
+            if t_event <= next {
+                let e = self.heap.pop().expect("peeked");
+                self.handle(e.event);
+            } else if t_arrival <= next {
+                let id = self.next_arrival as u32;
+                self.next_arrival += 1;
+                self.arrive(id);
+                if let Some(pb) = progress {
+                    if self.next_arrival % 4096 == 0 {
+                        pb.set_position(self.next_arrival as u64);
+                    }
+                }
+            } else {
+                self.scrape();
+                self.next_scrape += self.cfg.scrape_s;
+            }
+        }
+        if t.is_finite() {
+            self.now = self.now.max(t);
+        }
+    }
+
+    /// Summarises the interval ending now, as a policy would see it.
+    pub fn observe(&mut self, interval_s: f64) -> Observation {
+        let replicas = self.replica_states();
+        self.acc.take(self.now, interval_s, replicas).0
+    }
+
     fn schedule(&mut self, at: f64, event: Event) {
         self.seq += 1;
         self.heap.push(Scheduled {
@@ -321,7 +449,7 @@ impl Sim<'_> {
         });
     }
 
-    fn replica_states(&self) -> RoleReplicas {
+    pub fn replica_states(&self) -> RoleReplicas {
         fn count<'e>(lives: impl Iterator<Item = &'e Life>) -> ReplicaState {
             let mut s = ReplicaState::default();
             for l in lives {
@@ -371,7 +499,8 @@ impl Sim<'_> {
         p * l.gpus_per_prefill_engine as f64 + d * l.gpus_per_decode_engine as f64
     }
 
-    fn apply_targets(&mut self, prefill: u32, decode: u32) {
+    /// Starts or drains replicas toward the targets, within the limits.
+    pub fn apply_targets(&mut self, prefill: u32, decode: u32) {
         // Whatever a policy asks, the deployment never leaves its limits.
         let (p, d, _) = self.cfg.limits.clamp(prefill, decode);
         self.target = (p, d);
@@ -462,37 +591,8 @@ impl Sim<'_> {
     }
 
     fn scrape(&mut self) {
-        let max_kv = self.decode_model.max_kv_tokens();
-        let mean_kv = |it: &mut dyn Iterator<Item = f64>| {
-            let (s, n) = it.fold((0.0, 0u32), |(s, n), v| (s + v, n + 1));
-            (n > 0).then(|| s / n as f64)
-        };
-        let kv_p = mean_kv(
-            &mut self
-                .prefill
-                .iter()
-                .filter(|e| e.life == Life::Ready)
-                .map(|e| e.kv_tokens() / max_kv),
-        );
-        let kv_d = mean_kv(
-            &mut self
-                .decode
-                .iter()
-                .filter(|e| e.life == Life::Ready)
-                .map(|e| e.live_tokens / max_kv),
-        );
-        let mut queued: u64 = self
-            .prefill
-            .iter()
-            .filter(|e| e.life != Life::Gone)
-            .map(|e| e.queued_tokens)
-            .sum();
-        queued += self
-            .prefill_backlog
-            .iter()
-            .map(|&r| self.requests[r as usize].isl as u64)
-            .sum::<u64>();
-        self.acc.on_scrape(kv_p, kv_d, queued as f64);
+        let (kv_p, kv_d, queued) = self.gauges();
+        self.acc.on_scrape(kv_p, kv_d, queued);
     }
 
     fn arrive(&mut self, id: u32) {
@@ -504,6 +604,9 @@ impl Sim<'_> {
             return;
         }
         self.acc.on_arrival(r.isl);
+        if let Some(rec) = &mut self.records {
+            rec.push(Record::Arrival { isl: r.isl });
+        }
         self.route_prefill(id);
     }
 
@@ -523,7 +626,7 @@ impl Sim<'_> {
 
     fn start_prefill(&mut self, i: usize) {
         if let Some(ms) = self.prefill[i].start_batch(
-            self.requests,
+            &self.requests,
             &self.prefill_model,
             self.cfg.prefill_token_budget,
         ) {
@@ -558,7 +661,7 @@ impl Sim<'_> {
                 self.admit_waiting();
             }
             Event::PrefillDone(i) => {
-                let done = self.prefill[i as usize].finish_batch(self.requests);
+                let done = self.prefill[i as usize].finish_batch(&self.requests);
                 for id in done {
                     let r = self.requests[id as usize];
                     let transfer = self.cfg.kv_transfer.seconds(r.isl);
@@ -579,7 +682,7 @@ impl Sim<'_> {
             Event::KvArrive(id) => self.first_token(id),
             Event::DecodeStep(i) => {
                 let now = self.now;
-                let finished = self.decode[i as usize].finish_step(self.requests);
+                let finished = self.decode[i as usize].finish_step(&self.requests);
                 for id in finished {
                     self.complete(id, now);
                 }
@@ -602,6 +705,11 @@ impl Sim<'_> {
         self.outcomes[id as usize].ttft_ms = ttft_ms as f32;
         self.flight[id as usize].first_token_s = self.now;
         self.acc.on_first_token(ttft_ms);
+        if let Some(rec) = &mut self.records {
+            rec.push(Record::FirstToken {
+                ttft_s: ttft_ms / 1000.0,
+            });
+        }
         if r.osl <= 1 {
             self.complete(id, self.now);
             return;
@@ -619,6 +727,13 @@ impl Sim<'_> {
         };
         self.outcomes[id as usize].itl_ms = itl.unwrap_or(0.0) as f32;
         self.flight[id as usize].finish_s = now;
+        if let Some(rec) = &mut self.records {
+            rec.push(Record::Completion {
+                osl: r.osl,
+                itl_s: itl.map(|x| x / 1000.0),
+                duration_s: now - r.arrival_s,
+            });
+        }
         self.acc.on_completion(r.osl, itl);
     }
 
