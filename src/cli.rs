@@ -32,8 +32,85 @@ pub enum Command {
     /// The decision core behind a pipe: observations as JSON lines on stdin, one decision
     /// per line on stdout (docs/decide.md).
     Decide(DecideArgs),
+    /// Run beside a DynamoGraphDeployment: Prometheus in, DGDSA `/scale` out (docs/run.md).
+    Run(RunArgs),
+    /// A simulated Dynamo deployment in real time: Dynamo metrics and the Kubernetes API
+    /// subset a planner uses, for pointing a planner at with no cluster (a test double).
+    Emulate(EmulateArgs),
+    /// The run loop against an in-process simulated deployment: no Prometheus, no cluster.
+    Demo(DemoArgs),
     /// Print a profile (Dynamo profiler directory or profile JSON) in the project's own format.
     Profile(ProfileArgs),
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// JSON when stdout is not a terminal, text when it is.
+    Auto,
+    Json,
+    Text,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The config file (YAML; docs/run.md).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Serve /healthz, /readyz and /api/v1/status here.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct EmulateArgs {
+    #[arg(long, default_value = "127.0.0.1:9400")]
+    pub listen: std::net::SocketAddr,
+    /// The workload, SLA and deployment of this scenario (name or file).
+    #[arg(long, default_value = "e2e-ramp")]
+    pub scenario: String,
+    /// Simulated seconds per wall-clock second.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Cold start of a new replica, simulated seconds (overrides the scenario).
+    #[arg(long)]
+    pub startup_s: Option<f64>,
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    #[arg(long, default_value = "sla-demo")]
+    pub dgd: String,
+    #[arg(long, default_value = "llama-3.1-8b")]
+    pub model: String,
+    /// Share of API calls answered 500.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Share of writes answered 409 Conflict.
+    #[arg(long, default_value_t = 0.0)]
+    pub conflict_rate: f64,
+    /// Added to every API call, ms.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Answer scale writes 403 Forbidden.
+    #[arg(long)]
+    pub forbid_scale: bool,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Serve /healthz, /readyz and /api/v1/status here.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// The workload, SLA, deployment and planner settings of this scenario (name or file).
+    #[arg(long, default_value = "sin-5-45")]
+    pub scenario: String,
+    /// Simulated seconds per wall-clock second.
+    #[arg(long, default_value_t = 20.0)]
+    pub speed: f64,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub log_format: LogFormat,
 }
 
 #[derive(Args, Debug)]
@@ -137,6 +214,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(a) => run_simulate(a),
         Command::Compare(a) => run_compare(a),
         Command::Decide(a) => run_decide(a),
+        Command::Run(a) => {
+            init_logs(a.log_format);
+            let cfg = crate::live::config::RunConfig::load(&a.config)?;
+            let dir = a
+                .config
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default();
+            runtime()?.block_on(crate::live::run::run(cfg, &dir, a.listen))
+        }
+        Command::Emulate(a) => run_emulate(a),
+        Command::Demo(a) => run_demo(a),
         Command::Profile(a) => {
             let p = match a.profile {
                 Some(path) => crate::profile::load_profile(&path)?,
@@ -449,4 +538,113 @@ fn run_decide(a: DecideArgs) -> anyhow::Result<()> {
         .into());
     }
     Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stdout().is_terminal(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+fn run_emulate(a: EmulateArgs) -> anyhow::Result<()> {
+    init_logs(a.log_format);
+    if !(a.speed.is_finite() && a.speed > 0.0) {
+        return Err(InputError::Usage(format!("--speed must be > 0 (got {})", a.speed)).into());
+    }
+    for (name, v) in [
+        ("--error-rate", a.error_rate),
+        ("--conflict-rate", a.conflict_rate),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(InputError::Usage(format!("{name} must be in 0..1 (got {v})")).into());
+        }
+    }
+    let sc = crate::scenario::load(
+        &a.scenario,
+        &crate::scenario::Overrides {
+            startup_s: a.startup_s,
+            ..Default::default()
+        },
+    )?;
+    let mut sim = sc.sim.clone();
+    sim.duration_s = f64::INFINITY; // gauges are sampled for as long as it runs
+    let cfg = crate::emulate::EmulatorConfig {
+        namespace: a.namespace.clone(),
+        dgd: a.dgd.clone(),
+        model: a.model.clone(),
+        speed: a.speed,
+        faults: crate::emulate::Faults {
+            error_rate: a.error_rate,
+            conflict_rate: a.conflict_rate,
+            latency_ms: a.latency_ms,
+            forbid_scale: a.forbid_scale,
+        },
+    };
+    let state = crate::emulate::state(cfg, sim, &sc.profile, sc.requests.clone());
+    runtime()?.block_on(async move {
+        let listener = crate::emulate::bind(a.listen).await.map_err(|e| InputError::Usage(format!("--listen {}: {e}", a.listen)))?;
+        tracing::info!(message = "emulating", addr = %listener.local_addr()?, scenario = %sc.file.name, dgd = %a.dgd, namespace = %a.namespace);
+        crate::emulate::serve(state, listener, crate::live::shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+fn run_demo(a: DemoArgs) -> anyhow::Result<()> {
+    use crate::planner::sla_planner::SlaPlanner;
+    init_logs(a.log_format);
+    if !(a.speed.is_finite() && a.speed > 0.0) {
+        return Err(InputError::Usage(format!("--speed must be > 0 (got {})", a.speed)).into());
+    }
+    let sc = crate::scenario::load(&a.scenario, &crate::scenario::Overrides::default())?;
+    let env = PolicyEnv {
+        sim: &sc.sim,
+        planner: sc.file.planner,
+        profile: &sc.profile,
+        requests: &sc.requests,
+    };
+    let planner = SlaPlanner::new(env.context(), sc.file.planner);
+    let mut sim = sc.sim.clone();
+    sim.duration_s = f64::INFINITY;
+    let deployment =
+        crate::sim::Deployment::new(sim, &sc.profile, sc.requests.clone(), sc.sim.initial);
+    let edges = crate::live::sim_edges::SimEdges::new(deployment);
+    let interval = sc.sim.interval_s;
+    let end = sc.requests.last().map_or(0.0, |r| r.arrival_s) + 2.0 * interval;
+    runtime()?.block_on(async move {
+        let mut lp = crate::live::Loop::new(planner, edges.clone(), edges, interval, false, None);
+        let bound = crate::live::server::spawn(a.listen, lp.status.clone()).await.map_err(|e| InputError::Usage(format!("--listen {}: {e}", a.listen)))?;
+        tracing::info!(message = "demo: the run loop on a simulated deployment", scenario = %sc.file.name, speed = a.speed, status = %format!("http://{bound}/api/v1/status"));
+        let started = std::time::Instant::now();
+        let speed = a.speed;
+        let clock = move || started.elapsed().as_secs_f64() * speed;
+        let done = async move { tokio::time::sleep(std::time::Duration::from_secs_f64(end / speed)).await };
+        let stop = async move {
+            tokio::select! {
+                _ = done => tracing::info!(message = "the scenario's workload is over"),
+                _ = crate::live::shutdown_signal() => {},
+            }
+        };
+        crate::live::drive(&mut lp, std::time::Duration::from_secs_f64(interval / speed), clock, stop).await;
+        Ok(())
+    })
 }

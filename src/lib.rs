@@ -2,7 +2,9 @@
 //! See `docs/ARCHITECTURE.md` for the map.
 
 pub mod cli;
+pub mod emulate;
 pub mod error;
+pub mod live;
 pub mod metrics;
 pub mod planner;
 pub mod profile;

@@ -38,6 +38,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "flash-crowd",
         include_str!("../simulations/flash-crowd.yaml"),
     ),
+    ("e2e-ramp", include_str!("../simulations/e2e-ramp.yaml")),
 ];
 
 #[derive(Debug, Clone, Deserialize)]

@@ -4,6 +4,8 @@
 //! during one interval (arrivals, first tokens, completions, gauge samples at scrape times)
 //! and summarises it the way the PromQL queries of a live deployment do.
 
+pub mod prometheus;
+
 use crate::planner::{LatencySummary, Observation, RoleKv, RoleReplicas};
 
 #[derive(Debug, Default, Clone)]

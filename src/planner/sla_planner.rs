@@ -193,6 +193,31 @@ impl SlaPlanner {
         }
     }
 
+    /// Feeds past intervals to the forecasters without deciding, so a restart does not
+    /// forget the load: `(requests, isl_mean, osl_mean)` per interval, oldest first.
+    pub fn warm(&mut self, history: &[(f64, Option<f64>, Option<f64>)], interval_s: f64) {
+        let h = self.horizon_steps(interval_s);
+        for &(requests, isl, osl) in history {
+            if !(requests.is_finite() && requests >= 0.0) {
+                continue;
+            }
+            self.rate.observe(requests / interval_s, h);
+            if requests > 0.0 {
+                if let Some(v) = isl.filter(|v| v.is_finite() && *v > 0.0) {
+                    self.isl.observe(v, h);
+                }
+                if let Some(v) = osl.filter(|v| v.is_finite() && *v > 0.0) {
+                    self.osl.observe(v, h);
+                }
+            }
+        }
+    }
+
+    /// Intervals of load the forecasters have seen.
+    pub fn history_len(&self) -> usize {
+        self.rate.len()
+    }
+
     fn horizon_steps(&self, interval_s: f64) -> usize {
         ((interval_s + self.ctx.startup_s) / interval_s)
             .ceil()

@@ -4,6 +4,8 @@
 //! it, passes through [`Limits::clamp`], so no input can scale a role below its minimum or
 //! the deployment past its GPU budget.
 
+pub mod kube;
+
 use serde::{Deserialize, Serialize};
 
 /// Replica and GPU limits of one deployment.

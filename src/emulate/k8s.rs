@@ -1,0 +1,496 @@
+//! The subset of the Kubernetes API a planner uses, over the emulated deployment, with
+//! Kubernetes-shaped objects and errors.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State as AxState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+use super::{ScaleWrite, State, DECODE_SERVICE, PREFILL_SERVICE};
+
+pub struct ApiState {
+    resource_version: u64,
+    /// `spec.replicas` of the adapters, by service.
+    replicas: HashMap<String, u32>,
+    leases: HashMap<String, Value>,
+    pub events: Vec<Value>,
+    rng: rand_pcg::Pcg64,
+}
+
+impl ApiState {
+    pub fn new(prefill: u32, decode: u32) -> ApiState {
+        let replicas = HashMap::from([
+            (PREFILL_SERVICE.to_string(), prefill),
+            (DECODE_SERVICE.to_string(), decode),
+        ]);
+        ApiState {
+            resource_version: 1,
+            replicas,
+            leases: HashMap::new(),
+            events: Vec::new(),
+            rng: rand_pcg::Pcg64::seed_from_u64(7),
+        }
+    }
+
+    fn bump(&mut self) -> String {
+        self.resource_version += 1;
+        self.resource_version.to_string()
+    }
+}
+
+/// A Kubernetes `Status` error body.
+fn status(code: StatusCode, reason: &str, message: String) -> Response {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code.as_u16()});
+    (code, Json(body)).into_response()
+}
+
+fn not_found(kind: &str, name: &str) -> Response {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("{kind} \"{name}\" not found"),
+    )
+}
+
+/// Injected faults: latency always, then a 500 or (for writes) a 409 at their rates.
+async fn fault(state: &State, write: bool) -> Option<Response> {
+    let f = state.cfg.faults;
+    if f.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(f.latency_ms)).await;
+    }
+    let mut api = state.k8s.lock().expect("emulator lock");
+    if f.error_rate > 0.0 && api.rng.random::<f64>() < f.error_rate {
+        return Some(status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "injected fault".into(),
+        ));
+    }
+    if write && f.conflict_rate > 0.0 && api.rng.random::<f64>() < f.conflict_rate {
+        return Some(status(
+            StatusCode::CONFLICT,
+            "Conflict",
+            "Operation cannot be fulfilled: the object has been modified; please apply your changes to the latest version and try again".into(),
+        ));
+    }
+    None
+}
+
+fn adapter_name(dgd: &str, service: &str) -> String {
+    format!("{dgd}-{}", service.to_lowercase())
+}
+
+fn service_of_adapter(state: &State, name: &str) -> Option<&'static str> {
+    [PREFILL_SERVICE, DECODE_SERVICE]
+        .into_iter()
+        .find(|s| adapter_name(&state.cfg.dgd, s) == name)
+}
+
+fn dgd_json(state: &State) -> Value {
+    let api = state.k8s.lock().expect("emulator lock");
+    let r = state
+        .deployment
+        .lock()
+        .expect("emulator lock")
+        .replica_states();
+    let want = |s: &str| api.replicas.get(s).copied().unwrap_or(0);
+    let svc_status = |desired: u32, ready: u32| json!({"replicas": desired, "updatedReplicas": desired, "readyReplicas": ready, "availableReplicas": ready});
+    let worker = |sub: &str, replicas: u32| json!({"componentType": "worker", "subComponentType": sub, "replicas": replicas, "resources": {"limits": {"gpu": "1"}}, "scalingAdapter": {"enabled": true}});
+    json!({
+        "apiVersion": "nvidia.com/v1alpha1",
+        "kind": "DynamoGraphDeployment",
+        "metadata": {"name": state.cfg.dgd, "namespace": state.cfg.namespace, "resourceVersion": api.resource_version.to_string()},
+        "spec": {"services": {
+            "Frontend": {"componentType": "frontend", "replicas": 1},
+            PREFILL_SERVICE: worker("prefill", want(PREFILL_SERVICE)),
+            DECODE_SERVICE: worker("decode", want(DECODE_SERVICE)),
+        }},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "services": {
+                "Frontend": svc_status(1, 1),
+                PREFILL_SERVICE: svc_status(want(PREFILL_SERVICE), r.prefill.ready),
+                DECODE_SERVICE: svc_status(want(DECODE_SERVICE), r.decode.ready),
+            }
+        }
+    })
+}
+
+fn adapter_json(state: &State, service: &str, api: &ApiState) -> Value {
+    let name = adapter_name(&state.cfg.dgd, service);
+    let n = api.replicas.get(service).copied().unwrap_or(0);
+    json!({
+        "apiVersion": "nvidia.com/v1alpha1",
+        "kind": "DynamoGraphDeploymentScalingAdapter",
+        "metadata": {"name": name, "namespace": state.cfg.namespace, "resourceVersion": api.resource_version.to_string()},
+        "spec": {"replicas": n, "dgdRef": {"name": state.cfg.dgd, "serviceName": service}},
+        "status": {"replicas": n, "selector": format!("nvidia.com/dgd={},nvidia.com/service={}", state.cfg.dgd, service.to_lowercase())}
+    })
+}
+
+fn scale_json(state: &State, service: &str, api: &ApiState) -> Value {
+    let name = adapter_name(&state.cfg.dgd, service);
+    let n = api.replicas.get(service).copied().unwrap_or(0);
+    json!({
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {"name": name, "namespace": state.cfg.namespace, "resourceVersion": api.resource_version.to_string()},
+        "spec": {"replicas": n},
+        "status": {"replicas": n, "selector": format!("nvidia.com/dgd={},nvidia.com/service={}", state.cfg.dgd, service.to_lowercase())}
+    })
+}
+
+/// Applies new adapter replicas to the simulated deployment.
+fn set_replicas(state: &State, api: &mut ApiState, service: &str, n: u32, via: &'static str) {
+    api.replicas.insert(service.to_string(), n);
+    api.bump();
+    let p = api.replicas[PREFILL_SERVICE];
+    let d = api.replicas[DECODE_SERVICE];
+    state
+        .deployment
+        .lock()
+        .expect("emulator lock")
+        .apply_targets(p, d);
+    state
+        .writes
+        .lock()
+        .expect("emulator lock")
+        .push(ScaleWrite {
+            wall_s: state.wall_s(),
+            service: service.to_string(),
+            replicas: n,
+            via,
+        });
+}
+
+fn check_ns(state: &State, ns: &str) -> Option<Response> {
+    (ns != state.cfg.namespace).then(|| {
+        status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("namespace \"{ns}\" not found"),
+        )
+    })
+}
+
+async fn get_dgd(
+    AxState(state): AxState<Arc<State>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    if let Some(r) = fault(&state, false).await.or_else(|| check_ns(&state, &ns)) {
+        return r;
+    }
+    if name != state.cfg.dgd {
+        return not_found("dynamographdeployments.nvidia.com", &name);
+    }
+    Json(dgd_json(&state)).into_response()
+}
+
+async fn patch_dgd(
+    AxState(state): AxState<Arc<State>>,
+    Path((ns, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!("the body is not JSON: {e}"),
+            )
+        }
+    };
+    if let Some(r) = fault(&state, true).await.or_else(|| check_ns(&state, &ns)) {
+        return r;
+    }
+    if name != state.cfg.dgd {
+        return not_found("dynamographdeployments.nvidia.com", &name);
+    }
+    if let Some(services) = body.pointer("/spec/services").and_then(Value::as_object) {
+        let mut api = state.k8s.lock().expect("emulator lock");
+        for (svc, v) in services {
+            let Some(n) = v.get("replicas").and_then(Value::as_u64) else {
+                continue;
+            };
+            if ![PREFILL_SERVICE, DECODE_SERVICE].contains(&svc.as_str()) {
+                return status(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    format!("spec.services.{svc}: no such service"),
+                );
+            }
+            set_replicas(&state, &mut api, svc, n as u32, "dgd-patch");
+        }
+    }
+    Json(dgd_json(&state)).into_response()
+}
+
+async fn list_adapters(AxState(state): AxState<Arc<State>>, Path(ns): Path<String>) -> Response {
+    if let Some(r) = fault(&state, false).await.or_else(|| check_ns(&state, &ns)) {
+        return r;
+    }
+    let api = state.k8s.lock().expect("emulator lock");
+    let items: Vec<Value> = [PREFILL_SERVICE, DECODE_SERVICE]
+        .iter()
+        .map(|s| adapter_json(&state, s, &api))
+        .collect();
+    Json(json!({"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeploymentScalingAdapterList", "metadata": {"resourceVersion": api.resource_version.to_string()}, "items": items})).into_response()
+}
+
+async fn get_adapter(
+    AxState(state): AxState<Arc<State>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    if let Some(r) = fault(&state, false).await.or_else(|| check_ns(&state, &ns)) {
+        return r;
+    }
+    let Some(service) = service_of_adapter(&state, &name) else {
+        return not_found("dynamographdeploymentscalingadapters.nvidia.com", &name);
+    };
+    let api = state.k8s.lock().expect("emulator lock");
+    Json(adapter_json(&state, service, &api)).into_response()
+}
+
+async fn get_scale(
+    AxState(state): AxState<Arc<State>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    if let Some(r) = fault(&state, false).await.or_else(|| check_ns(&state, &ns)) {
+        return r;
+    }
+    let Some(service) = service_of_adapter(&state, &name) else {
+        return not_found("dynamographdeploymentscalingadapters.nvidia.com", &name);
+    };
+    let api = state.k8s.lock().expect("emulator lock");
+    Json(scale_json(&state, service, &api)).into_response()
+}
+
+async fn write_scale(
+    AxState(state): AxState<Arc<State>>,
+    Path((ns, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!("the body is not JSON: {e}"),
+            )
+        }
+    };
+    if let Some(r) = fault(&state, true).await.or_else(|| check_ns(&state, &ns)) {
+        return r;
+    }
+    if state.cfg.faults.forbid_scale {
+        return status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!(
+                "dynamographdeploymentscalingadapters.nvidia.com \"{name}\" is forbidden: User \"system:serviceaccount:{ns}:sla-planner\" cannot patch resource \"dynamographdeploymentscalingadapters/scale\" in API group \"nvidia.com\" in the namespace \"{ns}\""
+            ),
+        );
+    }
+    let Some(service) = service_of_adapter(&state, &name) else {
+        return not_found("dynamographdeploymentscalingadapters.nvidia.com", &name);
+    };
+    let Some(n) = body.pointer("/spec/replicas").and_then(Value::as_i64) else {
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            "spec.replicas: Required value".into(),
+        );
+    };
+    if n < 0 {
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            format!("spec.replicas: Invalid value: {n}: must be greater than or equal to 0"),
+        );
+    }
+    let mut api = state.k8s.lock().expect("emulator lock");
+    set_replicas(&state, &mut api, service, n as u32, "scale");
+    Json(scale_json(&state, service, &api)).into_response()
+}
+
+async fn get_lease(
+    AxState(state): AxState<Arc<State>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    if let Some(r) = fault(&state, false).await {
+        return r;
+    }
+    let api = state.k8s.lock().expect("emulator lock");
+    match api.leases.get(&format!("{ns}/{name}")) {
+        Some(l) => Json(l.clone()).into_response(),
+        None => not_found("leases.coordination.k8s.io", &name),
+    }
+}
+
+async fn create_lease(
+    AxState(state): AxState<Arc<State>>,
+    Path(ns): Path<String>,
+    body: Bytes,
+) -> Response {
+    let mut body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!("the body is not JSON: {e}"),
+            )
+        }
+    };
+    if let Some(r) = fault(&state, true).await {
+        return r;
+    }
+    let Some(name) = body
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            "metadata.name: Required value".into(),
+        );
+    };
+    let mut api = state.k8s.lock().expect("emulator lock");
+    let key = format!("{ns}/{name}");
+    if api.leases.contains_key(&key) {
+        return status(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            format!("leases.coordination.k8s.io \"{name}\" already exists"),
+        );
+    }
+    let rv = api.bump();
+    body["metadata"]["resourceVersion"] = json!(rv);
+    body["metadata"]["namespace"] = json!(ns);
+    api.leases.insert(key, body.clone());
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
+async fn replace_lease(
+    AxState(state): AxState<Arc<State>>,
+    Path((ns, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let mut body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!("the body is not JSON: {e}"),
+            )
+        }
+    };
+    if let Some(r) = fault(&state, true).await {
+        return r;
+    }
+    let mut api = state.k8s.lock().expect("emulator lock");
+    let key = format!("{ns}/{name}");
+    let Some(current) = api.leases.get(&key) else {
+        return not_found("leases.coordination.k8s.io", &name);
+    };
+    // Optimistic concurrency, as the API server does it.
+    let current_rv = current.pointer("/metadata/resourceVersion").cloned();
+    if body.pointer("/metadata/resourceVersion").cloned() != current_rv {
+        return status(StatusCode::CONFLICT, "Conflict", format!("Operation cannot be fulfilled on leases.coordination.k8s.io \"{name}\": the object has been modified; please apply your changes to the latest version and try again"));
+    }
+    let rv = api.bump();
+    body["metadata"]["resourceVersion"] = json!(rv);
+    api.leases.insert(key, body.clone());
+    Json(body).into_response()
+}
+
+async fn create_event(
+    AxState(state): AxState<Arc<State>>,
+    Path(_ns): Path<String>,
+    body: Bytes,
+) -> Response {
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!("the body is not JSON: {e}"),
+            )
+        }
+    };
+    if let Some(r) = fault(&state, true).await {
+        return r;
+    }
+    state
+        .k8s
+        .lock()
+        .expect("emulator lock")
+        .events
+        .push(body.clone());
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
+/// Not Kubernetes: what the emulator saw, for tests and curious operators.
+async fn writes(AxState(state): AxState<Arc<State>>) -> Response {
+    let writes = state.writes.lock().expect("emulator lock").clone();
+    let api = state.k8s.lock().expect("emulator lock");
+    let r = state
+        .deployment
+        .lock()
+        .expect("emulator lock")
+        .replica_states();
+    Json(json!({
+        "wall_s": state.wall_s(),
+        "writes": writes,
+        "replicas": {PREFILL_SERVICE: api.replicas[PREFILL_SERVICE], DECODE_SERVICE: api.replicas[DECODE_SERVICE]},
+        "ready": {"prefill": r.prefill.ready, "decode": r.decode.ready},
+        "events": api.events.len(),
+        "leases": api.leases.values().cloned().collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+pub fn routes(state: Arc<State>) -> Router {
+    let nv = "/apis/nvidia.com/v1alpha1/namespaces/{ns}";
+    Router::new()
+        .route(
+            &format!("{nv}/dynamographdeployments/{{name}}"),
+            get(get_dgd).patch(patch_dgd),
+        )
+        .route(
+            &format!("{nv}/dynamographdeploymentscalingadapters"),
+            get(list_adapters),
+        )
+        .route(
+            &format!("{nv}/dynamographdeploymentscalingadapters/{{name}}"),
+            get(get_adapter),
+        )
+        .route(
+            &format!("{nv}/dynamographdeploymentscalingadapters/{{name}}/scale"),
+            get(get_scale).patch(write_scale).put(write_scale),
+        )
+        .route(
+            "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
+            post(create_lease),
+        )
+        .route(
+            "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}",
+            get(get_lease).put(replace_lease),
+        )
+        .route("/api/v1/namespaces/{ns}/events", post(create_event))
+        .route("/emulator/state", get(writes))
+        .with_state(state)
+}

@@ -1,0 +1,370 @@
+//! The config file of `sla-planner run` (YAML). Every field is checked; an error names the
+//! field and what it allows. Defaults are documented in `docs/run.md`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::InputError;
+use crate::planner::sla_planner::PlannerConfig;
+use crate::planner::{Limits, Sla};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Seconds between decisions.
+    #[serde(default = "d_interval")]
+    pub interval_s: f64,
+    /// Expected cold start of a new replica, seconds.
+    #[serde(default = "d_startup")]
+    pub startup_s: f64,
+    /// Compute and report, never write.
+    #[serde(default)]
+    pub advisory: bool,
+    /// `default` (embedded H200 profile), a Dynamo profiler directory or a profile JSON.
+    #[serde(default = "d_profile")]
+    pub profile: String,
+    pub sla: Sla,
+    pub limits: LimitsSpec,
+    #[serde(default)]
+    pub planner: PlannerConfig,
+    pub prometheus: PrometheusConfig,
+    pub kubernetes: KubeConfig,
+    #[serde(default)]
+    pub leader_election: LeaderConfig,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    pub gpu_budget: u32,
+    #[serde(default = "one")]
+    pub min_prefill: u32,
+    #[serde(default)]
+    pub max_prefill: Option<u32>,
+    #[serde(default = "one")]
+    pub min_decode: u32,
+    #[serde(default)]
+    pub max_decode: Option<u32>,
+    #[serde(default = "one")]
+    pub gpus_per_prefill_engine: u32,
+    #[serde(default = "one")]
+    pub gpus_per_decode_engine: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusConfig {
+    pub url: String,
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "d_timeout")]
+    pub timeout_s: f64,
+    /// Label filters on the frontend metrics.
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub dynamo_namespace: Option<String>,
+    /// `dynamo_component` label of the prefill and decode workers' KV metrics.
+    #[serde(default = "d_prefill_component")]
+    pub prefill_component: String,
+    #[serde(default = "d_decode_component")]
+    pub decode_component: String,
+    /// Intervals of history read at start to warm the forecasters.
+    #[serde(default = "d_history")]
+    pub history_intervals: u32,
+    #[serde(default)]
+    pub queries: Queries,
+}
+
+/// PromQL per signal. `$window` becomes the interval (`60s`), `$filter` the label matchers,
+/// `$q` the quantile.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Queries {
+    pub requests: String,
+    pub isl_mean: String,
+    pub osl_mean: String,
+    pub ttft_mean_ms: String,
+    pub ttft_quantile_ms: String,
+    pub itl_mean_ms: String,
+    pub itl_quantile_ms: String,
+    pub kv_usage: String,
+    pub queued_requests: String,
+}
+
+impl Default for Queries {
+    fn default() -> Self {
+        let mean = |m: &str, scale: &str| {
+            format!("{scale}sum(increase({m}_sum{{$filter}}[$window])) / sum(increase({m}_count{{$filter}}[$window]))")
+        };
+        let quantile = |m: &str| {
+            format!(
+                "1000 * histogram_quantile($q, sum by (le) (rate({m}_bucket{{$filter}}[$window])))"
+            )
+        };
+        Queries {
+            requests: "sum(increase(dynamo_frontend_requests_total{$filter}[$window]))".into(),
+            isl_mean: mean("dynamo_frontend_input_sequence_tokens", ""),
+            osl_mean: mean("dynamo_frontend_output_sequence_tokens", ""),
+            ttft_mean_ms: mean("dynamo_frontend_time_to_first_token_seconds", "1000 * "),
+            ttft_quantile_ms: quantile("dynamo_frontend_time_to_first_token_seconds"),
+            itl_mean_ms: mean("dynamo_frontend_inter_token_latency_seconds", "1000 * "),
+            itl_quantile_ms: quantile("dynamo_frontend_inter_token_latency_seconds"),
+            kv_usage: "avg(avg_over_time(dynamo_component_kvstats_gpu_cache_usage_percent{$filter}[$window]))".into(),
+            queued_requests: "avg(avg_over_time(dynamo_frontend_queued_requests{$filter}[$window]))".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeConfig {
+    pub namespace: String,
+    /// Name of the DynamoGraphDeployment.
+    pub dgd: String,
+    /// Service names; found by `subComponentType` when absent.
+    #[serde(default)]
+    pub prefill_service: Option<String>,
+    #[serde(default)]
+    pub decode_service: Option<String>,
+    /// Patch the DGD when a scaling adapter is missing (logged every time).
+    #[serde(default)]
+    pub fallback_dgd_patch: bool,
+    /// API server URL; in-cluster or kubeconfig when absent.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    #[serde(default = "d_timeout")]
+    pub timeout_s: f64,
+    /// Record each scale as a Kubernetes Event on the DGD.
+    #[serde(default = "yes")]
+    pub events: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaderConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "d_lease")]
+    pub lease_name: String,
+    #[serde(default = "d_lease_duration")]
+    pub lease_duration_s: f64,
+    /// This replica's name in the Lease; `POD_NAME`, else the host name.
+    #[serde(default)]
+    pub identity: Option<String>,
+}
+
+impl Default for LeaderConfig {
+    fn default() -> Self {
+        LeaderConfig {
+            enabled: true,
+            lease_name: d_lease(),
+            lease_duration_s: d_lease_duration(),
+            identity: None,
+        }
+    }
+}
+
+fn d_interval() -> f64 {
+    60.0
+}
+fn d_startup() -> f64 {
+    180.0
+}
+fn d_profile() -> String {
+    "default".into()
+}
+fn one() -> u32 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn d_timeout() -> f64 {
+    10.0
+}
+fn d_prefill_component() -> String {
+    "prefill".into()
+}
+fn d_decode_component() -> String {
+    "backend".into()
+}
+fn d_history() -> u32 {
+    120
+}
+fn d_lease() -> String {
+    "sla-planner".into()
+}
+fn d_lease_duration() -> f64 {
+    15.0
+}
+
+fn bad(file: &str, field: &str, message: impl Into<String>) -> InputError {
+    InputError::Scenario {
+        file: file.to_string(),
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+impl RunConfig {
+    pub fn load(path: &Path) -> Result<RunConfig, InputError> {
+        let text = std::fs::read_to_string(path).map_err(|e| InputError::io(path, e))?;
+        let origin = path.display().to_string();
+        let cfg: RunConfig = serde_yaml_ng::from_str(&text).map_err(|e| {
+            let msg = e.to_string();
+            match msg.split_once(": ") {
+                Some((f, m)) if !f.contains(' ') => bad(&origin, f, m),
+                _ => bad(&origin, "-", msg.clone()),
+            }
+        })?;
+        cfg.validate(&origin)?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self, file: &str) -> Result<(), InputError> {
+        let pos = |field: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(bad(file, field, format!("must be a number > 0 (got {v})")))
+            }
+        };
+        pos("interval_s", self.interval_s)?;
+        if !(self.startup_s.is_finite() && self.startup_s >= 0.0) {
+            return Err(bad(
+                file,
+                "startup_s",
+                format!("must be >= 0 (got {})", self.startup_s),
+            ));
+        }
+        pos("sla.ttft_ms", self.sla.ttft_ms)?;
+        pos("sla.itl_ms", self.sla.itl_ms)?;
+        pos("prometheus.timeout_s", self.prometheus.timeout_s)?;
+        pos("kubernetes.timeout_s", self.kubernetes.timeout_s)?;
+        pos(
+            "leader_election.lease_duration_s",
+            self.leader_election.lease_duration_s,
+        )?;
+        let url = &self.prometheus.url;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(bad(
+                file,
+                "prometheus.url",
+                format!("must be an http:// or https:// URL (got {url:?})"),
+            ));
+        }
+        if let Some(u) = &self.kubernetes.api_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(bad(
+                    file,
+                    "kubernetes.api_url",
+                    format!("must be an http:// or https:// URL (got {u:?})"),
+                ));
+            }
+        }
+        if self.kubernetes.namespace.is_empty() || self.kubernetes.dgd.is_empty() {
+            return Err(bad(
+                file,
+                "kubernetes.namespace",
+                "namespace and dgd must name the deployment",
+            ));
+        }
+        self.planner.validate().map_err(|m| {
+            bad(
+                file,
+                &format!("planner.{}", m.split(':').next().unwrap_or("")),
+                m,
+            )
+        })?;
+        let l = self.limits().map_err(|(f, m)| bad(file, &f, m))?;
+        let _ = l;
+        Ok(())
+    }
+
+    pub fn limits(&self) -> Result<Limits, (String, String)> {
+        let s = &self.limits;
+        if s.gpus_per_prefill_engine == 0 || s.gpus_per_decode_engine == 0 {
+            return Err((
+                "limits.gpus_per_prefill_engine".into(),
+                "GPUs per engine must be at least 1".into(),
+            ));
+        }
+        let l = Limits {
+            min_prefill: s.min_prefill,
+            max_prefill: s
+                .max_prefill
+                .unwrap_or(s.gpu_budget / s.gpus_per_prefill_engine),
+            min_decode: s.min_decode,
+            max_decode: s
+                .max_decode
+                .unwrap_or(s.gpu_budget / s.gpus_per_decode_engine),
+            gpu_budget: s.gpu_budget,
+            gpus_per_prefill_engine: s.gpus_per_prefill_engine,
+            gpus_per_decode_engine: s.gpus_per_decode_engine,
+        };
+        if l.max_prefill < l.min_prefill {
+            return Err((
+                "limits.max_prefill".into(),
+                format!("{} is below min_prefill {}", l.max_prefill, l.min_prefill),
+            ));
+        }
+        if l.max_decode < l.min_decode {
+            return Err((
+                "limits.max_decode".into(),
+                format!("{} is below min_decode {}", l.max_decode, l.min_decode),
+            ));
+        }
+        if l.gpus(l.min_prefill, l.min_decode) > l.gpu_budget {
+            return Err((
+                "limits.gpu_budget".into(),
+                format!("{} GPUs cannot hold the minimum replicas", l.gpu_budget),
+            ));
+        }
+        Ok(l)
+    }
+}
+
+/// Expands a query template.
+pub fn expand(template: &str, window_s: f64, filter: &str, q: Option<f64>) -> String {
+    let mut s = template
+        .replace("$window", &format!("{}s", window_s.round().max(1.0) as u64))
+        .replace("$filter", filter);
+    if let Some(q) = q {
+        s = s.replace("$q", &format!("{q}"));
+    }
+    s
+}
+
+/// Label matchers from name/value pairs with a value, `a="x",b="y"`.
+pub fn matchers(pairs: &[(&str, Option<&str>)]) -> String {
+    pairs
+        .iter()
+        .filter_map(|(k, v)| {
+            v.filter(|v| !v.is_empty())
+                .map(|v| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_expand() {
+        let q = Queries::default();
+        let f = matchers(&[("model", Some("llama")), ("dynamo_namespace", None)]);
+        assert_eq!(f, "model=\"llama\"");
+        assert_eq!(
+            expand(&q.requests, 60.0, &f, None),
+            "sum(increase(dynamo_frontend_requests_total{model=\"llama\"}[60s]))"
+        );
+        let t = expand(&q.ttft_quantile_ms, 30.0, "", Some(0.99));
+        assert_eq!(t, "1000 * histogram_quantile(0.99, sum by (le) (rate(dynamo_frontend_time_to_first_token_seconds_bucket{}[30s])))");
+    }
+}

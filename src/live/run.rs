@@ -1,0 +1,152 @@
+//! `sla-planner run`: Prometheus in, DGDSA `/scale` out.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use super::config::RunConfig;
+use super::lease::Elector;
+use super::{drive, server, shutdown_signal, wall_clock, Actuator, Fault, Loop, Signals};
+use crate::metrics::prometheus::PrometheusSource;
+use crate::planner::sla_planner::SlaPlanner;
+use crate::planner::{Observation, PolicyContext, RoleReplicas};
+use crate::profile::{load_profile, Profile};
+use crate::scaler::kube::KubeScaler;
+
+impl Signals for PrometheusSource {
+    async fn observe(&mut self, now_s: f64, interval_s: f64) -> Result<Observation, Fault> {
+        PrometheusSource::observe(self, now_s, interval_s)
+            .await
+            .map_err(|e| Fault {
+                label: e.label(),
+                message: e.to_string(),
+            })
+    }
+}
+
+impl Actuator for KubeScaler {
+    async fn replicas(&mut self) -> Result<RoleReplicas, Fault> {
+        KubeScaler::replicas(self).await.map_err(|e| Fault {
+            label: e.label(),
+            message: e.to_string(),
+        })
+    }
+
+    async fn apply(&mut self, prefill: u32, decode: u32, why: &str) -> Result<(), Fault> {
+        let applied = KubeScaler::apply(self, prefill, decode, why)
+            .await
+            .map_err(|e| Fault {
+                label: e.label(),
+                message: e.to_string(),
+            })?;
+        if !applied.changed.is_empty() {
+            info!(message = "scaled", changes = %applied.changed.join(", "), retries = applied.retries, fallback = applied.fallback);
+        }
+        Ok(())
+    }
+}
+
+pub fn planner_for(cfg: &RunConfig, profile: &Profile) -> anyhow::Result<SlaPlanner> {
+    let limits = cfg.limits().map_err(|(f, m)| anyhow::anyhow!("{f}: {m}"))?;
+    let ctx = PolicyContext {
+        sla: cfg.sla,
+        limits,
+        interval_s: cfg.interval_s,
+        startup_s: cfg.startup_s,
+        prefill: profile.prefill_model(),
+        decode: profile.decode_model(),
+        max_context_tokens: profile.max_context_tokens,
+    };
+    Ok(SlaPlanner::new(ctx, cfg.planner))
+}
+
+fn identity(cfg: &RunConfig) -> String {
+    cfg.leader_election
+        .identity
+        .clone()
+        .or_else(|| std::env::var("POD_NAME").ok())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| format!("sla-planner-{}", std::process::id()))
+}
+
+pub async fn run(
+    cfg: RunConfig,
+    config_dir: &std::path::Path,
+    listen: Option<SocketAddr>,
+) -> anyhow::Result<()> {
+    let profile = if cfg.profile == "default" {
+        Profile::embedded_default()
+    } else {
+        load_profile(&config_dir.join(&cfg.profile))?
+    };
+    let mut planner = planner_for(&cfg, &profile)?;
+    let source = PrometheusSource::new(&cfg.prometheus)?;
+    let scaler = KubeScaler::connect(&cfg.kubernetes)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    info!(message = "connected", dgd = %cfg.kubernetes.dgd, namespace = %cfg.kubernetes.namespace, prefill = %scaler.prefill_service, decode = %scaler.decode_service);
+
+    // Warm the forecasters from Prometheus history, so a restart does not forget the load.
+    match source
+        .history(
+            wall_clock(),
+            cfg.interval_s,
+            cfg.prometheus.history_intervals,
+        )
+        .await
+    {
+        Ok(points) => {
+            let h: Vec<_> = points
+                .iter()
+                .map(|p| (p.requests, p.isl_mean, p.osl_mean))
+                .collect();
+            planner.warm(&h, cfg.interval_s);
+            info!(
+                message = "forecasters warmed from Prometheus history",
+                intervals = h.len()
+            );
+        }
+        Err(e) => warn!(message = "no history to warm the forecasters; starting cold", error = %e),
+    }
+
+    let leader = if cfg.leader_election.enabled {
+        let id = identity(&cfg);
+        let elector = Elector::new(
+            scaler.client(),
+            &cfg.kubernetes.namespace,
+            &cfg.leader_election.lease_name,
+            &id,
+            Duration::from_secs_f64(cfg.leader_election.lease_duration_s),
+        );
+        let flag = elector.leader.clone();
+        tokio::spawn(elector.run());
+        Some(flag)
+    } else {
+        None
+    };
+    let mut lp = Loop::new(
+        planner,
+        source,
+        scaler,
+        cfg.interval_s,
+        cfg.advisory,
+        leader,
+    );
+    if let Some(addr) = listen {
+        let bound = server::spawn(addr, lp.status.clone()).await?;
+        info!(message = "serving health and status", addr = %bound);
+    }
+    drive(
+        &mut lp,
+        Duration::from_secs_f64(cfg.interval_s),
+        wall_clock,
+        shutdown_signal(),
+    )
+    .await;
+    Ok(())
+}

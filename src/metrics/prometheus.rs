@@ -1,0 +1,247 @@
+//! Observations from a real Prometheus: PromQL over Dynamo's frontend and worker metrics.
+
+use std::time::Duration;
+
+use prometheus_http_query::response::Data;
+use prometheus_http_query::Client;
+
+use crate::live::config::{expand, matchers, PrometheusConfig};
+use crate::planner::{LatencySummary, Observation, RoleKv};
+
+/// Why a read failed; the label is low-cardinality, for metrics and logs.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("Prometheus did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("Prometheus query failed: {0}")]
+    Query(String),
+    #[error("Prometheus returned no usable request count")]
+    NoData,
+}
+
+impl SourceError {
+    pub fn label(&self) -> &'static str {
+        match self {
+            SourceError::Timeout(_) => "prometheus_timeout",
+            SourceError::Query(_) => "prometheus_error",
+            SourceError::NoData => "prometheus_no_data",
+        }
+    }
+}
+
+/// One interval's figures for warming the forecasters: request rate, ISL and OSL means.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryPoint {
+    pub time_s: f64,
+    pub requests: f64,
+    pub isl_mean: Option<f64>,
+    pub osl_mean: Option<f64>,
+}
+
+pub struct PrometheusSource {
+    client: Client,
+    cfg: PrometheusConfig,
+    timeout: Duration,
+}
+
+impl PrometheusSource {
+    pub fn new(cfg: &PrometheusConfig) -> anyhow::Result<PrometheusSource> {
+        let timeout = Duration::from_secs_f64(cfg.timeout_s);
+        let mut builder = reqwest::Client::builder().timeout(timeout);
+        if let Some(path) = &cfg.bearer_token_file {
+            let token = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("prometheus.bearer_token_file {}: {e}", path.display())
+            })?;
+            let mut headers = reqwest::header::HeaderMap::new();
+            let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "prometheus.bearer_token_file {}: not a valid token",
+                        path.display()
+                    )
+                })?;
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            builder = builder.default_headers(headers);
+        }
+        if let Some(path) = &cfg.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("prometheus.ca_file {}: {e}", path.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("prometheus.ca_file {}: {e}", path.display()))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder.build()?;
+        let client = Client::from(http, &cfg.url)
+            .map_err(|e| anyhow::anyhow!("prometheus.url {:?}: {e}", cfg.url))?;
+        Ok(PrometheusSource {
+            client,
+            cfg: cfg.clone(),
+            timeout,
+        })
+    }
+
+    fn frontend_filter(&self) -> String {
+        matchers(&[
+            ("model", self.cfg.model.as_deref()),
+            ("dynamo_namespace", self.cfg.dynamo_namespace.as_deref()),
+        ])
+    }
+
+    fn component_filter(&self, component: &str) -> String {
+        matchers(&[
+            ("dynamo_namespace", self.cfg.dynamo_namespace.as_deref()),
+            ("dynamo_component", Some(component)),
+        ])
+    }
+
+    /// One instant query; `Ok(None)` when the answer is empty or not a number.
+    async fn scalar(&self, promql: String) -> Result<Option<f64>, SourceError> {
+        let fut = self.client.query(promql).get();
+        let res = tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| SourceError::Timeout(self.timeout))?;
+        let res = res.map_err(|e| SourceError::Query(e.to_string()))?;
+        let v = match res.data() {
+            Data::Vector(v) => v.first().map(|s| s.sample().value()),
+            Data::Scalar(s) => Some(s.value()),
+            Data::Matrix(_) => None,
+        };
+        Ok(v.filter(|x| x.is_finite()))
+    }
+
+    /// Reads the last interval. A failed or empty request count is an error (the planner
+    /// then holds); other signals may be missing.
+    pub async fn observe(&self, now_s: f64, interval_s: f64) -> Result<Observation, SourceError> {
+        let q = &self.cfg.queries;
+        let f = self.frontend_filter();
+        let w = interval_s;
+        let requests = self
+            .scalar(expand(&q.requests, w, &f, None))
+            .await?
+            .ok_or(SourceError::NoData)?;
+        let isl = self.scalar(expand(&q.isl_mean, w, &f, None)).await?;
+        let osl = self.scalar(expand(&q.osl_mean, w, &f, None)).await?;
+        let latency = |mean_q: &str, quant_q: &str| {
+            let mean_q = expand(mean_q, w, &f, None);
+            let qs: Vec<String> = [0.5, 0.9, 0.99]
+                .iter()
+                .map(|&x| expand(quant_q, w, &f, Some(x)))
+                .collect();
+            async move {
+                let mean = self.scalar(mean_q).await?;
+                let mut p = [None; 3];
+                for (i, s) in qs.into_iter().enumerate() {
+                    p[i] = self.scalar(s).await?;
+                }
+                Ok::<_, SourceError>(match (mean, p) {
+                    (Some(mean), [Some(p50), Some(p90), Some(p99)]) => Some(LatencySummary {
+                        mean,
+                        p50,
+                        p90,
+                        p99,
+                    }),
+                    _ => None,
+                })
+            }
+        };
+        let ttft = latency(&q.ttft_mean_ms, &q.ttft_quantile_ms).await?;
+        let itl = latency(&q.itl_mean_ms, &q.itl_quantile_ms).await?;
+        // KV usage: Dynamo exports a fraction; a value above 1 is read as a percentage.
+        let kv = |v: Option<f64>| {
+            v.map(|x| if x > 1.0 { x / 100.0 } else { x })
+                .map(|x| x.clamp(0.0, 1.0))
+        };
+        let kv_p = kv(self
+            .scalar(expand(
+                &q.kv_usage,
+                w,
+                &self.component_filter(&self.cfg.prefill_component),
+                None,
+            ))
+            .await?);
+        let kv_d = kv(self
+            .scalar(expand(
+                &q.kv_usage,
+                w,
+                &self.component_filter(&self.cfg.decode_component),
+                None,
+            ))
+            .await?);
+        let queued = self.scalar(expand(&q.queued_requests, w, &f, None)).await?;
+        Ok(Observation {
+            time_s: now_s,
+            interval_s,
+            requests: Some(requests),
+            isl_mean: isl,
+            osl_mean: osl,
+            ttft_ms: ttft,
+            itl_ms: itl,
+            kv_utilization: (kv_p.is_some() || kv_d.is_some()).then_some(RoleKv {
+                prefill: kv_p,
+                decode: kv_d,
+            }),
+            // The frontend counts queued requests; at the mean ISL that is the prefill backlog.
+            queued_prefill_tokens: queued.zip(isl).map(|(n, isl)| n * isl),
+            replicas: None,
+        })
+    }
+
+    /// The last `points` intervals of request count, ISL and OSL, oldest first.
+    pub async fn history(
+        &self,
+        now_s: f64,
+        interval_s: f64,
+        points: u32,
+    ) -> Result<Vec<HistoryPoint>, SourceError> {
+        if points == 0 {
+            return Ok(Vec::new());
+        }
+        let q = &self.cfg.queries;
+        let f = self.frontend_filter();
+        let end = now_s.floor() as i64;
+        let start = end - (interval_s * points as f64) as i64;
+        let range = |promql: String| {
+            let fut = self
+                .client
+                .query_range(promql, start, end, interval_s)
+                .get();
+            async move {
+                let res = tokio::time::timeout(self.timeout, fut)
+                    .await
+                    .map_err(|_| SourceError::Timeout(self.timeout))?;
+                let res = res.map_err(|e| SourceError::Query(e.to_string()))?;
+                Ok::<_, SourceError>(match res.data() {
+                    Data::Matrix(m) => m
+                        .first()
+                        .map(|r| {
+                            r.samples()
+                                .iter()
+                                .map(|s| (s.timestamp(), s.value()))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                })
+            }
+        };
+        let req: Vec<(f64, f64)> = range(expand(&q.requests, interval_s, &f, None)).await?;
+        let isl: Vec<(f64, f64)> = range(expand(&q.isl_mean, interval_s, &f, None)).await?;
+        let osl: Vec<(f64, f64)> = range(expand(&q.osl_mean, interval_s, &f, None)).await?;
+        let at = |v: &[(f64, f64)], t: f64| {
+            v.iter()
+                .find(|p| (p.0 - t).abs() < 0.5)
+                .map(|p| p.1)
+                .filter(|x| x.is_finite())
+        };
+        Ok(req
+            .iter()
+            .filter(|(_, n)| n.is_finite())
+            .map(|&(t, n)| HistoryPoint {
+                time_s: t,
+                requests: n,
+                isl_mean: at(&isl, t),
+                osl_mean: at(&osl, t),
+            })
+            .collect())
+    }
+}
