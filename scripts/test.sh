@@ -7,6 +7,7 @@ if [ ! -d ../shared/data ]; then
   echo "error: the reference data is expected at ../shared/data (see README)" >&2
   exit 2
 fi
+scripts/deps.sh
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked

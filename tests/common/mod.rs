@@ -52,3 +52,118 @@ pub fn sim_config(profile: &Profile, prefill: u32, decode: u32, duration_s: f64)
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sla-planner")
 }
+
+/// A child process killed when dropped, its output kept in files.
+pub struct Proc {
+    pub child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, program: &str, args: &[String], dir: &std::path::Path) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = std::process::Command::new(program)
+            .args(args)
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        Proc { child, log }
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A plain HTTP/1.0 GET on loopback: (status, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let (head, body) = buf.split_once("\r\n\r\n")?;
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, body.to_string()))
+}
+
+pub fn wait_for(what: &str, timeout_s: u64, mut ok: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while start.elapsed().as_secs() < timeout_s {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    panic!("timed out after {timeout_s} s waiting for {what}");
+}
+
+/// The emulator's own view: writes seen, replicas asked for, ready replicas.
+pub fn emulator_state(port: u16) -> serde_json::Value {
+    let (code, body) = http_get(port, "/emulator/state").expect("the emulator answers");
+    assert_eq!(code, 200);
+    serde_json::from_str(&body).unwrap()
+}
+
+/// A Prometheus scraping `target_port` every second.
+pub fn start_prometheus(dir: &std::path::Path, port: u16, target_port: u16) -> Proc {
+    let cfg = dir.join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: dynamo\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"),
+    )
+    .unwrap();
+    let data = dir.join("prometheus-data");
+    let p = Proc::spawn(
+        "prometheus",
+        "prometheus",
+        &[
+            format!("--config.file={}", cfg.display()),
+            format!("--storage.tsdb.path={}", data.display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--log.level=warn".into(),
+        ],
+        dir,
+    );
+    wait_for("Prometheus to be ready", 60, || http_get(port, "/-/ready").is_some_and(|(c, _)| c == 200));
+    p
+}
+
+/// A `run` config pointing at this Prometheus and this emulator.
+pub fn run_config(dir: &std::path::Path, name: &str, prom_port: u16, api_port: u16, extra: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "interval_s: 10\nstartup_s: 5\nsla: {{ ttft_ms: 200, itl_ms: 10 }}\nlimits: {{ gpu_budget: 8 }}\n\
+planner:\n  stabilizer: {{ scale_down_window_s: 20 }}\n\
+prometheus:\n  url: http://127.0.0.1:{prom_port}\n  timeout_s: 3\n  history_intervals: 6\n\
+kubernetes:\n  namespace: default\n  dgd: sla-demo\n  api_url: http://127.0.0.1:{api_port}\n  timeout_s: 3\n{extra}"
+        ),
+    )
+    .unwrap();
+    path
+}

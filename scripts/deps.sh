@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what the tests need beyond the Rust toolchain, from Debian's packages, when it
+# is missing: Prometheus for the end-to-end test.
+set -euo pipefail
+missing=()
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} (Debian packages) for the tests" >&2
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: installing needs root; run: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+prometheus --version 2>&1 | head -1 >&2
