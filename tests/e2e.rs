@@ -13,11 +13,39 @@ fn replicas_follow_a_load_ramp_through_a_real_prometheus() {
     let api = free_port();
     let prom = free_port();
     let status = free_port();
-    let _emulator = Proc::spawn("emulator", bin(), &["emulate".into(), "--listen".into(), format!("127.0.0.1:{api}"), "--scenario".into(), "e2e-ramp".into()], dir.path());
+    let _emulator = Proc::spawn(
+        "emulator",
+        bin(),
+        &[
+            "emulate".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{api}"),
+            "--scenario".into(),
+            "e2e-ramp".into(),
+        ],
+        dir.path(),
+    );
     wait_for("the emulator", 30, || http_get(api, "/metrics").is_some());
     let _prometheus = start_prometheus(dir.path(), prom, api);
-    let cfg = run_config(dir.path(), "run", prom, api, "leader_election: { lease_duration_s: 3 }\n");
-    let mut planner = Proc::spawn("run", bin(), &["run".into(), "--config".into(), cfg.display().to_string(), "--listen".into(), format!("127.0.0.1:{status}")], dir.path());
+    let cfg = run_config(
+        dir.path(),
+        "run",
+        prom,
+        api,
+        "leader_election: { lease_duration_s: 3 }\n",
+    );
+    let mut planner = Proc::spawn(
+        "run",
+        bin(),
+        &[
+            "run".into(),
+            "--config".into(),
+            cfg.display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{status}"),
+        ],
+        dir.path(),
+    );
 
     // The ramp: 3 req/s until 30 s, up to 40 req/s at 60 s, held to 110 s, back to 3 req/s by 130 s.
     let mut peak = (0u64, 0u64);
@@ -25,7 +53,11 @@ fn replicas_follow_a_load_ramp_through_a_real_prometheus() {
     let start = std::time::Instant::now();
     while start.elapsed().as_secs() < 200 {
         std::thread::sleep(std::time::Duration::from_secs(2));
-        assert!(planner.alive(), "the planner keeps running:\n{}", planner.output());
+        assert!(
+            planner.alive(),
+            "the planner keeps running:\n{}",
+            planner.output()
+        );
         let s = emulator_state(api);
         let p = s["replicas"]["VllmPrefillWorker"].as_u64().unwrap();
         let d = s["replicas"]["VllmDecodeWorker"].as_u64().unwrap();
@@ -35,26 +67,54 @@ fn replicas_follow_a_load_ramp_through_a_real_prometheus() {
     let state = emulator_state(api);
     let writes = state["writes"].as_array().unwrap();
     let log = planner.output();
-    assert!(!writes.is_empty(), "the planner wrote replica counts:\n{log}");
+    assert!(
+        !writes.is_empty(),
+        "the planner wrote replica counts:\n{log}"
+    );
     for w in writes {
-        assert_eq!(w["via"], "scale", "writes go through the adapters' scale subresource");
+        assert_eq!(
+            w["via"], "scale",
+            "writes go through the adapters' scale subresource"
+        );
         let n = w["replicas"].as_u64().unwrap();
         assert!((1..=8).contains(&n), "a write within [min, budget]: {w}");
     }
     for &(t, p, d) in &samples {
-        assert!(p >= 1 && d >= 1 && p + d <= 8, "at {t:.0} s: {p}P+{d}D leaves the limits");
+        assert!(
+            p >= 1 && d >= 1 && p + d <= 8,
+            "at {t:.0} s: {p}P+{d}D leaves the limits"
+        );
     }
-    assert!(peak.0 >= 3, "prefill rose under the ramp: {samples:?}\n{log}");
+    assert!(
+        peak.0 >= 3,
+        "prefill rose under the ramp: {samples:?}\n{log}"
+    );
     let last = samples.last().unwrap();
-    assert!(last.1 < peak.0, "prefill fell back after the ramp: {samples:?}");
-    assert!(last.1 + last.2 < peak.0 + peak.1, "replicas fell back after the ramp: {samples:?}");
-    assert!(state["events"].as_u64().unwrap() >= 1, "scales are recorded as Events");
+    assert!(
+        last.1 < peak.0,
+        "prefill fell back after the ramp: {samples:?}"
+    );
+    assert!(
+        last.1 + last.2 < peak.0 + peak.1,
+        "replicas fell back after the ramp: {samples:?}"
+    );
+    assert!(
+        state["events"].as_u64().unwrap() >= 1,
+        "scales are recorded as Events"
+    );
     // Structured logs with the reasons of each decision.
-    assert!(log.lines().any(|l| l.contains("\"message\":\"decision\"") && l.contains("\"reasons\"")), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"message\":\"decision\"") && l.contains("\"reasons\"")),
+        "{log}"
+    );
     let (code, body) = http_get(status, "/readyz").unwrap();
     assert_eq!(code, 200, "{body}");
     let (code, body) = http_get(status, "/api/v1/status").unwrap();
     assert_eq!(code, 200);
     let st: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert!(st["ticks"].as_u64().unwrap() >= 15 && st["leader"] == true, "{st}");
+    assert!(
+        st["ticks"].as_u64().unwrap() >= 15 && st["leader"] == true,
+        "{st}"
+    );
 }

@@ -74,6 +74,31 @@ fn identity(cfg: &RunConfig) -> String {
         .unwrap_or_else(|| format!("sla-planner-{}", std::process::id()))
 }
 
+/// Connects to the API server; transient failures (5xx, timeouts, unreachable) are retried
+/// with backoff, a missing object or permission is reported at once.
+async fn connect_with_retries(cfg: &RunConfig) -> anyhow::Result<KubeScaler> {
+    let mut backoff = Duration::from_millis(500);
+    let mut attempt = 1;
+    loop {
+        match KubeScaler::connect(&cfg.kubernetes).await {
+            Ok(s) => return Ok(s),
+            Err(e)
+                if attempt < 10
+                    && matches!(
+                        e.label(),
+                        "kube_server_error" | "kube_timeout" | "kube_transport"
+                    ) =>
+            {
+                warn!(message = "cannot reach the DGD yet; retrying", attempt, error = %e);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                attempt += 1;
+            }
+            Err(e) => return Err(anyhow::anyhow!("{e}")),
+        }
+    }
+}
+
 pub async fn run(
     cfg: RunConfig,
     config_dir: &std::path::Path,
@@ -86,9 +111,7 @@ pub async fn run(
     };
     let mut planner = planner_for(&cfg, &profile)?;
     let source = PrometheusSource::new(&cfg.prometheus)?;
-    let scaler = KubeScaler::connect(&cfg.kubernetes)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let scaler = connect_with_retries(&cfg).await?;
     info!(message = "connected", dgd = %cfg.kubernetes.dgd, namespace = %cfg.kubernetes.namespace, prefill = %scaler.prefill_service, decode = %scaler.decode_service);
 
     // Warm the forecasters from Prometheus history, so a restart does not forget the load.

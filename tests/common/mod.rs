@@ -94,14 +94,19 @@ impl Drop for Proc {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A plain HTTP/1.0 GET on loopback: (status, body).
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
@@ -148,12 +153,20 @@ pub fn start_prometheus(dir: &std::path::Path, port: u16, target_port: u16) -> P
         ],
         dir,
     );
-    wait_for("Prometheus to be ready", 60, || http_get(port, "/-/ready").is_some_and(|(c, _)| c == 200));
+    wait_for("Prometheus to be ready", 60, || {
+        http_get(port, "/-/ready").is_some_and(|(c, _)| c == 200)
+    });
     p
 }
 
 /// A `run` config pointing at this Prometheus and this emulator.
-pub fn run_config(dir: &std::path::Path, name: &str, prom_port: u16, api_port: u16, extra: &str) -> PathBuf {
+pub fn run_config(
+    dir: &std::path::Path,
+    name: &str,
+    prom_port: u16,
+    api_port: u16,
+    extra: &str,
+) -> PathBuf {
     let path = dir.join(format!("{name}.yaml"));
     std::fs::write(
         &path,
