@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond the Rust toolchain, from Debian's packages, when it
-# is missing: Prometheus for the end-to-end test.
+# is missing: Prometheus for the end-to-end test, kubernetes-validate (PyPI) for the manifests.
 set -euo pipefail
 missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
@@ -12,5 +12,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  echo "installing kubernetes-validate (PyPI) to check the manifests offline" >&2
+  python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate
 fi
 prometheus --version 2>&1 | head -1 >&2

@@ -108,6 +108,31 @@ fn replicas_follow_a_load_ramp_through_a_real_prometheus() {
             .any(|l| l.contains("\"message\":\"decision\"") && l.contains("\"reasons\"")),
         "{log}"
     );
+    // Every call made is declared (and so granted: tests/deploy.rs checks the Role against
+    // the declaration); every declared call but the 409 re-read was made.
+    let used = observed_calls(&state);
+    let declared = declared_calls();
+    assert!(
+        used.is_subset(&declared),
+        "undeclared calls: {:?}",
+        used.difference(&declared).collect::<Vec<_>>()
+    );
+    let unused: Vec<_> = declared.difference(&used).cloned().collect();
+    let reread = (
+        "nvidia.com".to_string(),
+        "dynamographdeploymentscalingadapters/scale".to_string(),
+        "get".to_string(),
+    );
+    assert_eq!(unused, vec![reread], "declared but not made");
+    // Resident memory of `run` in steady state (recorded in the README; read, not asserted).
+    if let Ok(s) = std::fs::read_to_string(format!("/proc/{}/status", planner.child.id())) {
+        if let Some(l) = s.lines().find(|l| l.starts_with("VmRSS")) {
+            println!(
+                "sla-planner run resident memory: {}",
+                l.trim_start_matches("VmRSS:").trim()
+            );
+        }
+    }
     let (code, body) = http_get(status, "/readyz").unwrap();
     assert_eq!(code, 200, "{body}");
     let (code, body) = http_get(status, "/api/v1/status").unwrap();

@@ -128,6 +128,20 @@ fn conflicts_and_server_errors_are_retried_and_converge() {
         log.contains("retrying"),
         "conflicts and errors were retried:\n{log}"
     );
+    let state = emulator_state(r.api);
+    let used = observed_calls(&state);
+    assert!(
+        used.is_subset(&declared_calls()),
+        "undeclared calls: {used:?}"
+    );
+    assert!(
+        used.contains(&(
+            "nvidia.com".to_string(),
+            "dynamographdeploymentscalingadapters/scale".to_string(),
+            "get".to_string()
+        )),
+        "a 409 is followed by a re-read"
+    );
     for w in emulator_state(r.api)["writes"].as_array().unwrap() {
         let n = w["replicas"].as_u64().unwrap();
         assert!((1..=8).contains(&n), "{w}");

@@ -458,9 +458,26 @@ async fn writes(AxState(state): AxState<Arc<State>>) -> Response {
         "replicas": {PREFILL_SERVICE: api.replicas[PREFILL_SERVICE], DECODE_SERVICE: api.replicas[DECODE_SERVICE]},
         "ready": {"prefill": r.prefill.ready, "decode": r.decode.ready},
         "events": api.events.len(),
+        "calls": state.calls.lock().expect("emulator lock").iter().map(|(m, p)| json!([m, p])).collect::<Vec<_>>(),
         "leases": api.leases.values().cloned().collect::<Vec<_>>(),
     }))
     .into_response()
+}
+
+async fn record_call(
+    AxState(state): AxState<Arc<State>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path().to_string();
+    if path.starts_with("/api") {
+        state
+            .calls
+            .lock()
+            .expect("emulator lock")
+            .insert((req.method().to_string(), path));
+    }
+    next.run(req).await
 }
 
 pub fn routes(state: Arc<State>) -> Router {
@@ -492,5 +509,9 @@ pub fn routes(state: Arc<State>) -> Router {
         )
         .route("/api/v1/namespaces/{ns}/events", post(create_event))
         .route("/emulator/state", get(writes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            record_call,
+        ))
         .with_state(state)
 }

@@ -58,6 +58,8 @@ pub struct State {
     pub metrics: metrics::DynamoMetrics,
     pub k8s: Mutex<k8s::ApiState>,
     pub writes: Mutex<Vec<ScaleWrite>>,
+    /// Every API call seen, as `(method, path)`, for checking RBAC against what is used.
+    pub calls: Mutex<std::collections::BTreeSet<(String, String)>>,
     pub started: Instant,
 }
 
@@ -84,6 +86,7 @@ pub fn state(
         metrics: metrics::DynamoMetrics::new(&cfg.model, &cfg.namespace),
         k8s: Mutex::new(k8s::ApiState::new(p, d)),
         writes: Mutex::new(Vec::new()),
+        calls: Mutex::new(std::collections::BTreeSet::new()),
         deployment: Mutex::new(deployment),
         started: Instant::now(),
         cfg,

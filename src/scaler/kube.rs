@@ -111,6 +111,32 @@ fn resource(kind: &str, plural: &str) -> ApiResource {
 
 pub const GROUP: &str = "nvidia.com";
 
+/// Every Kubernetes API call `run` makes, as `(API group, resource, verb)`. The Role in
+/// `deploy/rbac.yaml` grants exactly these (tests check both sides).
+pub const API_CALLS: &[(&str, &str, &str)] = &[
+    ("nvidia.com", "dynamographdeployments", "get"),
+    ("nvidia.com", "dynamographdeploymentscalingadapters", "get"),
+    // Re-read after a 409 Conflict.
+    (
+        "nvidia.com",
+        "dynamographdeploymentscalingadapters/scale",
+        "get",
+    ),
+    (
+        "nvidia.com",
+        "dynamographdeploymentscalingadapters/scale",
+        "patch",
+    ),
+    ("coordination.k8s.io", "leases", "get"),
+    ("coordination.k8s.io", "leases", "create"),
+    ("coordination.k8s.io", "leases", "update"),
+    ("", "events", "create"),
+];
+
+/// Made only with `kubernetes.fallback_dgd_patch: true`; not in the default Role.
+pub const FALLBACK_CALLS: &[(&str, &str, &str)] =
+    &[("nvidia.com", "dynamographdeployments", "patch")];
+
 impl KubeScaler {
     /// Connects, reads the DGD, finds the prefill and decode services and their adapters.
     /// A missing DGD, service or adapter (without fallback) is an error that names it.

@@ -180,3 +180,82 @@ kubernetes:\n  namespace: default\n  dgd: sla-demo\n  api_url: http://127.0.0.1:
     .unwrap();
     path
 }
+
+/// `(group, resource, verb)` of a Kubernetes API call.
+pub fn rbac_triple(method: &str, path: &str) -> (String, String, String) {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // /apis/{group}/{version}/namespaces/{ns}/{resource}[/{name}[/{sub}]] or /api/v1/namespaces/...
+    let (group, rest) = match parts.first() {
+        Some(&"apis") => (parts[1].to_string(), &parts[3..]),
+        _ => (String::new(), &parts[2..]),
+    };
+    let rest = if rest.first() == Some(&"namespaces") {
+        &rest[2..]
+    } else {
+        rest
+    };
+    let resource = match rest.len() {
+        3 => format!("{}/{}", rest[0], rest[2]),
+        _ => rest[0].to_string(),
+    };
+    let named = rest.len() >= 2;
+    let verb = match (method, named) {
+        ("GET", true) => "get",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", _) => "delete",
+        _ => "unknown",
+    };
+    (group, resource, verb.to_string())
+}
+
+/// The rules of the Role in deploy/rbac.yaml, as `(group, resource, verb)`.
+pub fn role_rules() -> std::collections::BTreeSet<(String, String, String)> {
+    use serde::Deserialize;
+    let text =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/rbac.yaml"))
+            .unwrap();
+    let mut out = std::collections::BTreeSet::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let v = serde_json::Value::deserialize(doc).unwrap();
+        if v["kind"] != "Role" {
+            continue;
+        }
+        for rule in v["rules"].as_array().unwrap() {
+            for g in rule["apiGroups"].as_array().unwrap() {
+                for r in rule["resources"].as_array().unwrap() {
+                    for verb in rule["verbs"].as_array().unwrap() {
+                        out.insert((
+                            g.as_str().unwrap().to_string(),
+                            r.as_str().unwrap().to_string(),
+                            verb.as_str().unwrap().to_string(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `sla_planner::scaler::kube::API_CALLS` as a set of owned triples.
+pub fn declared_calls() -> std::collections::BTreeSet<(String, String, String)> {
+    sla_planner::scaler::kube::API_CALLS
+        .iter()
+        .map(|(g, r, v)| (g.to_string(), r.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The calls the emulator saw, as triples.
+pub fn observed_calls(
+    state: &serde_json::Value,
+) -> std::collections::BTreeSet<(String, String, String)> {
+    state["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| rbac_triple(c[0].as_str().unwrap(), c[1].as_str().unwrap()))
+        .collect()
+}
