@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond the Rust toolchain, from Debian's packages, when it
-# is missing: Prometheus for the end-to-end test, kubernetes-validate (PyPI) for the manifests.
+# is missing: Prometheus for the end-to-end test, Chromium for the dashboard test,
+# kubernetes-validate (PyPI) for the manifests.
 set -euo pipefail
 missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} (Debian packages) for the tests" >&2
   if [ "$(id -u)" -ne 0 ]; then

@@ -56,9 +56,13 @@ pub struct RunArgs {
     /// The config file (YAML; docs/run.md).
     #[arg(long)]
     pub config: PathBuf,
-    /// Serve /healthz, /readyz and /api/v1/status here.
+    /// Serve the API, /metrics and the dashboard here (the Service in deploy/ exposes it in-cluster only).
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
+    /// A file holding the bearer token that enables the API's writes (pause, resume, limits);
+    /// without it they answer 403.
+    #[arg(long)]
+    pub api_token_file: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "auto")]
     pub log_format: LogFormat,
 }
@@ -100,9 +104,12 @@ pub struct EmulateArgs {
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// Serve /healthz, /readyz and /api/v1/status here.
+    /// Serve the API, /metrics and the dashboard here.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
+    /// A file holding the bearer token that enables the API's writes; without it they answer 403.
+    #[arg(long)]
+    pub api_token_file: Option<PathBuf>,
     /// The workload, SLA, deployment and planner settings of this scenario (name or file).
     #[arg(long, default_value = "sin-5-45")]
     pub scenario: String,
@@ -222,7 +229,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .parent()
                 .map(std::path::Path::to_path_buf)
                 .unwrap_or_default();
-            runtime()?.block_on(crate::live::run::run(cfg, &dir, a.listen))
+            let token = read_token(a.api_token_file.as_deref())?;
+            runtime()?.block_on(crate::live::run::run(cfg, &dir, a.listen, token))
         }
         Command::Emulate(a) => run_emulate(a),
         Command::Demo(a) => run_demo(a),
@@ -540,6 +548,22 @@ fn run_decide(a: DecideArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The API token from a file (a mounted Secret), trimmed; an empty file is an error.
+fn read_token(path: Option<&std::path::Path>) -> Result<Option<String>, InputError> {
+    let Some(path) = path else { return Ok(None) };
+    let t = std::fs::read_to_string(path)
+        .map_err(|e| InputError::io(path, e))?
+        .trim()
+        .to_string();
+    if t.is_empty() {
+        return Err(InputError::Usage(format!(
+            "--api-token-file {}: the file is empty",
+            path.display()
+        )));
+    }
+    Ok(Some(t))
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -616,7 +640,18 @@ fn run_demo(a: DemoArgs) -> anyhow::Result<()> {
     if !(a.speed.is_finite() && a.speed > 0.0) {
         return Err(InputError::Usage(format!("--speed must be > 0 (got {})", a.speed)).into());
     }
+    let token = read_token(a.api_token_file.as_deref())?;
     let sc = crate::scenario::load(&a.scenario, &crate::scenario::Overrides::default())?;
+    let config_json = serde_json::json!({
+        "mode": "demo",
+        "scenario": sc.file.name,
+        "speed": a.speed,
+        "interval_s": sc.sim.interval_s,
+        "startup_s": sc.sim.startup_s,
+        "sla": sc.sim.sla,
+        "limits": sc.sim.limits,
+        "planner": sc.file.planner,
+    });
     let env = PolicyEnv {
         sim: &sc.sim,
         planner: sc.file.planner,
@@ -633,7 +668,13 @@ fn run_demo(a: DemoArgs) -> anyhow::Result<()> {
     let end = sc.requests.last().map_or(0.0, |r| r.arrival_s) + 2.0 * interval;
     runtime()?.block_on(async move {
         let mut lp = crate::live::Loop::new(planner, edges.clone(), edges, interval, false, None);
-        let bound = crate::live::server::spawn(a.listen, lp.status.clone()).await.map_err(|e| InputError::Usage(format!("--listen {}: {e}", a.listen)))?;
+        let api = crate::live::api::ApiState {
+            status: lp.status.clone(),
+            control: lp.control.clone(),
+            token: token.map(std::sync::Arc::new),
+            config: std::sync::Arc::new(config_json),
+        };
+        let bound = crate::live::server::spawn(a.listen, api).await.map_err(|e| InputError::Usage(format!("--listen {}: {e}", a.listen)))?;
         tracing::info!(message = "demo: the run loop on a simulated deployment", scenario = %sc.file.name, speed = a.speed, status = %format!("http://{bound}/api/v1/status"));
         let started = std::time::Instant::now();
         let speed = a.speed;

@@ -9,7 +9,7 @@ use crate::error::InputError;
 use crate::planner::sla_planner::PlannerConfig;
 use crate::planner::{Limits, Sla};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
     /// Seconds between decisions.
@@ -34,7 +34,7 @@ pub struct RunConfig {
     pub leader_election: LeaderConfig,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSpec {
     pub gpu_budget: u32,
@@ -52,7 +52,7 @@ pub struct LimitsSpec {
     pub gpus_per_decode_engine: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusConfig {
     pub url: String,
@@ -81,7 +81,7 @@ pub struct PrometheusConfig {
 
 /// PromQL per signal. `$window` becomes the interval (`60s`), `$filter` the label matchers,
 /// `$q` the quantile.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Queries {
     pub requests: String,
@@ -119,7 +119,7 @@ impl Default for Queries {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KubeConfig {
     pub namespace: String,
@@ -143,7 +143,7 @@ pub struct KubeConfig {
     pub events: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LeaderConfig {
     #[serde(default = "yes")]

@@ -2,7 +2,9 @@
 //! write the targets. The same loop runs against Prometheus and Kubernetes (`run`) and
 //! against the in-process simulator (`demo`); only the edges differ.
 
+pub mod api;
 pub mod config;
+pub mod dashboard;
 pub mod lease;
 pub mod run;
 pub mod server;
@@ -60,9 +62,42 @@ pub struct Status {
     pub last_observation: Option<Observation>,
     pub last_decision: Option<Decision>,
     pub last_tick_seconds: f64,
+    /// Scaling paused through the API: decisions are made and shown, not written.
+    pub paused: bool,
+    pub limits: Option<crate::planner::Limits>,
+    pub sla: Option<crate::planner::Sla>,
+    /// Decisions by their binding reason (a small fixed set), since start.
+    pub decisions_total: BTreeMap<String, u64>,
+    /// The last ticks, oldest first, at most `HISTORY` of them.
+    #[serde(skip)]
+    pub history: std::collections::VecDeque<TickRecord>,
+}
+
+/// Ticks kept for `/api/v1/history` and the dashboard.
+pub const HISTORY: usize = 720;
+
+/// One tick as it happened.
+#[derive(Debug, Clone, Serialize)]
+pub struct TickRecord {
+    pub time_s: f64,
+    pub observation: Observation,
+    pub decision: Decision,
+    pub replicas: RoleReplicas,
+    pub leader: bool,
+    /// The targets were written (not advisory, not paused, leader, and they changed).
+    pub wrote: bool,
 }
 
 pub type SharedStatus = Arc<Mutex<Status>>;
+
+/// Run-time changes through the API, applied at the next tick.
+#[derive(Debug, Clone, Default)]
+pub struct Control {
+    pub paused: bool,
+    pub limits: Option<crate::planner::Limits>,
+}
+
+pub type SharedControl = Arc<Mutex<Control>>;
 
 pub struct Loop<S, A> {
     pub planner: SlaPlanner,
@@ -73,6 +108,7 @@ pub struct Loop<S, A> {
     /// Set by leader election; `None` when election is off.
     pub leader: Option<Arc<AtomicBool>>,
     pub status: SharedStatus,
+    pub control: SharedControl,
     incident: Option<&'static str>,
 }
 
@@ -87,8 +123,11 @@ impl<S: Signals, A: Actuator> Loop<S, A> {
     ) -> Self {
         let status = Arc::new(Mutex::new(Status {
             advisory,
+            limits: Some(planner.limits()),
+            sla: Some(planner.sla()),
             ..Default::default()
         }));
+        let control = Arc::new(Mutex::new(Control::default()));
         Loop {
             planner,
             signals,
@@ -97,6 +136,7 @@ impl<S: Signals, A: Actuator> Loop<S, A> {
             advisory,
             leader,
             status,
+            control,
             incident: None,
         }
     }
@@ -121,6 +161,20 @@ impl<S: Signals, A: Actuator> Loop<S, A> {
     /// One decision at `now_s` (seconds; any epoch).
     pub async fn tick(&mut self, now_s: f64) {
         let started = std::time::Instant::now();
+        let control = self.control.lock().expect("control lock").clone();
+        if let Some(l) = control.limits {
+            if l != self.planner.limits() {
+                info!(
+                    message = "limits changed through the API",
+                    min_prefill = l.min_prefill,
+                    max_prefill = l.max_prefill,
+                    min_decode = l.min_decode,
+                    max_decode = l.max_decode,
+                    gpu_budget = l.gpu_budget
+                );
+                self.planner.set_limits(l);
+            }
+        }
         let mut clean = true;
         let replicas = match self.actuator.replicas().await {
             Ok(r) => r,
@@ -164,17 +218,26 @@ impl<S: Signals, A: Actuator> Loop<S, A> {
             requests = obs.requests.unwrap_or(f64::NAN),
             leader,
             advisory = self.advisory,
+            paused = control.paused,
             reasons = %decision.reasons.join("; ")
         );
-        if !self.advisory && leader && (decision.prefill, decision.decode) != current {
+        let mut wrote = false;
+        if !self.advisory
+            && !control.paused
+            && leader
+            && (decision.prefill, decision.decode) != current
+        {
             let why = decision.reasons.first().cloned().unwrap_or_default();
-            if let Err(f) = self
+            match self
                 .actuator
                 .apply(decision.prefill, decision.decode, &why)
                 .await
             {
-                self.fault(&f);
-                clean = false;
+                Ok(()) => wrote = true,
+                Err(f) => {
+                    self.fault(&f);
+                    clean = false;
+                }
             }
         }
         if clean && self.incident.take().is_some() {
@@ -184,12 +247,48 @@ impl<S: Signals, A: Actuator> Loop<S, A> {
         st.ticks += 1;
         st.ready = true;
         st.leader = leader;
+        st.paused = control.paused;
+        st.limits = Some(self.planner.limits());
         if clean {
             st.holding = None;
+        }
+        *st.decisions_total
+            .entry(reason_class(&decision).to_string())
+            .or_default() += 1;
+        st.history.push_back(TickRecord {
+            time_s: now_s,
+            observation: obs.clone(),
+            decision: decision.clone(),
+            replicas,
+            leader,
+            wrote,
+        });
+        while st.history.len() > HISTORY {
+            st.history.pop_front();
         }
         st.last_observation = Some(obs);
         st.last_decision = Some(decision);
         st.last_tick_seconds = started.elapsed().as_secs_f64();
+    }
+}
+
+/// The decision's binding reason, from a small fixed set (a metric label).
+pub fn reason_class(d: &Decision) -> &'static str {
+    let all = d.reasons.join(" ");
+    if all.starts_with("hold") {
+        "hold"
+    } else if all.contains("GPU budget") {
+        "budget"
+    } else if all.contains("clipped") {
+        "limit"
+    } else if all.contains("held at") || all.contains("stabilised") || all.contains("tolerance") {
+        "stabilised"
+    } else if all.contains("TTFT") && all.contains("out of reach")
+        || all.contains("ITL target out of reach")
+    {
+        "out_of_reach"
+    } else {
+        "sla"
     }
 }
 

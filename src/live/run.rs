@@ -103,6 +103,7 @@ pub async fn run(
     cfg: RunConfig,
     config_dir: &std::path::Path,
     listen: Option<SocketAddr>,
+    api_token: Option<String>,
 ) -> anyhow::Result<()> {
     let profile = if cfg.profile == "default" {
         Profile::embedded_default()
@@ -161,7 +162,13 @@ pub async fn run(
         leader,
     );
     if let Some(addr) = listen {
-        let bound = server::spawn(addr, lp.status.clone()).await?;
+        let state = super::api::ApiState {
+            status: lp.status.clone(),
+            control: lp.control.clone(),
+            token: api_token.map(std::sync::Arc::new),
+            config: std::sync::Arc::new(super::api::redact(serde_json::to_value(&cfg)?)),
+        };
+        let bound = server::spawn(addr, state).await?;
         info!(message = "serving health and status", addr = %bound);
     }
     drive(

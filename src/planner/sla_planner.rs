@@ -213,6 +213,20 @@ impl SlaPlanner {
         }
     }
 
+    /// The limits decisions are clipped to.
+    pub fn limits(&self) -> crate::planner::Limits {
+        self.ctx.limits
+    }
+
+    /// Changes the limits from the next decision on (checked by the caller).
+    pub fn set_limits(&mut self, limits: crate::planner::Limits) {
+        self.ctx.limits = limits;
+    }
+
+    pub fn sla(&self) -> crate::planner::Sla {
+        self.ctx.sla
+    }
+
     /// Intervals of load the forecasters have seen.
     pub fn history_len(&self) -> usize {
         self.rate.len()

@@ -259,3 +259,53 @@ pub fn observed_calls(
         .map(|c| rbac_triple(c[0].as_str().unwrap(), c[1].as_str().unwrap()))
         .collect()
 }
+
+/// An HTTP/1.0 request with an optional bearer token and JSON body: (status, body).
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let body = body.unwrap_or("");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap();
+    (
+        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
+        body.to_string(),
+    )
+}
+
+/// `sla-planner demo` on a free port; `token` enables the API's writes.
+pub fn start_demo(dir: &std::path::Path, speed: f64, token: Option<&str>) -> (Proc, u16) {
+    let port = free_port();
+    let mut args = vec![
+        "demo".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--speed".into(),
+        speed.to_string(),
+        "--log-format".into(),
+        "json".into(),
+    ];
+    if let Some(t) = token {
+        let f = dir.join("token");
+        std::fs::write(&f, format!("{t}\n")).unwrap();
+        args.extend(["--api-token-file".into(), f.display().to_string()]);
+    }
+    let p = Proc::spawn("demo", bin(), &args, dir);
+    wait_for("the demo's API", 30, || {
+        http_get(port, "/healthz").is_some_and(|(c, _)| c == 200)
+    });
+    (p, port)
+}

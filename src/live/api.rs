@@ -1,0 +1,535 @@
+//! The planner's HTTP API: health probes, `/metrics`, the status and history API, run-time
+//! control (only with a bearer token), and the dashboard. Response bodies are their own
+//! DTOs, documented in `docs/openapi.yaml` (a test checks it against `ROUTES`).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+
+use super::{SharedControl, SharedStatus, TickRecord};
+use crate::planner::{Decision, Limits, Observation, Sla};
+
+/// Every route served, as (method, path). `docs/openapi.yaml` documents exactly these.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/api/v1/status"),
+    ("GET", "/api/v1/history"),
+    ("GET", "/api/v1/config"),
+    ("POST", "/api/v1/control/pause"),
+    ("POST", "/api/v1/control/resume"),
+    ("PUT", "/api/v1/control/limits"),
+];
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub status: SharedStatus,
+    pub control: SharedControl,
+    /// Writes need `Authorization: Bearer <token>`; without a token they are refused.
+    pub token: Option<Arc<String>>,
+    /// The effective configuration, secrets redacted.
+    pub config: Arc<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorDto {
+    pub error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+fn error(code: StatusCode, msg: impl Into<String>, field: Option<&str>) -> Response {
+    (
+        code,
+        Json(ErrorDto {
+            error: msg.into(),
+            field: field.map(str::to_string),
+        }),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StatusDto {
+    pub ready: bool,
+    pub leader: bool,
+    pub advisory: bool,
+    pub paused: bool,
+    pub ticks: u64,
+    pub holding: Option<String>,
+    pub errors_total: BTreeMap<String, u64>,
+    pub decisions_total: BTreeMap<String, u64>,
+    pub sla: Option<Sla>,
+    pub limits: Option<Limits>,
+    pub observation: Option<Observation>,
+    pub decision: Option<Decision>,
+    pub last_tick_seconds: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone, Copy)]
+pub struct RoleDto {
+    pub target: u32,
+    pub ready: u32,
+    pub starting: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone, Copy)]
+pub struct PercentilesDto {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TickDto {
+    pub time_s: f64,
+    pub requests_per_s: Option<f64>,
+    pub forecast_requests_per_s: Option<f64>,
+    pub isl_mean: Option<f64>,
+    pub osl_mean: Option<f64>,
+    pub ttft_ms: Option<PercentilesDto>,
+    pub itl_ms: Option<PercentilesDto>,
+    pub expected_ttft_ms: Option<f64>,
+    pub expected_itl_ms: Option<f64>,
+    pub kv_prefill: Option<f64>,
+    pub kv_decode: Option<f64>,
+    pub prefill: RoleDto,
+    pub decode: RoleDto,
+    pub leader: bool,
+    pub wrote: bool,
+    pub reasons: Vec<String>,
+}
+
+impl From<&TickRecord> for TickDto {
+    fn from(t: &TickRecord) -> TickDto {
+        let o = &t.observation;
+        let pct = |l: Option<crate::planner::LatencySummary>| {
+            l.map(|l| PercentilesDto {
+                p50: l.p50,
+                p90: l.p90,
+                p99: l.p99,
+            })
+        };
+        TickDto {
+            time_s: t.time_s,
+            requests_per_s: o.requests.map(|n| n / o.interval_s),
+            forecast_requests_per_s: t.decision.forecast.map(|f| f.requests_per_s),
+            isl_mean: o.isl_mean,
+            osl_mean: o.osl_mean,
+            ttft_ms: pct(o.ttft_ms),
+            itl_ms: pct(o.itl_ms),
+            expected_ttft_ms: t.decision.expected_ttft_ms,
+            expected_itl_ms: t.decision.expected_itl_ms,
+            kv_prefill: o.kv_utilization.and_then(|k| k.prefill),
+            kv_decode: o.kv_utilization.and_then(|k| k.decode),
+            prefill: RoleDto {
+                target: t.decision.prefill,
+                ready: t.replicas.prefill.ready,
+                starting: t.replicas.prefill.starting,
+            },
+            decode: RoleDto {
+                target: t.decision.decode,
+                ready: t.replicas.decode.ready,
+                starting: t.replicas.decode.starting,
+            },
+            leader: t.leader,
+            wrote: t.wrote,
+            reasons: t.decision.reasons.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HistoryDto {
+    pub ticks: Vec<TickDto>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    pub since: Option<f64>,
+}
+
+/// A change of limits: any subset of the fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsUpdate {
+    pub min_prefill: Option<u32>,
+    pub max_prefill: Option<u32>,
+    pub min_decode: Option<u32>,
+    pub max_decode: Option<u32>,
+    pub gpu_budget: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ControlDto {
+    pub paused: bool,
+    pub limits: Option<Limits>,
+    /// Changes apply at the next decision.
+    pub applies: String,
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(s): State<ApiState>) -> Response {
+    let st = s.status.lock().expect("status lock");
+    match (st.ready, &st.holding) {
+        (true, None) => (StatusCode::OK, "ready\n".to_string()).into_response(),
+        (true, Some(why)) => {
+            (StatusCode::OK, format!("ready, holding replicas: {why}\n")).into_response()
+        }
+        (false, _) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no decision yet\n".to_string(),
+        )
+            .into_response(),
+    }
+}
+
+async fn status(State(s): State<ApiState>) -> Json<StatusDto> {
+    let st = s.status.lock().expect("status lock");
+    Json(StatusDto {
+        ready: st.ready,
+        leader: st.leader,
+        advisory: st.advisory,
+        paused: st.paused,
+        ticks: st.ticks,
+        holding: st.holding.clone(),
+        errors_total: st.errors_total.clone(),
+        decisions_total: st.decisions_total.clone(),
+        sla: st.sla,
+        limits: st.limits,
+        observation: st.last_observation.clone(),
+        decision: st.last_decision.clone(),
+        last_tick_seconds: st.last_tick_seconds,
+    })
+}
+
+async fn history(State(s): State<ApiState>, Query(q): Query<HistoryQuery>) -> Json<HistoryDto> {
+    let st = s.status.lock().expect("status lock");
+    let since = q.since.unwrap_or(f64::NEG_INFINITY);
+    Json(HistoryDto {
+        ticks: st
+            .history
+            .iter()
+            .filter(|t| t.time_s > since)
+            .map(TickDto::from)
+            .collect(),
+    })
+}
+
+async fn config(State(s): State<ApiState>) -> Json<serde_json::Value> {
+    Json((*s.config).clone())
+}
+
+/// `None` when the request may write; else the refusal.
+fn authorize(s: &ApiState, headers: &HeaderMap) -> Option<Response> {
+    let Some(token) = &s.token else {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "writes are disabled: start with --api-token-file to enable them",
+            None,
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Compare without an early exit, so timing says nothing about the token.
+    let ok = given.is_some_and(|g| {
+        g.len() == token.len()
+            && g.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    (!ok).then(|| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "a valid bearer token is required",
+            None,
+        )
+    })
+}
+
+fn control_dto(s: &ApiState) -> Json<ControlDto> {
+    let c = s.control.lock().expect("control lock").clone();
+    let limits = c.limits.or(s.status.lock().expect("status lock").limits);
+    Json(ControlDto {
+        paused: c.paused,
+        limits,
+        applies: "at the next decision".into(),
+    })
+}
+
+async fn pause(State(s): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Some(r) = authorize(&s, &headers) {
+        return r;
+    }
+    s.control.lock().expect("control lock").paused = true;
+    tracing::info!(message = "scaling paused through the API");
+    control_dto(&s).into_response()
+}
+
+async fn resume(State(s): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Some(r) = authorize(&s, &headers) {
+        return r;
+    }
+    s.control.lock().expect("control lock").paused = false;
+    tracing::info!(message = "scaling resumed through the API");
+    control_dto(&s).into_response()
+}
+
+async fn set_limits(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = authorize(&s, &headers) {
+        return r;
+    }
+    let update: LimitsUpdate = match serde_json::from_slice(&body) {
+        Ok(u) => u,
+        Err(e) => {
+            let msg = e.to_string();
+            let field = msg.split('`').nth(1).map(str::to_string);
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("not a limits object: {msg}"),
+                field.as_deref(),
+            );
+        }
+    };
+    let current = s.control.lock().expect("control lock").limits.or(s
+        .status
+        .lock()
+        .expect("status lock")
+        .limits);
+    let Some(mut l) = current else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no limits known yet", None);
+    };
+    l.min_prefill = update.min_prefill.unwrap_or(l.min_prefill);
+    l.max_prefill = update.max_prefill.unwrap_or(l.max_prefill);
+    l.min_decode = update.min_decode.unwrap_or(l.min_decode);
+    l.max_decode = update.max_decode.unwrap_or(l.max_decode);
+    l.gpu_budget = update.gpu_budget.unwrap_or(l.gpu_budget);
+    // (ok, field, message); the first failing check answers 422 naming its field.
+    let checks = [
+        (
+            l.min_prefill >= 1,
+            "min_prefill",
+            format!("min_prefill must be at least 1 (got {})", l.min_prefill),
+        ),
+        (
+            l.min_decode >= 1,
+            "min_decode",
+            format!("min_decode must be at least 1 (got {})", l.min_decode),
+        ),
+        (
+            l.max_prefill >= l.min_prefill,
+            "max_prefill",
+            format!(
+                "max_prefill {} is below min_prefill {}",
+                l.max_prefill, l.min_prefill
+            ),
+        ),
+        (
+            l.max_decode >= l.min_decode,
+            "max_decode",
+            format!(
+                "max_decode {} is below min_decode {}",
+                l.max_decode, l.min_decode
+            ),
+        ),
+        (
+            l.gpus(l.min_prefill, l.min_decode) <= l.gpu_budget,
+            "gpu_budget",
+            format!("{} GPUs cannot hold the minimum replicas", l.gpu_budget),
+        ),
+    ];
+    if let Some((_, field, msg)) = checks.into_iter().find(|c| !c.0) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, msg, Some(field));
+    }
+    s.control.lock().expect("control lock").limits = Some(l);
+    control_dto(&s).into_response()
+}
+
+/// `/metrics` in the Prometheus text format, built from the status at each scrape.
+async fn metrics(State(s): State<ApiState>) -> Response {
+    let st = s.status.lock().expect("status lock");
+    let mut reg = Registry::with_prefix("sla_planner");
+    let gauge = |reg: &mut Registry, name: &str, help: &str, v: Option<f64>| {
+        let g: Gauge<f64, AtomicU64> = Gauge::default();
+        g.set(v.unwrap_or(f64::NAN));
+        reg.register(name, help, g);
+    };
+    let o = st.last_observation.clone().unwrap_or_default();
+    let d = st.last_decision.clone().unwrap_or_default();
+    gauge(
+        &mut reg,
+        "requests_per_second",
+        "Observed request rate over the last interval",
+        o.requests.map(|n| n / o.interval_s.max(1e-9)),
+    );
+    gauge(
+        &mut reg,
+        "forecast_requests_per_second",
+        "Request rate the last decision planned for",
+        d.forecast.map(|f| f.requests_per_s),
+    );
+    let lat: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>> = Family::default();
+    for (metric, source, v) in [
+        ("ttft", "observed_p99", o.ttft_ms.map(|l| l.p99)),
+        ("ttft", "observed_mean", o.ttft_ms.map(|l| l.mean)),
+        ("ttft", "expected", d.expected_ttft_ms),
+        ("itl", "observed_p99", o.itl_ms.map(|l| l.p99)),
+        ("itl", "observed_mean", o.itl_ms.map(|l| l.mean)),
+        ("itl", "expected", d.expected_itl_ms),
+    ] {
+        lat.get_or_create(&vec![
+            ("latency".into(), metric.into()),
+            ("source".into(), source.into()),
+        ])
+        .set(v.map_or(f64::NAN, |ms| ms / 1000.0));
+    }
+    reg.register(
+        "latency_seconds",
+        "TTFT and ITL, observed and expected by the model",
+        lat,
+    );
+    let replicas: Family<Vec<(String, String)>, Gauge> = Family::default();
+    let r = o.replicas.unwrap_or_default();
+    for (role, target, state) in [
+        ("prefill", d.prefill, r.prefill),
+        ("decode", d.decode, r.decode),
+    ] {
+        for (kind, v) in [
+            ("target", target),
+            ("ready", state.ready),
+            ("starting", state.starting),
+            ("draining", state.draining),
+        ] {
+            replicas
+                .get_or_create(&vec![
+                    ("role".into(), role.into()),
+                    ("state".into(), kind.into()),
+                ])
+                .set(v as i64);
+        }
+    }
+    reg.register(
+        "replicas",
+        "Replicas per role: the target, and as the DGD reports them",
+        replicas,
+    );
+    let corr: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>> = Family::default();
+    if let Some(c) = d.corrections {
+        for (kind, v) in [
+            ("prefill", c.prefill),
+            ("prefill_tail", c.prefill_tail),
+            ("prefill_variability", c.prefill_variability),
+            ("decode", c.decode),
+        ] {
+            corr.get_or_create(&vec![("kind".into(), kind.into())])
+                .set(v);
+        }
+    }
+    reg.register(
+        "model_correction_ratio",
+        "Learned corrections of the performance model",
+        corr,
+    );
+    let decisions: Family<Vec<(String, String)>, Counter> = Family::default();
+    for (reason, n) in &st.decisions_total {
+        decisions
+            .get_or_create(&vec![("reason".into(), reason.clone())])
+            .inc_by(*n);
+    }
+    reg.register("decisions", "Decisions by binding reason", decisions);
+    let errors: Family<Vec<(String, String)>, Counter> = Family::default();
+    for (kind, n) in &st.errors_total {
+        errors
+            .get_or_create(&vec![("kind".into(), kind.clone())])
+            .inc_by(*n);
+    }
+    reg.register("errors", "Failed reads and writes by kind", errors);
+    gauge(
+        &mut reg,
+        "tick_duration_seconds",
+        "Duration of the last decision tick",
+        Some(st.last_tick_seconds),
+    );
+    let paused: Gauge = Gauge::default();
+    paused.set(i64::from(st.paused));
+    reg.register(
+        "paused",
+        "1 while scaling is paused through the API",
+        paused,
+    );
+    drop(st);
+    let mut out = String::new();
+    encode(&mut out, &reg).expect("writing to a String");
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}
+
+async fn dashboard() -> Html<String> {
+    Html(super::dashboard::page())
+}
+
+pub fn routes(state: ApiState) -> Router {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/history", get(history))
+        .route("/api/v1/config", get(config))
+        .route("/api/v1/control/pause", post(pause))
+        .route("/api/v1/control/resume", post(resume))
+        .route("/api/v1/control/limits", put(set_limits))
+        .with_state(state)
+}
+
+/// Redacts every field whose name says it holds a secret.
+pub fn redact(mut v: serde_json::Value) -> serde_json::Value {
+    match &mut v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if k.contains("token") || k.contains("password") || k.contains("secret") {
+                    if !x.is_null() {
+                        *x = serde_json::Value::String("<redacted>".into());
+                    }
+                } else {
+                    *x = redact(x.take());
+                }
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for x in a.iter_mut() {
+                *x = redact(x.take());
+            }
+        }
+        _ => {}
+    }
+    v
+}

@@ -1,0 +1,238 @@
+//! The status API: each route's status codes and body shape, writes only with the token,
+//! a write taking effect at the next decision, and the OpenAPI file matching the routes.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn json(port: u16, path: &str) -> Value {
+    let (code, body) = http(port, "GET", path, None, None);
+    assert_eq!(code, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+#[test]
+fn reads_are_open_and_shaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_demo, port) = start_demo(dir.path(), 60.0, None);
+    wait_for("a few decisions", 30, || {
+        json(port, "/api/v1/status")["ticks"].as_u64().unwrap() >= 3
+    });
+    assert_eq!(http(port, "GET", "/healthz", None, None).0, 200);
+    assert_eq!(http(port, "GET", "/readyz", None, None).0, 200);
+    let st = json(port, "/api/v1/status");
+    for key in [
+        "ready",
+        "leader",
+        "advisory",
+        "paused",
+        "ticks",
+        "errors_total",
+        "decisions_total",
+        "sla",
+        "limits",
+        "observation",
+        "decision",
+    ] {
+        assert!(st.get(key).is_some(), "status.{key}: {st}");
+    }
+    assert!(st["decision"]["reasons"]
+        .as_array()
+        .is_some_and(|r| !r.is_empty()));
+    let h = json(port, "/api/v1/history");
+    let ticks = h["ticks"].as_array().unwrap();
+    assert!(ticks.len() >= 3);
+    for key in [
+        "time_s",
+        "requests_per_s",
+        "forecast_requests_per_s",
+        "prefill",
+        "decode",
+        "reasons",
+        "wrote",
+    ] {
+        assert!(ticks[0].get(key).is_some(), "tick.{key}");
+    }
+    let since = ticks[1]["time_s"].as_f64().unwrap();
+    let later = json(port, &format!("/api/v1/history?since={since}"));
+    assert!(later["ticks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["time_s"].as_f64().unwrap() > since));
+    assert_eq!(
+        http(port, "GET", "/api/v1/history?since=soon", None, None).0,
+        400
+    );
+    let cfg = json(port, "/api/v1/config");
+    assert!(cfg["sla"].is_object() && cfg["limits"].is_object());
+    let (code, metrics) = http(port, "GET", "/metrics", None, None);
+    assert_eq!(code, 200);
+    for name in [
+        "sla_planner_requests_per_second",
+        "sla_planner_forecast_requests_per_second",
+        "sla_planner_latency_seconds{",
+        "sla_planner_replicas{",
+        "sla_planner_model_correction_ratio{",
+        "sla_planner_decisions_total{",
+        "sla_planner_tick_duration_seconds",
+    ] {
+        assert!(metrics.contains(name), "{name} in /metrics:\n{metrics}");
+    }
+    let (code, page) = http(port, "GET", "/", None, None);
+    assert!(code == 200 && page.contains("chart-load"), "the dashboard");
+    for remote in [
+        "src=\"http",
+        "href=\"http",
+        "@import",
+        "fetch(\"http",
+        "url(http",
+    ] {
+        assert!(!page.contains(remote), "self-contained page: {remote}");
+    }
+    // Writes are refused without a configured token.
+    let (code, body) = http(port, "POST", "/api/v1/control/pause", None, None);
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        http(
+            port,
+            "PUT",
+            "/api/v1/control/limits",
+            Some("guess"),
+            Some("{\"max_prefill\": 2}")
+        )
+        .0,
+        403
+    );
+    assert_eq!(http(port, "GET", "/api/v1/nothing", None, None).0, 404);
+}
+
+#[test]
+fn writes_need_the_token_validate_and_apply_at_the_next_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "s3cret-token";
+    let (_demo, port) = start_demo(dir.path(), 60.0, Some(token));
+    wait_for("a first decision", 30, || {
+        json(port, "/api/v1/status")["ticks"].as_u64().unwrap() >= 1
+    });
+    assert_eq!(
+        http(port, "POST", "/api/v1/control/pause", None, None).0,
+        401
+    );
+    assert_eq!(
+        http(
+            port,
+            "POST",
+            "/api/v1/control/pause",
+            Some("wrong-token!"),
+            None
+        )
+        .0,
+        401
+    );
+    let (code, body) = http(
+        port,
+        "PUT",
+        "/api/v1/control/limits",
+        Some(token),
+        Some("{\"max_prefill\": 0}"),
+    );
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["field"],
+        "max_prefill"
+    );
+    let (code, body) = http(
+        port,
+        "PUT",
+        "/api/v1/control/limits",
+        Some(token),
+        Some("{\"gpu_budget\": 1}"),
+    );
+    assert_eq!(
+        (
+            code,
+            serde_json::from_str::<Value>(&body).unwrap()["field"].as_str()
+        ),
+        (422, Some("gpu_budget")),
+        "{body}"
+    );
+    let (code, body) = http(
+        port,
+        "PUT",
+        "/api/v1/control/limits",
+        Some(token),
+        Some("{\"max_prefil\": 2}"),
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("max_prefil"));
+    // A cap of 2 per role binds on sin-5-45, whose peak needs 4+4.
+    let (code, body) = http(
+        port,
+        "PUT",
+        "/api/v1/control/limits",
+        Some(token),
+        Some("{\"max_prefill\": 2, \"max_decode\": 2}"),
+    );
+    assert_eq!(code, 200, "{body}");
+    let set_at = json(port, "/api/v1/status")["ticks"].as_u64().unwrap();
+    wait_for("two more decisions", 30, || {
+        json(port, "/api/v1/status")["ticks"].as_u64().unwrap() >= set_at + 2
+    });
+    let st = json(port, "/api/v1/status");
+    assert_eq!(st["limits"]["max_prefill"], 2);
+    assert!(
+        st["decision"]["prefill"].as_u64().unwrap() <= 2
+            && st["decision"]["decode"].as_u64().unwrap() <= 2,
+        "{st}"
+    );
+    let (code, body) = http(port, "POST", "/api/v1/control/pause", Some(token), None);
+    assert_eq!(code, 200, "{body}");
+    let paused_at = json(port, "/api/v1/status")["ticks"].as_u64().unwrap();
+    wait_for("decisions while paused", 30, || {
+        json(port, "/api/v1/status")["ticks"].as_u64().unwrap() >= paused_at + 3
+    });
+    let h = json(port, "/api/v1/history");
+    let after: Vec<&Value> = h["ticks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(paused_at as usize + 1)
+        .collect();
+    assert!(
+        !after.is_empty() && after.iter().all(|t| t["wrote"] == false),
+        "nothing written while paused"
+    );
+    assert_eq!(json(port, "/api/v1/status")["paused"], true);
+    assert_eq!(
+        http(port, "POST", "/api/v1/control/resume", Some(token), None).0,
+        200
+    );
+    // The token is never shown.
+    let (_, cfg) = http(port, "GET", "/api/v1/config", None, None);
+    assert!(!cfg.contains(token));
+}
+
+#[test]
+fn openapi_documents_exactly_the_routes() {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.yaml"),
+    )
+    .unwrap();
+    let doc = Value::deserialize(serde_yaml_ng::Deserializer::from_str(&text)).unwrap();
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            documented.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    documented.sort();
+    let mut served: Vec<(String, String)> = sla_planner::live::api::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    served.sort();
+    assert_eq!(documented, served);
+}
