@@ -404,7 +404,8 @@ pub fn decide_setup(
     Ok((ctx, file.planner))
 }
 
-fn yaml_err(origin: &str, e: serde_yaml_ng::Error) -> InputError {
+/// A YAML error as an `InputError` naming the file and the field.
+pub(crate) fn yaml_err(origin: &str, e: serde_yaml_ng::Error) -> InputError {
     // The message already ends with the line and column.
     let msg = e.to_string();
     // serde reports the failing path first, as `a.b.c: message`.

@@ -214,13 +214,8 @@ impl RunConfig {
     pub fn load(path: &Path) -> Result<RunConfig, InputError> {
         let text = std::fs::read_to_string(path).map_err(|e| InputError::io(path, e))?;
         let origin = path.display().to_string();
-        let cfg: RunConfig = serde_yaml_ng::from_str(&text).map_err(|e| {
-            let msg = e.to_string();
-            match msg.split_once(": ") {
-                Some((f, m)) if !f.contains(' ') => bad(&origin, f, m),
-                _ => bad(&origin, "-", msg.clone()),
-            }
-        })?;
+        let cfg: RunConfig =
+            serde_yaml_ng::from_str(&text).map_err(|e| crate::scenario::yaml_err(&origin, e))?;
         cfg.validate(&origin)?;
         Ok(cfg)
     }

@@ -16,6 +16,77 @@ pub enum Life {
     Gone,
 }
 
+/// What scaling needs of an engine of either role.
+pub trait Replica {
+    fn life(&self) -> Life;
+    fn set_life(&mut self, life: Life, now: f64);
+    fn is_idle(&self) -> bool;
+    /// The work it holds, to drain the least loaded first.
+    fn load(&self) -> u64;
+}
+
+/// Shrinks a pool toward `target` replicas counted as ready or starting: cold starts are
+/// cancelled first (newest first), then the least loaded ready engines drain (going at once
+/// when idle). Returns how many engines the caller must start to reach the target.
+pub fn resize_pool<E: Replica>(pool: &mut [E], target: u32, now: f64) -> u32 {
+    let counted = pool
+        .iter()
+        .filter(|e| matches!(e.life(), Life::Starting | Life::Ready))
+        .count() as u32;
+    if target >= counted {
+        return target - counted;
+    }
+    let mut remove = counted - target;
+    for e in pool.iter_mut().rev() {
+        if remove == 0 {
+            break;
+        }
+        if e.life() == Life::Starting {
+            e.set_life(Life::Gone, now);
+            remove -= 1;
+        }
+    }
+    let mut ready: Vec<usize> = (0..pool.len())
+        .filter(|&i| pool[i].life() == Life::Ready)
+        .collect();
+    ready.sort_by_key(|&i| (pool[i].load(), std::cmp::Reverse(i)));
+    for i in ready.into_iter().take(remove as usize) {
+        let e = &mut pool[i];
+        let next = if e.is_idle() {
+            Life::Gone
+        } else {
+            Life::Draining
+        };
+        e.set_life(next, now);
+    }
+    0
+}
+
+macro_rules! replica_impl {
+    ($t:ty, $load:ident) => {
+        impl Replica for $t {
+            fn life(&self) -> Life {
+                self.life
+            }
+            fn set_life(&mut self, life: Life, now: f64) {
+                self.life = life;
+                if life == Life::Gone {
+                    self.gone_s = Some(now);
+                }
+            }
+            fn is_idle(&self) -> bool {
+                <$t>::is_idle(self)
+            }
+            fn load(&self) -> u64 {
+                self.$load
+            }
+        }
+    };
+}
+
+replica_impl!(PrefillEngine, queued_tokens);
+replica_impl!(DecodeEngine, reserved_tokens);
+
 pub struct PrefillEngine {
     pub life: Life,
     pub born_s: f64,

@@ -511,82 +511,19 @@ impl Deployment {
 
     fn scale_prefill(&mut self, target: u32) {
         let now = self.now;
-        let counted = self
-            .prefill
-            .iter()
-            .filter(|e| matches!(e.life, Life::Starting | Life::Ready))
-            .count() as u32;
-        if target > counted {
-            for _ in counted..target {
-                let id = self.prefill.len() as u32;
-                self.prefill.push(PrefillEngine::new(now, Life::Starting));
-                self.schedule(now + self.cfg.startup_s, Event::PrefillReady(id));
-            }
-        } else if target < counted {
-            let mut remove = counted - target;
-            // Cancel cold starts first (newest first), then drain the least loaded ready engines.
-            for e in self.prefill.iter_mut().rev() {
-                if remove == 0 {
-                    break;
-                }
-                if e.life == Life::Starting {
-                    e.life = Life::Gone;
-                    e.gone_s = Some(now);
-                    remove -= 1;
-                }
-            }
-            let mut ready: Vec<usize> = (0..self.prefill.len())
-                .filter(|&i| self.prefill[i].life == Life::Ready)
-                .collect();
-            ready.sort_by_key(|&i| (self.prefill[i].queued_tokens, std::cmp::Reverse(i)));
-            for i in ready.into_iter().take(remove as usize) {
-                let e = &mut self.prefill[i];
-                e.life = Life::Draining;
-                if e.is_idle() {
-                    e.life = Life::Gone;
-                    e.gone_s = Some(now);
-                }
-            }
+        for _ in 0..engine::resize_pool(&mut self.prefill, target, now) {
+            let id = self.prefill.len() as u32;
+            self.prefill.push(PrefillEngine::new(now, Life::Starting));
+            self.schedule(now + self.cfg.startup_s, Event::PrefillReady(id));
         }
     }
 
     fn scale_decode(&mut self, target: u32) {
         let now = self.now;
-        let counted = self
-            .decode
-            .iter()
-            .filter(|e| matches!(e.life, Life::Starting | Life::Ready))
-            .count() as u32;
-        if target > counted {
-            for _ in counted..target {
-                let id = self.decode.len() as u32;
-                self.decode.push(DecodeEngine::new(now, Life::Starting));
-                self.schedule(now + self.cfg.startup_s, Event::DecodeReady(id));
-            }
-        } else if target < counted {
-            let mut remove = counted - target;
-            for e in self.decode.iter_mut().rev() {
-                if remove == 0 {
-                    break;
-                }
-                if e.life == Life::Starting {
-                    e.life = Life::Gone;
-                    e.gone_s = Some(now);
-                    remove -= 1;
-                }
-            }
-            let mut ready: Vec<usize> = (0..self.decode.len())
-                .filter(|&i| self.decode[i].life == Life::Ready)
-                .collect();
-            ready.sort_by_key(|&i| (self.decode[i].reserved_tokens, std::cmp::Reverse(i)));
-            for i in ready.into_iter().take(remove as usize) {
-                let e = &mut self.decode[i];
-                e.life = Life::Draining;
-                if e.is_idle() {
-                    e.life = Life::Gone;
-                    e.gone_s = Some(now);
-                }
-            }
+        for _ in 0..engine::resize_pool(&mut self.decode, target, now) {
+            let id = self.decode.len() as u32;
+            self.decode.push(DecodeEngine::new(now, Life::Starting));
+            self.schedule(now + self.cfg.startup_s, Event::DecodeReady(id));
         }
     }
 

@@ -120,6 +120,23 @@ fn probe(
     (ttft_ok as f64 / n as f64, itl_ok as f64 / n as f64)
 }
 
+/// The most replicas each role can have while the other keeps its minimum.
+fn role_caps(l: &crate::planner::Limits) -> (u32, u32) {
+    let max_p = (l
+        .gpu_budget
+        .saturating_sub(l.min_decode * l.gpus_per_decode_engine)
+        / l.gpus_per_prefill_engine.max(1))
+    .min(l.max_prefill)
+    .max(l.min_prefill);
+    let max_d = (l
+        .gpu_budget
+        .saturating_sub(l.min_prefill * l.gpus_per_prefill_engine)
+        / l.gpus_per_decode_engine.max(1))
+    .min(l.max_decode)
+    .max(l.min_decode);
+    (max_p, max_d)
+}
+
 /// Smallest `x` in `lo..=hi` with `ok(x)`, assuming `ok` is monotone; `hi` when none is.
 fn smallest(lo: u32, hi: u32, mut ok: impl FnMut(u32) -> bool) -> u32 {
     if lo >= hi || ok(lo) {
@@ -166,18 +183,7 @@ pub fn need_for_interval(
         })
         .collect();
     let from = start - warm;
-    let max_p = ((l
-        .gpu_budget
-        .saturating_sub(l.min_decode * l.gpus_per_decode_engine))
-        / l.gpus_per_prefill_engine.max(1))
-    .min(l.max_prefill)
-    .max(l.min_prefill);
-    let max_d = ((l
-        .gpu_budget
-        .saturating_sub(l.min_prefill * l.gpus_per_prefill_engine))
-        / l.gpus_per_decode_engine.max(1))
-    .min(l.max_decode)
-    .max(l.min_decode);
+    let (max_p, max_d) = role_caps(l);
     let p = smallest(l.min_prefill, max_p, |p| {
         probe(cfg, profile, &window, from, p, max_d).0 >= target
     });
@@ -249,18 +255,7 @@ pub fn best_static(
         let both = served.iter().filter(|o| o.meets(&cfg.sla)).count() as f64 / n;
         (ttft, itl, both)
     };
-    let max_p = ((l
-        .gpu_budget
-        .saturating_sub(l.min_decode * l.gpus_per_decode_engine))
-        / l.gpus_per_prefill_engine.max(1))
-    .min(l.max_prefill)
-    .max(l.min_prefill);
-    let max_d = ((l
-        .gpu_budget
-        .saturating_sub(l.min_prefill * l.gpus_per_prefill_engine))
-        / l.gpus_per_decode_engine.max(1))
-    .min(l.max_decode)
-    .max(l.min_decode);
+    let (max_p, max_d) = role_caps(l);
     // Each role alone first (the other generous), then grow the weaker until both hold.
     let mut p = smallest(l.min_prefill, max_p, |p| run(p, max_d).0 >= target);
     let mut d = smallest(l.min_decode, max_d, |d| run(p, d).1 >= target);
