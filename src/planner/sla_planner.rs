@@ -370,10 +370,14 @@ impl Policy for SlaPlanner {
         // Step 0 is the interval just seen (a jump the forecasters have not caught up with);
         // steps 1..=h cover until capacity asked for at the next decision could be ready.
         for step in 0..=h {
+            // The errors behind the bound were measured `h` steps ahead; nearer steps are
+            // surer, by the square root of the distance (as a random walk's spread grows).
             let lambda = if step == 0 {
                 rate
             } else {
-                self.rate.forecast(step, z).map_or(rate, |f| f.upper)
+                self.rate.forecast(step, z).map_or(rate, |f| {
+                    f.point + (f.upper - f.point) * (step as f64 / h as f64).sqrt()
+                })
             };
             let load = Load {
                 lambda,
