@@ -50,6 +50,20 @@ impl Limits {
             let scale = self.gpu_budget as f64 / self.gpus(p, d) as f64;
             p = ((p as f64 * scale).floor() as u32).max(self.min_prefill);
             d = ((d as f64 * scale).floor() as u32).max(self.min_decode);
+            // A role held at its minimum leaves the other to give up the rest.
+            while self.gpus(p, d) > self.gpu_budget {
+                let p_spare = p > self.min_prefill;
+                let d_spare = d > self.min_decode;
+                let p_rel = p.saturating_sub(self.min_prefill) as f64 / p0.max(1) as f64;
+                let d_rel = d.saturating_sub(self.min_decode) as f64 / d0.max(1) as f64;
+                if p_spare && (!d_spare || p_rel >= d_rel) {
+                    p -= 1;
+                } else if d_spare {
+                    d -= 1;
+                } else {
+                    break; // only when the minimums themselves exceed the budget (rejected by validation)
+                }
+            }
             // Hand back the GPUs that flooring left unused, to the role that lost more.
             loop {
                 let p_short = p0.saturating_sub(p) as f64 / p0.max(1) as f64;
@@ -93,7 +107,7 @@ mod tests {
 
     #[test]
     fn clamp_table() {
-        // (prefill, decode, budget) -> (prefill, decode)
+        // (prefill, decode, budget) -> (prefill, decode), with minimums of 1 unless noted
         let cases = [
             ((0, 0, 8), (1, 1)),
             ((20, 3, 100), (10, 3)),
@@ -108,6 +122,21 @@ mod tests {
             assert!(gp + gd <= b);
             assert_eq!(notes.is_empty(), (p, d) == want);
         }
+    }
+
+    #[test]
+    fn a_role_at_its_minimum_leaves_the_other_to_shrink() {
+        // Found by the property test: with minimums of 2, shrinking 2P+6D to 4 GPUs in
+        // proportion floors prefill back to 2, so decode must give up the rest.
+        let l = Limits {
+            min_prefill: 2,
+            min_decode: 2,
+            max_prefill: 6,
+            max_decode: 6,
+            ..limits(4)
+        };
+        let (p, d, _) = l.clamp(0, 6);
+        assert_eq!((p, d), (2, 2));
     }
 
     #[test]
