@@ -132,7 +132,7 @@ pub struct DecideArgs {
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
-    /// Scenarios (repeatable); all shipped scenarios when absent.
+    /// Scenarios (repeatable); all shipped scenarios but the real-time e2e-ramp when absent.
     #[arg(long = "scenario")]
     pub scenarios: Vec<String>,
     /// Cold starts to run each scenario with, seconds (repeatable).
@@ -463,8 +463,10 @@ fn simulate_args(scenario: &str, startup_s: f64, policies: &[String]) -> Simulat
 
 fn run_compare(a: CompareArgs) -> anyhow::Result<()> {
     let scenarios: Vec<String> = if a.scenarios.is_empty() {
+        // e2e-ramp is a 200 s real-time ramp for the emulator, not a planning benchmark.
         crate::scenario::EMBEDDED
             .iter()
+            .filter(|(n, _)| *n != "e2e-ramp")
             .map(|(n, _)| n.to_string())
             .collect()
     } else {
