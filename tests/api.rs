@@ -236,3 +236,15 @@ fn openapi_documents_exactly_the_routes() {
     served.sort();
     assert_eq!(documented, served);
 }
+
+#[test]
+fn sigterm_stops_the_demo_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut demo, port) = start_demo(dir.path(), 60.0, None);
+    wait_for("a decision", 30, || {
+        json(port, "/api/v1/status")["ticks"].as_u64().unwrap() >= 1
+    });
+    let status = terminate(&mut demo, 10);
+    assert!(status.success(), "{status}");
+    assert!(demo.output().contains("shutting down"), "{}", demo.output());
+}

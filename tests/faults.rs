@@ -168,6 +168,10 @@ fn forbidden_scale_is_a_clear_error() {
         .as_array()
         .unwrap()
         .is_empty());
+    // SIGTERM stops it cleanly.
+    let status = terminate(&mut p, 10);
+    assert!(status.success(), "{status}");
+    assert!(p.output().contains("shutting down"));
 }
 
 #[test]

@@ -309,3 +309,25 @@ pub fn start_demo(dir: &std::path::Path, speed: f64, token: Option<&str>) -> (Pr
     });
     (p, port)
 }
+
+/// Sends SIGTERM and waits up to `timeout_s` for the process to exit; its exit status.
+pub fn terminate(p: &mut Proc, timeout_s: u64) -> std::process::ExitStatus {
+    let pid = p.child.id().to_string();
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -TERM {pid}");
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = p.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            start.elapsed().as_secs() < timeout_s,
+            "no exit within {timeout_s} s of SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
