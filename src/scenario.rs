@@ -251,61 +251,15 @@ fn check_common(
             format!("must be >= 0 (got {startup_s})"),
         ));
     }
-    let gpu_budget = ov.gpu_budget.unwrap_or(d.gpu_budget);
-    if d.gpus_per_prefill_engine == 0 || d.gpus_per_decode_engine == 0 {
-        return Err(field_err(
-            origin,
-            "deployment.gpus_per_prefill_engine",
-            "GPUs per engine must be at least 1",
-        ));
-    }
-    if d.min_prefill == 0 || d.min_decode == 0 {
-        return Err(field_err(
-            origin,
-            "deployment.min_prefill",
-            "a disaggregated deployment needs at least one replica per role",
-        ));
-    }
-    let limits = Limits {
-        min_prefill: d.min_prefill,
-        max_prefill: d
-            .max_prefill
-            .unwrap_or(gpu_budget / d.gpus_per_prefill_engine),
-        min_decode: d.min_decode,
-        max_decode: d
-            .max_decode
-            .unwrap_or(gpu_budget / d.gpus_per_decode_engine),
-        gpu_budget,
-        gpus_per_prefill_engine: d.gpus_per_prefill_engine,
-        gpus_per_decode_engine: d.gpus_per_decode_engine,
-    };
-    if limits.max_prefill < limits.min_prefill {
-        return Err(field_err(
-            origin,
-            "deployment.max_prefill",
-            format!(
-                "{} is below min_prefill {}",
-                limits.max_prefill, limits.min_prefill
-            ),
-        ));
-    }
-    if limits.max_decode < limits.min_decode {
-        return Err(field_err(
-            origin,
-            "deployment.max_decode",
-            format!(
-                "{} is below min_decode {}",
-                limits.max_decode, limits.min_decode
-            ),
-        ));
-    }
-    if limits.gpus(limits.min_prefill, limits.min_decode) > gpu_budget {
-        return Err(field_err(
-            origin,
-            "deployment.gpu_budget",
-            format!("{gpu_budget} GPUs cannot hold the minimum replicas"),
-        ));
-    }
+    let limits = Limits::build(
+        ov.gpu_budget.unwrap_or(d.gpu_budget),
+        (d.gpus_per_prefill_engine, d.gpus_per_decode_engine),
+        (d.min_prefill, d.min_decode),
+        (d.max_prefill, d.max_decode),
+    );
+    limits
+        .validate()
+        .map_err(|(field, m)| field_err(origin, &format!("deployment.{field}"), m))?;
     if let Some(0) = d.prefill_token_budget {
         return Err(field_err(
             origin,

@@ -325,41 +325,7 @@ async fn set_limits(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) 
     l.min_decode = update.min_decode.unwrap_or(l.min_decode);
     l.max_decode = update.max_decode.unwrap_or(l.max_decode);
     l.gpu_budget = update.gpu_budget.unwrap_or(l.gpu_budget);
-    // (ok, field, message); the first failing check answers 422 naming its field.
-    let checks = [
-        (
-            l.min_prefill >= 1,
-            "min_prefill",
-            format!("min_prefill must be at least 1 (got {})", l.min_prefill),
-        ),
-        (
-            l.min_decode >= 1,
-            "min_decode",
-            format!("min_decode must be at least 1 (got {})", l.min_decode),
-        ),
-        (
-            l.max_prefill >= l.min_prefill,
-            "max_prefill",
-            format!(
-                "max_prefill {} is below min_prefill {}",
-                l.max_prefill, l.min_prefill
-            ),
-        ),
-        (
-            l.max_decode >= l.min_decode,
-            "max_decode",
-            format!(
-                "max_decode {} is below min_decode {}",
-                l.max_decode, l.min_decode
-            ),
-        ),
-        (
-            l.gpus(l.min_prefill, l.min_decode) <= l.gpu_budget,
-            "gpu_budget",
-            format!("{} GPUs cannot hold the minimum replicas", l.gpu_budget),
-        ),
-    ];
-    if let Some((_, field, msg)) = checks.into_iter().find(|c| !c.0) {
+    if let Err((field, msg)) = l.validate() {
         return error(StatusCode::UNPROCESSABLE_ENTITY, msg, Some(field));
     }
     s.control.lock().expect("control lock").limits = Some(l);

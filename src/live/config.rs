@@ -282,43 +282,13 @@ impl RunConfig {
 
     pub fn limits(&self) -> Result<Limits, (String, String)> {
         let s = &self.limits;
-        if s.gpus_per_prefill_engine == 0 || s.gpus_per_decode_engine == 0 {
-            return Err((
-                "limits.gpus_per_prefill_engine".into(),
-                "GPUs per engine must be at least 1".into(),
-            ));
-        }
-        let l = Limits {
-            min_prefill: s.min_prefill,
-            max_prefill: s
-                .max_prefill
-                .unwrap_or(s.gpu_budget / s.gpus_per_prefill_engine),
-            min_decode: s.min_decode,
-            max_decode: s
-                .max_decode
-                .unwrap_or(s.gpu_budget / s.gpus_per_decode_engine),
-            gpu_budget: s.gpu_budget,
-            gpus_per_prefill_engine: s.gpus_per_prefill_engine,
-            gpus_per_decode_engine: s.gpus_per_decode_engine,
-        };
-        if l.max_prefill < l.min_prefill {
-            return Err((
-                "limits.max_prefill".into(),
-                format!("{} is below min_prefill {}", l.max_prefill, l.min_prefill),
-            ));
-        }
-        if l.max_decode < l.min_decode {
-            return Err((
-                "limits.max_decode".into(),
-                format!("{} is below min_decode {}", l.max_decode, l.min_decode),
-            ));
-        }
-        if l.gpus(l.min_prefill, l.min_decode) > l.gpu_budget {
-            return Err((
-                "limits.gpu_budget".into(),
-                format!("{} GPUs cannot hold the minimum replicas", l.gpu_budget),
-            ));
-        }
+        let l = Limits::build(
+            s.gpu_budget,
+            (s.gpus_per_prefill_engine, s.gpus_per_decode_engine),
+            (s.min_prefill, s.min_decode),
+            (s.max_prefill, s.max_decode),
+        );
+        l.validate().map_err(|(f, m)| (format!("limits.{f}"), m))?;
         Ok(l)
     }
 }

@@ -27,6 +27,73 @@ impl Limits {
         prefill * self.gpus_per_prefill_engine + decode * self.gpus_per_decode_engine
     }
 
+    /// Limits from a config's fields; an absent maximum is the budget's worth of engines.
+    pub fn build(
+        gpu_budget: u32,
+        gpus_per_engine: (u32, u32),
+        min: (u32, u32),
+        max: (Option<u32>, Option<u32>),
+    ) -> Limits {
+        let per = (gpus_per_engine.0.max(1), gpus_per_engine.1.max(1));
+        Limits {
+            min_prefill: min.0,
+            max_prefill: max.0.unwrap_or(gpu_budget / per.0),
+            min_decode: min.1,
+            max_decode: max.1.unwrap_or(gpu_budget / per.1),
+            gpu_budget,
+            gpus_per_prefill_engine: gpus_per_engine.0,
+            gpus_per_decode_engine: gpus_per_engine.1,
+        }
+    }
+
+    /// Checks the limits hold together; on failure, the field at fault and why. The same
+    /// rules serve scenario files, the `run` config and the API's run-time changes.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.gpus_per_prefill_engine == 0 || self.gpus_per_decode_engine == 0 {
+            return Err((
+                "gpus_per_prefill_engine",
+                "GPUs per engine must be at least 1".into(),
+            ));
+        }
+        if self.min_prefill == 0 {
+            return Err((
+                "min_prefill",
+                "a disaggregated deployment needs at least one prefill replica".into(),
+            ));
+        }
+        if self.min_decode == 0 {
+            return Err((
+                "min_decode",
+                "a disaggregated deployment needs at least one decode replica".into(),
+            ));
+        }
+        if self.max_prefill < self.min_prefill {
+            return Err((
+                "max_prefill",
+                format!(
+                    "{} is below min_prefill {}",
+                    self.max_prefill, self.min_prefill
+                ),
+            ));
+        }
+        if self.max_decode < self.min_decode {
+            return Err((
+                "max_decode",
+                format!(
+                    "{} is below min_decode {}",
+                    self.max_decode, self.min_decode
+                ),
+            ));
+        }
+        if self.gpus(self.min_prefill, self.min_decode) > self.gpu_budget {
+            return Err((
+                "gpu_budget",
+                format!("{} GPUs cannot hold the minimum replicas", self.gpu_budget),
+            ));
+        }
+        Ok(())
+    }
+
     /// Clamps to per-role bounds, then shrinks both roles in proportion until the pair fits
     /// the GPU budget (never below the minimums). Returns the pair and whether anything clipped.
     pub fn clamp(&self, prefill: u32, decode: u32) -> (u32, u32, Vec<String>) {
@@ -122,6 +189,63 @@ mod tests {
             assert!(gp + gd <= b);
             assert_eq!(notes.is_empty(), (p, d) == want);
         }
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        let ok = limits(8);
+        assert!(ok.validate().is_ok());
+        let cases = [
+            (
+                Limits {
+                    min_prefill: 0,
+                    ..ok
+                },
+                "min_prefill",
+            ),
+            (
+                Limits {
+                    min_decode: 0,
+                    ..ok
+                },
+                "min_decode",
+            ),
+            (
+                Limits {
+                    max_prefill: 0,
+                    ..ok
+                },
+                "max_prefill",
+            ),
+            (
+                Limits {
+                    max_decode: 0,
+                    ..ok
+                },
+                "max_decode",
+            ),
+            (
+                Limits {
+                    gpu_budget: 1,
+                    ..ok
+                },
+                "gpu_budget",
+            ),
+            (
+                Limits {
+                    gpus_per_decode_engine: 0,
+                    ..ok
+                },
+                "gpus_per_prefill_engine",
+            ),
+        ];
+        for (l, field) in cases {
+            assert_eq!(l.validate().unwrap_err().0, field, "{l:?}");
+        }
+        assert_eq!(
+            Limits::build(12, (2, 4), (1, 1), (None, Some(2))).max_prefill,
+            6
+        );
     }
 
     #[test]
