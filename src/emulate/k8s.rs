@@ -52,6 +52,17 @@ fn status(code: StatusCode, reason: &str, message: String) -> Response {
     (code, Json(body)).into_response()
 }
 
+/// A request body as JSON, or the 400 the API server would answer.
+fn json_body(body: &Bytes) -> Result<Value, Box<Response>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("the body is not JSON: {e}"),
+        ))
+    })
+}
+
 fn not_found(kind: &str, name: &str) -> Response {
     status(
         StatusCode::NOT_FOUND,
@@ -199,15 +210,9 @@ async fn patch_dgd(
     Path((ns, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let body: Value = match serde_json::from_slice(&body) {
+    let body = match json_body(&body) {
         Ok(v) => v,
-        Err(e) => {
-            return status(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                format!("the body is not JSON: {e}"),
-            )
-        }
+        Err(r) => return *r,
     };
     if let Some(r) = fault(&state, true).await.or_else(|| check_ns(&state, &ns)) {
         return r;
@@ -279,15 +284,9 @@ async fn write_scale(
     Path((ns, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let body: Value = match serde_json::from_slice(&body) {
+    let body = match json_body(&body) {
         Ok(v) => v,
-        Err(e) => {
-            return status(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                format!("the body is not JSON: {e}"),
-            )
-        }
+        Err(r) => return *r,
     };
     if let Some(r) = fault(&state, true).await.or_else(|| check_ns(&state, &ns)) {
         return r;
@@ -342,15 +341,9 @@ async fn create_lease(
     Path(ns): Path<String>,
     body: Bytes,
 ) -> Response {
-    let mut body: Value = match serde_json::from_slice(&body) {
+    let mut body = match json_body(&body) {
         Ok(v) => v,
-        Err(e) => {
-            return status(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                format!("the body is not JSON: {e}"),
-            )
-        }
+        Err(r) => return *r,
     };
     if let Some(r) = fault(&state, true).await {
         return r;
@@ -387,15 +380,9 @@ async fn replace_lease(
     Path((ns, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let mut body: Value = match serde_json::from_slice(&body) {
+    let mut body = match json_body(&body) {
         Ok(v) => v,
-        Err(e) => {
-            return status(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                format!("the body is not JSON: {e}"),
-            )
-        }
+        Err(r) => return *r,
     };
     if let Some(r) = fault(&state, true).await {
         return r;
@@ -421,15 +408,9 @@ async fn create_event(
     Path(_ns): Path<String>,
     body: Bytes,
 ) -> Response {
-    let body: Value = match serde_json::from_slice(&body) {
+    let body = match json_body(&body) {
         Ok(v) => v,
-        Err(e) => {
-            return status(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                format!("the body is not JSON: {e}"),
-            )
-        }
+        Err(r) => return *r,
     };
     if let Some(r) = fault(&state, true).await {
         return r;
