@@ -227,11 +227,6 @@ impl SlaPlanner {
         self.ctx.sla
     }
 
-    /// Intervals of load the forecasters have seen.
-    pub fn history_len(&self) -> usize {
-        self.rate.len()
-    }
-
     fn horizon_steps(&self, interval_s: f64) -> usize {
         ((interval_s + self.ctx.startup_s) / interval_s)
             .ceil()

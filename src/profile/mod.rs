@@ -69,15 +69,6 @@ impl Profile {
             .expect("the embedded profile is validated by tests")
     }
 
-    /// GPUs per prefill engine, as implied by `isl / ttft * 1000 / thpt_per_gpu`.
-    pub fn prefill_gpus_per_engine(&self) -> f64 {
-        let p = &self.prefill;
-        let i = p.prefill_isl.len() / 2;
-        (p.prefill_isl[i] / p.prefill_ttft[i] * 1000.0 / p.prefill_thpt_per_gpu[i])
-            .round()
-            .max(1.0)
-    }
-
     pub fn prefill_model(&self) -> PrefillModel {
         PrefillModel::new(&self.prefill)
     }

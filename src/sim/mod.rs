@@ -332,10 +332,6 @@ impl Deployment {
             .unwrap_or_default()
     }
 
-    pub fn now(&self) -> f64 {
-        self.now
-    }
-
     /// The replicas asked for last, after the limits.
     pub fn target(&self) -> (u32, u32) {
         self.target

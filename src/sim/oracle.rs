@@ -65,10 +65,6 @@ impl OraclePolicy {
         (p, d)
     }
 
-    pub fn needs(&self) -> &[(u32, u32)] {
-        &self.needs
-    }
-
     fn targets_at(&self, t: f64) -> (u32, u32, usize, usize) {
         // Capacity asked for now is ready after a cold start and stays at least until the
         // next decision's removals: cover every interval overlapping [t, t + interval + startup).

@@ -108,37 +108,6 @@ impl TraceTransform {
     }
 }
 
-/// Summary figures of a workload, for reports.
-#[derive(Debug, Clone, Serialize)]
-pub struct WorkloadStats {
-    pub requests: usize,
-    pub span_s: f64,
-    pub mean_rps: f64,
-    pub isl_mean: f64,
-    pub osl_mean: f64,
-}
-
-impl WorkloadStats {
-    pub fn of(requests: &[Request]) -> WorkloadStats {
-        let n = requests.len();
-        let span = requests.last().map(|r| r.arrival_s).unwrap_or(0.0);
-        let mean = |f: fn(&Request) -> u32| {
-            if n == 0 {
-                0.0
-            } else {
-                requests.iter().map(|r| f(r) as f64).sum::<f64>() / n as f64
-            }
-        };
-        WorkloadStats {
-            requests: n,
-            span_s: span,
-            mean_rps: if span > 0.0 { n as f64 / span } else { 0.0 },
-            isl_mean: mean(|r| r.isl),
-            osl_mean: mean(|r| r.osl),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
