@@ -682,13 +682,21 @@ fn run_demo(a: DemoArgs) -> anyhow::Result<()> {
         let speed = a.speed;
         let clock = move || started.elapsed().as_secs_f64() * speed;
         let done = async move { tokio::time::sleep(std::time::Duration::from_secs_f64(end / speed)).await };
+        let workload_over = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let over = workload_over.clone();
         let stop = async move {
             tokio::select! {
-                _ = done => tracing::info!(message = "the scenario's workload is over"),
+                _ = done => over.store(true, std::sync::atomic::Ordering::SeqCst),
                 _ = crate::live::shutdown_signal() => {},
             }
         };
         crate::live::drive(&mut lp, std::time::Duration::from_secs_f64(interval / speed), clock, stop).await;
+        if workload_over.load(std::sync::atomic::Ordering::SeqCst) {
+            // Decisions stop with the workload; the dashboard stays up to be looked at.
+            tracing::info!(message = "the scenario's workload is over; the dashboard stays up until Ctrl-C", dashboard = %format!("http://{bound}/"));
+            crate::live::shutdown_signal().await;
+        }
+        tracing::info!(message = "shutting down");
         Ok(())
     })
 }

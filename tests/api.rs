@@ -248,3 +248,38 @@ fn sigterm_stops_the_demo_cleanly() {
     assert!(status.success(), "{status}");
     assert!(demo.output().contains("shutting down"), "{}", demo.output());
 }
+
+#[test]
+fn the_dashboard_stays_up_after_the_demo_workload() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let args: Vec<String> = [
+        "demo",
+        "--scenario",
+        "e2e-ramp",
+        "--speed",
+        "100",
+        "--log-format",
+        "json",
+        "--listen",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([format!("127.0.0.1:{port}")])
+    .collect();
+    let mut demo = Proc::spawn("demo", bin(), &args, dir.path());
+    // 200 s of workload at 100x: over in about 2.4 s.
+    wait_for("the end of the workload", 30, || {
+        demo.output().contains("stays up")
+    });
+    assert!(demo.alive());
+    assert_eq!(http(port, "GET", "/", None, None).0, 200);
+    assert!(
+        json(port, "/api/v1/history")["ticks"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 10
+    );
+    assert!(terminate(&mut demo, 10).success());
+}

@@ -305,10 +305,7 @@ pub async fn drive<S: Signals, A: Actuator>(
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = &mut shutdown => {
-                info!(message = "shutting down");
-                return;
-            }
+            _ = &mut shutdown => return,
             _ = every.tick() => lp.tick(clock()).await,
         }
     }

@@ -178,5 +178,6 @@ pub async fn run(
         shutdown_signal(),
     )
     .await;
+    info!(message = "shutting down");
     Ok(())
 }
