@@ -225,7 +225,12 @@ pub struct SignalForecaster {
     pending: VecDeque<(u64, [f64; 4])>,
     /// Recent errors per candidate (truth - forecast).
     errors: [VecDeque<f64>; 4],
+    /// Relative error assumed until a method has had forecasts scored.
+    prior_error: f64,
 }
+
+/// Relative forecast error assumed before any forecast has been scored, unless configured.
+pub const DEFAULT_PRIOR_ERROR: f64 = 1.0;
 
 /// A forecast: the point and an upper bound at the configured quantile.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -247,7 +252,15 @@ impl SignalForecaster {
             ticks: 0,
             pending: VecDeque::new(),
             errors: Default::default(),
+            prior_error: DEFAULT_PRIOR_ERROR,
         }
+    }
+
+    /// Sets the relative error the bound assumes until the method's own errors are known:
+    /// 1.0 says the load may be off by its whole level.
+    pub fn with_prior_error(mut self, relative: f64) -> SignalForecaster {
+        self.prior_error = relative;
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -398,8 +411,8 @@ impl SignalForecaster {
             let v = sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64);
             v.max(0.0)
         } else {
-            // Too early to know: assume errors of 20% of the level.
-            z.max(0.0) * 0.2 * point.abs()
+            // Too early to know how wrong the method will be: assume the prior error.
+            z.max(0.0) * self.prior_error * point.abs()
         };
         Some(SignalForecast {
             point: point.max(0.0),
@@ -539,6 +552,19 @@ mod tests {
             .unwrap();
         assert!(a.upper - a.point > 3.0, "{a:?}");
         assert!(b.upper - b.point < 0.1, "{b:?}");
+    }
+
+    #[test]
+    fn bound_assumes_the_prior_until_errors_are_scored() {
+        // Two values and a horizon of 3: nothing scored yet, so the bound is the prior.
+        let mut f = SignalForecaster::new(ForecasterKind::Constant, None).with_prior_error(0.5);
+        f.observe(10.0, 3);
+        f.observe(10.0, 3);
+        let p = f.forecast(3, 1.0).unwrap();
+        assert!((p.upper - 15.0).abs() < 1e-9, "{p:?}");
+        // Once a flat series has been scored, its own (zero) errors take over.
+        let f = run(ForecasterKind::Constant, &[10.0; 10], 3);
+        assert!((f.forecast(3, 1.0).unwrap().upper - 10.0).abs() < 1e-9);
     }
 
     #[test]

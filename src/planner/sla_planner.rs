@@ -21,6 +21,10 @@ pub struct PlannerConfig {
     /// The request rate is planned at this quantile of its forecast (headroom).
     #[serde(default = "default_headroom")]
     pub headroom_quantile: f64,
+    /// Relative error of the rate forecast assumed until its own errors are known (the first
+    /// intervals after a start): the bound is then `z * prior_error * point` above it.
+    #[serde(default = "default_prior_error")]
+    pub prior_error: f64,
     /// This share of requests must have TTFT within target.
     #[serde(default = "default_quantile")]
     pub ttft_quantile: f64,
@@ -44,6 +48,9 @@ fn default_forecaster() -> ForecasterKind {
 fn default_headroom() -> f64 {
     0.9
 }
+fn default_prior_error() -> f64 {
+    super::forecast::DEFAULT_PRIOR_ERROR
+}
 fn default_quantile() -> f64 {
     0.99
 }
@@ -57,6 +64,7 @@ impl Default for PlannerConfig {
             forecaster: default_forecaster(),
             season_s: None,
             headroom_quantile: default_headroom(),
+            prior_error: default_prior_error(),
             ttft_quantile: default_quantile(),
             itl_quantile: default_quantile(),
             kv_fraction: default_kv_fraction(),
@@ -78,6 +86,12 @@ impl PlannerConfig {
             if !(q > 0.0 && q < 1.0) {
                 return Err(format!("{name}: must be in (0, 1) (got {q})"));
             }
+        }
+        if !(self.prior_error.is_finite() && self.prior_error >= 0.0) {
+            return Err(format!(
+                "prior_error: must be >= 0 (got {})",
+                self.prior_error
+            ));
         }
         if !(self.kv_fraction > 0.0 && self.kv_fraction <= 1.0) {
             return Err(format!(
@@ -181,7 +195,7 @@ impl SlaPlanner {
         let model = PerformanceModel::new(ctx.prefill.clone(), ctx.decode.clone(), cfg.correction);
         SlaPlanner {
             name: "planner".into(),
-            rate: SignalForecaster::new(cfg.forecaster, period),
+            rate: SignalForecaster::new(cfg.forecaster, period).with_prior_error(cfg.prior_error),
             isl: SignalForecaster::new(cfg.forecaster, period),
             osl: SignalForecaster::new(cfg.forecaster, period),
             stabilizer: Stabilizer::new(cfg.stabilizer),

@@ -72,8 +72,15 @@ pub fn prefill_ttft(model: &PerformanceModel, cfg: &SolverConfig, load: &Load, p
     )
 }
 
-/// Whether `p` prefill engines meet the TTFT target. When the slowest prompts miss it even
-/// alone, no replica count helps them: then waiting must not push the typical prompt past it.
+/// Share of the typical prompt's slack (target minus its own time) that waiting may always
+/// use, however slow the slowest prompts are.
+const MIN_WAIT_SHARE: f64 = 0.1;
+
+/// Whether `p` prefill engines meet the TTFT target: the waiting quantile must fit in what
+/// the slowest prompts leave of the target. When they leave (almost) nothing, no replica
+/// count saves them; waiting then keeps a floor of the typical prompt's slack, so the
+/// allowance shrinks continuously as the prompt spread grows instead of jumping from
+/// nothing to everything when the slowest prompts cross the target.
 fn prefill_meets(
     model: &PerformanceModel,
     cfg: &SolverConfig,
@@ -82,18 +89,20 @@ fn prefill_meets(
     p: u32,
 ) -> bool {
     let service = model.prefill_service_ms(load.isl);
-    if service * model.corrections.prefill_tail < sla.ttft_ms {
-        prefill_ttft(model, cfg, load, p) <= sla.ttft_ms
-    } else {
-        prefill_ttft_ms(
-            effective_lambda(load),
-            p,
-            service,
-            cfg.ttft_quantile,
-            model.corrections.prefill_variability,
-        )
-        .0 <= sla.ttft_ms
+    let slack = sla.ttft_ms - service;
+    if slack <= 0.0 {
+        return false;
     }
+    let prompt_excess = (model.corrections.prefill_tail - 1.0).max(0.0) * service;
+    let allowance = (slack - prompt_excess).max(MIN_WAIT_SHARE * slack);
+    let (q, _) = prefill_ttft_ms(
+        effective_lambda(load),
+        p,
+        service,
+        cfg.ttft_quantile,
+        model.corrections.prefill_variability,
+    );
+    q - service <= allowance
 }
 
 /// ITL at the configured batch quantile with `d` decode engines; infinite when they cannot keep up.
@@ -396,6 +405,31 @@ mod tests {
         let s = solve(&m, &SLA, &limits(6), &CFG, &load(45.0));
         assert_eq!(s.prefill + s.decode, 6);
         assert!(s.notes.iter().any(|n| n.contains("GPU budget 6 binds")));
+    }
+
+    #[test]
+    fn prompt_spread_shrinks_the_waiting_allowance_without_a_cliff() {
+        // ISL 3000 alone takes about 63 ms of the 200 ms target. As the learned spread of
+        // prompts grows, prefill must not fall when the slowest prompts cross the target:
+        // past that point waiting keeps a floor of the typical prompt's slack.
+        let mut m = model();
+        let mut counts = Vec::new();
+        for tail in [1.0, 2.0, 2.8, 3.1, 3.3, 4.0, 6.0] {
+            m.corrections.prefill_tail = tail;
+            counts.push((
+                tail,
+                solve(&m, &SLA, &limits(32), &CFG, &load(30.0)).prefill,
+            ));
+        }
+        for w in counts.windows(2) {
+            assert!(
+                w[1].1 >= w[0].1,
+                "fewer prefill at a wider spread: {counts:?}"
+            );
+        }
+        let beyond = counts.last().unwrap().1;
+        let prompt_alone = counts[0].1;
+        assert!(beyond > prompt_alone, "{counts:?}");
     }
 
     #[test]
