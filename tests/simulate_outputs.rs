@@ -61,6 +61,9 @@ fn writes_summary_timelines_and_report_deterministically() {
             "goodput_per_gpu_hour",
             "max_prefill",
             "max_decode",
+            "misses_in_warmup",
+            "misses_after_warmup",
+            "slo_attainment_after_warmup",
         ] {
             assert!(p[key].is_number(), "{key} in {p}");
         }
@@ -71,6 +74,15 @@ fn writes_summary_timelines_and_report_deterministically() {
         }
         let att = p["slo_attainment"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&att));
+        // The warm-up split accounts for every miss (requests finishing after the last
+        // interval aside).
+        let missed = p["completed"].as_f64().unwrap() * (1.0 - att);
+        let split =
+            p["misses_in_warmup"].as_f64().unwrap() + p["misses_after_warmup"].as_f64().unwrap();
+        assert!(
+            (missed - split).abs() <= 0.01 * missed + 5.0,
+            "{missed} misses, {split} split: {p}"
+        );
     }
     // Static 2P+2D holds 4 GPUs for the whole 1800 s.
     assert!((policies[0]["gpu_hours"].as_f64().unwrap() - 2.0).abs() < 0.01);

@@ -60,7 +60,18 @@ pub struct PolicySummary {
     pub itl_ms: Percentiles,
     pub max_prefill: u32,
     pub max_decode: u32,
+    /// Requests completed within the first `WARMUP_S` that missed the SLA.
+    pub misses_in_warmup: u64,
+    /// Requests completed after the first `WARMUP_S` that missed the SLA.
+    pub misses_after_warmup: u64,
+    /// SLO attainment of the requests completed after the first `WARMUP_S`.
+    pub slo_attainment_after_warmup: f64,
 }
+
+/// The start of a run that the warm-up split sets apart: the first ten minutes, before a
+/// policy without foresight has seen how the load moves (the first ramp of a ten-minute
+/// period; the first bursts of a trace).
+pub const WARMUP_S: f64 = 600.0;
 
 impl PolicySummary {
     pub fn of(r: &SimResult, sla: &Sla) -> PolicySummary {
@@ -76,6 +87,7 @@ impl PolicySummary {
             .filter(|o| o.itl_ms as f64 <= sla.itl_ms)
             .count();
         let gpu_hours = r.gpu_seconds / 3600.0;
+        let (warm, after) = split_at_warmup(r);
         PolicySummary {
             name: r.policy.clone(),
             requests: r.outcomes.len(),
@@ -94,8 +106,33 @@ impl PolicySummary {
             itl_ms: Percentiles::of(served.iter().map(|o| o.itl_ms as f64).collect()),
             max_prefill: r.max_prefill,
             max_decode: r.max_decode,
+            misses_in_warmup: warm.0.round() as u64,
+            misses_after_warmup: after.0.round() as u64,
+            slo_attainment_after_warmup: round6(if after.1 > 0.0 {
+                1.0 - after.0 / after.1
+            } else {
+                1.0
+            }),
         }
     }
+}
+
+/// `(misses, completions)` of the timeline's intervals ending within the warm-up, and after.
+fn split_at_warmup(r: &SimResult) -> ((f64, f64), (f64, f64)) {
+    let mut warm = (0.0, 0.0);
+    let mut after = (0.0, 0.0);
+    for row in &r.timeline {
+        let n = row.completions as f64;
+        let missed = n * (1.0 - row.attainment.unwrap_or(1.0));
+        let part = if row.observation.time_s <= WARMUP_S {
+            &mut warm
+        } else {
+            &mut after
+        };
+        part.0 += missed;
+        part.1 += n;
+    }
+    (warm, after)
 }
 
 fn round6(x: f64) -> f64 {
@@ -344,6 +381,28 @@ pub fn comparison_markdown(runs: &[(String, f64, Summary)]) -> String {
         s += "\n| scenario | cold start | planner >= 99% | planner GPU-h <= 1.3x oracle | planner above dynamo | planner GPU-h below cheapest static >= 99% |\n";
         s += "|:--|--:|:--|:--|:--|:--|\n";
         s += &checks;
+    }
+    let mut warm = String::new();
+    for (name, startup, sum) in runs {
+        let (Some(pl), Some(or)) = (find(sum, "planner"), find(sum, "oracle")) else {
+            continue;
+        };
+        warm += &format!(
+            "| {name} | {startup:.0} s | {} | {} | {:.2}% | {:.2}% |\n",
+            pl.misses_in_warmup,
+            pl.misses_after_warmup,
+            pl.slo_attainment_after_warmup * 100.0,
+            or.slo_attainment_after_warmup * 100.0
+        );
+    }
+    if !warm.is_empty() {
+        s += &format!(
+            "\nWhere the planner's misses fall: in the first {:.0} minutes (before it has seen how the load moves) or after.\n\n",
+            WARMUP_S / 60.0
+        );
+        s += "| scenario | cold start | planner misses, warm-up | planner misses, after | planner attainment after | oracle attainment after |\n";
+        s += "|:--|--:|--:|--:|--:|--:|\n";
+        s += &warm;
     }
     s
 }
