@@ -220,7 +220,13 @@ fn best_split_under_budget(
         if d < limits.min_decode {
             break;
         }
-        let ratio = |v: f64, target: f64| if v.is_finite() { v / target } else { 1e9 };
+        let ratio = |v: f64, target: f64| {
+            if v.is_finite() {
+                v / target
+            } else {
+                UNREACHABLE
+            }
+        };
         let score = ratio(prefill_ttft(model, cfg, load, p), sla.ttft_ms)
             .max(ratio(decode_itl(model, cfg, load, d), sla.itl_ms));
         if score < best_score {
@@ -228,7 +234,29 @@ fn best_split_under_budget(
             best = (p, d);
         }
     }
+    if best_score >= UNREACHABLE {
+        // No split keeps up with the load: share the budget in proportion to the needs
+        // rather than starve one role (the first split tried would be the smallest prefill).
+        return proportional_split(limits, p_need, d_need);
+    }
     best
+}
+
+/// Latency ratio standing for "cannot keep up at all".
+const UNREACHABLE: f64 = 1e9;
+
+/// The split of the GPU budget in proportion to each role's need in GPUs, within limits.
+fn proportional_split(limits: &Limits, p_need: u32, d_need: u32) -> (u32, u32) {
+    let gp = limits.gpus_per_prefill_engine.max(1);
+    let gd = limits.gpus_per_decode_engine.max(1);
+    let need_p = f64::from(p_need * gp);
+    let need_d = f64::from(d_need * gd);
+    let share_p = need_p / (need_p + need_d).max(1.0);
+    let p = ((f64::from(limits.gpu_budget) * share_p / f64::from(gp)).round() as u32)
+        .clamp(limits.min_prefill, p_need.max(limits.min_prefill));
+    let left = limits.gpu_budget.saturating_sub(p * gp);
+    let d = (left / gd).clamp(limits.min_decode, d_need.max(limits.min_decode));
+    (p, d)
 }
 
 /// Aggregated workers interleave prefill chunks with decode steps. A worker busy with
@@ -405,6 +433,15 @@ mod tests {
         let s = solve(&m, &SLA, &limits(6), &CFG, &load(45.0));
         assert_eq!(s.prefill + s.decode, 6);
         assert!(s.notes.iter().any(|n| n.contains("GPU budget 6 binds")));
+    }
+
+    #[test]
+    fn overload_past_the_budget_splits_it_by_need() {
+        // 120 req/s needs far more than 12 GPUs in both roles: neither role is starved.
+        let m = model();
+        let s = solve(&m, &SLA, &limits(12), &CFG, &load(120.0));
+        assert_eq!(s.prefill + s.decode, 12, "{s:?}");
+        assert!(s.prefill >= 4 && s.decode >= 4, "{s:?}");
     }
 
     #[test]
