@@ -385,10 +385,12 @@ impl PerformanceModel {
     }
 
     /// Records an interval's decode evidence and refits the ITL multiplier: against the
-    /// profile at the observed KV utilisation when it is known (true in transients too),
-    /// else against the steady-state batch.
+    /// profile at the observed KV utilisation when it is known, else against the
+    /// steady-state batch. Steady intervals only: while replicas change, requests wait for a
+    /// decode slot and their ITL (first token to last, per token) measures that queue, not
+    /// the engines' speed; learnt as slowness, it would over-size decode long after.
     pub fn learn_decode(&mut self, e: Evidence) {
-        if !self.cfg.enabled {
+        if !self.cfg.enabled || !e.steady {
             return;
         }
         push_window(&mut self.decode_evidence, e, self.cfg.window);
@@ -398,11 +400,11 @@ impl PerformanceModel {
             let context = e.isl + e.osl / 2.0;
             match e.observed_kv {
                 Some(kv) => Some((k * model.itl_ms(kv, context), e.observed_ms)),
-                None => e.steady.then(|| {
+                None => {
                     let exp = decode_itl_ms(model, k, e.lambda, e.engines, e.isl, e.osl, 0.0, 4.0)
                         .map_or(f64::INFINITY, |x| x.0);
-                    (exp, e.observed_ms)
-                }),
+                    Some((exp, e.observed_ms))
+                }
             }
         });
         if let Some(k) = fit {
@@ -501,7 +503,23 @@ mod tests {
             "{:?}",
             m.corrections
         );
-        // Absurd observations stay within bounds.
+        // Absurd observations stay within bounds (and only steady intervals teach decode:
+        // while replicas change, the ITL includes waiting for a decode slot).
+        let before = m.corrections.decode;
+        for _ in 0..10 {
+            m.learn_decode(Evidence {
+                lambda: 1.0,
+                engines: 1,
+                isl: 3000.0,
+                osl: 300.0,
+                observed_ms: 1000.0,
+                observed_tail_ms: None,
+                steady: false,
+                observed_kv: Some(0.01),
+                weight: 100.0,
+            });
+        }
+        assert_eq!(m.corrections.decode, before);
         for _ in 0..10 {
             m.learn_decode(Evidence {
                 lambda: 1.0,
