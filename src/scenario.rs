@@ -23,6 +23,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../simulations/sin-5-45-budget8.yaml"),
     ),
     (
+        "sin-5-45-2h",
+        include_str!("../simulations/sin-5-45-2h.yaml"),
+    ),
+    (
         "azure-conv-x8",
         include_str!("../simulations/azure-conv-x8.yaml"),
     ),

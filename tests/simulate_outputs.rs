@@ -64,6 +64,7 @@ fn writes_summary_timelines_and_report_deterministically() {
             "misses_in_warmup",
             "misses_after_warmup",
             "slo_attainment_after_warmup",
+            "gpu_hours_after_warmup",
         ] {
             assert!(p[key].is_number(), "{key} in {p}");
         }

@@ -66,6 +66,9 @@ pub struct PolicySummary {
     pub misses_after_warmup: u64,
     /// SLO attainment of the requests completed after the first `WARMUP_S`.
     pub slo_attainment_after_warmup: f64,
+    /// GPU-hours of the intervals after the first `WARMUP_S` (replicas counted at each
+    /// interval's end).
+    pub gpu_hours_after_warmup: f64,
 }
 
 /// The start of a run that the warm-up split sets apart: the first ten minutes, before a
@@ -113,8 +116,19 @@ impl PolicySummary {
             } else {
                 1.0
             }),
+            gpu_hours_after_warmup: round6(gpu_hours_after_warmup(r)),
         }
     }
+}
+
+/// GPU-hours of the timeline's intervals ending after the warm-up.
+fn gpu_hours_after_warmup(r: &SimResult) -> f64 {
+    r.timeline
+        .iter()
+        .filter(|row| row.observation.time_s > WARMUP_S)
+        .map(|row| f64::from(row.gpus) * row.observation.interval_s)
+        .sum::<f64>()
+        / 3600.0
 }
 
 /// `(misses, completions)` of the timeline's intervals ending within the warm-up, and after.
@@ -388,11 +402,12 @@ pub fn comparison_markdown(runs: &[(String, f64, Summary)]) -> String {
             continue;
         };
         warm += &format!(
-            "| {name} | {startup:.0} s | {} | {} | {:.2}% | {:.2}% |\n",
+            "| {name} | {startup:.0} s | {} | {} | {:.2}% | {:.2}% | {:.2}x |\n",
             pl.misses_in_warmup,
             pl.misses_after_warmup,
             pl.slo_attainment_after_warmup * 100.0,
-            or.slo_attainment_after_warmup * 100.0
+            or.slo_attainment_after_warmup * 100.0,
+            pl.gpu_hours_after_warmup / or.gpu_hours_after_warmup.max(1e-9)
         );
     }
     if !warm.is_empty() {
@@ -400,8 +415,8 @@ pub fn comparison_markdown(runs: &[(String, f64, Summary)]) -> String {
             "\nWhere the planner's misses fall: in the first {:.0} minutes (before it has seen how the load moves) or after.\n\n",
             WARMUP_S / 60.0
         );
-        s += "| scenario | cold start | planner misses, warm-up | planner misses, after | planner attainment after | oracle attainment after |\n";
-        s += "|:--|--:|--:|--:|--:|--:|\n";
+        s += "| scenario | cold start | planner misses, warm-up | planner misses, after | planner attainment after | oracle attainment after | planner GPU-h after, x oracle |\n";
+        s += "|:--|--:|--:|--:|--:|--:|--:|\n";
         s += &warm;
     }
     s
