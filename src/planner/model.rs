@@ -505,33 +505,24 @@ mod tests {
         );
         // Absurd observations stay within bounds (and only steady intervals teach decode:
         // while replicas change, the ITL includes waiting for a decode slot).
+        let absurd = |steady| Evidence {
+            lambda: 1.0,
+            engines: 1,
+            isl: 3000.0,
+            osl: 300.0,
+            observed_ms: 1000.0,
+            observed_tail_ms: None,
+            steady,
+            observed_kv: Some(0.01),
+            weight: 100.0,
+        };
         let before = m.corrections.decode;
         for _ in 0..10 {
-            m.learn_decode(Evidence {
-                lambda: 1.0,
-                engines: 1,
-                isl: 3000.0,
-                osl: 300.0,
-                observed_ms: 1000.0,
-                observed_tail_ms: None,
-                steady: false,
-                observed_kv: Some(0.01),
-                weight: 100.0,
-            });
+            m.learn_decode(absurd(false));
         }
         assert_eq!(m.corrections.decode, before);
         for _ in 0..10 {
-            m.learn_decode(Evidence {
-                lambda: 1.0,
-                engines: 1,
-                isl: 3000.0,
-                osl: 300.0,
-                observed_ms: 1000.0,
-                observed_tail_ms: None,
-                steady: true,
-                observed_kv: Some(0.01),
-                weight: 100.0,
-            });
+            m.learn_decode(absurd(true));
         }
         assert!(
             m.corrections.decode <= 2.0 && m.corrections.decode > 1.99,
