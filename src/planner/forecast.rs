@@ -1,8 +1,9 @@
 //! Load forecasting, per signal (request rate, ISL, OSL), one value per interval.
 //!
-//! Four forecasters learn from the same series: constant (last value), linear trend (least
-//! squares on a recent window), Holt-Winters (additive, for periodic load; the period is
-//! configured or found by autocorrelation) and a Kalman local-linear-trend filter. Each one's
+//! Five forecasters learn from the same series: constant (last value), smoothed level,
+//! linear trend (least squares on a recent window), Holt-Winters (additive, for periodic
+//! load; the period is configured or found by autocorrelation) and a Kalman
+//! local-linear-trend filter. Each one's
 //! forecasts are scored against what then happened at the planning horizon; `auto` uses
 //! the one with the lowest recent error, and the prediction bound comes from that
 //! forecaster's own recent errors.
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "kebab-case")]
 pub enum ForecasterKind {
     Constant,
+    Smoothed,
     Linear,
     HoltWinters,
     Kalman,
@@ -25,6 +27,7 @@ impl ForecasterKind {
     pub fn name(self) -> &'static str {
         match self {
             ForecasterKind::Constant => "constant",
+            ForecasterKind::Smoothed => "smoothed",
             ForecasterKind::Linear => "linear",
             ForecasterKind::HoltWinters => "holt-winters",
             ForecasterKind::Kalman => "kalman",
@@ -33,12 +36,19 @@ impl ForecasterKind {
     }
 }
 
-const CANDIDATES: [ForecasterKind; 4] = [
+const CANDIDATES: [ForecasterKind; N] = [
     ForecasterKind::Constant,
     ForecasterKind::Linear,
     ForecasterKind::HoltWinters,
     ForecasterKind::Kalman,
+    ForecasterKind::Smoothed,
 ];
+/// How many forecasters compete under `auto`.
+const N: usize = 5;
+/// A value this many mean absolute errors away from the smoothed level resets it.
+const LEVEL_SHIFT: f64 = 3.0;
+/// Weight of the newest value in the smoothed level (about the last six intervals count).
+const SMOOTHING: f64 = 0.3;
 
 /// Longest history kept, in intervals.
 const HISTORY: usize = 1024;
@@ -222,9 +232,12 @@ pub struct SignalForecaster {
     period: Option<usize>,
     ticks: u64,
     /// Forecasts made `h` steps ahead, waiting for their truth: (due tick, per candidate).
-    pending: VecDeque<(u64, [f64; 4])>,
+    pending: VecDeque<(u64, [f64; N])>,
     /// Recent errors per candidate (truth - forecast).
-    errors: [VecDeque<f64>; 4],
+    errors: [VecDeque<f64>; N],
+    /// Exponentially smoothed level: on a load that jumps about a steady mean, a better
+    /// guess than the last value.
+    level: Option<f64>,
     /// Relative error assumed until a method has had forecasts scored.
     prior_error: f64,
 }
@@ -252,6 +265,7 @@ impl SignalForecaster {
             ticks: 0,
             pending: VecDeque::new(),
             errors: Default::default(),
+            level: None,
             prior_error: DEFAULT_PRIOR_ERROR,
         }
     }
@@ -321,13 +335,20 @@ impl SignalForecaster {
                 self.hw = period.and_then(|p| HoltWinters::init(&hist, p));
             }
         }
+        // A value far outside the level's usual errors is a new level, not noise: follow it
+        // at once (a flash crowd must not be averaged away).
+        let smoothed = CANDIDATES
+            .iter()
+            .position(|&c| c == ForecasterKind::Smoothed)
+            .expect("smoothed is a candidate");
+        let usual = self.score(smoothed);
+        self.level = Some(match self.level {
+            Some(l) if usual.is_some_and(|u| (y - l).abs() > LEVEL_SHIFT * u) => y,
+            Some(l) => l + SMOOTHING * (y - l),
+            None => y,
+        });
         let h = horizon.max(1);
-        let preds = [
-            self.candidate(0, h),
-            self.candidate(1, h),
-            self.candidate(2, h),
-            self.candidate(3, h),
-        ];
+        let preds: [f64; N] = std::array::from_fn(|i| self.candidate(i, h));
         self.pending.push_back((self.ticks + h as u64, preds));
     }
 
@@ -338,6 +359,7 @@ impl SignalForecaster {
         };
         match CANDIDATES[i] {
             ForecasterKind::Constant => last,
+            ForecasterKind::Smoothed => self.level.unwrap_or(last),
             ForecasterKind::Linear => {
                 let n = self.history.len().min(TREND_WINDOW);
                 if n < 3 {
@@ -565,6 +587,43 @@ mod tests {
         // Once a flat series has been scored, its own (zero) errors take over.
         let f = run(ForecasterKind::Constant, &[10.0; 10], 3);
         assert!((f.forecast(3, 1.0).unwrap().upper - 10.0).abs() < 1e-9);
+    }
+
+    /// A deterministic load jumping about 20 with no pattern (a linear congruential walk).
+    fn jumpy(n: usize) -> Vec<f64> {
+        let mut x: u64 = 12345;
+        (0..n)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                20.0 + ((x >> 33) % 17) as f64 - 8.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn smoothed_level_wins_on_a_load_that_jumps_about_its_mean() {
+        let series = jumpy(40);
+        let auto = run(ForecasterKind::Auto, &series, 2);
+        let chosen = auto.forecast(2, 1.28).unwrap();
+        assert_eq!(chosen.method, "smoothed", "{chosen:?}");
+        let constant = run(ForecasterKind::Constant, &series, 2)
+            .forecast(2, 1.28)
+            .unwrap();
+        // The bound above the point is narrower than the last value's.
+        assert!(
+            chosen.upper - chosen.point < constant.upper - constant.point,
+            "{chosen:?} vs {constant:?}"
+        );
+    }
+
+    #[test]
+    fn smoothed_level_follows_a_level_shift_at_once() {
+        let mut series = jumpy(30);
+        series.push(80.0);
+        let f = run(ForecasterKind::Smoothed, &series, 2);
+        assert_eq!(f.forecast(1, 0.0).unwrap().point, 80.0);
     }
 
     #[test]
