@@ -251,32 +251,39 @@ async fn list_adapters(AxState(state): AxState<Arc<State>>, Path(ns): Path<Strin
     Json(json!({"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeploymentScalingAdapterList", "metadata": {"resourceVersion": api.resource_version.to_string()}, "items": items})).into_response()
 }
 
+/// A read of one scaling adapter: injected faults, the namespace, then the adapter's service.
+async fn read_adapter(state: &State, ns: &str, name: &str) -> Result<&'static str, Response> {
+    if let Some(r) = fault(state, false).await.or_else(|| check_ns(state, ns)) {
+        return Err(r);
+    }
+    service_of_adapter(state, name)
+        .ok_or_else(|| not_found("dynamographdeploymentscalingadapters.nvidia.com", name))
+}
+
 async fn get_adapter(
     AxState(state): AxState<Arc<State>>,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
-    if let Some(r) = fault(&state, false).await.or_else(|| check_ns(&state, &ns)) {
-        return r;
+    match read_adapter(&state, &ns, &name).await {
+        Ok(service) => {
+            let api = state.k8s.lock().expect("emulator lock");
+            Json(adapter_json(&state, service, &api)).into_response()
+        }
+        Err(r) => r,
     }
-    let Some(service) = service_of_adapter(&state, &name) else {
-        return not_found("dynamographdeploymentscalingadapters.nvidia.com", &name);
-    };
-    let api = state.k8s.lock().expect("emulator lock");
-    Json(adapter_json(&state, service, &api)).into_response()
 }
 
 async fn get_scale(
     AxState(state): AxState<Arc<State>>,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
-    if let Some(r) = fault(&state, false).await.or_else(|| check_ns(&state, &ns)) {
-        return r;
+    match read_adapter(&state, &ns, &name).await {
+        Ok(service) => {
+            let api = state.k8s.lock().expect("emulator lock");
+            Json(scale_json(&state, service, &api)).into_response()
+        }
+        Err(r) => r,
     }
-    let Some(service) = service_of_adapter(&state, &name) else {
-        return not_found("dynamographdeploymentscalingadapters.nvidia.com", &name);
-    };
-    let api = state.k8s.lock().expect("emulator lock");
-    Json(scale_json(&state, service, &api)).into_response()
 }
 
 async fn write_scale(
