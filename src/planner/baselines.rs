@@ -176,19 +176,14 @@ impl Policy for DynamoPolicy {
             "n={n:.0} isl={isl:.0} osl={osl:.0}; c_p={c_p:.2} c_d={c_d:.2}; prefill {p_raw:.2} engines, decode {:.2} engines",
             if best > 0.0 { decode_tokens_per_s / best } else { f64::NAN }
         ));
-        let (p, d, notes) = c.limits.clamp(p, d);
-        reasons.extend(notes);
         Decision {
-            prefill: p,
-            decode: d,
-            reasons,
             forecast: Some(super::Forecast {
                 horizon_s: interval,
                 requests_per_s: n / interval,
                 isl,
                 osl,
             }),
-            ..Default::default()
+            ..Decision::clipped(&c.limits, p, d, reasons)
         }
     }
 }
@@ -283,14 +278,6 @@ impl Policy for ThresholdPolicy {
                 self.stabilization_s
             ));
         }
-        let (p, d, notes) = c.limits.clamp(p_stable, d_stable);
-        reasons.extend(notes);
-        Decision {
-            prefill: p,
-            decode: d,
-            reasons,
-            forecast: None,
-            ..Default::default()
-        }
+        Decision::clipped(&c.limits, p_stable, d_stable, reasons)
     }
 }

@@ -165,6 +165,26 @@ pub struct Decision {
     pub corrections: Option<super::model::Corrections>,
 }
 
+impl Decision {
+    /// The decision for `prefill` and `decode` clipped to `limits`, with `reasons` followed
+    /// by whatever the clipping changed: every policy's last step.
+    pub fn clipped(
+        limits: &super::Limits,
+        prefill: u32,
+        decode: u32,
+        mut reasons: Vec<String>,
+    ) -> Decision {
+        let (prefill, decode, notes) = limits.clamp(prefill, decode);
+        reasons.extend(notes);
+        Decision {
+            prefill,
+            decode,
+            reasons,
+            ..Default::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

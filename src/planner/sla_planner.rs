@@ -262,18 +262,14 @@ impl SlaPlanner {
     /// Keeps the current replicas: missing or broken signals never scale anything down.
     fn hold(&mut self, obs: &Observation, why: &str) -> Decision {
         let (p, d) = self.current(obs);
-        let (p, d, notes) = self.ctx.limits.clamp(p, d);
-        self.stabilizer.note_hold(obs.time_s, (p, d));
-        let mut reasons = vec![format!("hold: {why}")];
-        reasons.extend(notes);
-        self.last = Some((p, d));
-        Decision {
-            prefill: p,
-            decode: d,
-            reasons,
+        let decision = Decision {
             corrections: Some(self.model.corrections),
-            ..Default::default()
-        }
+            ..Decision::clipped(&self.ctx.limits, p, d, vec![format!("hold: {why}")])
+        };
+        self.stabilizer
+            .note_hold(obs.time_s, (decision.prefill, decision.decode));
+        self.last = Some((decision.prefill, decision.decode));
+        decision
     }
 
     fn learn(&mut self, obs: &Observation, requests: f64, interval_s: f64) {
@@ -431,19 +427,15 @@ impl Policy for SlaPlanner {
         let current = self.current(obs);
         let ((p, d), st_notes) = self.stabilizer.apply(now_s, (wish_p, wish_d), current);
         reasons.extend(st_notes);
-        let (p, d, clip) = self.ctx.limits.clamp(p, d);
-        reasons.extend(clip);
+        let mut decision = Decision::clipped(&self.ctx.limits, p, d, reasons);
         let c = self.model.corrections;
-        reasons.push(format!(
+        decision.reasons.push(format!(
             "corrections: prefill x{:.2} (slowest prompts x{:.2}, waiting variability {:.2}), decode x{:.2}",
             c.prefill, c.prefill_tail, c.prefill_variability, c.decode
         ));
-        self.last = Some((p, d));
+        self.last = Some((decision.prefill, decision.decode));
         let horizon_s = h as f64 * interval_s;
         Decision {
-            prefill: p,
-            decode: d,
-            reasons,
             forecast: Some(Forecast {
                 horizon_s,
                 requests_per_s: load.lambda,
@@ -453,6 +445,7 @@ impl Policy for SlaPlanner {
             expected_ttft_ms: Some(sol.expected_ttft_ms).filter(|v| v.is_finite()),
             expected_itl_ms: Some(sol.expected_itl_ms).filter(|v| v.is_finite()),
             corrections: Some(c),
+            ..decision
         }
     }
 }

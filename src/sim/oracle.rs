@@ -202,18 +202,10 @@ impl Policy for OraclePolicy {
 
     fn decide(&mut self, now_s: f64, _obs: &Observation) -> Decision {
         let (p, d, first, last) = self.targets_at(now_s);
-        let mut reasons = vec![format!(
+        let reasons = vec![format!(
             "cheapest static deployment meeting the SLA over intervals {first}..{last} (known in advance)"
         )];
-        let (p, d, notes) = self.limits.clamp(p, d);
-        reasons.extend(notes);
-        Decision {
-            prefill: p,
-            decode: d,
-            reasons,
-            forecast: None,
-            ..Default::default()
-        }
+        Decision::clipped(&self.limits, p, d, reasons)
     }
 }
 
