@@ -430,54 +430,36 @@ fn transforms_need_a_trace_and_sane_values() {
 fn scenario_errors_name_the_field() {
     let tmp = tempfile::tempdir().unwrap();
     let base = include_str!("../simulations/sin-5-45.yaml");
-    let typo = write(
-        tmp.path(),
-        "typo.yaml",
-        &base.replace("interval_s: 60", "interval: 60"),
-    );
-    assert_input_error(
-        &["simulate", "--scenario", &typo],
-        &["typo.yaml", "interval"],
-    );
-    let negative = write(
-        tmp.path(),
-        "neg.yaml",
-        &base.replace("interval_s: 60", "interval_s: -5"),
-    );
-    assert_input_error(
-        &["simulate", "--scenario", &negative],
-        &["neg.yaml", "deployment.interval_s"],
-    );
-    let bad_rate = write(
-        tmp.path(),
-        "rate.yaml",
-        &base.replace("max_rps: 45", "max_rps: 1"),
-    );
-    assert_input_error(
-        &["simulate", "--scenario", &bad_rate],
-        &["rate.yaml", "max_rps"],
-    );
-    let bad_policy = write(
-        tmp.path(),
-        "pol.yaml",
-        &base.replace("dynamo, threshold", "dynamo, hpa"),
-    );
-    assert_input_error(
-        &["simulate", "--scenario", &bad_policy],
-        &["pol.yaml", "policies", "hpa"],
-    );
-    let no_trace = write(
-        tmp.path(),
-        "nt.yaml",
-        &base.replace(
+    // (file, text replaced, replacement, what the error must name)
+    let cases: [(&str, &str, &str, &[&str]); 5] = [
+        ("typo.yaml", "interval_s: 60", "interval: 60", &["interval"]),
+        (
+            "neg.yaml",
+            "interval_s: 60",
+            "interval_s: -5",
+            &["deployment.interval_s"],
+        ),
+        ("rate.yaml", "max_rps: 45", "max_rps: 1", &["max_rps"]),
+        (
+            "pol.yaml",
+            "dynamo, threshold",
+            "dynamo, hpa",
+            &["policies", "hpa"],
+        ),
+        (
+            "nt.yaml",
             "  synthetic:",
             "  trace: { file: missing.csv }\n  synthetic:",
+            &["workload"],
         ),
-    );
-    assert_input_error(
-        &["simulate", "--scenario", &no_trace],
-        &["nt.yaml", "workload"],
-    );
+    ];
+    for (file, from, to, named) in cases {
+        assert!(base.contains(from), "{file}: the base scenario changed");
+        let path = write(tmp.path(), file, &base.replace(from, to));
+        let mut want = vec![file];
+        want.extend_from_slice(named);
+        assert_input_error(&["simulate", "--scenario", &path], &want);
+    }
 }
 
 #[test]
