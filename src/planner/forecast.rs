@@ -238,12 +238,14 @@ pub struct SignalForecaster {
     /// Exponentially smoothed level: on a load that jumps about a steady mean, a better
     /// guess than the last value.
     level: Option<f64>,
-    /// Relative error assumed until a method has had forecasts scored.
+    /// Relative error assumed at the first value, before anything is known of how the
+    /// load moves.
     prior_error: f64,
 }
 
-/// Relative forecast error assumed before any forecast has been scored, unless configured.
-pub const DEFAULT_PRIOR_ERROR: f64 = 1.0;
+/// Relative forecast error assumed at the first value, unless configured: the load may be
+/// half as much again as the one interval seen.
+pub const DEFAULT_PRIOR_ERROR: f64 = 0.5;
 
 /// A forecast: the point and an upper bound at the configured quantile.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -270,8 +272,8 @@ impl SignalForecaster {
         }
     }
 
-    /// Sets the relative error the bound assumes until the method's own errors are known:
-    /// 1.0 says the load may be off by its whole level.
+    /// Sets the relative error the bound assumes at the first value: 1.0 says the load may
+    /// be off by its whole level.
     pub fn with_prior_error(mut self, relative: f64) -> SignalForecaster {
         self.prior_error = relative;
         self
@@ -433,14 +435,36 @@ impl SignalForecaster {
             let v = sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64);
             v.max(0.0)
         } else {
-            // Too early to know how wrong the method will be: assume the prior error.
-            z.max(0.0) * self.prior_error * point.abs()
+            self.early_margin(h.max(1), z, point)
         };
         Some(SignalForecast {
             point: point.max(0.0),
             upper: (point + margin).max(0.0),
             method: CANDIDATES[i].name(),
         })
+    }
+}
+
+impl SignalForecaster {
+    /// The bound's margin before the method's own errors at the horizon are known (they
+    /// take the horizon to arrive). From the second value on, the load may go on moving as
+    /// it has moved so far: the root mean square step between values, for every step to
+    /// the horizon (a trend's pace, not a random walk's square root: early on the two
+    /// cannot be told apart, and the ramp is the costly one to miss). With one value there
+    /// is nothing to go by but the prior.
+    fn early_margin(&self, h: usize, z: f64, point: f64) -> f64 {
+        let z = z.max(0.0);
+        let n = self.history.len();
+        if n < 2 {
+            return z * self.prior_error * point.abs();
+        }
+        let squares: f64 = self
+            .history
+            .iter()
+            .zip(self.history.iter().skip(1))
+            .map(|(a, b)| (b - a).powi(2))
+            .sum();
+        z * (squares / (n - 1) as f64).sqrt() * h as f64
     }
 }
 
@@ -577,13 +601,23 @@ mod tests {
     }
 
     #[test]
-    fn bound_assumes_the_prior_until_errors_are_scored() {
-        // Two values and a horizon of 3: nothing scored yet, so the bound is the prior.
+    fn early_bound_from_the_prior_then_from_the_steps_seen() {
+        // One value: nothing to go by but the prior.
         let mut f = SignalForecaster::new(ForecasterKind::Constant, None).with_prior_error(0.5);
-        f.observe(10.0, 3);
         f.observe(10.0, 3);
         let p = f.forecast(3, 1.0).unwrap();
         assert!((p.upper - 15.0).abs() < 1e-9, "{p:?}");
+        // Three values, nothing scored at the horizon yet: the steps seen (+2, -2, RMS 2)
+        // may go on for each of the 3 steps ahead.
+        f.observe(12.0, 3);
+        f.observe(10.0, 3);
+        let p = f.forecast(3, 1.0).unwrap();
+        assert!((p.upper - 16.0).abs() < 1e-9, "{p:?}");
+        // A flat start buys no margin at all.
+        let mut flat = SignalForecaster::new(ForecasterKind::Constant, None);
+        flat.observe(10.0, 3);
+        flat.observe(10.0, 3);
+        assert!((flat.forecast(3, 1.0).unwrap().upper - 10.0).abs() < 1e-9);
         // Once a flat series has been scored, its own (zero) errors take over.
         let f = run(ForecasterKind::Constant, &[10.0; 10], 3);
         assert!((f.forecast(3, 1.0).unwrap().upper - 10.0).abs() < 1e-9);
