@@ -42,6 +42,11 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "flash-crowd",
         include_str!("../simulations/flash-crowd.yaml"),
     ),
+    ("step-10-30", include_str!("../simulations/step-10-30.yaml")),
+    (
+        "diurnal-2-40",
+        include_str!("../simulations/diurnal-2-40.yaml"),
+    ),
     ("e2e-ramp", include_str!("../simulations/e2e-ramp.yaml")),
 ];
 

@@ -21,8 +21,8 @@ pub struct PlannerConfig {
     /// The request rate is planned at this quantile of its forecast (headroom).
     #[serde(default = "default_headroom")]
     pub headroom_quantile: f64,
-    /// Relative error of the rate forecast assumed until its own errors are known (the first
-    /// intervals after a start): the bound is then `z * prior_error * point` above it.
+    /// Relative error of the rate forecast assumed at the first observation, before any
+    /// change is seen: the bound is then `z * prior_error * point` above it.
     #[serde(default = "default_prior_error")]
     pub prior_error: f64,
     /// This share of requests must have TTFT within target.
