@@ -493,6 +493,7 @@ pub fn decide_line(
     policy: &mut dyn crate::planner::Policy,
     line: &str,
     line_no: u64,
+    last_time_s: &mut Option<f64>,
 ) -> (String, bool) {
     let de = &mut serde_json::Deserializer::from_str(line);
     let parsed: Result<crate::planner::Observation, _> = serde_path_to_error::deserialize(de);
@@ -517,6 +518,17 @@ pub fn decide_line(
     if let Err(m) = obs.validate() {
         return err(format!("field {m}"));
     }
+    // Observations describe consecutive intervals; one out of order would be planned as if
+    // time had gone back (windows and forecasts would read it as new).
+    if let Some(last) = *last_time_s {
+        if obs.time_s <= last {
+            return err(format!(
+                "field time_s: must be after the previous observation's {last} (got {})",
+                obs.time_s
+            ));
+        }
+    }
+    *last_time_s = Some(obs.time_s);
     let decision = policy.decide(obs.time_s, &obs);
     (
         serde_json::to_string(&decision).expect("plain data serialises"),
@@ -531,12 +543,13 @@ fn run_decide(a: DecideArgs) -> anyhow::Result<()> {
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();
     let mut bad = 0u64;
+    let mut last_time_s = None;
     for (i, line) in stdin.lock().lines().enumerate() {
         let line = line.map_err(|e| InputError::Usage(format!("stdin: {e}")))?;
         if line.trim().is_empty() {
             continue;
         }
-        let (text, ok) = decide_line(&mut planner, &line, i as u64 + 1);
+        let (text, ok) = decide_line(&mut planner, &line, i as u64 + 1, &mut last_time_s);
         bad += u64::from(!ok);
         writeln!(out, "{text}")?;
         out.flush()?;

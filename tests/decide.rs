@@ -80,12 +80,13 @@ fn malformed_lines_get_an_error_naming_the_field_and_the_run_goes_on() {
         r#"{"time_s": 240, "interval_s": 60, "kv_utilization": {"decode": 3}}"#.to_string(),
         "not json".to_string(),
         obs(300.0, 600.0, (2, 2)),
+        obs(300.0, 600.0, (2, 2)),
     ]
     .join("\n");
     let (code, out, err) = decide(&["--scenario", "sin-5-45"], &input);
     assert_eq!(code, 2, "input errors exit 2 at the end");
-    assert!(err.contains("4 input lines"), "{err}");
-    assert_eq!(out.len(), 6);
+    assert!(err.contains("5 input lines"), "{err}");
+    assert_eq!(out.len(), 7);
     assert!(
         out[1]["error"].as_str().unwrap().contains("field requests"),
         "{}",
@@ -107,6 +108,15 @@ fn malformed_lines_get_an_error_naming_the_field_and_the_run_goes_on() {
     );
     assert!(out[4]["error"].is_string());
     assert!(out[5]["prefill"].is_u64(), "the run goes on: {}", out[5]);
+    // The same interval twice: time must move on.
+    assert!(
+        out[6]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("field time_s: must be after"),
+        "{}",
+        out[6]
+    );
 }
 
 #[test]

@@ -410,13 +410,18 @@ impl Policy for SlaPlanner {
             }
         }
         let (wish_p, wish_d, sol, load, step) = best.expect("at least one step");
+        let source = if step == 0 {
+            "the rate just seen".to_string()
+        } else {
+            format!(
+                "p{:.0} forecast, {}s ahead",
+                self.cfg.headroom_quantile * 100.0,
+                step as f64 * interval_s
+            )
+        };
         let mut reasons = vec![format!(
-            "plan for {:.2} req/s (p{:.0} forecast, {} ahead), ISL {:.0}, OSL {:.0}: {wish_p}P+{wish_d}D",
-            load.lambda,
-            self.cfg.headroom_quantile * 100.0,
-            if step == 0 { "the interval just seen".to_string() } else { format!("{}s", step as f64 * interval_s) },
-            load.isl,
-            load.osl
+            "plan for {:.2} req/s ({source}), ISL {:.0}, OSL {:.0}: {wish_p}P+{wish_d}D",
+            load.lambda, load.isl, load.osl
         )];
         if backlog > 0.0 {
             reasons.push(format!(
