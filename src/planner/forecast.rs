@@ -245,6 +245,10 @@ pub struct SignalForecaster {
     prior_error: f64,
     /// Each candidate's forecast one step ahead, made at the last value.
     next: Option<[f64; N]>,
+    /// The last jump up to a new level: (tick, size).
+    jump: Option<(u64, f64)>,
+    /// The horizon forecasts are scored at (the last `observe`'s).
+    horizon: usize,
     /// The last few one-step errors per candidate (truth - forecast), known at once.
     recent: [VecDeque<f64>; N],
 }
@@ -276,6 +280,8 @@ impl SignalForecaster {
             level: None,
             prior_error: DEFAULT_PRIOR_ERROR,
             next: None,
+            jump: None,
+            horizon: 1,
             recent: Default::default(),
         }
     }
@@ -352,12 +358,18 @@ impl SignalForecaster {
             .position(|&c| c == ForecasterKind::Smoothed)
             .expect("smoothed is a candidate");
         let usual = self.score(smoothed);
+        if let Some(l) = self.level {
+            if usual.is_some_and(|u| y - l > LEVEL_SHIFT * u) {
+                self.jump = Some((self.ticks, y - l));
+            }
+        }
         self.level = Some(match self.level {
             Some(l) if usual.is_some_and(|u| (y - l).abs() > LEVEL_SHIFT * u) => y,
             Some(l) => l + SMOOTHING * (y - l),
             None => y,
         });
         let h = horizon.max(1);
+        self.horizon = h;
         if let Some(next) = self.next {
             for (i, p) in next.iter().enumerate() {
                 if p.is_finite() {
@@ -466,6 +478,15 @@ impl SignalForecaster {
             margin.max(least * h.max(1) as f64)
         } else {
             margin
+        };
+        // After a jump up to a new level, the errors behind the bound are the old level's
+        // until forecasts made since are scored (a horizon later); until then, the jump's
+        // own size is the only measure of how the load moves now: it may go on.
+        let margin = match self.jump {
+            Some((tick, size)) if self.ticks - tick < self.horizon as u64 => {
+                margin.max(z.max(0.0) * size)
+            }
+            _ => margin,
         };
         Some(SignalForecast {
             point: point.max(0.0),
@@ -664,13 +685,34 @@ mod tests {
         // say the rise may go on for the 5 steps ahead.
         assert_eq!(p.point, 13.0);
         assert!((p.upper - 18.0).abs() < 1e-9, "{p:?}");
-        // A mixed run (noise) adds nothing.
-        let mut noisy = vec![10.0; 20];
+        // A mixed run on a noisy load adds nothing to the noise's own bound.
+        let mut noisy: Vec<f64> = (0..20).map(|i| 10.0 + (i % 2) as f64).collect();
         noisy.extend([11.0, 10.0, 11.0]);
         let q = run(ForecasterKind::Constant, &noisy, 5)
             .forecast(5, 1.28)
             .unwrap();
-        assert!(q.upper - q.point < 1.0 + 1e-9, "{q:?}");
+        assert!(q.upper - q.point <= 1.0 + 1e-9, "{q:?}");
+    }
+
+    #[test]
+    fn after_a_jump_the_bound_keeps_its_size_until_new_errors_are_scored() {
+        // Flat at 10 with small noise, then a jump to 25 (horizon 2).
+        let mut series: Vec<f64> = (0..20).map(|i| 10.0 + (i % 2) as f64 * 0.5).collect();
+        series.push(25.0);
+        let f = run(ForecasterKind::Smoothed, &series, 2);
+        let p = f.forecast(2, 1.0).unwrap();
+        assert_eq!(p.point, 25.0, "the smoothed level follows the jump");
+        assert!(
+            p.upper >= 25.0 + 14.5,
+            "the jump (about 15) may go on: {p:?}"
+        );
+        // Two more values at the new level: forecasts made since the jump are scored.
+        let mut later = series.clone();
+        later.extend([25.0, 25.5]);
+        let q = run(ForecasterKind::Smoothed, &later, 2)
+            .forecast(2, 1.0)
+            .unwrap();
+        assert!(q.upper < 25.5 + 14.0, "{q:?}");
     }
 
     /// A deterministic load jumping about 20 with no pattern (a linear congruential walk).
