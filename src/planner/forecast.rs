@@ -323,15 +323,7 @@ impl SignalForecaster {
             }
             self.pending.pop_front();
             if due == self.ticks {
-                for (i, p) in preds.iter().enumerate() {
-                    if p.is_finite() {
-                        let e = &mut self.errors[i];
-                        e.push_back(y - p);
-                        if e.len() > ERROR_WINDOW {
-                            e.pop_front();
-                        }
-                    }
-                }
+                record_errors(&mut self.errors, &preds, y, ERROR_WINDOW);
             }
         }
         self.history.push_back(y);
@@ -375,15 +367,7 @@ impl SignalForecaster {
         let h = horizon.max(1);
         self.horizon = h;
         if let Some(next) = self.next {
-            for (i, p) in next.iter().enumerate() {
-                if p.is_finite() {
-                    let r = &mut self.recent[i];
-                    r.push_back(y - p);
-                    if r.len() > RUN {
-                        r.pop_front();
-                    }
-                }
-            }
+            record_errors(&mut self.recent, &next, y, RUN);
         }
         self.next = Some(std::array::from_fn(|i| self.candidate(i, 1)));
         let preds: [f64; N] = std::array::from_fn(|i| self.candidate(i, h));
@@ -520,6 +504,18 @@ impl SignalForecaster {
             .map(|(a, b)| (b - a).powi(2))
             .sum();
         z * (squares / (n - 1) as f64).sqrt() * h as f64
+    }
+}
+
+/// Appends each candidate's error (truth - forecast) to its window of the last `keep`.
+fn record_errors(windows: &mut [VecDeque<f64>; N], forecasts: &[f64; N], truth: f64, keep: usize) {
+    for (window, f) in windows.iter_mut().zip(forecasts) {
+        if f.is_finite() {
+            window.push_back(truth - f);
+            if window.len() > keep {
+                window.pop_front();
+            }
+        }
     }
 }
 
