@@ -3,7 +3,9 @@
 //! Prefill is a multi-server queue: requests arrive at rate `lambda` and take `S` (the
 //! profiled TTFT at their ISL, times a learned correction) on one of `P` engines. Waiting
 //! times follow the M/M/c (Erlang C) tail, `P(W > t) = C(P, a) * exp(-(P/S - lambda) t)`, so a
-//! TTFT percentile target is met, not an average at full utilisation.
+//! TTFT percentile target is met, not an average at full utilisation. Engines batch queued
+//! prompts into one iteration and share its fixed overhead, so the `S` that sets the waiting
+//! shrinks as the queue grows (`shared_service_ms`).
 //!
 //! Decode is a batch whose size follows from Little's law: `n = lambda/D * OSL * ITL`, and
 //! whose ITL the profile gives at that batch's KV usage and context, times a learned
@@ -36,39 +38,142 @@ pub fn erlang_c(c: u32, a: f64) -> f64 {
     b / (1.0 - rho * (1.0 - b))
 }
 
+/// Mean queue length an arrival finds in M/M/c at offered load `a`.
+fn queue_length(c: u32, a: f64) -> f64 {
+    let rho = a / f64::from(c.max(1));
+    if c == 0 || rho >= 1.0 {
+        return f64::INFINITY;
+    }
+    erlang_c(c, a) * rho / (1.0 - rho)
+}
+
+/// The service time per prompt that sets the waiting: prefill engines batch the prompts
+/// queued together into one iteration, whose fixed `overhead_ms` they share. Alone a prompt
+/// takes `service_ms`; behind a queue of `L` it costs `service - overhead + overhead / (1 + L)`,
+/// and `L` depends on that cost in turn (a decreasing map, so one fixed point, found by
+/// bisection). With no overhead this is `service_ms` (M/M/c).
+pub fn shared_service_ms(lambda: f64, engines: u32, service_ms: f64, overhead_ms: f64) -> f64 {
+    let t0 = overhead_ms.clamp(0.0, service_ms);
+    if t0 <= 0.0 || lambda <= 0.0 || engines == 0 {
+        return service_ms;
+    }
+    let g = service_ms - t0;
+    let cost = |s: f64| g + t0 / (1.0 + queue_length(engines, lambda * s / 1000.0));
+    if cost(service_ms) >= service_ms {
+        return service_ms;
+    }
+    // h(s) = s - cost(s) rises from below 0 at g to above 0 at the full service time: the
+    // Illinois variant of regula falsi finds its root in a few steps.
+    let h = |s: f64| s - cost(s);
+    let (mut a, mut b) = (g, service_ms);
+    let (mut ha, mut hb) = (h(a), h(b));
+    let mut side = 0;
+    let mut root = b;
+    for _ in 0..20 {
+        if hb - ha <= 0.0 {
+            break;
+        }
+        root = b - hb * (b - a) / (hb - ha);
+        let hr = h(root);
+        if hr.abs() < 1e-3 * service_ms {
+            break;
+        }
+        if hr > 0.0 {
+            b = root;
+            hb = hr;
+            if side == -1 {
+                ha /= 2.0;
+            }
+            side = -1;
+        } else {
+            a = root;
+            ha = hr;
+            if side == 1 {
+                hb /= 2.0;
+            }
+            side = 1;
+        }
+    }
+    root
+}
+
+/// The prefill queue at a load: what the waiting time's distribution depends on, computed
+/// once so quantiles and means under several variabilities cost nothing more.
+#[derive(Debug, Clone, Copy)]
+pub struct PrefillQueue {
+    /// A prompt's own time, ms.
+    pub service_ms: f64,
+    /// Probability that an arrival waits (Erlang C at the shared service time); 1 past capacity.
+    pub wait_probability: f64,
+    /// Rate at which the queue drains, 1/s; 0 past capacity.
+    pub drain_per_s: f64,
+}
+
+impl PrefillQueue {
+    pub fn new(lambda: f64, engines: u32, service_ms: f64, overhead_ms: f64) -> PrefillQueue {
+        if lambda <= 0.0 {
+            return PrefillQueue {
+                service_ms,
+                wait_probability: 0.0,
+                drain_per_s: f64::INFINITY,
+            };
+        }
+        let s = shared_service_ms(lambda, engines, service_ms, overhead_ms) / 1000.0;
+        let a = lambda * s;
+        if engines == 0 || a >= f64::from(engines) {
+            return PrefillQueue {
+                service_ms,
+                wait_probability: 1.0,
+                drain_per_s: 0.0,
+            };
+        }
+        PrefillQueue {
+            service_ms,
+            wait_probability: erlang_c(engines, a),
+            drain_per_s: f64::from(engines) / s - lambda,
+        }
+    }
+
+    /// TTFT at `quantile` (the prompt's own time plus the waiting quantile), ms.
+    pub fn quantile_ms(&self, quantile: f64, variability: f64) -> f64 {
+        if self.drain_per_s <= 0.0 {
+            return f64::INFINITY;
+        }
+        let tail = 1.0 - quantile;
+        let pw = self.wait_probability;
+        let wait = if pw > tail {
+            variability * (pw / tail).ln() / self.drain_per_s
+        } else {
+            0.0
+        };
+        self.service_ms + wait * 1000.0
+    }
+
+    /// Mean TTFT, ms.
+    pub fn mean_ms(&self, variability: f64) -> f64 {
+        if self.drain_per_s <= 0.0 {
+            return f64::INFINITY;
+        }
+        self.service_ms + variability * self.wait_probability / self.drain_per_s * 1000.0
+    }
+}
+
 /// Prefill latency at a load: the TTFT quantile and the mean, in ms; infinite past capacity.
 /// `variability` scales the waiting time: 1 for the M/M/c queue; about `(ca^2 + cs^2) / 2`
 /// for general arrivals and service (Allen-Cunneen), so 0.5 for Poisson arrivals with equal
 /// prompts, more for bursty arrivals or heavy-tailed prompts. It is learned online.
+/// `overhead_ms` is the part of `service_ms` that prompts batched together share
+/// (`shared_service_ms`); 0 for a queue served one prompt at a time.
 pub fn prefill_ttft_ms(
     lambda: f64,
     engines: u32,
     service_ms: f64,
+    overhead_ms: f64,
     quantile: f64,
     variability: f64,
 ) -> (f64, f64) {
-    if lambda <= 0.0 {
-        return (service_ms, service_ms);
-    }
-    let s = service_ms / 1000.0;
-    let a = lambda * s;
-    let c = engines;
-    if c == 0 || a >= c as f64 {
-        return (f64::INFINITY, f64::INFINITY);
-    }
-    let pw = erlang_c(c, a);
-    let drain = c as f64 / s - lambda; // 1/s
-    let mean_wait = variability * pw / drain;
-    let tail = 1.0 - quantile;
-    let q_wait = if pw > tail {
-        variability * (pw / tail).ln() / drain
-    } else {
-        0.0
-    };
-    (
-        service_ms + q_wait * 1000.0,
-        service_ms + mean_wait * 1000.0,
-    )
+    let q = PrefillQueue::new(lambda, engines, service_ms, overhead_ms);
+    (q.quantile_ms(quantile, variability), q.mean_ms(variability))
 }
 
 /// Decode latency at a load: the ITL the batch size at `batch_quantile_z` deviations above
@@ -146,15 +251,17 @@ pub const TAIL_RANGE: (f64, f64) = (1.0, 8.0);
 /// TTFT at the `quantile` for mean service `service_ms`, service spread `tail` and waiting
 /// variability `v`: the slowest prompts' own time plus the waiting quantile. Adding the two
 /// quantiles overstates their sum's quantile a little, on the safe side.
+#[allow(clippy::too_many_arguments)] // each is a distinct quantity of the load or the model
 pub fn prefill_ttft_quantile_ms(
     lambda: f64,
     engines: u32,
     service_ms: f64,
     tail: f64,
+    overhead_ms: f64,
     quantile: f64,
     v: f64,
 ) -> f64 {
-    let (q, _) = prefill_ttft_ms(lambda, engines, service_ms, quantile, v);
+    let (q, _) = prefill_ttft_ms(lambda, engines, service_ms, overhead_ms, quantile, v);
     q + (tail - 1.0) * service_ms
 }
 
@@ -326,6 +433,12 @@ impl PerformanceModel {
         self.corrections.prefill * self.prefill.ttft_ms(isl)
     }
 
+    /// The fixed cost of one prefill iteration, corrected, ms: shared by prompts batched
+    /// together.
+    pub fn prefill_overhead_ms(&self) -> f64 {
+        self.corrections.prefill * self.prefill.overhead_ms()
+    }
+
     /// Records an interval's prefill evidence and refits, from steady intervals only (the
     /// replicas did not change during them): the service-time multiplier from mean TTFT,
     /// then the prompt spread and the waiting variability from the p99, in turn. Quiet
@@ -352,20 +465,40 @@ impl PerformanceModel {
         for _ in 0..2 {
             k = fit_correction(&ev, self.cfg.min, self.cfg.max, 1.0, |e, k| {
                 Some((
-                    prefill_ttft_ms(e.lambda, e.engines, k * profile.ttft_ms(e.isl), 0.5, v).1,
+                    prefill_ttft_ms(
+                        e.lambda,
+                        e.engines,
+                        k * profile.ttft_ms(e.isl),
+                        k * profile.overhead_ms(),
+                        0.5,
+                        v,
+                    )
+                    .1,
                     e.observed_ms,
                 ))
             })
             .unwrap_or(k);
+            // The queue at each piece of evidence depends on k only: built once for both
+            // fits below (each tries dozens of values).
+            let queues: Vec<PrefillQueue> = ev
+                .iter()
+                .map(|e| {
+                    PrefillQueue::new(
+                        e.lambda,
+                        e.engines,
+                        k * profile.ttft_ms(e.isl),
+                        k * profile.overhead_ms(),
+                    )
+                })
+                .collect();
+            let index = |e: &Evidence| {
+                ev.iter()
+                    .position(|x| std::ptr::eq(x, e))
+                    .expect("evidence from this list")
+            };
             let p99 = |e: &Evidence, t: f64, v: f64| {
-                prefill_ttft_quantile_ms(
-                    e.lambda,
-                    e.engines,
-                    k * profile.ttft_ms(e.isl),
-                    t,
-                    TAIL_QUANTILE,
-                    v,
-                )
+                let q = &queues[index(e)];
+                q.quantile_ms(TAIL_QUANTILE, v) + (t - 1.0) * q.service_ms
             };
             t = fit_correction(&ev, tlo, thi, 1.0, |e, t| {
                 e.observed_tail_ms.map(|o| (p99(e, t, v), o))
@@ -438,17 +571,53 @@ mod tests {
 
     #[test]
     fn prefill_quantile_grows_with_load_and_falls_with_engines() {
-        let (q1, m1) = prefill_ttft_ms(10.0, 1, 60.0, 0.99, 1.0);
-        let (q2, _) = prefill_ttft_ms(15.0, 1, 60.0, 0.99, 1.0);
-        let (q3, _) = prefill_ttft_ms(15.0, 2, 60.0, 0.99, 1.0);
+        let (q1, m1) = prefill_ttft_ms(10.0, 1, 60.0, 0.0, 0.99, 1.0);
+        let (q2, _) = prefill_ttft_ms(15.0, 1, 60.0, 0.0, 0.99, 1.0);
+        let (q3, _) = prefill_ttft_ms(15.0, 2, 60.0, 0.0, 0.99, 1.0);
         assert!(q1 > m1 && m1 > 60.0);
         assert!(q2 > q1);
         assert!(q3 < q2);
         assert!(
-            prefill_ttft_ms(20.0, 1, 60.0, 0.99, 1.0).0.is_infinite(),
+            prefill_ttft_ms(20.0, 1, 60.0, 0.0, 0.99, 1.0)
+                .0
+                .is_infinite(),
             "past capacity"
         );
-        assert_eq!(prefill_ttft_ms(0.0, 1, 60.0, 0.99, 1.0).0, 60.0);
+        assert_eq!(prefill_ttft_ms(0.0, 1, 60.0, 0.0, 0.99, 1.0).0, 60.0);
+    }
+
+    #[test]
+    fn shared_service_is_the_fixed_point_between_alone_and_fully_batched() {
+        let (service, overhead) = (37.9, 17.7);
+        // Bisection, slowly and surely, for comparison.
+        let exact = |lambda: f64, c: u32| {
+            let g = service - overhead;
+            let cost = |s: f64| g + overhead / (1.0 + queue_length(c, lambda * s / 1000.0));
+            let (mut lo, mut hi) = (g, service);
+            for _ in 0..60 {
+                let mid = 0.5 * (lo + hi);
+                if mid < cost(mid) {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            hi
+        };
+        for (lambda, c) in [(5.0, 1), (20.0, 1), (43.0, 2), (60.0, 2), (70.0, 3)] {
+            let s = shared_service_ms(lambda, c, service, overhead);
+            let want = exact(lambda, c);
+            assert!(
+                (s - want).abs() < 0.05,
+                "{lambda} req/s on {c}: {s} vs {want}"
+            );
+            assert!(s > service - overhead && s <= service);
+        }
+        // Light load: almost nobody to share with. Past one-at-a-time capacity (2 x 26
+        // req/s here), sharing is what keeps the queue finite.
+        assert!(shared_service_ms(1.0, 2, service, overhead) > service - 0.5);
+        assert!(shared_service_ms(60.0, 2, service, overhead) < 2000.0 / 60.0);
+        assert_eq!(shared_service_ms(43.0, 2, service, 0.0), service);
     }
 
     #[test]
@@ -470,13 +639,15 @@ mod tests {
             p.decode_model(),
             CorrectionConfig::default(),
         );
-        // Service 1.3x the profile's, waiting half of M/M/1's (equal prompts).
+        // Service 1.3x the profile's, waiting half of the queue's with a shared overhead
+        // (equal prompts).
         for _ in 0..4 {
             for lambda in [2.0, 5.0, 8.0, 10.0, 3.0, 6.0] {
                 let (tail, mean) = prefill_ttft_ms(
                     lambda,
                     1,
                     m.prefill.ttft_ms(3000.0) * 1.3,
+                    m.prefill.overhead_ms() * 1.3,
                     TAIL_QUANTILE,
                     0.5,
                 );

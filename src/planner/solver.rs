@@ -67,6 +67,7 @@ pub fn prefill_ttft(model: &PerformanceModel, cfg: &SolverConfig, load: &Load, p
         p,
         model.prefill_service_ms(load.isl),
         c.prefill_tail,
+        model.prefill_overhead_ms(),
         cfg.ttft_quantile,
         c.prefill_variability,
     )
@@ -99,6 +100,7 @@ fn prefill_meets(
         effective_lambda(load),
         p,
         service,
+        model.prefill_overhead_ms(),
         cfg.ttft_quantile,
         model.corrections.prefill_variability,
     );
@@ -277,10 +279,13 @@ fn solve_aggregated(
             return (f64::INFINITY, f64::INFINITY);
         }
         let itl = decode_itl(model, cfg, load, w) / (1.0 - u);
+        // Aggregated workers interleave decode steps, so no prompt shares an iteration's
+        // overhead with others for sure: no sharing is assumed.
         let ttft = prefill_ttft_ms(
             lambda,
             w,
             service + itl,
+            0.0,
             cfg.ttft_quantile,
             model.corrections.prefill_variability,
         )
@@ -362,14 +367,17 @@ mod tests {
     #[test]
     fn known_loads() {
         // (requests/s) -> (prefill, decode) on the H200 profile, ISL 3000, OSL 300, with the
-        // M/M/c prior (variability 1) before anything is learned.
+        // queue prior (variability 1) before anything is learned. At 45 req/s, 4 prefill
+        // engines are 69% busy one prompt at a time; prompts that queue are batched and share
+        // the iteration overhead (55 ms a prompt instead of 61), so 4 meet the p99 target
+        // (the simulator's oracle holds 4).
         let m = model();
         let cases = [
             (0.0, (1, 1)),
             (1.0, (1, 1)),
             (5.0, (2, 1)),
             (25.0, (3, 2)),
-            (45.0, (5, 4)),
+            (45.0, (4, 4)),
         ];
         for (lambda, want) in cases {
             let s = solve(&m, &SLA, &limits(32), &CFG, &load(lambda));
@@ -387,7 +395,7 @@ mod tests {
         // decays about three times faster at these loads).
         let mut m = model();
         m.corrections.prefill_variability = 0.3;
-        let cases = [(5.0, (1, 1)), (10.0, (2, 1)), (45.0, (4, 4))];
+        let cases = [(5.0, (1, 1)), (10.0, (2, 1)), (45.0, (3, 4))];
         for (lambda, want) in cases {
             let s = solve(&m, &SLA, &limits(32), &CFG, &load(lambda));
             assert_eq!((s.prefill, s.decode), want, "at {lambda} req/s: {s:?}");
