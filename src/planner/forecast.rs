@@ -371,12 +371,7 @@ impl SignalForecaster {
         }
         self.next = Some(std::array::from_fn(|i| self.candidate(i, 1)));
         let preds: [f64; N] = std::array::from_fn(|i| self.candidate(i, h));
-        // From a single value every method forecasts that value: its error would say how far
-        // the load moved from the start (which the early bound covers), not how any method
-        // does. Forecasts are scored from the second value on.
-        if self.history.len() >= 2 {
-            self.pending.push_back((self.ticks + h as u64, preds));
-        }
+        self.pending.push_back((self.ticks + h as u64, preds));
     }
 
     fn candidate(&self, i: usize, h: usize) -> f64 {
@@ -677,20 +672,6 @@ mod tests {
         // Once a flat series has been scored, its own (zero) errors take over.
         let f = run(ForecasterKind::Constant, &[10.0; 10], 3);
         assert!((f.forecast(3, 1.0).unwrap().upper - 10.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn forecasts_from_a_single_value_are_not_scored() {
-        // The load starts at 10 and is 40 from then on: every method's forecast from the
-        // first value alone was 10; that says where the load started, not how it moves.
-        let f = run(
-            ForecasterKind::Constant,
-            &[10.0, 40.0, 40.0, 40.0, 40.0, 40.0],
-            2,
-        );
-        let p = f.forecast(2, 1.28).unwrap();
-        assert_eq!(p.point, 40.0);
-        assert!(p.upper - p.point < 1e-9, "{p:?}");
     }
 
     #[test]
