@@ -6,7 +6,9 @@
 //! local-linear-trend filter. Each one's
 //! forecasts are scored against what then happened at the planning horizon; `auto` uses
 //! the one with the lowest recent error, and the prediction bound comes from that
-//! forecaster's own recent errors.
+//! forecaster's own recent errors. Those arrive a horizon late, so the bound is widened
+//! where they cannot know yet: at the start, while one-step errors show a rise, and after a
+//! jump to a new level.
 
 use std::collections::VecDeque;
 
@@ -482,9 +484,7 @@ impl SignalForecaster {
             method: CANDIDATES[i].name(),
         })
     }
-}
 
-impl SignalForecaster {
     /// The bound's margin before the method's own errors at the horizon are known (they
     /// take the horizon to arrive). From the second value on, the load may go on moving as
     /// it has moved so far: the root mean square step between values, for every step to

@@ -51,7 +51,7 @@ fn queue_length(c: u32, a: f64) -> f64 {
 /// queued together into one iteration, whose fixed `overhead_ms` they share. Alone a prompt
 /// takes `service_ms`; behind a queue of `L` it costs `service - overhead + overhead / (1 + L)`,
 /// and `L` depends on that cost in turn (a decreasing map, so one fixed point, found by
-/// bisection). With no overhead this is `service_ms` (M/M/c).
+/// regula falsi). With no overhead this is `service_ms` (M/M/c).
 pub fn shared_service_ms(lambda: f64, engines: u32, service_ms: f64, overhead_ms: f64) -> f64 {
     let t0 = overhead_ms.clamp(0.0, service_ms);
     if t0 <= 0.0 || lambda <= 0.0 || engines == 0 {
@@ -336,23 +336,24 @@ impl Default for CorrectionConfig {
 }
 
 /// Huber loss of log-ratios: quadratic near zero, linear for outliers (a burst, a restart).
-struct LogHuberFit<'a, F: Fn(&Evidence, f64) -> Option<(f64, f64)>> {
+struct LogHuberFit<'a, F: Fn(usize, &Evidence, f64) -> Option<(f64, f64)>> {
     evidence: &'a [Evidence],
-    /// `(expected, observed)` for one piece of evidence under a trial value; `None` skips it.
+    /// `(expected, observed)` for the `i`th piece of evidence under a trial value; `None`
+    /// skips it.
     expected: F,
     /// The value the weak prior pulls towards.
     prior: f64,
 }
 
-impl<F: Fn(&Evidence, f64) -> Option<(f64, f64)>> CostFunction for LogHuberFit<'_, F> {
+impl<F: Fn(usize, &Evidence, f64) -> Option<(f64, f64)>> CostFunction for LogHuberFit<'_, F> {
     type Param = f64;
     type Output = f64;
     fn cost(&self, k: &f64) -> Result<f64, ArgminError> {
         const DELTA: f64 = 0.3;
         let mut total = 0.0;
         let mut weight = 0.0;
-        for e in self.evidence {
-            let Some((exp, obs)) = (self.expected)(e, *k) else {
+        for (i, e) in self.evidence.iter().enumerate() {
+            let Some((exp, obs)) = (self.expected)(i, e, *k) else {
                 continue;
             };
             let r = if exp.is_finite() && exp > 0.0 {
@@ -375,9 +376,9 @@ impl<F: Fn(&Evidence, f64) -> Option<(f64, f64)>> CostFunction for LogHuberFit<'
     }
 }
 
-/// Fits the value `k` in `[lo, hi]` that makes `expected(e, k)` match the observations,
-/// robustly in log space.
-pub fn fit_correction<F: Fn(&Evidence, f64) -> Option<(f64, f64)>>(
+/// Fits the value `k` in `[lo, hi]` that makes `expected(i, evidence[i], k)` match the
+/// observations, robustly in log space.
+pub fn fit_correction<F: Fn(usize, &Evidence, f64) -> Option<(f64, f64)>>(
     evidence: &[Evidence],
     lo: f64,
     hi: f64,
@@ -463,7 +464,7 @@ impl PerformanceModel {
         let (tlo, thi) = TAIL_RANGE;
         let (vlo, vhi) = VARIABILITY_RANGE;
         for _ in 0..2 {
-            k = fit_correction(&ev, self.cfg.min, self.cfg.max, 1.0, |e, k| {
+            k = fit_correction(&ev, self.cfg.min, self.cfg.max, 1.0, |_, e, k| {
                 Some((
                     prefill_ttft_ms(
                         e.lambda,
@@ -491,21 +492,16 @@ impl PerformanceModel {
                     )
                 })
                 .collect();
-            let index = |e: &Evidence| {
-                ev.iter()
-                    .position(|x| std::ptr::eq(x, e))
-                    .expect("evidence from this list")
-            };
-            let p99 = |e: &Evidence, t: f64, v: f64| {
-                let q = &queues[index(e)];
+            let p99 = |i: usize, t: f64, v: f64| {
+                let q = &queues[i];
                 q.quantile_ms(TAIL_QUANTILE, v) + (t - 1.0) * q.service_ms
             };
-            t = fit_correction(&ev, tlo, thi, 1.0, |e, t| {
-                e.observed_tail_ms.map(|o| (p99(e, t, v), o))
+            t = fit_correction(&ev, tlo, thi, 1.0, |i, e, t| {
+                e.observed_tail_ms.map(|o| (p99(i, t, v), o))
             })
             .unwrap_or(t);
-            v = fit_correction(&ev, vlo, vhi, 1.0, |e, v| {
-                e.observed_tail_ms.map(|o| (p99(e, t, v), o))
+            v = fit_correction(&ev, vlo, vhi, 1.0, |i, e, v| {
+                e.observed_tail_ms.map(|o| (p99(i, t, v), o))
             })
             .unwrap_or(v);
         }
@@ -529,7 +525,7 @@ impl PerformanceModel {
         push_window(&mut self.decode_evidence, e, self.cfg.window);
         let ev = self.decode_evidence.clone();
         let model = &self.decode;
-        let fit = fit_correction(&ev, self.cfg.min, self.cfg.max, 1.0, |e, k| {
+        let fit = fit_correction(&ev, self.cfg.min, self.cfg.max, 1.0, |_, e, k| {
             let context = e.isl + e.osl / 2.0;
             match e.observed_kv {
                 Some(kv) => Some((k * model.itl_ms(kv, context), e.observed_ms)),
