@@ -65,6 +65,8 @@ fn damped_steps(h: f64) -> f64 {
     let n = h.max(0.0);
     DAMPING * (1.0 - DAMPING.powf(n)) / (1.0 - DAMPING)
 }
+/// Steps between values the early bound takes the load's pace from.
+const EARLY_PACE: usize = 2;
 /// One-step errors in a row, all under the truth, that show a rise under way.
 const RUN: usize = 3;
 /// Forecast errors remembered per forecaster for scoring and bounds.
@@ -487,23 +489,26 @@ impl SignalForecaster {
 
     /// The bound's margin before the method's own errors at the horizon are known (they
     /// take the horizon to arrive). From the second value on, the load may go on moving as
-    /// it has moved so far: the root mean square step between values, for every step to
+    /// it has lately: the root mean square of its last `EARLY_PACE` steps, for every step to
     /// the horizon (a trend's pace, not a random walk's square root: early on the two
-    /// cannot be told apart, and the ramp is the costly one to miss). With one value there
-    /// is nothing to go by but the prior.
+    /// cannot be told apart, and the ramp is the costly one to miss; the last steps, not all
+    /// of them, so a start that has settled is not held to its first jump). With one value
+    /// there is nothing to go by but the prior.
     fn early_margin(&self, h: usize, z: f64, point: f64) -> f64 {
         let z = z.max(0.0);
         let n = self.history.len();
         if n < 2 {
             return z * self.prior_error * point.abs();
         }
-        let squares: f64 = self
+        let recent: Vec<f64> = self
             .history
             .iter()
-            .zip(self.history.iter().skip(1))
-            .map(|(a, b)| (b - a).powi(2))
-            .sum();
-        z * (squares / (n - 1) as f64).sqrt() * h as f64
+            .rev()
+            .take(EARLY_PACE + 1)
+            .copied()
+            .collect();
+        let squares: f64 = recent.windows(2).map(|w| (w[0] - w[1]).powi(2)).sum();
+        z * (squares / (recent.len() - 1) as f64).sqrt() * h as f64
     }
 }
 
@@ -664,6 +669,13 @@ mod tests {
         f.observe(10.0, 3);
         let p = f.forecast(3, 1.0).unwrap();
         assert!((p.upper - 16.0).abs() < 1e-9, "{p:?}");
+        // The pace is the last two steps': a first jump that has settled is forgotten.
+        let mut settled = SignalForecaster::new(ForecasterKind::Constant, None);
+        for y in [10.0, 40.0, 41.0, 40.0] {
+            settled.observe(y, 5);
+        }
+        let p = settled.forecast(5, 1.0).unwrap();
+        assert!((p.upper - 45.0).abs() < 1e-9, "{p:?}");
         // A flat start buys no margin at all.
         let mut flat = SignalForecaster::new(ForecasterKind::Constant, None);
         flat.observe(10.0, 3);
