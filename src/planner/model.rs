@@ -149,6 +149,13 @@ impl PrefillQueue {
         self.service_ms + wait * 1000.0
     }
 
+    /// TTFT at `quantile` of the slowest prompts (their own time `tail` times the typical
+    /// prompt's) plus the waiting quantile. Adding the two quantiles overstates their sum's
+    /// quantile a little, on the safe side.
+    pub fn slowest_quantile_ms(&self, quantile: f64, tail: f64, variability: f64) -> f64 {
+        self.quantile_ms(quantile, variability) + (tail - 1.0) * self.service_ms
+    }
+
     /// Mean TTFT, ms.
     pub fn mean_ms(&self, variability: f64) -> f64 {
         if self.drain_per_s <= 0.0 {
@@ -247,23 +254,6 @@ impl Default for Corrections {
 
 /// Bounds of the learned prefill-time spread.
 pub const TAIL_RANGE: (f64, f64) = (1.0, 8.0);
-
-/// TTFT at the `quantile` for mean service `service_ms`, service spread `tail` and waiting
-/// variability `v`: the slowest prompts' own time plus the waiting quantile. Adding the two
-/// quantiles overstates their sum's quantile a little, on the safe side.
-#[allow(clippy::too_many_arguments)] // each is a distinct quantity of the load or the model
-pub fn prefill_ttft_quantile_ms(
-    lambda: f64,
-    engines: u32,
-    service_ms: f64,
-    tail: f64,
-    overhead_ms: f64,
-    quantile: f64,
-    v: f64,
-) -> f64 {
-    let (q, _) = prefill_ttft_ms(lambda, engines, service_ms, overhead_ms, quantile, v);
-    q + (tail - 1.0) * service_ms
-}
 
 /// Bounds of the learned prefill variability.
 pub const VARIABILITY_RANGE: (f64, f64) = (0.2, 5.0);
@@ -434,10 +424,16 @@ impl PerformanceModel {
         self.corrections.prefill * self.prefill.ttft_ms(isl)
     }
 
-    /// The fixed cost of one prefill iteration, corrected, ms: shared by prompts batched
-    /// together.
-    pub fn prefill_overhead_ms(&self) -> f64 {
-        self.corrections.prefill * self.prefill.overhead_ms()
+    /// The prefill queue `engines` make at `lambda` requests/s of this ISL, corrected (the
+    /// iteration overhead shared by prompts batched together).
+    pub fn prefill_queue(&self, lambda: f64, engines: u32, isl: f64) -> PrefillQueue {
+        let k = self.corrections.prefill;
+        PrefillQueue::new(
+            lambda,
+            engines,
+            k * self.prefill.ttft_ms(isl),
+            k * self.prefill.overhead_ms(),
+        )
     }
 
     /// Records an interval's prefill evidence and refits, from steady intervals only (the
@@ -492,10 +488,7 @@ impl PerformanceModel {
                     )
                 })
                 .collect();
-            let p99 = |i: usize, t: f64, v: f64| {
-                let q = &queues[i];
-                q.quantile_ms(TAIL_QUANTILE, v) + (t - 1.0) * q.service_ms
-            };
+            let p99 = |i: usize, t: f64, v: f64| queues[i].slowest_quantile_ms(TAIL_QUANTILE, t, v);
             t = fit_correction(&ev, tlo, thi, 1.0, |i, e, t| {
                 e.observed_tail_ms.map(|o| (p99(i, t, v), o))
             })

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{decode_itl_ms, prefill_ttft_ms, prefill_ttft_quantile_ms, PerformanceModel};
+use super::model::{decode_itl_ms, prefill_ttft_ms, PerformanceModel};
 use super::{Limits, Sla};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -62,15 +62,9 @@ fn effective_lambda(load: &Load) -> f64 {
 /// time plus the waiting quantile.
 pub fn prefill_ttft(model: &PerformanceModel, cfg: &SolverConfig, load: &Load, p: u32) -> f64 {
     let c = &model.corrections;
-    prefill_ttft_quantile_ms(
-        effective_lambda(load),
-        p,
-        model.prefill_service_ms(load.isl),
-        c.prefill_tail,
-        model.prefill_overhead_ms(),
-        cfg.ttft_quantile,
-        c.prefill_variability,
-    )
+    model
+        .prefill_queue(effective_lambda(load), p, load.isl)
+        .slowest_quantile_ms(cfg.ttft_quantile, c.prefill_tail, c.prefill_variability)
 }
 
 /// Share of the typical prompt's slack (target minus its own time) that waiting may always
@@ -96,14 +90,9 @@ fn prefill_meets(
     }
     let prompt_excess = (model.corrections.prefill_tail - 1.0).max(0.0) * service;
     let allowance = (slack - prompt_excess).max(MIN_WAIT_SHARE * slack);
-    let (q, _) = prefill_ttft_ms(
-        effective_lambda(load),
-        p,
-        service,
-        model.prefill_overhead_ms(),
-        cfg.ttft_quantile,
-        model.corrections.prefill_variability,
-    );
+    let q = model
+        .prefill_queue(effective_lambda(load), p, load.isl)
+        .quantile_ms(cfg.ttft_quantile, model.corrections.prefill_variability);
     q - service <= allowance
 }
 
