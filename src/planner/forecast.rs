@@ -305,6 +305,12 @@ impl SignalForecaster {
         self.history.is_empty()
     }
 
+    /// Whether the bound now comes from the chosen method's own errors at the horizon
+    /// rather than from the early guess.
+    pub fn bound_measured(&self) -> bool {
+        self.errors[self.chosen()].len() >= 3
+    }
+
     pub fn last(&self) -> Option<f64> {
         self.history.back().copied()
     }

@@ -459,8 +459,34 @@ impl PerformanceModel {
         let (mut k, mut t, mut v) = (c.prefill, c.prefill_tail, c.prefill_variability);
         let (tlo, thi) = TAIL_RANGE;
         let (vlo, vhi) = VARIABILITY_RANGE;
+        let queues_at = |k: f64| -> Vec<PrefillQueue> {
+            ev.iter()
+                .map(|e| {
+                    PrefillQueue::new(
+                        e.lambda,
+                        e.engines,
+                        k * profile.ttft_ms(e.isl),
+                        k * profile.overhead_ms(),
+                    )
+                })
+                .collect()
+        };
         for _ in 0..2 {
-            k = fit_correction(&ev, self.cfg.min, self.cfg.max, 1.0, |_, e, k| {
+            // The engines' speed shows in the prompts that went straight to an engine: each
+            // interval counts by the share of its arrivals the model expects not to wait,
+            // and intervals count alike, not by their requests. A mean over thousands of
+            // prompts is precise; what tells intervals apart is how well the queue at their
+            // mean rate describes them, and a burst within one interval (most of its
+            // prompts waited) describes the arrivals, not slower engines.
+            let calm: Vec<Evidence> = ev
+                .iter()
+                .zip(queues_at(k))
+                .map(|(e, q)| Evidence {
+                    weight: (1.0 - q.wait_probability).clamp(0.0, 1.0),
+                    ..*e
+                })
+                .collect();
+            k = fit_correction(&calm, self.cfg.min, self.cfg.max, 1.0, |_, e, k| {
                 Some((
                     prefill_ttft_ms(
                         e.lambda,
@@ -477,17 +503,7 @@ impl PerformanceModel {
             .unwrap_or(k);
             // The queue at each piece of evidence depends on k only: built once for both
             // fits below (each tries dozens of values).
-            let queues: Vec<PrefillQueue> = ev
-                .iter()
-                .map(|e| {
-                    PrefillQueue::new(
-                        e.lambda,
-                        e.engines,
-                        k * profile.ttft_ms(e.isl),
-                        k * profile.overhead_ms(),
-                    )
-                })
-                .collect();
+            let queues = queues_at(k);
             let p99 = |i: usize, t: f64, v: f64| queues[i].slowest_quantile_ms(TAIL_QUANTILE, t, v);
             t = fit_correction(&ev, tlo, thi, 1.0, |i, e, t| {
                 e.observed_tail_ms.map(|o| (p99(i, t, v), o))
@@ -618,6 +634,41 @@ mod tests {
         let (split, _) = decode_itl_ms(&d, 1.0, 20.0, 4, 3000.0, 300.0, 0.0, 0.9).unwrap();
         assert!(split < high);
         assert!(decode_itl_ms(&d, 1.0, 10000.0, 1, 3000.0, 300.0, 0.0, 0.9).is_none());
+    }
+
+    #[test]
+    fn a_burst_within_an_interval_is_not_read_as_slower_engines() {
+        let p = Profile::embedded_default();
+        let mut m = PerformanceModel::new(
+            p.prefill_model(),
+            p.decode_model(),
+            CorrectionConfig::default(),
+        );
+        let interval = |lambda: f64, observed_ms: f64, observed_tail_ms: f64| Evidence {
+            lambda,
+            engines: 3,
+            isl: 2200.0,
+            osl: 25.0,
+            observed_ms,
+            observed_tail_ms: Some(observed_tail_ms),
+            steady: true,
+            observed_kv: None,
+            weight: lambda * 60.0,
+        };
+        // A quiet minute at the profile's speed, then a minute whose requests came in one
+        // burst: at the minute's mean rate few would wait, yet most did (a mean 3.5x the
+        // queue's), and ten times as many requests stand behind it.
+        let quiet = m.prefill_queue(3.5, 3, 2200.0);
+        m.learn_prefill(interval(3.5, quiet.mean_ms(1.0), 3.0 * quiet.service_ms));
+        let busy = m.prefill_queue(33.0, 3, 2200.0);
+        assert!(busy.wait_probability < 0.5, "{busy:?}");
+        m.learn_prefill(interval(
+            33.0,
+            3.5 * busy.mean_ms(1.0),
+            15.0 * busy.service_ms,
+        ));
+        // Fitted by requests, the burst set the speed (x1.5 after smoothing).
+        assert!(m.corrections.prefill < 1.25, "{:?}", m.corrections);
     }
 
     #[test]

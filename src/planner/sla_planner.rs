@@ -184,6 +184,8 @@ pub struct SlaPlanner {
     last: Option<(u32, u32)>,
     /// Ready replicas at the previous observation, to tell steady intervals.
     last_ready: Option<(u32, u32)>,
+    /// The replicas found at the first decision: what the operator deployed.
+    found: Option<(u32, u32)>,
 }
 
 /// Fewest requests in an interval for its latencies to count as evidence.
@@ -204,6 +206,7 @@ impl SlaPlanner {
             cfg,
             last: None,
             last_ready: None,
+            found: None,
         }
     }
 
@@ -328,6 +331,9 @@ impl Policy for SlaPlanner {
     }
 
     fn decide(&mut self, now_s: f64, obs: &Observation) -> Decision {
+        if self.found.is_none() {
+            self.found = Some(self.current(obs));
+        }
         let interval_s = if obs.interval_s.is_finite() && obs.interval_s > 0.0 {
             obs.interval_s
         } else {
@@ -429,6 +435,19 @@ impl Policy for SlaPlanner {
             ));
         }
         reasons.extend(sol.notes.iter().cloned());
+        // Until the bound rests on measured errors, it is a guess from a few intervals: the
+        // deployment the planner found is the operator's own sizing, and a scale-down
+        // below it waits for evidence (a quiet start says little about the next burst).
+        let (mut wish_p, mut wish_d) = (wish_p, wish_d);
+        if let Some((fp, fd)) = self.found.filter(|_| !self.rate.bound_measured()) {
+            if fp > wish_p || fd > wish_d {
+                wish_p = wish_p.max(fp);
+                wish_d = wish_d.max(fd);
+                reasons.push(format!(
+                    "kept at least the {fp}P+{fd}D found at the start until the load's forecast errors are measured"
+                ));
+            }
+        }
         let current = self.current(obs);
         let ((p, d), st_notes) = self.stabilizer.apply(now_s, (wish_p, wish_d), current);
         reasons.extend(st_notes);
@@ -465,6 +484,76 @@ mod tests {
         assert!((normal_quantile(0.9) - 1.281552).abs() < 1e-5);
         assert!((normal_quantile(0.99) - 2.326348).abs() < 1e-5);
         assert!((normal_quantile(0.01) + 2.326348).abs() < 1e-5);
+    }
+
+    #[test]
+    fn keeps_the_deployment_found_until_the_bound_is_measured() {
+        use crate::planner::{Limits, ReplicaState, RoleReplicas, Sla};
+        let profile = crate::profile::Profile::embedded_default();
+        let ctx = PolicyContext {
+            sla: Sla {
+                ttft_ms: 200.0,
+                itl_ms: 10.0,
+            },
+            limits: Limits {
+                min_prefill: 1,
+                max_prefill: 16,
+                min_decode: 1,
+                max_decode: 16,
+                gpu_budget: 32,
+                gpus_per_prefill_engine: 1,
+                gpus_per_decode_engine: 1,
+            },
+            interval_s: 60.0,
+            startup_s: 120.0,
+            prefill: profile.prefill_model(),
+            decode: profile.decode_model(),
+            max_context_tokens: profile.max_context_tokens,
+        };
+        let mut planner = SlaPlanner::new(ctx, PlannerConfig::default());
+        let mut replicas = (7, 1);
+        let mut prefill = Vec::new();
+        for tick in 0..16 {
+            let t = 60.0 * tick as f64;
+            let obs = Observation {
+                time_s: t,
+                interval_s: 60.0,
+                // A quiet start: a few requests a second, then none, then a few again.
+                requests: (tick > 0).then_some([300.0, 200.0, 0.0, 250.0][tick % 4]),
+                isl_mean: Some(2200.0),
+                osl_mean: Some(25.0),
+                replicas: Some(RoleReplicas {
+                    prefill: ReplicaState {
+                        ready: replicas.0,
+                        starting: 0,
+                        draining: 0,
+                    },
+                    decode: ReplicaState {
+                        ready: replicas.1,
+                        starting: 0,
+                        draining: 0,
+                    },
+                }),
+                ..Default::default()
+            };
+            let d = planner.decide(t, &obs);
+            if (1..=5).contains(&tick) {
+                assert!(
+                    d.reasons
+                        .iter()
+                        .any(|r| r.contains("7P+1D found at the start")),
+                    "{:?}",
+                    d.reasons
+                );
+            }
+            replicas = (d.prefill, d.decode);
+            prefill.push(d.prefill);
+        }
+        // Three minutes of a few requests a second say little about the next burst: the
+        // operator's seven prefill engines stay until the forecast's errors at the horizon
+        // (three minutes) have been scored three times; then the planner sizes for the load.
+        assert!(prefill[..=5].iter().all(|&p| p == 7), "{prefill:?}");
+        assert!(prefill[15] < 7, "{prefill:?}");
     }
 
     #[test]
