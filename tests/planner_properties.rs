@@ -87,6 +87,54 @@ fn observations() -> impl Strategy<Value = Vec<Observation>> {
     })
 }
 
+#[test]
+fn keeps_the_deployment_found_until_the_bound_is_measured() {
+    let mut planner = SlaPlanner::new(context(limits(1, 16, 1, 16, 32)), PlannerConfig::default());
+    let mut replicas = (7, 1);
+    let mut prefill = Vec::new();
+    for tick in 0..16 {
+        let t = 60.0 * tick as f64;
+        let obs = Observation {
+            time_s: t,
+            interval_s: 60.0,
+            // A quiet start: a few requests a second, then none, then a few again.
+            requests: (tick > 0).then_some([300.0, 200.0, 0.0, 250.0][tick % 4]),
+            isl_mean: Some(2200.0),
+            osl_mean: Some(25.0),
+            replicas: Some(RoleReplicas {
+                prefill: ReplicaState {
+                    ready: replicas.0,
+                    starting: 0,
+                    draining: 0,
+                },
+                decode: ReplicaState {
+                    ready: replicas.1,
+                    starting: 0,
+                    draining: 0,
+                },
+            }),
+            ..Default::default()
+        };
+        let d = planner.decide(t, &obs);
+        if (1..=5).contains(&tick) {
+            assert!(
+                d.reasons
+                    .iter()
+                    .any(|r| r.contains("7P+1D found at the start")),
+                "{:?}",
+                d.reasons
+            );
+        }
+        replicas = (d.prefill, d.decode);
+        prefill.push(d.prefill);
+    }
+    // Three minutes of a few requests a second say little about the next burst: the
+    // operator's seven prefill engines stay until the forecast's errors at the horizon
+    // (three minutes) have been scored three times; then the planner sizes for the load.
+    assert!(prefill[..=5].iter().all(|&p| p == 7), "{prefill:?}");
+    assert!(prefill[15] < 7, "{prefill:?}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 

@@ -71,6 +71,8 @@ const EARLY_PACE: usize = 2;
 const RUN: usize = 3;
 /// Forecast errors remembered per forecaster for scoring and bounds.
 const ERROR_WINDOW: usize = 12;
+/// Errors at the horizon a forecaster needs before it is scored and its bound is its own.
+const MIN_SCORED: usize = 3;
 
 /// Kalman local linear trend: state (level, slope), observation = level + noise.
 #[derive(Debug, Clone)]
@@ -308,7 +310,7 @@ impl SignalForecaster {
     /// Whether the bound now comes from the chosen method's own errors at the horizon
     /// rather than from the early guess.
     pub fn bound_measured(&self) -> bool {
-        self.errors[self.chosen()].len() >= 3
+        self.errors[self.chosen()].len() >= MIN_SCORED
     }
 
     pub fn last(&self) -> Option<f64> {
@@ -417,7 +419,7 @@ impl SignalForecaster {
 
     fn score(&self, i: usize) -> Option<f64> {
         let e = &self.errors[i];
-        (e.len() >= 3).then(|| e.iter().map(|x| x.abs()).sum::<f64>() / e.len() as f64)
+        (e.len() >= MIN_SCORED).then(|| e.iter().map(|x| x.abs()).sum::<f64>() / e.len() as f64)
     }
 
     fn chosen(&self) -> usize {
@@ -455,7 +457,7 @@ impl SignalForecaster {
         // empirical quantile of (truth - forecast) matching z, so a method that has been
         // wrong lately buys more headroom, and one that errs high buys none.
         let e = &self.errors[i];
-        let margin = if e.len() >= 3 {
+        let margin = if e.len() >= MIN_SCORED {
             let mut sorted: Vec<f64> = e.iter().copied().collect();
             sorted.sort_by(f64::total_cmp);
             let q = standard_normal_cdf(z);

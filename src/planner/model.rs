@@ -471,6 +471,7 @@ impl PerformanceModel {
                 })
                 .collect()
         };
+        let mut queues = queues_at(k);
         for _ in 0..2 {
             // The engines' speed shows in the prompts that went straight to an engine: each
             // interval counts by the share of its arrivals the model expects not to wait,
@@ -480,7 +481,7 @@ impl PerformanceModel {
             // prompts waited) describes the arrivals, not slower engines.
             let calm: Vec<Evidence> = ev
                 .iter()
-                .zip(queues_at(k))
+                .zip(&queues)
                 .map(|(e, q)| Evidence {
                     weight: (1.0 - q.wait_probability).clamp(0.0, 1.0),
                     ..*e
@@ -502,8 +503,8 @@ impl PerformanceModel {
             })
             .unwrap_or(k);
             // The queue at each piece of evidence depends on k only: built once for both
-            // fits below (each tries dozens of values).
-            let queues = queues_at(k);
+            // fits below (each tries dozens of values) and the next round's weights.
+            queues = queues_at(k);
             let p99 = |i: usize, t: f64, v: f64| queues[i].slowest_quantile_ms(TAIL_QUANTILE, t, v);
             t = fit_correction(&ev, tlo, thi, 1.0, |i, e, t| {
                 e.observed_tail_ms.map(|o| (p99(i, t, v), o))
