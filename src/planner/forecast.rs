@@ -1,9 +1,10 @@
 //! Load forecasting, per signal (request rate, ISL, OSL), one value per interval.
 //!
-//! Five forecasters learn from the same series: constant (last value), smoothed level,
+//! Six forecasters learn from the same series: constant (last value), smoothed level,
 //! linear trend (least squares on a recent window), Holt-Winters (additive, for periodic
-//! load; the period is configured or found by autocorrelation) and a Kalman
-//! local-linear-trend filter. Each one's
+//! load; the period is configured or found by autocorrelation), seasonal (the value a
+//! period before, when the load repeats closely) and a Kalman local-linear-trend filter.
+//! Each one's
 //! forecasts are scored against what then happened at the planning horizon; `auto` uses
 //! the one with the lowest recent error, and the prediction bound comes from that
 //! forecaster's own recent errors. Those arrive a horizon late, so the bound is widened
@@ -22,6 +23,7 @@ pub enum ForecasterKind {
     Linear,
     HoltWinters,
     Kalman,
+    Seasonal,
     Auto,
 }
 
@@ -33,6 +35,7 @@ impl ForecasterKind {
             ForecasterKind::Linear => "linear",
             ForecasterKind::HoltWinters => "holt-winters",
             ForecasterKind::Kalman => "kalman",
+            ForecasterKind::Seasonal => "seasonal",
             ForecasterKind::Auto => "auto",
         }
     }
@@ -44,9 +47,16 @@ const CANDIDATES: [ForecasterKind; N] = [
     ForecasterKind::HoltWinters,
     ForecasterKind::Kalman,
     ForecasterKind::Smoothed,
+    ForecasterKind::Seasonal,
 ];
 /// How many forecasters compete under `auto`.
-const N: usize = 5;
+const N: usize = 6;
+/// Correlation of the load with itself one period earlier above which it repeats (values a
+/// period apart explain 80% of each other's variance): only then does the seasonal
+/// forecaster, which copies one earlier value, compete.
+const REPEATS: f64 = 0.9;
+/// Index of the seasonal forecaster in `CANDIDATES`.
+const SEASONAL: usize = 5;
 /// A value this many mean absolute errors away from the smoothed level resets it.
 const LEVEL_SHIFT: f64 = 3.0;
 /// Weight of the newest value in the smoothed level (about the last six intervals count).
@@ -228,6 +238,29 @@ pub fn detect_period(series: &[f64]) -> Option<usize> {
     best.map(|(l, _)| l)
 }
 
+/// Pearson correlation of the series with itself `lag` steps earlier.
+pub fn lag_correlation(series: &[f64], lag: usize) -> f64 {
+    if lag == 0 || series.len() < lag + 3 {
+        return f64::NAN;
+    }
+    let a = &series[lag..];
+    let b = &series[..series.len() - lag];
+    let m = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / m, b.iter().sum::<f64>() / m);
+    let mut sab = 0.0;
+    let mut saa = 0.0;
+    let mut sbb = 0.0;
+    for (x, y) in a.iter().zip(b) {
+        sab += (x - ma) * (y - mb);
+        saa += (x - ma).powi(2);
+        sbb += (y - mb).powi(2);
+    }
+    if saa <= 0.0 || sbb <= 0.0 {
+        return f64::NAN;
+    }
+    sab / (saa * sbb).sqrt()
+}
+
 /// Forecasts one signal.
 #[derive(Debug, Clone)]
 pub struct SignalForecaster {
@@ -238,6 +271,8 @@ pub struct SignalForecaster {
     kalman: Kalman,
     hw: Option<HoltWinters>,
     period: Option<usize>,
+    /// The period, when the load repeats closely enough for the seasonal forecaster.
+    seasonal_period: Option<usize>,
     ticks: u64,
     /// Forecasts made `h` steps ahead, waiting for their truth: (due tick, per candidate).
     pending: VecDeque<(u64, [f64; N])>,
@@ -280,6 +315,7 @@ impl SignalForecaster {
             kalman: Kalman::new(),
             hw: None,
             period: None,
+            seasonal_period: None,
             ticks: 0,
             pending: VecDeque::new(),
             errors: Default::default(),
@@ -350,6 +386,13 @@ impl SignalForecaster {
         if self.ticks % 8 == 0 || (self.hw.is_none() && self.ticks % 2 == 0) {
             let hist: Vec<f64> = self.history.iter().copied().collect();
             let period = self.fixed_period.or_else(|| detect_period(&hist));
+            let repeats = period.filter(|&p| {
+                hist.len() >= p + ERROR_WINDOW && lag_correlation(&hist, p) >= REPEATS
+            });
+            if repeats != self.seasonal_period {
+                self.seasonal_period = repeats;
+                self.backtest_seasonal(&hist, repeats, horizon.max(1));
+            }
             if period != self.period || self.hw.is_none() {
                 self.period = period;
                 self.hw = period.and_then(|p| HoltWinters::init(&hist, p));
@@ -413,7 +456,35 @@ impl SignalForecaster {
                 _ => f64::NAN,
             },
             ForecasterKind::Kalman => self.kalman.forecast(h as f64),
+            ForecasterKind::Seasonal => {
+                let n = self.history.len();
+                self.seasonal_period
+                    .and_then(|p| seasonal_source(n - 1, h, p))
+                    .map_or(f64::NAN, |j| self.history[j])
+            }
             ForecasterKind::Auto => unreachable!("auto is not a candidate"),
+        }
+    }
+
+    /// Fills the seasonal forecaster's errors from the history it could have forecast: its
+    /// forecast is a value already seen, so when a period is found it can be scored at
+    /// once, the rolling backtest `auto` picks by, instead of a horizon and more later.
+    fn backtest_seasonal(&mut self, history: &[f64], period: Option<usize>, h: usize) {
+        let i = SEASONAL;
+        self.errors[i].clear();
+        let Some(p) = period else { return };
+        let n = history.len();
+        for target in n.saturating_sub(ERROR_WINDOW)..n {
+            let Some(origin) = target.checked_sub(h) else {
+                continue;
+            };
+            if let Some(j) = seasonal_source(origin, h, p) {
+                self.errors[i].push_back(history[target] - history[j]);
+            }
+        }
+        // Forecasts already pending for this candidate were made without the period.
+        for (_, preds) in self.pending.iter_mut() {
+            preds[i] = f64::NAN;
         }
     }
 
@@ -518,6 +589,13 @@ impl SignalForecaster {
         let squares: f64 = recent.windows(2).map(|w| (w[0] - w[1]).powi(2)).sum();
         z * (squares / (recent.len() - 1) as f64).sqrt() * h as f64
     }
+}
+
+/// Seasonal naive: the value a whole number of periods before `origin + h`, the latest one
+/// seen by `origin` (an index into the history); `None` before there is one.
+fn seasonal_source(origin: usize, h: usize, period: usize) -> Option<usize> {
+    let back = period * h.div_ceil(period);
+    (origin + h).checked_sub(back)
 }
 
 /// Appends each candidate's error (truth - forecast) to its window of the last `keep`.
@@ -646,6 +724,73 @@ mod tests {
             .forecast(2, 0.0)
             .unwrap();
         assert!((hw.point - truth).abs() < 3.0, "{hw:?} vs {truth}");
+    }
+
+    #[test]
+    fn a_load_that_repeats_is_forecast_from_the_period_before_as_soon_as_found() {
+        // A 10-interval cycle with noise; horizon 4. Two periods in, the cycle is found and
+        // the seasonal forecaster, backtested on the values already seen, is chosen at once
+        // (Holt-Winters would need a horizon and three errors more) with a tight bound.
+        let noise = |i: usize| if i % 3 == 0 { 0.6 } else { -0.3 };
+        let series: Vec<f64> = (0..24).map(|i| sine(i, 10.0) + noise(i)).collect();
+        let f = run(ForecasterKind::Auto, &series, 4);
+        let p = f.forecast(4, 1.28).unwrap();
+        let truth = sine(27, 10.0);
+        assert_eq!(p.method, "seasonal", "{p:?}");
+        assert!(f.bound_measured());
+        assert!((p.point - truth).abs() < 1.5, "{p:?} vs {truth}");
+        assert!(p.upper - p.point < 2.0, "{p:?}");
+        // Before then the bound had to cover the swing the trend methods miss.
+        let early = run(ForecasterKind::Auto, &series[..20], 4)
+            .forecast(4, 1.28)
+            .unwrap();
+        assert!(early.upper - early.point > 10.0, "{early:?}");
+    }
+
+    #[test]
+    fn a_loose_autocorrelation_peak_does_not_make_the_load_seasonal() {
+        // A noisy level with a weak 4-step echo: autocorrelation finds a period, but values a
+        // period apart correlate far below REPEATS, so copying one of them is not a forecast.
+        let mut x: u64 = 7;
+        let mut rnd = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut series: Vec<f64> = Vec::new();
+        for i in 0..60 {
+            let echo = if i >= 4 {
+                0.5 * (series[i - 4] - 40.0)
+            } else {
+                0.0
+            };
+            series.push(40.0 + echo + 12.0 * (rnd() - 0.5));
+        }
+        let f = run(ForecasterKind::Auto, &series, 2);
+        assert!(f.period().is_some(), "the echo should be found as a period");
+        assert!(lag_correlation(&series, f.period().unwrap()) < REPEATS);
+        assert!(f.seasonal_period.is_none());
+        assert!(f.candidate(SEASONAL, 2).is_nan());
+        assert_ne!(f.forecast(2, 1.28).unwrap().method, "seasonal");
+    }
+
+    #[test]
+    fn seasonal_source_is_the_latest_value_a_whole_number_of_periods_back() {
+        // (origin, h, period, index forecast from)
+        for (origin, h, period, want) in [
+            (19, 4, 10, Some(13)),
+            (19, 10, 10, Some(19)),
+            (19, 12, 10, Some(11)),
+            (5, 4, 10, None),
+        ] {
+            assert_eq!(
+                seasonal_source(origin, h, period),
+                want,
+                "{origin} {h} {period}"
+            );
+        }
+        assert_eq!(CANDIDATES[SEASONAL], ForecasterKind::Seasonal);
     }
 
     #[test]
