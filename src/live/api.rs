@@ -407,6 +407,7 @@ async fn metrics(State(s): State<ApiState>) -> Response {
             ("prefill_tail", c.prefill_tail),
             ("prefill_variability", c.prefill_variability),
             ("decode", c.decode),
+            ("decode_variability", c.decode_variability),
         ] {
             corr.get_or_create(&vec![("kind".into(), kind.into())])
                 .set(v);

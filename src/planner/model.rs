@@ -239,6 +239,14 @@ pub struct Corrections {
     pub prefill_tail: f64,
     pub prefill_variability: f64,
     pub decode: f64,
+    /// How much more the decode batch swings than random arrivals make it swing (1 for
+    /// Poisson arrivals; bursts within an interval make it more), from the ITL p99.
+    #[serde(default = "one")]
+    pub decode_variability: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl Default for Corrections {
@@ -248,6 +256,7 @@ impl Default for Corrections {
             prefill_tail: 1.0,
             prefill_variability: 1.0,
             decode: 1.0,
+            decode_variability: 1.0,
         }
     }
 }
@@ -257,6 +266,8 @@ pub const TAIL_RANGE: (f64, f64) = (1.0, 8.0);
 
 /// Bounds of the learned prefill variability.
 pub const VARIABILITY_RANGE: (f64, f64) = (0.2, 5.0);
+/// Bounds of the learned decode batch variability.
+pub const DECODE_VARIABILITY_RANGE: (f64, f64) = (0.5, 10.0);
 /// The quantile of `Evidence::observed_tail_ms`: the p99, the tail that SLAs are about
 /// (the exponential tail model fitted to a p90 overstates the p99 of real queues).
 pub const TAIL_QUANTILE: f64 = 0.99;
@@ -269,7 +280,7 @@ pub struct Evidence {
     pub isl: f64,
     pub osl: f64,
     pub observed_ms: f64,
-    /// The observed p99, when known (prefill only).
+    /// The observed p99 (TTFT or ITL), when known.
     pub observed_tail_ms: Option<f64>,
     /// Replicas did not change during the interval, so its latencies are steady-state.
     pub steady: bool,
@@ -546,10 +557,32 @@ impl PerformanceModel {
                 }
             }
         });
+        let s = self.cfg.smoothing;
         if let Some(k) = fit {
-            let s = self.cfg.smoothing;
             self.corrections.decode =
                 (s * k + (1.0 - s) * self.corrections.decode).clamp(self.cfg.min, self.cfg.max);
+        }
+        // The ITL p99 is the p99 request's batch: as far above the mean batch as the
+        // arrivals swing. Fitted at the speed just learned, against the batch quantile the
+        // solver plans with (a request's ITL averages its lifetime's batch).
+        let k = self.corrections.decode;
+        let z = super::sla_planner::normal_quantile(TAIL_QUANTILE) * (2.0f64 / 3.0).sqrt();
+        let (lo, hi) = DECODE_VARIABILITY_RANGE;
+        // Half a window of steady intervals first: one interval's p99 is one burst, or the
+        // start of a ramp within the interval, not how the arrivals swing.
+        let tails = ev.iter().filter(|e| e.observed_tail_ms.is_some()).count();
+        if tails < self.cfg.window.div_ceil(2) {
+            return;
+        }
+        let fit = fit_correction(&ev, lo, hi, 1.0, |_, e, w| {
+            let observed = e.observed_tail_ms?;
+            let expected = decode_itl_ms(model, k, e.lambda, e.engines, e.isl, e.osl, z * w, 4.0)
+                .map_or(f64::INFINITY, |x| x.0);
+            Some((expected, observed))
+        });
+        if let Some(w) = fit {
+            self.corrections.decode_variability =
+                (s * w + (1.0 - s) * self.corrections.decode_variability).clamp(lo, hi);
         }
     }
 }
@@ -635,6 +668,63 @@ mod tests {
         let (split, _) = decode_itl_ms(&d, 1.0, 20.0, 4, 3000.0, 300.0, 0.0, 0.9).unwrap();
         assert!(split < high);
         assert!(decode_itl_ms(&d, 1.0, 10000.0, 1, 3000.0, 300.0, 0.0, 0.9).is_none());
+    }
+
+    #[test]
+    fn bursty_arrivals_teach_the_decode_batch_variability_after_half_a_window() {
+        let p = Profile::embedded_default();
+        let mut m = PerformanceModel::new(
+            p.prefill_model(),
+            p.decode_model(),
+            CorrectionConfig::default(),
+        );
+        let z = crate::planner::sla_planner::normal_quantile(TAIL_QUANTILE) * (2.0f64 / 3.0).sqrt();
+        let (lambda, isl, osl) = (30.0, 2000.0, 30.0);
+        let d = p.decode_model();
+        let itl = |w: f64| decode_itl_ms(&d, 1.0, lambda, 1, isl, osl, z * w, 4.0).unwrap();
+        // Engines at the profile's speed (the mean ITL is the model's), but the p99 request
+        // saw the batch a burst makes: three times the Poisson swing above the mean.
+        let (mean, _) = decode_itl_ms(&d, 1.0, lambda, 1, isl, osl, 0.0, 4.0).unwrap();
+        let (p99, _) = itl(3.0);
+        let burst = Evidence {
+            lambda,
+            engines: 1,
+            isl,
+            osl,
+            observed_ms: mean,
+            observed_tail_ms: Some(p99),
+            steady: true,
+            observed_kv: None,
+            weight: lambda * 60.0,
+        };
+        for _ in 0..4 {
+            m.learn_decode(burst);
+        }
+        assert_eq!(
+            m.corrections.decode_variability, 1.0,
+            "one burst is not a pattern"
+        );
+        for _ in 0..10 {
+            m.learn_decode(burst);
+        }
+        let c = m.corrections;
+        assert!((c.decode - 1.0).abs() < 0.02, "{c:?}");
+        assert!((c.decode_variability - 3.0).abs() < 0.2, "{c:?}");
+        // Calm arrivals whose p99 is below the Poisson model's bring it under 1 (not all
+        // the way: at a small batch the ITL barely tells 0.6 from 0.8, and the fit's weak
+        // prior holds it nearer 1).
+        let (calm_p99, _) = itl(0.6);
+        for _ in 0..20 {
+            m.learn_decode(Evidence {
+                observed_tail_ms: Some(calm_p99),
+                ..burst
+            });
+        }
+        let c = m.corrections;
+        assert!(
+            c.decode_variability > 0.55 && c.decode_variability < 0.8,
+            "{c:?}"
+        );
     }
 
     #[test]

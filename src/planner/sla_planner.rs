@@ -313,7 +313,7 @@ impl SlaPlanner {
                     isl,
                     osl,
                     observed_ms: t.mean,
-                    observed_tail_ms: None,
+                    observed_tail_ms: Some(t.p99).filter(|v| v.is_finite() && *v > 0.0),
                     steady: decode_steady,
                     observed_kv: obs
                         .kv_utilization
@@ -455,8 +455,8 @@ impl Policy for SlaPlanner {
         let mut decision = Decision::clipped(&self.ctx.limits, p, d, reasons);
         let c = self.model.corrections;
         decision.reasons.push(format!(
-            "corrections: prefill x{:.2} (slowest prompts x{:.2}, waiting variability {:.2}), decode x{:.2}",
-            c.prefill, c.prefill_tail, c.prefill_variability, c.decode
+            "corrections: prefill x{:.2} (slowest prompts x{:.2}, waiting variability {:.2}), decode x{:.2} (batch variability {:.2})",
+            c.prefill, c.prefill_tail, c.prefill_variability, c.decode, c.decode_variability
         ));
         self.last = Some((decision.prefill, decision.decode));
         let horizon_s = h as f64 * interval_s;

@@ -105,7 +105,7 @@ pub fn decode_itl(model: &PerformanceModel, cfg: &SolverConfig, load: &Load, d: 
         d,
         load.isl,
         load.osl,
-        cfg.itl_batch_z,
+        cfg.itl_batch_z * model.corrections.decode_variability,
         cfg.kv_fraction,
     )
     .map_or(f64::INFINITY, |x| x.0)
