@@ -197,16 +197,61 @@ pub fn decode_itl_ms(
     batch_quantile_z: f64,
     kv_fraction: f64,
 ) -> Option<(f64, f64)> {
+    let n = decode_mean_batch(model, correction, lambda, engines, isl, osl)?;
+    let itl = decode_itl_at_batch(
+        model,
+        correction,
+        n,
+        isl,
+        osl,
+        batch_quantile_z,
+        kv_fraction,
+    )?;
+    Some((itl, n))
+}
+
+/// The ITL a request sees at `n` mean requests per engine: at the batch `batch_quantile_z`
+/// deviations above it; `None` when the KV cache cannot hold that batch.
+pub fn decode_itl_at_batch(
+    model: &DecodeModel,
+    correction: f64,
+    n: f64,
+    isl: f64,
+    osl: f64,
+    batch_quantile_z: f64,
+    kv_fraction: f64,
+) -> Option<f64> {
+    let context = isl + osl / 2.0;
+    let max_kv = model.max_kv_tokens();
+    let high = n + batch_quantile_z * n.sqrt();
+    // Reservations are input + output per request; keep them within the usable KV.
+    if high * (isl + osl) > max_kv * kv_fraction {
+        return None;
+    }
+    let batch = high.max(1.0);
+    Some(correction * model.itl_ms(batch * context / max_kv, context.max(1.0)))
+}
+
+/// Mean requests in one decode engine's batch (Little's law at the ITL that batch gives);
+/// `None` without engines or when no batch size is stable (they cannot keep up).
+pub fn decode_mean_batch(
+    model: &DecodeModel,
+    correction: f64,
+    lambda: f64,
+    engines: u32,
+    isl: f64,
+    osl: f64,
+) -> Option<f64> {
     if engines == 0 {
         return None;
     }
+    let per_engine = lambda / engines as f64;
+    if per_engine <= 0.0 {
+        return Some(0.0);
+    }
     let context = isl + osl / 2.0;
     let max_kv = model.max_kv_tokens();
-    let per_engine = lambda / engines as f64;
     let itl_at = |n: f64| correction * model.itl_ms(n * context / max_kv, context.max(1.0));
-    if per_engine <= 0.0 {
-        return Some((itl_at(1.0), 0.0));
-    }
     // Fixed point n = per_engine * osl * itl(n) / 1000; it grows monotonically from n = 0,
     // and diverges when the engine cannot keep up.
     let tokens_per_request = (osl - 1.0).max(0.0);
@@ -214,20 +259,14 @@ pub fn decode_itl_ms(
     for _ in 0..200 {
         let next = per_engine * tokens_per_request * itl_at(n.max(1.0)) / 1000.0;
         if (next - n).abs() < 1e-6 * next.max(1.0) {
-            n = next;
-            break;
+            return Some(next);
         }
         n = next;
         if n * (isl + osl) > max_kv * 4.0 {
             return None;
         }
     }
-    let high = n + batch_quantile_z * n.sqrt();
-    // Reservations are input + output per request; keep them within the usable KV.
-    if high * (isl + osl) > max_kv * kv_fraction {
-        return None;
-    }
-    Some((itl_at(high.max(1.0)), n))
+    Some(n)
 }
 
 /// What is learned online: multipliers on the profile's prefill time and decode ITL, the
@@ -576,10 +615,16 @@ impl PerformanceModel {
         if tails < self.cfg.window.div_ceil(2) {
             return;
         }
-        let fit = fit_correction(&ev, lo, hi, 1.0, |_, e, w| {
+        // The mean batch does not depend on the variability: solved once per interval.
+        let batches: Vec<Option<f64>> = ev
+            .iter()
+            .map(|e| decode_mean_batch(model, k, e.lambda, e.engines, e.isl, e.osl))
+            .collect();
+        let fit = fit_correction(&ev, lo, hi, 1.0, |i, e, w| {
             let observed = e.observed_tail_ms?;
-            let expected = decode_itl_ms(model, k, e.lambda, e.engines, e.isl, e.osl, z * w, 4.0)
-                .map_or(f64::INFINITY, |x| x.0);
+            let expected = batches[i]
+                .and_then(|n| decode_itl_at_batch(model, k, n, e.isl, e.osl, z * w, 4.0))
+                .unwrap_or(f64::INFINITY);
             Some((expected, observed))
         });
         if let Some(w) = fit {
