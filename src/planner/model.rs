@@ -221,15 +221,19 @@ pub fn decode_itl_at_batch(
     batch_quantile_z: f64,
     kv_fraction: f64,
 ) -> Option<f64> {
-    let context = isl + osl / 2.0;
-    let max_kv = model.max_kv_tokens();
     let high = n + batch_quantile_z * n.sqrt();
     // Reservations are input + output per request; keep them within the usable KV.
-    if high * (isl + osl) > max_kv * kv_fraction {
+    if high * (isl + osl) > model.max_kv_tokens() * kv_fraction {
         return None;
     }
-    let batch = high.max(1.0);
-    Some(correction * model.itl_ms(batch * context / max_kv, context.max(1.0)))
+    Some(itl_of_batch(model, correction, high, isl + osl / 2.0))
+}
+
+/// The profile's ITL, corrected, for a batch of `batch` requests (at least one) of this
+/// mean context, which fill the KV cache in proportion.
+fn itl_of_batch(model: &DecodeModel, correction: f64, batch: f64, context: f64) -> f64 {
+    let kv = batch.max(1.0) * context / model.max_kv_tokens();
+    correction * model.itl_ms(kv, context.max(1.0))
 }
 
 /// Mean requests in one decode engine's batch (Little's law at the ITL that batch gives);
@@ -251,13 +255,13 @@ pub fn decode_mean_batch(
     }
     let context = isl + osl / 2.0;
     let max_kv = model.max_kv_tokens();
-    let itl_at = |n: f64| correction * model.itl_ms(n * context / max_kv, context.max(1.0));
     // Fixed point n = per_engine * osl * itl(n) / 1000; it grows monotonically from n = 0,
     // and diverges when the engine cannot keep up.
     let tokens_per_request = (osl - 1.0).max(0.0);
     let mut n: f64 = 0.0;
     for _ in 0..200 {
-        let next = per_engine * tokens_per_request * itl_at(n.max(1.0)) / 1000.0;
+        let next =
+            per_engine * tokens_per_request * itl_of_batch(model, correction, n, context) / 1000.0;
         if (next - n).abs() < 1e-6 * next.max(1.0) {
             return Some(next);
         }
@@ -646,6 +650,16 @@ mod tests {
     use super::*;
     use crate::profile::Profile;
 
+    /// The embedded profile's model, nothing learned yet.
+    fn default_model() -> PerformanceModel {
+        let p = Profile::embedded_default();
+        PerformanceModel::new(
+            p.prefill_model(),
+            p.decode_model(),
+            CorrectionConfig::default(),
+        )
+    }
+
     #[test]
     fn erlang_c_known_values() {
         // Textbook: c = 2, a = 1 -> C = 1/3; c = 1 -> C = rho.
@@ -719,15 +733,10 @@ mod tests {
 
     #[test]
     fn bursty_arrivals_teach_the_decode_batch_variability_after_half_a_window() {
-        let p = Profile::embedded_default();
-        let mut m = PerformanceModel::new(
-            p.prefill_model(),
-            p.decode_model(),
-            CorrectionConfig::default(),
-        );
+        let mut m = default_model();
         let z = crate::planner::sla_planner::normal_quantile(TAIL_QUANTILE) * (2.0f64 / 3.0).sqrt();
         let (lambda, isl, osl) = (30.0, 2000.0, 30.0);
-        let d = p.decode_model();
+        let d = m.decode.clone();
         let itl = |w: f64| decode_itl_ms(&d, 1.0, lambda, 1, isl, osl, z * w, 4.0).unwrap();
         // Engines at the profile's speed (the mean ITL is the model's), but the p99 request
         // saw the batch a burst makes: three times the Poisson swing above the mean.
@@ -776,12 +785,7 @@ mod tests {
 
     #[test]
     fn a_burst_within_an_interval_is_not_read_as_slower_engines() {
-        let p = Profile::embedded_default();
-        let mut m = PerformanceModel::new(
-            p.prefill_model(),
-            p.decode_model(),
-            CorrectionConfig::default(),
-        );
+        let mut m = default_model();
         let interval = |lambda: f64, observed_ms: f64, observed_tail_ms: f64| Evidence {
             lambda,
             engines: 3,
@@ -811,12 +815,7 @@ mod tests {
 
     #[test]
     fn correction_is_fitted_and_bounded() {
-        let p = Profile::embedded_default();
-        let mut m = PerformanceModel::new(
-            p.prefill_model(),
-            p.decode_model(),
-            CorrectionConfig::default(),
-        );
+        let mut m = default_model();
         // Service 1.3x the profile's, waiting half of the queue's with a shared overhead
         // (equal prompts).
         for _ in 0..4 {
