@@ -62,7 +62,8 @@ const LEVEL_SHIFT: f64 = 3.0;
 /// Weight of the newest value in the smoothed level (about the last six intervals count).
 const SMOOTHING: f64 = 0.3;
 
-/// Longest history kept, in intervals.
+/// Longest history kept, in intervals (the autocorrelation looks for periods up to half of
+/// it), unless a configured period needs more (`SignalForecaster::history_cap`).
 const HISTORY: usize = 1024;
 /// Points in the linear trend's window.
 const TREND_WINDOW: usize = 8;
@@ -349,6 +350,13 @@ impl SignalForecaster {
         self.errors[self.chosen()].len() >= MIN_SCORED
     }
 
+    /// History kept: a configured period (a day of one-minute intervals, say) needs two
+    /// periods for Holt-Winters to start and one and a window of errors for the seasonal
+    /// forecaster's backtest.
+    fn history_cap(&self) -> usize {
+        HISTORY.max(self.fixed_period.map_or(0, |p| 2 * p + ERROR_WINDOW))
+    }
+
     pub fn last(&self) -> Option<f64> {
         self.history.back().copied()
     }
@@ -375,7 +383,7 @@ impl SignalForecaster {
             }
         }
         self.history.push_back(y);
-        if self.history.len() > HISTORY {
+        if self.history.len() > self.history_cap() {
             self.history.pop_front();
         }
         self.kalman.update(y);
@@ -745,6 +753,27 @@ mod tests {
             .forecast(4, 1.28)
             .unwrap();
         assert!(early.upper - early.point > 10.0, "{early:?}");
+    }
+
+    #[test]
+    fn a_configured_day_long_period_is_kept_in_the_history_and_forecast() {
+        // One-minute intervals, a daily cycle (1440 intervals) configured: two days of history
+        // must be kept for Holt-Winters and the seasonal forecaster to start (the history
+        // was capped at 1024 intervals, and a configured day never started either).
+        let day = 1440;
+        let series: Vec<f64> = (0..3000).map(|i| sine(i, day as f64)).collect();
+        let mut f = SignalForecaster::new(ForecasterKind::Auto, Some(day));
+        for &y in &series {
+            f.observe(y, 3);
+        }
+        assert_eq!(f.period(), Some(day));
+        let p = f.forecast(3, 1.28).unwrap();
+        assert!(
+            p.method == "seasonal" || p.method == "holt-winters",
+            "{p:?}"
+        );
+        let truth = sine(3002, day as f64);
+        assert!((p.point - truth).abs() < 0.5, "{p:?} vs {truth}");
     }
 
     #[test]
