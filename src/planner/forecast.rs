@@ -399,7 +399,7 @@ impl SignalForecaster {
             });
             if repeats != self.seasonal_period {
                 self.seasonal_period = repeats;
-                self.backtest_seasonal(&hist, repeats, horizon.max(1));
+                self.backtest_seasonal(&hist, horizon.max(1));
             }
             if period != self.period || self.hw.is_none() {
                 self.period = period;
@@ -477,10 +477,12 @@ impl SignalForecaster {
     /// Fills the seasonal forecaster's errors from the history it could have forecast: its
     /// forecast is a value already seen, so when a period is found it can be scored at
     /// once, the rolling backtest `auto` picks by, instead of a horizon and more later.
-    fn backtest_seasonal(&mut self, history: &[f64], period: Option<usize>, h: usize) {
+    fn backtest_seasonal(&mut self, history: &[f64], h: usize) {
         let i = SEASONAL;
         self.errors[i].clear();
-        let Some(p) = period else { return };
+        let Some(p) = self.seasonal_period else {
+            return;
+        };
         let n = history.len();
         for target in n.saturating_sub(ERROR_WINDOW)..n {
             let Some(origin) = target.checked_sub(h) else {

@@ -183,6 +183,61 @@ pub fn prefill_ttft_ms(
     (q.quantile_ms(quantile, variability), q.mean_ms(variability))
 }
 
+/// Inverse of the standard normal CDF (Acklam's rational approximation, |error| < 1.2e-9).
+pub fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.38357751867269e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
+    let p = p.clamp(1e-12, 1.0 - 1e-12);
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
+}
+
+/// Deviations of the Poisson batch above its mean that give the ITL `quantile` of requests:
+/// a request's ITL averages the batch over its own lifetime, which has 2/3 of the variance
+/// of the batch at one instant (M/D/inf, window = service time).
+pub fn itl_batch_z(quantile: f64) -> f64 {
+    normal_quantile(quantile) * (2.0f64 / 3.0).sqrt()
+}
+
 /// Decode latency at a load: the ITL the batch size at `batch_quantile_z` deviations above
 /// its mean gives, and the mean batch size per engine. `None` when no batch size is stable
 /// (the engines cannot keep up) or the KV cache cannot hold it.
@@ -610,15 +665,15 @@ impl PerformanceModel {
         // The ITL p99 is the p99 request's batch: as far above the mean batch as the
         // arrivals swing. Fitted at the speed just learned, against the batch quantile the
         // solver plans with (a request's ITL averages its lifetime's batch).
-        let k = self.corrections.decode;
-        let z = super::sla_planner::normal_quantile(TAIL_QUANTILE) * (2.0f64 / 3.0).sqrt();
-        let (lo, hi) = DECODE_VARIABILITY_RANGE;
         // Half a window of steady intervals first: one interval's p99 is one burst, or the
         // start of a ramp within the interval, not how the arrivals swing.
         let tails = ev.iter().filter(|e| e.observed_tail_ms.is_some()).count();
         if tails < self.cfg.window.div_ceil(2) {
             return;
         }
+        let k = self.corrections.decode;
+        let z = itl_batch_z(TAIL_QUANTILE);
+        let (lo, hi) = DECODE_VARIABILITY_RANGE;
         // The mean batch does not depend on the variability: solved once per interval.
         let batches: Vec<Option<f64>> = ev
             .iter()
@@ -658,6 +713,14 @@ mod tests {
             p.decode_model(),
             CorrectionConfig::default(),
         )
+    }
+
+    #[test]
+    fn normal_quantiles() {
+        assert!((normal_quantile(0.5)).abs() < 1e-9);
+        assert!((normal_quantile(0.9) - 1.281552).abs() < 1e-5);
+        assert!((normal_quantile(0.99) - 2.326348).abs() < 1e-5);
+        assert!((normal_quantile(0.01) + 2.326348).abs() < 1e-5);
     }
 
     #[test]
@@ -734,7 +797,7 @@ mod tests {
     #[test]
     fn bursty_arrivals_teach_the_decode_batch_variability_after_half_a_window() {
         let mut m = default_model();
-        let z = crate::planner::sla_planner::normal_quantile(TAIL_QUANTILE) * (2.0f64 / 3.0).sqrt();
+        let z = itl_batch_z(TAIL_QUANTILE);
         let (lambda, isl, osl) = (30.0, 2000.0, 30.0);
         let d = m.decode.clone();
         let itl = |w: f64| decode_itl_ms(&d, 1.0, lambda, 1, isl, osl, z * w, 4.0).unwrap();

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::forecast::{ForecasterKind, SignalForecaster};
-use super::model::{CorrectionConfig, Evidence, PerformanceModel};
+use super::model::{itl_batch_z, normal_quantile, CorrectionConfig, Evidence, PerformanceModel};
 use super::solver::{solve, Load, Mode, SolverConfig};
 use super::stabilizer::{Stabilizer, StabilizerConfig};
 use super::{Decision, Forecast, Observation, Policy, PolicyContext};
@@ -122,54 +122,6 @@ impl PlannerConfig {
             return Err("correction.window: must be at least 1".into());
         }
         self.stabilizer.validate()
-    }
-}
-
-/// Inverse of the standard normal CDF (Acklam's rational approximation, |error| < 1.2e-9).
-pub fn normal_quantile(p: f64) -> f64 {
-    const A: [f64; 6] = [
-        -3.969683028665376e1,
-        2.209460984245205e2,
-        -2.759285104469687e2,
-        1.38357751867269e2,
-        -3.066479806614716e1,
-        2.506628277459239,
-    ];
-    const B: [f64; 5] = [
-        -5.447609879822406e1,
-        1.615858368580409e2,
-        -1.556989798598866e2,
-        6.680131188771972e1,
-        -1.328068155288572e1,
-    ];
-    const C: [f64; 6] = [
-        -7.784894002430293e-3,
-        -3.223964580411365e-1,
-        -2.400758277161838,
-        -2.549732539343734,
-        4.374664141464968,
-        2.938163982698783,
-    ];
-    const D: [f64; 4] = [
-        7.784695709041462e-3,
-        3.224671290700398e-1,
-        2.445134137142996,
-        3.754408661907416,
-    ];
-    let p = p.clamp(1e-12, 1.0 - 1e-12);
-    let tail = |q: f64| {
-        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
-            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
-    };
-    if p < 0.02425 {
-        tail((-2.0 * p.ln()).sqrt())
-    } else if p > 1.0 - 0.02425 {
-        -tail((-2.0 * (1.0 - p).ln()).sqrt())
-    } else {
-        let q = p - 0.5;
-        let r = q * q;
-        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
-            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
     }
 }
 
@@ -361,9 +313,7 @@ impl Policy for SlaPlanner {
         let z = normal_quantile(self.cfg.headroom_quantile);
         let solver_cfg = SolverConfig {
             ttft_quantile: self.cfg.ttft_quantile,
-            // A request's ITL averages the batch over its own lifetime, which has 2/3 of the
-            // variance of the batch at one instant (M/D/inf, window = service time).
-            itl_batch_z: normal_quantile(self.cfg.itl_quantile) * (2.0f64 / 3.0).sqrt(),
+            itl_batch_z: itl_batch_z(self.cfg.itl_quantile),
             kv_fraction: self.cfg.kv_fraction,
             mode: self.cfg.mode,
         };
@@ -478,14 +428,6 @@ impl Policy for SlaPlanner {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn normal_quantiles() {
-        assert!((normal_quantile(0.5)).abs() < 1e-9);
-        assert!((normal_quantile(0.9) - 1.281552).abs() < 1e-5);
-        assert!((normal_quantile(0.99) - 2.326348).abs() < 1e-5);
-        assert!((normal_quantile(0.01) + 2.326348).abs() < 1e-5);
-    }
 
     #[test]
     fn validation_names_the_field() {
