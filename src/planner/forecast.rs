@@ -551,12 +551,20 @@ impl SignalForecaster {
             self.early_margin(h.max(1), z, point)
         };
         // Errors at the horizon arrive a horizon late. A run of one-step under-forecasts is
-        // a rise they have not seen yet: the bound then covers the smallest of them again
-        // at every step to the horizon. Noise rarely makes such a run (one time in eight).
+        // a rise they have not seen yet: the bound then covers its pace again at every step
+        // to the horizon. Noise rarely makes such a run (one time in eight). The pace is the
+        // run's smallest error, so one burst within it does not set the pace; but when the
+        // errors have not fallen along the run the rise is not slowing (noise: one time in
+        // 48), and its pace is the latest error: a morning rise compounds.
         let r = &self.recent[i];
         let margin = if r.len() == RUN && r.iter().all(|&x| x > 0.0) {
-            let least = r.iter().copied().fold(f64::INFINITY, f64::min);
-            margin.max(least * h.max(1) as f64)
+            let not_slowing = r.iter().zip(r.iter().skip(1)).all(|(a, b)| b >= a);
+            let pace = if not_slowing {
+                r.back().copied().unwrap_or(0.0)
+            } else {
+                r.iter().copied().fold(f64::INFINITY, f64::min)
+            };
+            margin.max(pace * h.max(1) as f64)
         } else {
             margin
         };
@@ -888,6 +896,27 @@ mod tests {
             .forecast(5, 1.28)
             .unwrap();
         assert!(q.upper - q.point <= 1.0 + 1e-9, "{q:?}");
+    }
+
+    #[test]
+    fn a_rise_that_is_not_slowing_is_paced_by_its_latest_step() {
+        // (the three values after 20 flat ones at 10, the bound 5 steps ahead): one-step
+        // errors of the constant forecaster are the steps themselves.
+        for (rise, upper) in [
+            // Compounding (2, 3, 4): the latest pace, 4 a step.
+            ([12.0, 15.0, 19.0], 19.0 + 4.0 * 5.0),
+            // Slowing (4, 3, 2): the smallest, 2 a step.
+            ([14.0, 17.0, 19.0], 19.0 + 2.0 * 5.0),
+            // One burst within the run (2, 9, 1): the smallest, 1 a step.
+            ([12.0, 21.0, 22.0], 22.0 + 1.0 * 5.0),
+        ] {
+            let mut series = vec![10.0; 20];
+            series.extend(rise);
+            let p = run(ForecasterKind::Constant, &series, 5)
+                .forecast(5, 1.28)
+                .unwrap();
+            assert!((p.upper - upper).abs() < 1e-9, "{rise:?}: {p:?}");
+        }
     }
 
     #[test]
