@@ -135,6 +135,55 @@ fn keeps_the_deployment_found_until_the_bound_is_measured() {
     assert!(prefill[15] < 7, "{prefill:?}");
 }
 
+#[test]
+fn a_correction_pressed_against_its_bound_is_reported() {
+    let mut planner = SlaPlanner::new(context(limits(1, 16, 1, 16, 32)), PlannerConfig::default());
+    let steady = ReplicaState {
+        ready: 4,
+        starting: 0,
+        draining: 0,
+    };
+    let mut reported = Vec::new();
+    for tick in 1..=8 {
+        let t = 60.0 * tick as f64;
+        // Prompts of 2,000 tokens take tens of milliseconds on the profiled engines; these
+        // take seconds, more than the largest speed correction (x2) explains.
+        let obs = Observation {
+            time_s: t,
+            interval_s: 60.0,
+            requests: Some(600.0),
+            isl_mean: Some(2000.0),
+            osl_mean: Some(200.0),
+            ttft_ms: Some(LatencySummary {
+                mean: 3000.0,
+                p50: 3000.0,
+                p90: 3500.0,
+                p99: 4000.0,
+            }),
+            replicas: Some(RoleReplicas {
+                prefill: steady,
+                decode: steady,
+            }),
+            ..Default::default()
+        };
+        let d = planner.decide(t, &obs);
+        reported.push(
+            d.reasons
+                .iter()
+                .find(|r| r.starts_with("at its bound"))
+                .cloned(),
+        );
+    }
+    // Nothing learned yet at the first decision; after a few intervals the speed correction
+    // sits at its upper bound, and the decision says so.
+    assert!(reported[0].is_none(), "{reported:?}");
+    let last = reported.last().unwrap().as_deref().unwrap_or("");
+    assert!(
+        last.starts_with("at its bound: prefill x1.9") && last.contains("(range 0.5-2)"),
+        "{reported:?}"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
