@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::error::InputError;
 use crate::planner::sla_planner::PlannerConfig;
+use crate::planner::solver::Mode;
 use crate::planner::{Limits, PolicyContext, Sla};
 use crate::profile::{load_profile, Profile};
 use crate::sim::{KvTransfer, SimConfig};
@@ -391,6 +392,16 @@ pub fn prepare(
         startup_s,
         profile,
     } = check_common(&file.sla, d, &file.planner, &file.profile, origin, base, ov)?;
+    // The simulator's deployment has separate prefill and decode pools: an aggregated
+    // planner's worker count would be read as decode engines beside no prefill sizing.
+    if file.planner.mode == Mode::Aggregated {
+        return Err(field_err(
+            origin,
+            "planner.mode",
+            "aggregated: the dry run simulates a disaggregated deployment (prefill and decode \
+             pools); aggregated mode is for `decide` and `run`",
+        ));
+    }
 
     let mut notes = Vec::new();
     let seed = ov.seed.unwrap_or(file.seed);

@@ -431,7 +431,7 @@ fn scenario_errors_name_the_field() {
     let tmp = tempfile::tempdir().unwrap();
     let base = include_str!("../simulations/sin-5-45.yaml");
     // (file, text replaced, replacement, what the error must name)
-    let cases: [(&str, &str, &str, &[&str]); 5] = [
+    let cases: [(&str, &str, &str, &[&str]); 6] = [
         ("typo.yaml", "interval_s: 60", "interval: 60", &["interval"]),
         (
             "neg.yaml",
@@ -452,6 +452,12 @@ fn scenario_errors_name_the_field() {
             "  trace: { file: missing.csv }\n  synthetic:",
             &["workload"],
         ),
+        (
+            "agg.yaml",
+            "policies:",
+            "planner: { mode: aggregated }\npolicies:",
+            &["planner.mode", "disaggregated"],
+        ),
     ];
     for (file, from, to, named) in cases {
         assert!(base.contains(from), "{file}: the base scenario changed");
@@ -460,6 +466,43 @@ fn scenario_errors_name_the_field() {
         want.extend_from_slice(named);
         assert_input_error(&["simulate", "--scenario", &path], &want);
     }
+}
+
+#[test]
+fn aggregated_mode_is_refused_where_a_disaggregated_graph_runs() {
+    // The dry run and the live loop size a prefill and a decode pool; an aggregated
+    // planner's prefill target of 0 would scale the prefill pool away.
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = common::run_config(tmp.path(), "agg", 9090, 6443, "");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(
+        text.contains("planner:\n"),
+        "the run config has a planner section"
+    );
+    std::fs::write(
+        &cfg,
+        text.replace("planner:\n", "planner:\n  mode: aggregated\n"),
+    )
+    .unwrap();
+    let path = cfg.display().to_string();
+    assert_input_error(&["run", "--config", &path], &["agg.yaml", "planner.mode"]);
+    // `decide` serves aggregated decisions: the workers are the decode count, prefill 0.
+    let out = Command::new(common::bin())
+        .args(["decide", "--config", &write(tmp.path(), "decide.yaml", "sla: { ttft_ms: 300, itl_ms: 10 }\ndeployment: { interval_s: 60, startup_s: 60, gpu_budget: 8 }\nplanner: { mode: aggregated }\n")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(
+                br#"{"time_s": 60, "interval_s": 60, "requests": 900, "isl_mean": 2000, "osl_mean": 250}"#,
+            )?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["prefill"], 0, "{d}");
+    assert!(d["decode"].as_u64().unwrap() >= 1, "{d}");
 }
 
 #[test]

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::error::InputError;
 use crate::planner::sla_planner::PlannerConfig;
+use crate::planner::solver::Mode;
 use crate::planner::{Limits, Sla};
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -275,6 +276,16 @@ impl RunConfig {
                 m,
             )
         })?;
+        // The live loop writes a prefill and a decode service; an aggregated planner's
+        // prefill target is 0, which would scale a disaggregated graph's prefill away.
+        if self.planner.mode == Mode::Aggregated {
+            return Err(bad(
+                file,
+                "planner.mode",
+                "aggregated: `run` scales a disaggregated graph's prefill and decode services; \
+                 aggregated decisions are served by `decide`",
+            ));
+        }
         let l = self.limits().map_err(|(f, m)| bad(file, &f, m))?;
         let _ = l;
         Ok(())

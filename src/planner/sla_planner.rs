@@ -148,7 +148,13 @@ pub struct SlaPlanner {
 const MIN_EVIDENCE_REQUESTS: f64 = 20.0;
 
 impl SlaPlanner {
-    pub fn new(ctx: PolicyContext, cfg: PlannerConfig) -> SlaPlanner {
+    pub fn new(mut ctx: PolicyContext, cfg: PlannerConfig) -> SlaPlanner {
+        if cfg.mode == Mode::Aggregated {
+            // One pool does both: there is no prefill role to size, and the GPU budget is
+            // the workers' alone (a deployment's prefill minimum would hold a phantom engine).
+            ctx.limits.min_prefill = 0;
+            ctx.limits.max_prefill = 0;
+        }
         let period = cfg.season_s.map(|s| (s / ctx.interval_s).round() as usize);
         let model = PerformanceModel::new(ctx.prefill.clone(), ctx.decode.clone(), cfg.correction);
         SlaPlanner {
