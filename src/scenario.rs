@@ -399,7 +399,7 @@ pub fn prepare(
             origin,
             "planner.mode",
             "aggregated: the dry run simulates a disaggregated deployment (prefill and decode \
-             pools); aggregated mode is for `decide` and `run`",
+             pools); aggregated decisions are served by `decide`",
         ));
     }
 
