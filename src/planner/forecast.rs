@@ -57,6 +57,7 @@ const N: usize = 6;
 const REPEATS: f64 = 0.9;
 /// Index of the seasonal forecaster in `CANDIDATES`.
 const SEASONAL: usize = 5;
+const _: () = assert!(matches!(CANDIDATES[SEASONAL], ForecasterKind::Seasonal));
 /// A value this many mean absolute errors away from the smoothed level resets it.
 const LEVEL_SHIFT: f64 = 3.0;
 /// Weight of the newest value in the smoothed level (about the last six intervals count).

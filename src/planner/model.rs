@@ -347,6 +347,37 @@ fn one() -> f64 {
     1.0
 }
 
+impl Corrections {
+    /// The corrections pressed against their bounds (within 1%: smoothing approaches a
+    /// bound without reaching it), as `name xV (range LO-HI)`; `speed` is the configured
+    /// range of the prefill and decode multipliers. A prompt spread of 1 is no spread: its
+    /// lower bound is the natural value, not a limit hit.
+    pub fn at_bounds(&self, speed: (f64, f64)) -> Vec<String> {
+        let near = |v: f64, b: f64| (v - b).abs() <= 0.01 * b;
+        [
+            ("prefill", self.prefill, speed, true),
+            ("slowest prompts", self.prefill_tail, TAIL_RANGE, false),
+            (
+                "waiting variability",
+                self.prefill_variability,
+                VARIABILITY_RANGE,
+                true,
+            ),
+            ("decode", self.decode, speed, true),
+            (
+                "batch variability",
+                self.decode_variability,
+                DECODE_VARIABILITY_RANGE,
+                true,
+            ),
+        ]
+        .into_iter()
+        .filter(|&(_, v, (lo, hi), low_too)| near(v, hi) || (low_too && near(v, lo)))
+        .map(|(name, v, (lo, hi), _)| format!("{name} x{v:.2} (range {lo}-{hi})"))
+        .collect()
+    }
+}
+
 impl Default for Corrections {
     fn default() -> Self {
         Corrections {
@@ -515,6 +546,17 @@ pub struct PerformanceModel {
 }
 
 impl PerformanceModel {
+    /// The embedded profile's model, nothing learned yet (tests of the model and the solver).
+    #[cfg(test)]
+    pub(crate) fn embedded_default() -> PerformanceModel {
+        let p = crate::profile::Profile::embedded_default();
+        PerformanceModel::new(
+            p.prefill_model(),
+            p.decode_model(),
+            CorrectionConfig::default(),
+        )
+    }
+
     pub fn new(
         prefill: PrefillModel,
         decode: DecodeModel,
@@ -705,16 +747,6 @@ mod tests {
     use super::*;
     use crate::profile::Profile;
 
-    /// The embedded profile's model, nothing learned yet.
-    fn default_model() -> PerformanceModel {
-        let p = Profile::embedded_default();
-        PerformanceModel::new(
-            p.prefill_model(),
-            p.decode_model(),
-            CorrectionConfig::default(),
-        )
-    }
-
     #[test]
     fn normal_quantiles() {
         assert!((normal_quantile(0.5)).abs() < 1e-9);
@@ -796,7 +828,7 @@ mod tests {
 
     #[test]
     fn bursty_arrivals_teach_the_decode_batch_variability_after_half_a_window() {
-        let mut m = default_model();
+        let mut m = PerformanceModel::embedded_default();
         let z = itl_batch_z(TAIL_QUANTILE);
         let (lambda, isl, osl) = (30.0, 2000.0, 30.0);
         let d = m.decode.clone();
@@ -848,7 +880,7 @@ mod tests {
 
     #[test]
     fn a_burst_within_an_interval_is_not_read_as_slower_engines() {
-        let mut m = default_model();
+        let mut m = PerformanceModel::embedded_default();
         let interval = |lambda: f64, observed_ms: f64, observed_tail_ms: f64| Evidence {
             lambda,
             engines: 3,
@@ -878,7 +910,7 @@ mod tests {
 
     #[test]
     fn correction_is_fitted_and_bounded() {
-        let mut m = default_model();
+        let mut m = PerformanceModel::embedded_default();
         // Service 1.3x the profile's, waiting half of the queue's with a shared overhead
         // (equal prompts).
         for _ in 0..4 {

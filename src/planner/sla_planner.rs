@@ -3,10 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::forecast::{ForecasterKind, SignalForecaster};
-use super::model::{
-    itl_batch_z, normal_quantile, CorrectionConfig, Evidence, PerformanceModel,
-    DECODE_VARIABILITY_RANGE, TAIL_RANGE, VARIABILITY_RANGE,
-};
+use super::model::{itl_batch_z, normal_quantile, CorrectionConfig, Evidence, PerformanceModel};
 use super::solver::{solve, Load, Mode, SolverConfig};
 use super::stabilizer::{Stabilizer, StabilizerConfig};
 use super::{Decision, Forecast, Observation, Policy, PolicyContext};
@@ -237,38 +234,6 @@ impl SlaPlanner {
         decision
     }
 
-    /// The corrections pressed against their bounds: the observed latency is further from
-    /// the profile than the model may follow, which an operator should hear about.
-    fn corrections_at_bounds(&self) -> Vec<String> {
-        let c = self.model.corrections;
-        let cfg = self.cfg.correction;
-        // Smoothing approaches a bound without reaching it: within 1% is at it.
-        let near = |v: f64, b: f64| (v - b).abs() <= 0.01 * b;
-        let mut pinned = Vec::new();
-        let mut check = |name: &str, v: f64, (lo, hi): (f64, f64), low_too: bool| {
-            if near(v, hi) || (low_too && near(v, lo)) {
-                pinned.push(format!("{name} x{v:.2} (range {lo}-{hi})"));
-            }
-        };
-        check("prefill", c.prefill, (cfg.min, cfg.max), true);
-        // A spread of 1 is no spread: its lower bound is the natural value, not a limit hit.
-        check("slowest prompts", c.prefill_tail, TAIL_RANGE, false);
-        check(
-            "waiting variability",
-            c.prefill_variability,
-            VARIABILITY_RANGE,
-            true,
-        );
-        check("decode", c.decode, (cfg.min, cfg.max), true);
-        check(
-            "batch variability",
-            c.decode_variability,
-            DECODE_VARIABILITY_RANGE,
-            true,
-        );
-        pinned
-    }
-
     fn learn(&mut self, obs: &Observation, requests: f64, interval_s: f64) {
         let (Some(r), Some(isl), Some(osl)) = (obs.replicas, obs.isl_mean, obs.osl_mean) else {
             return;
@@ -449,7 +414,9 @@ impl Policy for SlaPlanner {
             "corrections: prefill x{:.2} (slowest prompts x{:.2}, waiting variability {:.2}), decode x{:.2} (batch variability {:.2})",
             c.prefill, c.prefill_tail, c.prefill_variability, c.decode, c.decode_variability
         ));
-        let pinned = self.corrections_at_bounds();
+        // An operator should hear when the observed latency is further from the profile
+        // than the model may follow.
+        let pinned = c.at_bounds((self.cfg.correction.min, self.cfg.correction.max));
         if !pinned.is_empty() {
             decision.reasons.push(format!(
                 "at its bound: {}; the observed latency is further from the profile than the model may follow",

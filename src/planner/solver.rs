@@ -308,17 +308,6 @@ fn solve_aggregated(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::planner::model::CorrectionConfig;
-    use crate::profile::Profile;
-
-    fn model() -> PerformanceModel {
-        let p = Profile::embedded_default();
-        PerformanceModel::new(
-            p.prefill_model(),
-            p.decode_model(),
-            CorrectionConfig::default(),
-        )
-    }
 
     fn limits(budget: u32) -> Limits {
         Limits {
@@ -360,7 +349,7 @@ mod tests {
         // engines are 69% busy one prompt at a time; prompts that queue are batched and share
         // the iteration overhead (55 ms a prompt instead of 61), so 4 meet the p99 target
         // (the simulator's oracle holds 4).
-        let m = model();
+        let m = PerformanceModel::embedded_default();
         let cases = [
             (0.0, (1, 1)),
             (1.0, (1, 1)),
@@ -382,7 +371,7 @@ mod tests {
     fn learned_variability_changes_prefill() {
         // Poisson arrivals of equal prompts wait far less than M/M/c says (M/D/c's tail
         // decays about three times faster at these loads).
-        let mut m = model();
+        let mut m = PerformanceModel::embedded_default();
         m.corrections.prefill_variability = 0.3;
         let cases = [(5.0, (1, 1)), (10.0, (2, 1)), (45.0, (3, 4))];
         for (lambda, want) in cases {
@@ -393,7 +382,7 @@ mod tests {
 
     #[test]
     fn more_load_never_fewer_replicas() {
-        let m = model();
+        let m = PerformanceModel::embedded_default();
         let mut last = (0, 0);
         for i in 0..60 {
             let s = solve(&m, &SLA, &limits(32), &CFG, &load(i as f64));
@@ -408,7 +397,7 @@ mod tests {
 
     #[test]
     fn backlog_adds_prefill() {
-        let m = model();
+        let m = PerformanceModel::embedded_default();
         let calm = solve(&m, &SLA, &limits(32), &CFG, &load(20.0));
         let backlog = solve(
             &m,
@@ -426,7 +415,7 @@ mod tests {
 
     #[test]
     fn budget_binds() {
-        let m = model();
+        let m = PerformanceModel::embedded_default();
         let s = solve(&m, &SLA, &limits(6), &CFG, &load(45.0));
         assert_eq!(s.prefill + s.decode, 6);
         assert!(s.notes.iter().any(|n| n.contains("GPU budget 6 binds")));
@@ -435,7 +424,7 @@ mod tests {
     #[test]
     fn overload_past_the_budget_splits_it_by_need() {
         // 120 req/s needs far more than 12 GPUs in both roles: neither role is starved.
-        let m = model();
+        let m = PerformanceModel::embedded_default();
         let s = solve(&m, &SLA, &limits(12), &CFG, &load(120.0));
         assert_eq!(s.prefill + s.decode, 12, "{s:?}");
         assert!(s.prefill >= 4 && s.decode >= 4, "{s:?}");
@@ -446,7 +435,7 @@ mod tests {
         // ISL 3000 alone takes about 63 ms of the 200 ms target. As the learned spread of
         // prompts grows, prefill must not fall when the slowest prompts cross the target:
         // past that point waiting keeps a floor of the typical prompt's slack.
-        let mut m = model();
+        let mut m = PerformanceModel::embedded_default();
         let mut counts = Vec::new();
         for tail in [1.0, 2.0, 2.8, 3.1, 3.3, 4.0, 6.0] {
             m.corrections.prefill_tail = tail;
@@ -468,7 +457,7 @@ mod tests {
 
     #[test]
     fn aggregated_needs_more_than_either_role_alone() {
-        let m = model();
+        let m = PerformanceModel::embedded_default();
         let cfg = SolverConfig {
             mode: Mode::Aggregated,
             ..CFG
