@@ -172,6 +172,10 @@ pub struct SimulateArgs {
     /// A Dynamo profiler output directory or a profile JSON file, instead of the scenario's.
     #[arg(long)]
     pub profile: Option<PathBuf>,
+    /// The profile the policies are given, when it is not the one the simulated engines run
+    /// (a stale or borrowed profile); the oracle and static:best keep the engines' own.
+    #[arg(long)]
+    pub planner_profile: Option<PathBuf>,
     /// Policy to run (repeatable): planner | static:P,D | static:best | schedule:FILE | dynamo | dynamo:no-correction | threshold | oracle | oracle:TARGET.
     #[arg(long = "policy")]
     pub policies: Vec<String>,
@@ -214,6 +218,13 @@ pub struct ProfileArgs {
     /// A Dynamo profiler output directory or a profile JSON file; the embedded default if absent.
     #[arg(long)]
     pub profile: Option<PathBuf>,
+    /// Multiply every prefill time by F (throughput divided): an engine F times slower at
+    /// prefill than profiled, for dry runs of a stale profile (`--planner-profile`).
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    pub slower_prefill: f64,
+    /// Multiply every decode ITL by F (throughput divided).
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    pub slower_decode: f64,
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -239,6 +250,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(path) => crate::profile::load_profile(&path)?,
                 None => crate::profile::Profile::embedded_default(),
             };
+            for (flag, f) in [
+                ("--slower-prefill", a.slower_prefill),
+                ("--slower-decode", a.slower_decode),
+            ] {
+                if !(f.is_finite() && f > 0.0) {
+                    return Err(
+                        InputError::Usage(format!("{flag} {f}: must be a number > 0")).into(),
+                    );
+                }
+            }
+            let p = p.slowed(a.slower_prefill, a.slower_decode);
             println!("{}", crate::profile::to_own_json(&p));
             Ok(())
         }
@@ -286,6 +308,7 @@ pub fn dry_run(a: &SimulateArgs, show_progress: bool) -> Result<DryRun, InputErr
             replicate_shift_s: None,
         },
         profile: a.profile.clone(),
+        planner_profile: a.planner_profile.clone(),
         startup_s: a.startup_s,
         gpu_budget: a.gpu_budget,
         seed: a.seed,
@@ -312,6 +335,7 @@ pub fn dry_run(a: &SimulateArgs, show_progress: bool) -> Result<DryRun, InputErr
         sim: &sc.sim,
         planner: sc.file.planner,
         profile: &sc.profile,
+        planner_profile: &sc.planner_profile,
         requests: &sc.requests,
     };
     let mut policies = Vec::new();
@@ -452,6 +476,7 @@ fn simulate_args(scenario: &str, startup_s: f64, policies: &[String]) -> Simulat
         time_scale: None,
         replicate: None,
         profile: None,
+        planner_profile: None,
         policies: policies.to_vec(),
         startup_s: Some(startup_s),
         gpu_budget: None,
@@ -671,6 +696,7 @@ fn run_demo(a: DemoArgs) -> anyhow::Result<()> {
         sim: &sc.sim,
         planner: sc.file.planner,
         profile: &sc.profile,
+        planner_profile: &sc.planner_profile,
         requests: &sc.requests,
     };
     let planner = SlaPlanner::new(env.context(), sc.file.planner);

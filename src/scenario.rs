@@ -62,6 +62,11 @@ pub struct ScenarioFile {
     /// `default` for the embedded profile, or a path (a Dynamo profiler directory or a JSON file).
     #[serde(default = "default_profile")]
     pub profile: String,
+    /// The profile the policies are given, when the simulated engines differ from it (a
+    /// stale profile, or one measured on other hardware); the same forms as `profile`.
+    /// Absent: the policies are given the engines' own profile.
+    #[serde(default)]
+    pub planner_profile: Option<String>,
     pub workload: WorkloadSpec,
     /// Policy ticks stop here; defaults to the workload's span rounded up to an interval.
     #[serde(default)]
@@ -157,6 +162,7 @@ pub struct Overrides {
     pub skip_bad_lines: bool,
     pub transform: TraceTransform,
     pub profile: Option<PathBuf>,
+    pub planner_profile: Option<PathBuf>,
     pub startup_s: Option<f64>,
     pub gpu_budget: Option<u32>,
     pub seed: Option<u64>,
@@ -166,7 +172,11 @@ pub struct Overrides {
 pub struct Scenario {
     pub file: ScenarioFile,
     pub origin: String,
+    /// The simulated engines' profile.
     pub profile: Profile,
+    /// The profile the policies plan with: `profile` unless the scenario or the command
+    /// line gives another.
+    pub planner_profile: Profile,
     pub requests: Vec<Request>,
     pub sim: SimConfig,
     /// Notes for the report: lines skipped, requests adjusted.
@@ -530,10 +540,17 @@ pub fn prepare(
             profile.max_context_tokens
         ));
     }
+    let planner_profile = match (&ov.planner_profile, &file.planner_profile) {
+        (Some(p), _) => load_profile(p)?,
+        (None, Some(spec)) if spec == "default" => Profile::embedded_default(),
+        (None, Some(spec)) => load_profile(&base.join(spec))?,
+        (None, None) => profile.clone(),
+    };
     Ok(Scenario {
         file,
         origin: origin.to_string(),
         profile,
+        planner_profile,
         requests,
         sim,
         notes,

@@ -147,7 +147,7 @@ fn a_correction_pressed_against_its_bound_is_reported() {
     for tick in 1..=8 {
         let t = 60.0 * tick as f64;
         // Prompts of 2,000 tokens take tens of milliseconds on the profiled engines; these
-        // take seconds, more than the largest speed correction (x2) explains.
+        // take seconds, more than the largest speed correction (x4) explains.
         let obs = Observation {
             time_s: t,
             interval_s: 60.0,
@@ -179,7 +179,7 @@ fn a_correction_pressed_against_its_bound_is_reported() {
     assert!(reported[0].is_none(), "{reported:?}");
     let last = reported.last().unwrap().as_deref().unwrap_or("");
     assert!(
-        last.starts_with("at its bound: prefill x1.9") && last.contains("(range 0.5-2)"),
+        last.starts_with("at its bound: prefill x3.9") && last.contains("(range 0.25-4)"),
         "{reported:?}"
     );
 }

@@ -446,10 +446,10 @@ fn default_window() -> usize {
     10
 }
 fn default_min() -> f64 {
-    0.5
+    0.25
 }
 fn default_max() -> f64 {
-    2.0
+    4.0
 }
 fn default_smoothing() -> f64 {
     0.5
@@ -459,10 +459,10 @@ impl Default for CorrectionConfig {
     fn default() -> Self {
         CorrectionConfig {
             enabled: true,
-            window: 10,
-            min: 0.5,
-            max: 2.0,
-            smoothing: 0.5,
+            window: default_window(),
+            min: default_min(),
+            max: default_max(),
+            smoothing: default_smoothing(),
         }
     }
 }
@@ -968,9 +968,46 @@ mod tests {
             m.learn_decode(absurd(true));
         }
         assert!(
-            m.corrections.decode <= 2.0 && m.corrections.decode > 1.99,
+            m.corrections.decode <= 4.0 && m.corrections.decode > 3.99,
             "{:?}",
             m.corrections
         );
+    }
+
+    #[test]
+    fn engines_three_times_slower_than_the_profile_are_followed() {
+        // A profile measured elsewhere (other hardware, an older engine): the service is 3x
+        // the profile's. The multiplier follows, where a range ending at 2 left the model
+        // a third short and the planner under-sized.
+        let mut m = PerformanceModel::embedded_default();
+        for _ in 0..6 {
+            for lambda in [1.0, 2.0, 3.0, 1.5] {
+                let (tail, mean) = prefill_ttft_ms(
+                    lambda,
+                    1,
+                    m.prefill.ttft_ms(3000.0) * 3.0,
+                    m.prefill.overhead_ms() * 3.0,
+                    TAIL_QUANTILE,
+                    1.0,
+                );
+                m.learn_prefill(Evidence {
+                    lambda,
+                    engines: 1,
+                    isl: 3000.0,
+                    osl: 300.0,
+                    observed_ms: mean,
+                    observed_tail_ms: Some(tail),
+                    steady: true,
+                    observed_kv: None,
+                    weight: 100.0,
+                });
+            }
+        }
+        assert!(
+            (m.corrections.prefill - 3.0).abs() < 0.15,
+            "{:?}",
+            m.corrections
+        );
+        assert!(m.corrections.at_bounds((0.25, 4.0)).is_empty());
     }
 }

@@ -69,6 +69,22 @@ impl Profile {
             .expect("the embedded profile is validated by tests")
     }
 
+    /// The same engine `prefill` times slower at prefill and `decode` times slower at
+    /// decode (every TTFT and ITL multiplied, throughputs divided): what a stale profile,
+    /// or one measured on other hardware, is off by. Factors must be finite and > 0.
+    pub fn slowed(&self, prefill: f64, decode: f64) -> Profile {
+        let mut p = self.clone();
+        let scale = |v: &mut Vec<f64>, f: f64| v.iter_mut().for_each(|x| *x *= f);
+        scale(&mut p.prefill.prefill_ttft, prefill);
+        scale(&mut p.prefill.prefill_thpt_per_gpu, 1.0 / prefill);
+        scale(&mut p.decode.z_itl, decode);
+        scale(&mut p.decode.z_thpt_per_gpu, 1.0 / decode);
+        if prefill != 1.0 || decode != 1.0 {
+            p.name = format!("{}, prefill x{prefill}, decode x{decode}", p.name);
+        }
+        p
+    }
+
     pub fn prefill_model(&self) -> PrefillModel {
         PrefillModel::new(&self.prefill)
     }

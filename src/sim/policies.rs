@@ -17,7 +17,10 @@ pub const POLICY_SPECS: &str = "planner | static:P,D | static:best | schedule:FI
 pub struct PolicyEnv<'a> {
     pub sim: &'a SimConfig,
     pub planner: PlannerConfig,
+    /// What the engines really do: the oracle and `static:best` search with it.
     pub profile: &'a Profile,
+    /// What the policies that cannot see the run are told the engines do.
+    pub planner_profile: &'a Profile,
     pub requests: &'a [Request],
 }
 
@@ -28,8 +31,8 @@ impl PolicyEnv<'_> {
             limits: self.sim.limits,
             interval_s: self.sim.interval_s,
             startup_s: self.sim.startup_s,
-            prefill: self.profile.prefill_model(),
-            decode: self.profile.decode_model(),
+            prefill: self.planner_profile.prefill_model(),
+            decode: self.planner_profile.decode_model(),
             max_context_tokens: self.sim.max_context_tokens,
         }
     }
