@@ -908,20 +908,25 @@ mod tests {
         assert!(m.corrections.prefill < 1.25, "{:?}", m.corrections);
     }
 
-    #[test]
-    fn correction_is_fitted_and_bounded() {
-        let mut m = PerformanceModel::embedded_default();
-        // Service 1.3x the profile's, waiting half of the queue's with a shared overhead
-        // (equal prompts).
-        for _ in 0..4 {
-            for lambda in [2.0, 5.0, 8.0, 10.0, 3.0, 6.0] {
+    /// Teaches `m` `rounds` passes over `lambdas` of one-engine intervals whose prompts (ISL
+    /// 3000, all alike) take `speed` times the profile's time and wait `variability` times
+    /// the queue's.
+    fn teach_prefill(
+        m: &mut PerformanceModel,
+        speed: f64,
+        variability: f64,
+        lambdas: &[f64],
+        rounds: usize,
+    ) {
+        for _ in 0..rounds {
+            for &lambda in lambdas {
                 let (tail, mean) = prefill_ttft_ms(
                     lambda,
                     1,
-                    m.prefill.ttft_ms(3000.0) * 1.3,
-                    m.prefill.overhead_ms() * 1.3,
+                    m.prefill.ttft_ms(3000.0) * speed,
+                    m.prefill.overhead_ms() * speed,
                     TAIL_QUANTILE,
-                    0.5,
+                    variability,
                 );
                 m.learn_prefill(Evidence {
                     lambda,
@@ -936,6 +941,14 @@ mod tests {
                 });
             }
         }
+    }
+
+    #[test]
+    fn correction_is_fitted_and_bounded() {
+        let mut m = PerformanceModel::embedded_default();
+        // Service 1.3x the profile's, waiting half of the queue's with a shared overhead
+        // (equal prompts).
+        teach_prefill(&mut m, 1.3, 0.5, &[2.0, 5.0, 8.0, 10.0, 3.0, 6.0], 4);
         assert!(
             (m.corrections.prefill - 1.3).abs() < 0.05,
             "{:?}",
@@ -980,29 +993,7 @@ mod tests {
         // the profile's. The multiplier follows, where a range ending at 2 left the model
         // a third short and the planner under-sized.
         let mut m = PerformanceModel::embedded_default();
-        for _ in 0..6 {
-            for lambda in [1.0, 2.0, 3.0, 1.5] {
-                let (tail, mean) = prefill_ttft_ms(
-                    lambda,
-                    1,
-                    m.prefill.ttft_ms(3000.0) * 3.0,
-                    m.prefill.overhead_ms() * 3.0,
-                    TAIL_QUANTILE,
-                    1.0,
-                );
-                m.learn_prefill(Evidence {
-                    lambda,
-                    engines: 1,
-                    isl: 3000.0,
-                    osl: 300.0,
-                    observed_ms: mean,
-                    observed_tail_ms: Some(tail),
-                    steady: true,
-                    observed_kv: None,
-                    weight: 100.0,
-                });
-            }
-        }
+        teach_prefill(&mut m, 3.0, 1.0, &[1.0, 2.0, 3.0, 1.5], 6);
         assert!(
             (m.corrections.prefill - 3.0).abs() < 0.15,
             "{:?}",
