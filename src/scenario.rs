@@ -347,7 +347,8 @@ pub fn decide_setup(
             let s = parse(&text, &origin)?;
             (
                 DecideFile {
-                    profile: s.profile,
+                    // What the scenario's planner is told, as `simulate` tells it.
+                    profile: s.planner_profile.unwrap_or(s.profile),
                     sla: s.sla,
                     deployment: s.deployment,
                     planner: s.planner,

@@ -153,4 +153,14 @@ fn a_missing_planner_profile_is_an_input_error() {
         assert!(stderr.contains(named), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+    // `decide --scenario` tells its planner what `simulate` tells it.
+    let out = Command::new(common::bin())
+        .args(["decide", "--scenario"])
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("nowhere.json"), "{stderr}");
 }
