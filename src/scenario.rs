@@ -547,6 +547,12 @@ pub fn prepare(
         (None, Some(spec)) => load_profile(&base.join(spec))?,
         (None, None) => profile.clone(),
     };
+    if ov.planner_profile.is_some() || file.planner_profile.is_some() {
+        notes.push(format!(
+            "the engines run profile {}; the planner, dynamo and threshold policies are told {} (the oracle and static:best search with the engines')",
+            profile.name, planner_profile.name
+        ));
+    }
     Ok(Scenario {
         file,
         origin: origin.to_string(),

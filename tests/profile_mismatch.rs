@@ -103,6 +103,11 @@ fn a_planner_told_a_slower_profile_learns_its_engines_are_faster() {
         "prefill correction {k_truth}"
     );
     assert_eq!(engines, engines_truth);
+    let notes = mismatched["scenario"]["notes"].to_string();
+    assert!(
+        notes.contains("are told h200_llama-3.1-8b-fp8_tp1, prefill x3, decode x1 ("),
+        "{notes}"
+    );
     let m = policy(&mismatched, "planner");
     assert!(m["slo_attainment"].as_f64().unwrap() >= 0.99, "{m}");
 
