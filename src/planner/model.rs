@@ -589,6 +589,15 @@ impl PerformanceModel {
         )
     }
 
+    /// What a refit is pulled towards when its evidence says little: the value learned so
+    /// far, a window's step back towards neutral (1). What was learned is kept while the
+    /// evidence bears on nothing else and fades over a few windows without it; a pull to 1
+    /// itself undid in two or three quiet intervals what a burst had taught, and a bursty
+    /// code trace then met its next burst under-sized.
+    fn fading(&self, current: f64) -> f64 {
+        current.powf(1.0 - 1.0 / self.cfg.window.max(1) as f64)
+    }
+
     /// Records an interval's prefill evidence and refits, from steady intervals only (the
     /// replicas did not change during them): the service-time multiplier from mean TTFT,
     /// then the prompt spread and the waiting variability from the p99, in turn. Quiet
@@ -640,32 +649,42 @@ impl PerformanceModel {
                     ..*e
                 })
                 .collect();
-            k = fit_correction(&calm, self.cfg.min, self.cfg.max, 1.0, |_, e, k| {
-                Some((
-                    prefill_ttft_ms(
-                        e.lambda,
-                        e.engines,
-                        k * profile.ttft_ms(e.isl),
-                        k * profile.overhead_ms(),
-                        0.5,
-                        v,
-                    )
-                    .1,
-                    e.observed_ms,
-                ))
-            })
+            k = fit_correction(
+                &calm,
+                self.cfg.min,
+                self.cfg.max,
+                self.fading(c.prefill),
+                |_, e, k| {
+                    Some((
+                        prefill_ttft_ms(
+                            e.lambda,
+                            e.engines,
+                            k * profile.ttft_ms(e.isl),
+                            k * profile.overhead_ms(),
+                            0.5,
+                            v,
+                        )
+                        .1,
+                        e.observed_ms,
+                    ))
+                },
+            )
             .unwrap_or(k);
             // The queue at each piece of evidence depends on k only: built once for both
             // fits below (each tries dozens of values) and the next round's weights.
             queues = queues_at(k);
             let p99 = |i: usize, t: f64, v: f64| queues[i].slowest_quantile_ms(TAIL_QUANTILE, t, v);
-            t = fit_correction(&ev, tlo, thi, 1.0, |i, e, t| {
+            t = fit_correction(&ev, tlo, thi, self.fading(c.prefill_tail), |i, e, t| {
                 e.observed_tail_ms.map(|o| (p99(i, t, v), o))
             })
             .unwrap_or(t);
-            v = fit_correction(&ev, vlo, vhi, 1.0, |i, e, v| {
-                e.observed_tail_ms.map(|o| (p99(i, t, v), o))
-            })
+            v = fit_correction(
+                &ev,
+                vlo,
+                vhi,
+                self.fading(c.prefill_variability),
+                |i, e, v| e.observed_tail_ms.map(|o| (p99(i, t, v), o)),
+            )
             .unwrap_or(v);
         }
         let sm = self.cfg.smoothing;
@@ -688,17 +707,24 @@ impl PerformanceModel {
         push_window(&mut self.decode_evidence, e, self.cfg.window);
         let ev = self.decode_evidence.clone();
         let model = &self.decode;
-        let fit = fit_correction(&ev, self.cfg.min, self.cfg.max, 1.0, |_, e, k| {
-            let context = e.isl + e.osl / 2.0;
-            match e.observed_kv {
-                Some(kv) => Some((k * model.itl_ms(kv, context), e.observed_ms)),
-                None => {
-                    let exp = decode_itl_ms(model, k, e.lambda, e.engines, e.isl, e.osl, 0.0, 4.0)
-                        .map_or(f64::INFINITY, |x| x.0);
-                    Some((exp, e.observed_ms))
+        let fit = fit_correction(
+            &ev,
+            self.cfg.min,
+            self.cfg.max,
+            self.fading(self.corrections.decode),
+            |_, e, k| {
+                let context = e.isl + e.osl / 2.0;
+                match e.observed_kv {
+                    Some(kv) => Some((k * model.itl_ms(kv, context), e.observed_ms)),
+                    None => {
+                        let exp =
+                            decode_itl_ms(model, k, e.lambda, e.engines, e.isl, e.osl, 0.0, 4.0)
+                                .map_or(f64::INFINITY, |x| x.0);
+                        Some((exp, e.observed_ms))
+                    }
                 }
-            }
-        });
+            },
+        );
         let s = self.cfg.smoothing;
         if let Some(k) = fit {
             self.corrections.decode =
@@ -721,13 +747,19 @@ impl PerformanceModel {
             .iter()
             .map(|e| decode_mean_batch(model, k, e.lambda, e.engines, e.isl, e.osl))
             .collect();
-        let fit = fit_correction(&ev, lo, hi, 1.0, |i, e, w| {
-            let observed = e.observed_tail_ms?;
-            let expected = batches[i]
-                .and_then(|n| decode_itl_at_batch(model, k, n, e.isl, e.osl, z * w, 4.0))
-                .unwrap_or(f64::INFINITY);
-            Some((expected, observed))
-        });
+        let fit = fit_correction(
+            &ev,
+            lo,
+            hi,
+            self.fading(self.corrections.decode_variability),
+            |i, e, w| {
+                let observed = e.observed_tail_ms?;
+                let expected = batches[i]
+                    .and_then(|n| decode_itl_at_batch(model, k, n, e.isl, e.osl, z * w, 4.0))
+                    .unwrap_or(f64::INFINITY);
+                Some((expected, observed))
+            },
+        );
         if let Some(w) = fit {
             self.corrections.decode_variability =
                 (s * w + (1.0 - s) * self.corrections.decode_variability).clamp(lo, hi);
@@ -985,6 +1017,43 @@ mod tests {
             "{:?}",
             m.corrections
         );
+    }
+
+    #[test]
+    fn what_was_learned_fades_over_a_window_when_the_evidence_says_nothing() {
+        // Busy intervals show waiting three times the queue's; then quiet ones, where no
+        // prompt waits whatever the variability, tell nothing about it.
+        let mut m = PerformanceModel::embedded_default();
+        teach_prefill(&mut m, 1.0, 3.0, &[0.5, 8.0, 1.0, 10.0, 0.5, 12.0, 9.0], 2);
+        let learned = m.corrections.prefill_variability;
+        let window = m.cfg.window;
+        assert!((learned - 3.0).abs() < 0.3, "{:?}", m.corrections);
+        let quiet = |m: &mut PerformanceModel, n: usize| {
+            for _ in 0..n {
+                let service = m.prefill.ttft_ms(3000.0);
+                m.learn_prefill(Evidence {
+                    lambda: 0.2,
+                    engines: 4,
+                    isl: 3000.0,
+                    osl: 300.0,
+                    observed_ms: service,
+                    observed_tail_ms: Some(service),
+                    steady: true,
+                    observed_kv: None,
+                    weight: 12.0,
+                });
+            }
+        };
+        // Once the busy intervals have left the window, what they taught is kept for a while
+        // (a burst that came once may come again; snapping back to 1 left a bursty code
+        // trace one quiet spell away from under-sizing) ...
+        quiet(&mut m, window + 3);
+        let kept = m.corrections.prefill_variability;
+        assert!(kept > 2.0, "{kept} of {learned}");
+        // ... and fades to neutral over a few windows with nothing to say otherwise.
+        quiet(&mut m, 4 * window);
+        let faded = m.corrections.prefill_variability;
+        assert!(faded < 1.3, "{faded}");
     }
 
     #[test]
