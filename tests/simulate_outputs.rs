@@ -119,3 +119,68 @@ fn writes_summary_timelines_and_report_deterministically() {
         "self-contained"
     );
 }
+
+/// `static:best` stays within the GPU budget: when no deployment within it reaches 99%, it is
+/// the split of the whole budget that comes closest, and says so, rather than a deployment
+/// the budget would cut down under a name it does not run.
+#[test]
+fn the_best_static_deployment_keeps_within_the_budget() {
+    use sla_planner::profile::Profile;
+    use sla_planner::sim::oracle::best_static;
+    use sla_planner::workload::Request;
+    let profile = Profile::embedded_default();
+    // 20 req/s of 3000-token prompts for five minutes: a few engines of each role.
+    let requests: Vec<Request> = (0..6000)
+        .map(|i| Request {
+            arrival_s: i as f64 / 20.0,
+            isl: 3000,
+            osl: 300,
+        })
+        .collect();
+    let mut cfg = common::sim_config(&profile, 1, 1, 300.0);
+    let ample = best_static(&cfg, &profile, &requests, 0.99);
+    assert!(ample.meets_target, "{ample:?}");
+    let need = cfg.limits.gpus(ample.prefill, ample.decode);
+    assert!(need >= 3, "a load that needs several engines: {ample:?}");
+
+    cfg.limits.gpu_budget = need - 1;
+    let tight = best_static(&cfg, &profile, &requests, 0.99);
+    assert!(!tight.meets_target, "{tight:?}");
+    assert_eq!(
+        cfg.limits.gpus(tight.prefill, tight.decode),
+        need - 1,
+        "the whole budget, split: {tight:?}"
+    );
+
+    let out = std::process::Command::new(common::bin())
+        .args([
+            "simulate",
+            "--scenario",
+            "sin-5-45",
+            "--gpu-budget",
+            "6",
+            "--policy",
+            "static:best",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &summary["policies"][0];
+    let name = p["name"].as_str().unwrap();
+    assert!(name.ends_with("(budget-bound)"), "{name}");
+    let (np, nd) = name
+        .trim_start_matches("static:best=")
+        .split_once(' ')
+        .unwrap()
+        .0
+        .split_once(',')
+        .unwrap();
+    assert_eq!(p["max_prefill"].as_u64().unwrap().to_string(), np, "{p}");
+    assert_eq!(p["max_decode"].as_u64().unwrap().to_string(), nd, "{p}");
+}

@@ -209,15 +209,25 @@ impl Policy for OraclePolicy {
     }
 }
 
-/// The cheapest static deployment that meets `target` SLO attainment over the whole
-/// workload, found by simulation (it sees the whole workload; a baseline, not a policy
-/// anyone could run). Falls back to the largest deployment that fits the budget.
+/// The static deployment `static:best` runs: the cheapest that meets the target, or, when
+/// none within the GPU budget does, the one within it that comes closest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BestStatic {
+    pub prefill: u32,
+    pub decode: u32,
+    /// Whether it meets the target; false when the budget allows none that does.
+    pub meets_target: bool,
+}
+
+/// The cheapest static deployment within the limits that meets `target` SLO attainment
+/// over the whole workload, found by simulation (it sees the whole workload; a baseline,
+/// not a policy anyone could run).
 pub fn best_static(
     cfg: &SimConfig,
     profile: &Profile,
     requests: &[Request],
     target: f64,
-) -> (u32, u32) {
+) -> BestStatic {
     let l = &cfg.limits;
     let run = |p: u32, d: u32| {
         let mut c = cfg.clone();
@@ -226,6 +236,8 @@ pub fn best_static(
         c.limits.max_prefill = p;
         c.limits.min_decode = d;
         c.limits.max_decode = d;
+        // Each role's search probes it beside the other's largest count, which together may
+        // pass the budget; the pair returned is checked against it below.
         c.limits.gpu_budget = c.limits.gpu_budget.max(c.limits.gpus(p, d));
         let res = simulate(&c, profile, requests, &mut StaticPolicy::new(p, d), None);
         let served: Vec<_> = res.outcomes.iter().filter(|o| !o.rejected()).collect();
@@ -244,25 +256,49 @@ pub fn best_static(
         (ttft, itl, both)
     };
     let (max_p, max_d) = role_caps(l);
+    let fits = |p: u32, d: u32| l.gpus(p, d) <= l.gpu_budget;
     // Each role alone first (the other generous), then grow the weaker until both hold.
     let mut p = smallest(l.min_prefill, max_p, |p| run(p, max_d).0 >= target);
     let mut d = smallest(l.min_decode, max_d, |d| run(p, d).1 >= target);
     loop {
         let (ttft, itl, both) = run(p, d);
-        if both >= target {
-            return (p, d);
+        if both >= target && fits(p, d) {
+            return BestStatic {
+                prefill: p,
+                decode: d,
+                meets_target: true,
+            };
         }
-        let can_p = p < max_p && l.gpus(p + 1, d) <= l.gpu_budget;
-        let can_d = d < max_d && l.gpus(p, d + 1) <= l.gpu_budget;
-        if ttft <= itl && can_p {
+        let can_p = p < max_p && fits(p + 1, d);
+        let can_d = d < max_d && fits(p, d + 1);
+        if both < target && ttft <= itl && can_p {
             p += 1;
-        } else if can_d {
+        } else if both < target && can_d {
             d += 1;
-        } else if can_p {
+        } else if both < target && can_p {
             p += 1;
         } else {
-            return (p, d);
+            break;
         }
+    }
+    // No deployment within the budget meets the target (or the roles' own needs together
+    // pass it): the split of the whole budget that serves the most requests within the SLA.
+    let mut best = (l.min_prefill, l.min_decode, f64::NEG_INFINITY);
+    for p in l.min_prefill..=max_p {
+        let room = l.gpu_budget.saturating_sub(l.gpus(p, 0)) / l.gpus_per_decode_engine.max(1);
+        let d = room.min(l.max_decode);
+        if d < l.min_decode || !fits(p, d) {
+            continue;
+        }
+        let both = run(p, d).2;
+        if both > best.2 {
+            best = (p, d, both);
+        }
+    }
+    BestStatic {
+        prefill: best.0,
+        decode: best.1,
+        meets_target: best.2 >= target,
     }
 }
 

@@ -95,8 +95,15 @@ pub fn build_policy(spec: &str, env: &PolicyEnv) -> Result<Box<dyn Policy>, Inpu
         .map_or((spec, None), |(k, a)| (k, Some(a)));
     Ok(match (kind, arg) {
         ("static", Some("best")) => {
-            let (p, d) = super::oracle::best_static(env.sim, env.profile, env.requests, 0.99);
-            Box::new(StaticPolicy::named(format!("static:best={p},{d}"), p, d))
+            let best = super::oracle::best_static(env.sim, env.profile, env.requests, 0.99);
+            let (p, d) = (best.prefill, best.decode);
+            // Named for what it is when the budget allows no deployment that reaches 99%.
+            let name = if best.meets_target {
+                format!("static:best={p},{d}")
+            } else {
+                format!("static:best={p},{d} (budget-bound)")
+            };
+            Box::new(StaticPolicy::named(name, p, d))
         }
         ("static", Some(a)) => {
             let (p, d) = parse_static(spec, a)?;
