@@ -236,3 +236,78 @@ proptest! {
         prop_assert!(b.prefill >= a.prefill && b.decode >= a.decode, "{a:?} then {b:?}");
     }
 }
+
+/// Scaling down, the planner loads its prefill engines at most twice as much as it has
+/// seen them loaded lately (or as `LOAD_TESTED_FLOOR`): what it predicts beyond rests on
+/// what it learned where little waited.
+#[test]
+fn a_scale_down_loads_engines_at_most_twice_what_was_seen() {
+    use sla_planner::planner::sla_planner::{untested_load_floor, LOAD_TESTED_FLOOR};
+    // The floor: the offered load over twice the seen load per engine, rounded up.
+    assert_eq!(untested_load_floor(3.0, Some(0.5)), Some(3));
+    assert_eq!(untested_load_floor(3.1, Some(0.5)), Some(4));
+    assert_eq!(
+        untested_load_floor(3.0, Some(0.05)),
+        Some(5),
+        "quiet evidence counts as {LOAD_TESTED_FLOOR}"
+    );
+    assert_eq!(untested_load_floor(3.0, None), None);
+    assert_eq!(untested_load_floor(0.0, Some(0.5)), None);
+
+    let mut ctx = context(limits(1, 16, 1, 16, 32));
+    ctx.sla.ttft_ms = 1000.0;
+    let profile = Profile::embedded_default();
+    let isl = 3000.0;
+    let service_s = profile.prefill_model().ttft_ms(isl) / 1000.0;
+    let mut planner = SlaPlanner::new(ctx, PlannerConfig::default());
+    let steady = |ready| ReplicaState {
+        ready,
+        starting: 0,
+        draining: 0,
+    };
+    let mut prefill = 12;
+    let mut kept = 0;
+    let mut seen = Vec::new();
+    for tick in 1..=30 {
+        let t = 60.0 * tick as f64;
+        let rate = 60.0;
+        let obs = Observation {
+            time_s: t,
+            interval_s: 60.0,
+            requests: Some(rate * 60.0),
+            isl_mean: Some(isl),
+            osl_mean: Some(200.0),
+            // Prompts that went straight to an engine: no waiting shows.
+            ttft_ms: Some(LatencySummary {
+                mean: 70.0,
+                p50: 65.0,
+                p90: 90.0,
+                p99: 120.0,
+            }),
+            replicas: Some(RoleReplicas {
+                prefill: steady(prefill),
+                decode: steady(4),
+            }),
+            ..Default::default()
+        };
+        seen.push(rate * service_s / f64::from(prefill));
+        let d = planner.decide(t, &obs);
+        if d.prefill < prefill {
+            let most = seen
+                .iter()
+                .rev()
+                .take(10)
+                .fold(LOAD_TESTED_FLOOR, |a, &b| a.max(b));
+            let after = rate * service_s / f64::from(d.prefill);
+            assert!(
+                after <= 2.0 * most * 1.05,
+                "tick {tick}: {prefill} -> {}: {after:.2} erlangs per engine after at most {most:.2} seen; {:?}",
+                d.prefill,
+                d.reasons
+            );
+        }
+        kept += d.reasons.iter().any(|r| r.starts_with("prefill: kept at")) as usize;
+        prefill = d.prefill;
+    }
+    assert!(kept > 0, "the floor bound at some decision");
+}

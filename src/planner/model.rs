@@ -598,6 +598,17 @@ impl PerformanceModel {
         current.powf(1.0 - 1.0 / self.cfg.window.max(1) as f64)
     }
 
+    /// The most offered load per prefill engine (erlangs: arrivals x corrected service time
+    /// / engines) among the window's steady intervals: how far the waiting model has been
+    /// tested.
+    pub fn prefill_load_seen(&self) -> Option<f64> {
+        self.prefill_evidence
+            .iter()
+            .filter(|e| e.steady && e.engines > 0)
+            .map(|e| e.lambda * self.prefill_service_ms(e.isl) / 1000.0 / f64::from(e.engines))
+            .reduce(f64::max)
+    }
+
     /// Records an interval's prefill evidence and refits, from steady intervals only (the
     /// replicas did not change during them): the service-time multiplier from mean TTFT,
     /// then the prompt spread and the waiting variability from the p99, in turn. Quiet

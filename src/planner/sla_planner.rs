@@ -284,6 +284,26 @@ impl SlaPlanner {
     }
 }
 
+/// How far past the busiest engines it has seen the planner may load its prefill engines
+/// when it scales down. The waiting it predicts at a load it has not seen rests on what it
+/// learned where little waited: prompts arriving in bursts then show as a wide prompt
+/// spread, not as waiting, and the model would shed half the engines at once (the
+/// Mooncake synthetic trace at eight copies: seven engines to three, a third of the next
+/// two minutes' prompts late). Twice the seen load at most, then look again.
+pub const UNTESTED_LOAD_STRETCH: f64 = 2.0;
+/// Per-engine load (erlangs) taken as seen even when the window shows less: quiet intervals
+/// say nothing against a moderate load, and must not pin the engines a burst left.
+pub const LOAD_TESTED_FLOOR: f64 = 0.35;
+
+/// The fewest prefill engines that keep each within `UNTESTED_LOAD_STRETCH` of the most
+/// load per engine seen (`seen`, erlangs), for `offered` erlangs; `None` when nothing has
+/// been seen.
+pub fn untested_load_floor(offered: f64, seen: Option<f64>) -> Option<u32> {
+    let seen = seen.filter(|s| s.is_finite())?.max(LOAD_TESTED_FLOOR);
+    (offered.is_finite() && offered > 0.0)
+        .then(|| (offered / (seen * UNTESTED_LOAD_STRETCH)).ceil() as u32)
+}
+
 impl Policy for SlaPlanner {
     fn name(&self) -> &str {
         &self.name
@@ -406,6 +426,19 @@ impl Policy for SlaPlanner {
             }
         }
         let current = self.current(obs);
+        if self.cfg.mode == Mode::Disaggregated && wish_p < current.0 {
+            let offered = load.lambda * self.model.prefill_service_ms(load.isl) / 1000.0;
+            if let Some(floor) = untested_load_floor(offered, self.model.prefill_load_seen()) {
+                if floor > wish_p {
+                    let to = floor.min(current.0);
+                    reasons.push(format!(
+                        "prefill: kept at {to}, not {wish_p}: each engine would carry {:.2} erlangs, more than {UNTESTED_LOAD_STRETCH}x the most the waiting model has been checked at lately",
+                        offered / f64::from(wish_p.max(1)),
+                    ));
+                    wish_p = to;
+                }
+            }
+        }
         let ((p, d), st_notes) = self.stabilizer.apply(now_s, (wish_p, wish_d), current);
         reasons.extend(st_notes);
         let mut decision = Decision::clipped(&self.ctx.limits, p, d, reasons);
