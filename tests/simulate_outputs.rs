@@ -152,25 +152,16 @@ fn the_best_static_deployment_keeps_within_the_budget() {
         "the whole budget, split: {tight:?}"
     );
 
-    let out = std::process::Command::new(common::bin())
-        .args([
-            "simulate",
-            "--scenario",
-            "sin-5-45",
-            "--gpu-budget",
-            "6",
-            "--policy",
-            "static:best",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = common::run_json(&[
+        "simulate",
+        "--scenario",
+        "sin-5-45",
+        "--gpu-budget",
+        "6",
+        "--policy",
+        "static:best",
+        "--json",
+    ]);
     let p = &summary["policies"][0];
     let name = p["name"].as_str().unwrap();
     assert!(name.ends_with("(budget-bound)"), "{name}");

@@ -53,6 +53,23 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sla-planner")
 }
 
+/// Runs `sla-planner` with `args` from the project directory, expects success, and parses
+/// its standard output as JSON.
+pub fn run_json(args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(bin())
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sla-planner {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// A child process killed when dropped, its output kept in files.
 pub struct Proc {
     pub child: std::process::Child,
