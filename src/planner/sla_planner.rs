@@ -428,12 +428,14 @@ impl Policy for SlaPlanner {
         let current = self.current(obs);
         if self.cfg.mode == Mode::Disaggregated && wish_p < current.0 {
             let offered = load.lambda * self.model.prefill_service_ms(load.isl) / 1000.0;
-            if let Some(floor) = untested_load_floor(offered, self.model.prefill_load_seen()) {
+            let seen = self.model.prefill_load_seen();
+            if let Some(floor) = untested_load_floor(offered, seen) {
                 if floor > wish_p {
                     let to = floor.min(current.0);
                     reasons.push(format!(
-                        "prefill: kept at {to}, not {wish_p}: each engine would carry {:.2} erlangs, more than {UNTESTED_LOAD_STRETCH}x the most the waiting model has been checked at lately",
+                        "prefill: kept at {to}, not {wish_p}: each engine would carry {:.2} erlangs, more than {UNTESTED_LOAD_STRETCH}x the {:.2} engines carried lately (at least {LOAD_TESTED_FLOOR}), beyond what the waiting model has been checked at",
                         offered / f64::from(wish_p.max(1)),
+                        seen.unwrap_or(0.0),
                     ));
                     wish_p = to;
                 }
