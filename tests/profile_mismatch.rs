@@ -33,27 +33,20 @@ fn simulate(dir: &Path, scenario: &str, extra: &[&str]) -> serde_json::Value {
     let file = dir.join("scenario.yaml");
     std::fs::write(&file, scenario).unwrap();
     let out_dir = dir.join("out");
-    let out = Command::new(common::bin())
-        .args(["simulate", "--scenario"])
-        .arg(&file)
-        .args([
-            "--policy",
-            "planner",
-            "--policy",
-            "static:3,2",
-            "--json",
-            "--out",
-        ])
-        .arg(&out_dir)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let mut args = vec![
+        "simulate",
+        "--scenario",
+        file.to_str().unwrap(),
+        "--policy",
+        "planner",
+        "--policy",
+        "static:3,2",
+        "--json",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    common::run_json(&args)
 }
 
 /// The planner's last timeline row: its prefill multiplier (from "corrections: prefill
