@@ -185,6 +185,16 @@ pub struct Scenario {
     pub workload_source: String,
 }
 
+/// A profile given on the command line (`over`) or named in a scenario file (`spec`:
+/// `default` for the embedded one, else a path relative to the file's directory `base`).
+fn resolve_profile(over: Option<&Path>, spec: &str, base: &Path) -> Result<Profile, InputError> {
+    match over {
+        Some(p) => load_profile(p),
+        None if spec == "default" => Ok(Profile::embedded_default()),
+        None => load_profile(&base.join(spec)),
+    }
+}
+
 fn field_err(origin: &str, field: &str, message: impl Into<String>) -> InputError {
     InputError::Scenario {
         file: origin.to_string(),
@@ -299,11 +309,7 @@ fn check_common(
         }
     }
 
-    let profile = match &ov.profile {
-        Some(p) => load_profile(p)?,
-        None if profile_spec == "default" => Profile::embedded_default(),
-        None => load_profile(&base.join(profile_spec))?,
-    };
+    let profile = resolve_profile(ov.profile.as_deref(), profile_spec, base)?;
 
     Ok(Checked {
         limits,
@@ -542,10 +548,8 @@ pub fn prepare(
         ));
     }
     let planner_profile = match (&ov.planner_profile, &file.planner_profile) {
-        (Some(p), _) => load_profile(p)?,
-        (None, Some(spec)) if spec == "default" => Profile::embedded_default(),
-        (None, Some(spec)) => load_profile(&base.join(spec))?,
         (None, None) => profile.clone(),
+        (over, spec) => resolve_profile(over.as_deref(), spec.as_deref().unwrap_or(""), base)?,
     };
     if ov.planner_profile.is_some() || file.planner_profile.is_some() {
         notes.push(format!(
