@@ -262,20 +262,23 @@ pub fn best_static(
     let mut d = smallest(l.min_decode, max_d, |d| run(p, d).1 >= target);
     loop {
         let (ttft, itl, both) = run(p, d);
-        if both >= target && fits(p, d) {
-            return BestStatic {
-                prefill: p,
-                decode: d,
-                meets_target: true,
-            };
+        if both >= target {
+            if fits(p, d) {
+                return BestStatic {
+                    prefill: p,
+                    decode: d,
+                    meets_target: true,
+                };
+            }
+            break;
         }
         let can_p = p < max_p && fits(p + 1, d);
         let can_d = d < max_d && fits(p, d + 1);
-        if both < target && ttft <= itl && can_p {
+        if ttft <= itl && can_p {
             p += 1;
-        } else if both < target && can_d {
+        } else if can_d {
             d += 1;
-        } else if both < target && can_p {
+        } else if can_p {
             p += 1;
         } else {
             break;
