@@ -598,6 +598,12 @@ impl PerformanceModel {
         current.powf(1.0 - 1.0 / self.cfg.window.max(1) as f64)
     }
 
+    /// A new fit blended into the value it refits (exponential smoothing), within `range`.
+    fn smoothed(&self, new: f64, old: f64, (lo, hi): (f64, f64)) -> f64 {
+        let s = self.cfg.smoothing;
+        (s * new + (1.0 - s) * old).clamp(lo, hi)
+    }
+
     /// The most offered load per prefill engine (erlangs: arrivals x corrected service time
     /// / engines) among the window's steady intervals: how far the waiting model has been
     /// tested.
@@ -698,12 +704,11 @@ impl PerformanceModel {
             )
             .unwrap_or(v);
         }
-        let sm = self.cfg.smoothing;
-        let blend =
-            |new: f64, old: f64, (lo, hi): (f64, f64)| (sm * new + (1.0 - sm) * old).clamp(lo, hi);
-        self.corrections.prefill = blend(k, c.prefill, (self.cfg.min, self.cfg.max));
-        self.corrections.prefill_tail = blend(t, c.prefill_tail, TAIL_RANGE);
-        self.corrections.prefill_variability = blend(v, c.prefill_variability, VARIABILITY_RANGE);
+        let speed = (self.cfg.min, self.cfg.max);
+        self.corrections.prefill = self.smoothed(k, c.prefill, speed);
+        self.corrections.prefill_tail = self.smoothed(t, c.prefill_tail, TAIL_RANGE);
+        self.corrections.prefill_variability =
+            self.smoothed(v, c.prefill_variability, VARIABILITY_RANGE);
     }
 
     /// Records an interval's decode evidence and refits the ITL multiplier: against the
@@ -736,10 +741,9 @@ impl PerformanceModel {
                 }
             },
         );
-        let s = self.cfg.smoothing;
         if let Some(k) = fit {
-            self.corrections.decode =
-                (s * k + (1.0 - s) * self.corrections.decode).clamp(self.cfg.min, self.cfg.max);
+            let speed = (self.cfg.min, self.cfg.max);
+            self.corrections.decode = self.smoothed(k, self.corrections.decode, speed);
         }
         // The ITL p99 is the p99 request's batch: as far above the mean batch as the
         // arrivals swing. Fitted at the speed just learned, against the batch quantile the
@@ -773,7 +777,7 @@ impl PerformanceModel {
         );
         if let Some(w) = fit {
             self.corrections.decode_variability =
-                (s * w + (1.0 - s) * self.corrections.decode_variability).clamp(lo, hi);
+                self.smoothed(w, self.corrections.decode_variability, (lo, hi));
         }
     }
 }
