@@ -234,6 +234,27 @@ impl SlaPlanner {
         decision
     }
 
+    /// The prefill count a scale-down from `current` to `wish` stops at, and why, when
+    /// `wish` would load engines beyond what the waiting model has been checked at
+    /// (`untested_load_floor`).
+    fn untested_load_hold(&self, wish: u32, current: u32, load: &Load) -> Option<(u32, String)> {
+        if self.cfg.mode != Mode::Disaggregated || wish >= current {
+            return None;
+        }
+        let offered = load.lambda * self.model.prefill_service_ms(load.isl) / 1000.0;
+        let seen = self.model.prefill_load_seen();
+        let floor = untested_load_floor(offered, seen).filter(|&f| f > wish)?;
+        let to = floor.min(current);
+        Some((
+            to,
+            format!(
+                "prefill: kept at {to}, not {wish}: each engine would carry {:.2} erlangs, more than {UNTESTED_LOAD_STRETCH}x the {:.2} engines carried lately (at least {LOAD_TESTED_FLOOR}), beyond what the waiting model has been checked at",
+                offered / f64::from(wish.max(1)),
+                seen.unwrap_or(0.0),
+            ),
+        ))
+    }
+
     fn learn(&mut self, obs: &Observation, requests: f64, interval_s: f64) {
         let (Some(r), Some(isl), Some(osl)) = (obs.replicas, obs.isl_mean, obs.osl_mean) else {
             return;
@@ -426,20 +447,9 @@ impl Policy for SlaPlanner {
             }
         }
         let current = self.current(obs);
-        if self.cfg.mode == Mode::Disaggregated && wish_p < current.0 {
-            let offered = load.lambda * self.model.prefill_service_ms(load.isl) / 1000.0;
-            let seen = self.model.prefill_load_seen();
-            if let Some(floor) = untested_load_floor(offered, seen) {
-                if floor > wish_p {
-                    let to = floor.min(current.0);
-                    reasons.push(format!(
-                        "prefill: kept at {to}, not {wish_p}: each engine would carry {:.2} erlangs, more than {UNTESTED_LOAD_STRETCH}x the {:.2} engines carried lately (at least {LOAD_TESTED_FLOOR}), beyond what the waiting model has been checked at",
-                        offered / f64::from(wish_p.max(1)),
-                        seen.unwrap_or(0.0),
-                    ));
-                    wish_p = to;
-                }
-            }
+        if let Some((to, why)) = self.untested_load_hold(wish_p, current.0, &load) {
+            reasons.push(why);
+            wish_p = to;
         }
         let ((p, d), st_notes) = self.stabilizer.apply(now_s, (wish_p, wish_d), current);
         reasons.extend(st_notes);
