@@ -200,6 +200,21 @@ proptest! {
         }
     }
 
+    /// External tools pick the interval: a millisecond tick or a day must get a decision
+    /// within limits like a minute does (a 1 ns tick once asked the solver for 6e10 steps).
+    #[test]
+    fn any_interval_length_gets_a_decision_within_limits(obs in observations(), log_interval in -12.0f64..6.0) {
+        let interval = 10f64.powf(log_interval);
+        let l = limits(1, 12, 1, 12, 12);
+        let mut planner = SlaPlanner::new(context(l), PlannerConfig::default());
+        for (i, o) in obs.iter().enumerate() {
+            let t = interval * (i + 1) as f64;
+            let d = planner.decide(t, &Observation { time_s: t, interval_s: interval, ..o.clone() });
+            prop_assert!(d.prefill >= 1 && d.prefill <= 12 && d.decode >= 1 && d.decode <= 12, "{d:?}");
+            prop_assert!(l.gpus(d.prefill, d.decode) <= 12, "{d:?}");
+        }
+    }
+
     #[test]
     fn holds_when_the_request_count_is_missing(obs in observations(), pr in 1u32..6, ps in 0u32..3, dr in 1u32..6, ds in 0u32..3) {
         let l = limits(1, 16, 1, 16, 32);

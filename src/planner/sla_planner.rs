@@ -144,6 +144,29 @@ pub struct SlaPlanner {
 /// Fewest requests in an interval for its latencies to count as evidence.
 const MIN_EVIDENCE_REQUESTS: f64 = 20.0;
 
+/// Most intervals the forecasters look ahead. An interval far shorter than the cold start
+/// (an external tool's 1 ms ticks) would otherwise ask for billions of steps; past this the
+/// steps are finer than anything the forecast can tell apart.
+const MAX_HORIZON_STEPS: usize = 10_000;
+/// Most steps of the horizon the solver sizes for in one decision. Beyond it they are
+/// sampled evenly, ends included: the forecast moves smoothly from step to step, and the
+/// decision's cost stays bounded however short the interval.
+const MAX_PLANNED_STEPS: usize = 64;
+
+/// The steps the solver sizes for: 0 (the interval just seen), 1 (the queue to work off)
+/// and the horizon, with every step between them while there are few, else evenly spaced.
+fn planned_steps(h: usize) -> Vec<usize> {
+    if h <= MAX_PLANNED_STEPS {
+        return (0..=h).collect();
+    }
+    let mut steps: Vec<usize> = (0..=MAX_PLANNED_STEPS)
+        .map(|i| (i * h).div_ceil(MAX_PLANNED_STEPS))
+        .collect();
+    steps.insert(1, 1);
+    steps.dedup();
+    steps
+}
+
 impl SlaPlanner {
     pub fn new(mut ctx: PolicyContext, cfg: PlannerConfig) -> SlaPlanner {
         if cfg.mode == Mode::Aggregated {
@@ -206,7 +229,7 @@ impl SlaPlanner {
     fn horizon_steps(&self, interval_s: f64) -> usize {
         ((interval_s + self.ctx.startup_s) / interval_s)
             .ceil()
-            .max(1.0) as usize
+            .clamp(1.0, MAX_HORIZON_STEPS as f64) as usize
     }
 
     fn current(&self, obs: &Observation) -> (u32, u32) {
@@ -378,7 +401,7 @@ impl Policy for SlaPlanner {
         let mut best: Option<(u32, u32, super::solver::Solution, Load, usize)> = None;
         // Step 0 is the interval just seen (a jump the forecasters have not caught up with);
         // steps 1..=h cover until capacity asked for at the next decision could be ready.
-        for step in 0..=h {
+        for step in planned_steps(h) {
             // The errors behind the bound were measured `h` steps ahead; nearer steps are
             // surer, by the square root of the distance (as a random walk's spread grows).
             let lambda = if step == 0 {
@@ -488,6 +511,23 @@ impl Policy for SlaPlanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_solver_sizes_for_every_step_of_a_short_horizon_and_a_sample_of_a_long_one() {
+        assert_eq!(planned_steps(0), vec![0]);
+        assert_eq!(planned_steps(3), vec![0, 1, 2, 3]);
+        assert_eq!(
+            planned_steps(MAX_PLANNED_STEPS).len(),
+            MAX_PLANNED_STEPS + 1
+        );
+        for h in [MAX_PLANNED_STEPS + 1, 1000, MAX_HORIZON_STEPS] {
+            let steps = planned_steps(h);
+            assert!(steps.len() <= MAX_PLANNED_STEPS + 2, "{h}: {steps:?}");
+            assert_eq!(&steps[..2], &[0, 1], "{h}");
+            assert_eq!(steps.last(), Some(&h));
+            assert!(steps.windows(2).all(|w| w[0] < w[1]), "{h}: {steps:?}");
+        }
+    }
 
     #[test]
     fn validation_names_the_field() {
