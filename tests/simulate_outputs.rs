@@ -175,3 +175,37 @@ fn the_best_static_deployment_keeps_within_the_budget() {
     assert_eq!(p["max_prefill"].as_u64().unwrap().to_string(), np, "{p}");
     assert_eq!(p["max_decode"].as_u64().unwrap().to_string(), nd, "{p}");
 }
+
+#[test]
+fn gpus_are_billed_until_the_last_request_is_done_not_until_late_replicas_start() {
+    use sla_planner::planner::baselines::SchedulePolicy;
+    use sla_planner::profile::Profile;
+    use sla_planner::sim::simulate;
+    use sla_planner::workload::Request;
+    let profile = Profile::embedded_default();
+    // Five minutes of light load on 1P+1D; at two minutes the schedule asks for 3P+3D,
+    // whose cold start (a day) outlasts the run.
+    let requests: Vec<Request> = (0..600)
+        .map(|i| Request {
+            arrival_s: i as f64 / 2.0,
+            isl: 1000,
+            osl: 50,
+        })
+        .collect();
+    let mut cfg = common::sim_config(&profile, 1, 1, 300.0);
+    cfg.startup_s = 86_400.0;
+    let mut policy = SchedulePolicy::new("schedule".into(), vec![(0.0, 1, 1), (120.0, 3, 3)]);
+    let result = simulate(&cfg, &profile, &requests, &mut policy, None);
+    assert_eq!(
+        result.outcomes.iter().filter(|o| o.meets(&cfg.sla)).count(),
+        600
+    );
+    // Two GPUs for the whole run, four more from 120 s to its end (300 s and the last
+    // request's few seconds), none of them for the day the four take to start.
+    let run = 2.0 * 300.0 + 4.0 * 180.0;
+    assert!(
+        result.gpu_seconds >= run && result.gpu_seconds <= run + 6.0 * 10.0,
+        "{} GPU-seconds",
+        result.gpu_seconds
+    );
+}

@@ -230,7 +230,11 @@ pub fn simulate(
     if let Some(pb) = progress {
         pb.set_position(requests.len() as u64);
     }
-    let end_s = sim.now.max(cfg.duration_s);
+    // The run ends when its last request is done (or at the workload's end). Replicas still
+    // starting then are not waited for: a cold start longer than the run would otherwise
+    // bill each of them for all of it.
+    let last_done_s = sim.flight.iter().map(|f| f.finish_s).fold(0.0, f64::max);
+    let end_s = last_done_s.max(cfg.duration_s);
     let gpu_seconds = sim.gpu_seconds(end_s);
     fill_attainment(&mut timeline, &sim.outcomes, &sim.flight, cfg);
     SimResult {
@@ -485,12 +489,12 @@ impl Deployment {
         let p: f64 = self
             .prefill
             .iter()
-            .map(|e| e.gone_s.unwrap_or(end_s) - e.born_s)
+            .map(|e| (e.gone_s.unwrap_or(end_s).min(end_s) - e.born_s).max(0.0))
             .sum();
         let d: f64 = self
             .decode
             .iter()
-            .map(|e| e.gone_s.unwrap_or(end_s) - e.born_s)
+            .map(|e| (e.gone_s.unwrap_or(end_s).min(end_s) - e.born_s).max(0.0))
             .sum();
         p * l.gpus_per_prefill_engine as f64 + d * l.gpus_per_decode_engine as f64
     }
