@@ -19,10 +19,10 @@ fn observation(i: usize) -> Observation {
         25.0 + 20.0 * (2.0 * std::f64::consts::PI * t / 600.0 - std::f64::consts::FRAC_PI_2).sin();
     let lat = |m: f64| {
         Some(LatencySummary {
-            mean: m,
-            p50: m,
-            p90: m * 1.4,
-            p99: m * 2.0,
+            mean: Some(m),
+            p50: Some(m),
+            p90: Some(m * 1.4),
+            p99: Some(m * 2.0),
         })
     };
     Observation {

@@ -76,7 +76,7 @@ fn malformed_lines_get_an_error_naming_the_field_and_the_run_goes_on() {
     let input = [
         obs(60.0, 300.0, (1, 1)),
         r#"{"time_s": 120, "interval_s": 60, "requests": "many"}"#.to_string(),
-        r#"{"time_s": 180, "interval_s": 60, "ttft_ms": {"mean": 1}}"#.to_string(),
+        r#"{"time_s": 180, "interval_s": 60, "ttft_ms": {"mean": 1, "p99": -3}}"#.to_string(),
         r#"{"time_s": 240, "interval_s": 60, "kv_utilization": {"decode": 3}}"#.to_string(),
         "not json".to_string(),
         obs(300.0, 600.0, (2, 2)),
@@ -94,7 +94,7 @@ fn malformed_lines_get_an_error_naming_the_field_and_the_run_goes_on() {
     );
     assert_eq!(out[1]["line"], 2);
     assert!(
-        out[2]["error"].as_str().unwrap().contains("ttft_ms"),
+        out[2]["error"].as_str().unwrap().contains("ttft_ms.p99"),
         "{}",
         out[2]
     );
@@ -145,4 +145,40 @@ fn config_file_and_its_errors() {
         err.contains("bad.yaml") && err.contains("planner.headroom_quantile"),
         "{err}"
     );
+}
+
+#[test]
+fn a_latency_summary_may_hold_some_of_its_fields() {
+    // A source that reports the mean and the p99 only: the planner learns from what is
+    // there. Prompts observed four times slower than the profile must show in the
+    // correction, as they do with all four fields.
+    let line = |t: f64, ttft: serde_json::Value| {
+        serde_json::json!({
+            "time_s": t, "interval_s": 60, "requests": 600, "isl_mean": 3000, "osl_mean": 300,
+            "ttft_ms": ttft,
+            "replicas": {"prefill": {"ready": 4}, "decode": {"ready": 4}}
+        })
+        .to_string()
+    };
+    let run = |ttft: serde_json::Value| {
+        let input: Vec<String> = (1..=6)
+            .map(|i| line(60.0 * i as f64, ttft.clone()))
+            .collect();
+        let (code, out, err) = decide(&["--scenario", "sin-5-45"], &(input.join("\n") + "\n"));
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out.len(), 6);
+        out[5]["corrections"]["prefill"].as_f64().unwrap()
+    };
+    let partial = run(serde_json::json!({"mean": 260, "p99": 400}));
+    let full = run(serde_json::json!({"mean": 260, "p50": 255, "p90": 330, "p99": 400}));
+    assert!(
+        partial > 2.0,
+        "the mean alone teaches the speed: x{partial}"
+    );
+    assert_eq!(
+        partial, full,
+        "p50 and p90 are not what the planner learns from"
+    );
+    let none = run(serde_json::json!({}));
+    assert_eq!(none, 1.0, "an empty summary teaches nothing");
 }

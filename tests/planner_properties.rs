@@ -41,11 +41,15 @@ fn context(l: Limits) -> PolicyContext {
 
 fn latency() -> impl Strategy<Value = Option<LatencySummary>> {
     prop::option::of(
-        (0.1f64..5000.0, 1.0f64..3.0).prop_map(|(m, s)| LatencySummary {
-            mean: m,
-            p50: m,
-            p90: m * s,
-            p99: m * s * s,
+        // Any of the four may be missing, as from a source that reports some of them.
+        (0.1f64..5000.0, 1.0f64..3.0, 0u8..16).prop_map(|(m, s, present)| {
+            let has = |bit: u8| present & (1 << bit) != 0;
+            LatencySummary {
+                mean: has(0).then_some(m),
+                p50: has(1).then_some(m),
+                p90: has(2).then_some(m * s),
+                p99: has(3).then_some(m * s * s),
+            }
         }),
     )
 }
@@ -155,10 +159,10 @@ fn a_correction_pressed_against_its_bound_is_reported() {
             isl_mean: Some(2000.0),
             osl_mean: Some(200.0),
             ttft_ms: Some(LatencySummary {
-                mean: 3000.0,
-                p50: 3000.0,
-                p90: 3500.0,
-                p99: 4000.0,
+                mean: Some(3000.0),
+                p50: Some(3000.0),
+                p90: Some(3500.0),
+                p99: Some(4000.0),
             }),
             replicas: Some(RoleReplicas {
                 prefill: steady,
@@ -294,10 +298,10 @@ fn a_scale_down_loads_engines_at_most_twice_what_was_seen() {
             osl_mean: Some(200.0),
             // Prompts that went straight to an engine: no waiting shows.
             ttft_ms: Some(LatencySummary {
-                mean: 70.0,
-                p50: 65.0,
-                p90: 90.0,
-                p99: 120.0,
+                mean: Some(70.0),
+                p50: Some(65.0),
+                p90: Some(90.0),
+                p99: Some(120.0),
             }),
             replicas: Some(RoleReplicas {
                 prefill: steady(prefill),

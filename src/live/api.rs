@@ -90,9 +90,12 @@ pub struct RoleDto {
 
 #[derive(Debug, Serialize, Deserialize, Clone, Copy)]
 pub struct PercentilesDto {
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p90: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99: Option<f64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -357,11 +360,11 @@ async fn metrics(State(s): State<ApiState>) -> Response {
     );
     let lat: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>> = Family::default();
     for (metric, source, v) in [
-        ("ttft", "observed_p99", o.ttft_ms.map(|l| l.p99)),
-        ("ttft", "observed_mean", o.ttft_ms.map(|l| l.mean)),
+        ("ttft", "observed_p99", o.ttft_ms.and_then(|l| l.p99)),
+        ("ttft", "observed_mean", o.ttft_ms.and_then(|l| l.mean)),
         ("ttft", "expected", d.expected_ttft_ms),
-        ("itl", "observed_p99", o.itl_ms.map(|l| l.p99)),
-        ("itl", "observed_mean", o.itl_ms.map(|l| l.mean)),
+        ("itl", "observed_p99", o.itl_ms.and_then(|l| l.p99)),
+        ("itl", "observed_mean", o.itl_ms.and_then(|l| l.mean)),
         ("itl", "expected", d.expected_itl_ms),
     ] {
         lat.get_or_create(&vec![

@@ -132,7 +132,7 @@ mod tests {
         assert_eq!(o.requests, Some(2.0));
         assert_eq!(o.isl_mean, Some(200.0));
         assert_eq!(o.osl_mean, Some(5.5));
-        assert_eq!(o.itl_ms.unwrap().mean, 8.0);
+        assert_eq!(o.itl_ms.unwrap().mean, Some(8.0));
         assert!((o.kv_utilization.unwrap().decode.unwrap() - 0.6).abs() < 1e-12);
         assert_eq!(o.kv_utilization.unwrap().prefill, Some(0.1));
         assert_eq!(o.queued_prefill_tokens, Some(100.0));

@@ -133,15 +133,15 @@ impl PrometheusSource {
                 for (i, s) in qs.into_iter().enumerate() {
                     p[i] = self.scalar(s).await?;
                 }
-                Ok::<_, SourceError>(match (mean, p) {
-                    (Some(mean), [Some(p50), Some(p90), Some(p99)]) => Some(LatencySummary {
-                        mean,
-                        p50,
-                        p90,
-                        p99,
-                    }),
-                    _ => None,
-                })
+                // What Prometheus has is passed on; a summary with nothing in it is none.
+                let [p50, p90, p99] = p;
+                let summary = LatencySummary {
+                    mean,
+                    p50,
+                    p90,
+                    p99,
+                };
+                Ok::<_, SourceError>((summary != LatencySummary::default()).then_some(summary))
             }
         };
         let ttft = latency(&q.ttft_mean_ms, &q.ttft_quantile_ms).await?;

@@ -136,8 +136,8 @@ impl Policy for DynamoPolicy {
         // Prefill: c_p = observed TTFT / profiled TTFT(ISL), applied as min(1, c_p).
         let mut c_p = 1.0;
         if self.corrections {
-            if let Some(t) = obs.ttft_ms {
-                c_p = t.mean / c.prefill.ttft_ms(isl);
+            if let Some(mean) = obs.ttft_ms.and_then(|t| t.mean) {
+                c_p = mean / c.prefill.ttft_ms(isl);
             }
         }
         let prefill_tokens_per_s = n * isl / interval * c_p.min(1.0);
@@ -149,13 +149,13 @@ impl Policy for DynamoPolicy {
         let context = isl + osl / 2.0;
         let mut c_d = 1.0;
         if self.corrections {
-            if let (Some(itl), Some(r)) = (obs.itl_ms, obs.replicas) {
+            if let (Some(itl), Some(r)) = (obs.itl_ms.and_then(|l| l.mean), obs.replicas) {
                 let engines = (r.decode.ready.max(1)) as f64;
-                let concurrency = n / interval * osl * itl.mean / 1000.0 / engines;
+                let concurrency = n / interval * osl * itl / 1000.0 / engines;
                 let kv = concurrency * context / c.decode.max_kv_tokens();
                 let expected = c.decode.itl_ms(kv, context);
-                if expected > 0.0 && itl.mean > 0.0 {
-                    c_d = itl.mean / expected;
+                if expected > 0.0 && itl > 0.0 {
+                    c_d = itl / expected;
                 }
             }
         }

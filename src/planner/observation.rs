@@ -3,14 +3,19 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Mean and percentiles of one latency over an interval, milliseconds.
+/// Mean and percentiles of one latency over an interval, milliseconds. Each may be missing
+/// (a source that reports the mean and the p99 only); what is there is used.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LatencySummary {
-    pub mean: f64,
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p90: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99: Option<f64>,
 }
 
 impl LatencySummary {
@@ -22,10 +27,10 @@ impl LatencySummary {
         samples.sort_by(f64::total_cmp);
         let mean = samples.iter().sum::<f64>() / samples.len() as f64;
         Some(LatencySummary {
-            mean,
-            p50: percentile_sorted(samples, 0.50),
-            p90: percentile_sorted(samples, 0.90),
-            p99: percentile_sorted(samples, 0.99),
+            mean: Some(mean),
+            p50: Some(percentile_sorted(samples, 0.50)),
+            p90: Some(percentile_sorted(samples, 0.90)),
+            p99: Some(percentile_sorted(samples, 0.99)),
         })
     }
 }
@@ -121,7 +126,7 @@ impl Observation {
                     ("p90", l.p90),
                     ("p99", l.p99),
                 ] {
-                    nonneg(&format!("{name}.{q}"), Some(v))?;
+                    nonneg(&format!("{name}.{q}"), v)?;
                 }
             }
         }
@@ -193,8 +198,8 @@ mod tests {
     fn nearest_rank_percentiles() {
         let mut v: Vec<f64> = (1..=100).map(|x| x as f64).collect();
         let s = LatencySummary::of(&mut v).unwrap();
-        assert_eq!((s.p50, s.p90, s.p99), (50.0, 90.0, 99.0));
-        assert_eq!(s.mean, 50.5);
+        assert_eq!((s.p50, s.p90, s.p99), (Some(50.0), Some(90.0), Some(99.0)));
+        assert_eq!(s.mean, Some(50.5));
         assert!(LatencySummary::of(&mut []).is_none());
     }
 }

@@ -292,30 +292,31 @@ impl SlaPlanner {
         };
         let prefill_steady = steady(&r.prefill, prev.map(|p| p.0));
         let decode_steady = steady(&r.decode, prev.map(|p| p.1));
-        if let Some(t) = obs.ttft_ms.filter(|t| t.mean.is_finite() && t.mean > 0.0) {
+        let positive = |v: Option<f64>| v.filter(|v| v.is_finite() && *v > 0.0);
+        if let Some((t, mean)) = obs.ttft_ms.and_then(|t| Some((t, positive(t.mean)?))) {
             if r.prefill.ready > 0 {
                 self.model.learn_prefill(Evidence {
                     lambda,
                     engines: r.prefill.ready,
                     isl,
                     osl,
-                    observed_ms: t.mean,
-                    observed_tail_ms: Some(t.p99).filter(|v| v.is_finite() && *v > 0.0),
+                    observed_ms: mean,
+                    observed_tail_ms: positive(t.p99),
                     steady: prefill_steady,
                     observed_kv: None,
                     weight: requests,
                 });
             }
         }
-        if let Some(t) = obs.itl_ms.filter(|t| t.mean.is_finite() && t.mean > 0.0) {
+        if let Some((t, mean)) = obs.itl_ms.and_then(|t| Some((t, positive(t.mean)?))) {
             if r.decode.ready > 0 && self.cfg.mode == Mode::Disaggregated {
                 self.model.learn_decode(Evidence {
                     lambda,
                     engines: r.decode.ready,
                     isl,
                     osl,
-                    observed_ms: t.mean,
-                    observed_tail_ms: Some(t.p99).filter(|v| v.is_finite() && *v > 0.0),
+                    observed_ms: mean,
+                    observed_tail_ms: positive(t.p99),
                     steady: decode_steady,
                     observed_kv: obs
                         .kv_utilization

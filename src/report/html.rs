@@ -96,7 +96,7 @@ pub fn render_html(summary: &Summary, results: &[SimResult]) -> String {
                 series_of(
                     r,
                     r.policy.clone(),
-                    |row| row.observation.ttft_ms.map(|l| l.p90),
+                    |row| row.observation.ttft_ms.and_then(|l| l.p90),
                     false,
                 )
             })
@@ -117,7 +117,7 @@ pub fn render_html(summary: &Summary, results: &[SimResult]) -> String {
                 series_of(
                     r,
                     r.policy.clone(),
-                    |row| row.observation.itl_ms.map(|l| l.p90),
+                    |row| row.observation.itl_ms.and_then(|l| l.p90),
                     false,
                 )
             })
