@@ -294,6 +294,9 @@ pub struct SignalForecaster {
     horizon: usize,
     /// The last few one-step errors per candidate (truth - forecast), known at once.
     recent: [VecDeque<f64>; N],
+    /// Standard deviation of the last value's sampling noise (a count's Poisson noise), 0
+    /// when unknown: variation the bound need not cover, since it is not the load's.
+    noise: f64,
 }
 
 /// Relative forecast error assumed at the first value, unless configured: the load may be
@@ -327,6 +330,7 @@ impl SignalForecaster {
             jump: None,
             horizon: 1,
             recent: Default::default(),
+            noise: 0.0,
         }
     }
 
@@ -369,9 +373,23 @@ impl SignalForecaster {
     /// Adds the next interval's value; `horizon` is the number of steps ahead that will be
     /// asked for, used to score the candidates at the distance that matters.
     pub fn observe(&mut self, y: f64, horizon: usize) {
+        self.observe_sampled(y, 0.0, horizon);
+    }
+
+    /// `observe` for a value measured with sampling noise of standard deviation `noise` (a
+    /// rate from a count of n arrivals in an interval: sqrt(n) / interval). The bound then
+    /// covers how the load moves, not how the count scatters about it: over short intervals
+    /// the scatter dominates and, extrapolated over many steps to the horizon, it would pass
+    /// for a trend.
+    pub fn observe_sampled(&mut self, y: f64, noise: f64, horizon: usize) {
         if !y.is_finite() {
             return;
         }
+        self.noise = if noise.is_finite() {
+            noise.max(0.0)
+        } else {
+            0.0
+        };
         self.ticks += 1;
         // Score forecasts that were made for this tick.
         while let Some(&(due, preds)) = self.pending.front() {
@@ -547,18 +565,22 @@ impl SignalForecaster {
             let lo = pos.floor() as usize;
             let hi = pos.ceil() as usize;
             let v = sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64);
-            v.max(0.0)
+            // The truth each error was measured against scattered by the sampling noise.
+            let scatter = z.max(0.0) * self.noise;
+            (v.max(0.0).powi(2) - scatter.powi(2)).max(0.0).sqrt()
         } else {
             self.early_margin(h.max(1), z, point)
         };
         // Errors at the horizon arrive a horizon late. A run of one-step under-forecasts is
         // a rise they have not seen yet: the bound then covers its pace again at every step
-        // to the horizon. Noise rarely makes such a run (one time in eight). The pace is the
+        // to the horizon. Noise rarely makes such a run (one time in eight), and more rarely
+        // one whose errors average above the sampling noise. The pace is the
         // run's smallest error, so one burst within it does not set the pace; but when the
         // errors have not fallen along the run the rise is not slowing (noise: one time in
         // 48), and its pace is the latest error: a morning rise compounds.
         let r = &self.recent[i];
-        let margin = if r.len() == RUN && r.iter().all(|&x| x > 0.0) {
+        let run_mean = r.iter().sum::<f64>() / RUN as f64;
+        let margin = if r.len() == RUN && r.iter().all(|&x| x > 0.0) && run_mean > self.noise {
             let not_slowing = r.iter().zip(r.iter().skip(1)).all(|(a, b)| b >= a);
             let pace = if not_slowing {
                 r.back().copied().unwrap_or(0.0)
@@ -606,7 +628,9 @@ impl SignalForecaster {
             .copied()
             .collect();
         let squares: f64 = recent.windows(2).map(|w| (w[0] - w[1]).powi(2)).sum();
-        z * (squares / (recent.len() - 1) as f64).sqrt() * h as f64
+        // A step between two sampled values scatters by the noise of both.
+        let pace_squared = squares / (recent.len() - 1) as f64 - 2.0 * self.noise.powi(2);
+        z * pace_squared.max(0.0).sqrt() * h as f64
     }
 }
 
@@ -847,6 +871,58 @@ mod tests {
             .unwrap();
         assert!(a.upper - a.point > 3.0, "{a:?}");
         assert!(b.upper - b.point < 0.1, "{b:?}");
+    }
+
+    /// Counts of a steady 10 req/s in 5 s intervals (50 a count, Poisson scatter 7), as
+    /// rates: a fixed pseudo-random draw.
+    fn counted_rates(n: usize) -> Vec<f64> {
+        let mut state: u64 = 7;
+        (0..n)
+            .map(|_| {
+                // Sum of 12 uniforms: near normal, mean 6, sd 1.
+                let z: f64 = (0..12)
+                    .map(|_| {
+                        state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        (state >> 11) as f64 / (1u64 << 53) as f64
+                    })
+                    .sum::<f64>()
+                    - 6.0;
+                (50.0 + z * 50f64.sqrt()).round() / 5.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_bound_covers_how_the_load_moves_not_how_its_count_scatters() {
+        // 13 steps ahead (a 60 s cold start in 5 s intervals). Told the counts' noise, the
+        // bound stays near the rate; not told, the scatter passes for the load's movement.
+        let rates = counted_rates(60);
+        let (mut told, mut blind) = (
+            SignalForecaster::new(ForecasterKind::Auto, None),
+            SignalForecaster::new(ForecasterKind::Auto, None),
+        );
+        // From the sixth value on: the first steps' pace is all there is to go by at first,
+        // told or not.
+        let mut widest = (0.0f64, 0.0f64);
+        for (i, &y) in rates.iter().enumerate() {
+            told.observe_sampled(y, (y * 5.0).sqrt() / 5.0, 13);
+            blind.observe(y, 13);
+            if i >= 5 {
+                let t = told.forecast(13, 1.28).unwrap();
+                let b = blind.forecast(13, 1.28).unwrap();
+                widest = (widest.0.max(t.upper), widest.1.max(b.upper));
+            }
+        }
+        assert!(widest.0 < 15.0, "told: bound up to {:.1} req/s", widest.0);
+        assert!(widest.1 > 30.0, "blind: bound up to {:.1} req/s", widest.1);
+        // A rise of 2 req/s a step out of the same scatter is still followed at once.
+        let mut rising = told.clone();
+        for k in 1..=3 {
+            let y = 10.0 + 2.0 * k as f64;
+            rising.observe_sampled(y, (y * 5.0).sqrt() / 5.0, 13);
+        }
+        let p = rising.forecast(13, 1.28).unwrap();
+        assert!(p.upper > 30.0, "{p:?}");
     }
 
     #[test]

@@ -200,7 +200,8 @@ impl SlaPlanner {
             if !(requests.is_finite() && requests >= 0.0) {
                 continue;
             }
-            self.rate.observe(requests / interval_s, h);
+            self.rate
+                .observe_sampled(requests / interval_s, requests.sqrt() / interval_s, h);
             if requests > 0.0 {
                 if let Some(v) = isl.filter(|v| v.is_finite() && *v > 0.0) {
                     self.isl.observe(v, h);
@@ -370,7 +371,9 @@ impl Policy for SlaPlanner {
         };
         let h = self.horizon_steps(interval_s);
         let rate = requests / interval_s;
-        self.rate.observe(rate, h);
+        // Arrivals are counted: a Poisson count of n scatters by sqrt(n).
+        let rate_noise = requests.sqrt() / interval_s;
+        self.rate.observe_sampled(rate, rate_noise, h);
         if requests > 0.0 {
             if let Some(v) = obs.isl_mean.filter(|v| v.is_finite() && *v > 0.0) {
                 self.isl.observe(v, h);
