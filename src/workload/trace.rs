@@ -57,6 +57,7 @@ pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputEr
     let file_name = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| InputError::io(path, e))?;
     let mut reader = BufReader::new(file);
+    skip_byte_order_mark(&mut reader).map_err(|e| InputError::io(path, e))?;
     let format = match opts.format {
         Some(f) => f,
         None => detect_format(path, &mut reader, &file_name)?,
@@ -183,6 +184,15 @@ pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputEr
         });
     }
     Ok(out)
+}
+
+/// Skips a UTF-8 byte order mark: spreadsheet tools write one before a CSV's header.
+fn skip_byte_order_mark<R: Read>(reader: &mut BufReader<R>) -> std::io::Result<()> {
+    const BOM: &[u8] = b"\xef\xbb\xbf";
+    if reader.fill_buf()?.starts_with(BOM) {
+        reader.consume(BOM.len());
+    }
+    Ok(())
 }
 
 fn detect_format<R: Read>(
@@ -356,6 +366,20 @@ mod tests {
         let d = parse_azure_timestamp("2024-05-10 00:00:01+00:00").unwrap();
         assert!((d - c - 0.99007).abs() < 1e-6);
         assert!(parse_azure_timestamp("yesterday").is_err());
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_header_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("excel.csv");
+        std::fs::write(
+            &path,
+            "\u{feff}TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9799600,4808,10\n",
+        )
+        .unwrap();
+        let t = read_trace(&path, &TraceReadOptions::default()).unwrap();
+        assert_eq!(t.format, TraceFormat::Azure);
+        assert_eq!((t.requests[0].isl, t.requests[0].osl), (4808, 10));
     }
 
     #[test]
