@@ -574,13 +574,15 @@ impl SignalForecaster {
         // Errors at the horizon arrive a horizon late. A run of one-step under-forecasts is
         // a rise they have not seen yet: the bound then covers its pace again at every step
         // to the horizon. Noise rarely makes such a run (one time in eight), and more rarely
-        // one whose errors average above the sampling noise. The pace is the
-        // run's smallest error, so one burst within it does not set the pace; but when the
-        // errors have not fallen along the run the rise is not slowing (noise: one time in
-        // 48), and its pace is the latest error: a morning rise compounds.
+        // one whose errors average above the sampling noise. The pace is the run's smallest
+        // error, so one burst within it does not set the pace; but when the errors have not
+        // fallen along the run the rise is not slowing (noise: one time in 48), and its pace
+        // is the latest error: a morning rise compounds.
         let r = &self.recent[i];
-        let run_mean = r.iter().sum::<f64>() / RUN as f64;
-        let margin = if r.len() == RUN && r.iter().all(|&x| x > 0.0) && run_mean > self.noise {
+        let rising = r.len() == RUN
+            && r.iter().all(|&x| x > 0.0)
+            && r.iter().sum::<f64>() / RUN as f64 > self.noise;
+        let margin = if rising {
             let not_slowing = r.iter().zip(r.iter().skip(1)).all(|(a, b)| b >= a);
             let pace = if not_slowing {
                 r.back().copied().unwrap_or(0.0)

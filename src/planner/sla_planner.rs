@@ -200,8 +200,7 @@ impl SlaPlanner {
             if !(requests.is_finite() && requests >= 0.0) {
                 continue;
             }
-            self.rate
-                .observe_sampled(requests / interval_s, requests.sqrt() / interval_s, h);
+            self.observe_rate(requests, interval_s, h);
             if requests > 0.0 {
                 if let Some(v) = isl.filter(|v| v.is_finite() && *v > 0.0) {
                     self.isl.observe(v, h);
@@ -225,6 +224,13 @@ impl SlaPlanner {
 
     pub fn sla(&self) -> crate::planner::Sla {
         self.ctx.sla
+    }
+
+    /// Feeds an interval's arrivals to the rate forecaster, with their counting scatter (a
+    /// Poisson count of n scatters by sqrt(n)).
+    fn observe_rate(&mut self, requests: f64, interval_s: f64, h: usize) {
+        self.rate
+            .observe_sampled(requests / interval_s, requests.sqrt() / interval_s, h);
     }
 
     fn horizon_steps(&self, interval_s: f64) -> usize {
@@ -371,9 +377,7 @@ impl Policy for SlaPlanner {
         };
         let h = self.horizon_steps(interval_s);
         let rate = requests / interval_s;
-        // Arrivals are counted: a Poisson count of n scatters by sqrt(n).
-        let rate_noise = requests.sqrt() / interval_s;
-        self.rate.observe_sampled(rate, rate_noise, h);
+        self.observe_rate(requests, interval_s, h);
         if requests > 0.0 {
             if let Some(v) = obs.isl_mean.filter(|v| v.is_finite() && *v > 0.0) {
                 self.isl.observe(v, h);
