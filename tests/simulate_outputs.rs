@@ -127,16 +127,9 @@ fn writes_summary_timelines_and_report_deterministically() {
 fn the_best_static_deployment_keeps_within_the_budget() {
     use sla_planner::profile::Profile;
     use sla_planner::sim::oracle::best_static;
-    use sla_planner::workload::Request;
     let profile = Profile::embedded_default();
     // 20 req/s of 3000-token prompts for five minutes: a few engines of each role.
-    let requests: Vec<Request> = (0..6000)
-        .map(|i| Request {
-            arrival_s: i as f64 / 20.0,
-            isl: 3000,
-            osl: 300,
-        })
-        .collect();
+    let requests = common::steady_requests(6000, 20.0, 3000, 300);
     let mut cfg = common::sim_config(&profile, 1, 1, 300.0);
     let ample = best_static(&cfg, &profile, &requests, 0.99);
     assert!(ample.meets_target, "{ample:?}");
@@ -181,17 +174,10 @@ fn gpus_are_billed_until_the_last_request_is_done_not_until_late_replicas_start(
     use sla_planner::planner::baselines::SchedulePolicy;
     use sla_planner::profile::Profile;
     use sla_planner::sim::simulate;
-    use sla_planner::workload::Request;
     let profile = Profile::embedded_default();
     // Five minutes of light load on 1P+1D; at two minutes the schedule asks for 3P+3D,
     // whose cold start (a day) outlasts the run.
-    let requests: Vec<Request> = (0..600)
-        .map(|i| Request {
-            arrival_s: i as f64 / 2.0,
-            isl: 1000,
-            osl: 50,
-        })
-        .collect();
+    let requests = common::steady_requests(600, 2.0, 1000, 50);
     let mut cfg = common::sim_config(&profile, 1, 1, 300.0);
     cfg.startup_s = 86_400.0;
     let mut policy = SchedulePolicy::new("schedule".into(), vec![(0.0, 1, 1), (120.0, 3, 3)]);

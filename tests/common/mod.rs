@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use sla_planner::planner::{Limits, Sla};
 use sla_planner::profile::Profile;
 use sla_planner::sim::{KvTransfer, SimConfig};
+use sla_planner::workload::Request;
 
 /// The shared reference data beside the project; CI always has it there.
 pub fn shared_data() -> PathBuf {
@@ -347,4 +348,15 @@ pub fn terminate(p: &mut Proc, timeout_s: u64) -> std::process::ExitStatus {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// `n` requests of `isl` and `osl` tokens arriving evenly at `per_s` a second from time 0.
+pub fn steady_requests(n: usize, per_s: f64, isl: u32, osl: u32) -> Vec<Request> {
+    (0..n)
+        .map(|i| Request {
+            arrival_s: i as f64 / per_s,
+            isl,
+            osl,
+        })
+        .collect()
 }
