@@ -88,16 +88,6 @@ pub struct RoleDto {
     pub starting: u32,
 }
 
-#[derive(Debug, Serialize, Deserialize, Clone, Copy)]
-pub struct PercentilesDto {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p50: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p90: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p99: Option<f64>,
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 pub struct TickDto {
     pub time_s: f64,
@@ -105,8 +95,8 @@ pub struct TickDto {
     pub forecast_requests_per_s: Option<f64>,
     pub isl_mean: Option<f64>,
     pub osl_mean: Option<f64>,
-    pub ttft_ms: Option<PercentilesDto>,
-    pub itl_ms: Option<PercentilesDto>,
+    pub ttft_ms: Option<crate::planner::LatencySummary>,
+    pub itl_ms: Option<crate::planner::LatencySummary>,
     pub expected_ttft_ms: Option<f64>,
     pub expected_itl_ms: Option<f64>,
     pub kv_prefill: Option<f64>,
@@ -121,21 +111,14 @@ pub struct TickDto {
 impl From<&TickRecord> for TickDto {
     fn from(t: &TickRecord) -> TickDto {
         let o = &t.observation;
-        let pct = |l: Option<crate::planner::LatencySummary>| {
-            l.map(|l| PercentilesDto {
-                p50: l.p50,
-                p90: l.p90,
-                p99: l.p99,
-            })
-        };
         TickDto {
             time_s: t.time_s,
             requests_per_s: o.requests.map(|n| n / o.interval_s),
             forecast_requests_per_s: t.decision.forecast.map(|f| f.requests_per_s),
             isl_mean: o.isl_mean,
             osl_mean: o.osl_mean,
-            ttft_ms: pct(o.ttft_ms),
-            itl_ms: pct(o.itl_ms),
+            ttft_ms: o.ttft_ms,
+            itl_ms: o.itl_ms,
             expected_ttft_ms: t.decision.expected_ttft_ms,
             expected_itl_ms: t.decision.expected_itl_ms,
             kv_prefill: o.kv_utilization.and_then(|k| k.prefill),
