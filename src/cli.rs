@@ -591,10 +591,7 @@ fn run_decide(a: DecideArgs) -> anyhow::Result<()> {
 /// The API token from a file (a mounted Secret), trimmed; an empty file is an error.
 fn read_token(path: Option<&std::path::Path>) -> Result<Option<String>, InputError> {
     let Some(path) = path else { return Ok(None) };
-    let t = std::fs::read_to_string(path)
-        .map_err(|e| InputError::io(path, e))?
-        .trim()
-        .to_string();
+    let t = crate::error::read_text(path)?.trim().to_string();
     if t.is_empty() {
         return Err(InputError::Usage(format!(
             "--api-token-file {}: the file is empty",

@@ -38,3 +38,38 @@ impl InputError {
         }
     }
 }
+
+/// UTF-8 byte order mark: editors and spreadsheet tools on Windows write one at the start
+/// of a text file.
+pub const BYTE_ORDER_MARK: &str = "\u{feff}";
+
+/// A text input file (scenario, profile, config), without a leading byte order mark.
+pub fn read_text(path: &Path) -> Result<String, InputError> {
+    let text = std::fs::read_to_string(path).map_err(|e| InputError::io(path, e))?;
+    Ok(match text.strip_prefix(BYTE_ORDER_MARK) {
+        Some(rest) => rest.to_string(),
+        None => text,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_byte_order_mark_before_a_scenario_or_profile_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = dir.path().join("profile.json");
+        let text = crate::profile::to_own_json(&crate::profile::Profile::embedded_default());
+        std::fs::write(&profile, format!("{BYTE_ORDER_MARK}{text}")).unwrap();
+        assert_eq!(read_text(&profile).unwrap(), text);
+        assert!(crate::profile::load_profile(&profile).is_ok());
+        let scenario = dir.path().join("s.yaml");
+        let yaml = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("simulations/sin-5-45.yaml"),
+        )
+        .unwrap();
+        std::fs::write(&scenario, format!("{BYTE_ORDER_MARK}{yaml}")).unwrap();
+        assert_eq!(read_text(&scenario).unwrap(), yaml);
+    }
+}

@@ -207,7 +207,7 @@ fn field_err(origin: &str, field: &str, message: impl Into<String>) -> InputErro
 pub fn find(name_or_file: &str) -> Result<(String, String, PathBuf), InputError> {
     let p = Path::new(name_or_file);
     if p.is_file() {
-        let text = std::fs::read_to_string(p).map_err(|e| InputError::io(p, e))?;
+        let text = crate::error::read_text(p)?;
         let base = p.parent().map(Path::to_path_buf).unwrap_or_default();
         return Ok((text, p.display().to_string(), base));
     }
@@ -339,7 +339,7 @@ pub fn decide_setup(
 ) -> Result<(PolicyContext, PlannerConfig), InputError> {
     let (file, origin, base) = match (scenario, config) {
         (_, Some(path)) => {
-            let text = std::fs::read_to_string(path).map_err(|e| InputError::io(path, e))?;
+            let text = crate::error::read_text(path)?;
             let origin = path.display().to_string();
             let f: DecideFile = serde_yaml_ng::from_str(&text).map_err(|e| yaml_err(&origin, e))?;
             (

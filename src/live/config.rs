@@ -213,7 +213,7 @@ fn bad(file: &str, field: &str, message: impl Into<String>) -> InputError {
 
 impl RunConfig {
     pub fn load(path: &Path) -> Result<RunConfig, InputError> {
-        let text = std::fs::read_to_string(path).map_err(|e| InputError::io(path, e))?;
+        let text = crate::error::read_text(path)?;
         let origin = path.display().to_string();
         let cfg: RunConfig =
             serde_yaml_ng::from_str(&text).map_err(|e| crate::scenario::yaml_err(&origin, e))?;

@@ -35,7 +35,7 @@ pub fn load_profile(path: &Path) -> Result<Profile, InputError> {
         profile.validate(&path.display().to_string())?;
         Ok(profile)
     } else if path.exists() {
-        let text = std::fs::read_to_string(path).map_err(|e| InputError::io(path, e))?;
+        let text = crate::error::read_text(path)?;
         parse_own_json(&text, &path.display().to_string())
     } else {
         Err(InputError::Profile {
@@ -228,7 +228,7 @@ fn from_dynamo_arrays(dir: &Path, prefill: PrefillProfile, decode: DecodeProfile
 
 fn load_dynamo_json(dir: &Path, pf: &Path, df: &Path) -> Result<Profile, InputError> {
     let read = |p: &Path| -> Result<serde_json::Value, InputError> {
-        let text = std::fs::read_to_string(p).map_err(|e| InputError::io(p, e))?;
+        let text = crate::error::read_text(p)?;
         serde_json::from_str(&text).map_err(|e| InputError::Profile {
             file: p.display().to_string(),
             array: "-".into(),

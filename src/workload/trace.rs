@@ -186,11 +186,12 @@ pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputEr
     Ok(out)
 }
 
-/// Skips a UTF-8 byte order mark: spreadsheet tools write one before a CSV's header.
+/// Skips a UTF-8 byte order mark (`BYTE_ORDER_MARK`): spreadsheet tools write one before a
+/// CSV's header. A trace is streamed, not read whole as `read_text` does.
 fn skip_byte_order_mark<R: Read>(reader: &mut BufReader<R>) -> std::io::Result<()> {
-    const BOM: &[u8] = b"\xef\xbb\xbf";
-    if reader.fill_buf()?.starts_with(BOM) {
-        reader.consume(BOM.len());
+    let bom = crate::error::BYTE_ORDER_MARK.as_bytes();
+    if reader.fill_buf()?.starts_with(bom) {
+        reader.consume(bom.len());
     }
     Ok(())
 }
