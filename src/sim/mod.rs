@@ -486,16 +486,12 @@ impl Deployment {
 
     fn gpu_seconds(&self, end_s: f64) -> f64 {
         let l = &self.cfg.limits;
-        let p: f64 = self
-            .prefill
-            .iter()
-            .map(|e| (e.gone_s.unwrap_or(end_s).min(end_s) - e.born_s).max(0.0))
-            .sum();
-        let d: f64 = self
-            .decode
-            .iter()
-            .map(|e| (e.gone_s.unwrap_or(end_s).min(end_s) - e.born_s).max(0.0))
-            .sum();
+        // From the start of a replica's cold start to its removal, or to the end of the run.
+        let held = |born_s: f64, gone_s: Option<f64>| {
+            (gone_s.unwrap_or(end_s).min(end_s) - born_s).max(0.0)
+        };
+        let p: f64 = self.prefill.iter().map(|e| held(e.born_s, e.gone_s)).sum();
+        let d: f64 = self.decode.iter().map(|e| held(e.born_s, e.gone_s)).sum();
         p * l.gpus_per_prefill_engine as f64 + d * l.gpus_per_decode_engine as f64
     }
 
