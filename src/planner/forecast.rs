@@ -456,7 +456,21 @@ impl SignalForecaster {
         self.pending.push_back((self.ticks + h as u64, preds));
     }
 
+    /// Candidate `i`'s forecast `h` steps ahead. The signals (a rate, token lengths) are
+    /// never negative, so neither is a forecast: a trend extrapolated below zero is scored,
+    /// and bounded, as the zero it is at least as close to the truth as, not as a negative
+    /// value whose errors put the bound at zero while the load may come back. NaN (no
+    /// forecast yet) stays NaN.
     fn candidate(&self, i: usize, h: usize) -> f64 {
+        let f = self.unclamped_candidate(i, h);
+        if f < 0.0 {
+            0.0
+        } else {
+            f
+        }
+    }
+
+    fn unclamped_candidate(&self, i: usize, h: usize) -> f64 {
         let last = match self.history.back() {
             Some(&v) => v,
             None => return f64::NAN,
@@ -873,6 +887,24 @@ mod tests {
             .unwrap();
         assert!(a.upper - a.point > 3.0, "{a:?}");
         assert!(b.upper - b.point < 0.1, "{b:?}");
+    }
+
+    #[test]
+    fn a_trend_falling_through_zero_forecasts_zero_and_keeps_its_errors_margin() {
+        // Minutes of bursts, then a fall to silence: the trend points below zero, but the
+        // load is never negative and the bursts may come back. The bound is the errors'
+        // size above zero (scored below zero, the bound was 0 here).
+        let series = [
+            30.0, 5.0, 40.0, 10.0, 35.0, 0.0, 45.0, 15.0, 30.0, 20.0, 40.0, 25.0, 20.0, 10.0, 5.0,
+            0.0, 0.0,
+        ];
+        let f = run(ForecasterKind::Linear, &series, 4);
+        for h in 1..=4 {
+            assert!(f.candidate(1, h) >= 0.0);
+        }
+        let b = f.forecast(4, 1.28).unwrap();
+        assert_eq!(b.point, 0.0);
+        assert!(b.upper > 5.0, "{b:?}");
     }
 
     /// Counts of a steady 10 req/s in 5 s intervals (50 a count, Poisson scatter 7), as
