@@ -136,6 +136,15 @@ fn config_file_and_its_errors() {
     assert!(out[0]["decode"].as_u64().unwrap() <= 3);
     // The observation says 60 s intervals: 60 + 90 s of cold start is three whole intervals.
     assert_eq!(out[0]["forecast"]["horizon_s"], 180.0);
+    // The configured forecaster is the one planned with, and the reasons say so.
+    assert_eq!(out[0]["forecast"]["method"], "kalman");
+    assert!(
+        out[0]["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.contains("kalman forecast")),
+        "{:?}",
+        out[0]["reasons"]
+    );
 
     let bad = tmp.path().join("bad.yaml");
     std::fs::write(&bad, "sla: { ttft_ms: 300, itl_ms: 15 }\ndeployment: { interval_s: 30, startup_s: 90, gpu_budget: 6 }\nplanner: { headroom_quantile: 2 }\n").unwrap();

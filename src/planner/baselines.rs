@@ -182,6 +182,7 @@ impl Policy for DynamoPolicy {
                 requests_per_s: n / interval,
                 isl,
                 osl,
+                method: None,
             }),
             ..Decision::clipped(&c.limits, p, d, reasons)
         }

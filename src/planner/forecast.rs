@@ -308,7 +308,7 @@ pub const DEFAULT_PRIOR_ERROR: f64 = 0.5;
 pub struct SignalForecast {
     pub point: f64,
     pub upper: f64,
-    pub method: &'static str,
+    pub method: ForecasterKind,
 }
 
 impl SignalForecaster {
@@ -619,7 +619,7 @@ impl SignalForecaster {
         Some(SignalForecast {
             point: point.max(0.0),
             upper: (point + margin).max(0.0),
-            method: CANDIDATES[i].name(),
+            method: CANDIDATES[i],
         })
     }
 
@@ -748,7 +748,7 @@ mod tests {
             (auto.point - want).abs() < 1.0,
             "auto should not pick constant on a ramp: {auto:?}"
         );
-        assert_ne!(auto.method, "constant");
+        assert_ne!(auto.method, ForecasterKind::Constant);
         // The bound covers the damping's shortfall seen in backtests.
         let upper = run(ForecasterKind::Linear, &series, 3)
             .forecast(3, 1.28)
@@ -795,7 +795,7 @@ mod tests {
         let f = run(ForecasterKind::Auto, &series, 4);
         let p = f.forecast(4, 1.28).unwrap();
         let truth = sine(27, 10.0);
-        assert_eq!(p.method, "seasonal", "{p:?}");
+        assert_eq!(p.method, ForecasterKind::Seasonal, "{p:?}");
         assert!(f.bound_measured());
         assert!((p.point - truth).abs() < 1.5, "{p:?} vs {truth}");
         assert!(p.upper - p.point < 2.0, "{p:?}");
@@ -820,7 +820,7 @@ mod tests {
         assert_eq!(f.period(), Some(day));
         let p = f.forecast(3, 1.28).unwrap();
         assert!(
-            p.method == "seasonal" || p.method == "holt-winters",
+            p.method == ForecasterKind::Seasonal || p.method == ForecasterKind::HoltWinters,
             "{p:?}"
         );
         let truth = sine(3002, day as f64);
@@ -852,7 +852,10 @@ mod tests {
         assert!(lag_correlation(&series, f.period().unwrap()) < REPEATS);
         assert!(f.seasonal_period.is_none());
         assert!(f.candidate(SEASONAL, 2).is_nan());
-        assert_ne!(f.forecast(2, 1.28).unwrap().method, "seasonal");
+        assert_ne!(
+            f.forecast(2, 1.28).unwrap().method,
+            ForecasterKind::Seasonal
+        );
     }
 
     #[test]
@@ -1071,7 +1074,7 @@ mod tests {
         let series = jumpy(40);
         let auto = run(ForecasterKind::Auto, &series, 2);
         let chosen = auto.forecast(2, 1.28).unwrap();
-        assert_eq!(chosen.method, "smoothed", "{chosen:?}");
+        assert_eq!(chosen.method, ForecasterKind::Smoothed, "{chosen:?}");
         let constant = run(ForecasterKind::Constant, &series, 2)
             .forecast(2, 1.28)
             .unwrap();

@@ -150,6 +150,10 @@ pub struct Forecast {
     pub requests_per_s: f64,
     pub isl: f64,
     pub osl: f64,
+    /// The method whose forecast (and bound) of the rate was planned for; none when the
+    /// policy has no forecaster or nothing had been forecast yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<super::forecast::ForecasterKind>,
 }
 
 /// Target replicas per role, with the reasons.

@@ -445,14 +445,15 @@ impl Policy for SlaPlanner {
             }
         }
         let (wish_p, wish_d, sol, load, step) = best.expect("at least one step");
-        let source = if step == 0 {
-            "the rate just seen".to_string()
-        } else {
-            format!(
-                "p{:.0} forecast, {}s ahead",
+        let method = self.rate.forecast(1, z).map(|f| f.method);
+        let source = match method {
+            Some(m) if step > 0 => format!(
+                "p{:.0} of the {} forecast, {}s ahead",
                 self.cfg.headroom_quantile * 100.0,
+                m.name(),
                 step as f64 * interval_s
-            )
+            ),
+            _ => "the rate just seen".to_string(),
         };
         let mut reasons = vec![format!(
             "plan for {:.2} req/s ({source}), ISL {:.0}, OSL {:.0}: {wish_p}P+{wish_d}D",
@@ -507,6 +508,7 @@ impl Policy for SlaPlanner {
                 requests_per_s: load.lambda,
                 isl: load.isl,
                 osl: load.osl,
+                method,
             }),
             expected_ttft_ms: Some(sol.expected_ttft_ms).filter(|v| v.is_finite()),
             expected_itl_ms: Some(sol.expected_itl_ms).filter(|v| v.is_finite()),
