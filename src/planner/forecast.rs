@@ -463,10 +463,10 @@ impl SignalForecaster {
     }
 
     /// Candidate `i`'s forecast `h` steps ahead. The signals (a rate, token lengths) are
-    /// never negative, so neither is a forecast: a trend extrapolated below zero is scored,
-    /// and bounded, as the zero it is at least as close to the truth as, not as a negative
-    /// value whose errors put the bound at zero while the load may come back. NaN (no
-    /// forecast yet) stays NaN.
+    /// never negative, so neither is a forecast: a trend extrapolated below zero counts as
+    /// zero, which is never further from the truth, and its errors and bound are measured
+    /// from zero. Measured from the negative value, its errors put the bound at zero while
+    /// the load may come back. NaN (no forecast yet) stays NaN.
     fn candidate(&self, i: usize, h: usize) -> f64 {
         let f = self.unclamped_candidate(i, h);
         if f < 0.0 {
