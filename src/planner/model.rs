@@ -419,6 +419,22 @@ pub struct Evidence {
     pub observed_kv: Option<f64>,
     /// Requests behind the observation; more requests weigh more.
     pub weight: f64,
+    /// On a worker that interleaves prefill chunks with decode steps (aggregated mode), the
+    /// mean ITL observed: the decode step a prompt waits behind, and a sign that decode
+    /// steps stretch while the worker prefills. `None` on a role's own engines.
+    pub interleaved_itl_ms: Option<f64>,
+}
+
+impl Evidence {
+    /// A prompt's own time on this evidence's engines at prefill speed `k`, and the
+    /// iteration overhead prompts queued together share: none on an interleaving worker,
+    /// where each prompt's chunk rides a decode step.
+    fn prefill_service(&self, profile: &PrefillModel, k: f64) -> (f64, f64) {
+        match self.interleaved_itl_ms {
+            Some(step) => (k * profile.ttft_ms(self.isl) + step, 0.0),
+            None => (k * profile.ttft_ms(self.isl), k * profile.overhead_ms()),
+        }
+    }
 }
 
 /// Bounds and smoothing of the online correction.
@@ -641,12 +657,8 @@ impl PerformanceModel {
         let queues_at = |k: f64| -> Vec<PrefillQueue> {
             ev.iter()
                 .map(|e| {
-                    PrefillQueue::new(
-                        e.lambda,
-                        e.engines,
-                        k * profile.ttft_ms(e.isl),
-                        k * profile.overhead_ms(),
-                    )
+                    let (service, overhead) = e.prefill_service(profile, k);
+                    PrefillQueue::new(e.lambda, e.engines, service, overhead)
                 })
                 .collect()
         };
@@ -672,16 +684,9 @@ impl PerformanceModel {
                 self.cfg.max,
                 self.fading(c.prefill),
                 |_, e, k| {
+                    let (service, overhead) = e.prefill_service(profile, k);
                     Some((
-                        prefill_ttft_ms(
-                            e.lambda,
-                            e.engines,
-                            k * profile.ttft_ms(e.isl),
-                            k * profile.overhead_ms(),
-                            0.5,
-                            v,
-                        )
-                        .1,
+                        prefill_ttft_ms(e.lambda, e.engines, service, overhead, 0.5, v).1,
                         e.observed_ms,
                     ))
                 },
@@ -723,22 +728,37 @@ impl PerformanceModel {
         push_window(&mut self.decode_evidence, e, self.cfg.window);
         let ev = self.decode_evidence.clone();
         let model = &self.decode;
+        // On an interleaving worker, decode steps stretch by the share of its time spent on
+        // prefill, as the aggregated solver expects them to.
+        let stretches: Vec<f64> = ev
+            .iter()
+            .map(|e| match e.interleaved_itl_ms {
+                Some(_) => {
+                    let busy = e.lambda / f64::from(e.engines.max(1))
+                        * self.prefill_service_ms(e.isl)
+                        / 1000.0;
+                    if busy < 1.0 {
+                        1.0 / (1.0 - busy)
+                    } else {
+                        f64::INFINITY
+                    }
+                }
+                None => 1.0,
+            })
+            .collect();
         let fit = fit_correction(
             &ev,
             self.cfg.min,
             self.cfg.max,
             self.fading(self.corrections.decode),
-            |_, e, k| {
+            |i, e, k| {
                 let context = e.isl + e.osl / 2.0;
-                match e.observed_kv {
-                    Some(kv) => Some((k * model.itl_ms(kv, context), e.observed_ms)),
-                    None => {
-                        let exp =
-                            decode_itl_ms(model, k, e.lambda, e.engines, e.isl, e.osl, 0.0, 4.0)
-                                .map_or(f64::INFINITY, |x| x.0);
-                        Some((exp, e.observed_ms))
-                    }
-                }
+                let expected = match e.observed_kv {
+                    Some(kv) => k * model.itl_ms(kv, context),
+                    None => decode_itl_ms(model, k, e.lambda, e.engines, e.isl, e.osl, 0.0, 4.0)
+                        .map_or(f64::INFINITY, |x| x.0),
+                };
+                Some((expected * stretches[i], e.observed_ms))
             },
         );
         if let Some(k) = fit {
@@ -772,7 +792,7 @@ impl PerformanceModel {
                 let expected = batches[i]
                     .and_then(|n| decode_itl_at_batch(model, k, n, e.isl, e.osl, z * w, 4.0))
                     .unwrap_or(f64::INFINITY);
-                Some((expected, observed))
+                Some((expected * stretches[i], observed))
             },
         );
         if let Some(w) = fit {
@@ -894,6 +914,7 @@ mod tests {
             steady: true,
             observed_kv: None,
             weight: lambda * 60.0,
+            interleaved_itl_ms: None,
         };
         for _ in 0..4 {
             m.learn_decode(burst);
@@ -938,6 +959,7 @@ mod tests {
             steady: true,
             observed_kv: None,
             weight: lambda * 60.0,
+            interleaved_itl_ms: None,
         };
         // A quiet minute at the profile's speed, then a minute whose requests came in one
         // burst: at the minute's mean rate few would wait, yet most did (a mean 3.5x the
@@ -985,6 +1007,7 @@ mod tests {
                     steady: true,
                     observed_kv: None,
                     weight: 100.0,
+                    interleaved_itl_ms: None,
                 });
             }
         }
@@ -1018,6 +1041,7 @@ mod tests {
             steady,
             observed_kv: Some(0.01),
             weight: 100.0,
+            interleaved_itl_ms: None,
         };
         let before = m.corrections.decode;
         for _ in 0..10 {
@@ -1056,6 +1080,7 @@ mod tests {
                     steady: true,
                     observed_kv: None,
                     weight: 12.0,
+                    interleaved_itl_ms: None,
                 });
             }
         };

@@ -300,11 +300,21 @@ impl SlaPlanner {
         let prefill_steady = steady(&r.prefill, prev.map(|p| p.0));
         let decode_steady = steady(&r.decode, prev.map(|p| p.1));
         let positive = |v: Option<f64>| v.filter(|v| v.is_finite() && *v > 0.0);
+        let itl_mean = obs.itl_ms.and_then(|t| positive(t.mean));
+        // Aggregated workers do both: their TTFT teaches prefill speed, their ITL decode
+        // speed, each against a worker that interleaves the two (a prompt waits behind a
+        // decode step; decode steps stretch while it prefills). Without the ITL the step a
+        // prompt waited behind is unknown, and its TTFT teaches nothing.
+        let (prefill_engines, prefill_steady, interleaved_itl_ms) = match self.cfg.mode {
+            Mode::Disaggregated => (r.prefill.ready, prefill_steady, None),
+            Mode::Aggregated => (r.decode.ready, decode_steady, itl_mean),
+        };
+        let prefill_known = self.cfg.mode == Mode::Disaggregated || itl_mean.is_some();
         if let Some((t, mean)) = obs.ttft_ms.and_then(|t| Some((t, positive(t.mean)?))) {
-            if r.prefill.ready > 0 {
+            if prefill_engines > 0 && prefill_known {
                 self.model.learn_prefill(Evidence {
                     lambda,
-                    engines: r.prefill.ready,
+                    engines: prefill_engines,
                     isl,
                     osl,
                     observed_ms: mean,
@@ -312,11 +322,12 @@ impl SlaPlanner {
                     steady: prefill_steady,
                     observed_kv: None,
                     weight: requests,
+                    interleaved_itl_ms,
                 });
             }
         }
         if let Some((t, mean)) = obs.itl_ms.and_then(|t| Some((t, positive(t.mean)?))) {
-            if r.decode.ready > 0 && self.cfg.mode == Mode::Disaggregated {
+            if r.decode.ready > 0 {
                 self.model.learn_decode(Evidence {
                     lambda,
                     engines: r.decode.ready,
@@ -330,6 +341,7 @@ impl SlaPlanner {
                         .and_then(|k| k.decode)
                         .filter(|k| k.is_finite() && *k >= 0.0),
                     weight: requests,
+                    interleaved_itl_ms,
                 });
             }
         }
@@ -521,6 +533,7 @@ impl Policy for SlaPlanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::planner::{LatencySummary, Limits, ReplicaState, RoleReplicas, Sla};
 
     #[test]
     fn the_solver_sizes_for_every_step_of_a_short_horizon_and_a_sample_of_a_long_one() {
@@ -537,6 +550,79 @@ mod tests {
             assert_eq!(steps.last(), Some(&h));
             assert!(steps.windows(2).all(|w| w[0] < w[1]), "{h}: {steps:?}");
         }
+    }
+
+    fn aggregated_planner_taught(slower: f64) -> (SlaPlanner, Decision) {
+        let profile = crate::profile::Profile::embedded_default();
+        let ctx = PolicyContext {
+            sla: Sla {
+                ttft_ms: 300.0,
+                itl_ms: 20.0,
+            },
+            limits: Limits {
+                min_prefill: 0,
+                max_prefill: 0,
+                min_decode: 1,
+                max_decode: 16,
+                gpu_budget: 16,
+                gpus_per_prefill_engine: 1,
+                gpus_per_decode_engine: 1,
+            },
+            interval_s: 60.0,
+            startup_s: 60.0,
+            prefill: profile.prefill_model(),
+            decode: profile.decode_model(),
+            max_context_tokens: profile.max_context_tokens,
+        };
+        let mut planner = SlaPlanner::new(
+            ctx,
+            PlannerConfig {
+                mode: Mode::Aggregated,
+                ..Default::default()
+            },
+        );
+        let latency = |mean: f64, p99: f64| LatencySummary {
+            mean: Some(mean * slower),
+            p50: None,
+            p90: None,
+            p99: Some(p99 * slower),
+        };
+        let mut last = Decision::default();
+        for i in 1..=12 {
+            let obs = Observation {
+                time_s: 60.0 * i as f64,
+                interval_s: 60.0,
+                requests: Some(300.0),
+                isl_mean: Some(2000.0),
+                osl_mean: Some(200.0),
+                ttft_ms: Some(latency(60.0, 90.0)),
+                itl_ms: Some(latency(7.0, 8.0)),
+                replicas: Some(RoleReplicas {
+                    prefill: ReplicaState::default(),
+                    decode: ReplicaState {
+                        ready: 3,
+                        ..Default::default()
+                    },
+                }),
+                ..Default::default()
+            };
+            last = planner.decide(obs.time_s, &obs);
+        }
+        (planner, last)
+    }
+
+    #[test]
+    fn an_aggregated_planner_learns_from_its_workers_latencies() {
+        // The same steady load on three workers; the second deployment's workers are 1.8
+        // times slower at both. Their TTFT teaches the prefill speed, their ITL the decode
+        // speed, and the slower workers get more of them.
+        let (as_told, told) = aggregated_planner_taught(1.0);
+        let (slow, slowed) = aggregated_planner_taught(1.8);
+        let (a, b) = (as_told.model.corrections, slow.model.corrections);
+        assert!(b.prefill > a.prefill * 1.4, "{a:?} {b:?}");
+        assert!(b.decode > a.decode * 1.4, "{a:?} {b:?}");
+        assert_eq!((told.prefill, slowed.prefill), (0, 0));
+        assert!(slowed.decode > told.decode, "{told:?}\n{slowed:?}");
     }
 
     #[test]

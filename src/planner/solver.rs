@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{decode_itl_ms, prefill_ttft_ms, PerformanceModel};
+use super::model::{decode_itl_ms, PerformanceModel, PrefillQueue};
 use super::{Limits, Sla};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -269,16 +269,14 @@ fn solve_aggregated(
         }
         let itl = decode_itl(model, cfg, load, w) / (1.0 - u);
         // Aggregated workers interleave decode steps, so no prompt shares an iteration's
-        // overhead with others for sure: no sharing is assumed.
-        let ttft = prefill_ttft_ms(
-            lambda,
-            w,
-            service + itl,
-            0.0,
+        // overhead with others for sure: no sharing is assumed. The slowest prompts' own
+        // time counts as on a prefill engine (the learned spread), so what is learned from
+        // the workers' TTFT p99 is what is planned with.
+        let ttft = PrefillQueue::new(lambda, w, service + itl, 0.0).slowest_quantile_ms(
             cfg.ttft_quantile,
+            model.corrections.prefill_tail,
             model.corrections.prefill_variability,
-        )
-        .0;
+        );
         (ttft, itl)
     };
     let max_w = limits
