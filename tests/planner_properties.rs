@@ -192,12 +192,18 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn never_outside_limits_or_budget(obs in observations(), min_p in 1u32..3, min_d in 1u32..3, extra in 0u32..8, budget in 4u32..20) {
+    fn never_outside_limits_or_budget(obs in observations(), min_p in 1u32..3, min_d in 1u32..3, extra in 0u32..8, budget in 4u32..20, aggregated in any::<bool>()) {
         let l = limits(min_p, min_p + extra, min_d, min_d + extra, budget.max(min_p + min_d));
-        let mut planner = SlaPlanner::new(context(l), PlannerConfig::default());
+        let mode = if aggregated { Mode::Aggregated } else { Mode::Disaggregated };
+        let mut planner = SlaPlanner::new(context(l), PlannerConfig { mode, ..PlannerConfig::default() });
         for o in &obs {
             let d = planner.decide(o.time_s, o);
-            prop_assert!(d.prefill >= l.min_prefill && d.prefill <= l.max_prefill, "{d:?}");
+            if aggregated {
+                // One pool of workers: never a prefill replica, whatever was observed.
+                prop_assert_eq!(d.prefill, 0, "{:?}", d);
+            } else {
+                prop_assert!(d.prefill >= l.min_prefill && d.prefill <= l.max_prefill, "{d:?}");
+            }
             prop_assert!(d.decode >= l.min_decode && d.decode <= l.max_decode, "{d:?}");
             prop_assert!(l.gpus(d.prefill, d.decode) <= l.gpu_budget, "{d:?}");
             prop_assert!(!d.reasons.is_empty());
