@@ -233,6 +233,14 @@ impl SlaPlanner {
             .observe_sampled(requests / interval_s, requests.sqrt() / interval_s, h);
     }
 
+    /// Replica counts as the reasons name them: `4P+3D`, or `3 workers` in aggregated mode.
+    fn counts(&self, prefill: u32, decode: u32) -> String {
+        match self.cfg.mode {
+            Mode::Disaggregated => format!("{prefill}P+{decode}D"),
+            Mode::Aggregated => format!("{decode} workers"),
+        }
+    }
+
     fn horizon_steps(&self, interval_s: f64) -> usize {
         ((interval_s + self.ctx.startup_s) / interval_s)
             .ceil()
@@ -468,8 +476,11 @@ impl Policy for SlaPlanner {
             _ => "the rate just seen".to_string(),
         };
         let mut reasons = vec![format!(
-            "plan for {:.2} req/s ({source}), ISL {:.0}, OSL {:.0}: {wish_p}P+{wish_d}D",
-            load.lambda, load.isl, load.osl
+            "plan for {:.2} req/s ({source}), ISL {:.0}, OSL {:.0}: {}",
+            load.lambda,
+            load.isl,
+            load.osl,
+            self.counts(wish_p, wish_d)
         )];
         if backlog > 0.0 {
             reasons.push(format!(
@@ -486,7 +497,8 @@ impl Policy for SlaPlanner {
                 wish_p = wish_p.max(fp);
                 wish_d = wish_d.max(fd);
                 reasons.push(format!(
-                    "kept at least the {fp}P+{fd}D found at the start until the load's forecast errors are measured"
+                    "kept at least the {} found at the start until the load's forecast errors are measured",
+                    self.counts(fp, fd)
                 ));
             }
         }
