@@ -287,6 +287,17 @@ pub struct DryRun {
 }
 
 pub fn dry_run(a: &SimulateArgs, show_progress: bool) -> Result<DryRun, InputError> {
+    dry_run_applicable(a, show_progress, false)
+}
+
+/// `dry_run`; with `skip_inapplicable`, the policies that cannot steer the scenario's
+/// deployment (pool-sizing baselines on an aggregated one) are left out with a note, as
+/// `compare` runs one list of policies over every scenario.
+fn dry_run_applicable(
+    a: &SimulateArgs,
+    show_progress: bool,
+    skip_inapplicable: bool,
+) -> Result<DryRun, InputError> {
     let started = Instant::now();
     if a.trace.is_none() && (a.window.is_some() || a.time_scale.is_some() || a.replicate.is_some())
     {
@@ -313,12 +324,24 @@ pub fn dry_run(a: &SimulateArgs, show_progress: bool) -> Result<DryRun, InputErr
         gpu_budget: a.gpu_budget,
         seed: a.seed,
     };
-    let sc = scenario::load(&a.scenario, &ov)?;
-    let specs: Vec<String> = if a.policies.is_empty() {
+    let mut sc = scenario::load(&a.scenario, &ov)?;
+    let mut specs: Vec<String> = if a.policies.is_empty() {
         sc.file.policies.clone()
     } else {
         a.policies.clone()
     };
+    if skip_inapplicable && sc.sim.aggregated {
+        let (left, kept): (Vec<String>, Vec<String>) = specs
+            .into_iter()
+            .partition(|p| crate::sim::policies::sizes_pools(p));
+        if !left.is_empty() {
+            sc.notes.push(format!(
+                "not run: {} (they size prefill and decode pools; this deployment is aggregated)",
+                left.join(", ")
+            ));
+        }
+        specs = kept;
+    }
     if specs.is_empty() {
         return Err(InputError::Usage(
             "no policy: pass --policy (the scenario names none)".into(),
@@ -501,7 +524,10 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<()> {
     for sc in &scenarios {
         for &startup in &a.startups {
             eprintln!("running {sc} with a {startup:.0} s cold start");
-            let run = dry_run(&simulate_args(sc, startup, &a.policies), false)?;
+            let run = dry_run_applicable(&simulate_args(sc, startup, &a.policies), false, true)?;
+            for note in &run.summary.scenario.notes {
+                eprintln!("  {note}");
+            }
             runs.push((sc.clone(), startup, run.summary));
         }
     }

@@ -20,6 +20,10 @@ use crate::workload::{
 pub const EMBEDDED: &[(&str, &str)] = &[
     ("sin-5-45", include_str!("../simulations/sin-5-45.yaml")),
     (
+        "sin-5-45-aggregated",
+        include_str!("../simulations/sin-5-45-aggregated.yaml"),
+    ),
+    (
         "sin-5-45-budget8",
         include_str!("../simulations/sin-5-45-budget8.yaml"),
     ),
@@ -110,6 +114,10 @@ pub struct TraceSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentSpec {
+    /// `disaggregated` (prefill and decode pools) or `aggregated` (one pool of workers that
+    /// do both; their count is the decode count, and the prefill limits are 0).
+    #[serde(default)]
+    pub mode: Mode,
     pub interval_s: f64,
     pub startup_s: f64,
     #[serde(default = "default_scrape")]
@@ -281,15 +289,22 @@ fn check_common(
             format!("must be >= 0 (got {startup_s})"),
         ));
     }
-    let limits = Limits::build(
+    let mut limits = Limits::build(
         ov.gpu_budget.unwrap_or(d.gpu_budget),
         (d.gpus_per_prefill_engine, d.gpus_per_decode_engine),
         (d.min_prefill, d.min_decode),
         (d.max_prefill, d.max_decode),
     );
-    limits
-        .validate()
-        .map_err(|(field, m)| field_err(origin, &format!("deployment.{field}"), m))?;
+    let checked = if d.mode == Mode::Aggregated {
+        // No prefill role: the workers are the decode count, and the budget is theirs. The
+        // prefill fields are not read (their defaults would hold a phantom engine).
+        limits.min_prefill = 0;
+        limits.max_prefill = 0;
+        limits.validate_aggregated()
+    } else {
+        limits.validate()
+    };
+    checked.map_err(|(field, m)| field_err(origin, &format!("deployment.{field}"), m))?;
     if let Some(0) = d.prefill_token_budget {
         return Err(field_err(
             origin,
@@ -382,7 +397,11 @@ pub fn decide_setup(
         decode: checked.profile.decode_model(),
         max_context_tokens: checked.profile.max_context_tokens,
     };
-    Ok((ctx, file.planner))
+    let mut planner = file.planner;
+    if file.deployment.mode == Mode::Aggregated {
+        planner.mode = Mode::Aggregated;
+    }
+    Ok((ctx, planner))
 }
 
 /// A YAML error as an `InputError` naming the file and the field.
@@ -403,22 +422,27 @@ pub fn prepare(
     base: &Path,
     ov: &Overrides,
 ) -> Result<Scenario, InputError> {
+    let mut file = file;
     let d = &file.deployment;
     let Checked {
         limits,
         startup_s,
         profile,
     } = check_common(&file.sla, d, &file.planner, &file.profile, origin, base, ov)?;
-    // The simulator's deployment has separate prefill and decode pools: an aggregated
-    // planner's worker count would be read as decode engines beside no prefill sizing.
-    if file.planner.mode == Mode::Aggregated {
+    // The planner sizes what is simulated: workers for an aggregated deployment, prefill
+    // and decode engines for a disaggregated one. Planning workers for prefill and decode
+    // pools would leave the prefill pool at its minimum.
+    let aggregated = d.mode == Mode::Aggregated;
+    if file.planner.mode == Mode::Aggregated && !aggregated {
         return Err(field_err(
             origin,
             "planner.mode",
-            "aggregated: the dry run simulates a disaggregated deployment (prefill and decode \
-             pools); aggregated decisions are served by `decide`",
+            "aggregated, but the simulated deployment is disaggregated (prefill and decode \
+             pools); set deployment.mode: aggregated to simulate workers that do both",
         ));
     }
+    file.planner.mode = d.mode;
+    let d = &file.deployment;
 
     let mut notes = Vec::new();
     let seed = ov.seed.unwrap_or(file.seed);
@@ -528,6 +552,7 @@ pub fn prepare(
         initial,
         duration_s,
         max_context_tokens: profile.max_context_tokens,
+        aggregated,
     };
     let mut sim = sim;
     if explicit.is_none() {

@@ -82,6 +82,104 @@ fn one_request_at_a_time_gives_low_load_itl() {
     }
 }
 
+/// One worker that prefills and decodes (aggregated), static.
+fn aggregated(profile: &Profile, workers: u32, duration_s: f64) -> sla_planner::sim::SimConfig {
+    let mut cfg = common::sim_config(profile, 0, workers, duration_s);
+    cfg.aggregated = true;
+    cfg.limits.min_prefill = 0;
+    cfg.limits.max_prefill = 0;
+    cfg
+}
+
+#[test]
+fn an_aggregated_worker_alone_prefills_and_decodes_as_profiled() {
+    let profile = Profile::embedded_default();
+    let model = profile.decode_model();
+    let (isl, osl) = (2950u32, 100u32);
+    let requests = one_at_a_time(&[isl, isl, isl], osl);
+    let res = simulate(
+        &aggregated(&profile, 1, 120.0),
+        &profile,
+        &requests,
+        &mut StaticPolicy::new(0, 1),
+        None,
+    );
+    assert_eq!((res.max_prefill, res.max_decode), (0, 1));
+    let ttft = profile.prefill_model().ttft_ms(isl as f64);
+    let itl = model.itl_ms(0.0, isl as f64 + osl as f64 / 2.0);
+    for o in &res.outcomes {
+        assert!(
+            (o.ttft_ms as f64 - ttft).abs() / ttft < 0.05,
+            "{o:?} vs {ttft:.1} ms"
+        );
+        assert!(
+            (o.itl_ms as f64 - itl).abs() / itl < 0.05,
+            "{o:?} vs {itl:.2} ms"
+        );
+    }
+}
+
+#[test]
+fn an_aggregated_worker_stretches_its_decode_steps_while_it_prefills() {
+    // A long answer decodes while prompts of 3,000 tokens arrive twice a second. On a
+    // worker that does both, each prompt's prefill rides a decode step and lengthens it,
+    // by about the share of the worker's time spent prefilling; on separate prefill and
+    // decode engines the answer's steps are as they would be alone.
+    let profile = Profile::embedded_default();
+    let long = Request {
+        arrival_s: 1.0,
+        isl: 1000,
+        osl: 3000,
+    };
+    let prompts: Vec<Request> = (0..40)
+        .map(|i| Request {
+            arrival_s: 2.0 + 0.5 * i as f64,
+            isl: 3000,
+            osl: 2,
+        })
+        .collect();
+    let alone = {
+        let res = simulate(
+            &aggregated(&profile, 1, 60.0),
+            &profile,
+            &[long],
+            &mut StaticPolicy::new(0, 1),
+            None,
+        );
+        res.outcomes[0].itl_ms as f64
+    };
+    let requests: Vec<Request> = std::iter::once(long).chain(prompts).collect();
+    let shared = simulate(
+        &aggregated(&profile, 1, 60.0),
+        &profile,
+        &requests,
+        &mut StaticPolicy::new(0, 1),
+        None,
+    )
+    .outcomes[0]
+        .itl_ms as f64;
+    let separate = simulate(
+        &common::sim_config(&profile, 1, 1, 60.0),
+        &profile,
+        &requests,
+        &mut StaticPolicy::new(1, 1),
+        None,
+    )
+    .outcomes[0]
+        .itl_ms as f64;
+    // Two prompts a second of ~60 ms each: a share of about 0.12, a stretch of about 1.14.
+    let share = 2.0 * profile.prefill_model().ttft_ms(3000.0) / 1000.0;
+    let stretch = shared / alone;
+    assert!(
+        stretch > 1.0 + share / 2.0 && stretch < 1.0 / (1.0 - share) * 1.05,
+        "alone {alone:.2} ms, sharing the worker {shared:.2} ms (x{stretch:.2}), share {share:.2}"
+    );
+    assert!(
+        (separate - alone).abs() / alone < 0.05,
+        "{separate:.2} vs {alone:.2}"
+    );
+}
+
 fn mean_ttft_by_half(rate: f64) -> (f64, f64) {
     let profile = Profile::embedded_default();
     let spec = SyntheticSpec {

@@ -470,8 +470,9 @@ fn scenario_errors_name_the_field() {
 
 #[test]
 fn aggregated_mode_is_refused_where_a_disaggregated_graph_runs() {
-    // The dry run and the live loop size a prefill and a decode pool; an aggregated
-    // planner's prefill target of 0 would scale the prefill pool away.
+    // The live loop sizes a graph's prefill and decode services; an aggregated planner's
+    // prefill target of 0 would scale the prefill service away. (The dry run simulates
+    // aggregated workers with `deployment.mode: aggregated`.)
     let tmp = tempfile::tempdir().unwrap();
     let cfg = common::run_config(tmp.path(), "agg", 9090, 6443, "");
     let text = std::fs::read_to_string(&cfg).unwrap();
@@ -541,4 +542,43 @@ fn schedule_file_errors_name_the_line() {
 fn unknown_flag_is_a_usage_error() {
     let r = run(&["simulate", "--no-such-flag"]);
     assert_eq!(r.code, 2);
+}
+
+#[test]
+fn an_aggregated_deployment_refuses_what_sizes_pools() {
+    for (policy, named) in [
+        ("dynamo", "sizes prefill and decode pools"),
+        ("threshold", "sizes prefill and decode pools"),
+        ("static:2,4", "static:0,W"),
+    ] {
+        assert_input_error(
+            &[
+                "simulate",
+                "--scenario",
+                "sin-5-45-aggregated",
+                "--policy",
+                policy,
+            ],
+            &[policy, named],
+        );
+    }
+    // The workers are counted as decode: a minimum of none is no deployment.
+    let tmp = tempfile::tempdir().unwrap();
+    let text = sla_planner::scenario::EMBEDDED
+        .iter()
+        .find(|(n, _)| *n == "sin-5-45-aggregated")
+        .unwrap()
+        .1;
+    let path = write(
+        tmp.path(),
+        "agg0.yaml",
+        &text.replace(
+            "  mode: aggregated\n",
+            "  mode: aggregated\n  min_decode: 0\n",
+        ),
+    );
+    assert_input_error(
+        &["simulate", "--scenario", &path],
+        &["agg0.yaml", "deployment.min_decode"],
+    );
 }

@@ -195,3 +195,52 @@ fn gpus_are_billed_until_the_last_request_is_done_not_until_late_replicas_start(
         result.gpu_seconds
     );
 }
+
+#[test]
+fn an_aggregated_deployment_runs_workers_and_no_prefill_pool() {
+    // Every policy sizes the workers; none ever holds a prefill replica. The oracle and the
+    // cheapest static deployment meet the SLA on workers alone, and the planner keeps
+    // within it after its first ramp.
+    let summary = common::run_json(&[
+        "simulate",
+        "--scenario",
+        "sin-5-45-aggregated",
+        "--policy",
+        "planner",
+        "--policy",
+        "static:best",
+        "--policy",
+        "oracle",
+        "--json",
+    ]);
+    let policies = summary["policies"].as_array().unwrap();
+    assert_eq!(policies.len(), 3);
+    for p in policies {
+        assert_eq!(p["max_prefill"], 0, "{p}");
+        assert!(p["max_decode"].as_u64().unwrap() >= 2, "{p}");
+        assert_eq!(p["completed"], p["requests"], "{p}");
+    }
+    let attainment = |i: usize, key: &str| policies[i][key].as_f64().unwrap();
+    assert!(attainment(1, "slo_attainment") >= 0.99, "{}", policies[1]);
+    assert!(attainment(2, "slo_attainment") >= 0.99, "{}", policies[2]);
+    assert!(
+        attainment(0, "slo_attainment_after_warmup") >= 0.99,
+        "{}",
+        policies[0]
+    );
+
+    // Pool-sizing baselines cannot steer workers: asked for, they are refused; `compare`,
+    // which runs one list over every scenario, leaves them out and says so.
+    let out = std::process::Command::new(common::bin())
+        .args([
+            "simulate",
+            "--scenario",
+            "sin-5-45-aggregated",
+            "--policy",
+            "dynamo",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("aggregated"));
+}

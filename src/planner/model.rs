@@ -238,6 +238,28 @@ pub fn itl_batch_z(quantile: f64) -> f64 {
     normal_quantile(quantile) * (2.0f64 / 3.0).sqrt()
 }
 
+/// How much an aggregated worker's decode steps stretch for a request: its steps share the
+/// worker with the prompts prefilled while it decodes, `1 / (1 - u)` for a share `u` of the
+/// worker's time. The share is the mean (`lambda_per_worker` prompts a second of
+/// `service_ms` each) plus `z` deviations of the prompts that arrive in the request's
+/// lifetime of `life_s` (Poisson: a short life sees a wide swing). Infinite at or past a
+/// whole worker.
+pub fn interleaved_stretch(lambda_per_worker: f64, service_ms: f64, life_s: f64, z: f64) -> f64 {
+    let service_s = service_ms / 1000.0;
+    let mean = lambda_per_worker * service_s;
+    let swing = if life_s > 0.0 && lambda_per_worker > 0.0 {
+        z.max(0.0) * service_s * (lambda_per_worker / life_s).sqrt()
+    } else {
+        0.0
+    };
+    let u = mean + swing;
+    if u < 1.0 {
+        1.0 / (1.0 - u)
+    } else {
+        f64::INFINITY
+    }
+}
+
 /// Decode latency at a load: the ITL the batch size at `batch_quantile_z` deviations above
 /// its mean gives, and the mean batch size per engine. `None` when no batch size is stable
 /// (the engines cannot keep up) or the KV cache cannot hold it.
@@ -729,23 +751,19 @@ impl PerformanceModel {
         let ev = self.decode_evidence.clone();
         let model = &self.decode;
         // On an interleaving worker, decode steps stretch by the share of its time spent on
-        // prefill, as the aggregated solver expects them to.
-        let stretches: Vec<f64> = ev
-            .iter()
-            .map(|e| match e.interleaved_itl_ms {
-                Some(_) => {
-                    let busy = e.lambda / f64::from(e.engines.max(1))
-                        * self.prefill_service_ms(e.isl)
-                        / 1000.0;
-                    if busy < 1.0 {
-                        1.0 / (1.0 - busy)
-                    } else {
-                        f64::INFINITY
-                    }
-                }
-                None => 1.0,
-            })
-            .collect();
+        // prefill, as the aggregated solver expects them to: the mean share for the mean
+        // ITL; for the p99, the share the p99 request saw (`stretch_at`, below).
+        let (prefill, prefill_speed) = (&self.prefill, self.corrections.prefill);
+        let stretch_at = |e: &Evidence, z: f64| match e.interleaved_itl_ms {
+            Some(itl) => interleaved_stretch(
+                e.lambda / f64::from(e.engines.max(1)),
+                prefill_speed * prefill.ttft_ms(e.isl),
+                e.osl * itl / 1000.0,
+                z,
+            ),
+            None => 1.0,
+        };
+        let stretches: Vec<f64> = ev.iter().map(|e| stretch_at(e, 0.0)).collect();
         let fit = fit_correction(
             &ev,
             self.cfg.min,
@@ -792,7 +810,7 @@ impl PerformanceModel {
                 let expected = batches[i]
                     .and_then(|n| decode_itl_at_batch(model, k, n, e.isl, e.osl, z * w, 4.0))
                     .unwrap_or(f64::INFINITY);
-                Some((expected * stretches[i], observed))
+                Some((expected * stretch_at(e, z * w), observed))
             },
         );
         if let Some(w) = fit {

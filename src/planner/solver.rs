@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{decode_itl_ms, PerformanceModel, PrefillQueue};
+use super::model::{decode_itl_ms, interleaved_stretch, PerformanceModel, PrefillQueue};
 use super::{Limits, Sla};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -251,7 +251,8 @@ fn proportional_split(limits: &Limits, p_need: u32, d_need: u32) -> (u32, u32) {
 }
 
 /// Aggregated workers interleave prefill chunks with decode steps. A worker busy with
-/// prefill for a share `u` of its time stretches each decode step by `1 / (1 - u)`, and a
+/// prefill for a share `u` of its time stretches each decode step by `1 / (1 - u)` (at the
+/// ITL quantile, the share the prompts arriving in a request's lifetime swing to), and a
 /// prefill waits for the step in flight.
 fn solve_aggregated(
     model: &PerformanceModel,
@@ -263,11 +264,17 @@ fn solve_aggregated(
     let lambda = effective_lambda(load);
     let service = model.prefill_service_ms(load.isl);
     let latencies = |w: u32| -> (f64, f64) {
-        let u = lambda / w as f64 * service / 1000.0;
-        if u >= 1.0 {
+        let per_worker = lambda / w as f64;
+        let batch_itl = decode_itl(model, cfg, load, w);
+        // The mean share of prefill sets a request's lifetime; the prompts that arrive in
+        // it swing as the batch does, and the request at the ITL quantile sees that swing.
+        let life_s =
+            load.osl * batch_itl * interleaved_stretch(per_worker, service, 0.0, 0.0) / 1000.0;
+        let z = cfg.itl_batch_z * model.corrections.decode_variability;
+        let itl = batch_itl * interleaved_stretch(per_worker, service, life_s, z);
+        if !itl.is_finite() {
             return (f64::INFINITY, f64::INFINITY);
         }
-        let itl = decode_itl(model, cfg, load, w) / (1.0 - u);
         // Aggregated workers interleave decode steps, so no prompt shares an iteration's
         // overhead with others for sure: no sharing is assumed. The slowest prompts' own
         // time counts as on a prefill engine (the learned spread), so what is learned from

@@ -49,7 +49,7 @@ impl Limits {
     /// Checks the limits hold together; on failure, the field at fault and why. The same
     /// rules serve scenario files, the `run` config and the API's run-time changes.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if self.gpus_per_prefill_engine == 0 || self.gpus_per_decode_engine == 0 {
+        if self.gpus_per_prefill_engine == 0 {
             return Err((
                 "gpus_per_prefill_engine",
                 "GPUs per engine must be at least 1".into(),
@@ -61,12 +61,6 @@ impl Limits {
                 "a disaggregated deployment needs at least one prefill replica".into(),
             ));
         }
-        if self.min_decode == 0 {
-            return Err((
-                "min_decode",
-                "a disaggregated deployment needs at least one decode replica".into(),
-            ));
-        }
         if self.max_prefill < self.min_prefill {
             return Err((
                 "max_prefill",
@@ -74,6 +68,29 @@ impl Limits {
                     "{} is below min_prefill {}",
                     self.max_prefill, self.min_prefill
                 ),
+            ));
+        }
+        self.validate_decode()
+    }
+
+    /// `validate` for an aggregated deployment: one pool of workers, counted as decode, and
+    /// no prefill role (its limits are 0).
+    pub fn validate_aggregated(&self) -> Result<(), (&'static str, String)> {
+        debug_assert_eq!((self.min_prefill, self.max_prefill), (0, 0));
+        self.validate_decode()
+    }
+
+    fn validate_decode(&self) -> Result<(), (&'static str, String)> {
+        if self.gpus_per_decode_engine == 0 {
+            return Err((
+                "gpus_per_decode_engine",
+                "GPUs per engine must be at least 1".into(),
+            ));
+        }
+        if self.min_decode == 0 {
+            return Err((
+                "min_decode",
+                "a deployment needs at least one decode replica (or aggregated worker)".into(),
             ));
         }
         if self.max_decode < self.min_decode {
@@ -236,12 +253,25 @@ mod tests {
                     gpus_per_decode_engine: 0,
                     ..ok
                 },
-                "gpus_per_prefill_engine",
+                "gpus_per_decode_engine",
             ),
         ];
         for (l, field) in cases {
             assert_eq!(l.validate().unwrap_err().0, field, "{l:?}");
         }
+        // Aggregated: no prefill role, the workers counted as decode.
+        let workers = Limits {
+            min_prefill: 0,
+            max_prefill: 0,
+            ..ok
+        };
+        assert_eq!(workers.validate().unwrap_err().0, "min_prefill");
+        assert!(workers.validate_aggregated().is_ok());
+        let none = Limits {
+            min_decode: 0,
+            ..workers
+        };
+        assert_eq!(none.validate_aggregated().unwrap_err().0, "min_decode");
         assert_eq!(
             Limits::build(12, (2, 4), (1, 1), (None, Some(2))).max_prefill,
             6

@@ -1,4 +1,5 @@
-//! Simulated engines: one prefill engine with its queue, one decode engine with its batch.
+//! Simulated engines: one prefill engine with its queue, one decode engine with its batch,
+//! and the aggregated worker that is both.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -86,6 +87,7 @@ macro_rules! replica_impl {
 
 replica_impl!(PrefillEngine, queued_tokens);
 replica_impl!(DecodeEngine, reserved_tokens);
+replica_impl!(Worker, reserved_tokens);
 
 pub struct PrefillEngine {
     pub life: Life,
@@ -113,6 +115,11 @@ impl PrefillEngine {
 
     pub fn is_idle(&self) -> bool {
         self.queue.is_empty()
+    }
+
+    /// Whether an iteration is in flight.
+    pub fn is_busy(&self) -> bool {
+        !self.batch.is_empty()
     }
 
     pub fn queue_len(&self) -> usize {
@@ -226,6 +233,11 @@ impl DecodeEngine {
         self.active + self.joining.len() as u32
     }
 
+    /// Whether a step is in flight.
+    pub fn is_stepping(&self) -> bool {
+        self.stepping
+    }
+
     pub fn admit(&mut self, id: u32, r: Request) {
         self.reserved_tokens += r.isl as u64 + r.osl as u64;
         if self.stepping {
@@ -279,5 +291,111 @@ impl DecodeEngine {
             self.join(id, requests[id as usize]);
         }
         finished
+    }
+}
+
+/// An aggregated worker: one engine that prefills and decodes. Each iteration runs a decode
+/// step for its batch and, alongside, a chunk of the prompts queued at it (chunked prefill
+/// mixed into the decode batch), paying one iteration overhead for both. A prompt is queued
+/// only with room for its whole KV (input and output) reserved, and decodes where it was
+/// prefilled: no transfer.
+pub struct Worker {
+    pub life: Life,
+    pub born_s: f64,
+    pub gone_s: Option<f64>,
+    pub prefill: PrefillEngine,
+    pub decode: DecodeEngine,
+    /// KV reserved for everything admitted: prompts queued and requests decoding.
+    pub reserved_tokens: u64,
+}
+
+impl Worker {
+    pub fn new(now: f64, life: Life) -> Worker {
+        Worker {
+            life,
+            born_s: now,
+            gone_s: None,
+            prefill: PrefillEngine::new(now, Life::Ready),
+            decode: DecodeEngine::new(now, Life::Ready),
+            reserved_tokens: 0,
+        }
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.prefill.is_idle() && self.decode.is_idle() && !self.is_busy()
+    }
+
+    pub fn is_busy(&self) -> bool {
+        self.prefill.is_busy() || self.decode.is_stepping()
+    }
+
+    /// Requests admitted and not finished.
+    pub fn requests(&self) -> usize {
+        self.prefill.queue_len() + self.decode.batch_len() as usize
+    }
+
+    /// Queues a prompt, reserving its whole KV.
+    pub fn enqueue(&mut self, id: u32, r: Request) {
+        self.reserved_tokens += r.isl as u64 + r.osl as u64;
+        self.prefill.enqueue(id, r.isl);
+    }
+
+    /// Tokens in this worker's KV cache: the decoding batch's and the prompts prefilled so far.
+    pub fn kv_tokens(&self) -> f64 {
+        self.decode.live_tokens + self.prefill.kv_tokens()
+    }
+
+    /// Starts an iteration if none is in flight and there is work; returns its duration in
+    /// ms. A decode step alone takes the profile's ITL, a chunk alone its prefill time
+    /// (overhead included); together, the step and the chunk's token cost: one overhead.
+    pub fn start_iteration(
+        &mut self,
+        requests: &[Request],
+        prefill_model: &PrefillModel,
+        decode_model: &DecodeModel,
+        budget: u32,
+    ) -> Option<f64> {
+        if self.is_busy() {
+            return None;
+        }
+        let step = self.decode.start_step(decode_model);
+        let chunk = self.prefill.start_batch(requests, prefill_model, budget);
+        match (step, chunk) {
+            (Some(s), Some(c)) => Some(s + (c - prefill_model.overhead_ms()).max(0.0)),
+            (s, c) => s.or(c),
+        }
+    }
+
+    /// Ends the iteration in flight: returns the requests whose prefill completed (their
+    /// first token) and those that finished decoding. Completed prompts join the batch at
+    /// the next step.
+    pub fn finish_iteration(&mut self, requests: &[Request]) -> (Vec<u32>, Vec<u32>) {
+        let finished = if self.decode.is_stepping() {
+            self.decode.finish_step(requests)
+        } else {
+            Vec::new()
+        };
+        for &id in &finished {
+            let r = requests[id as usize];
+            self.reserved_tokens -= r.isl as u64 + r.osl as u64;
+        }
+        let prefilled = if self.prefill.is_busy() {
+            self.prefill.finish_batch(requests)
+        } else {
+            Vec::new()
+        };
+        (prefilled, finished)
+    }
+
+    /// A prefilled request starts decoding here (its KV was reserved when it was queued).
+    pub fn start_decoding(&mut self, id: u32, r: Request) {
+        self.decode.admit(id, r);
+        // `admit` reserves for the decode engine's own accounting; the worker's reservation
+        // was made at `enqueue`, and the decode engine's is not read for a worker.
+    }
+
+    /// A request that needs no decoding (one output token) leaves after its prefill.
+    pub fn release(&mut self, r: Request) {
+        self.reserved_tokens -= r.isl as u64 + r.osl as u64;
     }
 }

@@ -1,9 +1,12 @@
-//! The dry run: a discrete-event, per-request simulation of a disaggregated Dynamo deployment.
+//! The dry run: a discrete-event, per-request simulation of a Dynamo deployment,
+//! disaggregated or aggregated.
 //!
-//! Requests arrive from a workload, queue at a prefill engine (join the shortest queue, in
-//! tokens), are prefilled in chunked batches, move their KV cache to a decode engine (the one
-//! with the most free KV; a pool-level FIFO waits when none has room) and decode in
-//! continuous batches. Every `interval_s` the policy under test is shown an [`Observation`]
+//! Disaggregated, requests arrive from a workload, queue at a prefill engine (join the
+//! shortest queue, in tokens), are prefilled in chunked batches, move their KV cache to a
+//! decode engine (the one with the most free KV; a pool-level FIFO waits when none has room)
+//! and decode in continuous batches. Aggregated, they queue at a worker with room for their
+//! KV (the shortest queue), which mixes prefill chunks into its decode steps and decodes
+//! them where it prefilled them. Every `interval_s` the policy under test is shown an [`Observation`]
 //! of the interval and returns targets, which start replicas (after a cold start) or drain them.
 //! How batches map to time is documented in `docs/simulator.md`.
 
@@ -20,7 +23,7 @@ use crate::metrics::IntervalAccumulator;
 use crate::planner::{Limits, Observation, Policy, ReplicaState, RoleReplicas, Sla};
 use crate::profile::{DecodeModel, PrefillModel, Profile};
 use crate::workload::Request;
-use engine::{DecodeEngine, Life, PrefillEngine};
+use engine::{DecodeEngine, Life, PrefillEngine, Worker};
 
 /// KV cache transfer from prefill to decode: `base_ms + per_1k_tokens_ms * isl / 1000`.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
@@ -58,6 +61,9 @@ pub struct SimConfig {
     /// Policy ticks stop here; requests already admitted still finish.
     pub duration_s: f64,
     pub max_context_tokens: f64,
+    /// One pool of workers that prefill and decode (the decode count is the workers'), not
+    /// separate prefill and decode pools.
+    pub aggregated: bool,
 }
 
 /// What happened to one request.
@@ -109,6 +115,8 @@ enum Event {
     PrefillReady(u32),
     DecodeReady(u32),
     KvArrive(u32),
+    WorkerStep(u32),
+    WorkerReady(u32),
 }
 
 struct Scheduled {
@@ -175,6 +183,11 @@ pub struct Deployment {
     next_scrape: f64,
     prefill: Vec<PrefillEngine>,
     decode: Vec<DecodeEngine>,
+    /// Aggregated workers (empty in a disaggregated deployment, as `prefill` and `decode`
+    /// are in an aggregated one).
+    workers: Vec<Worker>,
+    /// Requests waiting for a ready worker with room for their KV.
+    worker_waiting: VecDeque<u32>,
     /// Requests waiting for any ready prefill engine (only when none is ready).
     prefill_backlog: VecDeque<u32>,
     /// Requests whose KV has arrived but no decode engine has room.
@@ -306,9 +319,13 @@ impl Deployment {
             prefill: (0..p0)
                 .map(|_| PrefillEngine::new(0.0, Life::Ready))
                 .collect(),
-            decode: (0..d0)
+            decode: (0..if cfg.aggregated { 0 } else { d0 })
                 .map(|_| DecodeEngine::new(0.0, Life::Ready))
                 .collect(),
+            workers: (0..if cfg.aggregated { d0 } else { 0 })
+                .map(|_| Worker::new(0.0, Life::Ready))
+                .collect(),
+            worker_waiting: VecDeque::new(),
             prefill_backlog: VecDeque::new(),
             decode_waiting: VecDeque::new(),
             acc: IntervalAccumulator::default(),
@@ -345,7 +362,12 @@ impl Deployment {
     pub fn in_flight(&self) -> usize {
         let p: usize = self.prefill.iter().map(|e| e.queue_len()).sum();
         let d: usize = self.decode.iter().map(|e| e.batch_len() as usize).sum();
-        p + d + self.prefill_backlog.len() + self.decode_waiting.len()
+        let w: usize = self.workers.iter().map(|e| e.requests()).sum();
+        p + d
+            + w
+            + self.prefill_backlog.len()
+            + self.decode_waiting.len()
+            + self.worker_waiting.len()
     }
 
     /// Requests waiting for a prefill or a decode slot.
@@ -355,7 +377,12 @@ impl Deployment {
             .iter()
             .map(|e| e.queue_len().saturating_sub(1))
             .sum();
-        p + self.prefill_backlog.len() + self.decode_waiting.len()
+        let w: usize = self
+            .workers
+            .iter()
+            .map(|e| e.prefill.queue_len().saturating_sub(1))
+            .sum();
+        p + w + self.prefill_backlog.len() + self.decode_waiting.len() + self.worker_waiting.len()
     }
 
     /// Mean KV utilisation (0..1) of ready engines per role, and queued prefill tokens.
@@ -377,7 +404,13 @@ impl Deployment {
                 .decode
                 .iter()
                 .filter(|e| e.life == Life::Ready)
-                .map(|e| e.live_tokens / max_kv),
+                .map(|e| e.live_tokens / max_kv)
+                .chain(
+                    self.workers
+                        .iter()
+                        .filter(|e| e.life == Life::Ready)
+                        .map(|e| e.kv_tokens() / max_kv),
+                ),
         );
         let mut queued: u64 = self
             .prefill
@@ -386,8 +419,15 @@ impl Deployment {
             .map(|e| e.queued_tokens)
             .sum();
         queued += self
+            .workers
+            .iter()
+            .filter(|e| e.life != Life::Gone)
+            .map(|e| e.prefill.queued_tokens)
+            .sum::<u64>();
+        queued += self
             .prefill_backlog
             .iter()
+            .chain(&self.worker_waiting)
             .map(|&r| self.requests[r as usize].isl as u64)
             .sum::<u64>();
         (kv_p, kv_d, queued as f64)
@@ -464,7 +504,12 @@ impl Deployment {
         }
         RoleReplicas {
             prefill: count(self.prefill.iter().map(|e| &e.life)),
-            decode: count(self.decode.iter().map(|e| &e.life)),
+            decode: count(
+                self.decode
+                    .iter()
+                    .map(|e| &e.life)
+                    .chain(self.workers.iter().map(|e| &e.life)),
+            ),
         }
     }
 
@@ -491,7 +536,12 @@ impl Deployment {
             (gone_s.unwrap_or(end_s).min(end_s) - born_s).max(0.0)
         };
         let p: f64 = self.prefill.iter().map(|e| held(e.born_s, e.gone_s)).sum();
-        let d: f64 = self.decode.iter().map(|e| held(e.born_s, e.gone_s)).sum();
+        let d: f64 = self
+            .decode
+            .iter()
+            .map(|e| held(e.born_s, e.gone_s))
+            .chain(self.workers.iter().map(|e| held(e.born_s, e.gone_s)))
+            .sum();
         p * l.gpus_per_prefill_engine as f64 + d * l.gpus_per_decode_engine as f64
     }
 
@@ -500,8 +550,12 @@ impl Deployment {
         // Whatever a policy asks, the deployment never leaves its limits.
         let (p, d, _) = self.cfg.limits.clamp(prefill, decode);
         self.target = (p, d);
-        self.scale_prefill(p);
-        self.scale_decode(d);
+        if self.cfg.aggregated {
+            self.scale_workers(d);
+        } else {
+            self.scale_prefill(p);
+            self.scale_decode(d);
+        }
         self.note_peaks();
     }
 
@@ -523,6 +577,15 @@ impl Deployment {
         }
     }
 
+    fn scale_workers(&mut self, target: u32) {
+        let now = self.now;
+        for _ in 0..engine::resize_pool(&mut self.workers, target, now) {
+            let id = self.workers.len() as u32;
+            self.workers.push(Worker::new(now, Life::Starting));
+            self.schedule(now + self.cfg.startup_s, Event::WorkerReady(id));
+        }
+    }
+
     fn scrape(&mut self) {
         let (kv_p, kv_d, queued) = self.gauges();
         self.acc.on_scrape(kv_p, kv_d, queued);
@@ -540,7 +603,49 @@ impl Deployment {
         if let Some(rec) = &mut self.records {
             rec.push(Record::Arrival { isl: r.isl });
         }
-        self.route_prefill(id);
+        if self.cfg.aggregated {
+            self.worker_waiting.push_back(id);
+            self.admit_to_workers();
+        } else {
+            self.route_prefill(id);
+        }
+    }
+
+    /// Queues waiting requests, in arrival order, at the ready worker with room for their
+    /// KV and the fewest prompt tokens queued.
+    fn admit_to_workers(&mut self) {
+        let max_kv = self.decode_model.max_kv_tokens() as u64;
+        while let Some(&id) = self.worker_waiting.front() {
+            let r = self.requests[id as usize];
+            let need = r.isl as u64 + r.osl as u64;
+            let cap = self.cfg.max_decode_batch;
+            let best = (0..self.workers.len())
+                .filter(|&i| {
+                    let w = &self.workers[i];
+                    w.life == Life::Ready
+                        && w.reserved_tokens + need <= max_kv
+                        && cap.is_none_or(|c| w.requests() < c as usize)
+                })
+                .min_by_key(|&i| {
+                    let w = &self.workers[i];
+                    (w.prefill.queued_tokens, w.reserved_tokens, i)
+                });
+            let Some(i) = best else { break };
+            self.worker_waiting.pop_front();
+            self.workers[i].enqueue(id, r);
+            self.start_worker(i);
+        }
+    }
+
+    fn start_worker(&mut self, i: usize) {
+        if let Some(ms) = self.workers[i].start_iteration(
+            &self.requests,
+            &self.prefill_model,
+            &self.decode_model,
+            self.cfg.prefill_token_budget,
+        ) {
+            self.schedule(self.now + ms / 1000.0, Event::WorkerStep(i as u32));
+        }
     }
 
     fn route_prefill(&mut self, id: u32) {
@@ -613,6 +718,38 @@ impl Deployment {
                 }
             }
             Event::KvArrive(id) => self.first_token(id),
+            Event::WorkerReady(i) => {
+                let w = &mut self.workers[i as usize];
+                if w.life != Life::Starting {
+                    return;
+                }
+                w.life = Life::Ready;
+                self.admit_to_workers();
+            }
+            Event::WorkerStep(i) => {
+                let now = self.now;
+                let (prefilled, finished) =
+                    self.workers[i as usize].finish_iteration(&self.requests);
+                for id in finished {
+                    self.complete(id, now);
+                }
+                for id in prefilled {
+                    let r = self.requests[id as usize];
+                    if self.record_first_token(id) {
+                        self.workers[i as usize].start_decoding(id, r);
+                    } else {
+                        self.workers[i as usize].release(r);
+                    }
+                }
+                let w = &mut self.workers[i as usize];
+                if w.life == Life::Draining && w.is_idle() {
+                    w.life = Life::Gone;
+                    w.gone_s = Some(now);
+                } else {
+                    self.start_worker(i as usize);
+                }
+                self.admit_to_workers();
+            }
             Event::DecodeStep(i) => {
                 let now = self.now;
                 let finished = self.decode[i as usize].finish_step(&self.requests);
@@ -633,6 +770,15 @@ impl Deployment {
 
     /// The first token reaches the user; the request moves to decode.
     fn first_token(&mut self, id: u32) {
+        if self.record_first_token(id) {
+            self.decode_waiting.push_back(id);
+            self.admit_waiting();
+        }
+    }
+
+    /// Records the first token; completes a request that has no more to make. Returns
+    /// whether it goes on to decode.
+    fn record_first_token(&mut self, id: u32) -> bool {
         let r = self.requests[id as usize];
         let ttft_ms = (self.now - r.arrival_s) * 1000.0;
         self.outcomes[id as usize].ttft_ms = ttft_ms as f32;
@@ -645,10 +791,9 @@ impl Deployment {
         }
         if r.osl <= 1 {
             self.complete(id, self.now);
-            return;
+            return false;
         }
-        self.decode_waiting.push_back(id);
-        self.admit_waiting();
+        true
     }
 
     fn complete(&mut self, id: u32, now: f64) {

@@ -180,6 +180,14 @@ pub fn need_for_interval(
         .collect();
     let from = start - warm;
     let (max_p, max_d) = role_caps(l);
+    if cfg.aggregated {
+        // Workers do both: the fewest that meet both targets.
+        let w = smallest(l.min_decode, max_d, |w| {
+            let (ttft, itl) = probe(cfg, profile, &window, from, 0, w);
+            ttft >= target && itl >= target
+        });
+        return (0, w);
+    }
     let p = smallest(l.min_prefill, max_p, |p| {
         probe(cfg, profile, &window, from, p, max_d).0 >= target
     });

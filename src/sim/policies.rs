@@ -88,11 +88,37 @@ fn parse_target(spec: &str, t: &str) -> Result<f64, InputError> {
     Ok(v)
 }
 
+/// Whether the policy sizes prefill and decode pools by their own signals (Dynamo's formula,
+/// the threshold rule), and so cannot steer an aggregated deployment's workers.
+pub fn sizes_pools(spec: &str) -> bool {
+    let kind = spec.split_once(':').map_or(spec, |(k, _)| k);
+    matches!(kind, "dynamo" | "threshold")
+}
+
 pub fn build_policy(spec: &str, env: &PolicyEnv) -> Result<Box<dyn Policy>, InputError> {
     check_policy_spec(spec)?;
     let (kind, arg) = spec
         .split_once(':')
         .map_or((spec, None), |(k, a)| (k, Some(a)));
+    if env.sim.aggregated {
+        match (kind, arg) {
+            _ if sizes_pools(spec) => {
+                return Err(usage(
+                    spec,
+                    "it sizes prefill and decode pools, and this deployment is aggregated \
+                     (deployment.mode); planner, static:0,W, static:best, schedule and oracle \
+                     size its workers",
+                ))
+            }
+            ("static", Some(a)) if a != "best" && parse_static(spec, a)?.0 != 0 => {
+                return Err(usage(
+                    spec,
+                    "an aggregated deployment has no prefill pool: static:0,W runs W workers",
+                ))
+            }
+            _ => {}
+        }
+    }
     Ok(match (kind, arg) {
         ("static", Some("best")) => {
             let best = super::oracle::best_static(env.sim, env.profile, env.requests, 0.99);
