@@ -562,6 +562,11 @@ fn an_aggregated_deployment_refuses_what_sizes_pools() {
             &[policy, named],
         );
     }
+    // The emulator serves a disaggregated graph for `run` to scale.
+    assert_input_error(
+        &["emulate", "--scenario", "sin-5-45-aggregated"],
+        &["sin-5-45-aggregated", "deployment.mode is aggregated"],
+    );
     // The workers are counted as decode: a minimum of none is no deployment.
     let tmp = tempfile::tempdir().unwrap();
     let text = sla_planner::scenario::EMBEDDED
