@@ -300,6 +300,7 @@ impl DecodeEngine {
 /// only with room for its whole KV (input and output) reserved, and decodes where it was
 /// prefilled: no transfer.
 pub struct Worker {
+    /// The worker's life; its two engines' own are not read.
     pub life: Life,
     pub born_s: f64,
     pub gone_s: Option<f64>,

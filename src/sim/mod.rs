@@ -617,14 +617,11 @@ impl Deployment {
         let max_kv = self.decode_model.max_kv_tokens() as u64;
         while let Some(&id) = self.worker_waiting.front() {
             let r = self.requests[id as usize];
-            let need = r.isl as u64 + r.osl as u64;
             let cap = self.cfg.max_decode_batch;
             let best = (0..self.workers.len())
                 .filter(|&i| {
                     let w = &self.workers[i];
-                    w.life == Life::Ready
-                        && w.reserved_tokens + need <= max_kv
-                        && cap.is_none_or(|c| w.requests() < c as usize)
+                    has_room(w.life, w.reserved_tokens, w.requests(), r, max_kv, cap)
                 })
                 .min_by_key(|&i| {
                     let w = &self.workers[i];
@@ -820,14 +817,12 @@ impl Deployment {
         let max_kv = self.decode_model.max_kv_tokens() as u64;
         while let Some(&id) = self.decode_waiting.front() {
             let r = self.requests[id as usize];
-            let need = r.isl as u64 + r.osl as u64;
             let cap = self.cfg.max_decode_batch;
             let best = (0..self.decode.len())
                 .filter(|&i| {
                     let e = &self.decode[i];
-                    e.life == Life::Ready
-                        && e.reserved_tokens + need <= max_kv
-                        && cap.is_none_or(|c| e.batch_len() < c)
+                    let batch = e.batch_len() as usize;
+                    has_room(e.life, e.reserved_tokens, batch, r, max_kv, cap)
                 })
                 .min_by_key(|&i| (self.decode[i].reserved_tokens, i));
             let Some(i) = best else { break };
@@ -836,4 +831,19 @@ impl Deployment {
             self.start_decode(i);
         }
     }
+}
+
+/// Whether a ready engine holding `reserved` KV tokens and `requests` requests can take `r`:
+/// its whole KV (input and output) fits, and the batch cap, if any, is not reached.
+fn has_room(
+    life: Life,
+    reserved: u64,
+    requests: usize,
+    r: Request,
+    max_kv: u64,
+    cap: Option<u32>,
+) -> bool {
+    life == Life::Ready
+        && reserved + r.isl as u64 + r.osl as u64 <= max_kv
+        && cap.is_none_or(|c| requests < c as usize)
 }
