@@ -833,6 +833,23 @@ mod tests {
     use crate::profile::Profile;
 
     #[test]
+    fn an_interleaving_worker_stretches_by_its_prefill_share_and_its_swing() {
+        // Nothing to prefill: steps as profiled.
+        assert_eq!(interleaved_stretch(0.0, 60.0, 3.0, 2.0), 1.0);
+        // Ten 50 ms prompts a second: half the worker's time, steps twice as long on average.
+        assert!((interleaved_stretch(10.0, 50.0, 3.0, 0.0) - 2.0).abs() < 1e-12);
+        // The request at z sees the prompts of its own lifetime swing above the mean: more
+        // for a short life, which sees few prompts, than for a long one.
+        let short = interleaved_stretch(10.0, 50.0, 1.0, 2.0);
+        let long = interleaved_stretch(10.0, 50.0, 100.0, 2.0);
+        assert!(short > long && long > 2.0, "{short} {long}");
+        // 0.5 + 2 * 0.05 * sqrt(10 / 1) = 0.816: 1 / 0.184.
+        assert!((short - 1.0 / (1.0 - (0.5 + 0.1 * 10f64.sqrt()))).abs() < 1e-9);
+        // A whole worker's time or more: no step ends.
+        assert!(interleaved_stretch(20.0, 50.0, 3.0, 0.0).is_infinite());
+    }
+
+    #[test]
     fn normal_quantiles() {
         assert!((normal_quantile(0.5)).abs() < 1e-9);
         assert!((normal_quantile(0.9) - 1.281552).abs() < 1e-5);
