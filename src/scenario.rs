@@ -417,22 +417,28 @@ pub(crate) fn yaml_err(origin: &str, e: serde_yaml_ng::Error) -> InputError {
 }
 
 pub fn prepare(
-    file: ScenarioFile,
+    mut file: ScenarioFile,
     origin: &str,
     base: &Path,
     ov: &Overrides,
 ) -> Result<Scenario, InputError> {
-    let mut file = file;
-    let d = &file.deployment;
     let Checked {
         limits,
         startup_s,
         profile,
-    } = check_common(&file.sla, d, &file.planner, &file.profile, origin, base, ov)?;
+    } = check_common(
+        &file.sla,
+        &file.deployment,
+        &file.planner,
+        &file.profile,
+        origin,
+        base,
+        ov,
+    )?;
     // The planner sizes what is simulated: workers for an aggregated deployment, prefill
     // and decode engines for a disaggregated one. Planning workers for prefill and decode
     // pools would leave the prefill pool at its minimum.
-    let aggregated = d.mode == Mode::Aggregated;
+    let aggregated = file.deployment.mode == Mode::Aggregated;
     if file.planner.mode == Mode::Aggregated && !aggregated {
         return Err(field_err(
             origin,
@@ -441,7 +447,7 @@ pub fn prepare(
              pools); set deployment.mode: aggregated to simulate workers that do both",
         ));
     }
-    file.planner.mode = d.mode;
+    file.planner.mode = file.deployment.mode;
     let d = &file.deployment;
 
     let mut notes = Vec::new();

@@ -24,6 +24,24 @@ pub trait Replica {
     fn is_idle(&self) -> bool;
     /// The work it holds, to drain the least loaded first.
     fn load(&self) -> u64;
+
+    /// Ends its cold start; false when it was cancelled meanwhile.
+    fn finish_cold_start(&mut self, now: f64) -> bool {
+        if self.life() != Life::Starting {
+            return false;
+        }
+        self.set_life(Life::Ready, now);
+        true
+    }
+
+    /// A draining replica that has finished its work goes; true when it went.
+    fn leave_if_drained(&mut self, now: f64) -> bool {
+        if self.life() == Life::Draining && self.is_idle() {
+            self.set_life(Life::Gone, now);
+            return true;
+        }
+        false
+    }
 }
 
 /// Shrinks a pool toward `target` replicas counted as ready or starting: cold starts are

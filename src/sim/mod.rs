@@ -23,7 +23,7 @@ use crate::metrics::IntervalAccumulator;
 use crate::planner::{Limits, Observation, Policy, ReplicaState, RoleReplicas, Sla};
 use crate::profile::{DecodeModel, PrefillModel, Profile};
 use crate::workload::Request;
-use engine::{DecodeEngine, Life, PrefillEngine, Worker};
+use engine::{DecodeEngine, Life, PrefillEngine, Replica, Worker};
 
 /// KV cache transfer from prefill to decode: `base_ms + per_1k_tokens_ms * isl / 1000`.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
@@ -678,21 +678,17 @@ impl Deployment {
     fn handle(&mut self, event: Event) {
         match event {
             Event::PrefillReady(i) => {
-                let e = &mut self.prefill[i as usize];
-                if e.life != Life::Starting {
+                if !self.prefill[i as usize].finish_cold_start(self.now) {
                     return; // cancelled during its cold start
                 }
-                e.life = Life::Ready;
                 while let Some(id) = self.prefill_backlog.pop_front() {
                     self.route_prefill(id);
                 }
             }
             Event::DecodeReady(i) => {
-                let e = &mut self.decode[i as usize];
-                if e.life != Life::Starting {
+                if !self.decode[i as usize].finish_cold_start(self.now) {
                     return;
                 }
-                e.life = Life::Ready;
                 self.admit_waiting();
             }
             Event::PrefillDone(i) => {
@@ -706,21 +702,15 @@ impl Deployment {
                         self.first_token(id);
                     }
                 }
-                let e = &mut self.prefill[i as usize];
-                if e.life == Life::Draining && e.is_idle() {
-                    e.life = Life::Gone;
-                    e.gone_s = Some(self.now);
-                } else {
+                if !self.prefill[i as usize].leave_if_drained(self.now) {
                     self.start_prefill(i as usize);
                 }
             }
             Event::KvArrive(id) => self.first_token(id),
             Event::WorkerReady(i) => {
-                let w = &mut self.workers[i as usize];
-                if w.life != Life::Starting {
+                if !self.workers[i as usize].finish_cold_start(self.now) {
                     return;
                 }
-                w.life = Life::Ready;
                 self.admit_to_workers();
             }
             Event::WorkerStep(i) => {
@@ -738,11 +728,7 @@ impl Deployment {
                         self.workers[i as usize].release(r);
                     }
                 }
-                let w = &mut self.workers[i as usize];
-                if w.life == Life::Draining && w.is_idle() {
-                    w.life = Life::Gone;
-                    w.gone_s = Some(now);
-                } else {
+                if !self.workers[i as usize].leave_if_drained(now) {
                     self.start_worker(i as usize);
                 }
                 self.admit_to_workers();
@@ -753,11 +739,7 @@ impl Deployment {
                 for id in finished {
                     self.complete(id, now);
                 }
-                let e = &mut self.decode[i as usize];
-                if e.life == Life::Draining && e.is_idle() {
-                    e.life = Life::Gone;
-                    e.gone_s = Some(now);
-                } else {
+                if !self.decode[i as usize].leave_if_drained(now) {
                     self.start_decode(i as usize);
                 }
                 self.admit_waiting();
