@@ -674,16 +674,6 @@ fn run_emulate(a: EmulateArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
     )?;
-    if sc.sim.aggregated {
-        // The emulated graph has prefill and decode services, as `run` scales them.
-        return Err(InputError::Usage(format!(
-            "--scenario {}: deployment.mode is aggregated; emulate serves a disaggregated graph \
-             (prefill and decode services) for `run` to scale. `demo` and `simulate` run \
-             aggregated workers",
-            a.scenario
-        ))
-        .into());
-    }
     let mut sim = sc.sim.clone();
     sim.duration_s = f64::INFINITY; // gauges are sampled for as long as it runs
     let cfg = crate::emulate::EmulatorConfig {

@@ -29,10 +29,10 @@ fn chromium(args: &[String]) -> std::process::Output {
         .expect("chromium is installed by scripts/deps.sh")
 }
 
-#[test]
-fn charts_hold_data_and_the_decision_log_has_entries() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_demo, port) = start_demo(dir.path(), 60.0, None);
+/// The DOM the dashboard of a running `demo` renders (after at least four decisions), and
+/// its URL.
+fn rendered_dashboard(dir: &std::path::Path, extra: &[&str]) -> (Proc, String, String) {
+    let (demo, port) = start_demo_with(dir, 60.0, None, extra);
     wait_for("some decisions", 30, || {
         http_get(port, "/api/v1/status").is_some_and(|(_, b)| {
             serde_json::from_str::<serde_json::Value>(&b).unwrap()["ticks"]
@@ -48,7 +48,34 @@ fn charts_hold_data_and_the_decision_log_has_entries() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    (demo, String::from_utf8_lossy(&out.stdout).into_owned(), url)
+}
+
+/// Asserts the chart holds a series of at least three points; returns its SVG.
+fn chart_with_data<'d>(dom: &'d str, chart: &str) -> &'d str {
+    let start = dom
+        .find(&format!("id=\"{chart}\""))
+        .unwrap_or_else(|| panic!("{chart} in the DOM"));
+    let section = &dom[start..];
+    let section = &section[..section
+        .find("</svg>")
+        .unwrap_or_else(|| panic!("{chart} was drawn:\n{dom}"))];
+    let points: Vec<u64> = section
+        .split("data-points=\"")
+        .skip(1)
+        .map(|s| s[..s.find('"').unwrap()].parse().unwrap())
+        .collect();
+    assert!(
+        !points.is_empty() && points.iter().any(|&n| n >= 3),
+        "{chart} holds data points: {points:?}"
+    );
+    section
+}
+
+#[test]
+fn charts_hold_data_and_the_decision_log_has_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_demo, dom, url) = rendered_dashboard(dir.path(), &[]);
     for chart in [
         "chart-load",
         "chart-ttft",
@@ -57,22 +84,7 @@ fn charts_hold_data_and_the_decision_log_has_entries() {
         "chart-replicas-decode",
         "chart-kv",
     ] {
-        let start = dom
-            .find(&format!("id=\"{chart}\""))
-            .unwrap_or_else(|| panic!("{chart} in the DOM"));
-        let section = &dom[start..];
-        let section = &section[..section
-            .find("</svg>")
-            .unwrap_or_else(|| panic!("{chart} was drawn:\n{dom}"))];
-        let points: Vec<u64> = section
-            .split("data-points=\"")
-            .skip(1)
-            .map(|s| s[..s.find('"').unwrap()].parse().unwrap())
-            .collect();
-        assert!(
-            !points.is_empty() && points.iter().any(|&n| n >= 3),
-            "{chart} holds data points: {points:?}"
-        );
+        chart_with_data(&dom, chart);
     }
     let rows = dom.matches("class=\"decision\"").count();
     assert!(rows >= 3, "the decision log has entries: {rows}");
@@ -89,5 +101,29 @@ fn charts_hold_data_and_the_decision_log_has_entries() {
                 .unwrap_or(false),
         "a screenshot at {}",
         shot.display()
+    );
+}
+
+#[test]
+fn an_aggregated_deployment_shows_workers_not_pools() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_demo, dom, _) = rendered_dashboard(dir.path(), &["--scenario", "sin-5-45-aggregated"]);
+    for chart in ["chart-load", "chart-ttft", "chart-itl", "chart-kv"] {
+        chart_with_data(&dom, chart);
+    }
+    let workers = chart_with_data(&dom, "chart-replicas-decode");
+    assert!(workers.contains("Worker replicas"), "{workers}");
+    // No prefill role: its chart is hidden and empty, and the log has one count column.
+    let prefill = &dom[dom.find("id=\"chart-replicas-prefill\"").unwrap()..];
+    let prefill = &prefill[..prefill.find('>').unwrap()];
+    assert!(prefill.contains("hidden"), "{prefill}");
+    assert!(
+        dom.contains("<th>workers</th>") && !dom.contains("<th>prefill</th>"),
+        "the decision log counts workers"
+    );
+    assert!(dom.contains("limits: workers 1-16"), "limits name workers");
+    assert!(
+        dom.contains("workers meet TTFT and ITL"),
+        "reasons are shown"
     );
 }

@@ -143,3 +143,109 @@ fn replicas_follow_a_load_ramp_through_a_real_prometheus() {
         "{st}"
     );
 }
+
+/// An aggregated graph: one `worker` service (componentType worker, no subComponentType)
+/// with one scaling adapter. `run` in `planner.mode: aggregated` finds it, sizes the
+/// workers from the frontend's latencies in Prometheus, and writes that one adapter only.
+#[test]
+fn aggregated_workers_follow_a_load_ramp_through_a_real_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = free_port();
+    let prom = free_port();
+    // 2 req/s, a 20 s ramp to 24 req/s at 50 s, held 50 s, back to 2 req/s by 110 s.
+    let scenario = dir.path().join("ramp-aggregated.yaml");
+    std::fs::write(
+        &scenario,
+        "name: ramp-aggregated\ndescription: real-time ramp on aggregated workers\nseed: 3\nprofile: default\n\
+workload:\n  synthetic:\n    rate: { shape: flash_crowd, base_rps: 2, peak_rps: 24, at_s: 30, ramp_s: 20, hold_s: 50, decay_s: 10 }\n    duration_s: 1000\n    isl: 3000\n    osl: 150\n\
+sla: { ttft_ms: 200, itl_ms: 10 }\n\
+deployment:\n  mode: aggregated\n  interval_s: 10\n  startup_s: 5\n  scrape_s: 2\n  gpu_budget: 8\n  initial: { prefill: 0, decode: 1 }\n",
+    )
+    .unwrap();
+    let _emulator = Proc::spawn(
+        "emulator",
+        bin(),
+        &[
+            "emulate".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{api}"),
+            "--scenario".into(),
+            scenario.display().to_string(),
+        ],
+        dir.path(),
+    );
+    wait_for("the emulator", 30, || http_get(api, "/metrics").is_some());
+    let _prometheus = start_prometheus(dir.path(), prom, api);
+    let cfg = run_config(
+        dir.path(),
+        "run",
+        prom,
+        api,
+        "leader_election: { enabled: false }\n",
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("planner:\n", "planner:\n  mode: aggregated\n"),
+    )
+    .unwrap();
+    let mut planner = Proc::spawn(
+        "run",
+        bin(),
+        &["run".into(), "--config".into(), cfg.display().to_string()],
+        dir.path(),
+    );
+
+    let mut samples = Vec::new();
+    let start = std::time::Instant::now();
+    while start.elapsed().as_secs() < 160 {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        assert!(
+            planner.alive(),
+            "the planner keeps running:\n{}",
+            planner.output()
+        );
+        let s = emulator_state(api);
+        let services: Vec<&String> = s["replicas"].as_object().unwrap().keys().collect();
+        assert_eq!(services, ["worker"], "the graph has one worker service");
+        samples.push((
+            s["wall_s"].as_f64().unwrap(),
+            s["replicas"]["worker"].as_u64().unwrap(),
+        ));
+    }
+    let state = emulator_state(api);
+    let log = planner.output();
+    let writes = state["writes"].as_array().unwrap();
+    assert!(
+        !writes.is_empty(),
+        "the planner wrote worker counts:\n{log}"
+    );
+    for w in writes {
+        assert_eq!(w["service"], "worker", "{w}");
+        assert_eq!(w["via"], "scale", "{w}");
+        let n = w["replicas"].as_u64().unwrap();
+        assert!((1..=8).contains(&n), "a write within [min, budget]: {w}");
+    }
+    let peak = samples.iter().map(|s| s.1).max().unwrap();
+    assert!(peak >= 3, "workers rose under the ramp: {samples:?}\n{log}");
+    let last = samples.last().unwrap().1;
+    assert!(last < peak, "workers fell back after the ramp: {samples:?}");
+    assert!(
+        log.contains("aggregated worker service worker"),
+        "the log names what is scaled:\n{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"message\":\"decision\"")
+                && l.contains("workers meet TTFT and ITL")),
+        "{log}"
+    );
+    // The calls made are the disaggregated loop's, on one adapter: all declared.
+    let used = observed_calls(&state);
+    let declared = declared_calls();
+    assert!(
+        used.is_subset(&declared),
+        "undeclared calls: {:?}",
+        used.difference(&declared).collect::<Vec<_>>()
+    );
+}

@@ -469,24 +469,40 @@ fn scenario_errors_name_the_field() {
 }
 
 #[test]
-fn aggregated_mode_is_refused_where_a_disaggregated_graph_runs() {
-    // The live loop sizes a graph's prefill and decode services; an aggregated planner's
-    // prefill target of 0 would scale the prefill service away. (The dry run simulates
-    // aggregated workers with `deployment.mode: aggregated`.)
+fn a_run_config_names_what_does_not_fit_its_mode() {
+    // An aggregated graph has one pool of workers: prefill limits and services belong to a
+    // disaggregated one, and a worker service to an aggregated one.
     let tmp = tempfile::tempdir().unwrap();
     let cfg = common::run_config(tmp.path(), "agg", 9090, 6443, "");
     let text = std::fs::read_to_string(&cfg).unwrap();
     assert!(
-        text.contains("planner:\n"),
-        "the run config has a planner section"
+        text.contains("planner:\n") && text.contains("limits: { gpu_budget: 8 }"),
+        "the run config has a planner section and limits"
     );
-    std::fs::write(
-        &cfg,
-        text.replace("planner:\n", "planner:\n  mode: aggregated\n"),
-    )
-    .unwrap();
-    let path = cfg.display().to_string();
-    assert_input_error(&["run", "--config", &path], &["agg.yaml", "planner.mode"]);
+    let aggregated = text.replace("planner:\n", "planner:\n  mode: aggregated\n");
+    let cases = [
+        (
+            aggregated.replace("gpu_budget: 8 }", "gpu_budget: 8, max_prefill: 2 }"),
+            "limits.max_prefill",
+        ),
+        (
+            aggregated.replace("gpu_budget: 8 }", "gpu_budget: 8, min_decode: 0 }"),
+            "limits.min_decode",
+        ),
+        (
+            format!("{aggregated}  prefill_service: VllmPrefillWorker\n"),
+            "kubernetes.prefill_service",
+        ),
+        (
+            format!("{text}  worker_service: worker\n"),
+            "kubernetes.worker_service",
+        ),
+    ];
+    for (body, field) in cases {
+        std::fs::write(&cfg, body).unwrap();
+        let path = cfg.display().to_string();
+        assert_input_error(&["run", "--config", &path], &["agg.yaml", field]);
+    }
     // `decide` serves aggregated decisions: the workers are the decode count, prefill 0.
     let out = Command::new(common::bin())
         .args(["decide", "--config", &write(tmp.path(), "decide.yaml", "sla: { ttft_ms: 300, itl_ms: 10 }\ndeployment: { interval_s: 60, startup_s: 60, gpu_budget: 8 }\nplanner: { mode: aggregated }\n")])
@@ -562,11 +578,6 @@ fn an_aggregated_deployment_refuses_what_sizes_pools() {
             &[policy, named],
         );
     }
-    // The emulator serves a disaggregated graph for `run` to scale.
-    assert_input_error(
-        &["emulate", "--scenario", "sin-5-45-aggregated"],
-        &["sin-5-45-aggregated", "deployment.mode is aggregated"],
-    );
     // The workers are counted as decode: a minimum of none is no deployment.
     let tmp = tempfile::tempdir().unwrap();
     let text = sla_planner::scenario::EMBEDDED

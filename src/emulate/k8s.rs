@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use super::{ScaleWrite, State, DECODE_SERVICE, PREFILL_SERVICE};
+use super::{ScaleWrite, State, PREFILL_SERVICE};
 
 pub struct ApiState {
     resource_version: u64,
@@ -26,11 +26,9 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    pub fn new(prefill: u32, decode: u32) -> ApiState {
-        let replicas = HashMap::from([
-            (PREFILL_SERVICE.to_string(), prefill),
-            (DECODE_SERVICE.to_string(), decode),
-        ]);
+    /// The adapters' initial replicas, by service.
+    pub fn new(initial: &[(&str, u32)]) -> ApiState {
+        let replicas = initial.iter().map(|&(s, n)| (s.to_string(), n)).collect();
         ApiState {
             resource_version: 1,
             replicas,
@@ -100,8 +98,10 @@ fn adapter_name(dgd: &str, service: &str) -> String {
 }
 
 fn service_of_adapter(state: &State, name: &str) -> Option<&'static str> {
-    [PREFILL_SERVICE, DECODE_SERVICE]
-        .into_iter()
+    state
+        .services()
+        .iter()
+        .map(|&(s, _)| s)
         .find(|s| adapter_name(&state.cfg.dgd, s) == name)
 }
 
@@ -114,23 +114,33 @@ fn dgd_json(state: &State) -> Value {
         .replica_states();
     let want = |s: &str| api.replicas.get(s).copied().unwrap_or(0);
     let svc_status = |desired: u32, ready: u32| json!({"replicas": desired, "updatedReplicas": desired, "readyReplicas": ready, "availableReplicas": ready});
-    let worker = |sub: &str, replicas: u32| json!({"componentType": "worker", "subComponentType": sub, "replicas": replicas, "resources": {"limits": {"gpu": "1"}}, "scalingAdapter": {"enabled": true}});
+    let worker = |sub: Option<&str>, replicas: u32| {
+        let mut w = json!({"componentType": "worker", "replicas": replicas, "resources": {"limits": {"gpu": "1"}}, "scalingAdapter": {"enabled": true}});
+        if let Some(sub) = sub {
+            w["subComponentType"] = json!(sub);
+        }
+        w
+    };
+    let mut spec = json!({"Frontend": {"componentType": "frontend", "replicas": 1}});
+    let mut statuses = json!({"Frontend": svc_status(1, 1)});
+    for &(service, sub) in state.services() {
+        // Ready replicas by role; an aggregated graph's workers are the decode count.
+        let ready = if service == PREFILL_SERVICE {
+            r.prefill.ready
+        } else {
+            r.decode.ready
+        };
+        spec[service] = worker(sub, want(service));
+        statuses[service] = svc_status(want(service), ready);
+    }
     json!({
         "apiVersion": "nvidia.com/v1alpha1",
         "kind": "DynamoGraphDeployment",
         "metadata": {"name": state.cfg.dgd, "namespace": state.cfg.namespace, "resourceVersion": api.resource_version.to_string()},
-        "spec": {"services": {
-            "Frontend": {"componentType": "frontend", "replicas": 1},
-            PREFILL_SERVICE: worker("prefill", want(PREFILL_SERVICE)),
-            DECODE_SERVICE: worker("decode", want(DECODE_SERVICE)),
-        }},
+        "spec": {"services": spec},
         "status": {
             "conditions": [{"type": "Ready", "status": "True"}],
-            "services": {
-                "Frontend": svc_status(1, 1),
-                PREFILL_SERVICE: svc_status(want(PREFILL_SERVICE), r.prefill.ready),
-                DECODE_SERVICE: svc_status(want(DECODE_SERVICE), r.decode.ready),
-            }
+            "services": statuses,
         }
     })
 }
@@ -163,8 +173,10 @@ fn scale_json(state: &State, service: &str, api: &ApiState) -> Value {
 fn set_replicas(state: &State, api: &mut ApiState, service: &str, n: u32, via: &'static str) {
     api.replicas.insert(service.to_string(), n);
     api.bump();
-    let p = api.replicas[PREFILL_SERVICE];
-    let d = api.replicas[DECODE_SERVICE];
+    let count = |s: &str| api.replicas.get(s).copied().unwrap_or(0);
+    // The last service listed is the one sized as decode: decode engines or workers.
+    let decode_service = state.services().last().map_or("", |&(s, _)| s);
+    let (p, d) = (count(PREFILL_SERVICE), count(decode_service));
     state
         .deployment
         .lock()
@@ -226,7 +238,7 @@ async fn patch_dgd(
             let Some(n) = v.get("replicas").and_then(Value::as_u64) else {
                 continue;
             };
-            if ![PREFILL_SERVICE, DECODE_SERVICE].contains(&svc.as_str()) {
+            if !state.services().iter().any(|&(s, _)| s == svc) {
                 return status(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "Invalid",
@@ -244,9 +256,10 @@ async fn list_adapters(AxState(state): AxState<Arc<State>>, Path(ns): Path<Strin
         return r;
     }
     let api = state.k8s.lock().expect("emulator lock");
-    let items: Vec<Value> = [PREFILL_SERVICE, DECODE_SERVICE]
+    let items: Vec<Value> = state
+        .services()
         .iter()
-        .map(|s| adapter_json(&state, s, &api))
+        .map(|&(s, _)| adapter_json(&state, s, &api))
         .collect();
     Json(json!({"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeploymentScalingAdapterList", "metadata": {"resourceVersion": api.resource_version.to_string()}, "items": items})).into_response()
 }
@@ -443,7 +456,7 @@ async fn writes(AxState(state): AxState<Arc<State>>) -> Response {
     Json(json!({
         "wall_s": state.wall_s(),
         "writes": writes,
-        "replicas": {PREFILL_SERVICE: api.replicas[PREFILL_SERVICE], DECODE_SERVICE: api.replicas[DECODE_SERVICE]},
+        "replicas": api.replicas,
         "ready": {"prefill": r.prefill.ready, "decode": r.decode.ready},
         "events": api.events.len(),
         "calls": state.calls.lock().expect("emulator lock").iter().map(|(m, p)| json!([m, p])).collect::<Vec<_>>(),

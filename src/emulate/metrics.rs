@@ -113,6 +113,7 @@ impl DynamoMetrics {
         kv_decode: Option<f64>,
         inflight: usize,
         queued: usize,
+        aggregated: bool,
     ) {
         for r in records {
             match *r {
@@ -136,7 +137,11 @@ impl DynamoMetrics {
         }
         self.inflight.set(inflight as i64);
         self.queued.set(queued as i64);
-        for (component, v) in [("prefill", kv_prefill), ("backend", kv_decode)] {
+        let mut components = vec![("backend", kv_decode)];
+        if !aggregated {
+            components.push(("prefill", kv_prefill));
+        }
+        for (component, v) in components {
             let labels = vec![("dynamo_component".to_string(), component.to_string())];
             self.kv.get_or_create(&labels).set(v.unwrap_or(0.0));
         }

@@ -61,9 +61,15 @@ pub struct State {
     /// Every API call seen, as `(method, path)`, for checking RBAC against what is used.
     pub calls: Mutex<std::collections::BTreeSet<(String, String)>>,
     pub started: Instant,
+    /// One pool of workers instead of prefill and decode services.
+    pub aggregated: bool,
 }
 
 impl State {
+    pub fn services(&self) -> &'static [(&'static str, Option<&'static str>)] {
+        services(self.aggregated)
+    }
+
     pub fn wall_s(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
     }
@@ -71,6 +77,21 @@ impl State {
 
 pub const PREFILL_SERVICE: &str = "VllmPrefillWorker";
 pub const DECODE_SERVICE: &str = "VllmDecodeWorker";
+/// An aggregated graph's one worker service, named as in Dynamo's current examples.
+pub const WORKER_SERVICE: &str = "worker";
+
+/// The emulated graph's scaled services, each with its `subComponentType`: a prefill and a
+/// decode service, or (an aggregated scenario) one worker service with none.
+pub fn services(aggregated: bool) -> &'static [(&'static str, Option<&'static str>)] {
+    if aggregated {
+        &[(WORKER_SERVICE, None)]
+    } else {
+        &[
+            (PREFILL_SERVICE, Some("prefill")),
+            (DECODE_SERVICE, Some("decode")),
+        ]
+    }
+}
 
 /// Builds the emulator's state for a workload.
 pub fn state(
@@ -82,9 +103,15 @@ pub fn state(
     let mut deployment = Deployment::new(sim.clone(), profile, requests, sim.initial);
     deployment.record();
     let (p, d) = deployment.target();
+    let initial = if sim.aggregated {
+        vec![(WORKER_SERVICE, d)]
+    } else {
+        vec![(PREFILL_SERVICE, p), (DECODE_SERVICE, d)]
+    };
     Arc::new(State {
         metrics: metrics::DynamoMetrics::new(&cfg.model, &cfg.namespace),
-        k8s: Mutex::new(k8s::ApiState::new(p, d)),
+        k8s: Mutex::new(k8s::ApiState::new(&initial)),
+        aggregated: sim.aggregated,
         writes: Mutex::new(Vec::new()),
         calls: Mutex::new(std::collections::BTreeSet::new()),
         deployment: Mutex::new(deployment),
@@ -100,9 +127,14 @@ pub fn tick(state: &State) {
     dep.advance_to(t, None);
     let records = dep.take_records();
     let (kv_p, kv_d, _) = dep.gauges();
-    state
-        .metrics
-        .update(&records, kv_p, kv_d, dep.in_flight(), dep.queued());
+    state.metrics.update(
+        &records,
+        kv_p,
+        kv_d,
+        dep.in_flight(),
+        dep.queued(),
+        state.aggregated,
+    );
 }
 
 /// Serves until `shutdown` resolves.

@@ -306,12 +306,26 @@ async fn set_limits(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) 
     let Some(mut l) = current else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "no limits known yet", None);
     };
+    if l.is_aggregated() {
+        let prefill_fields = [
+            ("min_prefill", update.min_prefill),
+            ("max_prefill", update.max_prefill),
+        ];
+        if let Some((field, _)) = prefill_fields.iter().find(|(_, v)| v.is_some()) {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the deployment is aggregated: there is no prefill role; its workers are \
+                 bounded by min_decode and max_decode",
+                Some(field),
+            );
+        }
+    }
     l.min_prefill = update.min_prefill.unwrap_or(l.min_prefill);
     l.max_prefill = update.max_prefill.unwrap_or(l.max_prefill);
     l.min_decode = update.min_decode.unwrap_or(l.min_decode);
     l.max_decode = update.max_decode.unwrap_or(l.max_decode);
     l.gpu_budget = update.gpu_budget.unwrap_or(l.gpu_budget);
-    if let Err((field, msg)) = l.validate() {
+    if let Err((field, msg)) = l.check() {
         return error(StatusCode::UNPROCESSABLE_ENTITY, msg, Some(field));
     }
     s.control.lock().expect("control lock").limits = Some(l);

@@ -39,16 +39,19 @@ pub struct RunConfig {
 #[serde(deny_unknown_fields)]
 pub struct LimitsSpec {
     pub gpu_budget: u32,
-    #[serde(default = "one")]
-    pub min_prefill: u32,
+    /// Prefill fields: 1, the budget's worth of engines and 1 when absent (disaggregated);
+    /// an aggregated deployment has no prefill role and refuses them.
+    #[serde(default)]
+    pub min_prefill: Option<u32>,
     #[serde(default)]
     pub max_prefill: Option<u32>,
+    /// Decode engines, or an aggregated deployment's workers.
     #[serde(default = "one")]
     pub min_decode: u32,
     #[serde(default)]
     pub max_decode: Option<u32>,
-    #[serde(default = "one")]
-    pub gpus_per_prefill_engine: u32,
+    #[serde(default)]
+    pub gpus_per_prefill_engine: Option<u32>,
     #[serde(default = "one")]
     pub gpus_per_decode_engine: u32,
 }
@@ -131,6 +134,10 @@ pub struct KubeConfig {
     pub prefill_service: Option<String>,
     #[serde(default)]
     pub decode_service: Option<String>,
+    /// The aggregated workers' service (`planner.mode: aggregated`); found by
+    /// `componentType: worker` when absent.
+    #[serde(default)]
+    pub worker_service: Option<String>,
     /// Patch the DGD when a scaling adapter is missing (logged every time).
     #[serde(default)]
     pub fallback_dgd_patch: bool,
@@ -276,30 +283,81 @@ impl RunConfig {
                 m,
             )
         })?;
-        // The live loop writes a prefill and a decode service; an aggregated planner's
-        // prefill target is 0, which would scale a disaggregated graph's prefill away.
-        if self.planner.mode == Mode::Aggregated {
-            return Err(bad(
-                file,
-                "planner.mode",
-                "aggregated: `run` scales a disaggregated graph's prefill and decode services; \
-                 aggregated decisions are served by `decide`",
-            ));
+        self.check_services(file)?;
+        self.limits().map_err(|(f, m)| bad(file, &f, m))?;
+        Ok(())
+    }
+
+    /// The services named must match the mode: a prefill and a decode service for a
+    /// disaggregated graph, one worker service for an aggregated one.
+    fn check_services(&self, file: &str) -> Result<(), InputError> {
+        let k = &self.kubernetes;
+        match self.planner.mode {
+            Mode::Aggregated => {
+                for (field, set) in [
+                    ("kubernetes.prefill_service", k.prefill_service.is_some()),
+                    ("kubernetes.decode_service", k.decode_service.is_some()),
+                ] {
+                    if set {
+                        return Err(bad(
+                            file,
+                            field,
+                            "planner.mode is aggregated: one pool of workers is scaled; name it \
+                             with kubernetes.worker_service",
+                        ));
+                    }
+                }
+            }
+            Mode::Disaggregated => {
+                if k.worker_service.is_some() {
+                    return Err(bad(
+                        file,
+                        "kubernetes.worker_service",
+                        "names an aggregated graph's workers; set planner.mode: aggregated, or \
+                         name kubernetes.prefill_service and kubernetes.decode_service",
+                    ));
+                }
+            }
         }
-        let l = self.limits().map_err(|(f, m)| bad(file, &f, m))?;
-        let _ = l;
         Ok(())
     }
 
     pub fn limits(&self) -> Result<Limits, (String, String)> {
         let s = &self.limits;
-        let l = Limits::build(
+        let aggregated = self.planner.mode == Mode::Aggregated;
+        if aggregated {
+            for (field, set) in [
+                ("min_prefill", s.min_prefill.is_some()),
+                ("max_prefill", s.max_prefill.is_some()),
+                (
+                    "gpus_per_prefill_engine",
+                    s.gpus_per_prefill_engine.is_some(),
+                ),
+            ] {
+                if set {
+                    return Err((
+                        format!("limits.{field}"),
+                        "planner.mode is aggregated: there is no prefill role; the workers \
+                         take min_decode, max_decode and gpus_per_decode_engine"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        let mut l = Limits::build(
             s.gpu_budget,
-            (s.gpus_per_prefill_engine, s.gpus_per_decode_engine),
-            (s.min_prefill, s.min_decode),
+            (
+                s.gpus_per_prefill_engine.unwrap_or(1),
+                s.gpus_per_decode_engine,
+            ),
+            (s.min_prefill.unwrap_or(1), s.min_decode),
             (s.max_prefill, s.max_decode),
         );
-        l.validate().map_err(|(f, m)| (format!("limits.{f}"), m))?;
+        if aggregated {
+            l.min_prefill = 0;
+            l.max_prefill = 0;
+        }
+        l.check().map_err(|(f, m)| (format!("limits.{f}"), m))?;
         Ok(l)
     }
 }

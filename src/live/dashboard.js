@@ -90,7 +90,15 @@ function render(status, ticks) {
   state.textContent = status.paused ? "paused" : status.holding ? "holding: " + status.holding : (status.leader ? "leader" : "follower") + (status.advisory ? ", advisory" : "");
   state.className = "pill" + (bad ? " bad" : "");
   if (status.sla) document.getElementById("sla").textContent = `SLA: TTFT ≤ ${status.sla.ttft_ms} ms, ITL ≤ ${status.sla.itl_ms} ms`;
-  if (status.limits) { const l = status.limits; document.getElementById("limits").textContent = `limits: prefill ${l.min_prefill}-${l.max_prefill}, decode ${l.min_decode}-${l.max_decode}, ${l.gpu_budget} GPUs`; }
+  // An aggregated deployment has no prefill role (its maximum is 0): one pool of workers,
+  // counted as decode.
+  const aggregated = !!status.limits && status.limits.max_prefill === 0;
+  if (status.limits) {
+    const l = status.limits;
+    document.getElementById("limits").textContent = aggregated
+      ? `limits: workers ${l.min_decode}-${l.max_decode}, ${l.gpu_budget} GPUs`
+      : `limits: prefill ${l.min_prefill}-${l.max_prefill}, decode ${l.min_decode}-${l.max_decode}, ${l.gpu_budget} GPUs`;
+  }
   const t = ticks.map(k => k.time_s);
   const xy = f => ticks.map((k, i) => [t[i], val(f(k))]);
   lineChart(document.getElementById("chart-load"), "Request rate: observed and planned for", "requests/s", [
@@ -110,23 +118,33 @@ function render(status, ticks) {
     {name: "p99", points: xy(k => k.itl_ms && k.itl_ms.p99)},
     {name: "expected", points: xy(k => k.expected_itl_ms), dashed: true},
   ], sla.itl_ms ? [{y: sla.itl_ms, label: "SLA " + sla.itl_ms + " ms"}] : []);
-  for (const role of ["prefill", "decode"]) {
-    lineChart(document.getElementById("chart-replicas-" + role), role[0].toUpperCase() + role.slice(1) + " replicas", "replicas", [
+  document.getElementById("chart-replicas-prefill").hidden = aggregated;
+  for (const role of aggregated ? ["decode"] : ["prefill", "decode"]) {
+    const title = aggregated ? "Worker replicas" : role[0].toUpperCase() + role.slice(1) + " replicas";
+    lineChart(document.getElementById("chart-replicas-" + role), title, "replicas", [
       {name: "target", points: xy(k => k[role].target), step: true},
       {name: "ready", points: xy(k => k[role].ready), step: true},
       {name: "starting", points: xy(k => k[role].starting), step: true, dashed: true},
     ]);
   }
-  lineChart(document.getElementById("chart-kv"), "KV cache utilisation", "share", [
-    {name: "decode", points: xy(k => k.kv_decode)},
-    {name: "prefill", points: xy(k => k.kv_prefill)},
-  ]);
+  lineChart(document.getElementById("chart-kv"), "KV cache utilisation", "share", aggregated
+    ? [{name: "workers", points: xy(k => k.kv_decode)}]
+    : [
+      {name: "decode", points: xy(k => k.kv_decode)},
+      {name: "prefill", points: xy(k => k.kv_prefill)},
+    ]);
+  const head = document.querySelector("#decisions thead tr");
+  const columns = aggregated ? ["time", "workers", "reasons"] : ["time", "prefill", "decode", "reasons"];
+  if (head.children.length !== columns.length) {
+    head.replaceChildren(...columns.map(c => { const th = document.createElement("th"); th.textContent = c; return th; }));
+  }
   const body = document.querySelector("#decisions tbody");
   body.replaceChildren(...ticks.slice(-50).reverse().map(k => {
     const tr = document.createElement("tr");
     tr.className = "decision";
-    const cells = [new Date(k.time_s * 1000).toISOString().substr(11, 8), `${k.prefill.target} (${k.prefill.ready} ready)`, `${k.decode.target} (${k.decode.ready} ready)`, k.reasons.join("; ")];
-    cells.forEach((c, i) => { const td = document.createElement("td"); td.textContent = c; if (i > 0 && i < 3) td.className = "num"; tr.appendChild(td); });
+    const count = r => `${r.target} (${r.ready} ready)`;
+    const cells = [new Date(k.time_s * 1000).toISOString().substr(11, 8), ...(aggregated ? [count(k.decode)] : [count(k.prefill), count(k.decode)]), k.reasons.join("; ")];
+    cells.forEach((c, i) => { const td = document.createElement("td"); td.textContent = c; if (i > 0 && i < cells.length - 1) td.className = "num"; tr.appendChild(td); });
     return tr;
   }));
 }

@@ -80,7 +80,7 @@ async fn connect_with_retries(cfg: &RunConfig) -> anyhow::Result<KubeScaler> {
     let mut backoff = Duration::from_millis(500);
     let mut attempt = 1;
     loop {
-        match KubeScaler::connect(&cfg.kubernetes).await {
+        match KubeScaler::connect(&cfg.kubernetes, cfg.planner.mode).await {
             Ok(s) => return Ok(s),
             Err(e)
                 if attempt < 10
@@ -111,9 +111,9 @@ pub async fn run(
         load_profile(&config_dir.join(&cfg.profile))?
     };
     let mut planner = planner_for(&cfg, &profile)?;
-    let source = PrometheusSource::new(&cfg.prometheus)?;
+    let source = PrometheusSource::new(&cfg.prometheus, cfg.planner.mode)?;
     let scaler = connect_with_retries(&cfg).await?;
-    info!(message = "connected", dgd = %cfg.kubernetes.dgd, namespace = %cfg.kubernetes.namespace, prefill = %scaler.prefill_service, decode = %scaler.decode_service);
+    info!(message = "connected", dgd = %cfg.kubernetes.dgd, namespace = %cfg.kubernetes.namespace, scales = %scaler.topology);
 
     // Warm the forecasters from Prometheus history, so a restart does not forget the load.
     match source

@@ -6,6 +6,7 @@ use prometheus_http_query::response::Data;
 use prometheus_http_query::Client;
 
 use crate::live::config::{expand, matchers, PrometheusConfig};
+use crate::planner::solver::Mode;
 use crate::planner::{LatencySummary, Observation, RoleKv};
 
 /// Why a read failed; the label is low-cardinality, for metrics and logs.
@@ -42,10 +43,12 @@ pub struct PrometheusSource {
     client: Client,
     cfg: PrometheusConfig,
     timeout: Duration,
+    /// Aggregated workers report their KV as the decode component; there is no prefill one.
+    mode: Mode,
 }
 
 impl PrometheusSource {
-    pub fn new(cfg: &PrometheusConfig) -> anyhow::Result<PrometheusSource> {
+    pub fn new(cfg: &PrometheusConfig, mode: Mode) -> anyhow::Result<PrometheusSource> {
         let timeout = Duration::from_secs_f64(cfg.timeout_s);
         let mut builder = reqwest::Client::builder().timeout(timeout);
         if let Some(path) = &cfg.bearer_token_file {
@@ -77,6 +80,7 @@ impl PrometheusSource {
             client,
             cfg: cfg.clone(),
             timeout,
+            mode,
         })
     }
 
@@ -151,14 +155,17 @@ impl PrometheusSource {
             v.map(|x| if x > 1.0 { x / 100.0 } else { x })
                 .map(|x| x.clamp(0.0, 1.0))
         };
-        let kv_p = kv(self
-            .scalar(expand(
-                &q.kv_usage,
-                w,
-                &self.component_filter(&self.cfg.prefill_component),
-                None,
-            ))
-            .await?);
+        let kv_p = match self.mode {
+            Mode::Disaggregated => kv(self
+                .scalar(expand(
+                    &q.kv_usage,
+                    w,
+                    &self.component_filter(&self.cfg.prefill_component),
+                    None,
+                ))
+                .await?),
+            Mode::Aggregated => None,
+        };
         let kv_d = kv(self
             .scalar(expand(
                 &q.kv_usage,

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use crate::live::config::KubeConfig;
+use crate::planner::solver::Mode;
 use crate::planner::{ReplicaState, RoleReplicas};
 
 #[derive(Debug, thiserror::Error)]
@@ -89,16 +90,58 @@ pub struct Applied {
     pub fallback: bool,
 }
 
+/// The services `run` scales: a prefill and a decode pool, or one pool of aggregated
+/// workers (the decision's `decode`; its `prefill` is always 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topology {
+    Disaggregated { prefill: String, decode: String },
+    Aggregated { worker: String },
+}
+
+impl Topology {
+    /// The service sized by the decision's prefill count, if the graph has one.
+    pub fn prefill(&self) -> Option<&str> {
+        match self {
+            Topology::Disaggregated { prefill, .. } => Some(prefill),
+            Topology::Aggregated { .. } => None,
+        }
+    }
+
+    /// The service sized by the decision's decode count: decode engines or workers.
+    pub fn decode(&self) -> &str {
+        match self {
+            Topology::Disaggregated { decode, .. } => decode,
+            Topology::Aggregated { worker } => worker,
+        }
+    }
+}
+
+impl std::fmt::Display for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Topology::Disaggregated { prefill, decode } => {
+                write!(f, "prefill service {prefill}, decode service {decode}")
+            }
+            Topology::Aggregated { worker } => write!(f, "aggregated worker service {worker}"),
+        }
+    }
+}
+
+/// A scaled service and its adapter; `None` where the adapter is missing and the DGD is
+/// patched instead.
+struct Scaled {
+    service: String,
+    adapter: Option<String>,
+}
+
 pub struct KubeScaler {
     client: Client,
     cfg: KubeConfig,
     dgd_api: Api<DynamicObject>,
     adapter_api: Api<DynamicObject>,
-    pub prefill_service: String,
-    pub decode_service: String,
-    /// Adapter names; `None` where the adapter is missing and the DGD is patched instead.
-    prefill_adapter: Option<String>,
-    decode_adapter: Option<String>,
+    pub topology: Topology,
+    prefill: Option<Scaled>,
+    decode: Scaled,
     timeout: Duration,
 }
 
@@ -138,9 +181,10 @@ pub const FALLBACK_CALLS: &[(&str, &str, &str)] =
     &[("nvidia.com", "dynamographdeployments", "patch")];
 
 impl KubeScaler {
-    /// Connects, reads the DGD, finds the prefill and decode services and their adapters.
-    /// A missing DGD, service or adapter (without fallback) is an error that names it.
-    pub async fn connect(cfg: &KubeConfig) -> Result<KubeScaler, ScaleError> {
+    /// Connects, reads the DGD, finds the services `mode` scales (prefill and decode, or
+    /// the aggregated workers) and their adapters. A missing DGD, service or adapter (without
+    /// fallback), or a graph of the other shape, is an error that names it.
+    pub async fn connect(cfg: &KubeConfig, mode: Mode) -> Result<KubeScaler, ScaleError> {
         let timeout = Duration::from_secs_f64(cfg.timeout_s);
         let mut config = match &cfg.api_url {
             Some(url) => kube::Config::new(
@@ -168,24 +212,41 @@ impl KubeScaler {
                 "dynamographdeploymentscalingadapters",
             ),
         );
+        let probe = DgdReader {
+            api: &dgd_api,
+            cfg,
+            timeout,
+        };
+        let dgd = probe.read().await?;
+        let topology = discover(&dgd.data, mode, cfg).map_err(|why| {
+            ScaleError::NotFound(format!(
+                "DynamoGraphDeployment {}/{}: {why}",
+                cfg.namespace, cfg.dgd
+            ))
+        })?;
         let mut s = KubeScaler {
             client,
             cfg: cfg.clone(),
             dgd_api,
             adapter_api,
-            prefill_service: String::new(),
-            decode_service: String::new(),
-            prefill_adapter: None,
-            decode_adapter: None,
+            prefill: topology.prefill().map(|p| Scaled {
+                service: p.to_string(),
+                adapter: None,
+            }),
+            decode: Scaled {
+                service: topology.decode().to_string(),
+                adapter: None,
+            },
+            topology,
             timeout,
         };
-        let dgd = s.read_dgd().await?;
-        s.prefill_service = find_service(&dgd, "prefill", cfg.prefill_service.as_deref())
-            .ok_or_else(|| ScaleError::NotFound(format!("DynamoGraphDeployment {}/{} has no prefill service (subComponentType: prefill, or kubernetes.prefill_service)", cfg.namespace, cfg.dgd)))?;
-        s.decode_service = find_service(&dgd, "decode", cfg.decode_service.as_deref())
-            .ok_or_else(|| ScaleError::NotFound(format!("DynamoGraphDeployment {}/{} has no decode service (subComponentType: decode, or kubernetes.decode_service)", cfg.namespace, cfg.dgd)))?;
-        s.prefill_adapter = s.check_adapter(&s.prefill_service.clone()).await?;
-        s.decode_adapter = s.check_adapter(&s.decode_service.clone()).await?;
+        if let Some(p) = s.prefill.as_ref().map(|p| p.service.clone()) {
+            let adapter = s.check_adapter(&p).await?;
+            if let Some(p) = s.prefill.as_mut() {
+                p.adapter = adapter;
+            }
+        }
+        s.decode.adapter = s.check_adapter(&s.decode.service.clone()).await?;
         Ok(s)
     }
 
@@ -206,19 +267,13 @@ impl KubeScaler {
     }
 
     async fn read_dgd(&self) -> Result<DynamicObject, ScaleError> {
-        self.call(
-            self.dgd_api.get(&self.cfg.dgd),
-            "get",
-            "dynamographdeployments",
-        )
+        DgdReader {
+            api: &self.dgd_api,
+            cfg: &self.cfg,
+            timeout: self.timeout,
+        }
+        .read()
         .await
-        .map_err(|e| match e {
-            ScaleError::NotFound(_) => ScaleError::NotFound(format!(
-                "DynamoGraphDeployment {}/{} not found",
-                self.cfg.namespace, self.cfg.dgd
-            )),
-            e => e,
-        })
     }
 
     fn adapter_name(&self, service: &str) -> String {
@@ -263,8 +318,12 @@ impl KubeScaler {
             }
         };
         Ok(RoleReplicas {
-            prefill: state(&self.prefill_service),
-            decode: state(&self.decode_service),
+            prefill: self
+                .prefill
+                .as_ref()
+                .map(|p| state(&p.service))
+                .unwrap_or_default(),
+            decode: state(&self.decode.service),
         })
     }
 
@@ -274,21 +333,24 @@ impl KubeScaler {
     pub async fn apply(&self, prefill: u32, decode: u32, why: &str) -> Result<Applied, ScaleError> {
         let mut applied = Applied::default();
         let current = self.replicas().await?;
-        let roles = [
-            (
-                &self.prefill_service,
-                &self.prefill_adapter,
-                prefill,
-                current.prefill.ready + current.prefill.starting,
+        let mut roles = vec![(
+            &self.decode,
+            decode,
+            current.decode.ready + current.decode.starting,
+        )];
+        match &self.prefill {
+            Some(p) => roles.insert(
+                0,
+                (p, prefill, current.prefill.ready + current.prefill.starting),
             ),
-            (
-                &self.decode_service,
-                &self.decode_adapter,
-                decode,
-                current.decode.ready + current.decode.starting,
-            ),
-        ];
-        for (service, adapter, target, now) in roles {
+            // The aggregated planner's prefill is 0 by its limits; anything else is a bug
+            // upstream, and there is no service it could scale.
+            None if prefill > 0 => return Err(ScaleError::Invalid(format!(
+                "a prefill target of {prefill} for an aggregated graph (it has no prefill service)"
+            ))),
+            None => {}
+        }
+        for (Scaled { service, adapter }, target, now) in roles {
             if target == now {
                 continue;
             }
@@ -403,26 +465,224 @@ impl KubeScaler {
     }
 }
 
-/// The service of this role: by name when configured, else by `subComponentType`, else by
-/// the usual names.
-fn find_service(dgd: &DynamicObject, role: &str, configured: Option<&str>) -> Option<String> {
-    let services = dgd.data.pointer("/spec/services")?.as_object()?;
-    if let Some(name) = configured {
-        return services.contains_key(name).then(|| name.to_string());
+/// Reads the DGD, with a not-found error that names it.
+struct DgdReader<'a> {
+    api: &'a Api<DynamicObject>,
+    cfg: &'a KubeConfig,
+    timeout: Duration,
+}
+
+impl DgdReader<'_> {
+    async fn read(&self) -> Result<DynamicObject, ScaleError> {
+        let res = match tokio::time::timeout(self.timeout, self.api.get(&self.cfg.dgd)).await {
+            Err(_) => Err(ScaleError::Timeout(self.timeout)),
+            Ok(r) => r.map_err(|e| {
+                classify(
+                    e,
+                    "get",
+                    "dynamographdeployments",
+                    GROUP,
+                    &self.cfg.namespace,
+                )
+            }),
+        };
+        res.map_err(|e| match e {
+            ScaleError::NotFound(_) => ScaleError::NotFound(format!(
+                "DynamoGraphDeployment {}/{} not found",
+                self.cfg.namespace, self.cfg.dgd
+            )),
+            e => e,
+        })
     }
-    if let Some((name, _)) = services
-        .iter()
-        .find(|(_, v)| v.get("subComponentType").and_then(Value::as_str) == Some(role))
-    {
-        return Some(name.clone());
-    }
-    let fallback: &[&str] = if role == "prefill" {
-        &["VllmPrefillWorker", "TRTLLMPrefillWorker", "prefill"]
-    } else {
-        &["VllmDecodeWorker", "TRTLLMDecodeWorker", "decode"]
+}
+
+/// The services to scale in a DGD's JSON: by configured name, else by `componentType` and
+/// `subComponentType`, else by the usual names. On failure, what is missing and how to name it.
+pub fn discover(dgd: &Value, mode: Mode, cfg: &KubeConfig) -> Result<Topology, String> {
+    let services = dgd
+        .pointer("/spec/services")
+        .and_then(Value::as_object)
+        .ok_or("its spec has no services")?;
+    let field = |v: &Value, f: &str| v.get(f).and_then(Value::as_str).map(str::to_string);
+    let with_sub = |role: &str| {
+        services
+            .iter()
+            .find(|(_, v)| field(v, "subComponentType").as_deref() == Some(role))
+            .map(|(name, _)| name.clone())
     };
-    fallback
+    // Workers with no role of their own: what an aggregated graph runs.
+    let plain_workers: Vec<&String> = services
         .iter()
-        .find(|n| services.contains_key(**n))
-        .map(|n| n.to_string())
+        .filter(|(_, v)| {
+            field(v, "componentType").as_deref() == Some("worker")
+                && field(v, "subComponentType").is_none()
+        })
+        .map(|(name, _)| name)
+        .collect();
+    let configured = |name: &Option<String>, field: &str| -> Result<Option<String>, String> {
+        match name {
+            Some(n) if services.contains_key(n) => Ok(Some(n.clone())),
+            Some(n) => Err(format!("has no service {n:?} (kubernetes.{field})")),
+            None => Ok(None),
+        }
+    };
+    let usual = |names: &[&str]| {
+        names
+            .iter()
+            .find(|n| services.contains_key(**n))
+            .map(|n| n.to_string())
+    };
+    match mode {
+        Mode::Disaggregated => {
+            let looks_aggregated = || match (with_sub("prefill"), plain_workers.first()) {
+                (None, Some(w)) => format!(
+                    "; it looks aggregated (service {w} is a worker with no subComponentType): \
+                     set planner.mode: aggregated"
+                ),
+                _ => String::new(),
+            };
+            let prefill = configured(&cfg.prefill_service, "prefill_service")?
+                .or_else(|| with_sub("prefill"))
+                .or_else(|| usual(&["VllmPrefillWorker", "TRTLLMPrefillWorker", "prefill"]))
+                .ok_or_else(|| {
+                    format!(
+                        "has no prefill service (subComponentType: prefill, or \
+                         kubernetes.prefill_service){}",
+                        looks_aggregated()
+                    )
+                })?;
+            let decode = configured(&cfg.decode_service, "decode_service")?
+                .or_else(|| with_sub("decode"))
+                .or_else(|| usual(&["VllmDecodeWorker", "TRTLLMDecodeWorker", "decode"]))
+                .ok_or_else(|| {
+                    "has no decode service (subComponentType: decode, or \
+                     kubernetes.decode_service)"
+                        .to_string()
+                })?;
+            Ok(Topology::Disaggregated { prefill, decode })
+        }
+        Mode::Aggregated => {
+            if let Some(w) = configured(&cfg.worker_service, "worker_service")? {
+                return Ok(Topology::Aggregated { worker: w });
+            }
+            // Scaling one pool of a disaggregated graph as if it did both would starve it.
+            if let Some(p) = with_sub("prefill") {
+                return Err(format!(
+                    "is disaggregated (service {p} has subComponentType: prefill), but \
+                     planner.mode is aggregated"
+                ));
+            }
+            match plain_workers.as_slice() {
+                [one] => Ok(Topology::Aggregated {
+                    worker: one.to_string(),
+                }),
+                [] => usual(&["worker", "VllmDecodeWorker", "TRTLLMWorker", "decode"])
+                    .map(|worker| Topology::Aggregated { worker })
+                    .ok_or_else(|| {
+                        "has no worker service (componentType: worker, or \
+                         kubernetes.worker_service)"
+                            .to_string()
+                    }),
+                many => Err(format!(
+                    "has {} worker services ({}); name the one to scale with \
+                     kubernetes.worker_service",
+                    many.len(),
+                    many.iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> KubeConfig {
+        serde_json::from_value(json!({"namespace": "dynamo", "dgd": "g"})).unwrap()
+    }
+
+    fn dgd(services: Value) -> Value {
+        json!({"spec": {"services": services}})
+    }
+
+    #[test]
+    fn services_are_found_by_role_then_by_name_as_the_mode_asks() {
+        let frontend = json!({"componentType": "frontend", "replicas": 1});
+        let worker = |sub: Option<&str>| match sub {
+            Some(s) => json!({"componentType": "worker", "subComponentType": s}),
+            None => json!({"componentType": "worker"}),
+        };
+        let disagg = dgd(json!({
+            "Frontend": frontend,
+            "P": worker(Some("prefill")),
+            "D": worker(Some("decode")),
+        }));
+        // Dynamo's current aggregated example: one `worker` service, no subComponentType.
+        let agg = dgd(json!({"Frontend": frontend, "worker": worker(None)}));
+        // An older one names the aggregated worker VllmDecodeWorker.
+        let agg_old = dgd(json!({"Frontend": frontend, "VllmDecodeWorker": worker(None)}));
+        let two = dgd(json!({"A": worker(None), "B": worker(None)}));
+        let named_only = dgd(json!({"TRTLLMWorker": {"replicas": 1}}));
+        let d = Mode::Disaggregated;
+        let a = Mode::Aggregated;
+        let cases: Vec<(&Value, Mode, Result<Topology, &str>)> = vec![
+            (
+                &disagg,
+                d,
+                Ok(Topology::Disaggregated {
+                    prefill: "P".into(),
+                    decode: "D".into(),
+                }),
+            ),
+            (
+                &agg,
+                a,
+                Ok(Topology::Aggregated {
+                    worker: "worker".into(),
+                }),
+            ),
+            (
+                &agg_old,
+                a,
+                Ok(Topology::Aggregated {
+                    worker: "VllmDecodeWorker".into(),
+                }),
+            ),
+            (
+                &named_only,
+                a,
+                Ok(Topology::Aggregated {
+                    worker: "TRTLLMWorker".into(),
+                }),
+            ),
+            (&disagg, a, Err("service P has subComponentType: prefill")),
+            (&agg, d, Err("set planner.mode: aggregated")),
+            (&two, a, Err("2 worker services (A, B)")),
+        ];
+        for (graph, mode, want) in cases {
+            let got = discover(graph, mode, &cfg());
+            match want {
+                Ok(t) => assert_eq!(got, Ok(t), "{graph} in {mode:?}"),
+                Err(part) => {
+                    let e = got.expect_err("an error");
+                    assert!(e.contains(part), "{e:?} should say {part:?}");
+                }
+            }
+        }
+        // A configured name wins, and a wrong one is named.
+        let mut c = cfg();
+        c.worker_service = Some("B".into());
+        assert_eq!(
+            discover(&two, a, &c),
+            Ok(Topology::Aggregated { worker: "B".into() })
+        );
+        c.worker_service = Some("C".into());
+        assert!(discover(&two, a, &c)
+            .unwrap_err()
+            .contains("kubernetes.worker_service"));
+    }
 }

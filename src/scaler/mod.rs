@@ -73,6 +73,21 @@ impl Limits {
         self.validate_decode()
     }
 
+    /// An aggregated deployment's limits: no prefill role (its bounds are 0), the workers
+    /// counted as decode. A disaggregated one always allows a prefill engine.
+    pub fn is_aggregated(&self) -> bool {
+        self.max_prefill == 0
+    }
+
+    /// `validate` or `validate_aggregated`, as the limits' shape says.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.is_aggregated() && self.min_prefill == 0 {
+            self.validate_aggregated()
+        } else {
+            self.validate()
+        }
+    }
+
     /// `validate` for an aggregated deployment: one pool of workers, counted as decode, and
     /// no prefill role (its limits are 0).
     pub fn validate_aggregated(&self) -> Result<(), (&'static str, String)> {

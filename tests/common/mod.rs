@@ -307,6 +307,16 @@ pub fn http(
 
 /// `sla-planner demo` on a free port; `token` enables the API's writes.
 pub fn start_demo(dir: &std::path::Path, speed: f64, token: Option<&str>) -> (Proc, u16) {
+    start_demo_with(dir, speed, token, &[])
+}
+
+/// `start_demo` with more arguments (`--scenario NAME`, say).
+pub fn start_demo_with(
+    dir: &std::path::Path,
+    speed: f64,
+    token: Option<&str>,
+    extra: &[&str],
+) -> (Proc, u16) {
     let port = free_port();
     let mut args = vec![
         "demo".into(),
@@ -317,6 +327,7 @@ pub fn start_demo(dir: &std::path::Path, speed: f64, token: Option<&str>) -> (Pr
         "--log-format".into(),
         "json".into(),
     ];
+    args.extend(extra.iter().map(|a| a.to_string()));
     if let Some(t) = token {
         let f = dir.join("token");
         std::fs::write(&f, format!("{t}\n")).unwrap();
