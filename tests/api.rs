@@ -143,6 +143,19 @@ fn writes_need_the_token_validate_and_apply_at_the_next_decision() {
         serde_json::from_str::<Value>(&body).unwrap()["field"],
         "max_prefill"
     );
+    // No prefill at all would turn the pools into workers: refused, not a change of shape.
+    let (code, body) = http(
+        port,
+        "PUT",
+        "/api/v1/control/limits",
+        Some(token),
+        Some("{\"min_prefill\": 0, \"max_prefill\": 0}"),
+    );
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["field"],
+        "min_prefill"
+    );
     let (code, body) = http(
         port,
         "PUT",
@@ -212,6 +225,49 @@ fn writes_need_the_token_validate_and_apply_at_the_next_decision() {
     // The token is never shown.
     let (_, cfg) = http(port, "GET", "/api/v1/config", None, None);
     assert!(!cfg.contains(token));
+}
+
+#[test]
+fn an_aggregated_deployment_takes_worker_limits_and_refuses_prefill_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "s3cret-token";
+    let (_demo, port) = start_demo_with(
+        dir.path(),
+        60.0,
+        Some(token),
+        &["--scenario", "sin-5-45-aggregated"],
+    );
+    wait_for("a first decision", 30, || {
+        json(port, "/api/v1/status")["ticks"].as_u64().unwrap() >= 1
+    });
+    let (code, body) = http(
+        port,
+        "PUT",
+        "/api/v1/control/limits",
+        Some(token),
+        Some("{\"max_prefill\": 2}"),
+    );
+    assert_eq!(code, 422, "{body}");
+    let err = serde_json::from_str::<Value>(&body).unwrap();
+    assert_eq!(err["field"], "max_prefill", "{body}");
+    assert!(body.contains("aggregated"), "{body}");
+    // The workers are bounded as decode is; sin-5-45's peak needs more than 3.
+    let (code, body) = http(
+        port,
+        "PUT",
+        "/api/v1/control/limits",
+        Some(token),
+        Some("{\"max_decode\": 3}"),
+    );
+    assert_eq!(code, 200, "{body}");
+    let set_at = json(port, "/api/v1/status")["ticks"].as_u64().unwrap();
+    wait_for("two more decisions", 30, || {
+        json(port, "/api/v1/status")["ticks"].as_u64().unwrap() >= set_at + 2
+    });
+    let st = json(port, "/api/v1/status");
+    assert_eq!(st["limits"]["max_decode"], 3, "{st}");
+    assert_eq!(st["decision"]["prefill"], 0, "{st}");
+    assert!(st["decision"]["decode"].as_u64().unwrap() <= 3, "{st}");
 }
 
 #[test]

@@ -306,7 +306,10 @@ async fn set_limits(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) 
     let Some(mut l) = current else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "no limits known yet", None);
     };
-    if l.is_aggregated() {
+    // The deployment keeps its shape: limits that would turn a disaggregated one into
+    // workers (no prefill) are refused like any other invalid limits.
+    let aggregated = l.is_aggregated();
+    if aggregated {
         let prefill_fields = [
             ("min_prefill", update.min_prefill),
             ("max_prefill", update.max_prefill),
@@ -325,7 +328,12 @@ async fn set_limits(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) 
     l.min_decode = update.min_decode.unwrap_or(l.min_decode);
     l.max_decode = update.max_decode.unwrap_or(l.max_decode);
     l.gpu_budget = update.gpu_budget.unwrap_or(l.gpu_budget);
-    if let Err((field, msg)) = l.check() {
+    let checked = if aggregated {
+        l.validate_aggregated()
+    } else {
+        l.validate()
+    };
+    if let Err((field, msg)) = checked {
         return error(StatusCode::UNPROCESSABLE_ENTITY, msg, Some(field));
     }
     s.control.lock().expect("control lock").limits = Some(l);

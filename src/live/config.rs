@@ -353,11 +353,14 @@ impl RunConfig {
             (s.min_prefill.unwrap_or(1), s.min_decode),
             (s.max_prefill, s.max_decode),
         );
-        if aggregated {
+        let checked = if aggregated {
             l.min_prefill = 0;
             l.max_prefill = 0;
-        }
-        l.check().map_err(|(f, m)| (format!("limits.{f}"), m))?;
+            l.validate_aggregated()
+        } else {
+            l.validate()
+        };
+        checked.map_err(|(f, m)| (format!("limits.{f}"), m))?;
         Ok(l)
     }
 }

@@ -345,9 +345,11 @@ impl KubeScaler {
             ),
             // The aggregated planner's prefill is 0 by its limits; anything else is a bug
             // upstream, and there is no service it could scale.
-            None if prefill > 0 => return Err(ScaleError::Invalid(format!(
+            None if prefill > 0 => {
+                return Err(ScaleError::Invalid(format!(
                 "a prefill target of {prefill} for an aggregated graph (it has no prefill service)"
-            ))),
+            )))
+            }
             None => {}
         }
         for (Scaled { service, adapter }, target, now) in roles {

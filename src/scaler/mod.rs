@@ -79,15 +79,6 @@ impl Limits {
         self.max_prefill == 0
     }
 
-    /// `validate` or `validate_aggregated`, as the limits' shape says.
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
-        if self.is_aggregated() && self.min_prefill == 0 {
-            self.validate_aggregated()
-        } else {
-            self.validate()
-        }
-    }
-
     /// `validate` for an aggregated deployment: one pool of workers, counted as decode, and
     /// no prefill role (its limits are 0).
     pub fn validate_aggregated(&self) -> Result<(), (&'static str, String)> {
