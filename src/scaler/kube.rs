@@ -300,30 +300,11 @@ impl KubeScaler {
     /// replicas per role, from the DGD.
     pub async fn replicas(&self) -> Result<RoleReplicas, ScaleError> {
         let dgd = self.read_dgd().await?;
-        let state = |svc: &str| {
-            let desired = dgd
-                .data
-                .pointer(&format!("/spec/services/{svc}/replicas"))
-                .and_then(Value::as_u64)
-                .unwrap_or(0) as u32;
-            let ready = dgd
-                .data
-                .pointer(&format!("/status/services/{svc}/readyReplicas"))
-                .and_then(Value::as_u64)
-                .unwrap_or(0) as u32;
-            ReplicaState {
-                ready: ready.min(desired),
-                starting: desired.saturating_sub(ready),
-                draining: ready.saturating_sub(desired),
-            }
-        };
-        Ok(RoleReplicas {
-            prefill: self
-                .prefill
-                .as_ref()
-                .map(|p| state(&p.service))
-                .unwrap_or_default(),
-            decode: state(&self.decode.service),
+        role_replicas(&dgd.data, &self.topology).map_err(|why| {
+            ScaleError::Invalid(format!(
+                "DynamoGraphDeployment {}/{}: {why}",
+                self.cfg.namespace, self.cfg.dgd
+            ))
         })
     }
 
@@ -599,9 +580,77 @@ pub fn discover(dgd: &Value, mode: Mode, cfg: &KubeConfig) -> Result<Topology, S
     }
 }
 
+/// Ready, starting and draining replicas of the scaled services, from a DGD's JSON. A
+/// scaled service gone from the spec, or without a replica count, is an error: read as 0,
+/// it would look like nothing runs (the loop holds instead). A missing `readyReplicas` is
+/// 0, as Kubernetes leaves zero counts out of a status.
+pub fn role_replicas(dgd: &Value, topology: &Topology) -> Result<RoleReplicas, String> {
+    let state = |svc: &str| -> Result<ReplicaState, String> {
+        let spec = dgd
+            .pointer(&format!("/spec/services/{svc}"))
+            .ok_or_else(|| format!("service {svc} is no longer in its spec"))?;
+        let desired = spec
+            .get("replicas")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| format!("spec.services.{svc}.replicas is not a replica count"))?
+            as u32;
+        let ready = dgd
+            .pointer(&format!("/status/services/{svc}/readyReplicas"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0) as u32;
+        Ok(ReplicaState {
+            ready: ready.min(desired),
+            starting: desired.saturating_sub(ready),
+            draining: ready.saturating_sub(desired),
+        })
+    };
+    Ok(RoleReplicas {
+        prefill: match topology.prefill() {
+            Some(p) => state(p)?,
+            None => ReplicaState::default(),
+        },
+        decode: state(topology.decode())?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replicas_are_read_per_role_and_a_vanished_service_is_an_error() {
+        let dgd = json!({
+            "spec": {"services": {"P": {"replicas": 3}, "D": {"replicas": 2}, "W": {}}},
+            "status": {"services": {"P": {"readyReplicas": 1}, "D": {"readyReplicas": 4}}}
+        });
+        let pools = Topology::Disaggregated {
+            prefill: "P".into(),
+            decode: "D".into(),
+        };
+        let r = role_replicas(&dgd, &pools).unwrap();
+        assert_eq!(
+            (r.prefill.ready, r.prefill.starting, r.prefill.draining),
+            (1, 2, 0)
+        );
+        assert_eq!(
+            (r.decode.ready, r.decode.starting, r.decode.draining),
+            (2, 0, 2)
+        );
+        // Aggregated: the workers are the decode role; nothing under prefill.
+        let workers = Topology::Aggregated { worker: "D".into() };
+        let r = role_replicas(&dgd, &workers).unwrap();
+        assert_eq!(r.prefill, ReplicaState::default());
+        assert_eq!(r.decode.ready, 2);
+        // A service renamed or removed since start, or without a count: not "0 replicas".
+        let gone = Topology::Aggregated { worker: "X".into() };
+        assert!(role_replicas(&dgd, &gone)
+            .unwrap_err()
+            .contains("service X"));
+        let uncounted = Topology::Aggregated { worker: "W".into() };
+        assert!(role_replicas(&dgd, &uncounted)
+            .unwrap_err()
+            .contains("spec.services.W.replicas"));
+    }
 
     fn cfg() -> KubeConfig {
         serde_json::from_value(json!({"namespace": "dynamo", "dgd": "g"})).unwrap()
