@@ -226,6 +226,7 @@ deployment:\n  mode: aggregated\n  interval_s: 10\n  startup_s: 5\n  scrape_s: 2
         let n = w["replicas"].as_u64().unwrap();
         assert!((1..=8).contains(&n), "a write within [min, budget]: {w}");
     }
+    println!("workers over time (wall s, workers): {samples:?}");
     let peak = samples.iter().map(|s| s.1).max().unwrap();
     assert!(peak >= 3, "workers rose under the ramp: {samples:?}\n{log}");
     let last = samples.last().unwrap().1;
