@@ -1,5 +1,6 @@
 //! Replica counts out to Kubernetes: read the DGD, write the DGDSA `scale` subresource.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
@@ -116,6 +117,13 @@ impl Topology {
     }
 }
 
+/// Which of a decision's counts a scaled service takes.
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    Prefill,
+    Decode,
+}
+
 impl std::fmt::Display for Topology {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -127,21 +135,15 @@ impl std::fmt::Display for Topology {
     }
 }
 
-/// A scaled service and its adapter; `None` where the adapter is missing and the DGD is
-/// patched instead.
-struct Scaled {
-    service: String,
-    adapter: Option<String>,
-}
-
 pub struct KubeScaler {
     client: Client,
     cfg: KubeConfig,
     dgd_api: Api<DynamicObject>,
     adapter_api: Api<DynamicObject>,
     pub topology: Topology,
-    prefill: Option<Scaled>,
-    decode: Scaled,
+    /// Adapter names by scaled service; `None` where the adapter is missing and the DGD is
+    /// patched instead.
+    adapters: HashMap<String, Option<String>>,
     timeout: Duration,
 }
 
@@ -212,12 +214,7 @@ impl KubeScaler {
                 "dynamographdeploymentscalingadapters",
             ),
         );
-        let probe = DgdReader {
-            api: &dgd_api,
-            cfg,
-            timeout,
-        };
-        let dgd = probe.read().await?;
+        let dgd = fetch_dgd(&dgd_api, cfg, timeout).await?;
         let topology = discover(&dgd.data, mode, cfg).map_err(|why| {
             ScaleError::NotFound(format!(
                 "DynamoGraphDeployment {}/{}: {why}",
@@ -229,25 +226,24 @@ impl KubeScaler {
             cfg: cfg.clone(),
             dgd_api,
             adapter_api,
-            prefill: topology.prefill().map(|p| Scaled {
-                service: p.to_string(),
-                adapter: None,
-            }),
-            decode: Scaled {
-                service: topology.decode().to_string(),
-                adapter: None,
-            },
             topology,
+            adapters: HashMap::new(),
             timeout,
         };
-        if let Some(p) = s.prefill.as_ref().map(|p| p.service.clone()) {
-            let adapter = s.check_adapter(&p).await?;
-            if let Some(p) = s.prefill.as_mut() {
-                p.adapter = adapter;
-            }
+        let services: Vec<String> = s.scaled().map(|(svc, _)| svc.to_string()).collect();
+        for service in services {
+            let adapter = s.check_adapter(&service).await?;
+            s.adapters.insert(service, adapter);
         }
-        s.decode.adapter = s.check_adapter(&s.decode.service.clone()).await?;
         Ok(s)
+    }
+
+    /// The scaled services, each with the role whose count it takes.
+    fn scaled(&self) -> impl Iterator<Item = (&str, Role)> {
+        let prefill = self.topology.prefill().map(|p| (p, Role::Prefill));
+        prefill
+            .into_iter()
+            .chain([(self.topology.decode(), Role::Decode)])
     }
 
     pub fn client(&self) -> Client {
@@ -260,20 +256,11 @@ impl KubeScaler {
         verb: &'static str,
         res: &'static str,
     ) -> Result<T, ScaleError> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Err(_) => Err(ScaleError::Timeout(self.timeout)),
-            Ok(r) => r.map_err(|e| classify(e, verb, res, GROUP, &self.cfg.namespace)),
-        }
+        timed(self.timeout, &self.cfg.namespace, fut, verb, res).await
     }
 
     async fn read_dgd(&self) -> Result<DynamicObject, ScaleError> {
-        DgdReader {
-            api: &self.dgd_api,
-            cfg: &self.cfg,
-            timeout: self.timeout,
-        }
-        .read()
-        .await
+        fetch_dgd(&self.dgd_api, &self.cfg, self.timeout).await
     }
 
     fn adapter_name(&self, service: &str) -> String {
@@ -314,35 +301,28 @@ impl KubeScaler {
     pub async fn apply(&self, prefill: u32, decode: u32, why: &str) -> Result<Applied, ScaleError> {
         let mut applied = Applied::default();
         let current = self.replicas().await?;
-        let mut roles = vec![(
-            &self.decode,
-            decode,
-            current.decode.ready + current.decode.starting,
-        )];
-        match &self.prefill {
-            Some(p) => roles.insert(
-                0,
-                (p, prefill, current.prefill.ready + current.prefill.starting),
-            ),
-            // The aggregated planner's prefill is 0 by its limits; anything else is a bug
-            // upstream, and there is no service it could scale.
-            None if prefill > 0 => {
-                return Err(ScaleError::Invalid(format!(
+        // The aggregated planner's prefill is 0 by its limits; anything else is a bug
+        // upstream, and there is no service it could scale.
+        if self.topology.prefill().is_none() && prefill > 0 {
+            return Err(ScaleError::Invalid(format!(
                 "a prefill target of {prefill} for an aggregated graph (it has no prefill service)"
-            )))
-            }
-            None => {}
+            )));
         }
-        for (Scaled { service, adapter }, target, now) in roles {
+        for (service, role) in self.scaled() {
+            let (target, state) = match role {
+                Role::Prefill => (prefill, current.prefill),
+                Role::Decode => (decode, current.decode),
+            };
+            let now = state.ready + state.starting;
             if target == now {
                 continue;
             }
+            let adapter = self.adapters.get(service).and_then(Option::as_ref);
             match adapter {
                 Some(name) => applied.retries += self.write_scale(name, target).await?,
                 None => {
                     warn!(message = "patching the DGD: no scaling adapter for this service", service = %service, replicas = target);
-                    let patch =
-                        json!({"spec": {"services": {service.as_str(): {"replicas": target}}}});
+                    let patch = json!({"spec": {"services": {service: {"replicas": target}}}});
                     self.call(
                         self.dgd_api.patch(
                             &self.cfg.dgd,
@@ -448,35 +428,41 @@ impl KubeScaler {
     }
 }
 
-/// Reads the DGD, with a not-found error that names it.
-struct DgdReader<'a> {
-    api: &'a Api<DynamicObject>,
-    cfg: &'a KubeConfig,
+/// One API call within the timeout, its failure classified for `namespace`.
+async fn timed<T>(
     timeout: Duration,
+    namespace: &str,
+    fut: impl std::future::Future<Output = Result<T, kube::Error>>,
+    verb: &'static str,
+    res: &'static str,
+) -> Result<T, ScaleError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Err(_) => Err(ScaleError::Timeout(timeout)),
+        Ok(r) => r.map_err(|e| classify(e, verb, res, GROUP, namespace)),
+    }
 }
 
-impl DgdReader<'_> {
-    async fn read(&self) -> Result<DynamicObject, ScaleError> {
-        let res = match tokio::time::timeout(self.timeout, self.api.get(&self.cfg.dgd)).await {
-            Err(_) => Err(ScaleError::Timeout(self.timeout)),
-            Ok(r) => r.map_err(|e| {
-                classify(
-                    e,
-                    "get",
-                    "dynamographdeployments",
-                    GROUP,
-                    &self.cfg.namespace,
-                )
-            }),
-        };
-        res.map_err(|e| match e {
-            ScaleError::NotFound(_) => ScaleError::NotFound(format!(
-                "DynamoGraphDeployment {}/{} not found",
-                self.cfg.namespace, self.cfg.dgd
-            )),
-            e => e,
-        })
-    }
+/// Reads the DGD, with a not-found error that names it.
+async fn fetch_dgd(
+    api: &Api<DynamicObject>,
+    cfg: &KubeConfig,
+    timeout: Duration,
+) -> Result<DynamicObject, ScaleError> {
+    let got = timed(
+        timeout,
+        &cfg.namespace,
+        api.get(&cfg.dgd),
+        "get",
+        "dynamographdeployments",
+    )
+    .await;
+    got.map_err(|e| match e {
+        ScaleError::NotFound(_) => ScaleError::NotFound(format!(
+            "DynamoGraphDeployment {}/{} not found",
+            cfg.namespace, cfg.dgd
+        )),
+        e => e,
+    })
 }
 
 /// The services to scale in a DGD's JSON: by configured name, else by `componentType` and
