@@ -7,6 +7,32 @@ mod common;
 
 use common::*;
 
+/// Polls the emulator every 2 s for `seconds`, checking the planner keeps running, and
+/// hands each state to `each`.
+fn watch(planner: &mut Proc, api: u16, seconds: u64, mut each: impl FnMut(&serde_json::Value)) {
+    let start = std::time::Instant::now();
+    while start.elapsed().as_secs() < seconds {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        assert!(
+            planner.alive(),
+            "the planner keeps running:\n{}",
+            planner.output()
+        );
+        each(&emulator_state(api));
+    }
+}
+
+/// The API calls the emulator saw that the Role does not grant (tests/deploy.rs checks the
+/// Role against the declaration); they must be none.
+fn assert_declared(used: &std::collections::BTreeSet<(String, String, String)>) {
+    let declared = declared_calls();
+    assert!(
+        used.is_subset(&declared),
+        "undeclared calls: {:?}",
+        used.difference(&declared).collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn replicas_follow_a_load_ramp_through_a_real_prometheus() {
     let dir = tempfile::tempdir().unwrap();
@@ -50,20 +76,12 @@ fn replicas_follow_a_load_ramp_through_a_real_prometheus() {
     // The ramp: 3 req/s until 30 s, up to 40 req/s at 60 s, held to 110 s, back to 3 req/s by 130 s.
     let mut peak = (0u64, 0u64);
     let mut samples = Vec::new();
-    let start = std::time::Instant::now();
-    while start.elapsed().as_secs() < 200 {
-        std::thread::sleep(std::time::Duration::from_secs(2));
-        assert!(
-            planner.alive(),
-            "the planner keeps running:\n{}",
-            planner.output()
-        );
-        let s = emulator_state(api);
+    watch(&mut planner, api, 200, |s| {
         let p = s["replicas"]["VllmPrefillWorker"].as_u64().unwrap();
         let d = s["replicas"]["VllmDecodeWorker"].as_u64().unwrap();
         samples.push((s["wall_s"].as_f64().unwrap(), p, d));
         peak = (peak.0.max(p), peak.1.max(d));
-    }
+    });
     let state = emulator_state(api);
     let writes = state["writes"].as_array().unwrap();
     let log = planner.output();
@@ -111,13 +129,8 @@ fn replicas_follow_a_load_ramp_through_a_real_prometheus() {
     // Every call made is declared (and so granted: tests/deploy.rs checks the Role against
     // the declaration); every declared call but the 409 re-read was made.
     let used = observed_calls(&state);
-    let declared = declared_calls();
-    assert!(
-        used.is_subset(&declared),
-        "undeclared calls: {:?}",
-        used.difference(&declared).collect::<Vec<_>>()
-    );
-    let unused: Vec<_> = declared.difference(&used).cloned().collect();
+    assert_declared(&used);
+    let unused: Vec<_> = declared_calls().difference(&used).cloned().collect();
     let reread = (
         "nvidia.com".to_string(),
         "dynamographdeploymentscalingadapters/scale".to_string(),
@@ -197,22 +210,14 @@ deployment:\n  mode: aggregated\n  interval_s: 10\n  startup_s: 5\n  scrape_s: 2
     );
 
     let mut samples = Vec::new();
-    let start = std::time::Instant::now();
-    while start.elapsed().as_secs() < 160 {
-        std::thread::sleep(std::time::Duration::from_secs(2));
-        assert!(
-            planner.alive(),
-            "the planner keeps running:\n{}",
-            planner.output()
-        );
-        let s = emulator_state(api);
+    watch(&mut planner, api, 160, |s| {
         let services: Vec<&String> = s["replicas"].as_object().unwrap().keys().collect();
         assert_eq!(services, ["worker"], "the graph has one worker service");
         samples.push((
             s["wall_s"].as_f64().unwrap(),
             s["replicas"]["worker"].as_u64().unwrap(),
         ));
-    }
+    });
     let state = emulator_state(api);
     let log = planner.output();
     let writes = state["writes"].as_array().unwrap();
@@ -242,11 +247,5 @@ deployment:\n  mode: aggregated\n  interval_s: 10\n  startup_s: 5\n  scrape_s: 2
         "{log}"
     );
     // The calls made are the disaggregated loop's, on one adapter: all declared.
-    let used = observed_calls(&state);
-    let declared = declared_calls();
-    assert!(
-        used.is_subset(&declared),
-        "undeclared calls: {:?}",
-        used.difference(&declared).collect::<Vec<_>>()
-    );
+    assert_declared(&observed_calls(&state));
 }
