@@ -28,6 +28,7 @@ fn manifests_validate_against_the_kubernetes_schemas() {
         "serviceaccount.yaml",
         "rbac.yaml",
         "configmap.yaml",
+        "configmap-aggregated.yaml",
         "deployment.yaml",
         "service.yaml",
     ] {
@@ -72,32 +73,56 @@ fn deployment_is_hardened_and_probed() {
     );
 }
 
-#[test]
-fn configmap_holds_a_valid_config_for_the_example_dgd() {
-    let cm = &docs("configmap.yaml")[0];
+/// The run config a ConfigMap in deploy/ holds, loaded and checked as `run` would.
+fn shipped_config(configmap: &str) -> sla_planner::live::config::RunConfig {
+    let cm = &docs(configmap)[0];
     let text = cm["data"]["config.yaml"].as_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, text).unwrap();
-    let cfg =
-        sla_planner::live::config::RunConfig::load(&path).expect("the shipped config is valid");
-    let dgd = &docs("dgd-example.yaml")[0];
-    assert_eq!(dgd["kind"], "DynamoGraphDeployment");
-    assert_eq!(
-        dgd["metadata"]["name"].as_str().unwrap(),
-        cfg.kubernetes.dgd
-    );
-    let services = dgd["spec"]["services"].as_object().unwrap();
-    for role in ["prefill", "decode"] {
-        let (_, svc) = services
-            .iter()
-            .find(|(_, v)| v["subComponentType"] == role)
-            .unwrap_or_else(|| panic!("a {role} service"));
+    sla_planner::live::config::RunConfig::load(&path)
+        .unwrap_or_else(|e| panic!("{configmap} holds a valid config: {e}"))
+}
+
+#[test]
+fn each_configmap_holds_a_valid_config_for_its_example_dgd() {
+    use sla_planner::scaler::kube::{discover, Topology};
+    for (configmap, example) in [
+        ("configmap.yaml", "dgd-example.yaml"),
+        ("configmap-aggregated.yaml", "dgd-aggregated-example.yaml"),
+    ] {
+        let cfg = shipped_config(configmap);
+        let dgd = &docs(example)[0];
+        assert_eq!(dgd["kind"], "DynamoGraphDeployment");
         assert_eq!(
-            svc["scalingAdapter"]["enabled"], true,
-            "{role} has a scaling adapter"
+            dgd["metadata"]["name"].as_str().unwrap(),
+            cfg.kubernetes.dgd
         );
+        // The services `run` would scale, found by its own discovery; each has an adapter.
+        let topology = discover(dgd, cfg.planner.mode, &cfg.kubernetes)
+            .unwrap_or_else(|e| panic!("{configmap} on {example}: {e}"));
+        let scaled: Vec<&str> = match &topology {
+            Topology::Disaggregated { prefill, decode } => vec![prefill, decode],
+            Topology::Aggregated { worker } => vec![worker],
+        };
+        for svc in scaled {
+            assert_eq!(
+                dgd["spec"]["services"][svc]["scalingAdapter"]["enabled"], true,
+                "{example}: {svc} has a scaling adapter"
+            );
+        }
     }
+    // Each config refuses the other example: the graph's shape is checked at start.
+    let pools = shipped_config("configmap.yaml");
+    let workers = &docs("dgd-aggregated-example.yaml")[0];
+    assert!(discover(workers, pools.planner.mode, &pools.kubernetes)
+        .unwrap_err()
+        .contains("planner.mode: aggregated"));
+    let agg = shipped_config("configmap-aggregated.yaml");
+    let disagg = &docs("dgd-example.yaml")[0];
+    assert!(discover(disagg, agg.planner.mode, &agg.kubernetes)
+        .unwrap_err()
+        .contains("is disaggregated"));
 }
 
 #[test]

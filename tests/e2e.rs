@@ -33,13 +33,12 @@ fn assert_declared(used: &std::collections::BTreeSet<(String, String, String)>) 
     );
 }
 
-#[test]
-fn replicas_follow_a_load_ramp_through_a_real_prometheus() {
-    let dir = tempfile::tempdir().unwrap();
+/// The emulator serving `scenario` and a real Prometheus scraping it: both processes (kept
+/// alive by the caller) and the emulator's and Prometheus's ports.
+fn emulated_cluster(dir: &std::path::Path, scenario: &str) -> (Proc, Proc, u16, u16) {
     let api = free_port();
     let prom = free_port();
-    let status = free_port();
-    let _emulator = Proc::spawn(
+    let emulator = Proc::spawn(
         "emulator",
         bin(),
         &[
@@ -47,12 +46,20 @@ fn replicas_follow_a_load_ramp_through_a_real_prometheus() {
             "--listen".into(),
             format!("127.0.0.1:{api}"),
             "--scenario".into(),
-            "e2e-ramp".into(),
+            scenario.into(),
         ],
-        dir.path(),
+        dir,
     );
     wait_for("the emulator", 30, || http_get(api, "/metrics").is_some());
-    let _prometheus = start_prometheus(dir.path(), prom, api);
+    let prometheus = start_prometheus(dir, prom, api);
+    (emulator, prometheus, api, prom)
+}
+
+#[test]
+fn replicas_follow_a_load_ramp_through_a_real_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = free_port();
+    let (_emulator, _prometheus, api, prom) = emulated_cluster(dir.path(), "e2e-ramp");
     let cfg = run_config(
         dir.path(),
         "run",
@@ -163,8 +170,6 @@ fn replicas_follow_a_load_ramp_through_a_real_prometheus() {
 #[test]
 fn aggregated_workers_follow_a_load_ramp_through_a_real_prometheus() {
     let dir = tempfile::tempdir().unwrap();
-    let api = free_port();
-    let prom = free_port();
     // 2 req/s, a 20 s ramp to 24 req/s at 50 s, held 50 s, back to 2 req/s by 110 s.
     let scenario = dir.path().join("ramp-aggregated.yaml");
     std::fs::write(
@@ -175,20 +180,8 @@ sla: { ttft_ms: 200, itl_ms: 10 }\n\
 deployment:\n  mode: aggregated\n  interval_s: 10\n  startup_s: 5\n  scrape_s: 2\n  gpu_budget: 8\n  initial: { prefill: 0, decode: 1 }\n",
     )
     .unwrap();
-    let _emulator = Proc::spawn(
-        "emulator",
-        bin(),
-        &[
-            "emulate".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{api}"),
-            "--scenario".into(),
-            scenario.display().to_string(),
-        ],
-        dir.path(),
-    );
-    wait_for("the emulator", 30, || http_get(api, "/metrics").is_some());
-    let _prometheus = start_prometheus(dir.path(), prom, api);
+    let (_emulator, _prometheus, api, prom) =
+        emulated_cluster(dir.path(), &scenario.display().to_string());
     let cfg = run_config(
         dir.path(),
         "run",
