@@ -737,6 +737,7 @@ fn run_demo(a: DemoArgs) -> anyhow::Result<()> {
             control: lp.control.clone(),
             token: token.map(std::sync::Arc::new),
             config: std::sync::Arc::new(config_json),
+            metric_labels: Default::default(),
         };
         let bound = crate::live::server::spawn(a.listen, api).await.map_err(|e| InputError::Usage(format!("--listen {}: {e}", a.listen)))?;
         tracing::info!(message = "demo: the run loop on a simulated deployment", scenario = %sc.file.name, speed = a.speed, status = %format!("http://{bound}/api/v1/status"));

@@ -242,3 +242,125 @@ deployment:\n  mode: aggregated\n  interval_s: 10\n  startup_s: 5\n  scrape_s: 2
     // The calls made are the disaggregated loop's, on one adapter: all declared.
     assert_declared(&observed_calls(&state));
 }
+
+/// What the planner learned about the engines survives a restart: it exports its
+/// corrections on `/metrics`, Prometheus scrapes them, and a new `run` reads them back
+/// before its first decision. The emulated engines prefill twice as slowly as the profile
+/// the planner is given says, so the prefill multiplier it learns is about 2.
+#[test]
+fn a_restarted_planner_reads_back_what_it_learned() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = std::process::Command::new(bin())
+        .args(["profile", "--slower-prefill", "2"])
+        .output()
+        .unwrap();
+    assert!(slow.status.success());
+    std::fs::write(dir.path().join("slow.json"), &slow.stdout).unwrap();
+    let scenario = dir.path().join("slow-prefill.yaml");
+    std::fs::write(
+        &scenario,
+        "name: slow-prefill\ndescription: engines twice as slow at prefill as profiled\nseed: 5\nprofile: slow.json\n\
+workload:\n  synthetic:\n    rate: { shape: constant, rps: 10 }\n    duration_s: 1000\n    isl: 3000\n    osl: 150\n\
+sla: { ttft_ms: 400, itl_ms: 10 }\n\
+deployment:\n  interval_s: 10\n  startup_s: 5\n  scrape_s: 2\n  gpu_budget: 12\n  initial: { prefill: 3, decode: 2 }\n",
+    )
+    .unwrap();
+    let api = free_port();
+    let prom = free_port();
+    let status = free_port();
+    let _emulator = Proc::spawn(
+        "emulator",
+        bin(),
+        &[
+            "emulate".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{api}"),
+            "--scenario".into(),
+            scenario.display().to_string(),
+        ],
+        dir.path(),
+    );
+    wait_for("the emulator", 30, || http_get(api, "/metrics").is_some());
+    // Prometheus scrapes the planner's /metrics too, as a ServiceMonitor would.
+    let _prometheus = start_prometheus_scraping(dir.path(), prom, &[api, status]);
+    let cfg = run_config(
+        dir.path(),
+        "run",
+        prom,
+        api,
+        "leader_election: { enabled: false }\n",
+    );
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("ttft_ms: 200", "ttft_ms: 400");
+    std::fs::write(&cfg, &text).unwrap();
+    let run = |name: &str, cfg: &std::path::Path| {
+        Proc::spawn(
+            name,
+            bin(),
+            &[
+                "run".into(),
+                "--config".into(),
+                cfg.display().to_string(),
+                "--listen".into(),
+                format!("127.0.0.1:{status}"),
+            ],
+            dir.path(),
+        )
+    };
+    let learned_prefill = || {
+        http_get(status, "/api/v1/status").and_then(|(_, b)| {
+            serde_json::from_str::<serde_json::Value>(&b).ok()?["decision"]["corrections"]
+                ["prefill"]
+                .as_f64()
+        })
+    };
+    let mut first = run("run-first", &cfg);
+    wait_for("the planner to learn the slower prefill", 120, || {
+        learned_prefill().is_some_and(|k| k > 1.6)
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3)); // a scrape of what it learned
+    let learned = learned_prefill().unwrap();
+    assert!(terminate(&mut first, 20).success(), "{}", first.output());
+
+    let mut second = run("run-second", &cfg);
+    wait_for("a first decision after the restart", 40, || {
+        learned_prefill().is_some()
+    });
+    let restored = learned_prefill().unwrap();
+    let log = second.output();
+    assert!(
+        log.contains("model corrections restored from Prometheus"),
+        "{log}"
+    );
+    assert!(
+        (restored / learned - 1.0).abs() < 0.1,
+        "the first decision after the restart plans with what was learned: {restored} against {learned}\n{log}"
+    );
+    assert!(terminate(&mut second, 20).success());
+
+    // Told not to read them back, it starts from the profile.
+    let fresh_cfg = dir.path().join("fresh.yaml");
+    std::fs::write(
+        &fresh_cfg,
+        text.replace(
+            "history_intervals: 6",
+            "history_intervals: 6\n  restore_corrections: false",
+        ),
+    )
+    .unwrap();
+    let mut fresh = run("run-fresh", &fresh_cfg);
+    wait_for("a first decision without restoring", 40, || {
+        learned_prefill().is_some()
+    });
+    let log = fresh.output();
+    let first_decision = log
+        .lines()
+        .find(|l| l.contains("\"message\":\"decision\""))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        first_decision.contains("prefill x1.00"),
+        "a first decision from the profile: {first_decision}"
+    );
+    assert!(terminate(&mut fresh, 20).success());
+}

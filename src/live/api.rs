@@ -20,6 +20,7 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
 use super::{SharedControl, SharedStatus, TickRecord};
+use crate::planner::model::Corrections;
 use crate::planner::{Decision, Limits, Observation, Sla};
 
 /// Every route served, as (method, path). `docs/openapi.yaml` documents exactly these.
@@ -44,6 +45,8 @@ pub struct ApiState {
     pub token: Option<Arc<String>>,
     /// The effective configuration, secrets redacted.
     pub config: Arc<serde_json::Value>,
+    /// Labels naming the deployment on the exported corrections (`dgd`, `dgd_namespace`).
+    pub metric_labels: Arc<Vec<(String, String)>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -410,15 +413,12 @@ async fn metrics(State(s): State<ApiState>) -> Response {
     );
     let corr: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>> = Family::default();
     if let Some(c) = d.corrections {
-        for (kind, v) in [
-            ("prefill", c.prefill),
-            ("prefill_tail", c.prefill_tail),
-            ("prefill_variability", c.prefill_variability),
-            ("decode", c.decode),
-            ("decode_variability", c.decode_variability),
-        ] {
-            corr.get_or_create(&vec![("kind".into(), kind.into())])
-                .set(v);
+        for kind in Corrections::KINDS {
+            // Labelled with the deployment, so a restart reads back its own.
+            let mut labels = s.metric_labels.as_ref().clone();
+            labels.push(("kind".into(), kind.into()));
+            corr.get_or_create(&labels)
+                .set(c.get(kind).unwrap_or(f64::NAN));
         }
     }
     reg.register(

@@ -79,6 +79,11 @@ pub struct PrometheusConfig {
     /// Intervals of history read at start to warm the forecasters.
     #[serde(default = "d_history")]
     pub history_intervals: u32,
+    /// Read back at start the model corrections this deployment's planner exported last
+    /// (`sla_planner_model_correction_ratio`, within the history), when Prometheus scrapes
+    /// the planner.
+    #[serde(default = "yes")]
+    pub restore_corrections: bool,
     #[serde(default)]
     pub queries: Queries,
 }

@@ -61,6 +61,15 @@ pub fn planner_for(cfg: &RunConfig, profile: &Profile) -> anyhow::Result<SlaPlan
     Ok(SlaPlanner::new(ctx, cfg.planner))
 }
 
+/// The labels that name this deployment on the planner's exported corrections, and select
+/// them again after a restart.
+fn deployment_labels(cfg: &RunConfig) -> [(&'static str, Option<&str>); 2] {
+    [
+        ("dgd", Some(cfg.kubernetes.dgd.as_str())),
+        ("dgd_namespace", Some(cfg.kubernetes.namespace.as_str())),
+    ]
+}
+
 fn identity(cfg: &RunConfig) -> String {
     cfg.leader_election
         .identity
@@ -138,6 +147,29 @@ pub async fn run(
         Err(e) => warn!(message = "no history to warm the forecasters; starting cold", error = %e),
     }
 
+    // And the corrections learned before the restart, so the engines' speed and the
+    // load's bursts need not be learned again.
+    if cfg.prometheus.restore_corrections {
+        let window_s = cfg.interval_s * f64::from(cfg.prometheus.history_intervals.max(1));
+        match source
+            .last_corrections(&deployment_labels(&cfg), window_s)
+            .await
+        {
+            Ok(found) if !found.is_empty() => {
+                let taken = planner.restore_corrections(&found);
+                let taken: Vec<String> = taken.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
+                info!(message = "model corrections restored from Prometheus", corrections = %taken.join(", "));
+            }
+            Ok(_) => info!(
+                message =
+                    "no model corrections in Prometheus to restore; starting from the profile"
+            ),
+            Err(e) => {
+                warn!(message = "could not read back model corrections; starting from the profile", error = %e)
+            }
+        }
+    }
+
     let leader = if cfg.leader_election.enabled {
         let id = identity(&cfg);
         let elector = Elector::new(
@@ -167,6 +199,12 @@ pub async fn run(
             control: lp.control.clone(),
             token: api_token.map(std::sync::Arc::new),
             config: std::sync::Arc::new(super::api::redact(serde_json::to_value(&cfg)?)),
+            metric_labels: std::sync::Arc::new(
+                deployment_labels(&cfg)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.unwrap_or_default().to_string()))
+                    .collect(),
+            ),
         };
         let bound = server::spawn(addr, state).await?;
         info!(message = "serving health and status", addr = %bound);

@@ -6,6 +6,7 @@ use prometheus_http_query::response::Data;
 use prometheus_http_query::Client;
 
 use crate::live::config::{expand, matchers, PrometheusConfig};
+use crate::planner::model::Corrections;
 use crate::planner::solver::Mode;
 use crate::planner::{LatencySummary, Observation, RoleKv};
 
@@ -191,6 +192,30 @@ impl PrometheusSource {
             queued_prefill_tokens: queued.zip(isl).map(|(n, isl)| n * isl),
             replicas: None,
         })
+    }
+
+    /// The model corrections this deployment's planner exported last within `window_s`
+    /// (its `/metrics`, scraped by this Prometheus; averaged over planner replicas), by
+    /// name. Empty when none were scraped.
+    pub async fn last_corrections(
+        &self,
+        deployment: &[(&str, Option<&str>)],
+        window_s: f64,
+    ) -> Result<Vec<(String, f64)>, SourceError> {
+        let mut found = Vec::new();
+        for kind in Corrections::KINDS {
+            let mut labels = deployment.to_vec();
+            labels.push(("kind", Some(kind)));
+            let q = format!(
+                "avg(last_over_time(sla_planner_model_correction_ratio{{{}}}[{}s]))",
+                matchers(&labels),
+                window_s.round().max(1.0) as u64
+            );
+            if let Some(v) = self.scalar(q).await? {
+                found.push((kind.to_string(), v));
+            }
+        }
+        Ok(found)
     }
 
     /// The last `points` intervals of request count, ISL and OSL, oldest first.

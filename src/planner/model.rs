@@ -370,6 +370,33 @@ fn one() -> f64 {
 }
 
 impl Corrections {
+    /// Each correction's name, as `/metrics` labels it and a restart reads it back.
+    pub const KINDS: [&'static str; 5] = [
+        "prefill",
+        "prefill_tail",
+        "prefill_variability",
+        "decode",
+        "decode_variability",
+    ];
+
+    pub fn get(&self, kind: &str) -> Option<f64> {
+        let mut c = *self;
+        c.slot(kind).map(|v| *v)
+    }
+
+    fn slot(&mut self, kind: &str) -> Option<&mut f64> {
+        match kind {
+            "prefill" => Some(&mut self.prefill),
+            "prefill_tail" => Some(&mut self.prefill_tail),
+            "prefill_variability" => Some(&mut self.prefill_variability),
+            "decode" => Some(&mut self.decode),
+            "decode_variability" => Some(&mut self.decode_variability),
+            _ => None,
+        }
+    }
+}
+
+impl Corrections {
     /// The corrections pressed against their bounds (within 1%: smoothing approaches a
     /// bound without reaching it), as `name xV (range LO-HI)`; `speed` is the configured
     /// range of the prefill and decode multipliers. A prompt spread of 1 is no spread: its
@@ -632,6 +659,34 @@ impl PerformanceModel {
     /// evidence bears on nothing else and fades over a few windows without it; a pull to 1
     /// itself undid in two or three quiet intervals what a burst had taught, and a bursty
     /// code trace then met its next burst under-sized.
+    /// Takes corrections learned before a restart (read back from Prometheus), each
+    /// within the range it is learned in; unknown names and values that are not finite
+    /// are left out. Returns what was taken. Nothing is taken with corrections disabled.
+    pub fn restore(&mut self, values: &[(String, f64)]) -> Vec<(String, f64)> {
+        if !self.cfg.enabled {
+            return Vec::new();
+        }
+        let speed = (self.cfg.min, self.cfg.max);
+        let mut taken = Vec::new();
+        for (kind, v) in values {
+            let range = match kind.as_str() {
+                "prefill" | "decode" => speed,
+                "prefill_tail" => TAIL_RANGE,
+                "prefill_variability" => VARIABILITY_RANGE,
+                "decode_variability" => DECODE_VARIABILITY_RANGE,
+                _ => continue,
+            };
+            let Some(slot) = self.corrections.slot(kind) else {
+                continue;
+            };
+            if v.is_finite() {
+                *slot = v.clamp(range.0, range.1);
+                taken.push((kind.clone(), *slot));
+            }
+        }
+        taken
+    }
+
     fn fading(&self, current: f64) -> f64 {
         current.powf(1.0 - 1.0 / self.cfg.window.max(1) as f64)
     }
@@ -830,6 +885,49 @@ fn push_window(v: &mut Vec<Evidence>, e: Evidence, window: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn corrections_restored_after_a_restart_stay_within_their_ranges() {
+        let mut m = PerformanceModel::embedded_default();
+        let values: Vec<(String, f64)> = [
+            ("prefill", 1.7),
+            ("prefill_variability", 55.0), // beyond its range: the bound is taken
+            ("decode", f64::NAN),          // not a value: left out
+            ("speed", 2.0),                // not a correction: left out
+            ("decode_variability", 2.5),
+        ]
+        .iter()
+        .map(|&(k, v)| (k.to_string(), v))
+        .collect();
+        let taken = m.restore(&values);
+        assert_eq!(
+            taken,
+            vec![
+                ("prefill".to_string(), 1.7),
+                ("prefill_variability".to_string(), VARIABILITY_RANGE.1),
+                ("decode_variability".to_string(), 2.5),
+            ]
+        );
+        let c = m.corrections;
+        assert_eq!(
+            (c.prefill, c.prefill_tail, c.decode, c.decode_variability),
+            (1.7, 1.0, 1.0, 2.5)
+        );
+        for kind in Corrections::KINDS {
+            assert!(c.get(kind).is_some(), "{kind} is named");
+        }
+        // With corrections off, nothing learned before is taken either.
+        let mut off = PerformanceModel::new(
+            m.prefill.clone(),
+            m.decode.clone(),
+            CorrectionConfig {
+                enabled: false,
+                ..CorrectionConfig::default()
+            },
+        );
+        assert!(off.restore(&values).is_empty());
+        assert_eq!(off.corrections, Corrections::default());
+    }
     use crate::profile::Profile;
 
     #[test]

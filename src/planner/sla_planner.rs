@@ -212,6 +212,12 @@ impl SlaPlanner {
         }
     }
 
+    /// Takes corrections learned before a restart (`PerformanceModel::restore`), so the
+    /// engines' speed and the load's burstiness need not be learned again.
+    pub fn restore_corrections(&mut self, values: &[(String, f64)]) -> Vec<(String, f64)> {
+        self.model.restore(values)
+    }
+
     /// The limits decisions are clipped to.
     pub fn limits(&self) -> crate::planner::Limits {
         self.ctx.limits

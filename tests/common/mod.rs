@@ -154,10 +154,19 @@ pub fn emulator_state(port: u16) -> serde_json::Value {
 
 /// A Prometheus scraping `target_port` every second.
 pub fn start_prometheus(dir: &std::path::Path, port: u16, target_port: u16) -> Proc {
+    start_prometheus_scraping(dir, port, &[target_port])
+}
+
+/// A Prometheus scraping each of `target_ports` every second.
+pub fn start_prometheus_scraping(dir: &std::path::Path, port: u16, target_ports: &[u16]) -> Proc {
     let cfg = dir.join("prometheus.yml");
+    let targets: Vec<String> = target_ports
+        .iter()
+        .map(|p| format!("'127.0.0.1:{p}'"))
+        .collect();
     std::fs::write(
         &cfg,
-        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: dynamo\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"),
+        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: dynamo\n    static_configs:\n      - targets: [{}]\n", targets.join(", ")),
     )
     .unwrap();
     let data = dir.join("prometheus-data");
