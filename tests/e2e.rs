@@ -363,4 +363,19 @@ deployment:\n  interval_s: 10\n  startup_s: 5\n  scrape_s: 2\n  gpu_budget: 12\n
         "a first decision from the profile: {first_decision}"
     );
     assert!(terminate(&mut fresh, 20).success());
+
+    // Given another profile (here the engines' own), corrections learned against the old
+    // one are not read back: they are labelled with the profile they were learned against.
+    let new_profile = dir.path().join("new-profile.yaml");
+    std::fs::write(&new_profile, format!("profile: slow.json\n{text}")).unwrap();
+    let mut other = run("run-other-profile", &new_profile);
+    wait_for("a first decision with another profile", 40, || {
+        learned_prefill().is_some()
+    });
+    let log = other.output();
+    assert!(
+        log.contains("no model corrections in Prometheus to restore"),
+        "{log}"
+    );
+    assert!(terminate(&mut other, 20).success());
 }

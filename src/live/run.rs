@@ -61,12 +61,16 @@ pub fn planner_for(cfg: &RunConfig, profile: &Profile) -> anyhow::Result<SlaPlan
     Ok(SlaPlanner::new(ctx, cfg.planner))
 }
 
-/// The labels that name this deployment on the planner's exported corrections, and select
-/// them again after a restart.
-fn deployment_labels(cfg: &RunConfig) -> [(&'static str, Option<&str>); 2] {
+/// The labels that name this deployment, and the profile its corrections were learned
+/// against, on the planner's exported corrections; they select them again after a restart.
+fn deployment_labels<'c>(
+    cfg: &'c RunConfig,
+    profile: &'c str,
+) -> [(&'static str, Option<&'c str>); 3] {
     [
         ("dgd", Some(cfg.kubernetes.dgd.as_str())),
         ("dgd_namespace", Some(cfg.kubernetes.namespace.as_str())),
+        ("profile", Some(profile)),
     ]
 }
 
@@ -120,6 +124,7 @@ pub async fn run(
         load_profile(&config_dir.join(&cfg.profile))?
     };
     let mut planner = planner_for(&cfg, &profile)?;
+    let fingerprint = profile.fingerprint();
     let source = PrometheusSource::new(&cfg.prometheus, cfg.planner.mode)?;
     let scaler = connect_with_retries(&cfg).await?;
     info!(message = "connected", dgd = %cfg.kubernetes.dgd, namespace = %cfg.kubernetes.namespace, scales = %scaler.topology);
@@ -152,7 +157,7 @@ pub async fn run(
     if cfg.prometheus.restore_corrections {
         let window_s = cfg.interval_s * f64::from(cfg.prometheus.history_intervals.max(1));
         match source
-            .last_corrections(&deployment_labels(&cfg), window_s)
+            .last_corrections(&deployment_labels(&cfg, &fingerprint), window_s)
             .await
         {
             Ok(found) if !found.is_empty() => {
@@ -200,7 +205,7 @@ pub async fn run(
             token: api_token.map(std::sync::Arc::new),
             config: std::sync::Arc::new(super::api::redact(serde_json::to_value(&cfg)?)),
             metric_labels: std::sync::Arc::new(
-                deployment_labels(&cfg)
+                deployment_labels(&cfg, &fingerprint)
                     .into_iter()
                     .map(|(k, v)| (k.to_string(), v.unwrap_or_default().to_string()))
                     .collect(),

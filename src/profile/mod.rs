@@ -63,6 +63,20 @@ pub struct Profile {
 }
 
 impl Profile {
+    /// A short stable name for the figures (FNV-1a over their JSON form, in hex): what the
+    /// model corrections were learned against, so a restart with another profile does not
+    /// read back corrections of the old one.
+    pub fn fingerprint(&self) -> String {
+        let figures = serde_json::to_vec(&(self.max_context_tokens, &self.prefill, &self.decode))
+            .expect("a profile serialises");
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in figures {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+
     /// The profile compiled into the binary.
     pub fn embedded_default() -> Profile {
         load::parse_own_json(DEFAULT_PROFILE_JSON, "<embedded default profile>")
@@ -184,5 +198,24 @@ impl Profile {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod fingerprint_tests {
+    use super::Profile;
+
+    #[test]
+    fn a_profile_is_named_by_its_figures() {
+        let p = Profile::embedded_default();
+        assert_eq!(p.fingerprint(), Profile::embedded_default().fingerprint());
+        assert_eq!(p.fingerprint().len(), 16);
+        // Other figures, another name; a new description of the same figures, the same.
+        assert_ne!(p.fingerprint(), p.slowed(2.0, 1.0).fingerprint());
+        let renamed = Profile {
+            name: "renamed".into(),
+            ..p.clone()
+        };
+        assert_eq!(p.fingerprint(), renamed.fingerprint());
     }
 }
