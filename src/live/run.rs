@@ -163,7 +163,11 @@ pub async fn run(
             Ok(found) if !found.is_empty() => {
                 let taken = planner.restore_corrections(&found);
                 let taken: Vec<String> = taken.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
-                info!(message = "model corrections restored from Prometheus", corrections = %taken.join(", "));
+                if taken.is_empty() {
+                    info!(message = "model corrections in Prometheus not taken: planner.correction is disabled");
+                } else {
+                    info!(message = "model corrections restored from Prometheus", corrections = %taken.join(", "));
+                }
             }
             Ok(_) => info!(
                 message =
