@@ -33,9 +33,14 @@ fn assert_declared(used: &std::collections::BTreeSet<(String, String, String)>) 
     );
 }
 
-/// The emulator serving `scenario` and a real Prometheus scraping it: both processes (kept
-/// alive by the caller) and the emulator's and Prometheus's ports.
-fn emulated_cluster(dir: &std::path::Path, scenario: &str) -> (Proc, Proc, u16, u16) {
+/// The emulator serving `scenario` and a real Prometheus scraping it (and the ports in
+/// `also_scrape`): both processes (kept alive by the caller) and the emulator's and
+/// Prometheus's ports.
+fn emulated_cluster(
+    dir: &std::path::Path,
+    scenario: &str,
+    also_scrape: &[u16],
+) -> (Proc, Proc, u16, u16) {
     let api = free_port();
     let prom = free_port();
     let emulator = Proc::spawn(
@@ -51,15 +56,34 @@ fn emulated_cluster(dir: &std::path::Path, scenario: &str) -> (Proc, Proc, u16, 
         dir,
     );
     wait_for("the emulator", 30, || http_get(api, "/metrics").is_some());
-    let prometheus = start_prometheus(dir, prom, api);
+    let targets: Vec<u16> = [api].iter().chain(also_scrape).copied().collect();
+    let prometheus = start_prometheus_scraping(dir, prom, &targets);
     (emulator, prometheus, api, prom)
+}
+
+/// `sla-planner run` on `cfg`, serving its status API on `status` when given.
+fn spawn_run(
+    name: &str,
+    cfg: &std::path::Path,
+    dir: &std::path::Path,
+    status: Option<u16>,
+) -> Proc {
+    let mut args = vec![
+        "run".to_string(),
+        "--config".into(),
+        cfg.display().to_string(),
+    ];
+    if let Some(port) = status {
+        args.extend(["--listen".into(), format!("127.0.0.1:{port}")]);
+    }
+    Proc::spawn(name, bin(), &args, dir)
 }
 
 #[test]
 fn replicas_follow_a_load_ramp_through_a_real_prometheus() {
     let dir = tempfile::tempdir().unwrap();
     let status = free_port();
-    let (_emulator, _prometheus, api, prom) = emulated_cluster(dir.path(), "e2e-ramp");
+    let (_emulator, _prometheus, api, prom) = emulated_cluster(dir.path(), "e2e-ramp", &[]);
     let cfg = run_config(
         dir.path(),
         "run",
@@ -67,18 +91,7 @@ fn replicas_follow_a_load_ramp_through_a_real_prometheus() {
         api,
         "leader_election: { lease_duration_s: 3 }\n",
     );
-    let mut planner = Proc::spawn(
-        "run",
-        bin(),
-        &[
-            "run".into(),
-            "--config".into(),
-            cfg.display().to_string(),
-            "--listen".into(),
-            format!("127.0.0.1:{status}"),
-        ],
-        dir.path(),
-    );
+    let mut planner = spawn_run("run", &cfg, dir.path(), Some(status));
 
     // The ramp: 3 req/s until 30 s, up to 40 req/s at 60 s, held to 110 s, back to 3 req/s by 130 s.
     let mut peak = (0u64, 0u64);
@@ -181,7 +194,7 @@ deployment:\n  mode: aggregated\n  interval_s: 10\n  startup_s: 5\n  scrape_s: 2
     )
     .unwrap();
     let (_emulator, _prometheus, api, prom) =
-        emulated_cluster(dir.path(), &scenario.display().to_string());
+        emulated_cluster(dir.path(), &scenario.display().to_string(), &[]);
     let cfg = run_config(
         dir.path(),
         "run",
@@ -195,12 +208,7 @@ deployment:\n  mode: aggregated\n  interval_s: 10\n  startup_s: 5\n  scrape_s: 2
         text.replace("planner:\n", "planner:\n  mode: aggregated\n"),
     )
     .unwrap();
-    let mut planner = Proc::spawn(
-        "run",
-        bin(),
-        &["run".into(), "--config".into(), cfg.display().to_string()],
-        dir.path(),
-    );
+    let mut planner = spawn_run("run", &cfg, dir.path(), None);
 
     let mut samples = Vec::new();
     watch(&mut planner, api, 160, |s| {
@@ -265,24 +273,10 @@ sla: { ttft_ms: 400, itl_ms: 10 }\n\
 deployment:\n  interval_s: 10\n  startup_s: 5\n  scrape_s: 2\n  gpu_budget: 12\n  initial: { prefill: 3, decode: 2 }\n",
     )
     .unwrap();
-    let api = free_port();
-    let prom = free_port();
     let status = free_port();
-    let _emulator = Proc::spawn(
-        "emulator",
-        bin(),
-        &[
-            "emulate".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{api}"),
-            "--scenario".into(),
-            scenario.display().to_string(),
-        ],
-        dir.path(),
-    );
-    wait_for("the emulator", 30, || http_get(api, "/metrics").is_some());
     // Prometheus scrapes the planner's /metrics too, as a ServiceMonitor would.
-    let _prometheus = start_prometheus_scraping(dir.path(), prom, &[api, status]);
+    let (_emulator, _prometheus, api, prom) =
+        emulated_cluster(dir.path(), &scenario.display().to_string(), &[status]);
     let cfg = run_config(
         dir.path(),
         "run",
@@ -294,20 +288,7 @@ deployment:\n  interval_s: 10\n  startup_s: 5\n  scrape_s: 2\n  gpu_budget: 12\n
         .unwrap()
         .replace("ttft_ms: 200", "ttft_ms: 400");
     std::fs::write(&cfg, &text).unwrap();
-    let run = |name: &str, cfg: &std::path::Path| {
-        Proc::spawn(
-            name,
-            bin(),
-            &[
-                "run".into(),
-                "--config".into(),
-                cfg.display().to_string(),
-                "--listen".into(),
-                format!("127.0.0.1:{status}"),
-            ],
-            dir.path(),
-        )
-    };
+    let run = |name: &str, cfg: &std::path::Path| spawn_run(name, cfg, dir.path(), Some(status));
     let learned_prefill = || {
         http_get(status, "/api/v1/status").and_then(|(_, b)| {
             serde_json::from_str::<serde_json::Value>(&b).ok()?["decision"]["corrections"]
