@@ -126,6 +126,25 @@ fn each_configmap_holds_a_valid_config_for_its_example_dgd() {
 }
 
 #[test]
+fn the_podmonitor_scrapes_the_planners_metrics_port() {
+    let pm = &docs("podmonitor.yaml")[0];
+    assert_eq!(pm["kind"], "PodMonitor");
+    let pod = &docs("deployment.yaml")[0]["spec"]["template"];
+    assert_eq!(
+        pm["spec"]["selector"]["matchLabels"], pod["metadata"]["labels"],
+        "it selects the planner's pods"
+    );
+    let endpoint = &pm["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["path"], "/metrics");
+    let ports = pod["spec"]["containers"][0]["ports"].as_array().unwrap();
+    assert!(
+        ports.iter().any(|p| p["name"] == endpoint["port"]),
+        "{} is a port of the planner's container",
+        endpoint["port"]
+    );
+}
+
+#[test]
 fn role_grants_exactly_the_declared_calls() {
     assert_eq!(
         common::role_rules(),
