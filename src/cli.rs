@@ -336,7 +336,7 @@ fn dry_run_applicable(
             .partition(|p| crate::sim::policies::sizes_pools(p));
         if !left.is_empty() {
             sc.notes.push(format!(
-                "not run: {} (they size prefill and decode pools; this deployment is aggregated)",
+                "not run: {} (it sizes prefill and decode pools; this deployment is aggregated)",
                 left.join(", ")
             ));
         }

@@ -564,7 +564,6 @@ fn unknown_flag_is_a_usage_error() {
 fn an_aggregated_deployment_refuses_what_sizes_pools() {
     for (policy, named) in [
         ("dynamo", "sizes prefill and decode pools"),
-        ("threshold", "sizes prefill and decode pools"),
         ("static:2,4", "static:0,W"),
     ] {
         assert_input_error(

@@ -198,7 +198,8 @@ fn gpus_are_billed_until_the_last_request_is_done_not_until_late_replicas_start(
 
 #[test]
 fn an_aggregated_deployment_runs_workers_and_no_prefill_pool() {
-    // Every policy sizes the workers; none ever holds a prefill replica. The oracle and the
+    // Every policy sizes the workers (the threshold rule on their queue and KV too); none
+    // ever holds a prefill replica. The oracle and the
     // cheapest static deployment meet the SLA on workers alone, and the planner keeps
     // within it after its first ramp.
     let summary = common::run_json(&[
@@ -211,10 +212,12 @@ fn an_aggregated_deployment_runs_workers_and_no_prefill_pool() {
         "static:best",
         "--policy",
         "oracle",
+        "--policy",
+        "threshold",
         "--json",
     ]);
     let policies = summary["policies"].as_array().unwrap();
-    assert_eq!(policies.len(), 3);
+    assert_eq!(policies.len(), 4);
     for p in policies {
         assert_eq!(p["max_prefill"], 0, "{p}");
         assert!(p["max_decode"].as_u64().unwrap() >= 2, "{p}");

@@ -194,6 +194,9 @@ impl Policy for DynamoPolicy {
 /// Prefill's metric is the queued prefill tokens per ready engine, its target the tokens an
 /// engine prefills in half the TTFT target; decode's metric is the decode KV utilisation, its
 /// target the profiled KV usage at which ITL reaches the target at the observed context.
+/// Aggregated workers (limits with no prefill role) take both metrics, and the larger
+/// recommendation, as an HPA with two metrics does (and Dynamo's load-based planner scaled
+/// aggregated workers on their KV utilisation).
 pub struct ThresholdPolicy {
     ctx: PolicyContext,
     tolerance: f64,
@@ -238,30 +241,48 @@ impl Policy for ThresholdPolicy {
             .filter(|x| x.is_finite())
             .unwrap_or(c.prefill.max_profiled_isl() / 4.0);
         let osl = obs.osl_mean.filter(|x| x.is_finite()).unwrap_or(0.0);
-        let mut p = r.prefill.ready + r.prefill.starting;
-        if let Some(q) = obs.queued_prefill_tokens {
-            let per_engine = q / r.prefill.ready.max(1) as f64;
+        let aggregated = c.limits.is_aggregated();
+        // The role the queue is measured against: prefill engines, or the workers.
+        let queue_role = if aggregated { r.decode } else { r.prefill };
+        let by_queue = obs.queued_prefill_tokens.map(|q| {
+            let per_engine = q / queue_role.ready.max(1) as f64;
             let target = c.prefill.tokens_per_s_per_engine(isl) * c.sla.ttft_ms / 1000.0 * 0.5;
-            p = self.hpa(r.prefill.ready, per_engine, target).max(1);
             reasons.push(format!(
                 "prefill queue {per_engine:.0} tokens/engine vs target {target:.0}"
             ));
-        } else {
-            reasons.push("prefill queue missing: prefill held".into());
-        }
-        let mut d = r.decode.ready + r.decode.starting;
-        if let Some(kv) = obs.kv_utilization.and_then(|k| k.decode) {
+            self.hpa(queue_role.ready, per_engine, target).max(1)
+        });
+        let by_kv = obs.kv_utilization.and_then(|k| k.decode).map(|kv| {
             let context = isl + osl / 2.0;
             let target = c
                 .decode
                 .max_kv_usage_for_itl(c.sla.itl_ms, context)
                 .unwrap_or(0.05)
                 .max(0.01);
-            d = self.hpa(r.decode.ready, kv, target).max(1);
             reasons.push(format!("decode KV {kv:.3} vs target {target:.3}"));
+            self.hpa(r.decode.ready, kv, target).max(1)
+        });
+        let (p, d) = if aggregated {
+            let held = r.decode.ready + r.decode.starting;
+            let workers = match (by_queue, by_kv) {
+                (None, None) => {
+                    reasons.push("prefill queue and KV utilisation missing: workers held".into());
+                    held
+                }
+                (q, k) => q.into_iter().chain(k).max().unwrap_or(held),
+            };
+            (0, workers)
         } else {
-            reasons.push("decode KV utilisation missing: decode held".into());
-        }
+            let p = by_queue.unwrap_or_else(|| {
+                reasons.push("prefill queue missing: prefill held".into());
+                r.prefill.ready + r.prefill.starting
+            });
+            let d = by_kv.unwrap_or_else(|| {
+                reasons.push("decode KV utilisation missing: decode held".into());
+                r.decode.ready + r.decode.starting
+            });
+            (p, d)
+        };
         // Scale-down stabilisation: the highest recommendation within the window.
         self.history.push_back((now_s, p, d));
         while self
@@ -280,5 +301,89 @@ impl Policy for ThresholdPolicy {
             ));
         }
         Decision::clipped(&c.limits, p_stable, d_stable, reasons)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::planner::{Limits, ReplicaState, RoleKv, RoleReplicas, Sla};
+
+    fn ctx(aggregated: bool) -> PolicyContext {
+        let profile = crate::profile::Profile::embedded_default();
+        PolicyContext {
+            sla: Sla {
+                ttft_ms: 200.0,
+                itl_ms: 10.0,
+            },
+            limits: Limits {
+                min_prefill: if aggregated { 0 } else { 1 },
+                max_prefill: if aggregated { 0 } else { 16 },
+                min_decode: 1,
+                max_decode: 16,
+                gpu_budget: 32,
+                gpus_per_prefill_engine: 1,
+                gpus_per_decode_engine: 1,
+            },
+            interval_s: 60.0,
+            startup_s: 60.0,
+            prefill: profile.prefill_model(),
+            decode: profile.decode_model(),
+            max_context_tokens: profile.max_context_tokens,
+        }
+    }
+
+    fn observed(queued: Option<f64>, kv: Option<f64>, prefill: u32, decode: u32) -> Observation {
+        let ready = |n| ReplicaState {
+            ready: n,
+            ..Default::default()
+        };
+        Observation {
+            time_s: 60.0,
+            interval_s: 60.0,
+            requests: Some(600.0),
+            isl_mean: Some(3000.0),
+            osl_mean: Some(300.0),
+            queued_prefill_tokens: queued,
+            kv_utilization: kv.map(|d| RoleKv {
+                prefill: None,
+                decode: Some(d),
+            }),
+            replicas: Some(RoleReplicas {
+                prefill: ready(prefill),
+                decode: ready(decode),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_threshold_rule_scales_workers_on_the_larger_of_queue_and_kv() {
+        // Aggregated: (queued tokens, KV) on 4 workers -> workers. The queue's target per
+        // worker is the tokens it prefills in half the TTFT target; each metric alone
+        // scales in proportion, both take the larger; neither holds.
+        let target_tokens = {
+            let c = ctx(true);
+            c.prefill.tokens_per_s_per_engine(3000.0) * 0.1
+        };
+        let cases = [
+            (Some(4.0 * 1.95 * target_tokens), None, 8),
+            (Some(4.0 * 0.45 * target_tokens), None, 2),
+            (Some(4.0 * 1.95 * target_tokens), Some(0.0), 8),
+            (Some(0.0), Some(1.0), 16),
+            (None, None, 4),
+        ];
+        for (queued, kv, want) in cases {
+            let mut policy = ThresholdPolicy::new(ctx(true));
+            let d = policy.decide(60.0, &observed(queued, kv, 0, 4));
+            assert_eq!((d.prefill, d.decode), (0, want), "{queued:?} {kv:?}: {d:?}");
+        }
+        // Disaggregated, the same queue scales prefill and leaves decode to the KV.
+        let mut policy = ThresholdPolicy::new(ctx(false));
+        let d = policy.decide(
+            60.0,
+            &observed(Some(4.0 * 1.95 * target_tokens), None, 4, 3),
+        );
+        assert_eq!((d.prefill, d.decode), (8, 3), "{d:?}");
     }
 }

@@ -88,11 +88,11 @@ fn parse_target(spec: &str, t: &str) -> Result<f64, InputError> {
     Ok(v)
 }
 
-/// Whether the policy sizes prefill and decode pools by their own signals (Dynamo's formula,
-/// the threshold rule), and so cannot steer an aggregated deployment's workers.
+/// Whether the policy sizes prefill and decode pools by their own formulas (Dynamo's
+/// throughput planner), and so cannot steer an aggregated deployment's workers.
 pub fn sizes_pools(spec: &str) -> bool {
     let kind = spec.split_once(':').map_or(spec, |(k, _)| k);
-    matches!(kind, "dynamo" | "threshold")
+    kind == "dynamo"
 }
 
 pub fn build_policy(spec: &str, env: &PolicyEnv) -> Result<Box<dyn Policy>, InputError> {
@@ -106,8 +106,8 @@ pub fn build_policy(spec: &str, env: &PolicyEnv) -> Result<Box<dyn Policy>, Inpu
                 return Err(usage(
                     spec,
                     "it sizes prefill and decode pools, and this deployment is aggregated \
-                     (deployment.mode); planner, static:0,W, static:best, schedule and oracle \
-                     size its workers",
+                     (deployment.mode); planner, threshold, static:0,W, static:best, schedule \
+                     and oracle size its workers",
                 ))
             }
             ("static", Some(a)) if a != "best" && parse_static(spec, a)?.0 != 0 => {
