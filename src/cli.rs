@@ -188,7 +188,7 @@ pub struct SimulateArgs {
     /// Seed for synthetic workloads (overrides the scenario).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Directory for summary.json, timeline_<policy>.csv and report.html.
+    /// Directory for `summary.json`, `timeline_<policy>.csv` and `report.html`.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Print the summary JSON instead of the table.
