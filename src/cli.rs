@@ -65,6 +65,10 @@ pub struct RunArgs {
     pub api_token_file: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "auto")]
     pub log_format: LogFormat,
+    /// Check the config, the DynamoGraphDeployment, its adapters and Prometheus, print what
+    /// would be scaled, and exit (nothing is decided or written).
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Args, Debug)]
@@ -240,6 +244,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .parent()
                 .map(std::path::Path::to_path_buf)
                 .unwrap_or_default();
+            if a.check {
+                return runtime()?.block_on(crate::live::run::check(cfg, &dir));
+            }
             let token = read_token(a.api_token_file.as_deref())?;
             runtime()?.block_on(crate::live::run::run(cfg, &dir, a.listen, token))
         }

@@ -228,3 +228,42 @@ fn two_planners_one_lease_only_the_leader_writes() {
         }
     );
 }
+
+#[test]
+fn run_check_says_what_it_would_scale_and_writes_nothing() {
+    let mut r = rig(&[]);
+    let cfg = run_config(r.dir.path(), "check", r.prom, r.api, "");
+    let check = || {
+        std::process::Command::new(bin())
+            .args(["run", "--config", &cfg.display().to_string(), "--check"])
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "config: valid; planner.mode disaggregated",
+        "prefill service VllmPrefillWorker, decode service VllmDecodeWorker",
+        "VllmPrefillWorker is scaled through DynamoGraphDeploymentScalingAdapter sla-demo-vllmprefillworker/scale",
+        "replicas: prefill 1 ready",
+        &format!("prometheus: http://127.0.0.1:{}", r.prom),
+    ] {
+        assert!(stdout.contains(line), "{line:?} in:\n{stdout}");
+    }
+    // Without Prometheus the check fails and says where.
+    r.prometheus.stop();
+    let out = check();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("prometheus:"), "{stderr}");
+    let state = emulator_state(r.api);
+    assert!(
+        state["writes"].as_array().unwrap().is_empty(),
+        "a check writes nothing: {state}"
+    );
+}

@@ -112,6 +112,80 @@ async fn connect_with_retries(cfg: &RunConfig) -> anyhow::Result<KubeScaler> {
     }
 }
 
+/// `run --check`: what `run` would do, without deciding or writing. Checks the config and
+/// the profile, connects to the API server once, finds the services and adapters, reads
+/// the replicas, and asks Prometheus for the last interval; prints each on a line. An
+/// unreachable API server or Prometheus, or a graph that does not fit, is an error; a
+/// Prometheus that answers with no traffic yet is said, not an error.
+pub async fn check(cfg: RunConfig, config_dir: &std::path::Path) -> anyhow::Result<()> {
+    let profile = if cfg.profile == "default" {
+        Profile::embedded_default()
+    } else {
+        load_profile(&config_dir.join(&cfg.profile))?
+    };
+    planner_for(&cfg, &profile)?;
+    let limits = cfg.limits().map_err(|(f, m)| anyhow::anyhow!("{f}: {m}"))?;
+    println!(
+        "config: valid; planner.mode {}, a decision every {} s, cold start {} s, {} GPUs; profile {} ({})",
+        format!("{:?}", cfg.planner.mode).to_lowercase(),
+        cfg.interval_s,
+        cfg.startup_s,
+        limits.gpu_budget,
+        profile.name,
+        profile.fingerprint()
+    );
+    let scaler = KubeScaler::connect(&cfg.kubernetes, cfg.planner.mode)
+        .await
+        .map_err(|e| anyhow::anyhow!("kubernetes: {e}"))?;
+    println!(
+        "kubernetes: DynamoGraphDeployment {}/{}: {}",
+        cfg.kubernetes.namespace, cfg.kubernetes.dgd, scaler.topology
+    );
+    for (service, target) in scaler.writes_to() {
+        println!("kubernetes: {service} is scaled through {target}");
+    }
+    let r = scaler
+        .replicas()
+        .await
+        .map_err(|e| anyhow::anyhow!("kubernetes: {e}"))?;
+    let state = |s: crate::planner::ReplicaState| {
+        format!(
+            "{} ready, {} starting, {} draining",
+            s.ready, s.starting, s.draining
+        )
+    };
+    match scaler.topology.prefill() {
+        Some(_) => println!(
+            "replicas: prefill {}; decode {}",
+            state(r.prefill),
+            state(r.decode)
+        ),
+        None => println!("replicas: workers {}", state(r.decode)),
+    }
+    let source = PrometheusSource::new(&cfg.prometheus, cfg.planner.mode)?;
+    match source.observe(wall_clock(), cfg.interval_s).await {
+        Ok(o) => {
+            let or_none = |v: Option<f64>| v.map_or("none".to_string(), |x| format!("{x:.1}"));
+            println!(
+                "prometheus: {}: last {} s: {} requests, ISL mean {}, OSL mean {}, TTFT p99 {} ms, ITL p99 {} ms",
+                cfg.prometheus.url,
+                cfg.interval_s,
+                or_none(o.requests),
+                or_none(o.isl_mean),
+                or_none(o.osl_mean),
+                or_none(o.ttft_ms.and_then(|l| l.p99)),
+                or_none(o.itl_ms.and_then(|l| l.p99)),
+            );
+        }
+        Err(crate::metrics::prometheus::SourceError::NoData) => println!(
+            "prometheus: {}: answers, but with no request count for the last {} s (no traffic yet, or prometheus.model / dynamo_namespace match no series); run holds until there is one",
+            cfg.prometheus.url, cfg.interval_s
+        ),
+        Err(e) => return Err(anyhow::anyhow!("prometheus: {}: {e}", cfg.prometheus.url)),
+    }
+    Ok(())
+}
+
 pub async fn run(
     cfg: RunConfig,
     config_dir: &std::path::Path,

@@ -246,6 +246,20 @@ impl KubeScaler {
             .chain([(self.topology.decode(), Role::Decode)])
     }
 
+    /// Each scaled service with where its counts are written: its adapter's `scale`
+    /// subresource, or (fallback) the DGD itself.
+    pub fn writes_to(&self) -> Vec<(String, String)> {
+        self.scaled()
+            .map(|(service, _)| {
+                let target = match self.adapters.get(service).and_then(Option::as_ref) {
+                    Some(adapter) => format!("DynamoGraphDeploymentScalingAdapter {adapter}/scale"),
+                    None => "the DGD (fallback_dgd_patch: no adapter)".to_string(),
+                };
+                (service.to_string(), target)
+            })
+            .collect()
+    }
+
     pub fn client(&self) -> Client {
         self.client.clone()
     }
