@@ -55,12 +55,13 @@ fn observation(i: usize) -> Observation {
 
 fn main() {
     let p = Profile::embedded_default();
-    let ctx = PolicyContext {
-        sla: Sla {
+    let ctx = PolicyContext::new(
+        &p,
+        Sla {
             ttft_ms: 200.0,
             itl_ms: 10.0,
         },
-        limits: Limits {
+        Limits {
             min_prefill: 1,
             max_prefill: 12,
             min_decode: 1,
@@ -69,12 +70,9 @@ fn main() {
             gpus_per_prefill_engine: 1,
             gpus_per_decode_engine: 1,
         },
-        interval_s: 60.0,
-        startup_s: 60.0,
-        prefill: p.prefill_model(),
-        decode: p.decode_model(),
-        max_context_tokens: p.max_context_tokens,
-    };
+        60.0,
+        60.0,
+    );
     let mut planner = SlaPlanner::new(ctx, PlannerConfig::default());
     let warm = 120;
     for i in 0..warm {

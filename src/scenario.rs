@@ -388,15 +388,13 @@ pub fn decide_setup(
         &base,
         &Overrides::default(),
     )?;
-    let ctx = PolicyContext {
-        sla: file.sla,
-        limits: checked.limits,
-        interval_s: file.deployment.interval_s,
-        startup_s: checked.startup_s,
-        prefill: checked.profile.prefill_model(),
-        decode: checked.profile.decode_model(),
-        max_context_tokens: checked.profile.max_context_tokens,
-    };
+    let ctx = PolicyContext::new(
+        &checked.profile,
+        file.sla,
+        checked.limits,
+        file.deployment.interval_s,
+        checked.startup_s,
+    );
     let mut planner = file.planner;
     if file.deployment.mode == Mode::Aggregated {
         planner.mode = Mode::Aggregated;

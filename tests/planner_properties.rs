@@ -25,18 +25,16 @@ fn limits(min_p: u32, max_p: u32, min_d: u32, max_d: u32, budget: u32) -> Limits
 
 fn context(l: Limits) -> PolicyContext {
     let p = Profile::embedded_default();
-    PolicyContext {
-        sla: Sla {
+    PolicyContext::new(
+        &p,
+        Sla {
             ttft_ms: 200.0,
             itl_ms: 10.0,
         },
-        limits: l,
-        interval_s: 60.0,
-        startup_s: 120.0,
-        prefill: p.prefill_model(),
-        decode: p.decode_model(),
-        max_context_tokens: p.max_context_tokens,
-    }
+        l,
+        60.0,
+        120.0,
+    )
 }
 
 fn latency() -> impl Strategy<Value = Option<LatencySummary>> {

@@ -49,15 +49,7 @@ impl Actuator for KubeScaler {
 
 pub fn planner_for(cfg: &RunConfig, profile: &Profile) -> anyhow::Result<SlaPlanner> {
     let limits = cfg.limits().map_err(|(f, m)| anyhow::anyhow!("{f}: {m}"))?;
-    let ctx = PolicyContext {
-        sla: cfg.sla,
-        limits,
-        interval_s: cfg.interval_s,
-        startup_s: cfg.startup_s,
-        prefill: profile.prefill_model(),
-        decode: profile.decode_model(),
-        max_context_tokens: profile.max_context_tokens,
-    };
+    let ctx = PolicyContext::new(profile, cfg.sla, limits, cfg.interval_s, cfg.startup_s);
     Ok(SlaPlanner::new(ctx, cfg.planner))
 }
 

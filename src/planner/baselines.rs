@@ -311,12 +311,13 @@ mod tests {
 
     fn ctx(aggregated: bool) -> PolicyContext {
         let profile = crate::profile::Profile::embedded_default();
-        PolicyContext {
-            sla: Sla {
+        PolicyContext::new(
+            &profile,
+            Sla {
                 ttft_ms: 200.0,
                 itl_ms: 10.0,
             },
-            limits: Limits {
+            Limits {
                 min_prefill: if aggregated { 0 } else { 1 },
                 max_prefill: if aggregated { 0 } else { 16 },
                 min_decode: 1,
@@ -325,12 +326,9 @@ mod tests {
                 gpus_per_prefill_engine: 1,
                 gpus_per_decode_engine: 1,
             },
-            interval_s: 60.0,
-            startup_s: 60.0,
-            prefill: profile.prefill_model(),
-            decode: profile.decode_model(),
-            max_context_tokens: profile.max_context_tokens,
-        }
+            60.0,
+            60.0,
+        )
     }
 
     fn observed(queued: Option<f64>, kv: Option<f64>, prefill: u32, decode: u32) -> Observation {

@@ -41,6 +41,27 @@ pub struct PolicyContext {
     pub max_context_tokens: f64,
 }
 
+impl PolicyContext {
+    /// A context whose models and context limit come from `profile`.
+    pub fn new(
+        profile: &crate::profile::Profile,
+        sla: Sla,
+        limits: Limits,
+        interval_s: f64,
+        startup_s: f64,
+    ) -> PolicyContext {
+        PolicyContext {
+            sla,
+            limits,
+            interval_s,
+            startup_s,
+            prefill: profile.prefill_model(),
+            decode: profile.decode_model(),
+            max_context_tokens: profile.max_context_tokens,
+        }
+    }
+}
+
 /// A scaling policy: called once per interval with what the interval showed.
 pub trait Policy: Send {
     fn name(&self) -> &str;

@@ -572,12 +572,13 @@ mod tests {
 
     fn aggregated_planner_taught(slower: f64) -> (SlaPlanner, Decision) {
         let profile = crate::profile::Profile::embedded_default();
-        let ctx = PolicyContext {
-            sla: Sla {
+        let ctx = PolicyContext::new(
+            &profile,
+            Sla {
                 ttft_ms: 300.0,
                 itl_ms: 20.0,
             },
-            limits: Limits {
+            Limits {
                 min_prefill: 0,
                 max_prefill: 0,
                 min_decode: 1,
@@ -586,12 +587,9 @@ mod tests {
                 gpus_per_prefill_engine: 1,
                 gpus_per_decode_engine: 1,
             },
-            interval_s: 60.0,
-            startup_s: 60.0,
-            prefill: profile.prefill_model(),
-            decode: profile.decode_model(),
-            max_context_tokens: profile.max_context_tokens,
-        };
+            60.0,
+            60.0,
+        );
         let mut planner = SlaPlanner::new(
             ctx,
             PlannerConfig {
