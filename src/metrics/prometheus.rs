@@ -6,7 +6,6 @@ use prometheus_http_query::response::Data;
 use prometheus_http_query::Client;
 
 use crate::live::config::{expand, matchers, PrometheusConfig};
-use crate::planner::model::Corrections;
 use crate::planner::solver::Mode;
 use crate::planner::{LatencySummary, Observation, RoleKv};
 
@@ -202,20 +201,29 @@ impl PrometheusSource {
         deployment: &[(&str, Option<&str>)],
         window_s: f64,
     ) -> Result<Vec<(String, f64)>, SourceError> {
-        let mut found = Vec::new();
-        for kind in Corrections::KINDS {
-            let mut labels = deployment.to_vec();
-            labels.push(("kind", Some(kind)));
-            let q = format!(
-                "avg(last_over_time(sla_planner_model_correction_ratio{{{}}}[{}s]))",
-                matchers(&labels),
-                window_s.round().max(1.0) as u64
-            );
-            if let Some(v) = self.scalar(q).await? {
-                found.push((kind.to_string(), v));
-            }
-        }
-        Ok(found)
+        // One query for all of them, a series per correction; `restore` ignores names it
+        // does not know.
+        let q = format!(
+            "avg by (kind) (last_over_time(sla_planner_model_correction_ratio{{{}}}[{}s]))",
+            matchers(deployment),
+            window_s.round().max(1.0) as u64
+        );
+        let fut = self.client.query(q).get();
+        let res = tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| SourceError::Timeout(self.timeout))?
+            .map_err(|e| SourceError::Query(e.to_string()))?;
+        let Data::Vector(series) = res.data() else {
+            return Ok(Vec::new());
+        };
+        Ok(series
+            .iter()
+            .filter_map(|s| {
+                let kind = s.metric().get("kind")?;
+                let v = s.sample().value();
+                v.is_finite().then(|| (kind.clone(), v))
+            })
+            .collect())
     }
 
     /// The last `points` intervals of request count, ISL and OSL, oldest first.
