@@ -173,10 +173,16 @@ fn scale_json(state: &State, service: &str, api: &ApiState) -> Value {
 fn set_replicas(state: &State, api: &mut ApiState, service: &str, n: u32, via: &'static str) {
     api.replicas.insert(service.to_string(), n);
     api.bump();
-    let count = |s: &str| api.replicas.get(s).copied().unwrap_or(0);
-    // The last service listed is the one sized as decode: decode engines or workers.
-    let decode_service = state.services().last().map_or("", |&(s, _)| s);
-    let (p, d) = (count(PREFILL_SERVICE), count(decode_service));
+    // Every service but the prefill one is sized as decode: decode engines or workers.
+    let count = |prefill: bool| {
+        state
+            .services()
+            .iter()
+            .filter(|&&(s, _)| (s == PREFILL_SERVICE) == prefill)
+            .map(|&(s, _)| api.replicas.get(s).copied().unwrap_or(0))
+            .sum::<u32>()
+    };
+    let (p, d) = (count(true), count(false));
     state
         .deployment
         .lock()

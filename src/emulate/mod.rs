@@ -103,11 +103,11 @@ pub fn state(
     let mut deployment = Deployment::new(sim.clone(), profile, requests, sim.initial);
     deployment.record();
     let (p, d) = deployment.target();
-    let initial = if sim.aggregated {
-        vec![(WORKER_SERVICE, d)]
-    } else {
-        vec![(PREFILL_SERVICE, p), (DECODE_SERVICE, d)]
-    };
+    // Every service but the prefill one is sized as decode: decode engines or workers.
+    let initial: Vec<(&str, u32)> = services(sim.aggregated)
+        .iter()
+        .map(|&(s, _)| (s, if s == PREFILL_SERVICE { p } else { d }))
+        .collect();
     Arc::new(State {
         metrics: metrics::DynamoMetrics::new(&cfg.model, &cfg.namespace),
         k8s: Mutex::new(k8s::ApiState::new(&initial)),
