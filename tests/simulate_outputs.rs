@@ -247,3 +247,39 @@ fn an_aggregated_deployment_runs_workers_and_no_prefill_pool() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("aggregated"));
 }
+
+/// An interval no count can bring to 99% (one prompt in it too long for the TTFT target on
+/// any engine, among fewer than a hundred) costs the oracle what the same interval without
+/// that prompt costs it, not its whole budget: more engines serve no more requests there,
+/// and a bound that paid for them would flatter the policies measured against it.
+#[test]
+fn the_oracle_pays_nothing_for_an_interval_no_count_can_bring_to_target() {
+    use sla_planner::profile::Profile;
+    use sla_planner::sim::oracle::need_for_interval;
+    let profile = Profile::embedded_default();
+    let cfg = common::sim_config(&profile, 1, 1, 120.0);
+    let prefill = profile.prefill_model();
+    let too_long = (1..=64)
+        .map(|k| f64::from(k) * 1000.0)
+        .find(|&isl| {
+            isl <= profile.max_context_tokens && prefill.ttft_ms(isl) > 1.5 * cfg.sla.ttft_ms
+        })
+        .expect("the profile has prompts half as slow again as the TTFT target");
+    // Two minutes of 1 req/s; in the second minute one of the 60 prompts is too long.
+    let steady = common::steady_requests(120, 1.0, 1000, 100);
+    let mut with_long = steady.clone();
+    with_long[90].isl = too_long as u32;
+    let plain = need_for_interval(&cfg, &profile, &steady, 1, 0.99);
+    let out_of_reach = need_for_interval(&cfg, &profile, &with_long, 1, 0.99);
+    assert_eq!(
+        plain,
+        (1, 1),
+        "1 req/s of short prompts needs one engine of each"
+    );
+    assert_eq!(
+        out_of_reach,
+        plain,
+        "the too-long prompt misses at any count: {too_long} tokens take {:.0} ms alone",
+        prefill.ttft_ms(too_long)
+    );
+}

@@ -153,7 +153,31 @@ fn smallest(lo: u32, hi: u32, mut ok: impl FnMut(u32) -> bool) -> u32 {
     good
 }
 
-/// The cheapest static `(prefill, decode)` that meets `target` for interval `k`'s requests.
+/// The fewest replicas in `lo..=hi` whose `(TTFT, ITL)` attainment reaches `target`; when
+/// even `hi` falls short, the fewest that reach what `hi` reaches. An interval can be out of
+/// reach at any count (prompts too long to meet the TTFT target on any engine, or so few
+/// requests that one such prompt is more than 1% of them): more replicas then serve no more
+/// requests within the SLA, and a bound that paid for them all would flatter whoever is
+/// measured against it.
+fn fewest_reaching(
+    lo: u32,
+    hi: u32,
+    target: f64,
+    mut attainment: impl FnMut(u32) -> (f64, f64),
+) -> u32 {
+    let reaches = |(ttft, itl): (f64, f64), (want_ttft, want_itl): (f64, f64)| {
+        ttft >= want_ttft && itl >= want_itl
+    };
+    if lo >= hi || reaches(attainment(lo), (target, target)) {
+        return lo.min(hi);
+    }
+    let (ttft, itl) = attainment(hi);
+    let goal = (target.min(ttft), target.min(itl));
+    smallest(lo, hi, |x| x == hi || reaches(attainment(x), goal))
+}
+
+/// The cheapest static `(prefill, decode)` that meets `target` for interval `k`'s requests,
+/// or, where no count does, the cheapest that comes as close as the most replicas do.
 pub fn need_for_interval(
     cfg: &SimConfig,
     profile: &Profile,
@@ -182,17 +206,16 @@ pub fn need_for_interval(
     let (max_p, max_d) = role_caps(l);
     if cfg.aggregated {
         // Workers do both: the fewest that meet both targets.
-        let w = smallest(l.min_decode, max_d, |w| {
-            let (ttft, itl) = probe(cfg, profile, &window, from, 0, w);
-            ttft >= target && itl >= target
+        let w = fewest_reaching(l.min_decode, max_d, target, |w| {
+            probe(cfg, profile, &window, from, 0, w)
         });
         return (0, w);
     }
-    let p = smallest(l.min_prefill, max_p, |p| {
-        probe(cfg, profile, &window, from, p, max_d).0 >= target
+    let p = fewest_reaching(l.min_prefill, max_p, target, |p| {
+        (probe(cfg, profile, &window, from, p, max_d).0, 1.0)
     });
-    let d = smallest(l.min_decode, max_d, |d| {
-        probe(cfg, profile, &window, from, p, d).1 >= target
+    let d = fewest_reaching(l.min_decode, max_d, target, |d| {
+        (1.0, probe(cfg, profile, &window, from, p, d).1)
     });
     (p, d)
 }
