@@ -191,3 +191,39 @@ fn a_latency_summary_may_hold_some_of_its_fields() {
     let none = run(serde_json::json!({}));
     assert_eq!(none, 1.0, "an empty summary teaches nothing");
 }
+
+/// A load longer than anything the profile measured is planned from the profile's edge, and
+/// the decision says so; a load within it says nothing of the kind.
+#[test]
+fn a_load_beyond_the_profile_is_named_in_the_reasons() {
+    let line = |isl: u32| {
+        serde_json::json!({
+            "time_s": 60, "interval_s": 60, "requests": 120, "isl_mean": isl, "osl_mean": 300,
+        })
+        .to_string()
+            + "\n"
+    };
+    let beyond = |isl: u32| {
+        let (code, out, err) = decide(&["--scenario", "sin-5-45"], &line(isl));
+        assert_eq!(code, 0, "{err}");
+        let reasons: Vec<String> = out[0]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_string())
+            .filter(|r| r.contains("beyond the profile"))
+            .collect();
+        reasons
+    };
+    assert!(beyond(3000).is_empty(), "{:?}", beyond(3000));
+    let long = beyond(20_000);
+    assert_eq!(long.len(), 2, "{long:?}");
+    assert!(
+        long[0].starts_with("ISL 20000 is beyond the profile's longest prompt (16372 tokens)"),
+        "{long:?}"
+    );
+    assert!(
+        long[1].starts_with("decode context 20150 tokens is beyond the profile's longest"),
+        "{long:?}"
+    );
+}

@@ -494,6 +494,12 @@ impl Policy for SlaPlanner {
             ));
         }
         reasons.extend(sol.notes.iter().cloned());
+        reasons.extend(beyond_the_profile(
+            &self.model.prefill,
+            &self.model.decode,
+            load.isl,
+            load.osl,
+        ));
         // Until the bound rests on measured errors, it is a guess from a few intervals: the
         // deployment the planner found is the operator's own sizing, and a scale-down
         // below it waits for evidence (a quiet start says little about the next burst).
@@ -546,6 +552,32 @@ impl Policy for SlaPlanner {
             ..decision
         }
     }
+}
+
+/// Where the load planned for lies beyond what the profile measured, the model goes on
+/// from its edge: prefill times extrapolated from its last points, ITL read at its longest
+/// context (which may understate it). An operator should hear that the counts rest on it.
+fn beyond_the_profile(
+    prefill: &crate::profile::PrefillModel,
+    decode: &crate::profile::DecodeModel,
+    isl: f64,
+    osl: f64,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    let longest_prompt = prefill.max_profiled_isl();
+    if isl > longest_prompt * 1.05 {
+        notes.push(format!(
+            "ISL {isl:.0} is beyond the profile's longest prompt ({longest_prompt:.0} tokens): prefill time extrapolated; profile longer prompts to plan them surely"
+        ));
+    }
+    let context = isl + osl / 2.0;
+    let longest_context = decode.max_profiled_context();
+    if context > longest_context * 1.05 {
+        notes.push(format!(
+            "decode context {context:.0} tokens is beyond the profile's longest ({longest_context:.0}): ITL read at {longest_context:.0}, which may understate it"
+        ));
+    }
+    notes
 }
 
 #[cfg(test)]

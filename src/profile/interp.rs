@@ -201,6 +201,11 @@ impl DecodeModel {
         self.max_kv_tokens
     }
 
+    /// The longest context the profile measured ITL at; longer ones are read at it.
+    pub fn max_profiled_context(&self) -> f64 {
+        self.rows.last().map_or(0.0, |r| r.context)
+    }
+
     pub fn gpus_per_engine(&self) -> f64 {
         self.gpus_per_engine
     }
