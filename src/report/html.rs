@@ -170,11 +170,11 @@ Decision every {:.0} s; cold start {:.0} s; GPU budget {}.</p>",
     for n in &sc.notes {
         let _ = write!(h, "<p class=\"note\">{}</p>", esc(n));
     }
-    h.push_str("<h2>Comparison</h2><table id=\"comparison\"><tr><th>policy</th><th>SLO attainment</th><th>TTFT att.</th><th>ITL att.</th><th>GPU-hours</th><th>goodput/GPU-h</th><th>TTFT p50/p90/p99 ms</th><th>ITL p50/p90/p99 ms</th><th>max P</th><th>max D</th><th>rejected</th></tr>");
+    h.push_str("<h2>Comparison</h2><table id=\"comparison\"><tr><th>policy</th><th>SLO attainment</th><th>TTFT att.</th><th>ITL att.</th><th>GPU-hours</th><th>goodput/GPU-h</th><th>TTFT p50/p90/p99 ms</th><th>ITL p50/p90/p99 ms</th><th>max P</th><th>max D</th><th>changes (reversed)</th><th>rejected</th></tr>");
     for p in &summary.policies {
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{:.2}%</td><td>{:.2}%</td><td>{:.2}%</td><td>{:.2}</td><td>{:.0}</td><td>{:.0} / {:.0} / {:.0}</td><td>{:.2} / {:.2} / {:.2}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{:.2}%</td><td>{:.2}%</td><td>{:.2}%</td><td>{:.2}</td><td>{:.0}</td><td>{:.0} / {:.0} / {:.0}</td><td>{:.2} / {:.2} / {:.2}</td><td>{}</td><td>{}</td><td>{} ({})</td><td>{}</td></tr>",
             esc(&p.name),
             p.slo_attainment * 100.0,
             p.ttft_attainment * 100.0,
@@ -189,6 +189,8 @@ Decision every {:.0} s; cold start {:.0} s; GPU budget {}.</p>",
             p.itl_ms.p99,
             p.max_prefill,
             p.max_decode,
+            p.scale_changes,
+            p.reversals,
             p.rejected
         );
     }

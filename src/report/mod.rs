@@ -69,6 +69,75 @@ pub struct PolicySummary {
     /// GPU-hours of the intervals after the first `WARMUP_S` (replicas counted at each
     /// interval's end).
     pub gpu_hours_after_warmup: f64,
+    /// Decisions that changed a role's replica target (prefill and decode counted apart).
+    pub scale_changes: u32,
+    /// Of those, the ones that undid the role's previous change within `REVERSAL_WINDOW_S`
+    /// (up then down, or down then up): thrashing.
+    pub reversals: u32,
+}
+
+/// A change that undoes the one before it within this long is counted as a reversal: five
+/// minutes, the Kubernetes HPA's default scale-down stabilisation window.
+pub const REVERSAL_WINDOW_S: f64 = 300.0;
+
+/// One role's replica target in force, and when and which way (up: true) it last changed.
+#[derive(Default)]
+struct RoleTrack {
+    target: Option<u32>,
+    last_change: Option<(f64, bool)>,
+}
+
+impl RoleTrack {
+    /// Takes the target asked for at `t`: `(changed, reversed)`.
+    fn ask(&mut self, t: f64, target: u32) -> (bool, bool) {
+        let before = self.target.replace(target);
+        match before {
+            Some(before) if before != target => {
+                let up = target > before;
+                let reversed = self
+                    .last_change
+                    .is_some_and(|(when, was_up)| was_up != up && t - when < REVERSAL_WINDOW_S);
+                self.last_change = Some((t, up));
+                (true, reversed)
+            }
+            _ => (false, false),
+        }
+    }
+}
+
+/// `(changes, reversals)` of a run's replica targets, per role, from its timeline. The
+/// first decision is measured against the replicas the run started with.
+fn scale_changes(r: &SimResult) -> (u32, u32) {
+    let started = r
+        .timeline
+        .first()
+        .and_then(|row| row.observation.replicas)
+        .map(|rr| {
+            (
+                rr.prefill.ready + rr.prefill.starting,
+                rr.decode.ready + rr.decode.starting,
+            )
+        });
+    let mut prefill = RoleTrack {
+        target: started.map(|s| s.0),
+        ..Default::default()
+    };
+    let mut decode = RoleTrack {
+        target: started.map(|s| s.1),
+        ..Default::default()
+    };
+    let (mut changes, mut reversals) = (0, 0);
+    for row in &r.timeline {
+        let t = row.observation.time_s;
+        for (changed, reversed) in [
+            prefill.ask(t, row.target_prefill),
+            decode.ask(t, row.target_decode),
+        ] {
+            changes += u32::from(changed);
+            reversals += u32::from(reversed);
+        }
+    }
+    (changes, reversals)
 }
 
 /// The start of a run that the warm-up split sets apart: the first ten minutes, before a
@@ -91,6 +160,7 @@ impl PolicySummary {
             .count();
         let gpu_hours = r.gpu_seconds / 3600.0;
         let (warm, after) = split_at_warmup(r);
+        let (changes, reversals) = scale_changes(r);
         PolicySummary {
             name: r.policy.clone(),
             requests: r.outcomes.len(),
@@ -117,6 +187,8 @@ impl PolicySummary {
                 1.0
             }),
             gpu_hours_after_warmup: round6(gpu_hours_after_warmup(r)),
+            scale_changes: changes,
+            reversals,
         }
     }
 }
@@ -263,8 +335,9 @@ pub fn table(policies: &[PolicySummary]) -> String {
         "ITL p99 ms",
         "max P",
         "max D",
+        "changes (reversed)",
     ];
-    let rows: Vec<[String; 10]> = policies
+    let rows: Vec<[String; 11]> = policies
         .iter()
         .map(|p| {
             [
@@ -278,6 +351,7 @@ pub fn table(policies: &[PolicySummary]) -> String {
                 format!("{:.2}", p.itl_ms.p99),
                 p.max_prefill.to_string(),
                 p.max_decode.to_string(),
+                format!("{} ({})", p.scale_changes, p.reversals),
             ]
         })
         .collect();
@@ -329,8 +403,8 @@ pub fn table(policies: &[PolicySummary]) -> String {
 /// standing against the oracle, Dynamo's planner and the cheapest static deployment.
 pub fn comparison_markdown(runs: &[(String, f64, Summary)]) -> String {
     let mut s = String::new();
-    s += "| scenario | cold start | policy | SLO attainment | GPU-hours | x oracle | goodput/GPU-h | TTFT p99 ms | ITL p99 ms |\n";
-    s += "|:--|--:|:--|--:|--:|--:|--:|--:|--:|\n";
+    s += "| scenario | cold start | policy | SLO attainment | GPU-hours | x oracle | goodput/GPU-h | TTFT p99 ms | ITL p99 ms | changes (reversed) |\n";
+    s += "|:--|--:|:--|--:|--:|--:|--:|--:|--:|--:|\n";
     for (name, startup, sum) in runs {
         let oracle = sum
             .policies
@@ -342,13 +416,15 @@ pub fn comparison_markdown(runs: &[(String, f64, Summary)]) -> String {
                 .filter(|o| *o > 0.0)
                 .map_or(String::from("-"), |o| format!("{:.2}", p.gpu_hours / o));
             s += &format!(
-                "| {name} | {startup:.0} s | {} | {:.2}% | {:.2} | {x} | {:.0} | {:.0} | {:.2} |\n",
+                "| {name} | {startup:.0} s | {} | {:.2}% | {:.2} | {x} | {:.0} | {:.0} | {:.2} | {} ({}) |\n",
                 p.name,
                 p.slo_attainment * 100.0,
                 p.gpu_hours,
                 p.goodput_per_gpu_hour,
                 p.ttft_ms.p99,
-                p.itl_ms.p99
+                p.itl_ms.p99,
+                p.scale_changes,
+                p.reversals
             );
         }
     }
@@ -420,4 +496,74 @@ pub fn comparison_markdown(runs: &[(String, f64, Summary)]) -> String {
         s += &warm;
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::planner::{Observation, ReplicaState, RoleReplicas};
+    use crate::sim::IntervalRow;
+
+    /// A timeline that starts on 2P+2D and asks, a minute apart, for the given targets.
+    fn run_of(targets: &[(u32, u32)]) -> SimResult {
+        let start = ReplicaState {
+            ready: 2,
+            ..Default::default()
+        };
+        let timeline = targets
+            .iter()
+            .enumerate()
+            .map(|(i, &(p, d))| IntervalRow {
+                observation: Observation {
+                    time_s: 60.0 * (i + 1) as f64,
+                    interval_s: 60.0,
+                    replicas: (i == 0).then_some(RoleReplicas {
+                        prefill: start,
+                        decode: start,
+                    }),
+                    ..Default::default()
+                },
+                completions: 0,
+                attainment: None,
+                target_prefill: p,
+                target_decode: d,
+                gpus: p + d,
+                reasons: Vec::new(),
+            })
+            .collect();
+        SimResult {
+            policy: "test".into(),
+            outcomes: Vec::new(),
+            timeline,
+            gpu_seconds: 0.0,
+            max_prefill: 0,
+            max_decode: 0,
+            end_s: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_change_undone_within_five_minutes_is_a_reversal() {
+        // Held: nothing changes, even against the replicas the run started with.
+        assert_eq!(scale_changes(&run_of(&[(2, 2), (2, 2)])), (0, 0));
+        // Prefill up at 1 min, down at 3 min (reversed), down again at 4 min (same way),
+        // up at 10 min (six minutes after the last change: not a reversal).
+        let p = [
+            (3, 2),
+            (3, 2),
+            (2, 2),
+            (1, 2),
+            (1, 2),
+            (1, 2),
+            (1, 2),
+            (1, 2),
+            (1, 2),
+            (2, 2),
+        ];
+        assert_eq!(scale_changes(&run_of(&p)), (4, 1));
+        // Each role on its own: decode down while prefill goes up is no reversal.
+        assert_eq!(scale_changes(&run_of(&[(3, 1), (3, 1)])), (2, 0));
+        // The first decision counts against the start: 2 -> 1 -> 2 is a change and a reversal.
+        assert_eq!(scale_changes(&run_of(&[(2, 1), (2, 2)])), (2, 1));
+    }
 }
