@@ -206,14 +206,13 @@ fn a_load_beyond_the_profile_is_named_in_the_reasons() {
     let beyond = |isl: u32| {
         let (code, out, err) = decide(&["--scenario", "sin-5-45"], &line(isl));
         assert_eq!(code, 0, "{err}");
-        let reasons: Vec<String> = out[0]["reasons"]
+        out[0]["reasons"]
             .as_array()
             .unwrap()
             .iter()
             .map(|r| r.as_str().unwrap().to_string())
             .filter(|r| r.contains("beyond the profile"))
-            .collect();
-        reasons
+            .collect::<Vec<String>>()
     };
     assert!(beyond(3000).is_empty(), "{:?}", beyond(3000));
     let long = beyond(20_000);

@@ -253,7 +253,7 @@ fn an_aggregated_deployment_runs_workers_and_no_prefill_pool() {
 /// that prompt costs it, not its whole budget: more engines serve no more requests there,
 /// and a bound that paid for them would flatter the policies measured against it.
 #[test]
-fn the_oracle_pays_nothing_for_an_interval_no_count_can_bring_to_target() {
+fn the_oracle_pays_nothing_extra_for_an_interval_no_count_can_bring_to_target() {
     use sla_planner::profile::Profile;
     use sla_planner::sim::oracle::need_for_interval;
     let profile = Profile::embedded_default();
