@@ -15,6 +15,9 @@
 //! Corrections are fitted online from observed against expected latency (a robust fit in
 //! log space, with `argmin`), smoothed, and bounded.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use argmin::core::{CostFunction, Error as ArgminError, Executor};
 use argmin::solver::brent::BrentOpt;
 use serde::{Deserialize, Serialize};
@@ -162,6 +165,41 @@ impl PrefillQueue {
             return f64::INFINITY;
         }
         self.service_ms + variability * self.wait_probability / self.drain_per_s * 1000.0
+    }
+}
+
+/// Prefill queues already built, by their inputs. The fits of the prefill corrections try
+/// the same speeds on the same evidence decision after decision (the evidence window moves
+/// one interval at a time, and a bracketed search starts from the same points), and
+/// building a queue (a fixed point of the shared iteration overhead) is most of a fit's
+/// cost: most are found here. A pure function's cache: results are unchanged.
+#[derive(Debug, Clone, Default)]
+struct QueueMemo(HashMap<(u64, u32, u64, u64), PrefillQueue>);
+
+/// Entries the memo holds before it starts afresh: a window of evidence needs a few hundred.
+const QUEUE_MEMO_CAP: usize = 4096;
+
+impl QueueMemo {
+    fn queue(
+        &mut self,
+        lambda: f64,
+        engines: u32,
+        service_ms: f64,
+        overhead_ms: f64,
+    ) -> PrefillQueue {
+        if self.0.len() >= QUEUE_MEMO_CAP {
+            self.0.clear();
+        }
+        let key = (
+            lambda.to_bits(),
+            engines,
+            service_ms.to_bits(),
+            overhead_ms.to_bits(),
+        );
+        *self
+            .0
+            .entry(key)
+            .or_insert_with(|| PrefillQueue::new(lambda, engines, service_ms, overhead_ms))
     }
 }
 
@@ -594,6 +632,7 @@ pub fn fit_correction<F: Fn(usize, &Evidence, f64) -> Option<(f64, f64)>>(
     let solver = BrentOpt::new(lo, hi).set_tolerance(1e-4, 1e-6);
     let res = Executor::new(problem, solver)
         .configure(|s| s.max_iters(60))
+        .timer(false)
         .run()
         .ok()?;
     res.state().best_param.filter(|k| k.is_finite())
@@ -608,6 +647,7 @@ pub struct PerformanceModel {
     cfg: CorrectionConfig,
     prefill_evidence: Vec<Evidence>,
     decode_evidence: Vec<Evidence>,
+    queue_memo: QueueMemo,
 }
 
 impl PerformanceModel {
@@ -634,6 +674,7 @@ impl PerformanceModel {
             cfg,
             prefill_evidence: Vec::new(),
             decode_evidence: Vec::new(),
+            queue_memo: QueueMemo::default(),
         }
     }
 
@@ -726,19 +767,18 @@ impl PerformanceModel {
         if ev.is_empty() {
             return;
         }
-        let profile = &self.prefill;
+        let memo = RefCell::new(std::mem::take(&mut self.queue_memo));
+        let queue_of = |e: &Evidence, k: f64| {
+            let (service, overhead) = e.prefill_service(&self.prefill, k);
+            memo.borrow_mut()
+                .queue(e.lambda, e.engines, service, overhead)
+        };
         let c = self.corrections;
         let (mut k, mut t, mut v) = (c.prefill, c.prefill_tail, c.prefill_variability);
         let (tlo, thi) = TAIL_RANGE;
         let (vlo, vhi) = VARIABILITY_RANGE;
-        let queues_at = |k: f64| -> Vec<PrefillQueue> {
-            ev.iter()
-                .map(|e| {
-                    let (service, overhead) = e.prefill_service(profile, k);
-                    PrefillQueue::new(e.lambda, e.engines, service, overhead)
-                })
-                .collect()
-        };
+        let queues_at =
+            |k: f64| -> Vec<PrefillQueue> { ev.iter().map(|e| queue_of(e, k)).collect() };
         let mut queues = queues_at(k);
         for _ in 0..2 {
             // The engines' speed shows in the prompts that went straight to an engine: each
@@ -760,13 +800,7 @@ impl PerformanceModel {
                 self.cfg.min,
                 self.cfg.max,
                 self.fading(c.prefill),
-                |_, e, k| {
-                    let (service, overhead) = e.prefill_service(profile, k);
-                    Some((
-                        prefill_ttft_ms(e.lambda, e.engines, service, overhead, 0.5, v).1,
-                        e.observed_ms,
-                    ))
-                },
+                |_, e, k| Some((queue_of(e, k).mean_ms(v), e.observed_ms)),
             )
             .unwrap_or(k);
             // The queue at each piece of evidence depends on k only: built once for both
@@ -786,6 +820,7 @@ impl PerformanceModel {
             )
             .unwrap_or(v);
         }
+        self.queue_memo = memo.into_inner();
         let speed = (self.cfg.min, self.cfg.max);
         self.corrections.prefill = self.smoothed(k, c.prefill, speed);
         self.corrections.prefill_tail = self.smoothed(t, c.prefill_tail, TAIL_RANGE);
