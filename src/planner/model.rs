@@ -139,24 +139,14 @@ impl PrefillQueue {
 
     /// TTFT at `quantile` (the prompt's own time plus the waiting quantile), ms.
     pub fn quantile_ms(&self, quantile: f64, variability: f64) -> f64 {
-        if self.drain_per_s <= 0.0 {
-            return f64::INFINITY;
-        }
-        let tail = 1.0 - quantile;
-        let pw = self.wait_probability;
-        let wait = if pw > tail {
-            variability * (pw / tail).ln() / self.drain_per_s
-        } else {
-            0.0
-        };
-        self.service_ms + wait * 1000.0
+        self.at_quantile(quantile).ms(variability)
     }
 
     /// TTFT at `quantile` of the slowest prompts (their own time `tail` times the typical
     /// prompt's) plus the waiting quantile. Adding the two quantiles overstates their sum's
     /// quantile a little, on the safe side.
     pub fn slowest_quantile_ms(&self, quantile: f64, tail: f64, variability: f64) -> f64 {
-        self.quantile_ms(quantile, variability) + (tail - 1.0) * self.service_ms
+        self.at_quantile(quantile).slowest_ms(tail, variability)
     }
 
     /// Mean TTFT, ms.
@@ -165,6 +155,49 @@ impl PrefillQueue {
             return f64::INFINITY;
         }
         self.service_ms + variability * self.wait_probability / self.drain_per_s * 1000.0
+    }
+
+    /// The queue at one quantile: what its TTFT there needs besides the variability and
+    /// the prompt spread, computed once when a fit tries dozens of them.
+    pub fn at_quantile(&self, quantile: f64) -> QueueQuantile {
+        let tail = 1.0 - quantile;
+        let pw = self.wait_probability;
+        QueueQuantile {
+            service_ms: self.service_ms,
+            drain_per_s: self.drain_per_s,
+            log_wait: if pw > tail {
+                Some((pw / tail).ln())
+            } else {
+                None
+            },
+        }
+    }
+}
+
+/// A prefill queue at one TTFT quantile (`PrefillQueue::at_quantile`).
+#[derive(Debug, Clone, Copy)]
+pub struct QueueQuantile {
+    service_ms: f64,
+    drain_per_s: f64,
+    /// `ln(P(wait) / (1 - quantile))`, when more than that share of arrivals wait.
+    log_wait: Option<f64>,
+}
+
+impl QueueQuantile {
+    /// TTFT at the quantile under this waiting variability, ms; infinite past capacity.
+    pub fn ms(&self, variability: f64) -> f64 {
+        if self.drain_per_s <= 0.0 {
+            return f64::INFINITY;
+        }
+        let wait = self
+            .log_wait
+            .map_or(0.0, |l| variability * l / self.drain_per_s);
+        self.service_ms + wait * 1000.0
+    }
+
+    /// The slowest prompts' TTFT at the quantile (`PrefillQueue::slowest_quantile_ms`).
+    pub fn slowest_ms(&self, tail: f64, variability: f64) -> f64 {
+        self.ms(variability) + (tail - 1.0) * self.service_ms
     }
 }
 
@@ -806,7 +839,11 @@ impl PerformanceModel {
             // The queue at each piece of evidence depends on k only: built once for both
             // fits below (each tries dozens of values) and the next round's weights.
             queues = queues_at(k);
-            let p99 = |i: usize, t: f64, v: f64| queues[i].slowest_quantile_ms(TAIL_QUANTILE, t, v);
+            let at_p99: Vec<QueueQuantile> = queues
+                .iter()
+                .map(|q| q.at_quantile(TAIL_QUANTILE))
+                .collect();
+            let p99 = |i: usize, t: f64, v: f64| at_p99[i].slowest_ms(t, v);
             t = fit_correction(&ev, tlo, thi, self.fading(c.prefill_tail), |i, e, t| {
                 e.observed_tail_ms.map(|o| (p99(i, t, v), o))
             })
