@@ -510,6 +510,10 @@ impl Default for Corrections {
     }
 }
 
+/// A relative change of the prompt spread or the waiting variability within one refit
+/// below which the prefill speed fitted against them is not fitted again.
+const REFIT_SHIFT: f64 = 0.01;
+
 /// Bounds of the learned prefill-time spread.
 pub const TAIL_RANGE: (f64, f64) = (1.0, 8.0);
 
@@ -813,29 +817,40 @@ impl PerformanceModel {
         let queues_at =
             |k: f64| -> Vec<PrefillQueue> { ev.iter().map(|e| queue_of(e, k)).collect() };
         let mut queues = queues_at(k);
+        // The speed is fitted against the spread and the variability and they against it:
+        // the second round refits the speed only when the first moved either of them by
+        // more than `REFIT_SHIFT` (else the speed fitted against them stands; in steady
+        // state most decisions, and most of a decision's time, are spared).
+        let mut fitted_against: Option<(f64, f64)> = None;
         for _ in 0..2 {
+            let moved = |now: f64, was: f64| (now / was - 1.0).abs() > REFIT_SHIFT;
+            let refit_speed =
+                fitted_against.is_none_or(|(t_was, v_was)| moved(t, t_was) || moved(v, v_was));
+            fitted_against = Some((t, v));
             // The engines' speed shows in the prompts that went straight to an engine: each
             // interval counts by the share of its arrivals the model expects not to wait,
             // and intervals count alike, not by their requests. A mean over thousands of
             // prompts is precise; what tells intervals apart is how well the queue at their
             // mean rate describes them, and a burst within one interval (most of its
             // prompts waited) describes the arrivals, not slower engines.
-            let calm: Vec<Evidence> = ev
-                .iter()
-                .zip(&queues)
-                .map(|(e, q)| Evidence {
-                    weight: (1.0 - q.wait_probability).clamp(0.0, 1.0),
-                    ..*e
-                })
-                .collect();
-            k = fit_correction(
-                &calm,
-                self.cfg.min,
-                self.cfg.max,
-                self.fading(c.prefill),
-                |_, e, k| Some((queue_of(e, k).mean_ms(v), e.observed_ms)),
-            )
-            .unwrap_or(k);
+            if refit_speed {
+                let calm: Vec<Evidence> = ev
+                    .iter()
+                    .zip(&queues)
+                    .map(|(e, q)| Evidence {
+                        weight: (1.0 - q.wait_probability).clamp(0.0, 1.0),
+                        ..*e
+                    })
+                    .collect();
+                k = fit_correction(
+                    &calm,
+                    self.cfg.min,
+                    self.cfg.max,
+                    self.fading(c.prefill),
+                    |_, e, k| Some((queue_of(e, k).mean_ms(v), e.observed_ms)),
+                )
+                .unwrap_or(k);
+            }
             // The queue at each piece of evidence depends on k only: built once for both
             // fits below (each tries dozens of values) and the next round's weights.
             queues = queues_at(k);
