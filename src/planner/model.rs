@@ -819,8 +819,8 @@ impl PerformanceModel {
         let mut queues = queues_at(k);
         // The speed is fitted against the spread and the variability and they against it:
         // the second round refits the speed only when the first moved either of them by
-        // more than `REFIT_SHIFT` (else the speed fitted against them stands; in steady
-        // state most decisions, and most of a decision's time, are spared).
+        // more than `REFIT_SHIFT` (else the speed fitted against them stands: in steady
+        // state they rarely move that much, and the refit is a seventh of a decision).
         let mut fitted_against: Option<(f64, f64)> = None;
         for _ in 0..2 {
             let moved = |now: f64, was: f64| (now / was - 1.0).abs() > REFIT_SHIFT;
