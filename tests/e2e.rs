@@ -79,6 +79,25 @@ fn spawn_run(
     Proc::spawn(name, bin(), &args, dir)
 }
 
+/// `run`'s config for a single planner (no leader election), with `edit` applied to its text.
+fn leaderless_config(
+    dir: &std::path::Path,
+    prom: u16,
+    api: u16,
+    edit: impl FnOnce(String) -> String,
+) -> std::path::PathBuf {
+    let cfg = run_config(
+        dir,
+        "run",
+        prom,
+        api,
+        "leader_election: { enabled: false }\n",
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, edit(text)).unwrap();
+    cfg
+}
+
 #[test]
 fn replicas_follow_a_load_ramp_through_a_real_prometheus() {
     let dir = tempfile::tempdir().unwrap();
@@ -195,19 +214,9 @@ deployment:\n  mode: aggregated\n  interval_s: 10\n  startup_s: 5\n  scrape_s: 2
     .unwrap();
     let (_emulator, _prometheus, api, prom) =
         emulated_cluster(dir.path(), &scenario.display().to_string(), &[]);
-    let cfg = run_config(
-        dir.path(),
-        "run",
-        prom,
-        api,
-        "leader_election: { enabled: false }\n",
-    );
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(
-        &cfg,
-        text.replace("planner:\n", "planner:\n  mode: aggregated\n"),
-    )
-    .unwrap();
+    let cfg = leaderless_config(dir.path(), prom, api, |text| {
+        text.replace("planner:\n", "planner:\n  mode: aggregated\n")
+    });
     let mut planner = spawn_run("run", &cfg, dir.path(), None);
 
     let mut samples = Vec::new();
@@ -277,17 +286,11 @@ deployment:\n  interval_s: 10\n  startup_s: 5\n  scrape_s: 2\n  gpu_budget: 12\n
     // Prometheus scrapes the planner's /metrics too, as a ServiceMonitor would.
     let (_emulator, _prometheus, api, prom) =
         emulated_cluster(dir.path(), &scenario.display().to_string(), &[status]);
-    let cfg = run_config(
-        dir.path(),
-        "run",
-        prom,
-        api,
-        "leader_election: { enabled: false }\n",
-    );
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("ttft_ms: 200", "ttft_ms: 400");
-    std::fs::write(&cfg, &text).unwrap();
+    let cfg = leaderless_config(dir.path(), prom, api, |text| {
+        text.replace("ttft_ms: 200", "ttft_ms: 400")
+    });
+    // The restarts below run variants of the same config.
+    let text = std::fs::read_to_string(&cfg).unwrap();
     let run = |name: &str, cfg: &std::path::Path| spawn_run(name, cfg, dir.path(), Some(status));
     let learned_prefill = || {
         http_get(status, "/api/v1/status").and_then(|(_, b)| {
