@@ -137,6 +137,9 @@ pub struct SlaPlanner {
     last: Option<(u32, u32)>,
     /// Ready replicas at the previous observation, to tell steady intervals.
     last_ready: Option<(u32, u32)>,
+    /// Prefill tokens queued at the previous observation, to tell an interval spent
+    /// working off a backlog.
+    last_queued: Option<f64>,
     /// The replicas found at the first decision: what the operator deployed.
     found: Option<(u32, u32)>,
 }
@@ -188,6 +191,7 @@ impl SlaPlanner {
             cfg,
             last: None,
             last_ready: None,
+            last_queued: None,
             found: None,
         }
     }
@@ -299,7 +303,35 @@ impl SlaPlanner {
         ))
     }
 
+    /// Whether the interval was spent working off prompts queued before it: its queue was
+    /// shorter than the interval before's, yet more than the engines could clear within
+    /// the TTFT target. Its prompts waited behind that backlog, not behind the rate they
+    /// arrived at, and their TTFT says nothing of the engines' speed or the load's
+    /// burstiness (read as either, it would have the planner add engines for a queue that
+    /// is already going). A queue that keeps growing stays evidence: engines slower than
+    /// the profile says show that way.
+    fn working_off_backlog(
+        &self,
+        before: Option<f64>,
+        now: Option<f64>,
+        engines: u32,
+        isl: f64,
+    ) -> bool {
+        let (Some(before), Some(now)) = (before, now) else {
+            return false;
+        };
+        if now >= before || engines == 0 || isl <= 0.0 {
+            return false;
+        }
+        let clear_ms = now / isl * self.model.prefill_service_ms(isl) / f64::from(engines);
+        clear_ms > self.ctx.sla.ttft_ms
+    }
+
     fn learn(&mut self, obs: &Observation, requests: f64, interval_s: f64) {
+        let queued = obs
+            .queued_prefill_tokens
+            .filter(|q| q.is_finite() && *q >= 0.0);
+        let queued_before = std::mem::replace(&mut self.last_queued, queued);
         let (Some(r), Some(isl), Some(osl)) = (obs.replicas, obs.isl_mean, obs.osl_mean) else {
             return;
         };
@@ -323,6 +355,8 @@ impl SlaPlanner {
             Mode::Disaggregated => (r.prefill.ready, prefill_steady, None),
             Mode::Aggregated => (r.decode.ready, decode_steady, itl_mean),
         };
+        let prefill_steady = prefill_steady
+            && !self.working_off_backlog(queued_before, queued, prefill_engines, isl);
         let prefill_known = self.cfg.mode == Mode::Disaggregated || itl_mean.is_some();
         if let Some((t, mean)) = obs.ttft_ms.and_then(|t| Some((t, positive(t.mean)?))) {
             if prefill_engines > 0 && prefill_known {
@@ -671,6 +705,91 @@ mod tests {
         assert!(b.decode > a.decode * 1.4, "{a:?} {b:?}");
         assert_eq!((told.prefill, slowed.prefill), (0, 0));
         assert!(slowed.decode > told.decode, "{told:?}\n{slowed:?}");
+    }
+
+    /// A planner on two prefill and two decode engines that has seen ten calm intervals,
+    /// then one in which a burst left `burst_queue` prefill tokens queued.
+    fn planner_after_a_burst(burst_queue: f64) -> SlaPlanner {
+        let profile = crate::profile::Profile::embedded_default();
+        let ctx = PolicyContext::new(
+            &profile,
+            Sla {
+                ttft_ms: 500.0,
+                itl_ms: 10.0,
+            },
+            Limits {
+                min_prefill: 1,
+                max_prefill: 16,
+                min_decode: 1,
+                max_decode: 16,
+                gpu_budget: 32,
+                gpus_per_prefill_engine: 1,
+                gpus_per_decode_engine: 1,
+            },
+            60.0,
+            60.0,
+        );
+        let mut planner = SlaPlanner::new(ctx, PlannerConfig::default());
+        for i in 1..=11 {
+            let burst = i == 11;
+            let obs = interval_on_2p2d(
+                60.0 * i as f64,
+                if burst { 20_000.0 } else { 80.0 },
+                if burst { burst_queue } else { 0.0 },
+            );
+            planner.decide(obs.time_s, &obs);
+        }
+        planner
+    }
+
+    fn interval_on_2p2d(time_s: f64, ttft_mean_ms: f64, queued: f64) -> Observation {
+        let two = ReplicaState {
+            ready: 2,
+            ..Default::default()
+        };
+        Observation {
+            time_s,
+            interval_s: 60.0,
+            requests: Some(600.0),
+            isl_mean: Some(2000.0),
+            osl_mean: Some(200.0),
+            ttft_ms: Some(LatencySummary {
+                mean: Some(ttft_mean_ms),
+                p50: None,
+                p90: None,
+                p99: Some(ttft_mean_ms * 2.0),
+            }),
+            itl_ms: Some(LatencySummary {
+                mean: Some(6.0),
+                p50: None,
+                p90: None,
+                p99: Some(7.0),
+            }),
+            queued_prefill_tokens: Some(queued),
+            replicas: Some(RoleReplicas {
+                prefill: two,
+                decode: two,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_interval_spent_working_off_a_backlog_teaches_nothing() {
+        // After a burst queued 4M prompt tokens, the next interval's prompts waited behind
+        // them while the queue shrank: their TTFT (30 s) is not the engines' speed at the
+        // rate seen, and the model ends as if they had taken 80 ms.
+        let after = |ttft_mean_ms: f64, queued: f64| {
+            let mut planner = planner_after_a_burst(4.0e6);
+            let next = interval_on_2p2d(720.0, ttft_mean_ms, queued);
+            planner.decide(next.time_s, &next);
+            planner.model.corrections
+        };
+        assert_eq!(after(30_000.0, 1.0e6), after(80.0, 1.0e6));
+        // Had the queue gone on growing, the engines are slower than the profile says (or
+        // the load burstier), and that is learned.
+        let (slow, calm) = (after(30_000.0, 6.0e6), after(80.0, 6.0e6));
+        assert!(slow.prefill > calm.prefill, "{calm:?} -> {slow:?}");
     }
 
     #[test]
