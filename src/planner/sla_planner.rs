@@ -327,16 +327,17 @@ impl SlaPlanner {
         clear_ms > self.ctx.sla.ttft_ms
     }
 
-    fn learn(&mut self, obs: &Observation, requests: f64, interval_s: f64) {
+    /// Feeds the interval's latencies to the model; says when they were set aside.
+    fn learn(&mut self, obs: &Observation, requests: f64, interval_s: f64) -> Option<String> {
         let queued = obs
             .queued_prefill_tokens
             .filter(|q| q.is_finite() && *q >= 0.0);
         let queued_before = std::mem::replace(&mut self.last_queued, queued);
         let (Some(r), Some(isl), Some(osl)) = (obs.replicas, obs.isl_mean, obs.osl_mean) else {
-            return;
+            return None;
         };
         if requests < MIN_EVIDENCE_REQUESTS || !isl.is_finite() || !osl.is_finite() {
-            return;
+            return None;
         }
         let lambda = requests / interval_s;
         let prev = self.last_ready.replace((r.prefill.ready, r.decode.ready));
@@ -355,8 +356,15 @@ impl SlaPlanner {
             Mode::Disaggregated => (r.prefill.ready, prefill_steady, None),
             Mode::Aggregated => (r.decode.ready, decode_steady, itl_mean),
         };
-        let prefill_steady = prefill_steady
-            && !self.working_off_backlog(queued_before, queued, prefill_engines, isl);
+        let working_off = self.working_off_backlog(queued_before, queued, prefill_engines, isl);
+        let prefill_steady = prefill_steady && !working_off;
+        let note = working_off.then(|| {
+            format!(
+                "prefill latencies not learned from: the queue ({:.0} tokens, down from {:.0}) was a backlog being worked off",
+                queued.unwrap_or(0.0),
+                queued_before.unwrap_or(0.0)
+            )
+        });
         let prefill_known = self.cfg.mode == Mode::Disaggregated || itl_mean.is_some();
         if let Some((t, mean)) = obs.ttft_ms.and_then(|t| Some((t, positive(t.mean)?))) {
             if prefill_engines > 0 && prefill_known {
@@ -393,6 +401,7 @@ impl SlaPlanner {
                 });
             }
         }
+        note
     }
 }
 
@@ -446,7 +455,7 @@ impl Policy for SlaPlanner {
                 self.osl.observe(v, h);
             }
         }
-        self.learn(obs, requests, interval_s);
+        let learned = self.learn(obs, requests, interval_s);
 
         let z = normal_quantile(self.cfg.headroom_quantile);
         let solver_cfg = SolverConfig {
@@ -527,6 +536,7 @@ impl Policy for SlaPlanner {
                 "{backlog:.0} queued prefill tokens to work off within {interval_s:.0}s"
             ));
         }
+        reasons.extend(learned);
         reasons.extend(sol.notes.iter().cloned());
         reasons.extend(beyond_the_profile(
             &self.model.prefill,
@@ -786,6 +796,17 @@ mod tests {
             planner.model.corrections
         };
         assert_eq!(after(30_000.0, 1.0e6), after(80.0, 1.0e6));
+        let mut planner = planner_after_a_burst(4.0e6);
+        let next = interval_on_2p2d(720.0, 30_000.0, 1.0e6);
+        let decision = planner.decide(next.time_s, &next);
+        assert!(
+            decision
+                .reasons
+                .iter()
+                .any(|r| r.starts_with("prefill latencies not learned from")),
+            "{:?}",
+            decision.reasons
+        );
         // Had the queue gone on growing, the engines are slower than the profile says (or
         // the load burstier), and that is learned.
         let (slow, calm) = (after(30_000.0, 6.0e6), after(80.0, 6.0e6));
