@@ -718,8 +718,8 @@ mod tests {
     }
 
     /// A planner on two prefill and two decode engines that has seen ten calm intervals,
-    /// then one in which a burst left `burst_queue` prefill tokens queued.
-    fn planner_after_a_burst(burst_queue: f64) -> SlaPlanner {
+    /// then one in which a burst left 4M prefill tokens queued.
+    fn planner_after_a_burst() -> SlaPlanner {
         let profile = crate::profile::Profile::embedded_default();
         let ctx = PolicyContext::new(
             &profile,
@@ -745,7 +745,7 @@ mod tests {
             let obs = interval_on_2p2d(
                 60.0 * i as f64,
                 if burst { 20_000.0 } else { 80.0 },
-                if burst { burst_queue } else { 0.0 },
+                if burst { 4.0e6 } else { 0.0 },
             );
             planner.decide(obs.time_s, &obs);
         }
@@ -790,13 +790,13 @@ mod tests {
         // them while the queue shrank: their TTFT (30 s) is not the engines' speed at the
         // rate seen, and the model ends as if they had taken 80 ms.
         let after = |ttft_mean_ms: f64, queued: f64| {
-            let mut planner = planner_after_a_burst(4.0e6);
+            let mut planner = planner_after_a_burst();
             let next = interval_on_2p2d(720.0, ttft_mean_ms, queued);
             planner.decide(next.time_s, &next);
             planner.model.corrections
         };
         assert_eq!(after(30_000.0, 1.0e6), after(80.0, 1.0e6));
-        let mut planner = planner_after_a_burst(4.0e6);
+        let mut planner = planner_after_a_burst();
         let next = interval_on_2p2d(720.0, 30_000.0, 1.0e6);
         let decision = planner.decide(next.time_s, &next);
         assert!(
