@@ -307,27 +307,15 @@ impl Policy for ThresholdPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::planner::{Limits, ReplicaState, RoleKv, RoleReplicas, Sla};
+    use crate::planner::{ReplicaState, RoleKv, RoleReplicas, Sla};
 
     fn ctx(aggregated: bool) -> PolicyContext {
-        let profile = crate::profile::Profile::embedded_default();
-        PolicyContext::new(
-            &profile,
+        crate::planner::test_context(
             Sla {
                 ttft_ms: 200.0,
                 itl_ms: 10.0,
             },
-            Limits {
-                min_prefill: if aggregated { 0 } else { 1 },
-                max_prefill: if aggregated { 0 } else { 16 },
-                min_decode: 1,
-                max_decode: 16,
-                gpu_budget: 32,
-                gpus_per_prefill_engine: 1,
-                gpus_per_decode_engine: 1,
-            },
-            60.0,
-            60.0,
+            aggregated,
         )
     }
 

@@ -71,3 +71,25 @@ pub trait Policy: Send {
     }
     fn decide(&mut self, now_s: f64, obs: &Observation) -> Decision;
 }
+
+/// A policy context for unit tests: the embedded profile, up to 16 engines per role (no
+/// prefill role when `aggregated`), 32 GPUs, a decision a minute and a minute's cold start.
+#[cfg(test)]
+pub(crate) fn test_context(sla: Sla, aggregated: bool) -> PolicyContext {
+    let profile = crate::profile::Profile::embedded_default();
+    PolicyContext::new(
+        &profile,
+        sla,
+        Limits {
+            min_prefill: if aggregated { 0 } else { 1 },
+            max_prefill: if aggregated { 0 } else { 16 },
+            min_decode: 1,
+            max_decode: 16,
+            gpu_budget: 32,
+            gpus_per_prefill_engine: 1,
+            gpus_per_decode_engine: 1,
+        },
+        60.0,
+        60.0,
+    )
+}

@@ -627,7 +627,7 @@ fn beyond_the_profile(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::planner::{LatencySummary, Limits, ReplicaState, RoleReplicas, Sla};
+    use crate::planner::{LatencySummary, ReplicaState, RoleReplicas, Sla};
 
     #[test]
     fn the_solver_sizes_for_every_step_of_a_short_horizon_and_a_sample_of_a_long_one() {
@@ -647,24 +647,12 @@ mod tests {
     }
 
     fn aggregated_planner_taught(slower: f64) -> (SlaPlanner, Decision) {
-        let profile = crate::profile::Profile::embedded_default();
-        let ctx = PolicyContext::new(
-            &profile,
+        let ctx = crate::planner::test_context(
             Sla {
                 ttft_ms: 300.0,
                 itl_ms: 20.0,
             },
-            Limits {
-                min_prefill: 0,
-                max_prefill: 0,
-                min_decode: 1,
-                max_decode: 16,
-                gpu_budget: 16,
-                gpus_per_prefill_engine: 1,
-                gpus_per_decode_engine: 1,
-            },
-            60.0,
-            60.0,
+            true,
         );
         let mut planner = SlaPlanner::new(
             ctx,
@@ -720,24 +708,12 @@ mod tests {
     /// A planner on two prefill and two decode engines that has seen ten calm intervals,
     /// then one in which a burst left 4M prefill tokens queued.
     fn planner_after_a_burst() -> SlaPlanner {
-        let profile = crate::profile::Profile::embedded_default();
-        let ctx = PolicyContext::new(
-            &profile,
+        let ctx = crate::planner::test_context(
             Sla {
                 ttft_ms: 500.0,
                 itl_ms: 10.0,
             },
-            Limits {
-                min_prefill: 1,
-                max_prefill: 16,
-                min_decode: 1,
-                max_decode: 16,
-                gpu_budget: 32,
-                gpus_per_prefill_engine: 1,
-                gpus_per_decode_engine: 1,
-            },
-            60.0,
-            60.0,
+            false,
         );
         let mut planner = SlaPlanner::new(ctx, PlannerConfig::default());
         for i in 1..=11 {
