@@ -112,12 +112,22 @@ impl Drop for Proc {
     }
 }
 
+/// A loopback port nothing listens on, for a process the test starts next. Chosen below
+/// the kernel's ephemeral range (32768-60999 by default): a port from there (what binding
+/// port 0 gives) may be handed to an outgoing connection, such as Prometheus scraping,
+/// before the process binds it, and the process then fails with "address in use".
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    static DRAWS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    loop {
+        // A random draw (the standard library's hasher keys are random per process).
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(DRAWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let port = 20_000 + (h.finish() % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A plain HTTP/1.0 GET on loopback: (status, body).
