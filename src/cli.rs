@@ -192,6 +192,11 @@ pub struct SimulateArgs {
     /// Seed for synthetic workloads (overrides the scenario).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Set one field of the scenario file (repeatable), by its path: `--set sla.ttft_ms=500`,
+    /// `--set deployment.interval_s=30`, `--set planner.headroom_quantile=0.95`. The value is
+    /// read as YAML.
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    pub sets: Vec<String>,
     /// Directory for `summary.json`, `timeline_<policy>.csv` and `report.html`.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -330,6 +335,11 @@ fn dry_run_applicable(
         startup_s: a.startup_s,
         gpu_budget: a.gpu_budget,
         seed: a.seed,
+        sets: a
+            .sets
+            .iter()
+            .map(|kv| scenario::parse_set(kv))
+            .collect::<Result<_, _>>()?,
     };
     let mut sc = scenario::load(&a.scenario, &ov)?;
     let mut specs: Vec<String> = if a.policies.is_empty() {
@@ -511,6 +521,7 @@ fn simulate_args(scenario: &str, startup_s: f64, policies: &[String]) -> Simulat
         startup_s: Some(startup_s),
         gpu_budget: None,
         seed: None,
+        sets: Vec::new(),
         out: None,
         json: false,
     }

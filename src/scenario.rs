@@ -174,6 +174,8 @@ pub struct Overrides {
     pub startup_s: Option<f64>,
     pub gpu_budget: Option<u32>,
     pub seed: Option<u64>,
+    /// Fields of the scenario file set from the command line: (dotted path, YAML value).
+    pub sets: Vec<(String, serde_yaml_ng::Value)>,
 }
 
 /// A scenario made ready to run: workload generated or read, profile loaded.
@@ -240,8 +242,64 @@ pub fn parse(text: &str, origin: &str) -> Result<ScenarioFile, InputError> {
 
 pub fn load(name_or_file: &str, ov: &Overrides) -> Result<Scenario, InputError> {
     let (text, origin, base) = find(name_or_file)?;
-    let file = parse(&text, &origin)?;
+    let mut file = parse(&text, &origin)?;
+    if !ov.sets.is_empty() {
+        // The file parsed as it is: what fails now is what was set.
+        let mut doc: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&text).map_err(|e| yaml_err(&origin, e))?;
+        let named = |paths: &[&str]| format!("--set {}", paths.join(", --set "));
+        for (path, value) in &ov.sets {
+            set_field(&mut doc, path, value.clone())
+                .map_err(|m| field_err(&origin, &named(&[path]), m))?;
+        }
+        file = serde_yaml_ng::from_value(doc).map_err(|e| {
+            let paths: Vec<&str> = ov.sets.iter().map(|(p, _)| p.as_str()).collect();
+            field_err(&origin, &named(&paths), e.to_string())
+        })?;
+    }
     prepare(file, &origin, &base, ov)
+}
+
+/// Reads one `--set FIELD=VALUE`: the field's dotted path and its value as YAML.
+pub fn parse_set(arg: &str) -> Result<(String, serde_yaml_ng::Value), InputError> {
+    let usage = |m: &str| InputError::Usage(format!("--set {arg:?}: {m}"));
+    let (path, value) = arg
+        .split_once('=')
+        .ok_or_else(|| usage("expected FIELD=VALUE, as in sla.ttft_ms=500"))?;
+    if path.is_empty() || path.split('.').any(str::is_empty) {
+        return Err(usage(
+            "the field is a dotted path, as in deployment.interval_s",
+        ));
+    }
+    let value = serde_yaml_ng::from_str(value).map_err(|e| usage(&e.to_string()))?;
+    Ok((path.to_string(), value))
+}
+
+/// Sets the field at a dotted path, making the mappings on the way; a field of a scalar
+/// (`sla.ttft_ms.x`) is an error. Unknown fields are left for the scenario's own checks,
+/// which name them.
+fn set_field(
+    doc: &mut serde_yaml_ng::Value,
+    path: &str,
+    value: serde_yaml_ng::Value,
+) -> Result<(), String> {
+    use serde_yaml_ng::Value;
+    let mut at = doc;
+    let mut walked = Vec::new();
+    for key in path.split('.') {
+        if at.is_null() {
+            *at = Value::Mapping(Default::default());
+        }
+        let Value::Mapping(map) = at else {
+            return Err(format!("{} is not a mapping", walked.join(".")));
+        };
+        walked.push(key);
+        at = map
+            .entry(Value::String(key.to_string()))
+            .or_insert(Value::Null);
+    }
+    *at = value;
+    Ok(())
 }
 
 fn positive(origin: &str, field: &str, v: f64) -> Result<(), InputError> {

@@ -597,3 +597,41 @@ fn an_aggregated_deployment_refuses_what_sizes_pools() {
         &["agg0.yaml", "deployment.min_decode"],
     );
 }
+
+#[test]
+fn a_field_set_on_the_command_line_is_checked_as_the_file_is() {
+    assert_input_error(
+        &[
+            "simulate",
+            "--scenario",
+            "sin-5-45",
+            "--set",
+            "sla.ttft=500",
+        ],
+        &["--set sla.ttft", "unknown field `ttft`"],
+    );
+    assert_input_error(
+        &[
+            "simulate",
+            "--scenario",
+            "sin-5-45",
+            "--set",
+            "sla.ttft_ms.x=5",
+        ],
+        &["--set sla.ttft_ms.x", "sla.ttft_ms is not a mapping"],
+    );
+    assert_input_error(
+        &["simulate", "--scenario", "sin-5-45", "--set", "sla"],
+        &["--set \"sla\"", "FIELD=VALUE"],
+    );
+    assert_input_error(
+        &[
+            "simulate",
+            "--scenario",
+            "sin-5-45",
+            "--set",
+            "deployment.interval_s=-5",
+        ],
+        &["deployment.interval_s", "must be a number > 0"],
+    );
+}

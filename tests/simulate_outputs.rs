@@ -283,3 +283,43 @@ fn the_oracle_pays_nothing_extra_for_an_interval_no_count_can_bring_to_target() 
         prefill.ttft_ms(too_long)
     );
 }
+
+#[test]
+fn a_field_set_on_the_command_line_runs_as_the_file_edited() {
+    let text = sla_planner::scenario::EMBEDDED
+        .iter()
+        .find(|(n, _)| *n == "sin-5-45")
+        .unwrap()
+        .1;
+    let edited = text
+        .replace(
+            "sla: { ttft_ms: 200, itl_ms: 10 }",
+            "sla: { ttft_ms: 500, itl_ms: 10 }",
+        )
+        .replace("  interval_s: 60\n", "  interval_s: 30\n");
+    assert_ne!(edited, text);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("edited.yaml");
+    std::fs::write(&file, edited).unwrap();
+    let planner = |args: &[&str]| {
+        let mut all = vec!["simulate", "--policy", "planner", "--json"];
+        all.extend_from_slice(args);
+        let s = common::run_json(&all);
+        let p = &s["policies"][0];
+        (
+            p["slo_attainment"].as_f64().unwrap(),
+            p["gpu_hours"].as_f64().unwrap(),
+            p["scale_changes"].as_u64().unwrap(),
+        )
+    };
+    let set = planner(&[
+        "--scenario",
+        "sin-5-45",
+        "--set",
+        "sla.ttft_ms=500",
+        "--set",
+        "deployment.interval_s=30",
+    ]);
+    assert_eq!(set, planner(&["--scenario", file.to_str().unwrap()]));
+    assert_ne!(set, planner(&["--scenario", "sin-5-45"]));
+}
