@@ -132,6 +132,10 @@ pub struct DecideArgs {
     /// Take them from this config file (the profile, sla, deployment and planner sections of a scenario).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Set one field of the scenario or config file (repeatable), as `simulate --set` does:
+    /// `--set planner.headroom_quantile=0.95`.
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    pub sets: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -607,7 +611,13 @@ pub fn decide_line(
 
 fn run_decide(a: DecideArgs) -> anyhow::Result<()> {
     use std::io::{BufRead, Write};
-    let (ctx, cfg) = crate::scenario::decide_setup(a.scenario.as_deref(), a.config.as_deref())?;
+    let sets = a
+        .sets
+        .iter()
+        .map(|kv| crate::scenario::parse_set(kv))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (ctx, cfg) =
+        crate::scenario::decide_setup(a.scenario.as_deref(), a.config.as_deref(), &sets)?;
     let mut planner = crate::planner::sla_planner::SlaPlanner::new(ctx, cfg);
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();

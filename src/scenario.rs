@@ -242,22 +242,32 @@ pub fn parse(text: &str, origin: &str) -> Result<ScenarioFile, InputError> {
 
 pub fn load(name_or_file: &str, ov: &Overrides) -> Result<Scenario, InputError> {
     let (text, origin, base) = find(name_or_file)?;
-    let mut file = parse(&text, &origin)?;
-    if !ov.sets.is_empty() {
-        // The file parsed as it is: what fails now is what was set.
-        let mut doc: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(&text).map_err(|e| yaml_err(&origin, e))?;
-        let named = |paths: &[&str]| format!("--set {}", paths.join(", --set "));
-        for (path, value) in &ov.sets {
-            set_field(&mut doc, path, value.clone())
-                .map_err(|m| field_err(&origin, &named(&[path]), m))?;
-        }
-        file = serde_yaml_ng::from_value(doc).map_err(|e| {
-            let paths: Vec<&str> = ov.sets.iter().map(|(p, _)| p.as_str()).collect();
-            field_err(&origin, &named(&paths), e.to_string())
-        })?;
-    }
+    let file = parse_with_sets(&text, &origin, &ov.sets)?;
     prepare(file, &origin, &base, ov)
+}
+
+/// Reads a YAML file with the fields `sets` names changed (`--set`). The file is read as
+/// it is first, so what fails afterwards is what was set, and the message names it.
+pub fn parse_with_sets<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &str,
+    sets: &[(String, serde_yaml_ng::Value)],
+) -> Result<T, InputError> {
+    let file: T = serde_yaml_ng::from_str(text).map_err(|e| yaml_err(origin, e))?;
+    if sets.is_empty() {
+        return Ok(file);
+    }
+    let mut doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(text).map_err(|e| yaml_err(origin, e))?;
+    let named = |paths: &[&str]| format!("--set {}", paths.join(", --set "));
+    for (path, value) in sets {
+        set_field(&mut doc, path, value.clone())
+            .map_err(|m| field_err(origin, &named(&[path]), m))?;
+    }
+    serde_yaml_ng::from_value(doc).map_err(|e| {
+        let paths: Vec<&str> = sets.iter().map(|(p, _)| p.as_str()).collect();
+        field_err(origin, &named(&paths), e.to_string())
+    })
 }
 
 /// Reads one `--set FIELD=VALUE`: the field's dotted path and its value as YAML.
@@ -409,12 +419,13 @@ pub struct DecideFile {
 pub fn decide_setup(
     scenario: Option<&str>,
     config: Option<&Path>,
+    sets: &[(String, serde_yaml_ng::Value)],
 ) -> Result<(PolicyContext, PlannerConfig), InputError> {
     let (file, origin, base) = match (scenario, config) {
         (_, Some(path)) => {
             let text = crate::error::read_text(path)?;
             let origin = path.display().to_string();
-            let f: DecideFile = serde_yaml_ng::from_str(&text).map_err(|e| yaml_err(&origin, e))?;
+            let f: DecideFile = parse_with_sets(&text, &origin, sets)?;
             (
                 f,
                 origin,
@@ -423,7 +434,7 @@ pub fn decide_setup(
         }
         (name, None) => {
             let (text, origin, base) = find(name.unwrap_or("sin-5-45"))?;
-            let s = parse(&text, &origin)?;
+            let s: ScenarioFile = parse_with_sets(&text, &origin, sets)?;
             (
                 DecideFile {
                     // What the scenario's planner is told, as `simulate` tells it.

@@ -226,3 +226,44 @@ fn a_load_beyond_the_profile_is_named_in_the_reasons() {
         "{long:?}"
     );
 }
+
+#[test]
+fn a_field_set_on_the_command_line_is_the_configs_own() {
+    // The forecaster and a limit of a config file, and of a shipped scenario, set without
+    // a copy.
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("planner.yaml");
+    std::fs::write(
+        &config,
+        "sla: { ttft_ms: 200, itl_ms: 10 }\ndeployment: { interval_s: 60, startup_s: 60, gpu_budget: 12 }\n",
+    )
+    .unwrap();
+    let input = obs(60.0, 3000.0, (1, 1)) + "\n";
+    for source in [
+        vec!["--scenario", "sin-5-45"],
+        vec!["--config", config.to_str().unwrap()],
+    ] {
+        let mut args = source.clone();
+        args.extend([
+            "--set",
+            "planner.forecaster=linear",
+            "--set",
+            "deployment.max_decode=2",
+        ]);
+        let (code, out, err) = decide(&args, &input);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out[0]["forecast"]["method"], "linear", "{args:?}");
+        assert_eq!(out[0]["decode"], 2, "{args:?}");
+    }
+    let (code, _, err) = decide(
+        &[
+            "--scenario",
+            "sin-5-45",
+            "--set",
+            "planner.headroom_quantile=2",
+        ],
+        "",
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("planner.headroom_quantile"), "{err}");
+}
