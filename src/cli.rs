@@ -462,7 +462,11 @@ fn dry_run_applicable(
             startup_s: sc.sim.startup_s,
             gpu_budget: sc.sim.limits.gpu_budget,
             profile: sc.profile.name.clone(),
-            notes: sc.notes.clone(),
+            notes: (!a.sets.is_empty())
+                .then(|| format!("set on the command line: {}", a.sets.join(", ")))
+                .into_iter()
+                .chain(sc.notes.iter().cloned())
+                .collect(),
         },
         sla: sc.sim.sla,
         policies: results

@@ -322,4 +322,19 @@ fn a_field_set_on_the_command_line_runs_as_the_file_edited() {
     ]);
     assert_eq!(set, planner(&["--scenario", file.to_str().unwrap()]));
     assert_ne!(set, planner(&["--scenario", "sin-5-45"]));
+    // The summary says what was set.
+    let s = common::run_json(&[
+        "simulate",
+        "--scenario",
+        "sin-5-45",
+        "--policy",
+        "static:4,4",
+        "--set",
+        "sla.ttft_ms=500",
+        "--json",
+    ]);
+    assert_eq!(
+        s["scenario"]["notes"][0],
+        "set on the command line: sla.ttft_ms=500"
+    );
 }
