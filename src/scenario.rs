@@ -236,10 +236,6 @@ pub fn find(name_or_file: &str) -> Result<(String, String, PathBuf), InputError>
     )))
 }
 
-pub fn parse(text: &str, origin: &str) -> Result<ScenarioFile, InputError> {
-    serde_yaml_ng::from_str(text).map_err(|e| yaml_err(origin, e))
-}
-
 pub fn load(name_or_file: &str, ov: &Overrides) -> Result<Scenario, InputError> {
     let (text, origin, base) = find(name_or_file)?;
     let file = parse_with_sets(&text, &origin, &ov.sets)?;
