@@ -113,6 +113,9 @@ pub struct PrefillQueue {
 }
 
 impl PrefillQueue {
+    /// The queue `engines` make at `lambda` prompts/s of `service_ms` each, of which
+    /// `overhead_ms` is shared by prompts batched together (`shared_service_ms`; 0 for a
+    /// queue served one prompt at a time).
     pub fn new(lambda: f64, engines: u32, service_ms: f64, overhead_ms: f64) -> PrefillQueue {
         if lambda <= 0.0 {
             return PrefillQueue {
@@ -137,7 +140,11 @@ impl PrefillQueue {
         }
     }
 
-    /// TTFT at `quantile` (the prompt's own time plus the waiting quantile), ms.
+    /// TTFT at `quantile` (the prompt's own time plus the waiting quantile), ms; infinite
+    /// past capacity. `variability` scales the waiting time: 1 for the M/M/c queue; about
+    /// `(ca^2 + cs^2) / 2` for general arrivals and service (Allen-Cunneen), so 0.5 for
+    /// Poisson arrivals with equal prompts, more for bursty arrivals or heavy-tailed
+    /// prompts. It is learned online.
     pub fn quantile_ms(&self, quantile: f64, variability: f64) -> f64 {
         self.at_quantile(quantile).ms(variability)
     }
@@ -236,13 +243,9 @@ impl QueueMemo {
     }
 }
 
-/// Prefill latency at a load: the TTFT quantile and the mean, in ms; infinite past capacity.
-/// `variability` scales the waiting time: 1 for the M/M/c queue; about `(ca^2 + cs^2) / 2`
-/// for general arrivals and service (Allen-Cunneen), so 0.5 for Poisson arrivals with equal
-/// prompts, more for bursty arrivals or heavy-tailed prompts. It is learned online.
-/// `overhead_ms` is the part of `service_ms` that prompts batched together share
-/// (`shared_service_ms`); 0 for a queue served one prompt at a time.
-pub fn prefill_ttft_ms(
+/// The TTFT quantile and the mean of a queue built at once, in ms (the tests' shorthand).
+#[cfg(test)]
+fn prefill_ttft_ms(
     lambda: f64,
     engines: u32,
     service_ms: f64,
@@ -850,10 +853,10 @@ impl PerformanceModel {
                     |_, e, k| Some((queue_of(e, k).mean_ms(v), e.observed_ms)),
                 )
                 .unwrap_or(k);
+                // The queue at each piece of evidence depends on k only: built once for
+                // both fits below (each tries dozens of values) and the next round's weights.
+                queues = queues_at(k);
             }
-            // The queue at each piece of evidence depends on k only: built once for both
-            // fits below (each tries dozens of values) and the next round's weights.
-            queues = queues_at(k);
             let at_p99: Vec<QueueQuantile> = queues
                 .iter()
                 .map(|q| q.at_quantile(TAIL_QUANTILE))
