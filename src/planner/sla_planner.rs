@@ -142,6 +142,9 @@ pub struct SlaPlanner {
     last_queued: Option<f64>,
     /// The replicas found at the first decision: what the operator deployed.
     found: Option<(u32, u32)>,
+    /// The last rate with arrivals in it, and since when none have arrived (a silence).
+    last_heard: Option<f64>,
+    silent_since: Option<f64>,
 }
 
 /// Fewest requests in an interval for its latencies to count as evidence.
@@ -193,6 +196,8 @@ impl SlaPlanner {
             last_ready: None,
             last_queued: None,
             found: None,
+            last_heard: None,
+            silent_since: None,
         }
     }
 
@@ -301,6 +306,28 @@ impl SlaPlanner {
                 seen.unwrap_or(0.0),
             ),
         ))
+    }
+
+    /// Why no replica may go while the arrivals have stopped, if they have: a silence after
+    /// traffic, shorter than an interval and a cold start, is more often a gap (an upstream
+    /// outage, a router failing over) than the load's end, and a replica released in it
+    /// could not be back before the load returns. `None` once the silence has lasted that
+    /// long, when nothing has ever arrived, and when requests arrive.
+    fn silence_hold(&mut self, now_s: f64, interval_s: f64, rate: f64) -> Option<String> {
+        if rate > 0.0 {
+            self.last_heard = Some(rate);
+            self.silent_since = None;
+            return None;
+        }
+        let before = self.last_heard?;
+        let since = *self.silent_since.get_or_insert(now_s - interval_s);
+        let lasted = now_s - since;
+        let patience = interval_s + self.ctx.startup_s;
+        (lasted < patience).then(|| {
+            format!(
+                "no scale-down: no requests for {lasted:.0}s after {before:.2} req/s; a silence shorter than an interval and a cold start ({patience:.0}s) is not taken for the load's end"
+            )
+        })
     }
 
     /// Whether the interval was spent working off prompts queued before it: its queue was
@@ -446,6 +473,7 @@ impl Policy for SlaPlanner {
         };
         let h = self.horizon_steps(interval_s);
         let rate = requests / interval_s;
+        let silence = self.silence_hold(now_s, interval_s, rate);
         self.observe_rate(requests, interval_s, h);
         if requests > 0.0 {
             if let Some(v) = obs.isl_mean.filter(|v| v.is_finite() && *v > 0.0) {
@@ -563,8 +591,14 @@ impl Policy for SlaPlanner {
             reasons.push(why);
             wish_p = to;
         }
-        let ((p, d), st_notes) = self.stabilizer.apply(now_s, (wish_p, wish_d), current);
+        let ((mut p, mut d), st_notes) = self.stabilizer.apply(now_s, (wish_p, wish_d), current);
         reasons.extend(st_notes);
+        // After the stabiliser, so its window remembers what the load asked for.
+        if let Some(why) = silence.filter(|_| p < current.0 || d < current.1) {
+            p = p.max(current.0);
+            d = d.max(current.1);
+            reasons.push(why);
+        }
         let mut decision = Decision::clipped(&self.ctx.limits, p, d, reasons);
         let c = self.model.corrections;
         decision.reasons.push(format!(
@@ -726,6 +760,80 @@ mod tests {
             planner.decide(obs.time_s, &obs);
         }
         planner
+    }
+
+    #[test]
+    fn a_silence_shorter_than_an_interval_and_a_cold_start_releases_no_replica() {
+        let mut ctx = crate::planner::test_context(
+            Sla {
+                ttft_ms: 200.0,
+                itl_ms: 10.0,
+            },
+            false,
+        );
+        ctx.startup_s = 180.0;
+        let mut planner = SlaPlanner::new(ctx, PlannerConfig::default());
+        let mut counts = (1, 1);
+        let step =
+            |planner: &mut SlaPlanner, minute: u32, requests: f64, counts: &mut (u32, u32)| {
+                let ready = |n| ReplicaState {
+                    ready: n,
+                    ..Default::default()
+                };
+                let obs = Observation {
+                    time_s: 60.0 * f64::from(minute),
+                    interval_s: 60.0,
+                    requests: Some(requests),
+                    isl_mean: (requests > 0.0).then_some(2000.0),
+                    osl_mean: (requests > 0.0).then_some(200.0),
+                    replicas: Some(RoleReplicas {
+                        prefill: ready(counts.0),
+                        decode: ready(counts.1),
+                    }),
+                    ..Default::default()
+                };
+                let d = planner.decide(obs.time_s, &obs);
+                *counts = (d.prefill, d.decode);
+                d
+            };
+        for minute in 1..=12 {
+            step(&mut planner, minute, 1800.0, &mut counts);
+        }
+        let busy = counts;
+        assert!(busy.0 > 1 && busy.1 > 1, "{busy:?}");
+        // Silent since minute 12: 60, 120 and 180 s are shorter than 60 + 180 s.
+        let mut d = Decision::default();
+        for minute in 13..=15 {
+            d = step(&mut planner, minute, 0.0, &mut counts);
+            assert_eq!(counts, busy, "minute {minute}: {:?}", d.reasons);
+        }
+        assert!(
+            d.reasons
+                .iter()
+                .any(|r| r.starts_with("no scale-down: no requests for 180s after 30.00 req/s")),
+            "{:?}",
+            d.reasons
+        );
+        // After 240 s of silence the load is taken to have ended.
+        step(&mut planner, 16, 0.0, &mut counts);
+        assert!(counts.0 < busy.0 && counts.1 < busy.1, "{counts:?}");
+
+        // A planner that has never seen a request scales down at once.
+        let mut quiet = SlaPlanner::new(
+            crate::planner::test_context(
+                Sla {
+                    ttft_ms: 200.0,
+                    itl_ms: 10.0,
+                },
+                false,
+            ),
+            PlannerConfig::default(),
+        );
+        let mut counts = (4, 4);
+        for minute in 1..=12 {
+            step(&mut quiet, minute, 0.0, &mut counts);
+        }
+        assert_eq!(counts, (1, 1));
     }
 
     fn interval_on_2p2d(time_s: f64, ttft_mean_ms: f64, queued: f64) -> Observation {
