@@ -87,6 +87,11 @@ const RUN: usize = 3;
 /// a false alarm widens the bound at every one of those steps, and over a horizon of `h`
 /// decisions it has `h` chances, so each run is tested at `RUN_FALSE_ALARM / h`.
 const RUN_FALSE_ALARM: f64 = 0.1;
+/// How far apart the sampling noise alone sets successive one-step errors, in standard
+/// deviations of one value's noise: each error is a difference of two values, and
+/// successive ones share a value, so they differ by a second difference (scatter
+/// sqrt(1 + 4 + 1)).
+const SUCCESSIVE_ERROR_SCATTER: f64 = 2.449_489_742_783_178;
 /// Forecast errors remembered per forecaster for scoring and bounds.
 const ERROR_WINDOW: usize = 12;
 /// Errors at the horizon a forecaster needs before it is scored and its bound is its own.
@@ -599,8 +604,10 @@ impl SignalForecaster {
         // over the horizon's steps (in intervals of a few seconds a horizon holds a dozen
         // decisions, each a chance for noise to pass for a rise extrapolated a dozen steps).
         // The pace is the run's smallest error, so one burst within it does not set the
-        // pace; but when the errors have not fallen along the run the rise is not slowing
-        // (noise: one time in 48), and its pace is the latest error: a morning rise compounds.
+        // pace; but when the errors have not fallen along the run the rise is not slowing,
+        // and its pace is the latest error: a morning rise compounds. A fall no larger than
+        // the sampling noise puts between successive errors is no sign of slowing: counted
+        // arrivals scatter, and a compounding rise seldom shows three rising steps in a row.
         let r = &self.recent[i];
         let steps = self.horizon.max(1) as f64;
         let noise_mean = self.noise / (RUN as f64).sqrt();
@@ -609,7 +616,11 @@ impl SignalForecaster {
             && r.iter().sum::<f64>() / RUN as f64
                 > noise_mean * normal_quantile(1.0 - RUN_FALSE_ALARM / steps);
         let margin = if rising {
-            let not_slowing = r.iter().zip(r.iter().skip(1)).all(|(a, b)| b >= a);
+            let allowance = SUCCESSIVE_ERROR_SCATTER * self.noise;
+            let not_slowing = r
+                .iter()
+                .zip(r.iter().skip(1))
+                .all(|(a, b)| *b >= a - allowance);
             let pace = if not_slowing {
                 r.back().copied().unwrap_or(0.0)
             } else {
@@ -1065,6 +1076,26 @@ mod tests {
                 .forecast(5, 1.28)
                 .unwrap();
             assert!((p.upper - upper).abs() < 1e-9, "{rise:?}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn a_dip_within_the_sampling_noise_does_not_slow_a_rise() {
+        // Steps of 3, 2.5 and 4 after 20 flat values at 10, the bound 5 steps ahead: with
+        // each value scattered by 0.5, the dip of 0.5 is noise and the latest step, 4,
+        // paces the rise; with a scatter of 0.1 it is a slowing, paced by the smallest.
+        for (noise, pace) in [(0.5, 4.0), (0.1, 2.5)] {
+            let mut f = SignalForecaster::new(ForecasterKind::Constant, None);
+            let mut series = vec![10.0; 20];
+            series.extend([13.0, 15.5, 19.5]);
+            for &y in &series {
+                f.observe_sampled(y, noise, 5);
+            }
+            let p = f.forecast(5, 1.28).unwrap();
+            assert!(
+                (p.upper - (19.5 + pace * 5.0)).abs() < 1e-9,
+                "noise {noise}: {p:?}"
+            );
         }
     }
 
