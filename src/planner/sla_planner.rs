@@ -211,6 +211,8 @@ impl SlaPlanner {
             }
             self.observe_rate(requests, interval_s, h);
             if requests > 0.0 {
+                // A restart in a silence still knows there was traffic before it.
+                self.last_heard = Some(requests / interval_s);
                 if let Some(v) = isl.filter(|v| v.is_finite() && *v > 0.0) {
                     self.isl.observe(v, h);
                 }
@@ -817,6 +819,21 @@ mod tests {
         // After 240 s of silence the load is taken to have ended.
         step(&mut planner, 16, 0.0, &mut counts);
         assert!(counts.0 < busy.0 && counts.1 < busy.1, "{counts:?}");
+
+        // Restarted in the silence, warmed with the busy minutes, it holds as well.
+        let mut ctx = crate::planner::test_context(
+            Sla {
+                ttft_ms: 200.0,
+                itl_ms: 10.0,
+            },
+            false,
+        );
+        ctx.startup_s = 180.0;
+        let mut restarted = SlaPlanner::new(ctx, PlannerConfig::default());
+        restarted.warm(&[(1800.0, Some(2000.0), Some(200.0)); 12], 60.0);
+        let mut counts = busy;
+        let d = step(&mut restarted, 14, 0.0, &mut counts);
+        assert_eq!(counts, busy, "{:?}", d.reasons);
 
         // A planner that has never seen a request scales down at once.
         let mut quiet = SlaPlanner::new(
