@@ -142,11 +142,14 @@ pub struct SlaPlanner {
     last_queued: Option<f64>,
     /// The replicas found at the first decision: what the operator deployed.
     found: Option<(u32, u32)>,
-    /// The last rate with arrivals in it, and since when none have arrived (a silence).
-    last_heard: Option<f64>,
-    silent_since: Option<f64>,
+    /// Since when no request has arrived, and the rate forecast just before (a silence).
+    silence: Option<(f64, f64)>,
 }
 
+/// Arrivals the rate forecast must have expected in a silence for it to be taken as a gap:
+/// a Poisson count expecting 3 is 0 one time in 20, so a sparse load's quiet intervals
+/// do not pass for one.
+const SILENCE_EXPECTED: f64 = 3.0;
 /// Fewest requests in an interval for its latencies to count as evidence.
 const MIN_EVIDENCE_REQUESTS: f64 = 20.0;
 
@@ -196,8 +199,7 @@ impl SlaPlanner {
             last_ready: None,
             last_queued: None,
             found: None,
-            last_heard: None,
-            silent_since: None,
+            silence: None,
         }
     }
 
@@ -211,8 +213,6 @@ impl SlaPlanner {
             }
             self.observe_rate(requests, interval_s, h);
             if requests > 0.0 {
-                // A restart in a silence still knows there was traffic before it.
-                self.last_heard = Some(requests / interval_s);
                 if let Some(v) = isl.filter(|v| v.is_finite() && *v > 0.0) {
                     self.isl.observe(v, h);
                 }
@@ -310,24 +310,29 @@ impl SlaPlanner {
         ))
     }
 
-    /// Why no replica may go while the arrivals have stopped, if they have: a silence after
-    /// traffic, shorter than an interval and a cold start, is more often a gap (an upstream
-    /// outage, a router failing over) than the load's end, and a replica released in it
-    /// could not be back before the load returns. `None` once the silence has lasted that
-    /// long, when nothing has ever arrived, and when requests arrive.
-    fn silence_hold(&mut self, now_s: f64, interval_s: f64, rate: f64) -> Option<String> {
-        if rate > 0.0 {
-            self.last_heard = Some(rate);
-            self.silent_since = None;
+    /// Why no replica may go while the arrivals have stopped, if they have: a silence the
+    /// load forecast before it would seldom leave (`SILENCE_EXPECTED` arrivals or more),
+    /// shorter than an interval and a cold start, is more often a gap (an upstream outage,
+    /// a router failing over) than the load's end, and a replica released in it could not
+    /// be back before the load returns. `None` when requests arrive, when the forecast
+    /// expected few (a sparse load has silent intervals), and once the silence has lasted.
+    /// Called before the interval's rate is observed, so the forecast is the one before it.
+    fn silence_hold(&mut self, now_s: f64, interval_s: f64, requests: f64) -> Option<String> {
+        if requests > 0.0 {
+            self.silence = None;
             return None;
         }
-        let before = self.last_heard?;
-        let since = *self.silent_since.get_or_insert(now_s - interval_s);
+        if self.silence.is_none() {
+            let before = self.rate.forecast(1, 0.0)?.point;
+            self.silence = Some((now_s - interval_s, before));
+        }
+        let (since, before) = self.silence?;
         let lasted = now_s - since;
+        let expected = before * lasted;
         let patience = interval_s + self.ctx.startup_s;
-        (lasted < patience).then(|| {
+        (lasted < patience && expected >= SILENCE_EXPECTED).then(|| {
             format!(
-                "no scale-down: no requests for {lasted:.0}s after {before:.2} req/s; a silence shorter than an interval and a cold start ({patience:.0}s) is not taken for the load's end"
+                "no scale-down: no requests for {lasted:.0}s where {before:.2} req/s were forecast ({expected:.0} expected); a silence shorter than an interval and a cold start ({patience:.0}s) is not taken for the load's end"
             )
         })
     }
@@ -475,7 +480,7 @@ impl Policy for SlaPlanner {
         };
         let h = self.horizon_steps(interval_s);
         let rate = requests / interval_s;
-        let silence = self.silence_hold(now_s, interval_s, rate);
+        let silence = self.silence_hold(now_s, interval_s, requests);
         self.observe_rate(requests, interval_s, h);
         if requests > 0.0 {
             if let Some(v) = obs.isl_mean.filter(|v| v.is_finite() && *v > 0.0) {
@@ -810,9 +815,9 @@ mod tests {
             assert_eq!(counts, busy, "minute {minute}: {:?}", d.reasons);
         }
         assert!(
-            d.reasons
-                .iter()
-                .any(|r| r.starts_with("no scale-down: no requests for 180s after 30.00 req/s")),
+            d.reasons.iter().any(|r| r.starts_with(
+                "no scale-down: no requests for 180s where 30.00 req/s were forecast"
+            )),
             "{:?}",
             d.reasons
         );
@@ -829,11 +834,18 @@ mod tests {
             false,
         );
         ctx.startup_s = 180.0;
-        let mut restarted = SlaPlanner::new(ctx, PlannerConfig::default());
+        let mut restarted = SlaPlanner::new(ctx.clone(), PlannerConfig::default());
         restarted.warm(&[(1800.0, Some(2000.0), Some(200.0)); 12], 60.0);
         let mut counts = busy;
         let d = step(&mut restarted, 14, 0.0, &mut counts);
         assert_eq!(counts, busy, "{:?}", d.reasons);
+
+        // A sparse load's silent minute is no gap: two requests a minute were expected.
+        let mut sparse = SlaPlanner::new(ctx, PlannerConfig::default());
+        sparse.warm(&[(2.0, Some(2000.0), Some(200.0)); 12], 60.0);
+        let mut counts = busy;
+        let d = step(&mut sparse, 14, 0.0, &mut counts);
+        assert!(counts.0 < busy.0 && counts.1 < busy.1, "{:?}", d.reasons);
 
         // A planner that has never seen a request scales down at once.
         let mut quiet = SlaPlanner::new(
