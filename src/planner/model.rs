@@ -555,11 +555,12 @@ pub struct Evidence {
 impl Evidence {
     /// A prompt's own time on this evidence's engines at prefill speed `k`, and the
     /// iteration overhead prompts queued together share: none on an interleaving worker,
-    /// where each prompt's chunk rides a decode step.
-    fn prefill_service(&self, profile: &PrefillModel, k: f64) -> (f64, f64) {
+    /// where each prompt's chunk rides a decode step. `profile_ms` and `overhead_ms` are
+    /// the profile's for this evidence's ISL (read once per fit: a fit tries dozens of `k`).
+    fn prefill_service(&self, profile_ms: f64, overhead_ms: f64, k: f64) -> (f64, f64) {
         match self.interleaved_itl_ms {
-            Some(step) => (k * profile.ttft_ms(self.isl) + step, 0.0),
-            None => (k * profile.ttft_ms(self.isl), k * profile.overhead_ms()),
+            Some(step) => (k * profile_ms + step, 0.0),
+            None => (k * profile_ms, k * overhead_ms),
         }
     }
 }
@@ -808,8 +809,11 @@ impl PerformanceModel {
             return;
         }
         let memo = RefCell::new(std::mem::take(&mut self.queue_memo));
-        let queue_of = |e: &Evidence, k: f64| {
-            let (service, overhead) = e.prefill_service(&self.prefill, k);
+        let profile_ms: Vec<f64> = ev.iter().map(|e| self.prefill.ttft_ms(e.isl)).collect();
+        let overhead_ms = self.prefill.overhead_ms();
+        let queue_of = |i: usize, k: f64| {
+            let e = &ev[i];
+            let (service, overhead) = e.prefill_service(profile_ms[i], overhead_ms, k);
             memo.borrow_mut()
                 .queue(e.lambda, e.engines, service, overhead)
         };
@@ -818,7 +822,7 @@ impl PerformanceModel {
         let (tlo, thi) = TAIL_RANGE;
         let (vlo, vhi) = VARIABILITY_RANGE;
         let queues_at =
-            |k: f64| -> Vec<PrefillQueue> { ev.iter().map(|e| queue_of(e, k)).collect() };
+            |k: f64| -> Vec<PrefillQueue> { (0..ev.len()).map(|i| queue_of(i, k)).collect() };
         let mut queues = queues_at(k);
         // The speed is fitted against the spread and the variability and they against it:
         // the second round refits the speed only when the first moved either of them by
@@ -850,7 +854,7 @@ impl PerformanceModel {
                     self.cfg.min,
                     self.cfg.max,
                     self.fading(c.prefill),
-                    |_, e, k| Some((queue_of(e, k).mean_ms(v), e.observed_ms)),
+                    |i, e, k| Some((queue_of(i, k).mean_ms(v), e.observed_ms)),
                 )
                 .unwrap_or(k);
                 // The queue at each piece of evidence depends on k only: built once for
