@@ -420,8 +420,18 @@ impl SignalForecaster {
         if let Some(hw) = &mut self.hw {
             hw.update(y);
         }
-        // (Re)find the period now and then; rebuild Holt-Winters when it changes.
-        if self.ticks % 8 == 0 || (self.hw.is_none() && self.ticks % 2 == 0) {
+        // (Re)find the period now and then; rebuild Holt-Winters when it changes. A search
+        // costs the history's length squared: every 8 ticks (2 while none is known), or
+        // every sixteenth (sixty-fourth) of the history when that is longer, so the cost
+        // per tick grows with the length, not its square (a full history's search is a
+        // third of the work of a thousand decisions otherwise).
+        let n = self.history.len() as u64;
+        let every = if self.hw.is_none() {
+            (n / 64).max(2)
+        } else {
+            (n / 16).max(8)
+        };
+        if self.ticks % every == 0 {
             let hist: Vec<f64> = self.history.iter().copied().collect();
             let period = self.fixed_period.or_else(|| detect_period(&hist));
             let repeats = period.filter(|&p| {

@@ -15,8 +15,8 @@
 //! Corrections are fitted online from observed against expected latency (a robust fit in
 //! log space, with `argmin`), smoothed, and bounded.
 
+use rustc_hash::FxHashMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use argmin::core::{CostFunction, Error as ArgminError, Executor};
 use argmin::solver::brent::BrentOpt;
@@ -212,9 +212,10 @@ impl QueueQuantile {
 /// the same speeds on the same evidence decision after decision (the evidence window moves
 /// one interval at a time, and a bracketed search starts from the same points), and
 /// building a queue (a fixed point of the shared iteration overhead) is most of a fit's
-/// cost: most are found here. A pure function's cache: results are unchanged.
+/// cost: most are found here. A pure function's cache: results are unchanged. Hashed with
+/// Fx: the keys are a handful of numbers, and the default hasher took a tenth of a decision.
 #[derive(Debug, Clone, Default)]
-struct QueueMemo(HashMap<(u64, u32, u64, u64), PrefillQueue>);
+struct QueueMemo(FxHashMap<(u64, u32, u64, u64), PrefillQueue>);
 
 /// Entries the memo holds before it starts afresh: a window of evidence needs a few hundred.
 const QUEUE_MEMO_CAP: usize = 4096;
@@ -913,15 +914,23 @@ impl PerformanceModel {
             None => 1.0,
         };
         let stretches: Vec<f64> = ev.iter().map(|e| stretch_at(e, 0.0)).collect();
+        // The profile's ITL at the observed KV utilisation does not depend on the speed
+        // tried: read once per piece of evidence, not at every speed.
+        let at_kv: Vec<Option<f64>> = ev
+            .iter()
+            .map(|e| {
+                e.observed_kv
+                    .map(|kv| model.itl_ms(kv, e.isl + e.osl / 2.0))
+            })
+            .collect();
         let fit = fit_correction(
             &ev,
             self.cfg.min,
             self.cfg.max,
             self.fading(self.corrections.decode),
             |i, e, k| {
-                let context = e.isl + e.osl / 2.0;
-                let expected = match e.observed_kv {
-                    Some(kv) => k * model.itl_ms(kv, context),
+                let expected = match at_kv[i] {
+                    Some(itl) => k * itl,
                     None => decode_itl_ms(model, k, e.lambda, e.engines, e.isl, e.osl, 0.0, 4.0)
                         .map_or(f64::INFINITY, |x| x.0),
                 };
