@@ -779,7 +779,7 @@ mod tests {
             false,
         );
         ctx.startup_s = 180.0;
-        let mut planner = SlaPlanner::new(ctx, PlannerConfig::default());
+        let mut planner = SlaPlanner::new(ctx.clone(), PlannerConfig::default());
         let mut counts = (1, 1);
         let step =
             |planner: &mut SlaPlanner, minute: u32, requests: f64, counts: &mut (u32, u32)| {
@@ -826,14 +826,6 @@ mod tests {
         assert!(counts.0 < busy.0 && counts.1 < busy.1, "{counts:?}");
 
         // Restarted in the silence, warmed with the busy minutes, it holds as well.
-        let mut ctx = crate::planner::test_context(
-            Sla {
-                ttft_ms: 200.0,
-                itl_ms: 10.0,
-            },
-            false,
-        );
-        ctx.startup_s = 180.0;
         let mut restarted = SlaPlanner::new(ctx.clone(), PlannerConfig::default());
         restarted.warm(&[(1800.0, Some(2000.0), Some(200.0)); 12], 60.0);
         let mut counts = busy;
