@@ -339,11 +339,7 @@ fn dry_run_applicable(
         startup_s: a.startup_s,
         gpu_budget: a.gpu_budget,
         seed: a.seed,
-        sets: a
-            .sets
-            .iter()
-            .map(|kv| scenario::parse_set(kv))
-            .collect::<Result<_, _>>()?,
+        sets: scenario::parse_sets(&a.sets)?,
     };
     let mut sc = scenario::load(&a.scenario, &ov)?;
     let mut specs: Vec<String> = if a.policies.is_empty() {
@@ -615,11 +611,7 @@ pub fn decide_line(
 
 fn run_decide(a: DecideArgs) -> anyhow::Result<()> {
     use std::io::{BufRead, Write};
-    let sets = a
-        .sets
-        .iter()
-        .map(|kv| crate::scenario::parse_set(kv))
-        .collect::<Result<Vec<_>, _>>()?;
+    let sets = crate::scenario::parse_sets(&a.sets)?;
     let (ctx, cfg) =
         crate::scenario::decide_setup(a.scenario.as_deref(), a.config.as_deref(), &sets)?;
     let mut planner = crate::planner::sla_planner::SlaPlanner::new(ctx, cfg);

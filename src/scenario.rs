@@ -266,8 +266,13 @@ pub fn parse_with_sets<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// Reads the `--set FIELD=VALUE` arguments, in order.
+pub fn parse_sets(args: &[String]) -> Result<Vec<(String, serde_yaml_ng::Value)>, InputError> {
+    args.iter().map(|kv| parse_set(kv)).collect()
+}
+
 /// Reads one `--set FIELD=VALUE`: the field's dotted path and its value as YAML.
-pub fn parse_set(arg: &str) -> Result<(String, serde_yaml_ng::Value), InputError> {
+fn parse_set(arg: &str) -> Result<(String, serde_yaml_ng::Value), InputError> {
     let usage = |m: &str| InputError::Usage(format!("--set {arg:?}: {m}"));
     let (path, value) = arg
         .split_once('=')
