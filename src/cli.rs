@@ -177,6 +177,10 @@ pub struct SimulateArgs {
     /// With --trace: overlay K interleaved copies to raise the load.
     #[arg(long, value_name = "K")]
     pub replicate: Option<u32>,
+    /// With --trace: its timestamps were rounded to S seconds (Mooncake's to 3); place each
+    /// arrival at random within the S seconds after it (seeded) instead of all at once.
+    #[arg(long, value_name = "S")]
+    pub spread_s: Option<f64>,
     /// A Dynamo profiler output directory or a profile JSON file, instead of the scenario's.
     #[arg(long)]
     pub profile: Option<PathBuf>,
@@ -315,10 +319,14 @@ fn dry_run_applicable(
     skip_inapplicable: bool,
 ) -> Result<DryRun, InputError> {
     let started = Instant::now();
-    if a.trace.is_none() && (a.window.is_some() || a.time_scale.is_some() || a.replicate.is_some())
+    if a.trace.is_none()
+        && (a.window.is_some()
+            || a.time_scale.is_some()
+            || a.replicate.is_some()
+            || a.spread_s.is_some())
     {
         return Err(InputError::Usage(
-            "--window, --time-scale and --replicate apply to --trace".into(),
+            "--window, --time-scale, --replicate and --spread-s apply to --trace".into(),
         ));
     }
     for p in &a.policies {
@@ -333,6 +341,7 @@ fn dry_run_applicable(
             time_scale: a.time_scale,
             replicate: a.replicate,
             replicate_shift_s: None,
+            spread_s: a.spread_s,
         },
         profile: a.profile.clone(),
         planner_profile: a.planner_profile.clone(),
@@ -519,6 +528,7 @@ fn simulate_args(scenario: &str, startup_s: f64, policies: &[String]) -> Simulat
         window: None,
         time_scale: None,
         replicate: None,
+        spread_s: None,
         profile: None,
         planner_profile: None,
         policies: policies.to_vec(),

@@ -543,7 +543,7 @@ pub fn prepare(
             )?;
             trace_notes(&trace, &mut notes);
             (
-                ov.transform.apply(trace.requests),
+                ov.transform.apply(trace.requests, seed),
                 format!("trace {}", path.display()),
             )
         }
@@ -568,7 +568,7 @@ pub fn prepare(
             )?;
             trace_notes(&trace, &mut notes);
             (
-                t.transform.apply(trace.requests),
+                t.transform.apply(trace.requests, seed),
                 format!("trace {}", path.display()),
             )
         }

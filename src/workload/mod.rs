@@ -6,6 +6,7 @@ mod trace;
 pub use synthetic::{LengthDist, RateShape, SyntheticSpec};
 pub use trace::{read_trace, Trace, TraceFormat, TraceReadOptions};
 
+use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 /// One request: when it arrives and how many tokens go in and come out.
@@ -17,10 +18,18 @@ pub struct Request {
     pub osl: u32,
 }
 
-/// Reshaping of a recorded trace, applied in the order window, time scale, replication.
+/// Reshaping of a recorded trace, applied in the order window, time scale, replication,
+/// spread.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TraceTransform {
+    /// The trace's timestamps were rounded down to this many seconds (Mooncake's release
+    /// rounds to 3 s): each arrival is placed uniformly at random within the quantum after
+    /// its recorded time (seeded by the scenario's seed; each copy of a replicated trace
+    /// apart). Replayed as recorded, the requests of one quantum would arrive at the same
+    /// instant, a burst no user made.
+    #[serde(default)]
+    pub spread_s: Option<f64>,
     /// Keep arrivals in `[start_s, end_s)` (seconds from the trace start), then shift to 0.
     #[serde(default)]
     pub window: Option<Window>,
@@ -46,6 +55,11 @@ pub struct Window {
 impl TraceTransform {
     /// Checks the transform's numbers; `field` prefixes the names in messages.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(q) = self.spread_s {
+            if !(q.is_finite() && q >= 0.0) {
+                return Err(format!("spread_s: must be >= 0 (got {q})"));
+            }
+        }
         if let Some(w) = self.window {
             if !(w.start_s.is_finite()
                 && w.end_s.is_finite()
@@ -77,7 +91,8 @@ impl TraceTransform {
     }
 
     /// Applies the transform; `requests` must be sorted by arrival. The result is sorted.
-    pub fn apply(&self, mut requests: Vec<Request>) -> Vec<Request> {
+    /// `seed` draws the spread within quantised timestamps (the same seed, the same times).
+    pub fn apply(&self, mut requests: Vec<Request>, seed: u64) -> Vec<Request> {
         if let Some(w) = self.window {
             requests.retain(|r| r.arrival_s >= w.start_s && r.arrival_s < w.end_s);
             for r in &mut requests {
@@ -101,6 +116,16 @@ impl TraceTransform {
                     arrival_s: r.arrival_s + shift * j as f64,
                     ..*r
                 }));
+            }
+            requests.sort_by(|a, b| a.arrival_s.total_cmp(&b.arrival_s));
+        }
+        // Last, so each copy's arrivals are placed apart from the others'; the quantum is
+        // the recorded trace's, played at its time scale.
+        if let Some(q) = self.spread_s.filter(|&q| q > 0.0) {
+            let quantum = q * self.time_scale.unwrap_or(1.0);
+            let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
+            for r in &mut requests {
+                r.arrival_s += quantum * rng.random::<f64>();
             }
             requests.sort_by(|a, b| a.arrival_s.total_cmp(&b.arrival_s));
         }
@@ -132,7 +157,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let out = t.apply(reqs(&[0.0, 1.0, 2.5, 3.0]));
+        let out = t.apply(reqs(&[0.0, 1.0, 2.5, 3.0]), 1);
         assert_eq!(
             out.iter().map(|r| r.arrival_s).collect::<Vec<_>>(),
             vec![0.0, 1.5]
@@ -145,7 +170,7 @@ mod tests {
             time_scale: Some(0.5),
             ..Default::default()
         };
-        let out = t.apply(reqs(&[0.0, 2.0, 4.0]));
+        let out = t.apply(reqs(&[0.0, 2.0, 4.0]), 1);
         assert_eq!(
             out.iter().map(|r| r.arrival_s).collect::<Vec<_>>(),
             vec![0.0, 1.0, 2.0]
@@ -158,7 +183,7 @@ mod tests {
             replicate: Some(2),
             ..Default::default()
         };
-        let out = t.apply(reqs(&[0.0, 2.0, 4.0]));
+        let out = t.apply(reqs(&[0.0, 2.0, 4.0]), 1);
         // mean gap 2 s, two copies: shift 1 s.
         assert_eq!(
             out.iter().map(|r| r.arrival_s).collect::<Vec<_>>(),
@@ -167,7 +192,46 @@ mod tests {
     }
 
     #[test]
+    fn spread_places_a_quantum_s_arrivals_within_it() {
+        let t = TraceTransform {
+            spread_s: Some(3.0),
+            ..Default::default()
+        };
+        // Ten requests recorded at 0 s and ten at 3 s: spread over [0, 3) and [3, 6).
+        let recorded = reqs(&[[0.0; 10], [3.0; 10]].concat());
+        let out = t.apply(recorded.clone(), 7);
+        let times: Vec<f64> = out.iter().map(|r| r.arrival_s).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "sorted: {times:?}");
+        assert_eq!(
+            times.iter().filter(|&&x| (0.0..3.0).contains(&x)).count(),
+            10
+        );
+        assert_eq!(
+            times.iter().filter(|&&x| (3.0..6.0).contains(&x)).count(),
+            10
+        );
+        let distinct = times.windows(2).filter(|w| w[0] < w[1]).count();
+        assert_eq!(
+            distinct, 19,
+            "no two arrivals left at one instant: {times:?}"
+        );
+        // The same seed gives the same times, another seed others.
+        assert_eq!(t.apply(recorded.clone(), 7), out);
+        assert_ne!(t.apply(recorded.clone(), 8), out);
+        // No spread, no change.
+        assert_eq!(
+            TraceTransform::default().apply(recorded.clone(), 7),
+            recorded
+        );
+    }
+
+    #[test]
     fn validate_names_the_bad_part() {
+        let t = TraceTransform {
+            spread_s: Some(f64::NAN),
+            ..Default::default()
+        };
+        assert!(t.validate().unwrap_err().starts_with("spread_s"));
         let t = TraceTransform {
             time_scale: Some(-1.0),
             ..Default::default()
