@@ -686,11 +686,8 @@ impl SignalForecaster {
         // rise: taking off the whole keeps a rise's pace and leaves noise none.
         let pace_squared = squares / (recent.len() - 1) as f64 - 2.0 * self.noise.powi(2);
         let pace_margin = z * pace_squared.max(0.0).sqrt() * h as f64;
-        // A fall is no pace to extrapolate upwards, but it may be a swing: a bound above
-        // the point may take the load back to the level it fell from.
-        if z == 0.0 {
-            return pace_margin;
-        }
+        // A fall is no pace to extrapolate upwards, but it may be a swing: the load may
+        // come back to the level it fell from.
         let highest = recent.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         pace_margin.max(highest - point)
     }
