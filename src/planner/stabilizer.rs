@@ -1,7 +1,8 @@
 //! The stabiliser: turns the solver's wish into a target that does not thrash.
 //!
 //! Scale-up is immediate (optionally limited per step); scale-down waits for the largest
-//! wish of the last `scale_down_window_s` (as the HPA does), is ignored within a tolerance
+//! wish of the last `scale_down_window_s` (as the HPA does; the last decision's wish counts
+//! however long ago it was), is ignored within a tolerance
 //! band, and may be limited per step. Keeping capacity that the forecast needs again before
 //! a new replica could start is the solver's horizon, which spans interval + cold start.
 
@@ -142,10 +143,15 @@ impl Stabilizer {
         wish: (u32, u32),
         current: (u32, u32),
     ) -> ((u32, u32), Vec<String>) {
-        while self
-            .wishes
-            .front()
-            .is_some_and(|w| w.0 < now_s - self.cfg.scale_down_window_s)
+        // With a window at all, the last decision's wish stays however long ago it was:
+        // with decisions further apart than the window (Dynamo's planner decides every
+        // 180 s), a scale-down still needs two in a row to wish it.
+        let keep = usize::from(self.cfg.scale_down_window_s > 0.0);
+        while self.wishes.len() > keep
+            && self
+                .wishes
+                .front()
+                .is_some_and(|w| w.0 < now_s - self.cfg.scale_down_window_s)
         {
             self.wishes.pop_front();
         }
@@ -198,6 +204,37 @@ mod tests {
             ],
         );
         assert_eq!(got, vec![(6, 6), (6, 6), (6, 6), (2, 2)]);
+    }
+
+    #[test]
+    fn decisions_further_apart_than_the_window_still_need_two_wishes_to_scale_down() {
+        let cfg = StabilizerConfig {
+            scale_down_window_s: 120.0,
+            tolerance: 0.0,
+            ..Default::default()
+        };
+        // A decision every 180 s: the 3 wished at t=0 holds t=180's wish of 2; t=360's
+        // second 2 scales down; a 3 again is immediate, and one 2 after it holds.
+        let got = run(
+            cfg,
+            &[
+                (0.0, (3, 3), (3, 3)),
+                (180.0, (2, 2), (3, 3)),
+                (360.0, (2, 2), (3, 3)),
+                (540.0, (3, 3), (2, 2)),
+                (720.0, (2, 2), (3, 3)),
+            ],
+        );
+        assert_eq!(got, vec![(3, 3), (3, 3), (2, 2), (3, 3), (3, 3)]);
+        // No window, no hold.
+        let none = StabilizerConfig {
+            scale_down_window_s: 0.0,
+            ..cfg
+        };
+        assert_eq!(
+            run(none, &[(0.0, (3, 3), (3, 3)), (180.0, (2, 2), (3, 3))]),
+            vec![(3, 3), (2, 2)]
+        );
     }
 
     #[test]
