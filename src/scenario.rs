@@ -541,7 +541,7 @@ pub fn prepare(
                     skip_bad_lines: ov.skip_bad_lines,
                 },
             )?;
-            trace_notes(&trace, &mut notes);
+            trace_notes(&trace, &ov.transform, &mut notes);
             (
                 ov.transform.apply(trace.requests, seed),
                 format!("trace {}", path.display()),
@@ -566,7 +566,7 @@ pub fn prepare(
                     skip_bad_lines: t.skip_bad_lines || ov.skip_bad_lines,
                 },
             )?;
-            trace_notes(&trace, &mut notes);
+            trace_notes(&trace, &t.transform, &mut notes);
             (
                 t.transform.apply(trace.requests, seed),
                 format!("trace {}", path.display()),
@@ -673,7 +673,20 @@ enum Workload<'a> {
     Trace(&'a TraceSpec),
 }
 
-fn trace_notes(t: &crate::workload::Trace, notes: &mut Vec<String>) {
+fn trace_notes(t: &crate::workload::Trace, transform: &TraceTransform, notes: &mut Vec<String>) {
+    // Many arrivals at one instant are more often timestamps rounded by the trace's
+    // publisher than users acting together.
+    let shared = t
+        .requests
+        .windows(2)
+        .filter(|w| w[0].arrival_s == w[1].arrival_s)
+        .count();
+    if transform.spread_s.is_none_or(|q| q <= 0.0) && shared * 4 > t.requests.len() {
+        notes.push(format!(
+            "{shared} of {} arrivals share their timestamp with the one before; if the trace's times were rounded, spread_s (--spread-s) places them within the rounding",
+            t.requests.len()
+        ));
+    }
     if t.bad_lines_skipped > 0 {
         notes.push(format!(
             "{} malformed trace lines skipped ({})",

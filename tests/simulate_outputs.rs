@@ -338,3 +338,51 @@ fn a_field_set_on_the_command_line_runs_as_the_file_edited() {
         "set on the command line: sla.ttft_ms=500"
     );
 }
+
+#[test]
+fn a_trace_whose_arrivals_share_their_instants_is_named_and_can_be_spread() {
+    // Ten requests every 3 s, as a release that rounds its timestamps writes them.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rounded.jsonl");
+    let lines: Vec<String> = (0..200)
+        .map(|i| {
+            format!(
+                r#"{{"timestamp": {}, "input_length": 1000, "output_length": 50, "hash_ids": []}}"#,
+                (i / 10) * 3000
+            )
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let notes = |extra: &[&str]| {
+        let mut args = vec![
+            "simulate",
+            "--scenario",
+            "azure-conv-x8",
+            "--trace",
+            file.to_str().unwrap(),
+            "--policy",
+            "static:1,1",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let s = common::run_json(&args);
+        s["scenario"]["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let as_recorded = notes(&[]);
+    assert!(
+        as_recorded
+            .iter()
+            .any(|n| n.starts_with("180 of 200 arrivals share their timestamp")),
+        "{as_recorded:?}"
+    );
+    let spread = notes(&["--spread-s", "3"]);
+    assert!(
+        !spread.iter().any(|n| n.contains("share their timestamp")),
+        "{spread:?}"
+    );
+}
