@@ -178,6 +178,15 @@ mod tests {
         steps.iter().map(|&(t, w, c)| s.apply(t, w, c).0).collect()
     }
 
+    /// A scale-down window and nothing else: no tolerance band, no step limits.
+    fn window_only(scale_down_window_s: f64) -> StabilizerConfig {
+        StabilizerConfig {
+            scale_down_window_s,
+            tolerance: 0.0,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn scale_up_is_immediate() {
         assert_eq!(
@@ -188,11 +197,7 @@ mod tests {
 
     #[test]
     fn scale_down_waits_for_the_window() {
-        let cfg = StabilizerConfig {
-            scale_down_window_s: 120.0,
-            tolerance: 0.0,
-            ..Default::default()
-        };
+        let cfg = window_only(120.0);
         // Wish drops from 6 to 2 at t=60; held until the 6 leaves the window (t > 120).
         let got = run(
             cfg,
@@ -208,11 +213,7 @@ mod tests {
 
     #[test]
     fn decisions_further_apart_than_the_window_still_need_two_wishes_to_scale_down() {
-        let cfg = StabilizerConfig {
-            scale_down_window_s: 120.0,
-            tolerance: 0.0,
-            ..Default::default()
-        };
+        let cfg = window_only(120.0);
         // A decision every 180 s: the 3 wished at t=0 holds t=180's wish of 2; t=360's
         // second 2 scales down; a 3 again is immediate, and one 2 after it holds.
         let got = run(
@@ -227,12 +228,11 @@ mod tests {
         );
         assert_eq!(got, vec![(3, 3), (3, 3), (2, 2), (3, 3), (3, 3)]);
         // No window, no hold.
-        let none = StabilizerConfig {
-            scale_down_window_s: 0.0,
-            ..cfg
-        };
         assert_eq!(
-            run(none, &[(0.0, (3, 3), (3, 3)), (180.0, (2, 2), (3, 3))]),
+            run(
+                window_only(0.0),
+                &[(0.0, (3, 3), (3, 3)), (180.0, (2, 2), (3, 3))]
+            ),
             vec![(3, 3), (2, 2)]
         );
     }
