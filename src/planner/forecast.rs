@@ -226,9 +226,13 @@ pub fn detect_period(series: &[f64]) -> Option<usize> {
     if var <= 1e-12 {
         return None;
     }
+    // The search costs the history's length squared: centre the values once.
+    let centred: Vec<f64> = series.iter().map(|y| y - mean).collect();
     let acf = |lag: usize| -> f64 {
-        (lag..n)
-            .map(|i| (series[i] - mean) * (series[i - lag] - mean))
+        centred[lag..]
+            .iter()
+            .zip(&centred[..n - lag])
+            .map(|(a, b)| a * b)
             .sum::<f64>()
             / var
     };

@@ -22,7 +22,7 @@ use argmin::core::{CostFunction, Error as ArgminError, Executor};
 use argmin::solver::brent::BrentOpt;
 use serde::{Deserialize, Serialize};
 
-use crate::profile::{DecodeModel, PrefillModel};
+use crate::profile::{DecodeModel, ItlAtContext, PrefillModel};
 
 /// Erlang C: probability that an arrival waits, for `c` servers at offered load `a` Erlangs.
 pub fn erlang_c(c: u32, a: f64) -> f64 {
@@ -124,14 +124,21 @@ impl PrefillQueue {
                 drain_per_s: f64::INFINITY,
             };
         }
+        let past_capacity = PrefillQueue {
+            service_ms,
+            wait_probability: 1.0,
+            drain_per_s: 0.0,
+        };
+        // The shared cost is never below a prompt's time without the overhead: past
+        // capacity at that, the queue is past capacity without finding the cost.
+        let least_s = (service_ms - overhead_ms.clamp(0.0, service_ms)) / 1000.0;
+        if engines == 0 || lambda * least_s >= f64::from(engines) {
+            return past_capacity;
+        }
         let s = shared_service_ms(lambda, engines, service_ms, overhead_ms) / 1000.0;
         let a = lambda * s;
-        if engines == 0 || a >= f64::from(engines) {
-            return PrefillQueue {
-                service_ms,
-                wait_probability: 1.0,
-                drain_per_s: 0.0,
-            };
+        if a >= f64::from(engines) {
+            return past_capacity;
         }
         PrefillQueue {
             service_ms,
@@ -384,8 +391,25 @@ pub fn decode_itl_at_batch(
 /// The profile's ITL, corrected, for a batch of `batch` requests (at least one) of this
 /// mean context, which fill the KV cache in proportion.
 fn itl_of_batch(model: &DecodeModel, correction: f64, batch: f64, context: f64) -> f64 {
+    itl_along(
+        &model.at_context(context.max(1.0)),
+        model,
+        correction,
+        batch,
+        context,
+    )
+}
+
+/// `itl_of_batch` on the profile's curve at the context, found once.
+fn itl_along(
+    curve: &ItlAtContext,
+    model: &DecodeModel,
+    correction: f64,
+    batch: f64,
+    context: f64,
+) -> f64 {
     let kv = batch.max(1.0) * context / model.max_kv_tokens();
-    correction * model.itl_ms(kv, context.max(1.0))
+    correction * curve.itl_ms(kv)
 }
 
 /// Mean requests in one decode engine's batch (Little's law at the ITL that batch gives);
@@ -397,6 +421,24 @@ pub fn decode_mean_batch(
     engines: u32,
     isl: f64,
     osl: f64,
+) -> Option<f64> {
+    mean_batch_unless(model, correction, lambda, engines, isl, osl, |_, _| false)
+}
+
+/// `decode_mean_batch`, given up (`None`) as soon as `hopeless(n, itl_ms)` holds for an
+/// iterate `n` and the corrected ITL at that mean batch. The iterates rise to the fixed
+/// point (the profile's ITL never falls as the batch grows), so a bound one of them
+/// crosses, the mean batch crosses too: a search for the fewest engines stops solving a
+/// count that cannot do as soon as that shows (near capacity the iterates creep up for
+/// dozens of steps).
+fn mean_batch_unless(
+    model: &DecodeModel,
+    correction: f64,
+    lambda: f64,
+    engines: u32,
+    isl: f64,
+    osl: f64,
+    hopeless: impl Fn(f64, f64) -> bool,
 ) -> Option<f64> {
     if engines == 0 {
         return None;
@@ -410,10 +452,14 @@ pub fn decode_mean_batch(
     // Fixed point n = per_engine * osl * itl(n) / 1000; it grows monotonically from n = 0,
     // and diverges when the engine cannot keep up.
     let tokens_per_request = (osl - 1.0).max(0.0);
+    let curve = model.at_context(context.max(1.0));
     let mut n: f64 = 0.0;
     for _ in 0..200 {
-        let next =
-            per_engine * tokens_per_request * itl_of_batch(model, correction, n, context) / 1000.0;
+        let itl = itl_along(&curve, model, correction, n, context);
+        if hopeless(n, itl) {
+            return None;
+        }
+        let next = per_engine * tokens_per_request * itl / 1000.0;
         if (next - n).abs() < 1e-6 * next.max(1.0) {
             return Some(next);
         }
@@ -423,6 +469,41 @@ pub fn decode_mean_batch(
         }
     }
     Some(n)
+}
+
+/// The ITL at the batch quantile `decode_itl_ms(..)` gives, when it is within `limit_ms`
+/// (`None` otherwise). An iterate of the mean batch whose own ITL, or whose
+/// batch's reservations, already miss settles the answer (both only grow towards the fixed
+/// point, and the batch quantile stands above the mean).
+#[allow(clippy::too_many_arguments)] // decode_itl_ms's quantities and the limit
+pub fn decode_meets_itl(
+    model: &DecodeModel,
+    correction: f64,
+    lambda: f64,
+    engines: u32,
+    isl: f64,
+    osl: f64,
+    batch_quantile_z: f64,
+    kv_fraction: f64,
+    limit_ms: f64,
+) -> Option<f64> {
+    let usable_kv = model.max_kv_tokens() * kv_fraction;
+    // A quantile below the mean batch (z < 0) is not above the iterates: solve to the end.
+    let above_mean = batch_quantile_z >= 0.0;
+    let hopeless = |n: f64, itl: f64| above_mean && (itl > limit_ms || n * (isl + osl) > usable_kv);
+    mean_batch_unless(model, correction, lambda, engines, isl, osl, hopeless)
+        .and_then(|n| {
+            decode_itl_at_batch(
+                model,
+                correction,
+                n,
+                isl,
+                osl,
+                batch_quantile_z,
+                kv_fraction,
+            )
+        })
+        .filter(|&itl| itl <= limit_ms)
 }
 
 /// What is learned online: multipliers on the profile's prefill time and decode ITL, the
@@ -1127,6 +1208,56 @@ mod tests {
         let (split, _) = decode_itl_ms(&d, 1.0, 20.0, 4, 3000.0, 300.0, 0.0, 0.9).unwrap();
         assert!(split < high);
         assert!(decode_itl_ms(&d, 1.0, 10000.0, 1, 3000.0, 300.0, 0.0, 0.9).is_none());
+    }
+
+    #[test]
+    fn the_early_decode_answer_is_the_solved_one() {
+        // Counts that cannot do are given up before their batch is solved; the answer
+        // must be the full solve's, at and around the limits, for every batch quantile.
+        let d = Profile::embedded_default().decode_model();
+        let mut given_up = 0;
+        for lambda in [0.0, 0.5, 3.0, 12.0, 30.0, 60.0, 120.0, 400.0] {
+            for engines in [0, 1, 2, 3, 5, 8] {
+                for (isl, osl) in [(3000.0, 300.0), (200.0, 1500.0), (30000.0, 50.0)] {
+                    for z in [-0.5, 0.0, 1.9, 4.0] {
+                        for kv_fraction in [0.5, 0.9] {
+                            let full =
+                                decode_itl_ms(&d, 1.1, lambda, engines, isl, osl, z, kv_fraction)
+                                    .map(|x| x.0);
+                            for limit in [5.0, 7.5, 10.0, 20.0, f64::INFINITY] {
+                                let early = decode_meets_itl(
+                                    &d,
+                                    1.1,
+                                    lambda,
+                                    engines,
+                                    isl,
+                                    osl,
+                                    z,
+                                    kv_fraction,
+                                    limit,
+                                );
+                                let expected = full.filter(|&itl| itl <= limit);
+                                assert_eq!(early, expected, "{lambda} req/s, {engines} engines, ISL {isl}, OSL {osl}, z {z}, kv {kv_fraction}, limit {limit}");
+                                given_up += usize::from(full.is_some() && early.is_none());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(given_up > 0, "the table reaches counts that miss the limit");
+    }
+
+    #[test]
+    fn a_queue_past_capacity_without_the_shared_overhead_is_past_capacity() {
+        // Past capacity even if every prompt shared the whole overhead: no finite TTFT.
+        let q = PrefillQueue::new(100.0, 2, 60.0, 20.0);
+        assert!(q.quantile_ms(0.99, 1.0).is_infinite());
+        assert_eq!(q.wait_probability, 1.0);
+        // Past one-at-a-time capacity (45 x 60 ms = 2.7 engines) but not past it with the
+        // overhead shared (45 x 40 ms = 1.8): sharing keeps the queue finite.
+        let q = PrefillQueue::new(45.0, 2, 60.0, 20.0);
+        assert!(q.quantile_ms(0.99, 1.0).is_finite());
     }
 
     #[test]

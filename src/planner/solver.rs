@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{decode_itl_ms, interleaved_stretch, PerformanceModel, PrefillQueue};
+use super::model::{
+    decode_itl_ms, decode_meets_itl, interleaved_stretch, PerformanceModel, PrefillQueue,
+};
 use super::{Limits, Sla};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -75,25 +77,28 @@ const MIN_WAIT_SHARE: f64 = 0.1;
 /// the slowest prompts leave of the target. When they leave (almost) nothing, no replica
 /// count saves them; waiting then keeps a floor of the typical prompt's slack, so the
 /// allowance shrinks continuously as the prompt spread grows instead of jumping from
-/// nothing to everything when the slowest prompts cross the target.
+/// nothing to everything when the slowest prompts cross the target. When they meet it,
+/// their `prefill_ttft`, from the queue already built.
 fn prefill_meets(
     model: &PerformanceModel,
     cfg: &SolverConfig,
     load: &Load,
     sla: &Sla,
     p: u32,
-) -> bool {
+) -> Option<f64> {
     let service = model.prefill_service_ms(load.isl);
     let slack = sla.ttft_ms - service;
     if slack <= 0.0 {
-        return false;
+        return None;
     }
-    let prompt_excess = (model.corrections.prefill_tail - 1.0).max(0.0) * service;
+    let c = &model.corrections;
+    let prompt_excess = (c.prefill_tail - 1.0).max(0.0) * service;
     let allowance = (slack - prompt_excess).max(MIN_WAIT_SHARE * slack);
-    let q = model
+    let at = model
         .prefill_queue(effective_lambda(load), p, load.isl)
-        .quantile_ms(cfg.ttft_quantile, model.corrections.prefill_variability);
-    q - service <= allowance
+        .at_quantile(cfg.ttft_quantile);
+    let q = at.ms(c.prefill_variability);
+    (q - service <= allowance).then(|| at.slowest_ms(c.prefill_tail, c.prefill_variability))
 }
 
 /// ITL at the configured batch quantile with `d` decode engines; infinite when they cannot keep up.
@@ -111,8 +116,31 @@ pub fn decode_itl(model: &PerformanceModel, cfg: &SolverConfig, load: &Load, d: 
     .map_or(f64::INFINITY, |x| x.0)
 }
 
-fn smallest(lo: u32, hi: u32, ok: impl Fn(u32) -> bool) -> Option<u32> {
-    (lo..=hi).find(|&x| ok(x))
+/// Whether `d` decode engines meet the ITL target and, when they do, their `decode_itl`;
+/// a count that cannot do is not solved to the end.
+fn decode_meets(
+    model: &PerformanceModel,
+    cfg: &SolverConfig,
+    load: &Load,
+    sla: &Sla,
+    d: u32,
+) -> Option<f64> {
+    decode_meets_itl(
+        &model.decode,
+        model.corrections.decode,
+        load.lambda.max(0.0),
+        d,
+        load.isl,
+        load.osl,
+        cfg.itl_batch_z * model.corrections.decode_variability,
+        cfg.kv_fraction,
+        sla.itl_ms,
+    )
+}
+
+/// The fewest in `lo..=hi` that meet a target, with what `meets` said of it.
+fn smallest(lo: u32, hi: u32, meets: impl Fn(u32) -> Option<f64>) -> Option<(u32, f64)> {
+    (lo..=hi).find_map(|x| meets(x).map(|v| (x, v)))
 }
 
 pub fn solve(
@@ -142,40 +170,41 @@ fn solve_disaggregated(
             model.prefill_service_ms(load.isl) * model.corrections.prefill_tail
         ));
     }
-    let p = match smallest(limits.min_prefill, limits.max_prefill, |p| {
+    // Each count comes with its expected latency when it meets the target.
+    let (p, ttft) = match smallest(limits.min_prefill, limits.max_prefill, |p| {
         prefill_meets(model, cfg, load, sla, p)
     }) {
-        Some(p) => {
+        Some((p, ttft)) => {
             notes.push(format!(
                 "prefill {p}: TTFT p{:.0} target binds",
                 cfg.ttft_quantile * 100.0
             ));
-            p
+            (p, Some(ttft))
         }
         None => {
             notes.push(format!(
                 "TTFT target out of reach even at max_prefill {}",
                 limits.max_prefill
             ));
-            limits.max_prefill
+            (limits.max_prefill, None)
         }
     };
-    let d = match smallest(limits.min_decode, limits.max_decode, |d| {
-        decode_itl(model, cfg, load, d) <= sla.itl_ms
+    let (d, itl) = match smallest(limits.min_decode, limits.max_decode, |d| {
+        decode_meets(model, cfg, load, sla, d)
     }) {
-        Some(d) => {
+        Some((d, itl)) => {
             notes.push(format!("decode {d}: ITL target and KV capacity bind"));
-            d
+            (d, Some(itl))
         }
         None => {
             notes.push(format!(
                 "ITL target out of reach even at max_decode {}",
                 limits.max_decode
             ));
-            limits.max_decode
+            (limits.max_decode, None)
         }
     };
-    let (p, d) = if limits.gpus(p, d) > limits.gpu_budget {
+    let (bp, bd) = if limits.gpus(p, d) > limits.gpu_budget {
         let (bp, bd) = best_split_under_budget(model, sla, limits, cfg, load, p, d);
         notes.push(format!("GPU budget {} binds: {p}P+{d}D needed, {bp}P+{bd}D keeps the worse latency ratio lowest", limits.gpu_budget));
         (bp, bd)
@@ -183,10 +212,14 @@ fn solve_disaggregated(
         (p, d)
     };
     Solution {
-        prefill: p,
-        decode: d,
-        expected_ttft_ms: prefill_ttft(model, cfg, load, p),
-        expected_itl_ms: decode_itl(model, cfg, load, d),
+        prefill: bp,
+        decode: bd,
+        expected_ttft_ms: ttft
+            .filter(|_| bp == p)
+            .unwrap_or_else(|| prefill_ttft(model, cfg, load, bp)),
+        expected_itl_ms: itl
+            .filter(|_| bd == d)
+            .unwrap_or_else(|| decode_itl(model, cfg, load, bd)),
         notes,
     }
 }
@@ -290,17 +323,23 @@ fn solve_aggregated(
         .max_decode
         .min(limits.gpu_budget / limits.gpus_per_decode_engine.max(1));
     let min_w = limits.min_decode.min(max_w);
-    let (w, note) = match smallest(min_w, max_w, |w| {
+    let meeting = (min_w..=max_w).find_map(|w| {
         let (t, i) = latencies(w);
-        t <= sla.ttft_ms && i <= sla.itl_ms
-    }) {
-        Some(w) => (w, format!("aggregated: {w} workers meet TTFT and ITL")),
-        None => (
-            max_w,
-            format!("aggregated: targets out of reach even at {max_w} workers"),
+        (t <= sla.ttft_ms && i <= sla.itl_ms).then_some((w, t, i))
+    });
+    let (w, t, i, note) = match meeting {
+        Some((w, t, i)) => (
+            w,
+            t,
+            i,
+            format!("aggregated: {w} workers meet TTFT and ITL"),
         ),
+        None => {
+            let (t, i) = latencies(max_w);
+            let note = format!("aggregated: targets out of reach even at {max_w} workers");
+            (max_w, t, i, note)
+        }
     };
-    let (t, i) = latencies(w);
     Solution {
         prefill: 0,
         decode: w,

@@ -108,6 +108,25 @@ struct DecodeRow {
     itl: Vec<f64>,
 }
 
+/// The profile's ITL at one mean context (`DecodeModel::at_context`): the measured context
+/// at or below it and, between two, the one above with its weight.
+#[derive(Debug, Clone, Copy)]
+pub struct ItlAtContext<'a> {
+    lower: &'a DecodeRow,
+    upper: Option<(&'a DecodeRow, f64)>,
+}
+
+impl ItlAtContext<'_> {
+    /// Mean inter-token latency at this KV usage (0..1), ms.
+    pub fn itl_ms(&self, kv_usage: f64) -> f64 {
+        let low = DecodeModel::row_itl(self.lower, kv_usage);
+        match self.upper {
+            None => low,
+            Some((b, w)) => low * (1.0 - w) + DecodeModel::row_itl(b, kv_usage) * w,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct DecodeModel {
     rows: Vec<DecodeRow>,
@@ -226,17 +245,32 @@ impl DecodeModel {
 
     /// Mean inter-token latency of an engine at this KV usage (0..1) and mean context, ms.
     pub fn itl_ms(&self, kv_usage: f64, context: f64) -> f64 {
+        self.at_context(context).itl_ms(kv_usage)
+    }
+
+    /// The ITL at one mean context as a function of KV usage: the measured contexts around
+    /// it found once, for a search that tries many batch sizes at one context.
+    pub fn at_context(&self, context: f64) -> ItlAtContext<'_> {
         let rows = &self.rows;
         let j = rows.partition_point(|r| r.context <= context);
         if j == 0 {
-            return Self::row_itl(&rows[0], kv_usage);
+            return ItlAtContext {
+                lower: &rows[0],
+                upper: None,
+            };
         }
         if j >= rows.len() {
-            return Self::row_itl(&rows[rows.len() - 1], kv_usage);
+            return ItlAtContext {
+                lower: &rows[rows.len() - 1],
+                upper: None,
+            };
         }
         let (a, b) = (&rows[j - 1], &rows[j]);
         let w = (context - a.context) / (b.context - a.context);
-        Self::row_itl(a, kv_usage) * (1.0 - w) + Self::row_itl(b, kv_usage) * w
+        ItlAtContext {
+            lower: a,
+            upper: Some((b, w)),
+        }
     }
 
     /// The largest KV usage (0..1) whose ITL at this context stays within `itl_limit_ms`,
