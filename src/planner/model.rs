@@ -356,17 +356,17 @@ pub fn decode_itl_ms(
     batch_quantile_z: f64,
     kv_fraction: f64,
 ) -> Option<(f64, f64)> {
-    let n = decode_mean_batch(model, correction, lambda, engines, isl, osl)?;
-    let itl = decode_itl_at_batch(
+    decode_itl_within(
         model,
         correction,
-        n,
+        lambda,
+        engines,
         isl,
         osl,
         batch_quantile_z,
         kv_fraction,
-    )?;
-    Some((itl, n))
+        f64::INFINITY,
+    )
 }
 
 /// The ITL a request sees at `n` mean requests per engine: at the batch `batch_quantile_z`
@@ -471,12 +471,11 @@ fn mean_batch_unless(
     Some(n)
 }
 
-/// The ITL at the batch quantile `decode_itl_ms(..)` gives, when it is within `limit_ms`
-/// (`None` otherwise). An iterate of the mean batch whose own ITL, or whose
-/// batch's reservations, already miss settles the answer (both only grow towards the fixed
-/// point, and the batch quantile stands above the mean).
+/// `decode_itl_ms`, when its ITL is within `limit_ms` (`None` otherwise). An iterate of the
+/// mean batch whose own ITL, or whose batch's reservations, already miss settles the answer:
+/// both only grow towards the fixed point, and the batch quantile stands above the mean.
 #[allow(clippy::too_many_arguments)] // decode_itl_ms's quantities and the limit
-pub fn decode_meets_itl(
+pub fn decode_itl_within(
     model: &DecodeModel,
     correction: f64,
     lambda: f64,
@@ -486,24 +485,22 @@ pub fn decode_meets_itl(
     batch_quantile_z: f64,
     kv_fraction: f64,
     limit_ms: f64,
-) -> Option<f64> {
+) -> Option<(f64, f64)> {
     let usable_kv = model.max_kv_tokens() * kv_fraction;
     // A quantile below the mean batch (z < 0) is not above the iterates: solve to the end.
     let above_mean = batch_quantile_z >= 0.0;
     let hopeless = |n: f64, itl: f64| above_mean && (itl > limit_ms || n * (isl + osl) > usable_kv);
-    mean_batch_unless(model, correction, lambda, engines, isl, osl, hopeless)
-        .and_then(|n| {
-            decode_itl_at_batch(
-                model,
-                correction,
-                n,
-                isl,
-                osl,
-                batch_quantile_z,
-                kv_fraction,
-            )
-        })
-        .filter(|&itl| itl <= limit_ms)
+    let n = mean_batch_unless(model, correction, lambda, engines, isl, osl, hopeless)?;
+    let itl = decode_itl_at_batch(
+        model,
+        correction,
+        n,
+        isl,
+        osl,
+        batch_quantile_z,
+        kv_fraction,
+    )?;
+    (itl <= limit_ms).then_some((itl, n))
 }
 
 /// What is learned online: multipliers on the profile's prefill time and decode ITL, the
@@ -1220,24 +1217,17 @@ mod tests {
             for engines in [0, 1, 2, 3, 5, 8] {
                 for (isl, osl) in [(3000.0, 300.0), (200.0, 1500.0), (30000.0, 50.0)] {
                     for z in [-0.5, 0.0, 1.9, 4.0] {
-                        for kv_fraction in [0.5, 0.9] {
-                            let full =
-                                decode_itl_ms(&d, 1.1, lambda, engines, isl, osl, z, kv_fraction)
-                                    .map(|x| x.0);
+                        for kv in [0.5, 0.9] {
+                            let full = decode_mean_batch(&d, 1.1, lambda, engines, isl, osl)
+                                .and_then(|n| decode_itl_at_batch(&d, 1.1, n, isl, osl, z, kv));
                             for limit in [5.0, 7.5, 10.0, 20.0, f64::INFINITY] {
-                                let early = decode_meets_itl(
-                                    &d,
-                                    1.1,
-                                    lambda,
-                                    engines,
-                                    isl,
-                                    osl,
-                                    z,
-                                    kv_fraction,
-                                    limit,
-                                );
+                                let early = decode_itl_within(
+                                    &d, 1.1, lambda, engines, isl, osl, z, kv, limit,
+                                )
+                                .map(|x| x.0);
                                 let expected = full.filter(|&itl| itl <= limit);
-                                assert_eq!(early, expected, "{lambda} req/s, {engines} engines, ISL {isl}, OSL {osl}, z {z}, kv {kv_fraction}, limit {limit}");
+                                let case = format!("{lambda} req/s, {engines} engines, ISL {isl}, OSL {osl}, z {z}, kv {kv}, limit {limit}");
+                                assert_eq!(early, expected, "{case}");
                                 given_up += usize::from(full.is_some() && early.is_none());
                             }
                         }

@@ -3,9 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{
-    decode_itl_ms, decode_meets_itl, interleaved_stretch, PerformanceModel, PrefillQueue,
-};
+use super::model::{decode_itl_within, interleaved_stretch, PerformanceModel, PrefillQueue};
 use super::{Limits, Sla};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -103,29 +101,18 @@ fn prefill_meets(
 
 /// ITL at the configured batch quantile with `d` decode engines; infinite when they cannot keep up.
 pub fn decode_itl(model: &PerformanceModel, cfg: &SolverConfig, load: &Load, d: u32) -> f64 {
-    decode_itl_ms(
-        &model.decode,
-        model.corrections.decode,
-        load.lambda.max(0.0),
-        d,
-        load.isl,
-        load.osl,
-        cfg.itl_batch_z * model.corrections.decode_variability,
-        cfg.kv_fraction,
-    )
-    .map_or(f64::INFINITY, |x| x.0)
+    decode_itl_up_to(model, cfg, load, d, f64::INFINITY).unwrap_or(f64::INFINITY)
 }
 
-/// Whether `d` decode engines meet the ITL target and, when they do, their `decode_itl`;
-/// a count that cannot do is not solved to the end.
-fn decode_meets(
+/// `decode_itl` when it is within `limit_ms`; a count that cannot do is not solved to the end.
+fn decode_itl_up_to(
     model: &PerformanceModel,
     cfg: &SolverConfig,
     load: &Load,
-    sla: &Sla,
     d: u32,
+    limit_ms: f64,
 ) -> Option<f64> {
-    decode_meets_itl(
+    decode_itl_within(
         &model.decode,
         model.corrections.decode,
         load.lambda.max(0.0),
@@ -134,8 +121,9 @@ fn decode_meets(
         load.osl,
         cfg.itl_batch_z * model.corrections.decode_variability,
         cfg.kv_fraction,
-        sla.itl_ms,
+        limit_ms,
     )
+    .map(|x| x.0)
 }
 
 /// The fewest in `lo..=hi` that meet a target, with what `meets` said of it.
@@ -190,7 +178,7 @@ fn solve_disaggregated(
         }
     };
     let (d, itl) = match smallest(limits.min_decode, limits.max_decode, |d| {
-        decode_meets(model, cfg, load, sla, d)
+        decode_itl_up_to(model, cfg, load, d, sla.itl_ms)
     }) {
         Some((d, itl)) => {
             notes.push(format!("decode {d}: ITL target and KV capacity bind"));
