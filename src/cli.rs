@@ -552,16 +552,50 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<()> {
     } else {
         a.scenarios.clone()
     };
-    let mut runs = Vec::new();
-    for sc in &scenarios {
-        for &startup in &a.startups {
-            eprintln!("running {sc} with a {startup:.0} s cold start");
-            let run = dry_run_applicable(&simulate_args(sc, startup, &a.policies), false, true)?;
-            for note in &run.summary.scenario.notes {
-                eprintln!("  {note}");
+    let jobs: Vec<(&String, f64)> = scenarios
+        .iter()
+        .flat_map(|sc| a.startups.iter().map(move |&startup| (sc, startup)))
+        .collect();
+    // Runs go to one worker per core (most of a run is one policy's search, on one core);
+    // the table keeps the order of the jobs.
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs.len())
+        .max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut summaries: Vec<Option<Result<Summary, InputError>>> =
+        (0..jobs.len()).map(|_| None).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&(sc, startup)) = jobs.get(i) else {
+                            break;
+                        };
+                        eprintln!("running {sc} with a {startup:.0} s cold start");
+                        let args = simulate_args(sc, startup, &a.policies);
+                        done.push((i, dry_run_applicable(&args, false, true).map(|r| r.summary)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for h in handles {
+            for (i, r) in h.join().expect("comparison threads do not panic") {
+                summaries[i] = Some(r);
             }
-            runs.push((sc.clone(), startup, run.summary));
         }
+    });
+    let mut runs = Vec::new();
+    for (&(sc, startup), summary) in jobs.iter().zip(summaries) {
+        let summary = summary.expect("every job ran")?;
+        for note in &summary.scenario.notes {
+            eprintln!("{sc} with a {startup:.0} s cold start: {note}");
+        }
+        runs.push((sc.clone(), startup, summary));
     }
     let table = report::comparison_markdown(&runs);
     print!("{table}");

@@ -386,3 +386,42 @@ fn a_trace_whose_arrivals_share_their_instants_is_named_and_can_be_spread() {
         "{spread:?}"
     );
 }
+
+/// `compare` runs its scenarios side by side; the table keeps them, and each one's cold
+/// starts, in the order asked for.
+#[test]
+fn compare_keeps_the_order_of_its_scenarios_and_cold_starts() {
+    let out = std::process::Command::new(common::bin())
+        .args([
+            "compare",
+            "--scenario",
+            "step-10-30",
+            "--scenario",
+            "flash-crowd",
+            "--startup-s",
+            "180",
+            "--startup-s",
+            "60",
+            "--policy",
+            "planner",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<String> = table
+        .lines()
+        .filter(|l| l.contains("| planner |"))
+        .map(|l| l.split('|').take(3).collect::<Vec<_>>().join("|"))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "| step-10-30 | 180 s ",
+            "| step-10-30 | 60 s ",
+            "| flash-crowd | 180 s ",
+            "| flash-crowd | 60 s ",
+        ],
+        "{table}"
+    );
+}
