@@ -563,6 +563,8 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<()> {
         .min(jobs.len())
         .max(1);
     let next = std::sync::atomic::AtomicUsize::new(0);
+    // After a run fails (a bad scenario, say) no new run starts: the error comes sooner.
+    let failed = std::sync::atomic::AtomicBool::new(false);
     let mut summaries: Vec<Option<Result<Summary, InputError>>> =
         (0..jobs.len()).map(|_| None).collect();
     std::thread::scope(|s| {
@@ -570,14 +572,18 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<()> {
             .map(|_| {
                 s.spawn(|| {
                     let mut done = Vec::new();
-                    loop {
+                    while !failed.load(std::sync::atomic::Ordering::Relaxed) {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(&(sc, startup)) = jobs.get(i) else {
                             break;
                         };
                         eprintln!("running {sc} with a {startup:.0} s cold start");
                         let args = simulate_args(sc, startup, &a.policies);
-                        done.push((i, dry_run_applicable(&args, false, true).map(|r| r.summary)));
+                        let run = dry_run_applicable(&args, false, true).map(|r| r.summary);
+                        if run.is_err() {
+                            failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        done.push((i, run));
                     }
                     done
                 })
@@ -591,7 +597,9 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<()> {
     });
     let mut runs = Vec::new();
     for (&(sc, startup), summary) in jobs.iter().zip(summaries) {
-        let summary = summary.expect("every job ran")?;
+        // Jobs are started in order and none after a failure, so a job not run comes after
+        // a failed one, whose error returns first.
+        let summary = summary.expect("a job not run follows a failed one")?;
         for note in &summary.scenario.notes {
             eprintln!("{sc} with a {startup:.0} s cold start: {note}");
         }

@@ -635,3 +635,28 @@ fn a_field_set_on_the_command_line_is_checked_as_the_file_is() {
         &["deployment.interval_s", "must be a number > 0"],
     );
 }
+
+/// `compare` runs its scenarios side by side; a bad one among good ones is still an input
+/// error naming it, and the runs not yet started are not.
+#[test]
+fn compare_names_a_bad_scenario_among_good_ones() {
+    let r = run(&[
+        "compare",
+        "--scenario",
+        "step-10-30",
+        "--scenario",
+        "no-such-scenario",
+        "--scenario",
+        "flash-crowd",
+        "--policy",
+        "planner",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("\"no-such-scenario\""), "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "no table: {}", r.stdout);
+    assert!(
+        !r.stderr.contains("running flash-crowd"),
+        "no run starts after a failure: {}",
+        r.stderr
+    );
+}
