@@ -108,8 +108,8 @@ struct DecodeRow {
     itl: Vec<f64>,
 }
 
-/// The profile's ITL at one mean context (`DecodeModel::at_context`): the measured context
-/// at or below it and, between two, the one above with its weight.
+/// The profile's ITL at one mean context (`DecodeModel::at_context`): the two measured
+/// contexts around it and the upper one's weight, or the nearest one outside their range.
 #[derive(Debug, Clone, Copy)]
 pub struct ItlAtContext<'a> {
     lower: &'a DecodeRow,
