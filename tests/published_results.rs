@@ -16,6 +16,17 @@ fn project_file(path: &str) -> String {
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
+/// What `sla-planner ARGS` prints, run from the project directory; it must succeed.
+fn stdout_of(args: &[&str]) -> String {
+    let out = std::process::Command::new(common::bin())
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "sla-planner {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Rows of the table of every policy on every run (ten cells), by (scenario, cold start,
 /// policy): the cells but "x oracle".
 fn policy_rows(markdown: &str) -> BTreeMap<(String, String, String), Vec<String>> {
@@ -59,21 +70,16 @@ fn tables(markdown: &str) -> Vec<String> {
 #[test]
 fn the_published_rows_of_the_quick_policies_are_what_they_do_now() {
     let published = policy_rows(&project_file("docs/results.md"));
-    let out = std::process::Command::new(common::bin())
-        .args([
-            "compare",
-            "--policy",
-            "planner",
-            "--policy",
-            "dynamo",
-            "--policy",
-            "threshold",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let now = policy_rows(&String::from_utf8_lossy(&out.stdout));
+    let out = stdout_of(&[
+        "compare",
+        "--policy",
+        "planner",
+        "--policy",
+        "dynamo",
+        "--policy",
+        "threshold",
+    ]);
+    let now = policy_rows(&out);
     // Every shipped scenario (10) at both cold starts, planner and threshold everywhere,
     // Dynamo's planner where it sizes separate pools (not on aggregated workers).
     assert!(now.len() >= 50, "{} rows: {now:?}", now.len());
@@ -114,27 +120,21 @@ fn the_readme_shows_the_published_tables_as_they_are() {
 fn the_readmes_example_run_is_what_simulate_prints() {
     // The README's first example: `simulate --scenario sin-5-45`, every policy of the
     // scenario but the oracle (a search; its row is checked by hand when regenerated).
-    let out = std::process::Command::new(common::bin())
-        .args([
-            "simulate",
-            "--scenario",
-            "sin-5-45",
-            "--policy",
-            "planner",
-            "--policy",
-            "static:2,2",
-            "--policy",
-            "static:4,5",
-            "--policy",
-            "dynamo",
-            "--policy",
-            "threshold",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let table = String::from_utf8_lossy(&out.stdout);
+    let table = stdout_of(&[
+        "simulate",
+        "--scenario",
+        "sin-5-45",
+        "--policy",
+        "planner",
+        "--policy",
+        "static:2,2",
+        "--policy",
+        "static:4,5",
+        "--policy",
+        "dynamo",
+        "--policy",
+        "threshold",
+    ]);
     let rows: Vec<&str> = table
         .lines()
         .filter(|l| l.starts_with("| ") && !l.starts_with("| policy"))
