@@ -57,6 +57,10 @@ const N: usize = 6;
 /// period apart explain 80% of each other's variance): only then does the seasonal
 /// forecaster, which copies one earlier value, compete.
 const REPEATS: f64 = 0.9;
+/// Index of the constant forecaster in `CANDIDATES`: its one-step errors are the load's
+/// steps.
+const CONSTANT: usize = 0;
+const _: () = assert!(matches!(CANDIDATES[CONSTANT], ForecasterKind::Constant));
 /// Index of the seasonal forecaster in `CANDIDATES`.
 const SEASONAL: usize = 5;
 const _: () = assert!(matches!(CANDIDATES[SEASONAL], ForecasterKind::Seasonal));
@@ -585,7 +589,7 @@ impl SignalForecaster {
     /// The forecast `h` steps ahead, with an upper bound `z` error deviations above; `None`
     /// before the first value.
     pub fn forecast(&self, h: usize, z: f64) -> Option<SignalForecast> {
-        self.history.back()?;
+        let last = *self.history.back()?;
         let mut i = self.chosen();
         let mut point = self.candidate(i, h.max(1));
         if !point.is_finite() {
@@ -622,6 +626,10 @@ impl SignalForecaster {
         // and its pace is the latest error: a morning rise compounds. A fall no larger than
         // the sampling noise puts between successive errors is no sign of slowing: counted
         // arrivals scatter, and a compounding rise seldom shows three rising steps in a row.
+        // A level forecaster is the exception: on a rise its one-step errors are its lag
+        // behind the load (the pace over the smoothing weight, three times the pace), and
+        // the horizon does not multiply a lag. Its bound covers the load's own steps (the
+        // constant forecaster's one-step errors) continuing from the last value.
         let r = &self.recent[i];
         let steps = self.horizon.max(1) as f64;
         let noise_mean = self.noise / (RUN as f64).sqrt();
@@ -630,6 +638,10 @@ impl SignalForecaster {
             && r.iter().sum::<f64>() / RUN as f64
                 > noise_mean * normal_quantile(1.0 - RUN_FALSE_ALARM / steps);
         let margin = if rising {
+            let (r, from) = match CANDIDATES[i] {
+                ForecasterKind::Smoothed => (&self.recent[CONSTANT], last),
+                _ => (r, point),
+            };
             let allowance = SUCCESSIVE_ERROR_SCATTER * self.noise;
             let not_slowing = r
                 .iter()
@@ -640,7 +652,7 @@ impl SignalForecaster {
             } else {
                 r.iter().copied().fold(f64::INFINITY, f64::min)
             };
-            margin.max(pace * h.max(1) as f64)
+            margin.max(from + pace * h.max(1) as f64 - point)
         } else {
             margin
         };
@@ -1091,6 +1103,21 @@ mod tests {
                 .unwrap();
             assert!((p.upper - upper).abs() < 1e-9, "{rise:?}: {p:?}");
         }
+    }
+
+    #[test]
+    fn a_level_forecaster_on_a_rise_is_bounded_by_the_loads_steps_not_its_lag() {
+        // A load swinging between 12 and 10, then three steps of 1 (11, 12, 13), the bound
+        // 5 steps ahead. The smoothed level lags the rise, and its one-step errors (its lag)
+        // grow along the run to nearly 2: taken for the pace, the bound would be the level
+        // plus 5 x that lag. The load's own steps are 1: the rise going on from the last
+        // value reaches 13 + 5.
+        let mut series: Vec<f64> = (0..20).map(|i| 10.0 + 2.0 * ((i + 1) % 2) as f64).collect();
+        series.extend([11.0, 12.0, 13.0]);
+        let f = run(ForecasterKind::Smoothed, &series, 5);
+        let p = f.forecast(5, 1.28).unwrap();
+        assert!(p.point < 12.0, "the level lags: {p:?}");
+        assert!((p.upper - 18.0).abs() < 1e-9, "{p:?}");
     }
 
     #[test]
