@@ -627,7 +627,7 @@ impl SignalForecaster {
         // the sampling noise puts between successive errors is no sign of slowing: counted
         // arrivals scatter, and a compounding rise seldom shows three rising steps in a row.
         // A level forecaster is the exception: on a rise its one-step errors are its lag
-        // behind the load (the pace over the smoothing weight, three times the pace), and
+        // behind the load (the pace over the smoothing weight: about three times the pace), and
         // the horizon does not multiply a lag. Its bound covers the load's own steps (the
         // constant forecaster's one-step errors) continuing from the last value.
         let r = &self.recent[i];
