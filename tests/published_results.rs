@@ -16,17 +16,6 @@ fn project_file(path: &str) -> String {
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-/// What `sla-planner ARGS` prints, run from the project directory; it must succeed.
-fn stdout_of(args: &[&str]) -> String {
-    let out = std::process::Command::new(common::bin())
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "sla-planner {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Rows of the table of every policy on every run (ten cells), by (scenario, cold start,
 /// policy): the cells but "x oracle".
 fn policy_rows(markdown: &str) -> BTreeMap<(String, String, String), Vec<String>> {
@@ -70,7 +59,7 @@ fn tables(markdown: &str) -> Vec<String> {
 #[test]
 fn the_published_rows_of_the_quick_policies_are_what_they_do_now() {
     let published = policy_rows(&project_file("docs/results.md"));
-    let out = stdout_of(&[
+    let out = common::run_stdout(&[
         "compare",
         "--policy",
         "planner",
@@ -120,7 +109,7 @@ fn the_readme_shows_the_published_tables_as_they_are() {
 fn the_readmes_example_run_is_what_simulate_prints() {
     // The README's first example: `simulate --scenario sin-5-45`, every policy of the
     // scenario but the oracle (a search; its row is checked by hand when regenerated).
-    let table = stdout_of(&[
+    let table = common::run_stdout(&[
         "simulate",
         "--scenario",
         "sin-5-45",

@@ -55,9 +55,9 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sla-planner")
 }
 
-/// Runs `sla-planner` with `args` from the project directory, expects success, and parses
-/// its standard output as JSON.
-pub fn run_json(args: &[&str]) -> serde_json::Value {
+/// What `sla-planner ARGS` prints on standard output, run from the project directory; it
+/// must succeed.
+pub fn run_stdout(args: &[&str]) -> String {
     let out = std::process::Command::new(bin())
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -69,7 +69,13 @@ pub fn run_json(args: &[&str]) -> serde_json::Value {
         args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `sla-planner` with `args` from the project directory, expects success, and parses
+/// its standard output as JSON.
+pub fn run_json(args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&run_stdout(args)).unwrap()
 }
 
 /// A child process killed when dropped, its output kept in files.
