@@ -29,6 +29,7 @@ fn observation(i: usize) -> Observation {
         time_s: t,
         interval_s: 60.0,
         requests: Some(rate * 60.0),
+        requests_second_half: Some(rate * 30.0),
         isl_mean: Some(3000.0),
         osl_mean: Some(300.0),
         ttft_ms: lat(70.0 + rate),

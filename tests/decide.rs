@@ -81,12 +81,14 @@ fn malformed_lines_get_an_error_naming_the_field_and_the_run_goes_on() {
         "not json".to_string(),
         obs(300.0, 600.0, (2, 2)),
         obs(300.0, 600.0, (2, 2)),
+        r#"{"time_s": 360, "interval_s": 60, "requests": 10, "requests_second_half": 11}"#
+            .to_string(),
     ]
     .join("\n");
     let (code, out, err) = decide(&["--scenario", "sin-5-45"], &input);
     assert_eq!(code, 2, "input errors exit 2 at the end");
-    assert!(err.contains("5 input lines"), "{err}");
-    assert_eq!(out.len(), 7);
+    assert!(err.contains("6 input lines"), "{err}");
+    assert_eq!(out.len(), 8);
     assert!(
         out[1]["error"].as_str().unwrap().contains("field requests"),
         "{}",
@@ -116,6 +118,15 @@ fn malformed_lines_get_an_error_naming_the_field_and_the_run_goes_on() {
             .starts_with("field time_s: must be after"),
         "{}",
         out[6]
+    );
+    // Part of a count cannot exceed it.
+    assert!(
+        out[7]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("field requests_second_half: must be at most requests"),
+        "{}",
+        out[7]
     );
 }
 

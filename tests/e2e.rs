@@ -194,6 +194,14 @@ fn replicas_follow_a_load_ramp_through_a_real_prometheus() {
         st["ticks"].as_u64().unwrap() >= 15 && st["leader"] == true,
         "{st}"
     );
+    // The count's second half is read too (the rise within an interval): some of a steady
+    // 3 req/s, never more than the whole.
+    let requests = st["observation"]["requests"].as_f64().unwrap();
+    let late = st["observation"]["requests_second_half"].as_f64();
+    assert!(
+        late.is_some_and(|late| late > 0.0 && late <= requests),
+        "{st}"
+    );
 }
 
 /// An aggregated graph: one `worker` service (componentType worker, no subComponentType)

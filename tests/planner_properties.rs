@@ -55,6 +55,7 @@ fn latency() -> impl Strategy<Value = Option<LatencySummary>> {
 prop_compose! {
     fn observation(t: f64)(
         requests in prop::option::of(0.0f64..20000.0),
+        second_half in prop::option::of(0.0f64..=1.0),
         isl in prop::option::of(1.0f64..16000.0),
         osl in prop::option::of(1.0f64..4000.0),
         ttft in latency(),
@@ -67,6 +68,7 @@ prop_compose! {
             time_s: t,
             interval_s: 60.0,
             requests,
+            requests_second_half: requests.zip(second_half).map(|(n, share)| n * share),
             isl_mean: isl,
             osl_mean: osl,
             ttft_ms: ttft,

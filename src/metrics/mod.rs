@@ -10,7 +10,8 @@ use crate::planner::{LatencySummary, Observation, RoleKv, RoleReplicas};
 
 #[derive(Debug, Default, Clone)]
 pub struct IntervalAccumulator {
-    arrivals: u64,
+    /// Arrival times: their count, and the count in the interval's second half.
+    arrival_times: Vec<f64>,
     isl_sum: f64,
     completions: u64,
     osl_sum: f64,
@@ -46,8 +47,8 @@ pub struct IntervalExtras {
 }
 
 impl IntervalAccumulator {
-    pub fn on_arrival(&mut self, isl: u32) {
-        self.arrivals += 1;
+    pub fn on_arrival(&mut self, at_s: f64, isl: u32) {
+        self.arrival_times.push(at_s);
         self.isl_sum += isl as f64;
     }
 
@@ -88,11 +89,16 @@ impl IntervalAccumulator {
             prefill: a.kv_prefill.mean(),
             decode: a.kv_decode.mean(),
         };
+        let arrivals = a.arrival_times.len();
+        let half_way = time_s - interval_s / 2.0;
         let obs = Observation {
             time_s,
             interval_s,
-            requests: Some(a.arrivals as f64),
-            isl_mean: (a.arrivals > 0).then(|| a.isl_sum / a.arrivals as f64),
+            requests: Some(arrivals as f64),
+            requests_second_half: Some(
+                a.arrival_times.iter().filter(|&&t| t >= half_way).count() as f64
+            ),
+            isl_mean: (arrivals > 0).then(|| a.isl_sum / arrivals as f64),
             osl_mean: (a.completions > 0).then(|| a.osl_sum / a.completions as f64),
             ttft_ms: LatencySummary::of(&mut a.ttft_ms),
             itl_ms: LatencySummary::of(&mut a.itl_ms),
@@ -103,8 +109,10 @@ impl IntervalAccumulator {
         // Keep the sample buffers' capacity for the next interval.
         a.ttft_ms.clear();
         a.itl_ms.clear();
+        a.arrival_times.clear();
         self.ttft_ms = a.ttft_ms;
         self.itl_ms = a.itl_ms;
+        self.arrival_times = a.arrival_times;
         (
             obs,
             IntervalExtras {
@@ -121,8 +129,8 @@ mod tests {
     #[test]
     fn summarises_and_resets() {
         let mut acc = IntervalAccumulator::default();
-        acc.on_arrival(100);
-        acc.on_arrival(300);
+        acc.on_arrival(1.0, 100);
+        acc.on_arrival(45.0, 300);
         acc.on_first_token(50.0);
         acc.on_completion(10, Some(8.0));
         acc.on_completion(1, None);
@@ -130,6 +138,7 @@ mod tests {
         acc.on_scrape(None, Some(0.7), 0.0);
         let (o, x) = acc.take(60.0, 60.0, RoleReplicas::default());
         assert_eq!(o.requests, Some(2.0));
+        assert_eq!(o.requests_second_half, Some(1.0));
         assert_eq!(o.isl_mean, Some(200.0));
         assert_eq!(o.osl_mean, Some(5.5));
         assert_eq!(o.itl_ms.unwrap().mean, Some(8.0));
@@ -139,6 +148,7 @@ mod tests {
         assert_eq!(x.completions, 2);
         let (o2, _) = acc.take(120.0, 60.0, RoleReplicas::default());
         assert_eq!(o2.requests, Some(0.0));
+        assert_eq!(o2.requests_second_half, Some(0.0));
         assert_eq!(o2.isl_mean, None);
         assert!(o2.ttft_ms.is_none());
     }

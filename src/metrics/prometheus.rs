@@ -123,6 +123,13 @@ impl PrometheusSource {
             .scalar(expand(&q.requests, w, &f, None))
             .await?
             .ok_or(SourceError::NoData)?;
+        // The same count over the interval's second half, for a rise within it; the window
+        // is whole seconds, so the count is scaled to the half it stands for.
+        let half = (w / 2.0).round().max(1.0);
+        let requests_second_half = self
+            .scalar(expand(&q.requests, half, &f, None))
+            .await?
+            .map(|n| (n * w / 2.0 / half).clamp(0.0, requests.max(0.0)));
         let isl = self.scalar(expand(&q.isl_mean, w, &f, None)).await?;
         let osl = self.scalar(expand(&q.osl_mean, w, &f, None)).await?;
         let latency = |mean_q: &str, quant_q: &str| {
@@ -179,6 +186,7 @@ impl PrometheusSource {
             time_s: now_s,
             interval_s,
             requests: Some(requests),
+            requests_second_half,
             isl_mean: isl,
             osl_mean: osl,
             ttft_ms: ttft,

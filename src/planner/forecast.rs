@@ -316,6 +316,9 @@ pub struct SignalForecaster {
     /// Standard deviation of the last value's sampling noise (a count's Poisson noise), 0
     /// when unknown: variation the bound need not cover, since it is not the load's.
     noise: f64,
+    /// The last value's rise within its own interval, per interval, and that rise's
+    /// sampling noise: the first value's only evidence of how the load moves.
+    within: Option<(f64, f64)>,
 }
 
 /// Relative forecast error assumed at the first value, unless configured: the load may be
@@ -350,6 +353,7 @@ impl SignalForecaster {
             horizon: 1,
             recent: Default::default(),
             noise: 0.0,
+            within: None,
         }
     }
 
@@ -366,6 +370,16 @@ impl SignalForecaster {
 
     pub fn is_empty(&self) -> bool {
         self.history.is_empty()
+    }
+
+    /// Notes how the last value moved within its own interval: `rise` per interval (the
+    /// second half's rate less the first's, twice, as the halves' middles are half an
+    /// interval apart), with the standard deviation sampling alone gives it. Only the first
+    /// value's bound uses it (`early_margin`); later ones have steps between intervals.
+    pub fn observe_within(&mut self, rise: f64, noise: f64) {
+        if rise.is_finite() && noise.is_finite() {
+            self.within = Some((rise, noise.max(0.0)));
+        }
     }
 
     /// Whether the bound now comes from the chosen method's own errors at the horizon
@@ -410,6 +424,7 @@ impl SignalForecaster {
             0.0
         };
         self.ticks += 1;
+        self.within = None;
         // Score forecasts that were made for this tick.
         while let Some(&(due, preds)) = self.pending.front() {
             if due > self.ticks {
@@ -678,12 +693,18 @@ impl SignalForecaster {
     /// the horizon (a trend's pace, not a random walk's square root: early on the two
     /// cannot be told apart, and the ramp is the costly one to miss; the last steps, not all
     /// of them, so a start that has settled is not held to its first jump). With one value
-    /// there is nothing to go by but the prior.
+    /// there is the prior, and the value's own interval: when its second half came faster
+    /// than its first by more than the counting scatter, that rise (less the scatter) may
+    /// go on for every step to the horizon too, whichever is more. One interval cannot tell
+    /// a ramp under way from a step already taken; the bet is on the ramp.
     fn early_margin(&self, h: usize, z: f64, point: f64) -> f64 {
         let z = z.max(0.0);
         let n = self.history.len();
         if n < 2 {
-            return z * self.prior_error * point.abs();
+            let pace = self.within.map_or(0.0, |(rise, noise)| {
+                (rise.max(0.0).powi(2) - noise.powi(2)).max(0.0).sqrt()
+            });
+            return z * (self.prior_error * point.abs()).max(pace * h as f64);
         }
         let recent: Vec<f64> = self
             .history
@@ -1062,6 +1083,35 @@ mod tests {
         // Once a flat series has been scored, its own (zero) errors take over.
         let f = run(ForecasterKind::Constant, &[10.0; 10], 3);
         assert!((f.forecast(3, 1.0).unwrap().upper - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_first_value_rising_within_its_interval_is_bounded_by_that_rise() {
+        // (rise per interval, its sampling scatter, the bound 2 steps ahead at z = 1.)
+        let cases = [
+            // Rising by 5 an interval (scatter 3, so 4 of it is the load's): 10 + 2 x 4.
+            (5.0, 3.0, 18.0),
+            // A rise within the scatter, a flat interval or a fall: the prior's 10 x 0.5.
+            (2.9, 3.0, 15.0),
+            (0.0, 0.0, 15.0),
+            (-8.0, 1.0, 15.0),
+            // Less than the prior's margin over the horizon: the prior's.
+            (2.0, 0.0, 15.0),
+        ];
+        for (rise, scatter, upper) in cases {
+            let mut f = SignalForecaster::new(ForecasterKind::Constant, None).with_prior_error(0.5);
+            f.observe(10.0, 2);
+            f.observe_within(rise, scatter);
+            let p = f.forecast(2, 1.0).unwrap();
+            assert!((p.upper - upper).abs() < 1e-9, "rise {rise}: {p:?}");
+        }
+        // It describes one value's interval: the next value, with steps between intervals
+        // to go by, does not carry it.
+        let mut f = SignalForecaster::new(ForecasterKind::Constant, None).with_prior_error(0.5);
+        f.observe(10.0, 2);
+        f.observe_within(20.0, 0.0);
+        f.observe(10.0, 2);
+        assert!((f.forecast(2, 1.0).unwrap().upper - 10.0).abs() < 1e-9);
     }
 
     #[test]

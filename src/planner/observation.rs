@@ -83,6 +83,10 @@ pub struct Observation {
     /// Requests that arrived in the interval; `None` when the count could not be read.
     #[serde(default)]
     pub requests: Option<f64>,
+    /// Of those, the ones that arrived in the interval's second half: a rise within the
+    /// interval shows here before any later interval can show it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_second_half: Option<f64>,
     #[serde(default)]
     pub isl_mean: Option<f64>,
     #[serde(default)]
@@ -115,6 +119,14 @@ impl Observation {
             return Err(format!("interval_s: must be > 0 (got {})", self.interval_s));
         }
         nonneg("requests", self.requests)?;
+        nonneg("requests_second_half", self.requests_second_half)?;
+        if let (Some(all), Some(late)) = (self.requests, self.requests_second_half) {
+            if late > all {
+                return Err(format!(
+                    "requests_second_half: must be at most requests ({all}; got {late})"
+                ));
+            }
+        }
         nonneg("isl_mean", self.isl_mean)?;
         nonneg("osl_mean", self.osl_mean)?;
         nonneg("queued_prefill_tokens", self.queued_prefill_tokens)?;

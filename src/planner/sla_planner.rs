@@ -482,6 +482,16 @@ impl Policy for SlaPlanner {
         let rate = requests / interval_s;
         let silence = self.silence_hold(now_s, interval_s, requests);
         self.observe_rate(requests, interval_s, h);
+        if let Some(late) = obs
+            .requests_second_half
+            .filter(|v| v.is_finite() && (0.0..=requests).contains(v))
+        {
+            // Half-interval rates, a half interval apart: their difference, twice, is the
+            // rise per interval; a Poisson count's halves differ by sqrt(n).
+            let rise = 4.0 * (2.0 * late - requests) / interval_s;
+            self.rate
+                .observe_within(rise, 4.0 * requests.sqrt() / interval_s);
+        }
         if requests > 0.0 {
             if let Some(v) = obs.isl_mean.filter(|v| v.is_finite() && *v > 0.0) {
                 self.isl.observe(v, h);
@@ -600,6 +610,24 @@ impl Policy for SlaPlanner {
         }
         let ((mut p, mut d), st_notes) = self.stabilizer.apply(now_s, (wish_p, wish_d), current);
         reasons.extend(st_notes);
+        // Early on, the replicas ordered rest on a guess from an interval or two, and the
+        // next interval is better evidence than the window's memory of that guess: those
+        // still starting beyond the wish are cancelled, not held (they serve nothing yet).
+        if let Some(r) = obs.replicas.filter(|_| !self.rate.bound_measured()) {
+            for (role, to, wish, ready) in [
+                ("prefill", &mut p, wish_p, r.prefill.ready),
+                ("decode", &mut d, wish_d, r.decode.ready),
+            ] {
+                let keep = wish.max(ready);
+                if *to > keep {
+                    reasons.push(format!(
+                        "{role}: {} starting replicas cancelled: ordered before the load's forecast errors were measured, and not wished for now",
+                        *to - keep
+                    ));
+                    *to = keep;
+                }
+            }
+        }
         // After the stabiliser, so its window remembers what the load asked for.
         if let Some(why) = silence.filter(|_| p < current.0 || d < current.1) {
             p = p.max(current.0);
@@ -685,6 +713,72 @@ mod tests {
             assert_eq!(steps.last(), Some(&h));
             assert!(steps.windows(2).all(|w| w[0] < w[1]), "{h}: {steps:?}");
         }
+    }
+
+    #[test]
+    fn early_orders_still_starting_are_cancelled_when_the_next_interval_does_not_want_them() {
+        let sla = Sla {
+            ttft_ms: 200.0,
+            itl_ms: 10.0,
+        };
+        let mut planner = SlaPlanner::new(
+            crate::planner::test_context(sla, false),
+            PlannerConfig::default(),
+        );
+        let replicas = |ready: (u32, u32), starting: (u32, u32)| RoleReplicas {
+            prefill: ReplicaState {
+                ready: ready.0,
+                starting: starting.0,
+                draining: 0,
+            },
+            decode: ReplicaState {
+                ready: ready.1,
+                starting: starting.1,
+                draining: 0,
+            },
+        };
+        let interval = |time_s: f64, second_half: f64, r: RoleReplicas| Observation {
+            time_s,
+            interval_s: 60.0,
+            requests: Some(1200.0),
+            requests_second_half: Some(second_half),
+            isl_mean: Some(3000.0),
+            osl_mean: Some(300.0),
+            replicas: Some(r),
+            ..Default::default()
+        };
+        // 20 req/s, its second half twice as fast as its first: a ramp, it seems.
+        let first = planner.decide(60.0, &interval(60.0, 800.0, replicas((2, 2), (0, 0))));
+        assert!(first.prefill > 3 && first.decode > 3, "{first:?}");
+        // The next minute holds at 20 req/s; what was ordered is still starting.
+        let starting = (first.prefill - 2, first.decode - 2);
+        let second = planner.decide(120.0, &interval(120.0, 600.0, replicas((2, 2), starting)));
+        // What the solver asked for ("plan for ...: 3P+2D"), or the 2P+2D found and ready.
+        let planned = second.reasons[0].rsplit(": ").next().unwrap();
+        let (p, d) = planned.trim_end_matches('D').split_once("P+").unwrap();
+        let wish = (
+            p.parse::<u32>().unwrap().max(2),
+            d.parse::<u32>().unwrap().max(2),
+        );
+        assert_eq!((second.prefill, second.decode), wish, "{second:?}");
+        assert!(second.prefill < first.prefill && second.decode < first.decode);
+        assert!(
+            second
+                .reasons
+                .iter()
+                .any(|r| r.starts_with("prefill: ") && r.contains("starting replicas cancelled")),
+            "{second:?}"
+        );
+        // Replicas already serving are the stabiliser's to hold, as at any time.
+        let third = planner.decide(
+            180.0,
+            &interval(
+                180.0,
+                600.0,
+                replicas((first.prefill, first.decode), (0, 0)),
+            ),
+        );
+        assert_eq!((third.prefill, third.decode), (first.prefill, first.decode));
     }
 
     fn aggregated_planner_taught(slower: f64) -> (SlaPlanner, Decision) {

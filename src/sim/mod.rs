@@ -599,7 +599,7 @@ impl Deployment {
             // observation counts served requests, as PromQL filtered on success would.
             return;
         }
-        self.acc.on_arrival(r.isl);
+        self.acc.on_arrival(self.now, r.isl);
         if let Some(rec) = &mut self.records {
             rec.push(Record::Arrival { isl: r.isl });
         }
