@@ -624,8 +624,7 @@ impl SignalForecaster {
             let hi = pos.ceil() as usize;
             let v = sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64);
             // The truth each error was measured against scattered by the sampling noise.
-            let scatter = z.max(0.0) * self.noise;
-            (v.max(0.0).powi(2) - scatter.powi(2)).max(0.0).sqrt()
+            beyond_scatter(v, z.max(0.0) * self.noise)
         } else {
             self.early_margin(h.max(1), z, point)
         };
@@ -701,9 +700,9 @@ impl SignalForecaster {
         let z = z.max(0.0);
         let n = self.history.len();
         if n < 2 {
-            let pace = self.within.map_or(0.0, |(rise, noise)| {
-                (rise.max(0.0).powi(2) - noise.powi(2)).max(0.0).sqrt()
-            });
+            let pace = self
+                .within
+                .map_or(0.0, |(rise, noise)| beyond_scatter(rise, noise));
             return z * (self.prior_error * point.abs()).max(pace * h as f64);
         }
         let recent: Vec<f64> = self
@@ -718,6 +717,12 @@ impl SignalForecaster {
         let pace_squared = squares / (recent.len() - 1) as f64 - 2.0 * self.noise.powi(2);
         z * pace_squared.max(0.0).sqrt() * h as f64
     }
+}
+
+/// What of a positive deviation `x` stands beyond a scatter of `scatter` added in quadrature
+/// (0 when the scatter explains it all, or when `x` is not positive).
+fn beyond_scatter(x: f64, scatter: f64) -> f64 {
+    (x.max(0.0).powi(2) - scatter.powi(2)).max(0.0).sqrt()
 }
 
 /// Seasonal naive: the value a whole number of periods before `origin + h`, the latest one

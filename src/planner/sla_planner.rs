@@ -211,7 +211,7 @@ impl SlaPlanner {
             if !(requests.is_finite() && requests >= 0.0) {
                 continue;
             }
-            self.observe_rate(requests, interval_s, h);
+            self.observe_rate(requests, None, interval_s, h);
             if requests > 0.0 {
                 if let Some(v) = isl.filter(|v| v.is_finite() && *v > 0.0) {
                     self.isl.observe(v, h);
@@ -244,10 +244,18 @@ impl SlaPlanner {
     }
 
     /// Feeds an interval's arrivals to the rate forecaster, with their counting scatter (a
-    /// Poisson count of n scatters by sqrt(n)).
-    fn observe_rate(&mut self, requests: f64, interval_s: f64, h: usize) {
+    /// Poisson count of n scatters by sqrt(n)), and, when the count's second half is known,
+    /// the rise within the interval.
+    fn observe_rate(&mut self, requests: f64, second_half: Option<f64>, interval_s: f64, h: usize) {
         self.rate
             .observe_sampled(requests / interval_s, requests.sqrt() / interval_s, h);
+        if let Some(late) = second_half.filter(|v| v.is_finite() && (0.0..=requests).contains(v)) {
+            // Half-interval rates, a half interval apart: their difference, twice, is the
+            // rise per interval; a Poisson count's halves differ by sqrt(n).
+            let rise = 4.0 * (2.0 * late - requests) / interval_s;
+            self.rate
+                .observe_within(rise, 4.0 * requests.sqrt() / interval_s);
+        }
     }
 
     /// Replica counts as the reasons name them: `4P+3D`, or `3 workers` in aggregated mode.
@@ -481,17 +489,7 @@ impl Policy for SlaPlanner {
         let h = self.horizon_steps(interval_s);
         let rate = requests / interval_s;
         let silence = self.silence_hold(now_s, interval_s, requests);
-        self.observe_rate(requests, interval_s, h);
-        if let Some(late) = obs
-            .requests_second_half
-            .filter(|v| v.is_finite() && (0.0..=requests).contains(v))
-        {
-            // Half-interval rates, a half interval apart: their difference, twice, is the
-            // rise per interval; a Poisson count's halves differ by sqrt(n).
-            let rise = 4.0 * (2.0 * late - requests) / interval_s;
-            self.rate
-                .observe_within(rise, 4.0 * requests.sqrt() / interval_s);
-        }
+        self.observe_rate(requests, obs.requests_second_half, interval_s, h);
         if requests > 0.0 {
             if let Some(v) = obs.isl_mean.filter(|v| v.is_finite() && *v > 0.0) {
                 self.isl.observe(v, h);
