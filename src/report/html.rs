@@ -52,40 +52,27 @@ pub fn render_html(summary: &Summary, results: &[SimResult]) -> String {
         });
     }
     let held = |s: crate::planner::ReplicaState| (s.ready + s.starting) as f64;
-    charts.push(LineChart {
-        title: "Prefill replicas (ready + starting) at each decision".into(),
-        x_label: "time (s)".into(),
-        y_label: "replicas".into(),
-        series: results
-            .iter()
-            .map(|r| {
-                series_of(
-                    r,
-                    r.policy.clone(),
-                    |row| row.observation.replicas.map(|x| held(x.prefill)),
-                    true,
-                )
-            })
-            .collect(),
-        ..Default::default()
-    });
-    charts.push(LineChart {
-        title: "Decode replicas (ready + starting) at each decision".into(),
-        x_label: "time (s)".into(),
-        y_label: "replicas".into(),
-        series: results
-            .iter()
-            .map(|r| {
-                series_of(
-                    r,
-                    r.policy.clone(),
-                    |row| row.observation.replicas.map(|x| held(x.decode)),
-                    true,
-                )
-            })
-            .collect(),
-        ..Default::default()
-    });
+    type Role = fn(crate::planner::RoleReplicas) -> crate::planner::ReplicaState;
+    let roles: [(&str, Role); 2] = [("Prefill", |x| x.prefill), ("Decode", |x| x.decode)];
+    for (role, state) in roles {
+        charts.push(LineChart {
+            title: format!("{role} replicas (ready + starting) at each decision"),
+            x_label: "time (s)".into(),
+            y_label: "replicas".into(),
+            series: results
+                .iter()
+                .map(|r| {
+                    series_of(
+                        r,
+                        r.policy.clone(),
+                        |row| row.observation.replicas.map(|x| held(state(x))),
+                        true,
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        });
+    }
     charts.push(LineChart {
         title: "TTFT p90 per interval against the SLA".into(),
         x_label: "time (s)".into(),

@@ -143,6 +143,17 @@ impl RateShape {
                 Err(format!("{name}: must be a number > 0 (got {v})"))
             }
         };
+        let min_max = |min_rps: f64, max_rps: f64| {
+            nonneg("min_rps", min_rps)?;
+            nonneg("max_rps", max_rps)?;
+            if max_rps < min_rps {
+                Err(format!(
+                    "max_rps: must be >= min_rps ({max_rps} < {min_rps})"
+                ))
+            } else {
+                Ok(())
+            }
+        };
         match *self {
             RateShape::Constant { rps } => nonneg("rps", rps),
             RateShape::Sinusoid {
@@ -150,16 +161,8 @@ impl RateShape {
                 max_rps,
                 period_s,
             } => {
-                nonneg("min_rps", min_rps)?;
-                nonneg("max_rps", max_rps)?;
                 pos("period_s", period_s)?;
-                if max_rps < min_rps {
-                    Err(format!(
-                        "max_rps: must be >= min_rps ({max_rps} < {min_rps})"
-                    ))
-                } else {
-                    Ok(())
-                }
+                min_max(min_rps, max_rps)
             }
             RateShape::Step {
                 base_rps,
@@ -197,16 +200,8 @@ impl RateShape {
                 max_rps,
                 day_s,
             } => {
-                nonneg("min_rps", min_rps)?;
-                nonneg("max_rps", max_rps)?;
                 pos("day_s", day_s)?;
-                if max_rps < min_rps {
-                    Err(format!(
-                        "max_rps: must be >= min_rps ({max_rps} < {min_rps})"
-                    ))
-                } else {
-                    Ok(())
-                }
+                min_max(min_rps, max_rps)
             }
         }
     }
