@@ -161,8 +161,8 @@ impl RateShape {
                 max_rps,
                 period_s,
             } => {
-                pos("period_s", period_s)?;
-                min_max(min_rps, max_rps)
+                min_max(min_rps, max_rps)?;
+                pos("period_s", period_s)
             }
             RateShape::Step {
                 base_rps,
@@ -200,8 +200,8 @@ impl RateShape {
                 max_rps,
                 day_s,
             } => {
-                pos("day_s", day_s)?;
-                min_max(min_rps, max_rps)
+                min_max(min_rps, max_rps)?;
+                pos("day_s", day_s)
             }
         }
     }
