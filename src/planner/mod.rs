@@ -11,6 +11,7 @@ mod observation;
 pub mod sla_planner;
 pub mod solver;
 pub mod stabilizer;
+pub mod step_pool;
 
 pub use crate::scaler::Limits;
 pub use observation::{

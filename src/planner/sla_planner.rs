@@ -6,6 +6,7 @@ use super::forecast::{ForecasterKind, SignalForecaster};
 use super::model::{itl_batch_z, normal_quantile, CorrectionConfig, Evidence, PerformanceModel};
 use super::solver::{solve, Load, Mode, SolverConfig};
 use super::stabilizer::{Stabilizer, StabilizerConfig};
+use super::step_pool::{Pooled, StepPool};
 use super::{Decision, Forecast, Observation, Policy, PolicyContext};
 
 /// The planner's settings; every field has a default (`docs/planner.md`).
@@ -26,6 +27,10 @@ pub struct PlannerConfig {
     /// change is seen: the bound is then `z * prior_error * point` above it.
     #[serde(default = "default_prior_error")]
     pub prior_error: f64,
+    /// The forecasters' time step, seconds: shorter decision intervals are pooled into
+    /// steps of about this length (`step_pool`); longer ones are a step each.
+    #[serde(default = "default_forecast_step")]
+    pub forecast_step_s: f64,
     /// This share of requests must have TTFT within target.
     #[serde(default = "default_quantile")]
     pub ttft_quantile: f64,
@@ -52,6 +57,9 @@ fn default_headroom() -> f64 {
 fn default_prior_error() -> f64 {
     super::forecast::DEFAULT_PRIOR_ERROR
 }
+fn default_forecast_step() -> f64 {
+    60.0
+}
 fn default_quantile() -> f64 {
     0.99
 }
@@ -66,6 +74,7 @@ impl Default for PlannerConfig {
             season_s: None,
             headroom_quantile: default_headroom(),
             prior_error: default_prior_error(),
+            forecast_step_s: default_forecast_step(),
             ttft_quantile: default_quantile(),
             itl_quantile: default_quantile(),
             kv_fraction: default_kv_fraction(),
@@ -92,6 +101,12 @@ impl PlannerConfig {
             return Err(format!(
                 "prior_error: must be >= 0 (got {})",
                 self.prior_error
+            ));
+        }
+        if !(self.forecast_step_s.is_finite() && self.forecast_step_s > 0.0) {
+            return Err(format!(
+                "forecast_step_s: must be > 0 (got {})",
+                self.forecast_step_s
             ));
         }
         if !(self.kv_fraction > 0.0 && self.kv_fraction <= 1.0) {
@@ -133,6 +148,8 @@ pub struct SlaPlanner {
     rate: SignalForecaster,
     isl: SignalForecaster,
     osl: SignalForecaster,
+    /// Intervals waiting to make up the forecasters' next step.
+    pool: StepPool,
     stabilizer: Stabilizer,
     last: Option<(u32, u32)>,
     /// Ready replicas at the previous observation, to tell steady intervals.
@@ -184,13 +201,16 @@ impl SlaPlanner {
             ctx.limits.min_prefill = 0;
             ctx.limits.max_prefill = 0;
         }
-        let period = cfg.season_s.map(|s| (s / ctx.interval_s).round() as usize);
+        let pool = StepPool::new(cfg.forecast_step_s);
+        let step_s = pool.step_len_s(ctx.interval_s);
+        let period = cfg.season_s.map(|s| (s / step_s).round() as usize);
         let model = PerformanceModel::new(ctx.prefill.clone(), ctx.decode.clone(), cfg.correction);
         SlaPlanner {
             name: "planner".into(),
             rate: SignalForecaster::new(cfg.forecaster, period).with_prior_error(cfg.prior_error),
             isl: SignalForecaster::new(cfg.forecaster, period),
             osl: SignalForecaster::new(cfg.forecaster, period),
+            pool,
             stabilizer: Stabilizer::new(cfg.stabilizer),
             model,
             ctx,
@@ -206,19 +226,12 @@ impl SlaPlanner {
     /// Feeds past intervals to the forecasters without deciding, so a restart does not
     /// forget the load: `(requests, isl_mean, osl_mean)` per interval, oldest first.
     pub fn warm(&mut self, history: &[(f64, Option<f64>, Option<f64>)], interval_s: f64) {
-        let h = self.horizon_steps(interval_s);
         for &(requests, isl, osl) in history {
             if !(requests.is_finite() && requests >= 0.0) {
                 continue;
             }
-            self.observe_rate(requests, None, interval_s, h);
-            if requests > 0.0 {
-                if let Some(v) = isl.filter(|v| v.is_finite() && *v > 0.0) {
-                    self.isl.observe(v, h);
-                }
-                if let Some(v) = osl.filter(|v| v.is_finite() && *v > 0.0) {
-                    self.osl.observe(v, h);
-                }
+            if let Some(pooled) = self.pool.add(interval_s, requests, None, isl, osl) {
+                self.observe_pooled(&pooled);
             }
         }
     }
@@ -243,18 +256,46 @@ impl SlaPlanner {
         self.ctx.sla
     }
 
-    /// Feeds an interval's arrivals to the rate forecaster, with their counting scatter (a
-    /// Poisson count of n scatters by sqrt(n)), and, when the count's second half is known,
-    /// the rise within the interval.
-    fn observe_rate(&mut self, requests: f64, second_half: Option<f64>, interval_s: f64, h: usize) {
-        self.rate
-            .observe_sampled(requests / interval_s, requests.sqrt() / interval_s, h);
-        if let Some(late) = second_half.filter(|v| v.is_finite() && (0.0..=requests).contains(v)) {
-            // Half-interval rates, a half interval apart: their difference, twice, is the
-            // rise per interval; a Poisson count's halves differ by sqrt(n).
-            let rise = 4.0 * (2.0 * late - requests) / interval_s;
-            self.rate
-                .observe_within(rise, 4.0 * requests.sqrt() / interval_s);
+    /// Feeds a step's value to the forecasters (`step_pool`), scored `h` steps ahead.
+    fn observe_pooled(&mut self, pooled: &Pooled) {
+        let h = self.horizon_steps(pooled.span_s);
+        Self::observe_into(
+            (&mut self.rate, &mut self.isl, &mut self.osl),
+            pooled,
+            pooled.span_s,
+            h,
+        );
+    }
+
+    /// Feeds a pooled value spanning `pooled.span_s` to forecasters whose step is
+    /// `step_s`: the arrivals as a rate with their counting scatter (a Poisson count of n
+    /// scatters by sqrt(n)), and, when the count's second half is known, the rise within
+    /// the span, per step; the lengths when requests came.
+    fn observe_into(
+        (rate, isl, osl): (
+            &mut SignalForecaster,
+            &mut SignalForecaster,
+            &mut SignalForecaster,
+        ),
+        pooled: &Pooled,
+        step_s: f64,
+        h: usize,
+    ) {
+        let (n, span) = (pooled.requests, pooled.span_s);
+        rate.observe_sampled(n / span, n.sqrt() / span, h);
+        if let Some(late) = pooled.second_half {
+            // Half-span rates, half a span apart: their difference over that distance is
+            // the slope, and a Poisson count's halves differ by sqrt(n).
+            let per_step = 4.0 * step_s / (span * span);
+            rate.observe_within((2.0 * late - n) * per_step, n.sqrt() * per_step);
+        }
+        if n > 0.0 {
+            if let Some(v) = pooled.isl {
+                isl.observe(v, h);
+            }
+            if let Some(v) = pooled.osl {
+                osl.observe(v, h);
+            }
         }
     }
 
@@ -486,19 +527,54 @@ impl Policy for SlaPlanner {
             Some(_) => return self.hold(obs, "request count is not a number"),
             None => return self.hold(obs, "request count missing"),
         };
-        let h = self.horizon_steps(interval_s);
         let rate = requests / interval_s;
         let silence = self.silence_hold(now_s, interval_s, requests);
-        self.observe_rate(requests, obs.requests_second_half, interval_s, h);
-        if requests > 0.0 {
-            if let Some(v) = obs.isl_mean.filter(|v| v.is_finite() && *v > 0.0) {
-                self.isl.observe(v, h);
-            }
-            if let Some(v) = obs.osl_mean.filter(|v| v.is_finite() && *v > 0.0) {
-                self.osl.observe(v, h);
-            }
+        let step_s = self.pool.step_len_s(interval_s);
+        if let Some(pooled) = self.pool.add(
+            interval_s,
+            requests,
+            obs.requests_second_half,
+            obs.isl_mean,
+            obs.osl_mean,
+        ) {
+            self.observe_pooled(&pooled);
         }
         let learned = self.learn(obs, requests, interval_s);
+        // The errors behind the bound are measured `h` steps ahead; the solver sizes up to
+        // the step holding the moment capacity asked for at the next decision could be
+        // ready, counted from the newest step the forecasters have seen.
+        let h = self.horizon_steps(step_s);
+        let mut last_h = ((self.pool.span_s() + interval_s + self.ctx.startup_s) / step_s)
+            .ceil()
+            .clamp(1.0, MAX_HORIZON_STEPS as f64) as usize;
+        // The step under way, taken for a whole one by a copy of the forecasters: until a
+        // first step is complete it is all there is (the start is when a ramp is likeliest
+        // to be missed); after, it may raise the plan, not lower it (a jump within the step
+        // is met at once; a quiet stretch of it waits for the step, as a burst may follow).
+        let provisional = self.pool.peek().map(|partial| {
+            let mut copies = (self.rate.clone(), self.isl.clone(), self.osl.clone());
+            Self::observe_into(
+                (&mut copies.0, &mut copies.1, &mut copies.2),
+                &partial,
+                step_s,
+                h,
+            );
+            copies
+        });
+        let committed = (!self.rate.is_empty()).then_some((&self.rate, &self.isl, &self.osl));
+        if committed.is_none() {
+            last_h = h;
+        }
+        let (isl_forecaster, osl_forecaster) = match (committed, &provisional) {
+            (Some((_, i, o)), _) => (i, o),
+            (None, Some((_, i, o))) => (i, o),
+            (None, None) => (&self.isl, &self.osl),
+        };
+        let rate_forecasters: Vec<(&SignalForecaster, bool)> = committed
+            .iter()
+            .map(|c| (c.0, false))
+            .chain(provisional.iter().map(|p| (&p.0, true)))
+            .collect();
 
         let z = normal_quantile(self.cfg.headroom_quantile);
         let solver_cfg = SolverConfig {
@@ -518,27 +594,34 @@ impl Policy for SlaPlanner {
             .queued_prefill_tokens
             .filter(|q| q.is_finite() && *q > 0.0)
             .unwrap_or(0.0);
-        let mut best: Option<(u32, u32, super::solver::Solution, Load, usize)> = None;
+        type Source<'a> = Option<(&'a SignalForecaster, bool)>;
+        let mut best: Option<(u32, u32, super::solver::Solution, Load, usize, Source)> = None;
         // Step 0 is the interval just seen (a jump the forecasters have not caught up with);
-        // steps 1..=h cover until capacity asked for at the next decision could be ready.
-        for step in planned_steps(h) {
+        // steps 1..=last_h cover until capacity asked for at the next decision could be ready.
+        for step in planned_steps(last_h) {
             // The errors behind the bound were measured `h` steps ahead; nearer steps are
             // surer, by the square root of the distance (as a random walk's spread grows).
-            let lambda = if step == 0 {
-                rate
+            let bound = |f: &SignalForecaster| {
+                f.forecast(step, z)
+                    .map(|f| f.point + (f.upper - f.point) * (step as f64 / h as f64).sqrt())
+            };
+            let (lambda, from) = if step == 0 {
+                (rate, None)
             } else {
-                self.rate.forecast(step, z).map_or(rate, |f| {
-                    f.point + (f.upper - f.point) * (step as f64 / h as f64).sqrt()
-                })
+                rate_forecasters
+                    .iter()
+                    .filter_map(|&(f, partial)| Some((bound(f)?, Some((f, partial)))))
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                    .unwrap_or((rate, None))
             };
             let load = Load {
                 lambda,
                 isl: length(
-                    &self.isl,
+                    isl_forecaster,
                     step.max(1),
                     self.ctx.prefill.max_profiled_isl() / 4.0,
                 ),
-                osl: length(&self.osl, step.max(1), 256.0),
+                osl: length(osl_forecaster, step.max(1), 256.0),
                 backlog_tokens: if step <= 1 { backlog } else { 0.0 },
                 drain_s: interval_s,
             };
@@ -553,19 +636,27 @@ impl Policy for SlaPlanner {
             if best.is_none() || sol.prefill > p || sol.decode > d {
                 let np = sol.prefill.max(p);
                 let nd = sol.decode.max(d);
-                best = Some((np, nd, sol, load, step));
+                best = Some((np, nd, sol, load, step, from));
             }
         }
-        let (wish_p, wish_d, sol, load, step) = best.expect("at least one step");
-        let method = self.rate.forecast(1, z).map(|f| f.method);
-        let source = match method {
-            Some(m) if step > 0 => format!(
-                "p{:.0} of the {} forecast, {}s ahead",
+        let (wish_p, wish_d, sol, load, step, from) = best.expect("at least one step");
+        let method = rate_forecasters
+            .first()
+            .and_then(|(f, _)| f.forecast(1, z))
+            .map(|f| f.method);
+        let source = match from.and_then(|(f, partial)| Some((f.forecast(1, z)?.method, partial))) {
+            Some((m, partial)) => format!(
+                "p{:.0} of the {} forecast{}, {}s ahead",
                 self.cfg.headroom_quantile * 100.0,
                 m.name(),
-                step as f64 * interval_s
+                if partial && committed.is_some() {
+                    " with the step under way"
+                } else {
+                    ""
+                },
+                step as f64 * step_s
             ),
-            _ => "the rate just seen".to_string(),
+            None => "the rate just seen".to_string(),
         };
         let mut reasons = vec![format!(
             "plan for {:.2} req/s ({source}), ISL {:.0}, OSL {:.0}: {}",
@@ -648,7 +739,7 @@ impl Policy for SlaPlanner {
             ));
         }
         self.last = Some((decision.prefill, decision.decode));
-        let horizon_s = h as f64 * interval_s;
+        let horizon_s = last_h as f64 * step_s;
         Decision {
             forecast: Some(Forecast {
                 horizon_s,
@@ -1022,6 +1113,119 @@ mod tests {
             ..Default::default()
         };
         assert!(bad.validate().unwrap_err().starts_with("kv_fraction"));
+        for step in [0.0, -60.0, f64::NAN] {
+            let bad = PlannerConfig {
+                forecast_step_s: step,
+                ..Default::default()
+            };
+            assert!(bad.validate().unwrap_err().starts_with("forecast_step_s"));
+        }
         assert!(PlannerConfig::default().validate().is_ok());
+    }
+
+    /// An interval of `interval_s` seconds with `rate` req/s arriving, evenly over it.
+    fn steady_interval(time_s: f64, interval_s: f64, rate: f64) -> Observation {
+        let requests = (rate * interval_s).round();
+        Observation {
+            time_s,
+            interval_s,
+            requests: Some(requests),
+            requests_second_half: Some((requests / 2.0).floor()),
+            isl_mean: Some(3000.0),
+            osl_mean: Some(300.0),
+            ..Default::default()
+        }
+    }
+
+    fn planned_rate(d: &Decision) -> f64 {
+        d.forecast.expect("a forecast").requests_per_s
+    }
+
+    #[test]
+    fn intervals_shorter_than_the_forecast_step_are_forecast_as_whole_steps() {
+        let ctx = || {
+            crate::planner::test_context(
+                Sla {
+                    ttft_ms: 200.0,
+                    itl_ms: 10.0,
+                },
+                false,
+            )
+        };
+        // A load rising by 3 req/s a minute, seen every minute and every 10 s.
+        let rate = |minute: u32| 10.0 + 3.0 * f64::from(minute);
+        let mut by_minute = SlaPlanner::new(ctx(), PlannerConfig::default());
+        let mut by_ten = SlaPlanner::new(ctx(), PlannerConfig::default());
+        let mut unpooled = SlaPlanner::new(
+            ctx(),
+            PlannerConfig {
+                forecast_step_s: 10.0,
+                ..Default::default()
+            },
+        );
+        for minute in 0..15u32 {
+            let t0 = 60.0 * f64::from(minute);
+            let whole =
+                by_minute.decide(t0 + 60.0, &steady_interval(t0 + 60.0, 60.0, rate(minute)));
+            let mut last = Decision::default();
+            let mut last_unpooled = Decision::default();
+            for k in 1..=6 {
+                let obs = steady_interval(t0 + 10.0 * f64::from(k), 10.0, rate(minute));
+                last = by_ten.decide(obs.time_s, &obs);
+                last_unpooled = unpooled.decide(obs.time_s, &obs);
+            }
+            // When a step completes, the forecasters have seen what the minute's planner
+            // saw, and plan alike.
+            assert!(
+                (planned_rate(&last) - planned_rate(&whole)).abs() < 1e-9,
+                "minute {minute}: {} vs {}",
+                last.reasons[0],
+                whole.reasons[0]
+            );
+            if minute == 14 {
+                // Forecast in 10 s steps, the same rise is extrapolated over 7 of them
+                // with the bound of a 10 s count: another plan.
+                assert!(
+                    (planned_rate(&last_unpooled) - planned_rate(&whole)).abs() > 0.5,
+                    "{}",
+                    last_unpooled.reasons[0]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn within_a_step_a_jump_raises_the_plan_at_once_and_a_lull_does_not_lower_it() {
+        let ctx = crate::planner::test_context(
+            Sla {
+                ttft_ms: 200.0,
+                itl_ms: 10.0,
+            },
+            false,
+        );
+        let mut planner = SlaPlanner::new(ctx, PlannerConfig::default());
+        let mut t = 0.0;
+        let mut at_step_end = Decision::default();
+        for _ in 0..10 * 6 {
+            t += 10.0;
+            at_step_end = planner.decide(t, &steady_interval(t, 10.0, 20.0));
+        }
+        let steady = planned_rate(&at_step_end);
+        // A lull of 10 s within the next step: the plan holds until the step is complete.
+        let lull = planner.decide(t + 10.0, &steady_interval(t + 10.0, 10.0, 2.0));
+        assert!(planned_rate(&lull) >= steady, "{}", lull.reasons[0]);
+        // The step completes at 20 req/s; then 10 s at 60 req/s: planned for at once, with
+        // room for it to go on.
+        for _ in 0..6 {
+            t += 10.0;
+            planner.decide(t, &steady_interval(t, 10.0, 20.0));
+        }
+        let jump = planner.decide(t + 10.0, &steady_interval(t + 10.0, 10.0, 60.0));
+        assert!(planned_rate(&jump) > 60.0, "{}", jump.reasons[0]);
+        assert!(
+            jump.reasons[0].contains("forecast with the step under way"),
+            "{}",
+            jump.reasons[0]
+        );
     }
 }

@@ -1,0 +1,263 @@
+//! Decision intervals pooled into the forecasters' time step.
+//!
+//! A count over a few seconds scatters by more than the load moves in them, and a horizon of
+//! a cold start is then dozens of such steps: the forecasters would extrapolate the scatter
+//! over all of them. Intervals shorter than the forecast step are pooled until they span
+//! it, and the forecasters see one value per pool; the planner still decides every
+//! interval, and sizes for the rate just seen at each, so a jump is met at once.
+
+/// A pooled value: what the intervals in a pool saw together.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pooled {
+    pub requests: f64,
+    pub span_s: f64,
+    /// Arrivals in the pool's second half, when every interval's second half was counted.
+    pub second_half: Option<f64>,
+    /// Request-weighted means over the intervals that reported them.
+    pub isl: Option<f64>,
+    pub osl: Option<f64>,
+}
+
+impl Pooled {
+    pub fn rate(&self) -> f64 {
+        self.requests / self.span_s
+    }
+}
+
+/// One interval as added: its length, arrivals, second-half arrivals and mean lengths.
+#[derive(Debug, Clone, Copy)]
+struct Interval {
+    span_s: f64,
+    requests: f64,
+    second_half: Option<f64>,
+    isl: Option<f64>,
+    osl: Option<f64>,
+}
+
+/// Intervals waiting to fill a forecast step.
+#[derive(Debug, Clone)]
+pub struct StepPool {
+    step_s: f64,
+    intervals: Vec<Interval>,
+}
+
+impl StepPool {
+    /// Pools intervals shorter than `step_s`; longer ones pass one by one.
+    pub fn new(step_s: f64) -> StepPool {
+        StepPool {
+            step_s,
+            intervals: Vec::new(),
+        }
+    }
+
+    /// How many intervals of `interval_s` make a step: the nearest whole number, at least
+    /// one (so 45 s intervals are not pooled into 90 s steps for a 60 s step).
+    pub fn intervals_per_step(&self, interval_s: f64) -> usize {
+        if !interval_s.is_finite() || interval_s <= 0.0 || interval_s >= self.step_s {
+            return 1;
+        }
+        ((self.step_s / interval_s).round() as usize).max(1)
+    }
+
+    /// The length of a step made of intervals of `interval_s`.
+    pub fn step_len_s(&self, interval_s: f64) -> f64 {
+        self.intervals_per_step(interval_s) as f64 * interval_s
+    }
+
+    /// Time the pool holds so far.
+    pub fn span_s(&self) -> f64 {
+        self.intervals.iter().map(|i| i.span_s).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.intervals.is_empty()
+    }
+
+    /// Adds an interval; returns the pool when it now spans a step (half an interval short
+    /// is enough: live intervals jitter around their length).
+    pub fn add(
+        &mut self,
+        interval_s: f64,
+        requests: f64,
+        second_half: Option<f64>,
+        isl: Option<f64>,
+        osl: Option<f64>,
+    ) -> Option<Pooled> {
+        self.intervals.push(Interval {
+            span_s: interval_s,
+            requests,
+            second_half: second_half.filter(|v| v.is_finite() && (0.0..=requests).contains(v)),
+            isl: isl.filter(|v| v.is_finite() && *v > 0.0 && requests > 0.0),
+            osl: osl.filter(|v| v.is_finite() && *v > 0.0 && requests > 0.0),
+        });
+        let full = self.step_len_s(interval_s) - interval_s / 2.0;
+        (self.span_s() >= full).then(|| {
+            let pooled = self.peek().expect("an interval was just added");
+            self.intervals.clear();
+            pooled
+        })
+    }
+
+    /// What the pool holds so far, as one value; `None` when empty.
+    pub fn peek(&self) -> Option<Pooled> {
+        if let [one] = self.intervals.as_slice() {
+            // Passed through as it came: pooling one interval must not move a bit of it.
+            return Some(Pooled {
+                requests: one.requests,
+                span_s: one.span_s,
+                second_half: one.second_half,
+                isl: one.isl,
+                osl: one.osl,
+            });
+        }
+        if self.intervals.is_empty() {
+            return None;
+        }
+        let span_s = self.span_s();
+        let requests = self.intervals.iter().map(|i| i.requests).sum();
+        let weighted = |len: fn(&Interval) -> Option<f64>| {
+            let (sum, weight) = self
+                .intervals
+                .iter()
+                .filter_map(|i| len(i).map(|v| (v * i.requests, i.requests)))
+                .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+            (weight > 0.0).then(|| sum / weight)
+        };
+        Some(Pooled {
+            requests,
+            span_s,
+            second_half: self.second_half(span_s),
+            isl: weighted(|i| i.isl),
+            osl: weighted(|i| i.osl),
+        })
+    }
+
+    /// Arrivals in the pool's second half, from each interval's halves: a half that straddles
+    /// the middle gives its share by time (arrivals within it are taken as even).
+    fn second_half(&self, span_s: f64) -> Option<f64> {
+        let middle = span_s / 2.0;
+        let mut start = 0.0;
+        let mut late = 0.0;
+        for i in &self.intervals {
+            let second = i.second_half?;
+            let half = i.span_s / 2.0;
+            for (from, count) in [(start, i.requests - second), (start + half, second)] {
+                let to = from + half;
+                if to > middle {
+                    let inside = (to - from.max(middle)) / half;
+                    late += count * inside.clamp(0.0, 1.0);
+                }
+            }
+            start += i.span_s;
+        }
+        Some(late)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_are_pooled_to_the_nearest_whole_step() {
+        let pool = StepPool::new(60.0);
+        for (interval, per_step) in [
+            (60.0, 1),
+            (180.0, 1),
+            (45.0, 1),
+            (30.0, 2),
+            (25.0, 2),
+            (15.0, 4),
+            (10.0, 6),
+            (5.0, 12),
+            (0.0, 1),
+            (f64::NAN, 1),
+        ] {
+            assert_eq!(pool.intervals_per_step(interval), per_step, "{interval}");
+        }
+    }
+
+    #[test]
+    fn a_step_of_one_interval_passes_it_through_unchanged() {
+        let mut pool = StepPool::new(60.0);
+        let got = pool.add(60.0, 7.0, Some(5.0), Some(3000.3), None).unwrap();
+        assert_eq!(
+            got,
+            Pooled {
+                requests: 7.0,
+                span_s: 60.0,
+                second_half: Some(5.0),
+                isl: Some(3000.3),
+                osl: None,
+            }
+        );
+        assert!(pool.is_empty());
+    }
+
+    #[test]
+    fn short_intervals_fill_a_step_then_start_the_next() {
+        let mut pool = StepPool::new(60.0);
+        // Six 10 s intervals: 10, 20, ..., 60 arrivals, each with a third in its first half.
+        let mut out = None;
+        for k in 1..=6 {
+            let n = 10.0 * k as f64;
+            assert!(out.is_none(), "closed early at {k}");
+            out = pool.add(
+                10.0,
+                n,
+                Some(n * 2.0 / 3.0),
+                Some(1000.0 * k as f64),
+                Some(100.0),
+            );
+        }
+        let got = out.expect("six intervals make a step");
+        assert_eq!(got.requests, 210.0);
+        assert_eq!(got.span_s, 60.0);
+        assert!((got.rate() - 3.5).abs() < 1e-12);
+        // The second half is the last three intervals: 40 + 50 + 60.
+        assert_eq!(got.second_half, Some(150.0));
+        // Weighted by arrivals: (10*1000 + 20*2000 + ... + 60*6000) / 210.
+        let isl = (1..=6)
+            .map(|k| 10.0 * k as f64 * 1000.0 * k as f64)
+            .sum::<f64>()
+            / 210.0;
+        assert!((got.isl.unwrap() - isl).abs() < 1e-9);
+        assert_eq!(got.osl, Some(100.0));
+        assert!(pool.is_empty());
+        assert!(pool.add(10.0, 1.0, None, None, None).is_none());
+    }
+
+    #[test]
+    fn an_odd_pool_splits_its_middle_interval_at_its_halves() {
+        let mut pool = StepPool::new(60.0);
+        pool.add(20.0, 10.0, Some(4.0), None, None);
+        let got = pool.add(20.0, 20.0, Some(15.0), None, None);
+        assert!(got.is_none());
+        let peek = pool.peek().unwrap();
+        // Middle at 20 s: the second interval is the second half.
+        assert_eq!(peek.second_half, Some(20.0));
+        let got = pool.add(20.0, 30.0, Some(10.0), None, None).unwrap();
+        // Middle at 30 s: the second interval's second half (15), and all of the third (30).
+        assert_eq!(got.second_half, Some(45.0));
+    }
+
+    #[test]
+    fn a_pool_missing_a_second_half_has_none_and_lengths_only_from_intervals_with_requests() {
+        let mut pool = StepPool::new(30.0);
+        pool.add(15.0, 0.0, Some(0.0), Some(500.0), Some(50.0));
+        let got = pool.add(15.0, 10.0, None, Some(2000.0), None).unwrap();
+        assert_eq!(got.second_half, None);
+        assert_eq!(got.isl, Some(2000.0));
+        assert_eq!(got.osl, None);
+    }
+
+    #[test]
+    fn jittered_live_intervals_close_a_step_within_half_an_interval() {
+        let mut pool = StepPool::new(60.0);
+        let spans = [15.02, 14.97, 15.01];
+        for s in spans {
+            assert!(pool.add(s, 5.0, None, None, None).is_none());
+        }
+        assert!(pool.add(14.9, 5.0, None, None, None).is_some());
+    }
+}
