@@ -201,7 +201,7 @@ impl SlaPlanner {
             ctx.limits.min_prefill = 0;
             ctx.limits.max_prefill = 0;
         }
-        let pool = StepPool::new(cfg.forecast_step_s);
+        let pool = StepPool::new(cfg.forecast_step_s, ctx.startup_s);
         let step_s = pool.step_len_s(ctx.interval_s);
         let period = cfg.season_s.map(|s| (s / step_s).round() as usize);
         let model = PerformanceModel::new(ctx.prefill.clone(), ctx.decode.clone(), cfg.correction);
@@ -1143,8 +1143,10 @@ mod tests {
 
     #[test]
     fn intervals_shorter_than_the_forecast_step_are_forecast_as_whole_steps() {
-        let ctx = || {
-            crate::planner::test_context(
+        // A 180 s cold start: a horizon of 190 s, steps of a minute (`forecast_step_s`).
+        let ctx = || PolicyContext {
+            startup_s: 180.0,
+            ..crate::planner::test_context(
                 Sla {
                     ttft_ms: 200.0,
                     itl_ms: 10.0,
@@ -1183,7 +1185,7 @@ mod tests {
                 whole.reasons[0]
             );
             if minute == 14 {
-                // Forecast in 10 s steps, the same rise is extrapolated over 7 of them
+                // Forecast in 10 s steps, the same rise is extrapolated over 19 of them
                 // with the bound of a 10 s count: another plan.
                 assert!(
                     (planned_rate(&last_unpooled) - planned_rate(&whole)).abs() > 0.5,
@@ -1196,13 +1198,16 @@ mod tests {
 
     #[test]
     fn within_a_step_a_jump_raises_the_plan_at_once_and_a_lull_does_not_lower_it() {
-        let ctx = crate::planner::test_context(
-            Sla {
-                ttft_ms: 200.0,
-                itl_ms: 10.0,
-            },
-            false,
-        );
+        let ctx = PolicyContext {
+            startup_s: 180.0,
+            ..crate::planner::test_context(
+                Sla {
+                    ttft_ms: 200.0,
+                    itl_ms: 10.0,
+                },
+                false,
+            )
+        };
         let mut planner = SlaPlanner::new(ctx, PlannerConfig::default());
         let mut t = 0.0;
         let mut at_step_end = Decision::default();

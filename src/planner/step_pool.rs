@@ -34,29 +34,52 @@ struct Interval {
     osl: Option<f64>,
 }
 
-/// Intervals waiting to fill a forecast step.
+/// Intervals waiting to fill a forecast step, as running sums: an external tool's
+/// millisecond ticks make steps of tens of thousands of intervals, and each decision reads
+/// the pool.
 #[derive(Debug, Clone)]
 pub struct StepPool {
     step_s: f64,
-    intervals: Vec<Interval>,
+    startup_s: f64,
+    /// The pool's only interval, passed through as it came.
+    only: Option<Interval>,
+    count: usize,
+    span_s: f64,
+    requests: f64,
+    /// (sum of length x requests, requests) over the intervals that reported the length.
+    isl: (f64, f64),
+    osl: (f64, f64),
+    /// Arrivals counted by the end of each half interval: (time into the pool, count so
+    /// far); `None` once an interval came without its second half.
+    halves: Option<Vec<(f64, f64)>>,
 }
 
 impl StepPool {
-    /// Pools intervals shorter than `step_s`; longer ones pass one by one.
-    pub fn new(step_s: f64) -> StepPool {
+    /// Pools intervals into steps of about `step_s`, or of half the horizon (an interval
+    /// and the cold start `startup_s`) when that is shorter.
+    pub fn new(step_s: f64, startup_s: f64) -> StepPool {
         StepPool {
             step_s,
-            intervals: Vec::new(),
+            startup_s,
+            only: None,
+            count: 0,
+            span_s: 0.0,
+            requests: 0.0,
+            isl: (0.0, 0.0),
+            osl: (0.0, 0.0),
+            halves: Some(Vec::new()),
         }
     }
 
     /// How many intervals of `interval_s` make a step: the nearest whole number, at least
-    /// one (so 45 s intervals are not pooled into 90 s steps for a 60 s step).
+    /// one (so 45 s intervals are not pooled into 90 s steps for a 60 s step). The horizon
+    /// spans two steps at least, so a rise shows as steps before it is due.
     pub fn intervals_per_step(&self, interval_s: f64) -> usize {
-        if !interval_s.is_finite() || interval_s <= 0.0 || interval_s >= self.step_s {
+        let step_s = self.step_s.min((interval_s + self.startup_s) / 2.0);
+        if !interval_s.is_finite() || interval_s <= 0.0 || interval_s >= step_s {
             return 1;
         }
-        ((self.step_s / interval_s).round() as usize).max(1)
+        ((step_s / interval_s).round() as usize).max(1)
     }
 
     /// The length of a step made of intervals of `interval_s`.
@@ -66,11 +89,11 @@ impl StepPool {
 
     /// Time the pool holds so far.
     pub fn span_s(&self) -> f64 {
-        self.intervals.iter().map(|i| i.span_s).sum()
+        self.span_s
     }
 
     pub fn is_empty(&self) -> bool {
-        self.intervals.is_empty()
+        self.count == 0
     }
 
     /// Adds an interval; returns the pool when it now spans a step (half an interval short
@@ -83,25 +106,46 @@ impl StepPool {
         isl: Option<f64>,
         osl: Option<f64>,
     ) -> Option<Pooled> {
-        self.intervals.push(Interval {
+        let length = |v: Option<f64>| v.filter(|v| v.is_finite() && *v > 0.0 && requests > 0.0);
+        let interval = Interval {
             span_s: interval_s,
             requests,
             second_half: second_half.filter(|v| v.is_finite() && (0.0..=requests).contains(v)),
-            isl: isl.filter(|v| v.is_finite() && *v > 0.0 && requests > 0.0),
-            osl: osl.filter(|v| v.is_finite() && *v > 0.0 && requests > 0.0),
-        });
+            isl: length(isl),
+            osl: length(osl),
+        };
+        self.only = (self.count == 0).then_some(interval);
+        self.count += 1;
+        let start = self.span_s;
+        let before = self.requests;
+        self.span_s += interval_s;
+        self.requests += requests;
+        for (sum, v) in [(&mut self.isl, interval.isl), (&mut self.osl, interval.osl)] {
+            if let Some(v) = v {
+                sum.0 += v * requests;
+                sum.1 += requests;
+            }
+        }
+        match (interval.second_half, &mut self.halves) {
+            (Some(late), Some(halves)) => {
+                halves.push((start + interval_s / 2.0, before + requests - late));
+                halves.push((self.span_s, self.requests));
+            }
+            _ => self.halves = None,
+        }
         let full = self.step_len_s(interval_s) - interval_s / 2.0;
-        (self.span_s() >= full).then(|| {
+        (self.span_s >= full).then(|| {
             let pooled = self.peek().expect("an interval was just added");
-            self.intervals.clear();
+            *self = StepPool::new(self.step_s, self.startup_s);
             pooled
         })
     }
 
     /// What the pool holds so far, as one value; `None` when empty.
     pub fn peek(&self) -> Option<Pooled> {
-        if let [one] = self.intervals.as_slice() {
+        if self.count == 1 {
             // Passed through as it came: pooling one interval must not move a bit of it.
+            let one = self.only?;
             return Some(Pooled {
                 requests: one.requests,
                 span_s: one.span_s,
@@ -110,47 +154,33 @@ impl StepPool {
                 osl: one.osl,
             });
         }
-        if self.intervals.is_empty() {
+        if self.count == 0 {
             return None;
         }
-        let span_s = self.span_s();
-        let requests = self.intervals.iter().map(|i| i.requests).sum();
-        let weighted = |len: fn(&Interval) -> Option<f64>| {
-            let (sum, weight) = self
-                .intervals
-                .iter()
-                .filter_map(|i| len(i).map(|v| (v * i.requests, i.requests)))
-                .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
-            (weight > 0.0).then(|| sum / weight)
-        };
+        let mean = |(sum, weight): (f64, f64)| (weight > 0.0).then(|| sum / weight);
         Some(Pooled {
-            requests,
-            span_s,
-            second_half: self.second_half(span_s),
-            isl: weighted(|i| i.isl),
-            osl: weighted(|i| i.osl),
+            requests: self.requests,
+            span_s: self.span_s,
+            second_half: self.second_half(),
+            isl: mean(self.isl),
+            osl: mean(self.osl),
         })
     }
 
-    /// Arrivals in the pool's second half, from each interval's halves: a half that straddles
-    /// the middle gives its share by time (arrivals within it are taken as even).
-    fn second_half(&self, span_s: f64) -> Option<f64> {
-        let middle = span_s / 2.0;
-        let mut start = 0.0;
-        let mut late = 0.0;
-        for i in &self.intervals {
-            let second = i.second_half?;
-            let half = i.span_s / 2.0;
-            for (from, count) in [(start, i.requests - second), (start + half, second)] {
-                let to = from + half;
-                if to > middle {
-                    let inside = (to - from.max(middle)) / half;
-                    late += count * inside.clamp(0.0, 1.0);
-                }
-            }
-            start += i.span_s;
-        }
-        Some(late)
+    /// Arrivals in the pool's second half, from each interval's halves: a half that
+    /// straddles the middle gives its share by time (arrivals within it are taken as even).
+    fn second_half(&self) -> Option<f64> {
+        let halves = self.halves.as_ref()?;
+        let middle = self.span_s / 2.0;
+        let i = halves.partition_point(|&(t, _)| t < middle);
+        let (t1, n1) = *halves.get(i)?;
+        let (t0, n0) = if i == 0 { (0.0, 0.0) } else { halves[i - 1] };
+        let by_middle = if t1 > t0 {
+            n0 + (n1 - n0) * (middle - t0) / (t1 - t0)
+        } else {
+            n1
+        };
+        Some(self.requests - by_middle)
     }
 }
 
@@ -160,7 +190,7 @@ mod tests {
 
     #[test]
     fn intervals_are_pooled_to_the_nearest_whole_step() {
-        let pool = StepPool::new(60.0);
+        let pool = StepPool::new(60.0, 600.0);
         for (interval, per_step) in [
             (60.0, 1),
             (180.0, 1),
@@ -178,8 +208,36 @@ mod tests {
     }
 
     #[test]
+    fn a_step_is_at_most_half_the_horizon() {
+        // A 5 s cold start: 10 s intervals and a 15 s horizon are not pooled.
+        assert_eq!(StepPool::new(60.0, 5.0).intervals_per_step(10.0), 1);
+        // A 60 s cold start: 10 s intervals, a 70 s horizon, steps of 40 s.
+        assert_eq!(StepPool::new(60.0, 60.0).intervals_per_step(10.0), 4);
+        // A 180 s cold start: a minute.
+        assert_eq!(StepPool::new(60.0, 180.0).intervals_per_step(10.0), 6);
+    }
+
+    #[test]
+    fn millisecond_ticks_make_steps_of_tens_of_thousands_in_time_linear_in_them() {
+        let mut pool = StepPool::new(60.0, 600.0);
+        let mut steps = Vec::new();
+        for i in 0..150_000u32 {
+            let late = u32::from(i % 10 == 0);
+            if let Some(step) = pool.add(0.001, 1.0, Some(f64::from(late)), None, None) {
+                steps.push(step);
+            }
+            // Each decision reads the pool.
+            assert!(pool.peek().is_none_or(|p| p.requests >= 1.0));
+        }
+        assert_eq!(steps.len(), 2);
+        assert_eq!(steps[0].requests, 60_000.0);
+        assert!((steps[0].span_s - 60.0).abs() < 1e-6);
+        assert!((steps[0].second_half.unwrap() - 30_000.0).abs() < 1.0);
+    }
+
+    #[test]
     fn a_step_of_one_interval_passes_it_through_unchanged() {
-        let mut pool = StepPool::new(60.0);
+        let mut pool = StepPool::new(60.0, 600.0);
         let got = pool.add(60.0, 7.0, Some(5.0), Some(3000.3), None).unwrap();
         assert_eq!(
             got,
@@ -196,7 +254,7 @@ mod tests {
 
     #[test]
     fn short_intervals_fill_a_step_then_start_the_next() {
-        let mut pool = StepPool::new(60.0);
+        let mut pool = StepPool::new(60.0, 600.0);
         // Six 10 s intervals: 10, 20, ..., 60 arrivals, each with a third in its first half.
         let mut out = None;
         for k in 1..=6 {
@@ -229,7 +287,7 @@ mod tests {
 
     #[test]
     fn an_odd_pool_splits_its_middle_interval_at_its_halves() {
-        let mut pool = StepPool::new(60.0);
+        let mut pool = StepPool::new(60.0, 600.0);
         pool.add(20.0, 10.0, Some(4.0), None, None);
         let got = pool.add(20.0, 20.0, Some(15.0), None, None);
         assert!(got.is_none());
@@ -243,7 +301,7 @@ mod tests {
 
     #[test]
     fn a_pool_missing_a_second_half_has_none_and_lengths_only_from_intervals_with_requests() {
-        let mut pool = StepPool::new(30.0);
+        let mut pool = StepPool::new(30.0, 600.0);
         pool.add(15.0, 0.0, Some(0.0), Some(500.0), Some(50.0));
         let got = pool.add(15.0, 10.0, None, Some(2000.0), None).unwrap();
         assert_eq!(got.second_half, None);
@@ -253,7 +311,7 @@ mod tests {
 
     #[test]
     fn jittered_live_intervals_close_a_step_within_half_an_interval() {
-        let mut pool = StepPool::new(60.0);
+        let mut pool = StepPool::new(60.0, 600.0);
         let spans = [15.02, 14.97, 15.01];
         for s in spans {
             assert!(pool.add(s, 5.0, None, None, None).is_none());
