@@ -544,7 +544,7 @@ impl Policy for SlaPlanner {
         // the step holding the moment capacity asked for at the next decision could be
         // ready, counted from the newest step the forecasters have seen.
         let h = self.horizon_steps(step_s);
-        let mut last_h = ((self.pool.span_s() + interval_s + self.ctx.startup_s) / step_s)
+        let mut last_step = ((self.pool.span_s() + interval_s + self.ctx.startup_s) / step_s)
             .ceil()
             .clamp(1.0, MAX_HORIZON_STEPS as f64) as usize;
         // The step under way, taken for a whole one by a copy of the forecasters: until a
@@ -563,7 +563,7 @@ impl Policy for SlaPlanner {
         });
         let committed = (!self.rate.is_empty()).then_some((&self.rate, &self.isl, &self.osl));
         if committed.is_none() {
-            last_h = h;
+            last_step = h;
         }
         let (isl_forecaster, osl_forecaster) = match (committed, &provisional) {
             (Some((_, i, o)), _) => (i, o),
@@ -597,8 +597,8 @@ impl Policy for SlaPlanner {
         type Source<'a> = Option<(&'a SignalForecaster, bool)>;
         let mut best: Option<(u32, u32, super::solver::Solution, Load, usize, Source)> = None;
         // Step 0 is the interval just seen (a jump the forecasters have not caught up with);
-        // steps 1..=last_h cover until capacity asked for at the next decision could be ready.
-        for step in planned_steps(last_h) {
+        // steps 1..=last_step cover until capacity asked for at the next decision could be ready.
+        for step in planned_steps(last_step) {
             // The errors behind the bound were measured `h` steps ahead; nearer steps are
             // surer, by the square root of the distance (as a random walk's spread grows).
             let bound = |f: &SignalForecaster| {
@@ -739,7 +739,7 @@ impl Policy for SlaPlanner {
             ));
         }
         self.last = Some((decision.prefill, decision.decode));
-        let horizon_s = last_h as f64 * step_s;
+        let horizon_s = last_step as f64 * step_s;
         Decision {
             forecast: Some(Forecast {
                 horizon_s,
