@@ -3,6 +3,8 @@
 //! The planner is first shown two hours of a sinusoidal load (so its forecasters, the
 //! seasonal one included, are warm); then each decision is timed on the next observations.
 //! Run with `cargo bench --bench decide`; it prints the median and the 99th percentile.
+//! `DECIDE_INTERVAL_S=10` times decisions every 10 s instead of every minute (intervals
+//! pooled into forecast steps, with a copy of the forecasters for the step under way).
 
 use std::time::Instant;
 
@@ -13,8 +15,8 @@ use sla_planner::planner::{
 };
 use sla_planner::profile::Profile;
 
-fn observation(i: usize) -> Observation {
-    let t = 60.0 * (i + 1) as f64;
+fn observation(i: usize, interval_s: f64) -> Observation {
+    let t = interval_s * (i + 1) as f64;
     let rate =
         25.0 + 20.0 * (2.0 * std::f64::consts::PI * t / 600.0 - std::f64::consts::FRAC_PI_2).sin();
     let lat = |m: f64| {
@@ -27,9 +29,9 @@ fn observation(i: usize) -> Observation {
     };
     Observation {
         time_s: t,
-        interval_s: 60.0,
-        requests: Some(rate * 60.0),
-        requests_second_half: Some(rate * 30.0),
+        interval_s,
+        requests: Some(rate * interval_s),
+        requests_second_half: Some(rate * interval_s / 2.0),
         isl_mean: Some(3000.0),
         osl_mean: Some(300.0),
         ttft_ms: lat(70.0 + rate),
@@ -55,6 +57,14 @@ fn observation(i: usize) -> Observation {
 }
 
 fn main() {
+    let interval_s: f64 = match std::env::var("DECIDE_INTERVAL_S") {
+        Ok(v) => v
+            .parse()
+            .ok()
+            .filter(|s: &f64| s.is_finite() && *s > 0.0)
+            .unwrap_or_else(|| panic!("DECIDE_INTERVAL_S: not a positive number: {v:?}")),
+        Err(_) => 60.0,
+    };
     let p = Profile::embedded_default();
     let ctx = PolicyContext::new(
         &p,
@@ -71,17 +81,20 @@ fn main() {
             gpus_per_prefill_engine: 1,
             gpus_per_decode_engine: 1,
         },
-        60.0,
+        interval_s,
         60.0,
     );
     let mut planner = SlaPlanner::new(ctx, PlannerConfig::default());
-    let warm = 120;
+    // Two hours, whatever the interval.
+    let warm = (7200.0 / interval_s).round() as usize;
     for i in 0..warm {
-        let o = observation(i);
+        let o = observation(i, interval_s);
         planner.decide(o.time_s, &o);
     }
     let n = 2000;
-    let obs: Vec<Observation> = (warm..warm + n).map(observation).collect();
+    let obs: Vec<Observation> = (warm..warm + n)
+        .map(|i| observation(i, interval_s))
+        .collect();
     let mut times = Vec::with_capacity(n);
     for o in &obs {
         let t = Instant::now();
