@@ -1137,14 +1137,9 @@ mod tests {
         }
     }
 
-    fn planned_rate(d: &Decision) -> f64 {
-        d.forecast.expect("a forecast").requests_per_s
-    }
-
-    #[test]
-    fn intervals_shorter_than_the_forecast_step_are_forecast_as_whole_steps() {
-        // A 180 s cold start: a horizon of 190 s, steps of a minute (`forecast_step_s`).
-        let ctx = || PolicyContext {
+    /// The test context with a 180 s cold start: 10 s intervals pool into one-minute steps.
+    fn slow_start_context() -> PolicyContext {
+        PolicyContext {
             startup_s: 180.0,
             ..crate::planner::test_context(
                 Sla {
@@ -1153,7 +1148,17 @@ mod tests {
                 },
                 false,
             )
-        };
+        }
+    }
+
+    fn planned_rate(d: &Decision) -> f64 {
+        d.forecast.expect("a forecast").requests_per_s
+    }
+
+    #[test]
+    fn intervals_shorter_than_the_forecast_step_are_forecast_as_whole_steps() {
+        // A 180 s cold start: a horizon of 190 s, steps of a minute (`forecast_step_s`).
+        let ctx = slow_start_context;
         // A load rising by 3 req/s a minute, seen every minute and every 10 s.
         let rate = |minute: u32| 10.0 + 3.0 * f64::from(minute);
         let mut by_minute = SlaPlanner::new(ctx(), PlannerConfig::default());
@@ -1198,17 +1203,7 @@ mod tests {
 
     #[test]
     fn within_a_step_a_jump_raises_the_plan_at_once_and_a_lull_does_not_lower_it() {
-        let ctx = PolicyContext {
-            startup_s: 180.0,
-            ..crate::planner::test_context(
-                Sla {
-                    ttft_ms: 200.0,
-                    itl_ms: 10.0,
-                },
-                false,
-            )
-        };
-        let mut planner = SlaPlanner::new(ctx, PlannerConfig::default());
+        let mut planner = SlaPlanner::new(slow_start_context(), PlannerConfig::default());
         let mut t = 0.0;
         let mut at_step_end = Decision::default();
         for _ in 0..10 * 6 {
