@@ -646,7 +646,7 @@ impl Policy for SlaPlanner {
             .map(|f| f.method);
         let source = match from.and_then(|(f, partial)| Some((f.forecast(1, z)?.method, partial))) {
             Some((m, partial)) => format!(
-                "p{:.0} of the {} forecast{}, {}s ahead",
+                "p{:.0} of the {} forecast{}, {:.0}s ahead",
                 self.cfg.headroom_quantile * 100.0,
                 m.name(),
                 if partial && committed.is_some() {
