@@ -24,6 +24,10 @@ impl Pooled {
     }
 }
 
+/// How far an interval may be from the one the step was worked out for and keep its
+/// number of intervals per step.
+const JITTER: f64 = 0.1;
+
 /// One interval as added: its length, arrivals, second-half arrivals and mean lengths.
 #[derive(Debug, Clone, Copy)]
 struct Interval {
@@ -41,6 +45,11 @@ struct Interval {
 pub struct StepPool {
     step_s: f64,
     startup_s: f64,
+    /// The interval the intervals per step were worked out for, and that number. Live
+    /// intervals jitter by milliseconds about their length, and a step is often a whole
+    /// number and a half of them (half of a 10 s interval and a 60 s cold start is 35 s):
+    /// worked out afresh at each tick, the nearest whole number would flip between two.
+    basis: Option<(f64, usize)>,
     /// The pool's only interval, passed through as it came.
     only: Option<Interval>,
     count: usize,
@@ -61,6 +70,7 @@ impl StepPool {
         StepPool {
             step_s,
             startup_s,
+            basis: None,
             only: None,
             count: 0,
             span_s: 0.0,
@@ -75,6 +85,18 @@ impl StepPool {
     /// one (so 45 s intervals are not pooled into 90 s steps for a 60 s step). The horizon
     /// spans two steps at least, so a rise shows as steps before it is due.
     pub fn intervals_per_step(&self, interval_s: f64) -> usize {
+        self.kept_per_step(interval_s)
+            .unwrap_or_else(|| self.intervals_per_step_afresh(interval_s))
+    }
+
+    /// The number worked out before, while the interval stays within `JITTER` of it.
+    fn kept_per_step(&self, interval_s: f64) -> Option<usize> {
+        self.basis
+            .filter(|&(basis_s, _)| (interval_s / basis_s - 1.0).abs() <= JITTER)
+            .map(|(_, n)| n)
+    }
+
+    fn intervals_per_step_afresh(&self, interval_s: f64) -> usize {
         let step_s = self.step_s.min((interval_s + self.startup_s) / 2.0);
         if !interval_s.is_finite() || interval_s <= 0.0 || interval_s >= step_s {
             return 1;
@@ -106,6 +128,11 @@ impl StepPool {
         isl: Option<f64>,
         osl: Option<f64>,
     ) -> Option<Pooled> {
+        let per_step = self.kept_per_step(interval_s).unwrap_or_else(|| {
+            let n = self.intervals_per_step_afresh(interval_s);
+            self.basis = Some((interval_s, n));
+            n
+        });
         let length = |v: Option<f64>| v.filter(|v| v.is_finite() && *v > 0.0 && requests > 0.0);
         let interval = Interval {
             span_s: interval_s,
@@ -133,10 +160,13 @@ impl StepPool {
             }
             _ => self.halves = None,
         }
-        let full = self.step_len_s(interval_s) - interval_s / 2.0;
+        let full = per_step as f64 * interval_s - interval_s / 2.0;
         (self.span_s >= full).then(|| {
             let pooled = self.peek().expect("an interval was just added");
-            *self = StepPool::new(self.step_s, self.startup_s);
+            *self = StepPool {
+                basis: self.basis,
+                ..StepPool::new(self.step_s, self.startup_s)
+            };
             pooled
         })
     }
@@ -307,6 +337,27 @@ mod tests {
         assert_eq!(got.second_half, None);
         assert_eq!(got.isl, Some(2000.0));
         assert_eq!(got.osl, None);
+    }
+
+    #[test]
+    fn jitter_about_a_step_of_a_whole_number_and_a_half_intervals_keeps_the_step() {
+        // A 60 s cold start: half of 10 s and 60 s is 35 s, three and a half intervals.
+        let mut pool = StepPool::new(60.0, 60.0);
+        let mut spans = Vec::new();
+        let mut since = 0;
+        for i in 0..400 {
+            let interval = if i % 3 == 0 { 10.02 } else { 9.98 };
+            since += 1;
+            if pool.add(interval, 10.0, None, None, None).is_some() {
+                spans.push(since);
+                since = 0;
+            }
+        }
+        assert!(spans.len() > 90, "{spans:?}");
+        assert!(spans.iter().all(|&n| n == spans[0]), "{spans:?}");
+        // A new interval length (the operator changed it) is worked out afresh.
+        assert_eq!(pool.intervals_per_step(10.0), spans[0]);
+        assert_eq!(pool.intervals_per_step(5.0), 7);
     }
 
     #[test]
