@@ -282,7 +282,7 @@ impl SlaPlanner {
         h: usize,
     ) {
         let (n, span) = (pooled.requests, pooled.span_s);
-        rate.observe_sampled(n / span, n.sqrt() / span, h);
+        rate.observe_sampled(pooled.rate(), n.sqrt() / span, h);
         if let Some(late) = pooled.second_half {
             // Half-span rates, half a span apart: their difference over that distance is
             // the slope, and a Poisson count's halves differ by sqrt(n).
@@ -543,10 +543,15 @@ impl Policy for SlaPlanner {
         // The errors behind the bound are measured `h` steps ahead; the solver sizes up to
         // the step holding the moment capacity asked for at the next decision could be
         // ready, counted from the newest step the forecasters have seen.
+        // Before a first step the step under way is the newest, and it ends now.
         let h = self.horizon_steps(step_s);
-        let mut last_step = ((self.pool.span_s() + interval_s + self.ctx.startup_s) / step_s)
-            .ceil()
-            .clamp(1.0, MAX_HORIZON_STEPS as f64) as usize;
+        let last_step = if self.rate.is_empty() {
+            h
+        } else {
+            ((self.pool.span_s() + interval_s + self.ctx.startup_s) / step_s)
+                .ceil()
+                .clamp(1.0, MAX_HORIZON_STEPS as f64) as usize
+        };
         // The step under way, taken for a whole one by a copy of the forecasters: until a
         // first step is complete it is all there is (the start is when a ramp is likeliest
         // to be missed); after, it may raise the plan, not lower it (a jump within the step
@@ -562,9 +567,6 @@ impl Policy for SlaPlanner {
             copies
         });
         let committed = (!self.rate.is_empty()).then_some((&self.rate, &self.isl, &self.osl));
-        if committed.is_none() {
-            last_step = h;
-        }
         let (isl_forecaster, osl_forecaster) = match (committed, &provisional) {
             (Some((_, i, o)), _) => (i, o),
             (None, Some((_, i, o))) => (i, o),
