@@ -513,6 +513,9 @@ impl Policy for SlaPlanner {
         &self.name
     }
 
+    /// Observation in, decision out: take the interval (pooled into forecast steps), learn
+    /// from its latencies, size each role for the most any step of the horizon asks, then
+    /// the holds, the stabiliser and the limits, each saying why.
     fn decide(&mut self, now_s: f64, obs: &Observation) -> Decision {
         if self.found.is_none() {
             self.found = Some(self.current(obs));
@@ -527,7 +530,6 @@ impl Policy for SlaPlanner {
             Some(_) => return self.hold(obs, "request count is not a number"),
             None => return self.hold(obs, "request count missing"),
         };
-        let rate = requests / interval_s;
         let silence = self.silence_hold(now_s, interval_s, requests);
         let step_s = self.pool.step_len_s(interval_s);
         if let Some(pooled) = self.pool.add(
@@ -540,6 +542,53 @@ impl Policy for SlaPlanner {
             self.observe_pooled(&pooled);
         }
         let learned = self.learn(obs, requests, interval_s);
+        let backlog = obs
+            .queued_prefill_tokens
+            .filter(|q| q.is_finite() && *q > 0.0)
+            .unwrap_or(0.0);
+        let plan = self.plan_horizon(requests / interval_s, interval_s, step_s, backlog);
+
+        let mut reasons = vec![self.plan_reason(&plan, step_s)];
+        if backlog > 0.0 {
+            reasons.push(format!(
+                "{backlog:.0} queued prefill tokens to work off within {interval_s:.0}s"
+            ));
+        }
+        reasons.extend(learned);
+        reasons.extend(plan.solution.notes.iter().cloned());
+        reasons.extend(beyond_the_profile(
+            &self.model.prefill,
+            &self.model.decode,
+            plan.load.isl,
+            plan.load.osl,
+        ));
+        let counts = self.settle(now_s, obs, &plan, silence, &mut reasons);
+        self.finish(counts, reasons, &plan, step_s)
+    }
+}
+
+/// What the search over the horizon found: the most each role needs at any step planned.
+struct HorizonPlan {
+    prefill: u32,
+    decode: u32,
+    /// The solver's answer at the step that asked the most (its expected latencies, notes).
+    solution: super::solver::Solution,
+    load: Load,
+    /// That step, counted in forecast steps from the newest step seen (0: the rate just seen).
+    step: usize,
+    /// The furthest step planned.
+    last_step: usize,
+    /// The rate method that set the load, and whether it was the copy that took the step
+    /// under way for a whole one; `None` when the rate just seen set it.
+    source: Option<(ForecasterKind, bool)>,
+    /// The method the rate forecaster uses now (reported with the decision's forecast).
+    method: Option<ForecasterKind>,
+}
+
+impl SlaPlanner {
+    /// Sizes both roles for every step from the interval just seen to the moment capacity
+    /// asked for at the next decision could be ready, and keeps the most each role needs.
+    fn plan_horizon(&self, rate: f64, interval_s: f64, step_s: f64, backlog: f64) -> HorizonPlan {
         // The errors behind the bound are measured `h` steps ahead; the solver sizes up to
         // the step holding the moment capacity asked for at the next decision could be
         // ready, counted from the newest step the forecasters have seen.
@@ -592,12 +641,7 @@ impl Policy for SlaPlanner {
                 .map(|x| x.point.max(1.0))
                 .unwrap_or(fallback)
         };
-        let backlog = obs
-            .queued_prefill_tokens
-            .filter(|q| q.is_finite() && *q > 0.0)
-            .unwrap_or(0.0);
-        type Source<'a> = Option<(&'a SignalForecaster, bool)>;
-        let mut best: Option<(u32, u32, super::solver::Solution, Load, usize, Source)> = None;
+        let mut best: Option<(HorizonPlan, Option<(&SignalForecaster, bool)>)> = None;
         // Step 0 is the interval just seen (a jump the forecasters have not caught up with);
         // steps 1..=last_step cover until capacity asked for at the next decision could be ready.
         for step in planned_steps(last_step) {
@@ -627,63 +671,79 @@ impl Policy for SlaPlanner {
                 backlog_tokens: if step <= 1 { backlog } else { 0.0 },
                 drain_s: interval_s,
             };
-            let sol = solve(
+            let solution = solve(
                 &self.model,
                 &self.ctx.sla,
                 &self.ctx.limits,
                 &solver_cfg,
                 &load,
             );
-            let (p, d) = best.as_ref().map_or((0, 0), |b| (b.0, b.1));
-            if best.is_none() || sol.prefill > p || sol.decode > d {
-                let np = sol.prefill.max(p);
-                let nd = sol.decode.max(d);
-                best = Some((np, nd, sol, load, step, from));
+            let (p, d) = best.as_ref().map_or((0, 0), |b| (b.0.prefill, b.0.decode));
+            if best.is_none() || solution.prefill > p || solution.decode > d {
+                let plan = HorizonPlan {
+                    prefill: solution.prefill.max(p),
+                    decode: solution.decode.max(d),
+                    solution,
+                    load,
+                    step,
+                    last_step,
+                    source: None,
+                    method: None,
+                };
+                best = Some((plan, from));
             }
         }
-        let (wish_p, wish_d, sol, load, step, from) = best.expect("at least one step");
-        let method = rate_forecasters
+        let (mut plan, from) = best.expect("at least one step");
+        plan.method = rate_forecasters
             .first()
             .and_then(|(f, _)| f.forecast(1, z))
             .map(|f| f.method);
-        let source = match from.and_then(|(f, partial)| Some((f.forecast(1, z)?.method, partial))) {
-            Some((m, partial)) => format!(
+        plan.source = from.and_then(|(f, partial)| {
+            Some((f.forecast(1, z)?.method, partial && committed.is_some()))
+        });
+        plan
+    }
+
+    /// The first reason: the load planned for, where it came from, and what it asks for.
+    fn plan_reason(&self, plan: &HorizonPlan, step_s: f64) -> String {
+        let source = match plan.source {
+            Some((method, under_way)) => format!(
                 "p{:.0} of the {} forecast{}, {:.0}s ahead",
                 self.cfg.headroom_quantile * 100.0,
-                m.name(),
-                if partial && committed.is_some() {
+                method.name(),
+                if under_way {
                     " with the step under way"
                 } else {
                     ""
                 },
-                step as f64 * step_s
+                plan.step as f64 * step_s
             ),
             None => "the rate just seen".to_string(),
         };
-        let mut reasons = vec![format!(
+        format!(
             "plan for {:.2} req/s ({source}), ISL {:.0}, OSL {:.0}: {}",
-            load.lambda,
-            load.isl,
-            load.osl,
-            self.counts(wish_p, wish_d)
-        )];
-        if backlog > 0.0 {
-            reasons.push(format!(
-                "{backlog:.0} queued prefill tokens to work off within {interval_s:.0}s"
-            ));
-        }
-        reasons.extend(learned);
-        reasons.extend(sol.notes.iter().cloned());
-        reasons.extend(beyond_the_profile(
-            &self.model.prefill,
-            &self.model.decode,
-            load.isl,
-            load.osl,
-        ));
+            plan.load.lambda,
+            plan.load.isl,
+            plan.load.osl,
+            self.counts(plan.prefill, plan.decode)
+        )
+    }
+
+    /// From the counts the load asks for to the counts to run: the holds that wait for
+    /// evidence, the stabiliser, the early cancellations and a silence's hold, each
+    /// adding its reason.
+    fn settle(
+        &mut self,
+        now_s: f64,
+        obs: &Observation,
+        plan: &HorizonPlan,
+        silence: Option<String>,
+        reasons: &mut Vec<String>,
+    ) -> (u32, u32) {
+        let (mut wish_p, mut wish_d) = (plan.prefill, plan.decode);
         // Until the bound rests on measured errors, it is a guess from a few intervals: the
         // deployment the planner found is the operator's own sizing, and a scale-down
         // below it waits for evidence (a quiet start says little about the next burst).
-        let (mut wish_p, mut wish_d) = (wish_p, wish_d);
         if let Some((fp, fd)) = self.found.filter(|_| !self.rate.bound_measured()) {
             if fp > wish_p || fd > wish_d {
                 wish_p = wish_p.max(fp);
@@ -695,7 +755,7 @@ impl Policy for SlaPlanner {
             }
         }
         let current = self.current(obs);
-        if let Some((to, why)) = self.untested_load_hold(wish_p, current.0, &load) {
+        if let Some((to, why)) = self.untested_load_hold(wish_p, current.0, &plan.load) {
             reasons.push(why);
             wish_p = to;
         }
@@ -725,6 +785,18 @@ impl Policy for SlaPlanner {
             d = d.max(current.1);
             reasons.push(why);
         }
+        (p, d)
+    }
+
+    /// The decision: the counts clipped to the limits, with what the model has learned and
+    /// the forecast planned for.
+    fn finish(
+        &mut self,
+        (p, d): (u32, u32),
+        reasons: Vec<String>,
+        plan: &HorizonPlan,
+        step_s: f64,
+    ) -> Decision {
         let mut decision = Decision::clipped(&self.ctx.limits, p, d, reasons);
         let c = self.model.corrections;
         decision.reasons.push(format!(
@@ -741,17 +813,16 @@ impl Policy for SlaPlanner {
             ));
         }
         self.last = Some((decision.prefill, decision.decode));
-        let horizon_s = last_step as f64 * step_s;
         Decision {
             forecast: Some(Forecast {
-                horizon_s,
-                requests_per_s: load.lambda,
-                isl: load.isl,
-                osl: load.osl,
-                method,
+                horizon_s: plan.last_step as f64 * step_s,
+                requests_per_s: plan.load.lambda,
+                isl: plan.load.isl,
+                osl: plan.load.osl,
+                method: plan.method,
             }),
-            expected_ttft_ms: Some(sol.expected_ttft_ms).filter(|v| v.is_finite()),
-            expected_itl_ms: Some(sol.expected_itl_ms).filter(|v| v.is_finite()),
+            expected_ttft_ms: Some(plan.solution.expected_ttft_ms).filter(|v| v.is_finite()),
+            expected_itl_ms: Some(plan.solution.expected_itl_ms).filter(|v| v.is_finite()),
             corrections: Some(c),
             ..decision
         }
