@@ -520,99 +520,19 @@ pub fn prepare(
 
     let mut notes = Vec::new();
     let seed = ov.seed.unwrap_or(file.seed);
-    let workload = match (&file.workload.synthetic, &file.workload.trace) {
-        (Some(s), None) => Workload::Synthetic(s),
-        (None, Some(t)) => Workload::Trace(t),
-        _ => {
-            return Err(field_err(
-                origin,
-                "workload",
-                "needs exactly one of synthetic and trace",
-            ))
-        }
-    };
-    let (requests, workload_source) = match (&ov.trace, &workload) {
-        (Some(path), _) => {
-            ov.transform.validate().map_err(InputError::Usage)?;
-            let trace = read_trace(
-                path,
-                &TraceReadOptions {
-                    format: ov.trace_format,
-                    skip_bad_lines: ov.skip_bad_lines,
-                },
-            )?;
-            trace_notes(&trace, &ov.transform, &mut notes);
-            (
-                ov.transform.apply(trace.requests, seed),
-                format!("trace {}", path.display()),
-            )
-        }
-        (None, Workload::Trace(t)) => {
-            t.transform
-                .validate()
-                .map_err(|m| field_err(origin, "workload.trace", m))?;
-            let path = base.join(&t.file);
-            if !path.exists() {
-                return Err(field_err(
-                    origin,
-                    "workload.trace.file",
-                    format!("{} does not exist (paths resolve from the scenario's directory; pass --trace FILE to use another)", path.display()),
-                ));
-            }
-            let trace = read_trace(
-                &path,
-                &TraceReadOptions {
-                    format: ov.trace_format.or(t.format),
-                    skip_bad_lines: t.skip_bad_lines || ov.skip_bad_lines,
-                },
-            )?;
-            trace_notes(&trace, &t.transform, &mut notes);
-            (
-                t.transform.apply(trace.requests, seed),
-                format!("trace {}", path.display()),
-            )
-        }
-        (None, Workload::Synthetic(s)) => {
-            s.validate().map_err(|m| {
-                field_err(
-                    origin,
-                    &format!("workload.synthetic.{}", m.split(':').next().unwrap_or("")),
-                    m,
-                )
-            })?;
-            (s.generate(seed), format!("synthetic, seed {seed}"))
-        }
-    };
-    if requests.is_empty() {
-        return Err(field_err(
-            origin,
-            "workload",
-            "the workload holds no requests (check the window)",
-        ));
-    }
+    let (requests, workload_source) = requests_of(&file, origin, base, ov, seed, &mut notes)?;
     let span = requests.last().map(|r| r.arrival_s).unwrap_or(0.0);
-    let duration_s = match (&workload, file.duration_s) {
+    let duration_s = match (&file.workload.synthetic, file.duration_s) {
         (_, Some(v)) => {
             positive(origin, "duration_s", v)?;
             v
         }
-        (Workload::Synthetic(s), None) if ov.trace.is_none() => s.duration_s,
+        (Some(s), None) if ov.trace.is_none() => s.duration_s,
         _ => (span / d.interval_s).ceil().max(1.0) * d.interval_s,
     };
-    let explicit = match &d.initial {
-        Some(InitialReplicas::Counts { prefill, decode }) => Some((*prefill, *decode)),
-        Some(InitialReplicas::Named(n)) if n == "auto" => None,
-        None => None,
-        Some(InitialReplicas::Named(n)) => {
-            return Err(field_err(
-                origin,
-                "deployment.initial",
-                format!("is {n:?}; expected auto or {{prefill: P, decode: D}}"),
-            ))
-        }
-    };
+    let explicit = explicit_initial(d, origin)?;
     let initial = explicit.unwrap_or((limits.min_prefill, limits.min_decode));
-    let sim = SimConfig {
+    let mut sim = SimConfig {
         sla: file.sla,
         limits,
         interval_s: d.interval_s,
@@ -628,7 +548,6 @@ pub fn prepare(
         max_context_tokens: profile.max_context_tokens,
         aggregated,
     };
-    let mut sim = sim;
     if explicit.is_none() {
         // Sized for the first interval + cold start, as the oracle starts: the capacity a
         // running deployment would need before any autoscaler could change it.
@@ -666,6 +585,105 @@ pub fn prepare(
         notes,
         workload_source,
     })
+}
+
+/// The requests to replay, validated and transformed, and where they came from: the
+/// `--trace` given on the command line, else the scenario's own trace or synthetic load.
+/// Fails when there are none.
+fn requests_of(
+    file: &ScenarioFile,
+    origin: &str,
+    base: &Path,
+    ov: &Overrides,
+    seed: u64,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<Request>, String), InputError> {
+    let workload = match (&file.workload.synthetic, &file.workload.trace) {
+        (Some(s), None) => Workload::Synthetic(s),
+        (None, Some(t)) => Workload::Trace(t),
+        _ => {
+            return Err(field_err(
+                origin,
+                "workload",
+                "needs exactly one of synthetic and trace",
+            ))
+        }
+    };
+    let (requests, source) = match (&ov.trace, &workload) {
+        (Some(path), _) => {
+            ov.transform.validate().map_err(InputError::Usage)?;
+            let trace = read_trace(
+                path,
+                &TraceReadOptions {
+                    format: ov.trace_format,
+                    skip_bad_lines: ov.skip_bad_lines,
+                },
+            )?;
+            trace_notes(&trace, &ov.transform, notes);
+            (
+                ov.transform.apply(trace.requests, seed),
+                format!("trace {}", path.display()),
+            )
+        }
+        (None, Workload::Trace(t)) => {
+            t.transform
+                .validate()
+                .map_err(|m| field_err(origin, "workload.trace", m))?;
+            let path = base.join(&t.file);
+            if !path.exists() {
+                return Err(field_err(
+                    origin,
+                    "workload.trace.file",
+                    format!("{} does not exist (paths resolve from the scenario's directory; pass --trace FILE to use another)", path.display()),
+                ));
+            }
+            let trace = read_trace(
+                &path,
+                &TraceReadOptions {
+                    format: ov.trace_format.or(t.format),
+                    skip_bad_lines: t.skip_bad_lines || ov.skip_bad_lines,
+                },
+            )?;
+            trace_notes(&trace, &t.transform, notes);
+            (
+                t.transform.apply(trace.requests, seed),
+                format!("trace {}", path.display()),
+            )
+        }
+        (None, Workload::Synthetic(s)) => {
+            s.validate().map_err(|m| {
+                field_err(
+                    origin,
+                    &format!("workload.synthetic.{}", m.split(':').next().unwrap_or("")),
+                    m,
+                )
+            })?;
+            (s.generate(seed), format!("synthetic, seed {seed}"))
+        }
+    };
+    if requests.is_empty() {
+        return Err(field_err(
+            origin,
+            "workload",
+            "the workload holds no requests (check the window)",
+        ));
+    }
+    Ok((requests, source))
+}
+
+/// The replicas the scenario starts with, when it names them; `None` for `auto` (or
+/// nothing), which `prepare` sizes for the first interval and cold start.
+fn explicit_initial(d: &DeploymentSpec, origin: &str) -> Result<Option<(u32, u32)>, InputError> {
+    match &d.initial {
+        Some(InitialReplicas::Counts { prefill, decode }) => Ok(Some((*prefill, *decode))),
+        Some(InitialReplicas::Named(n)) if n == "auto" => Ok(None),
+        None => Ok(None),
+        Some(InitialReplicas::Named(n)) => Err(field_err(
+            origin,
+            "deployment.initial",
+            format!("is {n:?}; expected auto or {{prefill: P, decode: D}}"),
+        )),
+    }
 }
 
 enum Workload<'a> {
