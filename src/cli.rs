@@ -6,6 +6,7 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::InputError;
+use crate::planner::shown;
 use crate::report::{self, PolicySummary, ScenarioInfo, Summary};
 use crate::scenario::{self, Overrides};
 use crate::sim::policies::{build_policy, check_policy_spec, PolicyEnv};
@@ -648,8 +649,9 @@ pub fn decide_line(
     if let Some(last) = *last_time_s {
         if obs.time_s <= last {
             return err(format!(
-                "field time_s: must be after the previous observation's {last} (got {})",
-                obs.time_s
+                "field time_s: must be after the previous observation's {} (got {})",
+                shown(last),
+                shown(obs.time_s)
             ));
         }
     }

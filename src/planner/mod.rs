@@ -15,8 +15,8 @@ pub mod step_pool;
 
 pub use crate::scaler::Limits;
 pub use observation::{
-    percentile_sorted, Decision, Forecast, LatencySummary, Observation, ReplicaState, RoleKv,
-    RoleReplicas,
+    percentile_sorted, shown, Decision, Forecast, LatencySummary, Observation, ReplicaState,
+    RoleKv, RoleReplicas,
 };
 
 use serde::{Deserialize, Serialize};

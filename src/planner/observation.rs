@@ -103,12 +103,23 @@ pub struct Observation {
     pub replicas: Option<RoleReplicas>,
 }
 
+/// A number as an error message shows it: in full where that is short, in exponent form
+/// where it would run to hundreds of digits (`1e300`) or zeros (`1e-300`).
+pub fn shown(x: f64) -> String {
+    let a = x.abs();
+    if a != 0.0 && !(1e-6..1e15).contains(&a) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
+}
+
 impl Observation {
     /// Checks values a JSON reader cannot: ranges. The message starts with the field's name.
     pub fn validate(&self) -> Result<(), String> {
         let nonneg = |name: &str, v: Option<f64>| match v {
             Some(x) if !(x.is_finite() && x >= 0.0) => {
-                Err(format!("{name}: must be a number >= 0 (got {x})"))
+                Err(format!("{name}: must be a number >= 0 (got {})", shown(x)))
             }
             _ => Ok(()),
         };
@@ -116,14 +127,19 @@ impl Observation {
             return Err(format!("time_s: must be a number (got {})", self.time_s));
         }
         if !(self.interval_s.is_finite() && self.interval_s > 0.0) {
-            return Err(format!("interval_s: must be > 0 (got {})", self.interval_s));
+            return Err(format!(
+                "interval_s: must be > 0 (got {})",
+                shown(self.interval_s)
+            ));
         }
         nonneg("requests", self.requests)?;
         nonneg("requests_second_half", self.requests_second_half)?;
         if let (Some(all), Some(late)) = (self.requests, self.requests_second_half) {
             if late > all {
                 return Err(format!(
-                    "requests_second_half: must be at most requests ({all}; got {late})"
+                    "requests_second_half: must be at most requests ({}; got {})",
+                    shown(all),
+                    shown(late)
                 ));
             }
         }
@@ -146,7 +162,10 @@ impl Observation {
             for (role, v) in [("prefill", k.prefill), ("decode", k.decode)] {
                 if let Some(x) = v {
                     if !(0.0..=1.0).contains(&x) {
-                        return Err(format!("kv_utilization.{role}: must be in 0..1 (got {x})"));
+                        return Err(format!(
+                            "kv_utilization.{role}: must be in 0..1 (got {})",
+                            shown(x)
+                        ));
                     }
                 }
             }
@@ -217,5 +236,24 @@ mod tests {
         assert_eq!((s.p50, s.p90, s.p99), (Some(50.0), Some(90.0), Some(99.0)));
         assert_eq!(s.mean, Some(50.5));
         assert!(LatencySummary::of(&mut []).is_none());
+    }
+
+    #[test]
+    fn numbers_in_errors_stay_short() {
+        assert_eq!(shown(60.0), "60");
+        assert_eq!(shown(0.25), "0.25");
+        assert_eq!(shown(0.0), "0");
+        assert_eq!(shown(1764662400.5), "1764662400.5");
+        assert_eq!(shown(1e300), "1e300");
+        assert_eq!(shown(-2.5e-300), "-2.5e-300");
+        let obs = Observation {
+            time_s: 60.0,
+            interval_s: -1e300,
+            ..Default::default()
+        };
+        assert_eq!(
+            obs.validate().unwrap_err(),
+            "interval_s: must be > 0 (got -1e300)"
+        );
     }
 }
