@@ -551,7 +551,7 @@ impl Policy for SlaPlanner {
         let mut reasons = vec![self.plan_reason(&plan, step_s)];
         if backlog > 0.0 {
             reasons.push(format!(
-                "{backlog:.0} queued prefill tokens to work off within {interval_s:.0}s"
+                "{backlog:.0} queued prefill tokens to work off within {step_s:.0}s"
             ));
         }
         reasons.extend(learned);
@@ -669,7 +669,10 @@ impl SlaPlanner {
                 ),
                 osl: length(osl_forecaster, step.max(1), 256.0),
                 backlog_tokens: if step <= 1 { backlog } else { 0.0 },
-                drain_s: interval_s,
+                // A forecast step, not the interval: a caller's tick of a second would
+                // otherwise ask for the queue gone by the next tick (a step is the
+                // interval itself from a minute up).
+                drain_s: step_s,
             };
             let solution = solve(
                 &self.model,
@@ -1299,6 +1302,45 @@ mod tests {
             jump.reasons[0].contains("forecast with the step under way"),
             "{}",
             jump.reasons[0]
+        );
+    }
+
+    #[test]
+    fn a_queue_is_worked_off_within_a_forecast_step_not_by_the_next_tick() {
+        // 20 req/s for ten minutes, then 600,000 prompt tokens queued (200 prompts): seen
+        // in 60 s intervals and in 10 s ones pooled into one-minute steps.
+        let mut by_minute = SlaPlanner::new(slow_start_context(), PlannerConfig::default());
+        let mut by_ten = SlaPlanner::new(slow_start_context(), PlannerConfig::default());
+        let queued = |mut obs: Observation| {
+            obs.queued_prefill_tokens = Some(600_000.0);
+            obs
+        };
+        let mut whole = Decision::default();
+        let mut tick = Decision::default();
+        for minute in 1..=10u32 {
+            let t = 60.0 * f64::from(minute);
+            let obs = steady_interval(t, 60.0, 20.0);
+            whole = by_minute.decide(t, &if minute == 10 { queued(obs) } else { obs });
+            for k in 1..=6 {
+                let t = t - 60.0 + 10.0 * f64::from(k);
+                let obs = steady_interval(t, 10.0, 20.0);
+                let last = minute == 10 && k == 6;
+                tick = by_ten.decide(t, &if last { queued(obs) } else { obs });
+            }
+        }
+        // Cleared within the next 10 s tick, the queue would be 20 more prompts a second
+        // than the load; within the step, as at one-minute intervals, 3.3.
+        assert_eq!(
+            tick.prefill, whole.prefill,
+            "{:?} vs {:?}",
+            tick.reasons, whole.reasons
+        );
+        assert!(
+            tick.reasons
+                .iter()
+                .any(|r| r.contains("to work off within 60s")),
+            "{:?}",
+            tick.reasons
         );
     }
 }
