@@ -387,6 +387,48 @@ fn a_trace_whose_arrivals_share_their_instants_is_named_and_can_be_spread() {
     );
 }
 
+/// A deployment whose engines have more GPUs than the profile was measured on is named:
+/// the engines run at the profile's speed, and Dynamo's formula sizes for faster ones.
+#[test]
+fn engines_sized_otherwise_than_the_profile_are_named() {
+    let notes = |extra: &[&str]| {
+        let mut args = vec![
+            "simulate",
+            "--scenario",
+            "sin-5-45",
+            "--policy",
+            "static:1,1",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let s = common::run_json(&args);
+        s["scenario"]["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let as_measured = notes(&[]);
+    assert!(
+        !as_measured.iter().any(|n| n.contains("measured on")),
+        "{as_measured:?}"
+    );
+    let doubled = notes(&["--set", "deployment.gpus_per_decode_engine=2"]);
+    assert!(
+        doubled.iter().any(|n| n
+            .starts_with("the profile's decode engines were measured on 1 GPU(s) each")
+            && n.contains("2.00x as fast")),
+        "{doubled:?}"
+    );
+    assert!(
+        !doubled
+            .iter()
+            .any(|n| n.contains("prefill engines were measured")),
+        "{doubled:?}"
+    );
+}
+
 /// `compare` runs its scenarios side by side; the table keeps them, and each one's cold
 /// starts, in the order asked for.
 #[test]
