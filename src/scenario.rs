@@ -692,37 +692,21 @@ fn explicit_initial(d: &DeploymentSpec, origin: &str) -> Result<Option<(u32, u32
     }
 }
 
-/// Where the deployment's GPUs per engine differ from those the profile was measured on
-/// (its per-GPU throughput against its own times): the simulated engines run at the
-/// profile's speed and cost the deployment's GPUs, while Dynamo's formula multiplies the
-/// per-GPU throughput by the deployment's GPUs and sizes for engines of another speed.
+/// Where the deployment gives its engines another number of GPUs than the profile was
+/// measured on (`Profile::engine_gpus_differ`), a note that says what the run then shows.
 fn engine_size_notes(
     profile: &Profile,
     prefill_gpus: u32,
     decode_gpus: u32,
     aggregated: bool,
 ) -> Vec<String> {
-    let measured = [
-        (
-            "prefill",
-            profile.prefill_model().gpus_per_engine(),
-            prefill_gpus,
-            !aggregated,
-        ),
-        (
-            "decode",
-            profile.decode_model().gpus_per_engine(),
-            decode_gpus,
-            true,
-        ),
-    ];
-    measured
+    profile
+        .engine_gpus_differ((!aggregated).then_some(prefill_gpus), decode_gpus)
         .into_iter()
-        .filter(|&(_, on, set, applies)| applies && on != f64::from(set))
-        .map(|(role, on, set, _)| {
+        .map(|(role, measured, given)| {
             format!(
-                "the profile's {role} engines were measured on {on} GPU(s) each (its throughput per GPU against its times), the deployment gives them {set}: the simulated engines run at the profile's speed and cost {set} GPU(s); Dynamo's formula, which multiplies the throughput per GPU by the engine's GPUs, sizes for engines {:.2}x as fast",
-                f64::from(set) / on
+                "the profile's {role} engines were measured on {measured} GPU(s) each (its throughput per GPU against its times), the deployment gives them {given}: the simulated engines run at the profile's speed and cost {given} GPU(s); Dynamo's formula, which multiplies the throughput per GPU by the engine's GPUs, sizes for engines {:.2}x as fast",
+                f64::from(given) / measured
             )
         })
         .collect()

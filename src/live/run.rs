@@ -53,6 +53,26 @@ pub fn planner_for(cfg: &RunConfig, profile: &Profile) -> anyhow::Result<SlaPlan
     Ok(SlaPlanner::new(ctx, cfg.planner))
 }
 
+/// What the profile says of engines given another number of GPUs than it was measured on:
+/// their speed is learned from their latencies (the corrections), the budget counts the
+/// GPUs given.
+fn engine_size_warnings(cfg: &RunConfig, profile: &Profile) -> anyhow::Result<Vec<String>> {
+    let limits = cfg.limits().map_err(|(f, m)| anyhow::anyhow!("{f}: {m}"))?;
+    let aggregated = cfg.planner.mode == crate::planner::solver::Mode::Aggregated;
+    Ok(profile
+        .engine_gpus_differ(
+            (!aggregated).then_some(limits.gpus_per_prefill_engine),
+            limits.gpus_per_decode_engine,
+        )
+        .into_iter()
+        .map(|(role, measured, given)| {
+            format!(
+                "the profile's {role} engines were measured on {measured} GPU(s) each, the config gives them {given}: the planner starts from the profile's speed, learns the engines' own from their latencies, and counts {given} GPU(s) an engine against the budget"
+            )
+        })
+        .collect())
+}
+
 /// The labels that name this deployment, and the profile its corrections were learned
 /// against, on the planner's exported corrections; they select them again after a restart.
 fn deployment_labels<'c>(
@@ -126,6 +146,9 @@ pub async fn check(cfg: RunConfig, config_dir: &std::path::Path) -> anyhow::Resu
         profile.name,
         profile.fingerprint()
     );
+    for warning in engine_size_warnings(&cfg, &profile)? {
+        println!("profile: {warning}");
+    }
     let scaler = KubeScaler::connect(&cfg.kubernetes, cfg.planner.mode)
         .await
         .map_err(|e| anyhow::anyhow!("kubernetes: {e}"))?;
@@ -190,6 +213,9 @@ pub async fn run(
         load_profile(&config_dir.join(&cfg.profile))?
     };
     let mut planner = planner_for(&cfg, &profile)?;
+    for warning in engine_size_warnings(&cfg, &profile)? {
+        warn!(message = "engines sized otherwise than the profile", detail = %warning);
+    }
     let fingerprint = profile.fingerprint();
     let source = PrometheusSource::new(&cfg.prometheus, cfg.planner.mode)?;
     let scaler = connect_with_retries(&cfg).await?;

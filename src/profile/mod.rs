@@ -107,6 +107,25 @@ impl Profile {
         DecodeModel::new(&self.decode)
     }
 
+    /// The roles whose engines the deployment gives another number of GPUs than the profile
+    /// was measured on (read from its throughput per GPU against its times), as `(role,
+    /// measured, given)`. Such engines run at the profile's speed until the latencies teach
+    /// otherwise, and cost the GPUs given; Dynamo's formula, which multiplies the
+    /// throughput per GPU by the GPUs given, sizes for engines of another speed.
+    pub fn engine_gpus_differ(
+        &self,
+        prefill_gpus: Option<u32>,
+        decode_gpus: u32,
+    ) -> Vec<(&'static str, f64, u32)> {
+        let prefill = prefill_gpus.map(|g| ("prefill", self.prefill_model().gpus_per_engine(), g));
+        let decode = Some(("decode", self.decode_model().gpus_per_engine(), decode_gpus));
+        [prefill, decode]
+            .into_iter()
+            .flatten()
+            .filter(|&(_, measured, given)| measured != f64::from(given))
+            .collect()
+    }
+
     /// Checks every array: present, same lengths, finite, positive, enough points.
     pub fn validate(&self, origin: &str) -> Result<(), InputError> {
         let bad = |array: &str, msg: String| InputError::Profile {
@@ -217,5 +236,22 @@ mod fingerprint_tests {
             ..p.clone()
         };
         assert_eq!(p.fingerprint(), renamed.fingerprint());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engines_given_other_gpu_counts_than_measured_are_named() {
+        // The embedded profile was measured on one GPU per engine, both roles.
+        let p = Profile::embedded_default();
+        assert!(p.engine_gpus_differ(Some(1), 1).is_empty());
+        assert_eq!(p.engine_gpus_differ(Some(2), 1), vec![("prefill", 1.0, 2)]);
+        assert_eq!(p.engine_gpus_differ(None, 4), vec![("decode", 1.0, 4)]);
+        // Slowed by `--slower-prefill`, its times and throughput move together.
+        let slowed = p.slowed(1.5, 1.3);
+        assert!(slowed.engine_gpus_differ(Some(1), 1).is_empty());
     }
 }
