@@ -354,24 +354,13 @@ fn a_trace_whose_arrivals_share_their_instants_is_named_and_can_be_spread() {
         .collect();
     std::fs::write(&file, lines.join("\n")).unwrap();
     let notes = |extra: &[&str]| {
-        let mut args = vec![
-            "simulate",
+        let trace = [
             "--scenario",
             "azure-conv-x8",
             "--trace",
             file.to_str().unwrap(),
-            "--policy",
-            "static:1,1",
-            "--json",
         ];
-        args.extend_from_slice(extra);
-        let s = common::run_json(&args);
-        s["scenario"]["notes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| n.as_str().unwrap().to_string())
-            .collect::<Vec<_>>()
+        scenario_notes(&[&trace[..], extra].concat())
     };
     let as_recorded = notes(&[]);
     assert!(
@@ -387,28 +376,23 @@ fn a_trace_whose_arrivals_share_their_instants_is_named_and_can_be_spread() {
     );
 }
 
+/// The notes `simulate --json` gives of its scenario, run with `args` and one static policy.
+fn scenario_notes(args: &[&str]) -> Vec<String> {
+    let mut all = vec!["simulate", "--policy", "static:1,1", "--json"];
+    all.extend_from_slice(args);
+    common::run_json(&all)["scenario"]["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect()
+}
+
 /// A deployment whose engines have more GPUs than the profile was measured on is named:
 /// the engines run at the profile's speed, and Dynamo's formula sizes for faster ones.
 #[test]
 fn engines_sized_otherwise_than_the_profile_are_named() {
-    let notes = |extra: &[&str]| {
-        let mut args = vec![
-            "simulate",
-            "--scenario",
-            "sin-5-45",
-            "--policy",
-            "static:1,1",
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        let s = common::run_json(&args);
-        s["scenario"]["notes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| n.as_str().unwrap().to_string())
-            .collect::<Vec<_>>()
-    };
+    let notes = |extra: &[&str]| scenario_notes(&[&["--scenario", "sin-5-45"][..], extra].concat());
     let as_measured = notes(&[]);
     assert!(
         !as_measured.iter().any(|n| n.contains("measured on")),
