@@ -386,13 +386,15 @@ impl SlaPlanner {
         })
     }
 
-    /// Whether the interval was spent working off prompts queued before it: its queue was
-    /// shorter than the interval before's, yet more than the engines could clear within
-    /// the TTFT target. Its prompts waited behind that backlog, not behind the rate they
-    /// arrived at, and their TTFT says nothing of the engines' speed or the load's
-    /// burstiness (read as either, it would have the planner add engines for a queue that
-    /// is already going). A queue that keeps growing stays evidence: engines slower than
-    /// the profile says show that way.
+    /// Whether the interval was spent working off prompts queued before it: it began with
+    /// more queued than the engines could clear within the TTFT target, and ended with
+    /// less. Its prompts waited behind that backlog, not behind the rate they arrived at,
+    /// and their TTFT says nothing of the engines' speed or the load's burstiness (read as
+    /// either, it would have the planner add engines for a queue that is already going).
+    /// The queue it began with, not the one it ended with, is what its prompts waited
+    /// behind: an interval that clears the whole backlog holds its worst waits. A queue
+    /// that keeps growing stays evidence: engines slower than the profile says show that
+    /// way.
     fn working_off_backlog(
         &self,
         before: Option<f64>,
@@ -406,7 +408,7 @@ impl SlaPlanner {
         if now >= before || engines == 0 || isl <= 0.0 {
             return false;
         }
-        let clear_ms = now / isl * self.model.prefill_service_ms(isl) / f64::from(engines);
+        let clear_ms = before / isl * self.model.prefill_service_ms(isl) / f64::from(engines);
         clear_ms > self.ctx.sla.ttft_ms
     }
 
@@ -1160,6 +1162,9 @@ mod tests {
             planner.model.corrections
         };
         assert_eq!(after(30_000.0, 1.0e6), after(80.0, 1.0e6));
+        // Nor one that cleared the whole backlog: its prompts waited behind the queue it
+        // began with, however short the queue it ended with.
+        assert_eq!(after(30_000.0, 1500.0), after(80.0, 1500.0));
         let mut planner = planner_after_a_burst();
         let next = interval_on_2p2d(720.0, 30_000.0, 1.0e6);
         let decision = planner.decide(next.time_s, &next);
