@@ -157,6 +157,9 @@ pub struct SlaPlanner {
     /// Prefill tokens queued at the previous observation, to tell an interval spent
     /// working off a backlog.
     last_queued: Option<f64>,
+    /// When the decode replicas were last seen changing (or first seen): requests that
+    /// began before then averaged their ITL over other replicas.
+    decode_changed_at: Option<f64>,
     /// The replicas found at the first decision: what the operator deployed.
     found: Option<(u32, u32)>,
     /// Since when no request has arrived, and the rate forecast just before (a silence).
@@ -218,6 +221,7 @@ impl SlaPlanner {
             last: None,
             last_ready: None,
             last_queued: None,
+            decode_changed_at: None,
             found: None,
             silence: None,
         }
@@ -430,9 +434,24 @@ impl SlaPlanner {
             s.starting == 0 && s.draining == 0 && prev_ready == Some(s.ready)
         };
         let prefill_steady = steady(&r.prefill, prev.map(|p| p.0));
-        let decode_steady = steady(&r.decode, prev.map(|p| p.1));
         let positive = |v: Option<f64>| v.filter(|v| v.is_finite() && *v > 0.0);
         let itl_mean = obs.itl_ms.and_then(|t| positive(t.mean));
+        // A request's ITL is the mean over its whole output: those finishing in this
+        // interval began up to a lifetime (their output at the ITL they saw) before it.
+        // Most of them must have begun on the replicas running now, or the interval
+        // measures the replicas before (an engine that took a burst alone for minutes,
+        // its requests finishing after help came: 94 ms median ITL on six engines at
+        // 30 req/s, read as engines four times slower than the profile).
+        if !steady(&r.decode, prev.map(|p| p.1)) {
+            self.decode_changed_at = Some(obs.time_s);
+        }
+        let slowest_itl_ms = obs
+            .itl_ms
+            .and_then(|t| positive(t.p99).or(positive(t.mean)));
+        let lifetime_s = slowest_itl_ms.map_or(0.0, |itl| osl * itl / 1000.0);
+        let decode_steady = self
+            .decode_changed_at
+            .is_some_and(|t| obs.time_s - t - lifetime_s >= interval_s / 2.0);
         // Aggregated workers do both: their TTFT teaches prefill speed, their ITL decode
         // speed, each against a worker that interleaves the two (a prompt waits behind a
         // decode step; decode steps stretch while it prefills). Without the ITL the step a
@@ -1180,6 +1199,81 @@ mod tests {
         // the load burstier), and that is learned.
         let (slow, calm) = (after(30_000.0, 6.0e6), after(80.0, 6.0e6));
         assert!(slow.prefill > calm.prefill, "{calm:?} -> {slow:?}");
+    }
+
+    /// A minute at 30 req/s on `ready` decode engines (`starting` more on the way) whose
+    /// requests finished with this mean ITL (p99 2.5 times it).
+    fn decode_minute(time_s: f64, ready: u32, starting: u32, itl_mean_ms: f64) -> Observation {
+        Observation {
+            time_s,
+            interval_s: 60.0,
+            requests: Some(1800.0),
+            isl_mean: Some(3000.0),
+            osl_mean: Some(300.0),
+            itl_ms: Some(LatencySummary {
+                mean: Some(itl_mean_ms),
+                p50: None,
+                p90: None,
+                p99: Some(itl_mean_ms * 2.5),
+            }),
+            replicas: Some(RoleReplicas {
+                prefill: ReplicaState {
+                    ready: 6,
+                    ..Default::default()
+                },
+                decode: ReplicaState {
+                    ready,
+                    starting,
+                    draining: 0,
+                },
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_itl_averaged_over_replicas_since_replaced_teaches_decode_nothing() {
+        // One decode engine took a burst alone for three minutes; five more came at 540 s.
+        // The requests finishing in the next minute lived through that (100 ms ITL, 75 s
+        // for the p99 request's 300 tokens): the six engines now running did not make it.
+        let new_planner = || {
+            let sla = Sla {
+                ttft_ms: 200.0,
+                itl_ms: 10.0,
+            };
+            SlaPlanner::new(
+                crate::planner::test_context(sla, false),
+                PlannerConfig::default(),
+            )
+        };
+        let after = |last_itl_ms: Option<f64>| {
+            let mut planner = new_planner();
+            let minutes = [(360.0, 1, 0), (420.0, 1, 5), (480.0, 1, 5), (540.0, 6, 0)];
+            for (t, ready, starting) in minutes {
+                planner.decide(t, &decode_minute(t, ready, starting, 6.0));
+            }
+            if let Some(itl) = last_itl_ms {
+                planner.decide(600.0, &decode_minute(600.0, 6, 0, itl));
+            }
+            planner.model.corrections
+        };
+        assert_eq!(after(Some(100.0)), after(None));
+        // A minute whose requests began on the engines running stays evidence: the slow
+        // ITL of a settled deployment is learned.
+        let settled = |itl_ms: f64| {
+            let mut planner = new_planner();
+            for t in [360.0, 420.0, 480.0] {
+                planner.decide(t, &decode_minute(t, 6, 0, 6.0));
+            }
+            planner.decide(540.0, &decode_minute(540.0, 6, 0, itl_ms));
+            planner.model.corrections.decode
+        };
+        assert!(
+            settled(12.0) > settled(6.0),
+            "{} {}",
+            settled(12.0),
+            settled(6.0)
+        );
     }
 
     #[test]
