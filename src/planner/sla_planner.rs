@@ -462,9 +462,15 @@ impl SlaPlanner {
         };
         let working_off = self.working_off_backlog(queued_before, queued, prefill_engines, isl);
         let prefill_steady = prefill_steady && !working_off;
+        // A worker clearing a prompt backlog stretches its decode steps by that backlog's
+        // prefill, not by the arrivals' share the model stretches them by.
+        let (decode_steady, learned_not) = match self.cfg.mode {
+            Mode::Disaggregated => (decode_steady, "prefill latencies"),
+            Mode::Aggregated => (decode_steady && !working_off, "latencies"),
+        };
         let note = working_off.then(|| {
             format!(
-                "prefill latencies not learned from: the queue ({:.0} tokens, down from {:.0}) was a backlog being worked off",
+                "{learned_not} not learned from: the queue ({:.0} tokens, down from {:.0}) was a backlog being worked off",
                 queued.unwrap_or(0.0),
                 queued_before.unwrap_or(0.0)
             )
@@ -1029,14 +1035,24 @@ mod tests {
     /// A planner on two prefill and two decode engines that has seen ten calm intervals,
     /// then one in which a burst left 4M prefill tokens queued.
     fn planner_after_a_burst() -> SlaPlanner {
+        planner_after_a_burst_in(Mode::Disaggregated)
+    }
+
+    /// `planner_after_a_burst` in either mode (aggregated: the two decode engines are the
+    /// workers).
+    fn planner_after_a_burst_in(mode: Mode) -> SlaPlanner {
         let ctx = crate::planner::test_context(
             Sla {
                 ttft_ms: 500.0,
                 itl_ms: 10.0,
             },
-            false,
+            mode == Mode::Aggregated,
         );
-        let mut planner = SlaPlanner::new(ctx, PlannerConfig::default());
+        let cfg = PlannerConfig {
+            mode,
+            ..Default::default()
+        };
+        let mut planner = SlaPlanner::new(ctx, cfg);
         for i in 1..=11 {
             let burst = i == 11;
             let obs = interval_on_2p2d(
@@ -1199,6 +1215,33 @@ mod tests {
         // the load burstier), and that is learned.
         let (slow, calm) = (after(30_000.0, 6.0e6), after(80.0, 6.0e6));
         assert!(slow.prefill > calm.prefill, "{calm:?} -> {slow:?}");
+    }
+
+    #[test]
+    fn aggregated_workers_working_off_a_backlog_teach_decode_nothing() {
+        // Workers clearing a prompt backlog stretch their decode steps by its prefill:
+        // their ITL (60 ms here) is not their decode speed.
+        let after = |itl: f64| {
+            let mut planner = planner_after_a_burst_in(Mode::Aggregated);
+            let mut next = interval_on_2p2d(720.0, 30_000.0, 1.0e6);
+            next.itl_ms = Some(LatencySummary {
+                mean: Some(itl),
+                p50: None,
+                p90: None,
+                p99: Some(itl * 1.2),
+            });
+            let decision = planner.decide(next.time_s, &next);
+            assert!(
+                decision
+                    .reasons
+                    .iter()
+                    .any(|r| r.starts_with("latencies not learned from")),
+                "{:?}",
+                decision.reasons
+            );
+            planner.model.corrections
+        };
+        assert_eq!(after(60.0), after(6.0));
     }
 
     /// A minute at 30 req/s on `ready` decode engines (`starting` more on the way) whose
