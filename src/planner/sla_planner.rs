@@ -464,13 +464,13 @@ impl SlaPlanner {
         let prefill_steady = prefill_steady && !working_off;
         // A worker clearing a prompt backlog stretches its decode steps by that backlog's
         // prefill, not by the arrivals' share the model stretches them by.
-        let (decode_steady, learned_not) = match self.cfg.mode {
+        let (decode_steady, set_aside) = match self.cfg.mode {
             Mode::Disaggregated => (decode_steady, "prefill latencies"),
             Mode::Aggregated => (decode_steady && !working_off, "latencies"),
         };
         let note = working_off.then(|| {
             format!(
-                "{learned_not} not learned from: the queue ({:.0} tokens, down from {:.0}) was a backlog being worked off",
+                "{set_aside} not learned from: the queue ({:.0} tokens, down from {:.0}) was a backlog being worked off",
                 queued.unwrap_or(0.0),
                 queued_before.unwrap_or(0.0)
             )
