@@ -248,11 +248,12 @@ proptest! {
     }
 
     #[test]
-    fn more_load_never_fewer_replicas(lambda in 0.0f64..80.0, more in 0.0f64..40.0, isl in 50.0f64..12000.0, osl in 2.0f64..2000.0, v in 0.2f64..5.0, k in 0.5f64..2.0) {
+    fn more_load_never_fewer_replicas(lambda in 0.0f64..80.0, more in 0.0f64..40.0, isl in 50.0f64..12000.0, osl in 2.0f64..2000.0, v in 0.2f64..5.0, k in 0.5f64..2.0, f in 0.25f64..4.0) {
         let p = Profile::embedded_default();
         let mut m = PerformanceModel::new(p.prefill_model(), p.decode_model(), CorrectionConfig::default());
         m.corrections.prefill_variability = v;
         m.corrections.decode = k;
+        m.corrections.decode_context = f;
         let l = limits(1, 64, 1, 64, 128);
         let cfg = SolverConfig { ttft_quantile: 0.99, itl_batch_z: 2.33, kv_fraction: 0.9, mode: Mode::Disaggregated };
         let sla = Sla { ttft_ms: 500.0, itl_ms: 20.0 };

@@ -342,13 +342,46 @@ pub fn interleaved_stretch(lambda_per_worker: f64, service_ms: f64, life_s: f64,
     }
 }
 
+/// What is learned of decode engines against their profile: `speed` multiplies the
+/// profile's ITL; `context` multiplies the KV a request in flight holds, against the
+/// `ISL + OSL / 2` a request of the mean lengths holds on average. Requests in flight are
+/// the long ones more often than arrivals are (a request of twice the output is in flight
+/// twice as long), so with outputs of varied length the batch holds more KV than the mean
+/// lengths say: with a coefficient of variation `cv` of the output, about
+/// `ISL + (1 + cv^2) OSL / 2`, and a prefix cache makes it less.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecodeCorrection {
+    pub speed: f64,
+    pub context: f64,
+}
+
+impl DecodeCorrection {
+    /// A speed with the mean lengths' context.
+    pub fn at_speed(speed: f64) -> DecodeCorrection {
+        DecodeCorrection {
+            speed,
+            context: 1.0,
+        }
+    }
+
+    /// The mean KV tokens a request in flight holds.
+    fn context(&self, isl: f64, osl: f64) -> f64 {
+        (isl + osl / 2.0) * self.context
+    }
+
+    /// The KV tokens reserved per request in flight (input and output).
+    fn reservation(&self, isl: f64, osl: f64) -> f64 {
+        (isl + osl) * self.context
+    }
+}
+
 /// Decode latency at a load: the ITL the batch size at `batch_quantile_z` deviations above
 /// its mean gives, and the mean batch size per engine. `None` when no batch size is stable
 /// (the engines cannot keep up) or the KV cache cannot hold it.
 #[allow(clippy::too_many_arguments)] // each is a distinct quantity of the load or the model
 pub fn decode_itl_ms(
     model: &DecodeModel,
-    correction: f64,
+    correction: DecodeCorrection,
     lambda: f64,
     engines: u32,
     isl: f64,
@@ -373,7 +406,7 @@ pub fn decode_itl_ms(
 /// deviations above it; `None` when the KV cache cannot hold that batch.
 pub fn decode_itl_at_batch(
     model: &DecodeModel,
-    correction: f64,
+    correction: DecodeCorrection,
     n: f64,
     isl: f64,
     osl: f64,
@@ -382,19 +415,24 @@ pub fn decode_itl_at_batch(
 ) -> Option<f64> {
     let high = n + batch_quantile_z * n.sqrt();
     // Reservations are input + output per request; keep them within the usable KV.
-    if high * (isl + osl) > model.max_kv_tokens() * kv_fraction {
+    if high * correction.reservation(isl, osl) > model.max_kv_tokens() * kv_fraction {
         return None;
     }
-    Some(itl_of_batch(model, correction, high, isl + osl / 2.0))
+    Some(itl_of_batch(
+        model,
+        correction.speed,
+        high,
+        correction.context(isl, osl),
+    ))
 }
 
 /// The profile's ITL, corrected, for a batch of `batch` requests (at least one) of this
 /// mean context, which fill the KV cache in proportion.
-fn itl_of_batch(model: &DecodeModel, correction: f64, batch: f64, context: f64) -> f64 {
+fn itl_of_batch(model: &DecodeModel, speed: f64, batch: f64, context: f64) -> f64 {
     itl_along(
         &model.at_context(context.max(1.0)),
         model,
-        correction,
+        speed,
         batch,
         context,
     )
@@ -404,19 +442,19 @@ fn itl_of_batch(model: &DecodeModel, correction: f64, batch: f64, context: f64) 
 fn itl_along(
     curve: &ItlAtContext,
     model: &DecodeModel,
-    correction: f64,
+    speed: f64,
     batch: f64,
     context: f64,
 ) -> f64 {
     let kv = batch.max(1.0) * context / model.max_kv_tokens();
-    correction * curve.itl_ms(kv)
+    speed * curve.itl_ms(kv)
 }
 
 /// Mean requests in one decode engine's batch (Little's law at the ITL that batch gives);
 /// `None` without engines or when no batch size is stable (they cannot keep up).
 pub fn decode_mean_batch(
     model: &DecodeModel,
-    correction: f64,
+    correction: DecodeCorrection,
     lambda: f64,
     engines: u32,
     isl: f64,
@@ -433,7 +471,7 @@ pub fn decode_mean_batch(
 /// dozens of steps).
 fn mean_batch_unless(
     model: &DecodeModel,
-    correction: f64,
+    correction: DecodeCorrection,
     lambda: f64,
     engines: u32,
     isl: f64,
@@ -447,7 +485,8 @@ fn mean_batch_unless(
     if per_engine <= 0.0 {
         return Some(0.0);
     }
-    let context = isl + osl / 2.0;
+    let context = correction.context(isl, osl);
+    let reservation = correction.reservation(isl, osl);
     let max_kv = model.max_kv_tokens();
     // Fixed point n = per_engine * osl * itl(n) / 1000; it grows monotonically from n = 0,
     // and diverges when the engine cannot keep up.
@@ -455,7 +494,7 @@ fn mean_batch_unless(
     let curve = model.at_context(context.max(1.0));
     let mut n: f64 = 0.0;
     for _ in 0..200 {
-        let itl = itl_along(&curve, model, correction, n, context);
+        let itl = itl_along(&curve, model, correction.speed, n, context);
         if hopeless(n, itl) {
             return None;
         }
@@ -464,7 +503,7 @@ fn mean_batch_unless(
             return Some(next);
         }
         n = next;
-        if n * (isl + osl) > max_kv * 4.0 {
+        if n * reservation > max_kv * 4.0 {
             return None;
         }
     }
@@ -477,7 +516,7 @@ fn mean_batch_unless(
 #[allow(clippy::too_many_arguments)] // decode_itl_ms's quantities and the limit
 pub fn decode_itl_within(
     model: &DecodeModel,
-    correction: f64,
+    correction: DecodeCorrection,
     lambda: f64,
     engines: u32,
     isl: f64,
@@ -487,9 +526,10 @@ pub fn decode_itl_within(
     limit_ms: f64,
 ) -> Option<(f64, f64)> {
     let usable_kv = model.max_kv_tokens() * kv_fraction;
+    let reservation = correction.reservation(isl, osl);
     // A quantile below the mean batch (z < 0) is not above the iterates: solve to the end.
     let above_mean = batch_quantile_z >= 0.0;
-    let hopeless = |n: f64, itl: f64| above_mean && (itl > limit_ms || n * (isl + osl) > usable_kv);
+    let hopeless = |n: f64, itl: f64| above_mean && (itl > limit_ms || n * reservation > usable_kv);
     let n = mean_batch_unless(model, correction, lambda, engines, isl, osl, hopeless)?;
     let itl = decode_itl_at_batch(
         model,
@@ -516,6 +556,10 @@ pub struct Corrections {
     /// Poisson arrivals; bursts within an interval make it more), from the ITL p99.
     #[serde(default = "one")]
     pub decode_variability: f64,
+    /// The KV a decode request in flight holds, as a multiple of `ISL + OSL / 2` (see
+    /// `DecodeCorrection`), from the observed KV utilisation.
+    #[serde(default = "one")]
+    pub decode_context: f64,
 }
 
 fn one() -> f64 {
@@ -524,12 +568,13 @@ fn one() -> f64 {
 
 impl Corrections {
     /// Each correction's name, as `/metrics` labels it and a restart reads it back.
-    pub const KINDS: [&'static str; 5] = [
+    pub const KINDS: [&'static str; 6] = [
         "prefill",
         "prefill_tail",
         "prefill_variability",
         "decode",
         "decode_variability",
+        "decode_context",
     ];
 
     pub fn get(&self, kind: &str) -> Option<f64> {
@@ -544,7 +589,16 @@ impl Corrections {
             "prefill_variability" => Some(&mut self.prefill_variability),
             "decode" => Some(&mut self.decode),
             "decode_variability" => Some(&mut self.decode_variability),
+            "decode_context" => Some(&mut self.decode_context),
             _ => None,
+        }
+    }
+
+    /// What the decode latencies are computed with.
+    pub fn decode_terms(&self) -> DecodeCorrection {
+        DecodeCorrection {
+            speed: self.decode,
+            context: self.decode_context,
         }
     }
 }
@@ -572,6 +626,7 @@ impl Corrections {
                 DECODE_VARIABILITY_RANGE,
                 true,
             ),
+            ("KV per request", self.decode_context, CONTEXT_RANGE, true),
         ]
         .into_iter()
         .filter(|&(_, v, (lo, hi), low_too)| near(v, hi) || (low_too && near(v, lo)))
@@ -588,6 +643,7 @@ impl Default for Corrections {
             prefill_variability: 1.0,
             decode: 1.0,
             decode_variability: 1.0,
+            decode_context: 1.0,
         }
     }
 }
@@ -605,6 +661,12 @@ pub const TAIL_RANGE: (f64, f64) = (1.0, 8.0);
 pub const VARIABILITY_RANGE: (f64, f64) = (0.2, 20.0);
 /// Bounds of the learned decode batch variability.
 pub const DECODE_VARIABILITY_RANGE: (f64, f64) = (0.5, 10.0);
+/// The fewest requests per decode engine (by Little's law) an interval's KV utilisation is
+/// learned from.
+const MIN_CONTEXT_BATCH: f64 = 3.0;
+/// Bounds of the learned KV per decode request: a prefix cache shares prompts (less), and
+/// outputs of widely varied length keep the long ones in flight (more; `DecodeCorrection`).
+pub const CONTEXT_RANGE: (f64, f64) = (0.25, 4.0);
 /// The quantile of `Evidence::observed_tail_ms`: the p99, the tail that SLAs are about
 /// (the exponential tail model fitted to a p90 overstates the p99 of real queues).
 pub const TAIL_QUANTILE: f64 = 0.99;
@@ -815,11 +877,6 @@ impl PerformanceModel {
         )
     }
 
-    /// What a refit is pulled towards when its evidence says little: the value learned so
-    /// far, a window's step back towards neutral (1). What was learned is kept while the
-    /// evidence bears on nothing else and fades over a few windows without it; a pull to 1
-    /// itself undid in two or three quiet intervals what a burst had taught, and a bursty
-    /// code trace then met its next burst under-sized.
     /// Takes corrections learned before a restart (read back from Prometheus), each
     /// within the range it is learned in; unknown names and values that are not finite
     /// are left out. Returns what was taken. Nothing is taken with corrections disabled.
@@ -835,6 +892,7 @@ impl PerformanceModel {
                 "prefill_tail" => TAIL_RANGE,
                 "prefill_variability" => VARIABILITY_RANGE,
                 "decode_variability" => DECODE_VARIABILITY_RANGE,
+                "decode_context" => CONTEXT_RANGE,
                 _ => continue,
             };
             let Some(slot) = self.corrections.slot(kind) else {
@@ -848,6 +906,11 @@ impl PerformanceModel {
         taken
     }
 
+    /// What a refit is pulled towards when its evidence says little: the value learned so
+    /// far, a window's step back towards neutral (1). What was learned is kept while the
+    /// evidence bears on nothing else and fades over a few windows without it; a pull to 1
+    /// itself undid in two or three quiet intervals what a burst had taught, and a bursty
+    /// code trace then met its next burst under-sized.
     fn fading(&self, current: f64) -> f64 {
         current.powf(1.0 - 1.0 / self.cfg.window.max(1) as f64)
     }
@@ -992,13 +1055,42 @@ impl PerformanceModel {
             None => 1.0,
         };
         let stretches: Vec<f64> = ev.iter().map(|e| stretch_at(e, 0.0)).collect();
+        // The KV a request in flight holds: the observed KV over the batch Little's law
+        // gives at the observed ITL, against the mean lengths' `ISL + OSL / 2`. It does not
+        // depend on the speed, and the speed's fit below reads the profile at it. Not on
+        // workers that interleave prefill, whose KV holds the prompts being prefilled too.
+        let max_kv = model.max_kv_tokens();
+        let ratios: Vec<(f64, f64)> = ev
+            .iter()
+            .filter_map(|e| {
+                let kv = e.observed_kv.filter(|_| e.interleaved_itl_ms.is_none())?;
+                let batch =
+                    e.lambda / f64::from(e.engines.max(1)) * (e.osl - 1.0).max(0.0) * e.observed_ms
+                        / 1000.0;
+                let expected = batch * DecodeCorrection::at_speed(1.0).context(e.isl, e.osl);
+                // A batch of one or two says more of which requests were in flight than of
+                // what a request holds.
+                (batch >= MIN_CONTEXT_BATCH && kv > 0.0)
+                    .then(|| ((kv * max_kv / expected).ln(), e.weight))
+            })
+            .collect();
+
+        // Half a window of reads first, as for the batch variability: with a few, their
+        // scatter is itself unknown.
+        let enough = ratios.len() >= self.cfg.window.div_ceil(2).max(3);
+        if let Some(f) = clear_log_mean(&ratios).filter(|_| enough) {
+            self.corrections.decode_context =
+                self.smoothed(f.exp(), self.corrections.decode_context, CONTEXT_RANGE);
+        }
+        let context = self.corrections.decode_context;
+        let terms = |speed: f64| DecodeCorrection { speed, context };
         // The profile's ITL at the observed KV utilisation does not depend on the speed
         // tried: read once per piece of evidence, not at every speed.
         let at_kv: Vec<Option<f64>> = ev
             .iter()
             .map(|e| {
                 e.observed_kv
-                    .map(|kv| model.itl_ms(kv, e.isl + e.osl / 2.0))
+                    .map(|kv| model.itl_ms(kv, terms(1.0).context(e.isl, e.osl)))
             })
             .collect();
         let fit = fit_correction(
@@ -1009,8 +1101,10 @@ impl PerformanceModel {
             |i, e, k| {
                 let expected = match at_kv[i] {
                     Some(itl) => k * itl,
-                    None => decode_itl_ms(model, k, e.lambda, e.engines, e.isl, e.osl, 0.0, 4.0)
-                        .map_or(f64::INFINITY, |x| x.0),
+                    None => {
+                        decode_itl_ms(model, terms(k), e.lambda, e.engines, e.isl, e.osl, 0.0, 4.0)
+                            .map_or(f64::INFINITY, |x| x.0)
+                    }
                 };
                 Some((expected * stretches[i], e.observed_ms))
             },
@@ -1028,7 +1122,7 @@ impl PerformanceModel {
         if tails < self.cfg.window.div_ceil(2) {
             return;
         }
-        let k = self.corrections.decode;
+        let k = terms(self.corrections.decode);
         let z = itl_batch_z(TAIL_QUANTILE);
         let (lo, hi) = DECODE_VARIABILITY_RANGE;
         // The mean batch does not depend on the variability: solved once per interval.
@@ -1055,6 +1149,40 @@ impl PerformanceModel {
         }
     }
 }
+
+/// The weighted mean of `(value, weight)` pairs when it stands clear of zero by
+/// `CLEAR_OF_NOISE` of its standard errors, else 0 (nothing shown); `None` with fewer than
+/// three. The KV read over an interval scatters by a tenth about what its requests hold (the
+/// requests in flight are a count); a window of such reads, taken at face value, would
+/// move the decode sizing by a few percent from one window to the next on loads whose
+/// requests hold just what their mean lengths say.
+fn clear_log_mean(values: &[(f64, f64)]) -> Option<f64> {
+    if values.len() < 3 {
+        return None;
+    }
+    let total: f64 = values.iter().map(|v| v.1).sum();
+    let squares: f64 = values.iter().map(|v| v.1 * v.1).sum();
+    if total <= 0.0 {
+        return None;
+    }
+    let mean = values.iter().map(|(x, w)| x * w).sum::<f64>() / total;
+    let var = values
+        .iter()
+        .map(|(x, w)| w * (x - mean).powi(2))
+        .sum::<f64>()
+        / total;
+    // Effective number of reads, as the weights differ.
+    let n = total * total / squares;
+    let se = (var / (n - 1.0).max(1.0)).sqrt();
+    Some(if mean.abs() > CLEAR_OF_NOISE * se {
+        mean
+    } else {
+        0.0
+    })
+}
+
+/// Standard errors a window's mean must stand clear of neutral to be taken.
+const CLEAR_OF_NOISE: f64 = 3.0;
 
 fn push_window(v: &mut Vec<Evidence>, e: Evidence, window: usize) {
     v.push(e);
@@ -1199,12 +1327,52 @@ mod tests {
     #[test]
     fn decode_itl_grows_with_load() {
         let d = Profile::embedded_default().decode_model();
-        let (low, n_low) = decode_itl_ms(&d, 1.0, 1.0, 1, 3000.0, 300.0, 0.0, 0.9).unwrap();
-        let (high, n_high) = decode_itl_ms(&d, 1.0, 20.0, 1, 3000.0, 300.0, 0.0, 0.9).unwrap();
+        let (low, n_low) = decode_itl_ms(
+            &d,
+            DecodeCorrection::at_speed(1.0),
+            1.0,
+            1,
+            3000.0,
+            300.0,
+            0.0,
+            0.9,
+        )
+        .unwrap();
+        let (high, n_high) = decode_itl_ms(
+            &d,
+            DecodeCorrection::at_speed(1.0),
+            20.0,
+            1,
+            3000.0,
+            300.0,
+            0.0,
+            0.9,
+        )
+        .unwrap();
         assert!(high > low && n_high > n_low);
-        let (split, _) = decode_itl_ms(&d, 1.0, 20.0, 4, 3000.0, 300.0, 0.0, 0.9).unwrap();
+        let (split, _) = decode_itl_ms(
+            &d,
+            DecodeCorrection::at_speed(1.0),
+            20.0,
+            4,
+            3000.0,
+            300.0,
+            0.0,
+            0.9,
+        )
+        .unwrap();
         assert!(split < high);
-        assert!(decode_itl_ms(&d, 1.0, 10000.0, 1, 3000.0, 300.0, 0.0, 0.9).is_none());
+        assert!(decode_itl_ms(
+            &d,
+            DecodeCorrection::at_speed(1.0),
+            10000.0,
+            1,
+            3000.0,
+            300.0,
+            0.0,
+            0.9
+        )
+        .is_none());
     }
 
     #[test]
@@ -1217,16 +1385,20 @@ mod tests {
             for engines in [0, 1, 2, 3, 5, 8] {
                 for (isl, osl) in [(3000.0, 300.0), (200.0, 1500.0), (30000.0, 50.0)] {
                     for z in [-0.5, 0.0, 1.9, 4.0] {
-                        for kv in [0.5, 0.9] {
-                            let full = decode_mean_batch(&d, 1.1, lambda, engines, isl, osl)
-                                .and_then(|n| decode_itl_at_batch(&d, 1.1, n, isl, osl, z, kv));
+                        for (kv, context) in [(0.5, 1.0), (0.9, 1.0), (0.9, 1.6)] {
+                            let c = DecodeCorrection {
+                                speed: 1.1,
+                                context,
+                            };
+                            let full = decode_mean_batch(&d, c, lambda, engines, isl, osl)
+                                .and_then(|n| decode_itl_at_batch(&d, c, n, isl, osl, z, kv));
                             for limit in [5.0, 7.5, 10.0, 20.0, f64::INFINITY] {
                                 let early = decode_itl_within(
-                                    &d, 1.1, lambda, engines, isl, osl, z, kv, limit,
+                                    &d, c, lambda, engines, isl, osl, z, kv, limit,
                                 )
                                 .map(|x| x.0);
                                 let expected = full.filter(|&itl| itl <= limit);
-                                let case = format!("{lambda} req/s, {engines} engines, ISL {isl}, OSL {osl}, z {z}, kv {kv}, limit {limit}");
+                                let case = format!("{lambda} req/s, {engines} engines, ISL {isl}, OSL {osl}, z {z}, kv {kv}, KV per request x{context}, limit {limit}");
                                 assert_eq!(early, expected, "{case}");
                                 given_up += usize::from(full.is_some() && early.is_none());
                             }
@@ -1256,10 +1428,32 @@ mod tests {
         let z = itl_batch_z(TAIL_QUANTILE);
         let (lambda, isl, osl) = (30.0, 2000.0, 30.0);
         let d = m.decode.clone();
-        let itl = |w: f64| decode_itl_ms(&d, 1.0, lambda, 1, isl, osl, z * w, 4.0).unwrap();
+        let itl = |w: f64| {
+            decode_itl_ms(
+                &d,
+                DecodeCorrection::at_speed(1.0),
+                lambda,
+                1,
+                isl,
+                osl,
+                z * w,
+                4.0,
+            )
+            .unwrap()
+        };
         // Engines at the profile's speed (the mean ITL is the model's), but the p99 request
         // saw the batch a burst makes: three times the Poisson swing above the mean.
-        let (mean, _) = decode_itl_ms(&d, 1.0, lambda, 1, isl, osl, 0.0, 4.0).unwrap();
+        let (mean, _) = decode_itl_ms(
+            &d,
+            DecodeCorrection::at_speed(1.0),
+            lambda,
+            1,
+            isl,
+            osl,
+            0.0,
+            4.0,
+        )
+        .unwrap();
         let (p99, _) = itl(3.0);
         let burst = Evidence {
             lambda,
@@ -1466,5 +1660,71 @@ mod tests {
             m.corrections
         );
         assert!(m.corrections.at_bounds((0.25, 4.0)).is_empty());
+    }
+
+    #[test]
+    fn requests_holding_more_kv_than_their_mean_lengths_say_are_learned_from_the_kv_read() {
+        // Outputs of widely varied length (a coefficient of variation of 0.7 here): the
+        // long ones stay in flight longest, and the batch holds 1.5 times the KV of
+        // requests of the mean lengths, at which the profile's ITL is higher.
+        let d = Profile::embedded_default().decode_model();
+        let (lambda, engines, isl, osl) = (12.0, 3, 200.0, 1500.0);
+        let truth = DecodeCorrection {
+            speed: 1.0,
+            context: 1.5,
+        };
+        let n = decode_mean_batch(&d, truth, lambda, engines, isl, osl).unwrap();
+        let itl = decode_itl_at_batch(&d, truth, n, isl, osl, 0.0, 4.0).unwrap();
+        let held = n * truth.context(isl, osl) / d.max_kv_tokens();
+        let mean_lengths = DecodeCorrection::at_speed(1.0);
+        assert!(
+            itl > decode_itl_ms(&d, mean_lengths, lambda, engines, isl, osl, 0.0, 4.0)
+                .unwrap()
+                .0
+                * 1.05,
+            "the KV held matters to the ITL here"
+        );
+        let interval = |kv: f64| Evidence {
+            lambda,
+            engines,
+            isl,
+            osl,
+            observed_ms: itl,
+            observed_tail_ms: None,
+            steady: true,
+            observed_kv: Some(kv),
+            weight: lambda * 60.0,
+            interleaved_itl_ms: None,
+        };
+        // The read scatters by a tenth, as a count of requests in flight does.
+        let scatter = [1.1, 0.9, 1.05, 0.95, 1.0];
+        let mut m = PerformanceModel::embedded_default();
+        for s in scatter.iter().cycle().take(12) {
+            m.learn_decode(interval(held * s));
+        }
+        let c = m.corrections;
+        assert!((c.decode_context - 1.5).abs() < 0.05, "{c:?}");
+        // Read at the KV it saw, the engines' speed is the profile's.
+        assert!((c.decode - 1.0).abs() < 0.03, "{c:?}");
+        let learned = decode_itl_ms(&d, c.decode_terms(), lambda, engines, isl, osl, 0.0, 4.0)
+            .unwrap()
+            .0;
+        assert!(
+            (learned / itl - 1.0).abs() < 0.05,
+            "{learned} against {itl}"
+        );
+        // Requests that hold what their mean lengths say, read with the same scatter: no
+        // correction (a few percent either way would move the sizing from window to window).
+        let n = decode_mean_batch(&d, mean_lengths, lambda, engines, isl, osl).unwrap();
+        let itl = decode_itl_at_batch(&d, mean_lengths, n, isl, osl, 0.0, 4.0).unwrap();
+        let held = n * mean_lengths.context(isl, osl) / d.max_kv_tokens();
+        let mut m = PerformanceModel::embedded_default();
+        for s in scatter.iter().cycle().take(12) {
+            m.learn_decode(Evidence {
+                observed_ms: itl,
+                ..interval(held * s)
+            });
+        }
+        assert_eq!(m.corrections.decode_context, 1.0);
     }
 }

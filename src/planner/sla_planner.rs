@@ -584,8 +584,7 @@ impl Policy for SlaPlanner {
         reasons.extend(learned);
         reasons.extend(plan.solution.notes.iter().cloned());
         reasons.extend(beyond_the_profile(
-            &self.model.prefill,
-            &self.model.decode,
+            &self.model,
             plan.load.isl,
             plan.load.osl,
         ));
@@ -830,8 +829,8 @@ impl SlaPlanner {
         let mut decision = Decision::clipped(&self.ctx.limits, p, d, reasons);
         let c = self.model.corrections;
         decision.reasons.push(format!(
-            "corrections: prefill x{:.2} (slowest prompts x{:.2}, waiting variability {:.2}), decode x{:.2} (batch variability {:.2})",
-            c.prefill, c.prefill_tail, c.prefill_variability, c.decode, c.decode_variability
+            "corrections: prefill x{:.2} (slowest prompts x{:.2}, waiting variability {:.2}), decode x{:.2} (batch variability {:.2}, KV per request x{:.2})",
+            c.prefill, c.prefill_tail, c.prefill_variability, c.decode, c.decode_variability, c.decode_context
         ));
         // An operator should hear when the observed latency is further from the profile
         // than the model may follow.
@@ -862,21 +861,16 @@ impl SlaPlanner {
 /// Where the load planned for lies beyond what the profile measured, the model goes on
 /// from its edge: prefill times extrapolated from its last points, ITL read at its longest
 /// context (which may understate it). An operator should hear that the counts rest on it.
-fn beyond_the_profile(
-    prefill: &crate::profile::PrefillModel,
-    decode: &crate::profile::DecodeModel,
-    isl: f64,
-    osl: f64,
-) -> Vec<String> {
+fn beyond_the_profile(model: &PerformanceModel, isl: f64, osl: f64) -> Vec<String> {
     let mut notes = Vec::new();
-    let longest_prompt = prefill.max_profiled_isl();
+    let longest_prompt = model.prefill.max_profiled_isl();
     if isl > longest_prompt * 1.05 {
         notes.push(format!(
             "ISL {isl:.0} is beyond the profile's longest prompt ({longest_prompt:.0} tokens): prefill time extrapolated; profile longer prompts to plan them surely"
         ));
     }
-    let context = isl + osl / 2.0;
-    let longest_context = decode.max_profiled_context();
+    let context = (isl + osl / 2.0) * model.corrections.decode_context;
+    let longest_context = model.decode.max_profiled_context();
     if context > longest_context * 1.05 {
         notes.push(format!(
             "decode context {context:.0} tokens is beyond the profile's longest ({longest_context:.0}): ITL read at {longest_context:.0}, which may understate it"

@@ -114,7 +114,7 @@ fn decode_itl_up_to(
 ) -> Option<f64> {
     decode_itl_within(
         &model.decode,
-        model.corrections.decode,
+        model.corrections.decode_terms(),
         load.lambda.max(0.0),
         d,
         load.isl,
