@@ -1074,11 +1074,10 @@ impl PerformanceModel {
                     .then(|| ((kv * max_kv / expected).ln(), e.weight))
             })
             .collect();
-
         // Half a window of reads first, as for the batch variability: with a few, their
         // scatter is itself unknown.
         let enough = ratios.len() >= self.cfg.window.div_ceil(2).max(3);
-        if let Some(f) = clear_log_mean(&ratios).filter(|_| enough) {
+        if let Some(f) = mean_clear_of_noise(&ratios).filter(|_| enough) {
             self.corrections.decode_context =
                 self.smoothed(f.exp(), self.corrections.decode_context, CONTEXT_RANGE);
         }
@@ -1156,7 +1155,7 @@ impl PerformanceModel {
 /// requests in flight are a count); a window of such reads, taken at face value, would
 /// move the decode sizing by a few percent from one window to the next on loads whose
 /// requests hold just what their mean lengths say.
-fn clear_log_mean(values: &[(f64, f64)]) -> Option<f64> {
+fn mean_clear_of_noise(values: &[(f64, f64)]) -> Option<f64> {
     if values.len() < 3 {
         return None;
     }
