@@ -1326,52 +1326,16 @@ mod tests {
     #[test]
     fn decode_itl_grows_with_load() {
         let d = Profile::embedded_default().decode_model();
-        let (low, n_low) = decode_itl_ms(
-            &d,
-            DecodeCorrection::at_speed(1.0),
-            1.0,
-            1,
-            3000.0,
-            300.0,
-            0.0,
-            0.9,
-        )
-        .unwrap();
-        let (high, n_high) = decode_itl_ms(
-            &d,
-            DecodeCorrection::at_speed(1.0),
-            20.0,
-            1,
-            3000.0,
-            300.0,
-            0.0,
-            0.9,
-        )
-        .unwrap();
+        let at = |lambda: f64, engines: u32| {
+            let speed = DecodeCorrection::at_speed(1.0);
+            decode_itl_ms(&d, speed, lambda, engines, 3000.0, 300.0, 0.0, 0.9)
+        };
+        let (low, n_low) = at(1.0, 1).unwrap();
+        let (high, n_high) = at(20.0, 1).unwrap();
         assert!(high > low && n_high > n_low);
-        let (split, _) = decode_itl_ms(
-            &d,
-            DecodeCorrection::at_speed(1.0),
-            20.0,
-            4,
-            3000.0,
-            300.0,
-            0.0,
-            0.9,
-        )
-        .unwrap();
+        let (split, _) = at(20.0, 4).unwrap();
         assert!(split < high);
-        assert!(decode_itl_ms(
-            &d,
-            DecodeCorrection::at_speed(1.0),
-            10000.0,
-            1,
-            3000.0,
-            300.0,
-            0.0,
-            0.9
-        )
-        .is_none());
+        assert!(at(10000.0, 1).is_none());
     }
 
     #[test]
@@ -1427,32 +1391,11 @@ mod tests {
         let z = itl_batch_z(TAIL_QUANTILE);
         let (lambda, isl, osl) = (30.0, 2000.0, 30.0);
         let d = m.decode.clone();
-        let itl = |w: f64| {
-            decode_itl_ms(
-                &d,
-                DecodeCorrection::at_speed(1.0),
-                lambda,
-                1,
-                isl,
-                osl,
-                z * w,
-                4.0,
-            )
-            .unwrap()
-        };
+        let speed = DecodeCorrection::at_speed(1.0);
+        let itl = |w: f64| decode_itl_ms(&d, speed, lambda, 1, isl, osl, z * w, 4.0).unwrap();
         // Engines at the profile's speed (the mean ITL is the model's), but the p99 request
         // saw the batch a burst makes: three times the Poisson swing above the mean.
-        let (mean, _) = decode_itl_ms(
-            &d,
-            DecodeCorrection::at_speed(1.0),
-            lambda,
-            1,
-            isl,
-            osl,
-            0.0,
-            4.0,
-        )
-        .unwrap();
+        let (mean, _) = itl(0.0);
         let (p99, _) = itl(3.0);
         let burst = Evidence {
             lambda,
