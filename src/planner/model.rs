@@ -365,7 +365,7 @@ impl DecodeCorrection {
     }
 
     /// The mean KV tokens a request in flight holds.
-    fn context(&self, isl: f64, osl: f64) -> f64 {
+    pub fn context(&self, isl: f64, osl: f64) -> f64 {
         (isl + osl / 2.0) * self.context
     }
 

@@ -869,7 +869,7 @@ fn beyond_the_profile(model: &PerformanceModel, isl: f64, osl: f64) -> Vec<Strin
             "ISL {isl:.0} is beyond the profile's longest prompt ({longest_prompt:.0} tokens): prefill time extrapolated; profile longer prompts to plan them surely"
         ));
     }
-    let context = (isl + osl / 2.0) * model.corrections.decode_context;
+    let context = model.corrections.decode_terms().context(isl, osl);
     let longest_context = model.decode.max_profiled_context();
     if context > longest_context * 1.05 {
         notes.push(format!(
