@@ -1026,6 +1026,15 @@ mod tests {
         assert!(slowed.decode > told.decode, "{told:?}\n{slowed:?}");
     }
 
+    /// Asserts that one of the decision's reasons begins with `prefix`.
+    fn assert_gives_reason(decision: &Decision, prefix: &str) {
+        assert!(
+            decision.reasons.iter().any(|r| r.starts_with(prefix)),
+            "no reason begins with {prefix:?}: {:?}",
+            decision.reasons
+        );
+    }
+
     /// A planner on two prefill and two decode engines that has seen ten calm intervals,
     /// then one in which a burst left 4M prefill tokens queued.
     fn planner_after_a_burst() -> SlaPlanner {
@@ -1104,12 +1113,9 @@ mod tests {
             d = step(&mut planner, minute, 0.0, &mut counts);
             assert_eq!(counts, busy, "minute {minute}: {:?}", d.reasons);
         }
-        assert!(
-            d.reasons.iter().any(|r| r.starts_with(
-                "no scale-down: no requests for 180s where 30.00 req/s were forecast"
-            )),
-            "{:?}",
-            d.reasons
+        assert_gives_reason(
+            &d,
+            "no scale-down: no requests for 180s where 30.00 req/s were forecast",
         );
         // After 240 s of silence the load is taken to have ended.
         step(&mut planner, 16, 0.0, &mut counts);
@@ -1197,14 +1203,7 @@ mod tests {
         let mut planner = planner_after_a_burst();
         let next = interval_on_2p2d(720.0, 30_000.0, 1.0e6);
         let decision = planner.decide(next.time_s, &next);
-        assert!(
-            decision
-                .reasons
-                .iter()
-                .any(|r| r.starts_with("prefill latencies not learned from")),
-            "{:?}",
-            decision.reasons
-        );
+        assert_gives_reason(&decision, "prefill latencies not learned from");
         // Had the queue gone on growing, the engines are slower than the profile says (or
         // the load burstier), and that is learned.
         let (slow, calm) = (after(30_000.0, 6.0e6), after(80.0, 6.0e6));
@@ -1225,14 +1224,7 @@ mod tests {
                 p99: Some(itl * 1.2),
             });
             let decision = planner.decide(next.time_s, &next);
-            assert!(
-                decision
-                    .reasons
-                    .iter()
-                    .any(|r| r.starts_with("latencies not learned from")),
-                "{:?}",
-                decision.reasons
-            );
+            assert_gives_reason(&decision, "latencies not learned from");
             planner.model.corrections
         };
         assert_eq!(after(60.0), after(6.0));
