@@ -197,6 +197,40 @@ fn gpus_are_billed_until_the_last_request_is_done_not_until_late_replicas_start(
 }
 
 #[test]
+fn a_schedule_starts_as_its_first_row_and_orders_a_second_row_at_time_zero() {
+    use sla_planner::planner::baselines::SchedulePolicy;
+    use sla_planner::profile::Profile;
+    use sla_planner::sim::simulate;
+    let profile = Profile::embedded_default();
+    // The scenario says 2P+2D; the schedule starts at 1P+1D and at once asks for 3P+3D,
+    // which a 120 s cold start makes ready at 120 s, not at 0.
+    let requests = common::steady_requests(600, 2.0, 1000, 50);
+    let mut cfg = common::sim_config(&profile, 2, 2, 300.0);
+    cfg.startup_s = 120.0;
+    let mut policy = SchedulePolicy::new("schedule".into(), vec![(0.0, 1, 1), (0.0, 3, 3)]);
+    let result = simulate(&cfg, &profile, &requests, &mut policy, None);
+    let replicas = |k: usize| result.timeline[k].observation.replicas.unwrap();
+    // The timeline's rows are at 60 s, 120 s, ...
+    let at_60 = replicas(0);
+    assert_eq!(
+        (at_60.prefill.ready, at_60.prefill.starting),
+        (1, 2),
+        "{at_60:?}"
+    );
+    assert_eq!(
+        (at_60.decode.ready, at_60.decode.starting),
+        (1, 2),
+        "{at_60:?}"
+    );
+    let at_120 = replicas(1);
+    assert_eq!(
+        (at_120.prefill.ready, at_120.decode.ready),
+        (3, 3),
+        "{at_120:?}"
+    );
+}
+
+#[test]
 fn an_aggregated_deployment_runs_workers_and_no_prefill_pool() {
     // Every policy sizes the workers (the threshold rule on their queue and KV too); none
     // ever holds a prefill replica. The oracle and the

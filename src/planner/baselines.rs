@@ -44,7 +44,10 @@ impl Policy for StaticPolicy {
     }
 }
 
-/// Replays `(time_s, prefill, decode)` rows: at each tick, the last row at or before now.
+/// Replays `(time_s, prefill, decode)` rows: the deployment starts as the first row says,
+/// and at each tick asks for the last row at or before now. A second row at time 0 is
+/// therefore ordered at the start and ready a cold start later: what any policy could do
+/// from that first deployment at the earliest.
 pub struct SchedulePolicy {
     name: String,
     rows: Vec<(f64, u32, u32)>,
@@ -68,7 +71,8 @@ impl Policy for SchedulePolicy {
         &self.name
     }
     fn initial_replicas(&self) -> Option<(u32, u32)> {
-        Some(self.at(0.0))
+        let first = self.rows[0];
+        Some((first.1, first.2))
     }
     fn decide(&mut self, now_s: f64, _obs: &Observation) -> Decision {
         let (p, d) = self.at(now_s);
