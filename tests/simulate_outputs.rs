@@ -169,19 +169,29 @@ fn the_best_static_deployment_keeps_within_the_budget() {
     assert_eq!(p["max_decode"].as_u64().unwrap().to_string(), nd, "{p}");
 }
 
-#[test]
-fn gpus_are_billed_until_the_last_request_is_done_not_until_late_replicas_start() {
+/// Five minutes of a light load (2 req/s, ISL 1000, OSL 50) on a deployment the scenario
+/// starts at `initial`, under a schedule of `rows`, with a cold start of `startup_s`.
+fn run_schedule(
+    initial: (u32, u32),
+    startup_s: f64,
+    rows: Vec<(f64, u32, u32)>,
+) -> (sla_planner::sim::SimConfig, sla_planner::sim::SimResult) {
     use sla_planner::planner::baselines::SchedulePolicy;
     use sla_planner::profile::Profile;
-    use sla_planner::sim::simulate;
     let profile = Profile::embedded_default();
-    // Five minutes of light load on 1P+1D; at two minutes the schedule asks for 3P+3D,
-    // whose cold start (a day) outlasts the run.
     let requests = common::steady_requests(600, 2.0, 1000, 50);
-    let mut cfg = common::sim_config(&profile, 1, 1, 300.0);
-    cfg.startup_s = 86_400.0;
-    let mut policy = SchedulePolicy::new("schedule".into(), vec![(0.0, 1, 1), (120.0, 3, 3)]);
-    let result = simulate(&cfg, &profile, &requests, &mut policy, None);
+    let mut cfg = common::sim_config(&profile, initial.0, initial.1, 300.0);
+    cfg.startup_s = startup_s;
+    let mut policy = SchedulePolicy::new("schedule".into(), rows);
+    let result = sla_planner::sim::simulate(&cfg, &profile, &requests, &mut policy, None);
+    (cfg, result)
+}
+
+#[test]
+fn gpus_are_billed_until_the_last_request_is_done_not_until_late_replicas_start() {
+    // 1P+1D; at two minutes the schedule asks for 3P+3D, whose cold start (a day) outlasts
+    // the run.
+    let (cfg, result) = run_schedule((1, 1), 86_400.0, vec![(0.0, 1, 1), (120.0, 3, 3)]);
     assert_eq!(
         result.outcomes.iter().filter(|o| o.meets(&cfg.sla)).count(),
         600
@@ -198,17 +208,9 @@ fn gpus_are_billed_until_the_last_request_is_done_not_until_late_replicas_start(
 
 #[test]
 fn a_schedule_starts_as_its_first_row_and_orders_a_second_row_at_time_zero() {
-    use sla_planner::planner::baselines::SchedulePolicy;
-    use sla_planner::profile::Profile;
-    use sla_planner::sim::simulate;
-    let profile = Profile::embedded_default();
     // The scenario says 2P+2D; the schedule starts at 1P+1D and at once asks for 3P+3D,
     // which a 120 s cold start makes ready at 120 s, not at 0.
-    let requests = common::steady_requests(600, 2.0, 1000, 50);
-    let mut cfg = common::sim_config(&profile, 2, 2, 300.0);
-    cfg.startup_s = 120.0;
-    let mut policy = SchedulePolicy::new("schedule".into(), vec![(0.0, 1, 1), (0.0, 3, 3)]);
-    let result = simulate(&cfg, &profile, &requests, &mut policy, None);
+    let (_, result) = run_schedule((2, 2), 120.0, vec![(0.0, 1, 1), (0.0, 3, 3)]);
     let replicas = |k: usize| result.timeline[k].observation.replicas.unwrap();
     // The timeline's rows are at 60 s, 120 s, ...
     let at_60 = replicas(0);
