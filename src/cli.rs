@@ -148,7 +148,7 @@ pub struct CompareArgs {
     #[arg(long = "startup-s", default_values_t = [60.0, 180.0])]
     pub startups: Vec<f64>,
     /// Policies (repeatable).
-    #[arg(long = "policy", default_values_t = ["planner".to_string(), "static:best".to_string(), "dynamo".to_string(), "threshold".to_string(), "oracle".to_string()])]
+    #[arg(long = "policy", default_values_t = ["planner".to_string(), "static:best".to_string(), "dynamo".to_string(), "threshold".to_string(), "oracle".to_string(), "budget-at-start".to_string()])]
     pub policies: Vec<String>,
     /// Also write the table to this file.
     #[arg(long)]
@@ -189,7 +189,7 @@ pub struct SimulateArgs {
     /// (a stale or borrowed profile); the oracle and static:best keep the engines' own.
     #[arg(long)]
     pub planner_profile: Option<PathBuf>,
-    /// Policy to run (repeatable): planner | static:P,D | static:best | schedule:FILE | dynamo | dynamo:no-correction | threshold | oracle | oracle:TARGET.
+    /// Policy to run (repeatable): planner | static:P,D | static:best | schedule:FILE | dynamo | dynamo:no-correction | threshold | oracle | oracle:TARGET | budget-at-start.
     #[arg(long = "policy")]
     pub policies: Vec<String>,
     /// Cold start of a new replica, seconds (overrides the scenario).

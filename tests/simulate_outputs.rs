@@ -487,3 +487,80 @@ fn compare_keeps_the_order_of_its_scenarios_and_cold_starts() {
         "{table}"
     );
 }
+
+/// `budget-at-start` starts where the scenario starts and orders the whole budget at time
+/// 0; `compare` gives what it reaches beside the planner's attainment where that misses 99%.
+#[test]
+fn budget_at_start_orders_the_whole_budget_at_once_and_compare_shows_what_it_reaches() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_string_lossy().to_string();
+    let summary = common::run_json(&[
+        "simulate",
+        "--scenario",
+        "sin-5-45",
+        "--startup-s",
+        "180",
+        "--policy",
+        "budget-at-start",
+        "--policy",
+        "planner",
+        "--out",
+        &out,
+        "--json",
+    ]);
+    let policies = summary["policies"].as_array().unwrap();
+    let (bound, planner) = (&policies[0], &policies[1]);
+    let name = bound["name"].as_str().unwrap();
+    let (p, d) = name
+        .strip_prefix("budget-at-start=")
+        .and_then(|s| s.split_once(','))
+        .unwrap_or_else(|| panic!("{name}"));
+    let (p, d): (u64, u64) = (p.parse().unwrap(), d.parse().unwrap());
+    // The scenario's budget is 12 GPUs of one engine each; it starts on 1P+1D.
+    assert_eq!(p + d, 12, "{name}");
+    assert_eq!(bound["max_prefill"].as_u64(), Some(p), "{bound}");
+    // A minute in, it still runs the 1P+1D it started on, the rest of the budget starting.
+    let timeline = std::fs::read_to_string(dir.path().join(format!(
+        "timeline_{}.csv",
+        name.replace([':', '=', ','], "_")
+    )))
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {:?}",
+            std::fs::read_dir(dir.path()).unwrap().collect::<Vec<_>>()
+        )
+    });
+    let mut rows = csv::Reader::from_reader(timeline.as_bytes());
+    let headers = rows.headers().unwrap().clone();
+    let first = rows.records().next().unwrap().unwrap();
+    let cell = |key: &str| -> u64 {
+        let i = headers.iter().position(|h| h == key).unwrap();
+        first[i].parse().unwrap()
+    };
+    assert_eq!(
+        (cell("prefill_ready"), cell("prefill_starting")),
+        (1, p - 1)
+    );
+    assert_eq!((cell("decode_ready"), cell("decode_starting")), (1, d - 1));
+    let attainment = |v: &serde_json::Value| v["slo_attainment"].as_f64().unwrap();
+    assert!(attainment(bound) > attainment(planner), "{bound} {planner}");
+    assert!(attainment(bound) < 0.99, "{bound}");
+
+    let table = common::run_stdout(&[
+        "compare",
+        "--scenario",
+        "sin-5-45",
+        "--startup-s",
+        "180",
+        "--policy",
+        "planner",
+        "--policy",
+        "budget-at-start",
+    ]);
+    let standing = table
+        .lines()
+        .find(|l| l.starts_with("| sin-5-45 | 180 s | ") && l.contains("**no**"))
+        .unwrap_or_else(|| panic!("{table}"));
+    let expected = format!("(budget at start: {:.2}%)", attainment(bound) * 100.0);
+    assert!(standing.contains(&expected), "{standing}");
+}

@@ -4,7 +4,7 @@
 //! measured against, not a policy anyone can run.
 
 use super::{simulate, SimConfig};
-use crate::planner::baselines::StaticPolicy;
+use crate::planner::baselines::{SchedulePolicy, StaticPolicy};
 use crate::planner::{Decision, Observation, Policy};
 use crate::profile::Profile;
 use crate::workload::Request;
@@ -334,6 +334,43 @@ pub fn best_static(
         decode: best.1,
         meets_target: best.2 >= target,
     }
+}
+
+/// The most any policy can reach from the deployment's start (`budget-at-start`): the
+/// whole GPU budget ordered at time 0, before any request is seen, and ready a cold start
+/// later, split as serves the most requests within the SLA. Every policy starts on the same
+/// replicas and waits the same cold start for what it orders, and more capacity sooner
+/// serves no fewer requests: where this falls short of a target, no policy, even one that
+/// sees the future, reaches it from that start. Returns the split.
+pub fn budget_at_start(cfg: &SimConfig, profile: &Profile, requests: &[Request]) -> (u32, u32) {
+    let l = &cfg.limits;
+    let (p0, d0, _) = l.clamp(cfg.initial.0, cfg.initial.1);
+    let met = |p: u32, d: u32| {
+        let mut policy = SchedulePolicy::new(String::new(), vec![(0.0, p0, d0), (0.0, p, d)]);
+        let res = simulate(cfg, profile, requests, &mut policy, None);
+        res.outcomes.iter().filter(|o| o.meets(&cfg.sla)).count()
+    };
+    let (max_p, max_d) = role_caps(l);
+    let splits: Vec<(u32, u32)> = if cfg.aggregated {
+        vec![(0, max_d.max(d0))]
+    } else {
+        (p0..=max_p)
+            .filter_map(|p| {
+                let room =
+                    l.gpu_budget.saturating_sub(l.gpus(p, 0)) / l.gpus_per_decode_engine.max(1);
+                let d = room.min(l.max_decode);
+                (d >= d0).then_some((p, d))
+            })
+            .collect()
+    };
+    let mut best = (p0, d0, None);
+    for (p, d) in splits {
+        let n = met(p, d);
+        if best.2.is_none_or(|b| n > b) {
+            best = (p, d, Some(n));
+        }
+    }
+    (best.0, best.1)
 }
 
 #[cfg(test)]

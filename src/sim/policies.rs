@@ -11,9 +11,10 @@ use crate::planner::{Policy, PolicyContext};
 use crate::profile::Profile;
 use crate::workload::Request;
 
-pub const POLICY_SPECS: &str = "planner | static:P,D | static:best | schedule:FILE | dynamo | dynamo:no-correction | threshold | oracle | oracle:TARGET";
+pub const POLICY_SPECS: &str = "planner | static:P,D | static:best | schedule:FILE | dynamo | dynamo:no-correction | threshold | oracle | oracle:TARGET | budget-at-start";
 
-/// What policies may be built from. Only the oracle reads `requests`.
+/// What policies may be built from. Only the bounds (the oracle, `static:best`,
+/// `budget-at-start`) read `requests`.
 pub struct PolicyEnv<'a> {
     pub sim: &'a SimConfig,
     pub planner: PlannerConfig,
@@ -57,7 +58,8 @@ pub fn check_policy_spec(spec: &str) -> Result<(), InputError> {
         | ("dynamo", None)
         | ("dynamo", Some("no-correction"))
         | ("threshold", None)
-        | ("oracle", None) => Ok(()),
+        | ("oracle", None)
+        | ("budget-at-start", None) => Ok(()),
         ("oracle", Some(t)) => parse_target(spec, t).map(|_| ()),
         _ => Err(usage(spec, "unknown policy")),
     }
@@ -106,8 +108,8 @@ pub fn build_policy(spec: &str, env: &PolicyEnv) -> Result<Box<dyn Policy>, Inpu
                 return Err(usage(
                     spec,
                     "it sizes prefill and decode pools, and this deployment is aggregated \
-                     (deployment.mode); planner, threshold, static:0,W, static:best, schedule \
-                     and oracle size its workers",
+                     (deployment.mode); planner, threshold, static:0,W, static:best, schedule, \
+                     budget-at-start and oracle size its workers",
                 ))
             }
             ("static", Some(a)) if a != "best" && parse_static(spec, a)?.0 != 0 => {
@@ -136,6 +138,14 @@ pub fn build_policy(spec: &str, env: &PolicyEnv) -> Result<Box<dyn Policy>, Inpu
             Box::new(StaticPolicy::new(p, d))
         }
         ("schedule", Some(f)) => Box::new(read_schedule(Path::new(f), spec)?),
+        ("budget-at-start", None) => {
+            let (p, d) = super::oracle::budget_at_start(env.sim, env.profile, env.requests);
+            let (p0, d0, _) = env.sim.limits.clamp(env.sim.initial.0, env.sim.initial.1);
+            Box::new(SchedulePolicy::new(
+                format!("budget-at-start={p},{d}"),
+                vec![(0.0, p0, d0), (0.0, p, d)],
+            ))
+        }
         ("planner", _) => Box::new(SlaPlanner::new(env.context(), env.planner)),
         ("dynamo", a) => Box::new(DynamoPolicy::new(env.context(), a.is_none())),
         ("threshold", _) => Box::new(ThresholdPolicy::new(env.context())),
