@@ -336,13 +336,18 @@ pub fn best_static(
     }
 }
 
-/// The most any policy can reach from the deployment's start (`budget-at-start`): the
-/// whole GPU budget ordered at time 0, before any request is seen, and ready a cold start
-/// later, split as serves the most requests within the SLA. Every policy starts on the same
-/// replicas and waits the same cold start for what it orders, and more capacity sooner
-/// serves no fewer requests: where this falls short of a target, no policy, even one that
-/// sees the future, reaches it from that start. Returns the split.
-pub fn budget_at_start(cfg: &SimConfig, profile: &Profile, requests: &[Request]) -> (u32, u32) {
+/// About the most any policy can reach from the deployment's start (`budget-at-start`):
+/// the whole GPU budget ordered at time 0, before any request is seen, and ready a cold
+/// start later, split as serves the most requests within the SLA. Every policy starts on
+/// the same replicas and waits the same cold start for what it orders, and more capacity
+/// sooner serves no fewer requests: where this falls short of a target, no policy, even one
+/// that sees the future, reaches it from that start, short of re-splitting the budget as
+/// the load moves. Returns the schedule: the start, and the split ordered at time 0.
+pub fn budget_at_start(
+    cfg: &SimConfig,
+    profile: &Profile,
+    requests: &[Request],
+) -> [(f64, u32, u32); 2] {
     let l = &cfg.limits;
     let (p0, d0, _) = l.clamp(cfg.initial.0, cfg.initial.1);
     let met = |p: u32, d: u32| {
@@ -370,7 +375,7 @@ pub fn budget_at_start(cfg: &SimConfig, profile: &Profile, requests: &[Request])
             best = (p, d, Some(n));
         }
     }
-    (best.0, best.1)
+    [(0.0, p0, d0), (0.0, best.0, best.1)]
 }
 
 #[cfg(test)]

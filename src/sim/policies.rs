@@ -139,11 +139,11 @@ pub fn build_policy(spec: &str, env: &PolicyEnv) -> Result<Box<dyn Policy>, Inpu
         }
         ("schedule", Some(f)) => Box::new(read_schedule(Path::new(f), spec)?),
         ("budget-at-start", None) => {
-            let (p, d) = super::oracle::budget_at_start(env.sim, env.profile, env.requests);
-            let (p0, d0, _) = env.sim.limits.clamp(env.sim.initial.0, env.sim.initial.1);
+            let rows = super::oracle::budget_at_start(env.sim, env.profile, env.requests);
+            let (_, p, d) = rows[1];
             Box::new(SchedulePolicy::new(
                 format!("budget-at-start={p},{d}"),
-                vec![(0.0, p0, d0), (0.0, p, d)],
+                rows.to_vec(),
             ))
         }
         ("planner", _) => Box::new(SlaPlanner::new(env.context(), env.planner)),
