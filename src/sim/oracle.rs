@@ -133,6 +133,21 @@ fn role_caps(l: &crate::planner::Limits) -> (u32, u32) {
     (max_p, max_d)
 }
 
+/// The splits of the whole budget: each prefill count from `from_prefill` up, with as many
+/// decode engines as the rest of the budget holds, where that is at least `from_decode`.
+fn budget_splits(
+    l: &crate::planner::Limits,
+    from_prefill: u32,
+    from_decode: u32,
+) -> impl Iterator<Item = (u32, u32)> + '_ {
+    let (max_p, _) = role_caps(l);
+    (from_prefill..=max_p).filter_map(move |p| {
+        let room = l.gpu_budget.saturating_sub(l.gpus(p, 0)) / l.gpus_per_decode_engine.max(1);
+        let d = room.min(l.max_decode);
+        (d >= from_decode && l.gpus(p, d) <= l.gpu_budget).then_some((p, d))
+    })
+}
+
 /// Smallest `x` in `lo..=hi` with `ok(x)`, assuming `ok` is monotone; `hi` when none is.
 fn smallest(lo: u32, hi: u32, mut ok: impl FnMut(u32) -> bool) -> u32 {
     if lo >= hi || ok(lo) {
@@ -318,12 +333,7 @@ pub fn best_static(
     // No deployment within the budget meets the target (or the roles' own needs together
     // pass it): the split of the whole budget that serves the most requests within the SLA.
     let mut best = (l.min_prefill, l.min_decode, f64::NEG_INFINITY);
-    for p in l.min_prefill..=max_p {
-        let room = l.gpu_budget.saturating_sub(l.gpus(p, 0)) / l.gpus_per_decode_engine.max(1);
-        let d = room.min(l.max_decode);
-        if d < l.min_decode || !fits(p, d) {
-            continue;
-        }
+    for (p, d) in budget_splits(l, l.min_prefill, l.min_decode) {
         let both = run(p, d).2;
         if both > best.2 {
             best = (p, d, both);
@@ -355,18 +365,10 @@ pub fn budget_at_start(
         let res = simulate(cfg, profile, requests, &mut policy, None);
         res.outcomes.iter().filter(|o| o.meets(&cfg.sla)).count()
     };
-    let (max_p, max_d) = role_caps(l);
     let splits: Vec<(u32, u32)> = if cfg.aggregated {
-        vec![(0, max_d.max(d0))]
+        vec![(0, role_caps(l).1.max(d0))]
     } else {
-        (p0..=max_p)
-            .filter_map(|p| {
-                let room =
-                    l.gpu_budget.saturating_sub(l.gpus(p, 0)) / l.gpus_per_decode_engine.max(1);
-                let d = room.min(l.max_decode);
-                (d >= d0).then_some((p, d))
-            })
-            .collect()
+        budget_splits(l, p0, d0).collect()
     };
     let mut best = (p0, d0, None);
     for (p, d) in splits {
