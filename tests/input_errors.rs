@@ -146,84 +146,62 @@ fn profile_array_missing() {
     );
 }
 
-#[test]
-fn profile_value_not_finite() {
-    let tmp = tempfile::tempdir().unwrap();
-    write_profile_dir(
-        tmp.path(),
-        |n, v| {
-            if n == "prefill_ttft" {
-                v[3] = f64::NAN
-            }
-        },
-        None,
-    );
-    let r = sim_with_profile(tmp.path());
-    assert_eq!(r.code, 2);
-    assert!(
-        r.stderr.contains("prefill_ttft") && r.stderr.contains("element 3 is not finite"),
-        "{}",
-        r.stderr
-    );
-}
+/// One edit of the profile's arrays per case, and what the error must name.
+type ProfileEdit = fn(&str, &mut Vec<f64>);
 
 #[test]
-fn profile_value_negative() {
-    let tmp = tempfile::tempdir().unwrap();
-    write_profile_dir(
-        tmp.path(),
-        |n, v| {
-            if n == "z_itl" {
-                v[0] = -1.0
-            }
-        },
-        None,
-    );
-    let r = sim_with_profile(tmp.path());
-    assert_eq!(r.code, 2);
-    assert!(
-        r.stderr.contains("z_itl") && r.stderr.contains("positive"),
-        "{}",
-        r.stderr
-    );
-}
-
-#[test]
-fn profile_arrays_of_different_lengths() {
-    let tmp = tempfile::tempdir().unwrap();
-    write_profile_dir(
-        tmp.path(),
-        |n, v| {
-            if n == "z_thpt_per_gpu" {
-                v.pop();
-            }
-        },
-        None,
-    );
-    let r = sim_with_profile(tmp.path());
-    assert_eq!(r.code, 2);
-    assert!(
-        r.stderr.contains("z_thpt_per_gpu") && r.stderr.contains("40 points"),
-        "{}",
-        r.stderr
-    );
-}
-
-#[test]
-fn profile_with_too_few_points() {
-    let tmp = tempfile::tempdir().unwrap();
-    write_profile_dir(
-        tmp.path(),
-        |n, v| {
-            if n.starts_with("prefill") {
-                v.truncate(1)
-            }
-        },
-        None,
-    );
-    let r = sim_with_profile(tmp.path());
-    assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("at least 2"), "{}", r.stderr);
+fn bad_profile_arrays_are_named() {
+    let cases: [(&str, ProfileEdit, &[&str]); 4] = [
+        (
+            "a value that is not finite",
+            |n, v| {
+                if n == "prefill_ttft" {
+                    v[3] = f64::NAN
+                }
+            },
+            &["prefill_ttft", "element 3 is not finite"],
+        ),
+        (
+            "a negative value",
+            |n, v| {
+                if n == "z_itl" {
+                    v[0] = -1.0
+                }
+            },
+            &["z_itl", "positive"],
+        ),
+        (
+            "arrays of different lengths",
+            |n, v| {
+                if n == "z_thpt_per_gpu" {
+                    v.pop();
+                }
+            },
+            &["z_thpt_per_gpu", "40 points"],
+        ),
+        (
+            "too few points",
+            |n, v| {
+                if n.starts_with("prefill") {
+                    v.truncate(1)
+                }
+            },
+            &["at least 2"],
+        ),
+    ];
+    for (what, edit, needles) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        write_profile_dir(tmp.path(), edit, None);
+        let r = sim_with_profile(tmp.path());
+        assert_eq!(r.code, 2, "{what}: exit code 2; stderr: {}", r.stderr);
+        for n in needles {
+            assert!(
+                r.stderr.contains(n),
+                "{what}: stderr names {n:?}: {}",
+                r.stderr
+            );
+        }
+    }
 }
 
 #[test]
