@@ -233,6 +233,47 @@ fn a_schedule_starts_as_its_first_row_and_orders_a_second_row_at_time_zero() {
 }
 
 #[test]
+fn a_replica_waits_for_the_gpus_a_draining_one_still_holds() {
+    // Four GPUs, 1P+3D busy with long outputs (4,000 tokens: about half a minute each). At
+    // 60 s the schedule moves a GPU from decode to prefill: the decode engine drains its
+    // requests for some 25 s, and the new prefill engine, pending until then, begins its
+    // 50 s cold start only when that GPU is free. The deployment never holds more than four.
+    use sla_planner::planner::baselines::SchedulePolicy;
+    use sla_planner::profile::Profile;
+    let profile = Profile::embedded_default();
+    let requests = common::steady_requests(600, 2.0, 1000, 4000);
+    let mut cfg = common::sim_config(&profile, 1, 3, 300.0);
+    cfg.limits.gpu_budget = 4;
+    cfg.startup_s = 50.0;
+    let mut policy = SchedulePolicy::new("schedule".into(), vec![(0.0, 1, 3), (60.0, 2, 2)]);
+    let result = sla_planner::sim::simulate(&cfg, &profile, &requests, &mut policy, None);
+    for row in &result.timeline {
+        assert!(
+            row.gpus <= 4,
+            "{} GPUs at {} s",
+            row.gpus,
+            row.observation.time_s
+        );
+    }
+    assert!(
+        result.gpu_seconds <= 4.0 * result.end_s + 1e-6,
+        "{} GPU-seconds over {} s",
+        result.gpu_seconds,
+        result.end_s
+    );
+    // At 120 s the prefill engine is still in its cold start (ready at 110 s had it begun
+    // at 60 s, while the decode engine still held the GPU).
+    let at_120 = result.timeline[1].observation.replicas.unwrap();
+    assert_eq!(
+        (at_120.prefill.ready, at_120.prefill.starting),
+        (1, 1),
+        "{at_120:?}"
+    );
+    let at_180 = result.timeline[2].observation.replicas.unwrap();
+    assert_eq!(at_180.prefill.ready, 2, "{at_180:?}");
+}
+
+#[test]
 fn an_aggregated_deployment_runs_workers_and_no_prefill_pool() {
     // Every policy sizes the workers (the threshold rule on their queue and KV too); none
     // ever holds a prefill replica. The oracle and the

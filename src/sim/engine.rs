@@ -24,6 +24,8 @@ pub trait Replica {
     fn is_idle(&self) -> bool;
     /// The work it holds, to drain the least loaded first.
     fn load(&self) -> u64;
+    /// When its cold start began (its GPUs held from then); infinite while it is pending.
+    fn born_s(&self) -> f64;
 
     /// Ends its cold start; false when it was cancelled meanwhile.
     fn finish_cold_start(&mut self, now: f64) -> bool {
@@ -95,6 +97,9 @@ macro_rules! replica_impl {
             }
             fn is_idle(&self) -> bool {
                 <$t>::is_idle(self)
+            }
+            fn born_s(&self) -> f64 {
+                self.born_s
             }
             fn load(&self) -> u64 {
                 self.$load

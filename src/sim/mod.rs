@@ -108,6 +108,14 @@ pub struct SimResult {
     pub end_s: f64,
 }
 
+/// The pool an engine is in.
+#[derive(Debug, Clone, Copy)]
+enum Pool {
+    Prefill,
+    Decode,
+    Workers,
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Event {
     PrefillDone(u32),
@@ -192,6 +200,10 @@ pub struct Deployment {
     prefill_backlog: VecDeque<u32>,
     /// Requests whose KV has arrived but no decode engine has room.
     decode_waiting: VecDeque<u32>,
+    /// Engines ordered but not placed yet, in the order they were ordered: the GPUs they
+    /// need are still held by replicas draining (a pod pending until the scheduler finds
+    /// room). Counted as starting; their GPUs and cold start begin when placed.
+    pending: Vec<(Pool, u32)>,
     acc: IntervalAccumulator,
     records: Option<Vec<Record>>,
     target: (u32, u32),
@@ -328,6 +340,7 @@ impl Deployment {
             worker_waiting: VecDeque::new(),
             prefill_backlog: VecDeque::new(),
             decode_waiting: VecDeque::new(),
+            pending: Vec::new(),
             acc: IntervalAccumulator::default(),
             records: None,
             target: (p0, d0),
@@ -513,10 +526,16 @@ impl Deployment {
         }
     }
 
+    /// GPUs held by replicas that are placed: ready, draining, or in their cold start (not
+    /// those still pending).
     fn gpus_held(&self) -> u32 {
-        let r = self.replica_states();
-        let held = |s: ReplicaState| s.ready + s.starting + s.draining;
-        self.cfg.limits.gpus(held(r.prefill), held(r.decode))
+        fn placed<E: Replica>(pool: &[E]) -> u32 {
+            pool.iter()
+                .filter(|e| e.life() != Life::Gone && e.born_s().is_finite())
+                .count() as u32
+        }
+        let decode = placed(&self.decode) + placed(&self.workers);
+        self.cfg.limits.gpus(placed(&self.prefill), decode)
     }
 
     fn note_peaks(&mut self) {
@@ -556,34 +575,84 @@ impl Deployment {
             self.scale_prefill(p);
             self.scale_decode(d);
         }
+        // After both roles have shrunk: what one gives up at once the other may take.
+        self.place_pending();
         self.note_peaks();
     }
 
     fn scale_prefill(&mut self, target: u32) {
-        let now = self.now;
-        for _ in 0..engine::resize_pool(&mut self.prefill, target, now) {
-            let id = self.prefill.len() as u32;
-            self.prefill.push(PrefillEngine::new(now, Life::Starting));
-            self.schedule(now + self.cfg.startup_s, Event::PrefillReady(id));
+        for _ in 0..engine::resize_pool(&mut self.prefill, target, self.now) {
+            self.pending
+                .push((Pool::Prefill, self.prefill.len() as u32));
+            self.prefill
+                .push(PrefillEngine::new(f64::INFINITY, Life::Starting));
         }
     }
 
     fn scale_decode(&mut self, target: u32) {
-        let now = self.now;
-        for _ in 0..engine::resize_pool(&mut self.decode, target, now) {
-            let id = self.decode.len() as u32;
-            self.decode.push(DecodeEngine::new(now, Life::Starting));
-            self.schedule(now + self.cfg.startup_s, Event::DecodeReady(id));
+        for _ in 0..engine::resize_pool(&mut self.decode, target, self.now) {
+            self.pending.push((Pool::Decode, self.decode.len() as u32));
+            self.decode
+                .push(DecodeEngine::new(f64::INFINITY, Life::Starting));
         }
     }
 
     fn scale_workers(&mut self, target: u32) {
-        let now = self.now;
-        for _ in 0..engine::resize_pool(&mut self.workers, target, now) {
-            let id = self.workers.len() as u32;
-            self.workers.push(Worker::new(now, Life::Starting));
-            self.schedule(now + self.cfg.startup_s, Event::WorkerReady(id));
+        for _ in 0..engine::resize_pool(&mut self.workers, target, self.now) {
+            self.pending
+                .push((Pool::Workers, self.workers.len() as u32));
+            self.workers
+                .push(Worker::new(f64::INFINITY, Life::Starting));
         }
+    }
+
+    /// Places the pending engines that the GPUs not held now have room for, in the order
+    /// they were ordered; each begins its cold start now. Those cancelled meanwhile go.
+    fn place_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let (now, startup_s) = (self.now, self.cfg.startup_s);
+        let l = self.cfg.limits;
+        let mut free = l.gpu_budget.saturating_sub(self.gpus_held());
+        let mut waiting = std::mem::take(&mut self.pending);
+        waiting.retain(|&(pool, id)| {
+            let i = id as usize;
+            let (life, gpus) = match pool {
+                Pool::Prefill => (self.prefill[i].life(), l.gpus_per_prefill_engine),
+                Pool::Decode => (self.decode[i].life(), l.gpus_per_decode_engine),
+                Pool::Workers => (self.workers[i].life(), l.gpus_per_decode_engine),
+            };
+            if life != Life::Starting {
+                return false;
+            }
+            if gpus > free {
+                return true;
+            }
+            free -= gpus;
+            let ready = match pool {
+                Pool::Prefill => {
+                    self.prefill[i].born_s = now;
+                    Event::PrefillReady(id)
+                }
+                Pool::Decode => {
+                    self.decode[i].born_s = now;
+                    Event::DecodeReady(id)
+                }
+                Pool::Workers => {
+                    self.workers[i].born_s = now;
+                    Event::WorkerReady(id)
+                }
+            };
+            self.seq += 1;
+            self.heap.push(Scheduled {
+                at: now + startup_s,
+                seq: self.seq,
+                event: ready,
+            });
+            false
+        });
+        self.pending = waiting;
     }
 
     fn scrape(&mut self) {
@@ -702,7 +771,9 @@ impl Deployment {
                         self.first_token(id);
                     }
                 }
-                if !self.prefill[i as usize].leave_if_drained(self.now) {
+                if self.prefill[i as usize].leave_if_drained(self.now) {
+                    self.place_pending();
+                } else {
                     self.start_prefill(i as usize);
                 }
             }
@@ -728,7 +799,9 @@ impl Deployment {
                         self.workers[i as usize].release(r);
                     }
                 }
-                if !self.workers[i as usize].leave_if_drained(now) {
+                if self.workers[i as usize].leave_if_drained(now) {
+                    self.place_pending();
+                } else {
                     self.start_worker(i as usize);
                 }
                 self.admit_to_workers();
@@ -739,7 +812,9 @@ impl Deployment {
                 for id in finished {
                     self.complete(id, now);
                 }
-                if !self.decode[i as usize].leave_if_drained(now) {
+                if self.decode[i as usize].leave_if_drained(now) {
+                    self.place_pending();
+                } else {
                     self.start_decode(i as usize);
                 }
                 self.admit_waiting();
