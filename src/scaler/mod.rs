@@ -61,6 +61,9 @@ impl Limits {
                 "a disaggregated deployment needs at least one prefill replica".into(),
             ));
         }
+        // The budget first: a maximum left out is the budget's worth of engines, and one
+        // below the minimum then means the budget is short, not the maximum written.
+        self.validate_decode()?;
         if self.max_prefill < self.min_prefill {
             return Err((
                 "max_prefill",
@@ -70,7 +73,7 @@ impl Limits {
                 ),
             ));
         }
-        self.validate_decode()
+        Ok(())
     }
 
     /// An aggregated deployment's limits: no prefill role (its bounds are 0), the workers
@@ -99,6 +102,24 @@ impl Limits {
                 "a deployment needs at least one decode replica (or aggregated worker)".into(),
             ));
         }
+        let least = self.gpus(self.min_prefill, self.min_decode);
+        if least > self.gpu_budget {
+            let prefill = if self.min_prefill > 0 {
+                format!(
+                    "{} prefill of {} GPUs each, ",
+                    self.min_prefill, self.gpus_per_prefill_engine
+                )
+            } else {
+                String::new()
+            };
+            return Err((
+                "gpu_budget",
+                format!(
+                    "{} GPUs cannot hold the minimum replicas: {least} GPUs ({prefill}{} decode of {} each)",
+                    self.gpu_budget, self.min_decode, self.gpus_per_decode_engine
+                ),
+            ));
+        }
         if self.max_decode < self.min_decode {
             return Err((
                 "max_decode",
@@ -106,12 +127,6 @@ impl Limits {
                     "{} is below min_decode {}",
                     self.max_decode, self.min_decode
                 ),
-            ));
-        }
-        if self.gpus(self.min_prefill, self.min_decode) > self.gpu_budget {
-            return Err((
-                "gpu_budget",
-                format!("{} GPUs cannot hold the minimum replicas", self.gpu_budget),
             ));
         }
         Ok(())
@@ -281,6 +296,15 @@ mod tests {
         assert_eq!(
             Limits::build(12, (2, 4), (1, 1), (None, Some(2))).max_prefill,
             6
+        );
+        // A maximum left out is the budget's engines: 3 GPUs hold no prefill engine of 8,
+        // and the budget, not the maximum nobody wrote, is named.
+        let short = Limits::build(3, (8, 1), (1, 1), (None, None)).validate();
+        let (field, why) = short.unwrap_err();
+        assert_eq!(field, "gpu_budget");
+        assert!(
+            why.ends_with("9 GPUs (1 prefill of 8 GPUs each, 1 decode of 1 each)"),
+            "{why}"
         );
     }
 
