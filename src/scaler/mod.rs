@@ -104,10 +104,12 @@ impl Limits {
         }
         let least = self.gpus(self.min_prefill, self.min_decode);
         if least > self.gpu_budget {
+            let gpus = |n: u32| format!("{n} GPU{}", if n == 1 { "" } else { "s" });
             let prefill = if self.min_prefill > 0 {
                 format!(
-                    "{} prefill of {} GPUs each, ",
-                    self.min_prefill, self.gpus_per_prefill_engine
+                    "{} prefill of {} each, ",
+                    self.min_prefill,
+                    gpus(self.gpus_per_prefill_engine)
                 )
             } else {
                 String::new()
@@ -115,8 +117,11 @@ impl Limits {
             return Err((
                 "gpu_budget",
                 format!(
-                    "{} GPUs cannot hold the minimum replicas: {least} GPUs ({prefill}{} decode of {} each)",
-                    self.gpu_budget, self.min_decode, self.gpus_per_decode_engine
+                    "{} cannot hold the minimum replicas: {} ({prefill}{} decode of {} each)",
+                    gpus(self.gpu_budget),
+                    gpus(least),
+                    self.min_decode,
+                    gpus(self.gpus_per_decode_engine)
                 ),
             ));
         }
@@ -303,7 +308,7 @@ mod tests {
         let (field, why) = short.unwrap_err();
         assert_eq!(field, "gpu_budget");
         assert!(
-            why.ends_with("9 GPUs (1 prefill of 8 GPUs each, 1 decode of 1 each)"),
+            why.ends_with("9 GPUs (1 prefill of 8 GPUs each, 1 decode of 1 GPU each)"),
             "{why}"
         );
     }
