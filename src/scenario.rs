@@ -347,8 +347,8 @@ fn check_common(
     positive(origin, "deployment.interval_s", d.interval_s)?;
     positive(origin, "deployment.scrape_s", d.scrape_s)?;
     planner.validate().map_err(|m| {
-        let field = format!("planner.{}", m.split(':').next().unwrap_or(""));
-        field_err(origin, &field, m)
+        let (field, why) = m.split_once(": ").unwrap_or(("", &m));
+        field_err(origin, &format!("planner.{field}"), why)
     })?;
     let startup_s = ov.startup_s.unwrap_or(d.startup_s);
     if !(startup_s.is_finite() && startup_s >= 0.0) {

@@ -165,6 +165,12 @@ fn config_file_and_its_errors() {
         err.contains("bad.yaml") && err.contains("planner.headroom_quantile"),
         "{err}"
     );
+    // The field is named once, then what is wrong with it.
+    assert!(
+        err.contains("planner.headroom_quantile: must be in (0, 1) (got 2)")
+            && err.matches("headroom_quantile").count() == 1,
+        "{err}"
+    );
 }
 
 #[test]

@@ -282,11 +282,8 @@ impl RunConfig {
             ));
         }
         self.planner.validate().map_err(|m| {
-            bad(
-                file,
-                &format!("planner.{}", m.split(':').next().unwrap_or("")),
-                m,
-            )
+            let (field, why) = m.split_once(": ").unwrap_or(("", &m));
+            bad(file, &format!("planner.{field}"), why)
         })?;
         self.check_services(file)?;
         self.limits().map_err(|(f, m)| bad(file, &f, m))?;
