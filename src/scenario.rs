@@ -626,10 +626,17 @@ fn requests_of(
                 },
             )?;
             trace_notes(&trace, &ov.transform, notes);
-            (
-                ov.transform.apply(trace.requests, seed),
-                format!("trace {}", path.display()),
-            )
+            let requests = ov.transform.apply(trace.requests, seed);
+            if requests.is_empty() {
+                let window = ov.transform.window.map_or(String::new(), |w| {
+                    format!(" within --window {}:{}", w.start_s, w.end_s)
+                });
+                return Err(InputError::Usage(format!(
+                    "--trace {}: no requests{window}",
+                    path.display()
+                )));
+            }
+            (requests, format!("trace {}", path.display()))
         }
         (None, Workload::Trace(t)) => {
             t.transform
@@ -651,28 +658,35 @@ fn requests_of(
                 },
             )?;
             trace_notes(&trace, &t.transform, notes);
-            (
-                t.transform.apply(trace.requests, seed),
-                format!("trace {}", path.display()),
-            )
+            let requests = t.transform.apply(trace.requests, seed);
+            if let (true, Some(w)) = (requests.is_empty(), t.transform.window) {
+                return Err(field_err(
+                    origin,
+                    "workload.trace.transform.window",
+                    format!(
+                        "{} holds no requests from {} s to {} s",
+                        path.display(),
+                        w.start_s,
+                        w.end_s
+                    ),
+                ));
+            }
+            (requests, format!("trace {}", path.display()))
         }
         (None, Workload::Synthetic(s)) => {
             s.validate().map_err(|m| {
-                field_err(
-                    origin,
-                    &format!("workload.synthetic.{}", m.split(':').next().unwrap_or("")),
-                    m,
-                )
+                let (field, why) = m.split_once(": ").unwrap_or(("", &m));
+                field_err(origin, &format!("workload.synthetic.{field}"), why)
             })?;
             (s.generate(seed), format!("synthetic, seed {seed}"))
         }
     };
     if requests.is_empty() {
-        return Err(field_err(
-            origin,
-            "workload",
-            "the workload holds no requests (check the window)",
-        ));
+        let field = match workload {
+            Workload::Synthetic(_) => "workload.synthetic",
+            Workload::Trace(_) => "workload.trace",
+        };
+        return Err(field_err(origin, field, "holds no requests"));
     }
     Ok((requests, source))
 }

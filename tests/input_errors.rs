@@ -402,6 +402,42 @@ fn transforms_need_a_trace_and_sane_values() {
         ],
         &["--window"],
     );
+    // A window that leaves nothing is named as the window, on the command line and in a
+    // scenario file.
+    assert_input_error(
+        &[
+            "simulate",
+            "--policy",
+            "static:1,1",
+            "--trace",
+            &f,
+            "--window",
+            "50:60",
+        ],
+        &["t.jsonl", "no requests within --window 50:60"],
+    );
+    let scenario = write(
+        tmp.path(),
+        "s.yaml",
+        &include_str!("../simulations/sin-5-45.yaml").replace(
+            "  synthetic:\n    rate: { shape: sinusoid, min_rps: 5, max_rps: 45, period_s: 600 }\n    duration_s: 1800\n    isl: 3000\n    osl: 300\n",
+            &format!("  trace:\n    file: {f}\n    transform: {{ window: {{ start_s: 50, end_s: 60 }} }}\n"),
+        ),
+    );
+    assert_input_error(
+        &[
+            "simulate",
+            "--scenario",
+            &scenario,
+            "--policy",
+            "static:1,1",
+        ],
+        &[
+            "s.yaml",
+            "workload.trace.transform.window",
+            "holds no requests from 50 s to 60 s",
+        ],
+    );
 }
 
 #[test]
