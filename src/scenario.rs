@@ -205,6 +205,15 @@ fn resolve_profile(over: Option<&Path>, spec: &str, base: &Path) -> Result<Profi
     }
 }
 
+/// An error from a part's own check, whose message begins with the field's name within the
+/// part (`"smoothing: must be in (0, 1]"`): the field under `part`, then what is wrong.
+pub(crate) fn part_err(origin: &str, part: &str, message: &str) -> InputError {
+    match message.split_once(": ") {
+        Some((field, why)) => field_err(origin, &format!("{part}.{field}"), why),
+        None => field_err(origin, part, message),
+    }
+}
+
 fn field_err(origin: &str, field: &str, message: impl Into<String>) -> InputError {
     InputError::Scenario {
         file: origin.to_string(),
@@ -346,10 +355,9 @@ fn check_common(
     positive(origin, "sla.itl_ms", sla.itl_ms)?;
     positive(origin, "deployment.interval_s", d.interval_s)?;
     positive(origin, "deployment.scrape_s", d.scrape_s)?;
-    planner.validate().map_err(|m| {
-        let (field, why) = m.split_once(": ").unwrap_or(("", &m));
-        field_err(origin, &format!("planner.{field}"), why)
-    })?;
+    planner
+        .validate()
+        .map_err(|m| part_err(origin, "planner", &m))?;
     let startup_s = ov.startup_s.unwrap_or(d.startup_s);
     if !(startup_s.is_finite() && startup_s >= 0.0) {
         return Err(field_err(
@@ -641,7 +649,7 @@ fn requests_of(
         (None, Workload::Trace(t)) => {
             t.transform
                 .validate()
-                .map_err(|m| field_err(origin, "workload.trace", m))?;
+                .map_err(|m| part_err(origin, "workload.trace.transform", &m))?;
             let path = base.join(&t.file);
             if !path.exists() {
                 return Err(field_err(
@@ -674,10 +682,8 @@ fn requests_of(
             (requests, format!("trace {}", path.display()))
         }
         (None, Workload::Synthetic(s)) => {
-            s.validate().map_err(|m| {
-                let (field, why) = m.split_once(": ").unwrap_or(("", &m));
-                field_err(origin, &format!("workload.synthetic.{field}"), why)
-            })?;
+            s.validate()
+                .map_err(|m| part_err(origin, "workload.synthetic", &m))?;
             (s.generate(seed), format!("synthetic, seed {seed}"))
         }
     };

@@ -511,6 +511,10 @@ fn a_run_config_names_what_does_not_fit_its_mode() {
             format!("{text}  worker_service: worker\n"),
             "kubernetes.worker_service",
         ),
+        (
+            text.replace("planner:\n", "planner:\n  correction: { smoothing: 0 }\n"),
+            "planner.correction.smoothing: must be in (0, 1]",
+        ),
     ];
     for (body, field) in cases {
         std::fs::write(&cfg, body).unwrap();

@@ -281,10 +281,9 @@ impl RunConfig {
                 "namespace and dgd must name the deployment",
             ));
         }
-        self.planner.validate().map_err(|m| {
-            let (field, why) = m.split_once(": ").unwrap_or(("", &m));
-            bad(file, &format!("planner.{field}"), why)
-        })?;
+        self.planner
+            .validate()
+            .map_err(|m| crate::scenario::part_err(file, "planner", &m))?;
         self.check_services(file)?;
         self.limits().map_err(|(f, m)| bad(file, &f, m))?;
         Ok(())
