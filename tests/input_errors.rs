@@ -379,43 +379,21 @@ fn transforms_need_a_trace_and_sane_values() {
         "t.jsonl",
         "{\"timestamp\": 0, \"input_length\": 100, \"output_length\": 10}\n",
     );
-    assert_input_error(
-        &[
-            "simulate",
-            "--policy",
-            "static:1,1",
-            "--trace",
-            &f,
-            "--time-scale=-2",
-        ],
-        &["time_scale"],
-    );
-    assert_input_error(
-        &[
-            "simulate",
-            "--policy",
-            "static:1,1",
-            "--trace",
-            &f,
-            "--window",
-            "abc",
-        ],
-        &["--window"],
-    );
-    // A window that leaves nothing is named as the window, on the command line and in a
-    // scenario file.
-    assert_input_error(
-        &[
-            "simulate",
-            "--policy",
-            "static:1,1",
-            "--trace",
-            &f,
-            "--window",
-            "50:60",
-        ],
-        &["t.jsonl", "no requests within --window 50:60"],
-    );
+    // Each transform flag on the trace, and what its error must name. A window that leaves
+    // nothing is named as the window, on the command line and (below) in a scenario file.
+    let cases: [(&[&str], &[&str]); 3] = [
+        (&["--time-scale=-2"], &["time_scale"]),
+        (&["--window", "abc"], &["--window"]),
+        (
+            &["--window", "50:60"],
+            &["t.jsonl", "no requests within --window 50:60"],
+        ),
+    ];
+    for (flags, needles) in cases {
+        let mut args = vec!["simulate", "--policy", "static:1,1", "--trace", &f];
+        args.extend_from_slice(flags);
+        assert_input_error(&args, needles);
+    }
     let scenario = write(
         tmp.path(),
         "s.yaml",
