@@ -361,6 +361,53 @@ fn the_oracle_pays_nothing_extra_for_an_interval_no_count_can_bring_to_target() 
     );
 }
 
+/// Outcomes of `requests` on a static deployment of `prefill` and `decode` engines that no
+/// budget or limit cuts down.
+fn run_static(
+    requests: &[sla_planner::workload::Request],
+    prefill: u32,
+    decode: u32,
+) -> Vec<sla_planner::sim::Outcome> {
+    use sla_planner::planner::baselines::StaticPolicy;
+    use sla_planner::profile::Profile;
+    let profile = Profile::embedded_default();
+    let mut cfg = common::sim_config(&profile, prefill, decode, 0.0);
+    cfg.limits.max_prefill = prefill.max(1);
+    cfg.limits.max_decode = decode.max(1);
+    cfg.limits.gpu_budget = prefill + decode;
+    let mut policy = StaticPolicy::new(prefill, decode);
+    sla_planner::sim::simulate(&cfg, &profile, requests, &mut policy, None).outcomes
+}
+
+/// The oracle's and `static:best`'s searches rest on two things the simulator does: a
+/// request's first token does not wait on the decode engines, so prefill is searched beside
+/// the fewest; and engines beyond the requests in flight are never reached (the router picks
+/// the lowest-numbered of the least loaded), so no search runs more engines than requests.
+#[test]
+fn decode_engines_delay_no_first_token_and_engines_beyond_the_requests_serve_none() {
+    // Twice the requests one decode engine's KV cache holds, arriving at 50 a second: some
+    // wait for its room.
+    let kv = sla_planner::profile::Profile::embedded_default()
+        .decode_model()
+        .max_kv_tokens();
+    let burst = common::steady_requests((2.0 * kv / 3300.0) as usize, 50.0, 3000, 300);
+    let one_decode = run_static(&burst, 3, 1);
+    let many_decode = run_static(&burst, 3, 12);
+    for (a, b) in one_decode.iter().zip(&many_decode) {
+        assert_eq!(a.ttft_ms, b.ttft_ms, "{a:?} {b:?}");
+    }
+    assert!(
+        one_decode
+            .iter()
+            .zip(&many_decode)
+            .any(|(a, b)| a.itl_ms > 1.2 * b.itl_ms),
+        "one decode engine is slower than twelve: the load is a real one"
+    );
+    let few = &burst[..40];
+    assert_eq!(run_static(few, 40, 40), run_static(few, 200, 200));
+    assert_ne!(run_static(few, 10, 10), run_static(few, 40, 40));
+}
+
 #[test]
 fn a_field_set_on_the_command_line_runs_as_the_file_edited() {
     let text = sla_planner::scenario::EMBEDDED

@@ -149,14 +149,25 @@ fn budget_splits(
 }
 
 /// Smallest `x` in `lo..=hi` with `ok(x)`, assuming `ok` is monotone; `hi` when none is.
+/// The search gallops up from `lo` before it halves: a probe costs in proportion to the
+/// replicas it runs, and the answer is most often a few replicas in a budget of hundreds.
 fn smallest(lo: u32, hi: u32, mut ok: impl FnMut(u32) -> bool) -> u32 {
     if lo >= hi || ok(lo) {
         return lo.min(hi);
     }
-    let (mut bad, mut good) = (lo, hi);
-    if !ok(hi) {
-        return hi;
-    }
+    let mut bad = lo;
+    let mut step = 1u32;
+    let mut good = loop {
+        let x = lo.saturating_add(step).min(hi);
+        if ok(x) {
+            break x;
+        }
+        if x == hi {
+            return hi;
+        }
+        bad = x;
+        step = step.saturating_mul(2);
+    };
     while good - bad > 1 {
         let mid = bad + (good - bad) / 2;
         if ok(mid) {
@@ -180,15 +191,25 @@ fn fewest_reaching(
     target: f64,
     mut attainment: impl FnMut(u32) -> (f64, f64),
 ) -> u32 {
+    let mut seen = std::collections::HashMap::new();
+    let mut at = |x: u32| *seen.entry(x).or_insert_with(|| attainment(x));
     let reaches = |(ttft, itl): (f64, f64), (want_ttft, want_itl): (f64, f64)| {
         ttft >= want_ttft && itl >= want_itl
     };
-    if lo >= hi || reaches(attainment(lo), (target, target)) {
-        return lo.min(hi);
+    let x = smallest(lo, hi, |x| reaches(at(x), (target, target)));
+    if x < hi || reaches(at(hi), (target, target)) {
+        return x;
     }
-    let (ttft, itl) = attainment(hi);
+    let (ttft, itl) = at(hi);
     let goal = (target.min(ttft), target.min(itl));
-    smallest(lo, hi, |x| x == hi || reaches(attainment(x), goal))
+    smallest(lo, hi, |x| x == hi || reaches(at(x), goal))
+}
+
+/// The most replicas of a role that `n` requests can keep apart: beyond it the router never
+/// reaches the engines added (it picks the lowest-numbered of the least loaded, and at most
+/// `n - 1` other requests are ever in flight), so a search need not run them.
+fn reachable_by(n: usize, lo: u32, hi: u32) -> u32 {
+    hi.min(u32::try_from(n).unwrap_or(u32::MAX).max(lo))
 }
 
 /// The cheapest static `(prefill, decode)` that meets `target` for interval `k`'s requests,
@@ -219,6 +240,8 @@ pub fn need_for_interval(
         .collect();
     let from = start - warm;
     let (max_p, max_d) = role_caps(l);
+    let max_p = reachable_by(window.len(), l.min_prefill, max_p);
+    let max_d = reachable_by(window.len(), l.min_decode, max_d);
     if cfg.aggregated {
         // Workers do both: the fewest that meet both targets.
         let w = fewest_reaching(l.min_decode, max_d, target, |w| {
@@ -226,8 +249,13 @@ pub fn need_for_interval(
         });
         return (0, w);
     }
+    // A request's first token comes when its prompt is prefilled (and its KV sent), whatever
+    // the decode engines: the prefill search runs beside the fewest.
     let p = fewest_reaching(l.min_prefill, max_p, target, |p| {
-        (probe(cfg, profile, &window, from, p, max_d).0, 1.0)
+        (
+            probe(cfg, profile, &window, from, p, l.min_decode.max(1)).0,
+            1.0,
+        )
     });
     let d = fewest_reaching(l.min_decode, max_d, target, |d| {
         (1.0, probe(cfg, profile, &window, from, p, d).1)
@@ -302,9 +330,14 @@ pub fn best_static(
         (ttft, itl, both)
     };
     let (max_p, max_d) = role_caps(l);
+    let max_p = reachable_by(requests.len(), l.min_prefill, max_p);
+    let max_d = reachable_by(requests.len(), l.min_decode, max_d);
     let fits = |p: u32, d: u32| l.gpus(p, d) <= l.gpu_budget;
-    // Each role alone first (the other generous), then grow the weaker until both hold.
-    let mut p = smallest(l.min_prefill, max_p, |p| run(p, max_d).0 >= target);
+    // Each role alone first, then grow the weaker until both hold: prefill beside the fewest
+    // decode engines (they do not touch the first token), decode beside the prefill found.
+    let mut p = smallest(l.min_prefill, max_p, |p| {
+        run(p, l.min_decode.max(1)).0 >= target
+    });
     let mut d = smallest(l.min_decode, max_d, |d| run(p, d).1 >= target);
     loop {
         let (ttft, itl, both) = run(p, d);
@@ -382,7 +415,7 @@ pub fn budget_at_start(
 
 #[cfg(test)]
 mod tests {
-    use super::smallest;
+    use super::{fewest_reaching, smallest};
 
     #[test]
     fn smallest_finds_threshold() {
@@ -390,5 +423,39 @@ mod tests {
         assert_eq!(smallest(1, 10, |_| true), 1);
         assert_eq!(smallest(1, 10, |_| false), 10);
         assert_eq!(smallest(3, 3, |_| false), 3);
+        for need in 1..=40 {
+            assert_eq!(smallest(1, 40, |x| x >= need), need, "need {need}");
+        }
+    }
+
+    /// A probe runs as many engines as it asks about: a few replicas needed within a budget
+    /// of a million are found without running more than twice as many.
+    #[test]
+    fn smallest_probes_no_further_than_twice_the_answer() {
+        for need in [1, 2, 3, 4, 7, 12, 100, 999_999] {
+            let mut furthest = 0;
+            let found = smallest(1, 1_000_000, |x| {
+                furthest = furthest.max(x);
+                x >= need
+            });
+            assert_eq!(found, need);
+            assert!(furthest <= 2 * need, "need {need}: probed {furthest}");
+        }
+    }
+
+    #[test]
+    fn fewest_reaching_settles_for_what_the_most_reach() {
+        // TTFT attainment rises to 0.95 at 5 replicas and no further; ITL always holds.
+        let ttft = |x: u32| (0.6 + 0.07 * f64::from(x)).min(0.95);
+        assert_eq!(fewest_reaching(1, 50, 0.99, |x| (ttft(x), 1.0)), 5);
+        assert_eq!(fewest_reaching(1, 50, 0.90, |x| (ttft(x), 1.0)), 5);
+        assert_eq!(fewest_reaching(1, 50, 0.80, |x| (ttft(x), 1.0)), 3);
+        // Each count is run once, however many times the searches ask.
+        let mut runs = std::collections::HashMap::new();
+        fewest_reaching(1, 50, 0.99, |x| {
+            *runs.entry(x).or_insert(0) += 1;
+            (ttft(x), 1.0)
+        });
+        assert!(runs.values().all(|&n| n == 1), "{runs:?}");
     }
 }
