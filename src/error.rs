@@ -4,7 +4,7 @@ use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    #[error("profile {file}: array {array} {message}")]
+    #[error("profile {file}: {}{message}", named("array", array, " "))]
     Profile {
         file: String,
         array: String,
@@ -18,7 +18,7 @@ pub enum InputError {
     },
     #[error("trace {file}: {message}")]
     TraceFile { file: String, message: String },
-    #[error("scenario {file}: field {field}: {message}")]
+    #[error("scenario {file}: {}{message}", named("field", field, ": "))]
     Scenario {
         file: String,
         field: String,
@@ -28,6 +28,16 @@ pub enum InputError {
     Io { path: String, message: String },
     #[error("{0}")]
     Usage(String),
+}
+
+/// `kind name` and `sep` before a message about one array or field; nothing where the
+/// message is about the whole file (`name` is "-").
+fn named(kind: &str, name: &str, sep: &str) -> String {
+    if name == "-" {
+        String::new()
+    } else {
+        format!("{kind} {name}{sep}")
+    }
 }
 
 impl InputError {

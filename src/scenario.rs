@@ -148,11 +148,47 @@ pub struct DeploymentSpec {
     pub max_decode_batch: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum InitialReplicas {
     Counts { prefill: u32, decode: u32 },
     Named(String),
+}
+
+/// The counts, as written: both, and nothing else.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InitialCounts {
+    prefill: u32,
+    decode: u32,
+}
+
+// By hand rather than `untagged`: a string is a name and a mapping the counts, so a count
+// missing or misspelt is told as it is, not as "data did not match any variant".
+impl<'de> Deserialize<'de> for InitialReplicas {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Initial;
+        impl<'de> serde::de::Visitor<'de> for Initial {
+            type Value = InitialReplicas;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("auto or {prefill: P, decode: D}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<InitialReplicas, E> {
+                Ok(InitialReplicas::Named(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<InitialReplicas, A::Error> {
+                let c =
+                    InitialCounts::deserialize(serde::de::value::MapAccessDeserializer::new(m))?;
+                Ok(InitialReplicas::Counts {
+                    prefill: c.prefill,
+                    decode: c.decode,
+                })
+            }
+        }
+        d.deserialize_any(Initial)
+    }
 }
 
 fn one() -> u32 {
@@ -269,9 +305,41 @@ pub fn parse_with_sets<T: serde::de::DeserializeOwned>(
         set_field(&mut doc, path, value.clone())
             .map_err(|m| field_err(origin, &named(&[path]), m))?;
     }
-    serde_yaml_ng::from_value(doc).map_err(|e| {
-        let paths: Vec<&str> = sets.iter().map(|(p, _)| p.as_str()).collect();
-        field_err(origin, &named(&paths), e.to_string())
+    // Read back as text, as the file was: YAML's scalars are typed by what reads them
+    // (`name: 5` is a name), where a value already parsed is a number.
+    let edited = serde_yaml_ng::to_string(&doc).map_err(|e| yaml_err(origin, e))?;
+    serde_yaml_ng::from_str(&edited).map_err(|e| {
+        // The file read as written, so a set broke it: name the sets at or around the field
+        // that failed (all of them when none is), and leave out the edited text's lines.
+        let msg = e.to_string();
+        let msg = match msg.rsplit_once(" at line ") {
+            Some((m, at)) if at.contains(" column ") => m,
+            _ => &msg,
+        };
+        let (field, message) = path_and_message(msg);
+        let field = field.unwrap_or_default();
+        let message = message.to_string();
+        let around = |set: &str| {
+            !field.is_empty()
+                && (field == set
+                    || field.starts_with(&format!("{set}."))
+                    || set.starts_with(&format!("{field}.")))
+        };
+        let mut paths: Vec<&str> = sets
+            .iter()
+            .map(|(p, _)| p.as_str())
+            .filter(|p| around(p))
+            .collect();
+        if paths.is_empty() {
+            paths = sets.iter().map(|(p, _)| p.as_str()).collect();
+        }
+        // A field within the set is named too; the set is the more exact name otherwise.
+        let message = if paths.iter().all(|p| field.starts_with(&format!("{p}."))) {
+            format!("{field}: {message}")
+        } else {
+            message
+        };
+        field_err(origin, &named(&paths), message)
     })
 }
 
@@ -484,12 +552,17 @@ pub fn decide_setup(
 pub(crate) fn yaml_err(origin: &str, e: serde_yaml_ng::Error) -> InputError {
     // The message already ends with the line and column.
     let msg = e.to_string();
-    // serde reports the failing path first, as `a.b.c: message`.
-    let (field, message) = match msg.split_once(": ") {
-        Some((f, m)) if !f.contains(' ') => (f.to_string(), m.to_string()),
-        _ => ("-".to_string(), msg.clone()),
-    };
-    field_err(origin, &field, message)
+    let (field, message) = path_and_message(&msg);
+    field_err(origin, field.unwrap_or("-"), message)
+}
+
+/// serde reports the failing path first, as `a.b.c: message`; `None` where the message is
+/// about the whole document.
+fn path_and_message(msg: &str) -> (Option<&str>, &str) {
+    match msg.split_once(": ") {
+        Some((f, m)) if !f.contains(' ') => (Some(f), m),
+        _ => (None, msg),
+    }
 }
 
 pub fn prepare(

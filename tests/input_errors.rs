@@ -111,7 +111,7 @@ fn profile_directory_missing() {
             "--policy",
             "static:1,1",
         ],
-        &["/nonexistent/profile", "does not exist"],
+        &["profile /nonexistent/profile: does not exist"],
     );
 }
 
@@ -261,6 +261,25 @@ fn own_profile_format_is_checked() {
             f.to_str().unwrap(),
         ],
         &["p.json", "prefill_isl"],
+    );
+    // A field the format does not have is named, not passed over.
+    let shipped = include_str!("../profiles/h200_llama-3.1-8b-fp8_tp1.json");
+    let extra = shipped.replacen(
+        "\"max_kv_tokens\"",
+        "\"max_batch\": 64, \"max_kv_tokens\"",
+        1,
+    );
+    assert_ne!(extra, shipped, "the shipped profile names max_kv_tokens");
+    std::fs::write(&f, extra).unwrap();
+    assert_input_error(
+        &[
+            "simulate",
+            "--policy",
+            "static:1,1",
+            "--profile",
+            f.to_str().unwrap(),
+        ],
+        &["p.json", "unknown field `max_batch`"],
     );
 }
 
@@ -423,8 +442,27 @@ fn scenario_errors_name_the_field() {
     let tmp = tempfile::tempdir().unwrap();
     let base = include_str!("../simulations/sin-5-45.yaml");
     // (file, text replaced, replacement, what the error must name)
-    let cases: [(&str, &str, &str, &[&str]); 6] = [
+    let cases: [(&str, &str, &str, &[&str]); 9] = [
         ("typo.yaml", "interval_s: 60", "interval: 60", &["interval"]),
+        // A top-level field is named by the error itself, not as a field path.
+        (
+            "isl.yaml",
+            "isl: 3000",
+            "isl: {dist: normal, mean: 3000}",
+            &["field workload.synthetic.isl: missing field `sd`"],
+        ),
+        (
+            "init.yaml",
+            "initial: { prefill: 1, decode: 1 }",
+            "initial: { prefill: 1, decode: 1, extra: 2 }",
+            &["field deployment.initial: unknown field `extra`"],
+        ),
+        (
+            "top.yaml",
+            "name: sin-5-45",
+            "nam: sin-5-45",
+            &["top.yaml: unknown field `nam`"],
+        ),
         (
             "neg.yaml",
             "interval_s: 60",
@@ -629,6 +667,22 @@ fn a_field_set_on_the_command_line_is_checked_as_the_file_is() {
             "deployment.interval_s=-5",
         ],
         &["deployment.interval_s", "must be a number > 0"],
+    );
+    // Of several sets, the one that does not fit is named, and what it should be.
+    assert_input_error(
+        &[
+            "simulate",
+            "--scenario",
+            "sin-5-45",
+            "--set",
+            "workload.synthetic.duration_s=60",
+            "--set",
+            "workload.synthetic.isl=abc",
+        ],
+        &[
+            "field --set workload.synthetic.isl: ",
+            "expected a whole number of tokens, or a distribution",
+        ],
     );
 }
 

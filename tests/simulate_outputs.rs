@@ -461,6 +461,20 @@ fn a_field_set_on_the_command_line_runs_as_the_file_edited() {
         s["scenario"]["notes"][0],
         "set on the command line: sla.ttft_ms=500"
     );
+    // A scalar set is typed by the field that reads it, as in the file: `name: 5` is a name.
+    let s = common::run_json(&[
+        "simulate",
+        "--scenario",
+        "sin-5-45",
+        "--policy",
+        "static:4,4",
+        "--set",
+        "workload.synthetic.duration_s=60",
+        "--set",
+        "name=5",
+        "--json",
+    ]);
+    assert_eq!(s["scenario"]["name"], "5", "{}", s["scenario"]);
 }
 
 #[test]

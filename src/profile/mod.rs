@@ -26,6 +26,7 @@ pub const DEFAULT_PROFILE_NAME: &str = "h200_llama-3.1-8b-fp8_tp1";
 
 /// One-request-at-a-time prefill measurements. Array names are Dynamo's.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct PrefillProfile {
     /// Input sequence length, tokens.
     pub prefill_isl: Vec<f64>,
@@ -37,6 +38,7 @@ pub struct PrefillProfile {
 
 /// Scattered points of a context-length x concurrency decode sweep. Array names are Dynamo's.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct DecodeProfile {
     /// `concurrency * context / max_kv_tokens`, fraction 0..1.
     pub x_kv_usage: Vec<f64>,

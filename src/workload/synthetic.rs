@@ -221,11 +221,44 @@ fn diurnal_shape(x: f64) -> f64 {
 }
 
 /// Token counts: a fixed number or a distribution.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum LengthDist {
     Fixed(u32),
     Dist(DistSpec),
+}
+
+// By hand rather than `untagged`: a number is a count and a mapping a distribution, so a
+// mistake inside the mapping (an unknown `dist`, a field missing) is told as it is, not as
+// "data did not match any variant".
+impl<'de> Deserialize<'de> for LengthDist {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Lengths;
+        impl<'de> serde::de::Visitor<'de> for Lengths {
+            type Value = LengthDist;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a whole number of tokens, or a distribution such as \
+                     {dist: lognormal, mean: 3000, cv: 0.5}",
+                )
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<LengthDist, E> {
+                u32::try_from(v)
+                    .map(LengthDist::Fixed)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<LengthDist, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+                    .and_then(|v| self.visit_u64(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<LengthDist, A::Error> {
+                DistSpec::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(LengthDist::Dist)
+            }
+        }
+        d.deserialize_any(Lengths)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
