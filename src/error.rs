@@ -24,6 +24,13 @@ pub enum InputError {
         field: String,
         message: String,
     },
+    /// A run or `decide` config: named as one, checked as a scenario's sections are.
+    #[error("config {file}: {}{message}", named("field", field, ": "))]
+    Config {
+        file: String,
+        field: String,
+        message: String,
+    },
     #[error("{path}: {message}")]
     Io { path: String, message: String },
     #[error("{0}")]
@@ -41,6 +48,23 @@ fn named(kind: &str, name: &str, sep: &str) -> String {
 }
 
 impl InputError {
+    /// The same error, about a config file: its sections are a scenario's, checked by the
+    /// same code, but the user wrote a config.
+    pub fn in_config(self) -> InputError {
+        match self {
+            InputError::Scenario {
+                file,
+                field,
+                message,
+            } => InputError::Config {
+                file,
+                field,
+                message,
+            },
+            e => e,
+        }
+    }
+
     pub fn io(path: &Path, e: std::io::Error) -> InputError {
         InputError::Io {
             path: path.display().to_string(),

@@ -498,6 +498,18 @@ pub fn decide_setup(
     config: Option<&Path>,
     sets: &[(String, serde_yaml_ng::Value)],
 ) -> Result<(PolicyContext, PlannerConfig), InputError> {
+    let setup = decide_setup_from(scenario, config, sets);
+    match config {
+        Some(_) => setup.map_err(InputError::in_config),
+        None => setup,
+    }
+}
+
+fn decide_setup_from(
+    scenario: Option<&str>,
+    config: Option<&Path>,
+    sets: &[(String, serde_yaml_ng::Value)],
+) -> Result<(PolicyContext, PlannerConfig), InputError> {
     let (file, origin, base) = match (scenario, config) {
         (_, Some(path)) => {
             let text = crate::error::read_text(path)?;

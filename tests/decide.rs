@@ -162,7 +162,8 @@ fn config_file_and_its_errors() {
     let (code, _, err) = decide(&["--config", bad.to_str().unwrap()], "");
     assert_eq!(code, 2);
     assert!(
-        err.contains("bad.yaml") && err.contains("planner.headroom_quantile"),
+        err.contains(&format!("config {}: ", bad.display()))
+            && err.contains("planner.headroom_quantile"),
         "{err}"
     );
     // The field is named once, then what is wrong with it.

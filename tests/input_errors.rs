@@ -535,7 +535,11 @@ fn a_run_config_names_what_does_not_fit_its_mode() {
     for (body, field) in cases {
         std::fs::write(&cfg, body).unwrap();
         let path = cfg.display().to_string();
-        assert_input_error(&["run", "--config", &path], &["agg.yaml", field]);
+        // A config is named as one, not as a scenario.
+        assert_input_error(
+            &["run", "--config", &path],
+            &[&format!("config {path}: field "), field],
+        );
     }
     // `decide` serves aggregated decisions: the workers are the decode count, prefill 0.
     let out = Command::new(common::bin())

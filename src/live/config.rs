@@ -216,7 +216,7 @@ fn d_lease_duration() -> f64 {
 }
 
 fn bad(file: &str, field: &str, message: impl Into<String>) -> InputError {
-    InputError::Scenario {
+    InputError::Config {
         file: file.to_string(),
         field: field.to_string(),
         message: message.into(),
@@ -227,9 +227,9 @@ impl RunConfig {
     pub fn load(path: &Path) -> Result<RunConfig, InputError> {
         let text = crate::error::read_text(path)?;
         let origin = path.display().to_string();
-        let cfg: RunConfig =
-            serde_yaml_ng::from_str(&text).map_err(|e| crate::scenario::yaml_err(&origin, e))?;
-        cfg.validate(&origin)?;
+        let cfg: RunConfig = serde_yaml_ng::from_str(&text)
+            .map_err(|e| crate::scenario::yaml_err(&origin, e).in_config())?;
+        cfg.validate(&origin).map_err(InputError::in_config)?;
         Ok(cfg)
     }
 
