@@ -295,8 +295,11 @@ fn trace_malformed_line_names_file_and_line() {
     let f = write(tmp.path(), "t.jsonl", "{\"timestamp\": 0, \"input_length\": 100, \"output_length\": 10}\n{\"timestamp\": 5, \"input_length\": \"x\"}\n");
     assert_input_error(
         &["simulate", "--policy", "static:1,1", "--trace", &f],
-        &["t.jsonl", "line 2"],
+        &["t.jsonl, line 2: ", "(column "],
     );
+    // The JSON reader's own place ("line 1", each line being read alone) is not repeated.
+    let r = run(&["simulate", "--policy", "static:1,1", "--trace", &f]);
+    assert!(!r.stderr.contains("line 1"), "{}", r.stderr);
 }
 
 #[test]
