@@ -180,6 +180,22 @@ fn writes_need_the_token_validate_and_apply_at_the_next_decision() {
     );
     assert_eq!(code, 422, "{body}");
     assert!(body.contains("max_prefil"));
+    // A value of the wrong kind names its field, not the value.
+    let (code, body) = http(
+        port,
+        "PUT",
+        "/api/v1/control/limits",
+        Some(token),
+        Some("{\"gpu_budget\": -1}"),
+    );
+    assert_eq!(
+        (
+            code,
+            serde_json::from_str::<Value>(&body).unwrap()["field"].as_str()
+        ),
+        (422, Some("gpu_budget")),
+        "{body}"
+    );
     // A cap of 2 per role binds on sin-5-45, whose peak needs 4+4.
     let (code, body) = http(
         port,

@@ -289,11 +289,20 @@ async fn set_limits(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) 
     if let Some(r) = authorize(&s, &headers) {
         return r;
     }
-    let update: LimitsUpdate = match serde_json::from_slice(&body) {
+    let de = &mut serde_json::Deserializer::from_slice(&body);
+    let update: LimitsUpdate = match serde_path_to_error::deserialize(de) {
         Ok(u) => u,
         Err(e) => {
-            let msg = e.to_string();
-            let field = msg.split('`').nth(1).map(str::to_string);
+            // The field is where the value failed; an unknown one is named by the message.
+            let path = e.path().to_string();
+            let msg = e.inner().to_string();
+            let field = if path != "." {
+                Some(path)
+            } else if msg.starts_with("unknown field") {
+                msg.split('`').nth(1).map(str::to_string)
+            } else {
+                None
+            };
             return error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("not a limits object: {msg}"),
