@@ -61,9 +61,15 @@ fn reads_are_open_and_shaped() {
         .unwrap()
         .iter()
         .all(|t| t["time_s"].as_f64().unwrap() > since));
+    // Refused as JSON naming the parameter, as every refusal is.
+    let (code, body) = http(port, "GET", "/api/v1/history?since=soon", None, None);
+    assert_eq!(code, 400, "{body}");
     assert_eq!(
-        http(port, "GET", "/api/v1/history?since=soon", None, None).0,
-        400
+        serde_json::from_str::<Value>(&body)
+            .map(|v| v["field"].clone())
+            .ok(),
+        Some(Value::from("since")),
+        "{body}"
     );
     let cfg = json(port, "/api/v1/config");
     assert!(cfg["sla"].is_object() && cfg["limits"].is_object());

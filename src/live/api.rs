@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -210,7 +211,18 @@ async fn status(State(s): State<ApiState>) -> Json<StatusDto> {
     })
 }
 
-async fn history(State(s): State<ApiState>, Query(q): Query<HistoryQuery>) -> Json<HistoryDto> {
+async fn history(
+    State(s): State<ApiState>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Response {
+    // A bad query is answered as every other refusal is: JSON, with the field named.
+    let Ok(Query(q)) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "since: must be a number (seconds)",
+            Some("since"),
+        );
+    };
     let st = s.status.lock().expect("status lock");
     let since = q.since.unwrap_or(f64::NEG_INFINITY);
     Json(HistoryDto {
@@ -221,6 +233,7 @@ async fn history(State(s): State<ApiState>, Query(q): Query<HistoryQuery>) -> Js
             .map(TickDto::from)
             .collect(),
     })
+    .into_response()
 }
 
 async fn config(State(s): State<ApiState>) -> Json<serde_json::Value> {
