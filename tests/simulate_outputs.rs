@@ -446,34 +446,28 @@ fn a_field_set_on_the_command_line_runs_as_the_file_edited() {
     ]);
     assert_eq!(set, planner(&["--scenario", file.to_str().unwrap()]));
     assert_ne!(set, planner(&["--scenario", "sin-5-45"]));
+    let static_with = |sets: &[&str]| {
+        let mut args = vec![
+            "simulate",
+            "--scenario",
+            "sin-5-45",
+            "--policy",
+            "static:4,4",
+        ];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        args.push("--json");
+        common::run_json(&args)
+    };
     // The summary says what was set.
-    let s = common::run_json(&[
-        "simulate",
-        "--scenario",
-        "sin-5-45",
-        "--policy",
-        "static:4,4",
-        "--set",
-        "sla.ttft_ms=500",
-        "--json",
-    ]);
+    let s = static_with(&["sla.ttft_ms=500"]);
     assert_eq!(
         s["scenario"]["notes"][0],
         "set on the command line: sla.ttft_ms=500"
     );
     // A scalar set is typed by the field that reads it, as in the file: `name: 5` is a name.
-    let s = common::run_json(&[
-        "simulate",
-        "--scenario",
-        "sin-5-45",
-        "--policy",
-        "static:4,4",
-        "--set",
-        "workload.synthetic.duration_s=60",
-        "--set",
-        "name=5",
-        "--json",
-    ]);
+    let s = static_with(&["workload.synthetic.duration_s=60", "name=5"]);
     assert_eq!(s["scenario"]["name"], "5", "{}", s["scenario"]);
 }
 
