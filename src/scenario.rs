@@ -390,6 +390,31 @@ fn set_field(
     Ok(())
 }
 
+/// The most decision intervals a run may span: a year of minutes, twelve days of seconds.
+/// Each is a decision and a timeline row; a run of more is a mistake (a shift between trace
+/// copies in the millions of seconds), and would run for hours before saying so.
+const MAX_INTERVALS: f64 = 1_000_000.0;
+
+fn within_intervals(
+    origin: &str,
+    field: &str,
+    duration_s: f64,
+    interval_s: f64,
+) -> Result<(), InputError> {
+    let n = (duration_s / interval_s).ceil();
+    if n <= MAX_INTERVALS {
+        return Ok(());
+    }
+    Err(field_err(
+        origin,
+        field,
+        format!(
+            "the run would span {n:.0} intervals of {interval_s} s ({duration_s:.0} s); at most \
+             {MAX_INTERVALS:.0}: shorten it or lengthen deployment.interval_s"
+        ),
+    ))
+}
+
 fn positive(origin: &str, field: &str, v: f64) -> Result<(), InputError> {
     if v.is_finite() && v > 0.0 {
         Ok(())
@@ -623,6 +648,13 @@ pub fn prepare(
         (Some(s), None) if ov.trace.is_none() => s.duration_s,
         _ => (span / d.interval_s).ceil().max(1.0) * d.interval_s,
     };
+    let length_from = match (&ov.trace, file.duration_s, &file.workload.trace) {
+        (_, Some(_), _) => "duration_s",
+        (Some(_), None, _) => "--trace",
+        (None, None, Some(_)) => "workload.trace",
+        (None, None, None) => "workload.synthetic.duration_s",
+    };
+    within_intervals(origin, length_from, duration_s, d.interval_s)?;
     let explicit = explicit_initial(d, origin)?;
     let initial = explicit.unwrap_or((limits.min_prefill, limits.min_decode));
     let mut sim = SimConfig {
@@ -769,6 +801,13 @@ fn requests_of(
         (None, Workload::Synthetic(s)) => {
             s.validate()
                 .map_err(|m| part_err(origin, "workload.synthetic", &m))?;
+            // Before generating: a run of years would be out of memory before it was refused.
+            within_intervals(
+                origin,
+                "workload.synthetic.duration_s",
+                s.duration_s,
+                file.deployment.interval_s,
+            )?;
             (s.generate(seed), format!("synthetic, seed {seed}"))
         }
     };

@@ -438,7 +438,7 @@ fn scenario_errors_name_the_field() {
     let tmp = tempfile::tempdir().unwrap();
     let base = include_str!("../simulations/sin-5-45.yaml");
     // (file, text replaced, replacement, what the error must name)
-    let cases: [(&str, &str, &str, &[&str]); 9] = [
+    let cases: [(&str, &str, &str, &[&str]); 10] = [
         ("typo.yaml", "interval_s: 60", "interval: 60", &["interval"]),
         // A top-level field is named by the error itself, not as a field path.
         (
@@ -452,6 +452,13 @@ fn scenario_errors_name_the_field() {
             "initial: { prefill: 1, decode: 1 }",
             "initial: { prefill: 1, decode: 1, extra: 2 }",
             &["field deployment.initial: unknown field `extra`"],
+        ),
+        // A run of years is refused before it is generated.
+        (
+            "long.yaml",
+            "duration_s: 1800",
+            "duration_s: 1.0e9",
+            &["field workload.synthetic.duration_s: the run would span 16666667 intervals"],
         ),
         (
             "top.yaml",
