@@ -47,6 +47,15 @@ fn named(kind: &str, name: &str, sep: &str) -> String {
     }
 }
 
+/// A reader's message without the place it appends (" at line L column C"), for text that
+/// was not the user's as written: one line of a trace read alone, a file edited by `--set`.
+pub(crate) fn without_place(msg: &str) -> &str {
+    match msg.rsplit_once(" at line ") {
+        Some((m, at)) if at.contains(" column ") => m,
+        _ => msg,
+    }
+}
+
 impl InputError {
     /// The same error, about a config file: its sections are a scenario's, checked by the
     /// same code, but the user wrote a config.

@@ -312,11 +312,7 @@ pub fn parse_with_sets<T: serde::de::DeserializeOwned>(
         // The file read as written, so a set broke it: name the sets at or around the field
         // that failed (all of them when none is), and leave out the edited text's lines.
         let msg = e.to_string();
-        let msg = match msg.rsplit_once(" at line ") {
-            Some((m, at)) if at.contains(" column ") => m,
-            _ => &msg,
-        };
-        let (field, message) = path_and_message(msg);
+        let (field, message) = path_and_message(crate::error::without_place(&msg));
         let field = field.unwrap_or_default();
         let message = message.to_string();
         let around = |set: &str| {

@@ -261,12 +261,9 @@ fn tokens(v: Option<f64>, field: &str) -> Result<u32, String> {
 fn parse_mooncake_line(line: &str) -> Result<(f64, u32, u32), String> {
     // The line is the trace's; serde's own "line 1" would name the wrong one.
     let m: MooncakeLine = serde_json::from_str(line).map_err(|e| {
-        let what = e.to_string();
-        let what = what
-            .rsplit_once(" at line ")
-            .map_or(what.as_str(), |(w, _)| w);
         format!(
-            "not a JSON object of the Mooncake format: {what} (column {})",
+            "not a JSON object of the Mooncake format: {} (column {})",
+            crate::error::without_place(&e.to_string()),
             e.column()
         )
     })?;
