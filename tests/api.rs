@@ -137,79 +137,39 @@ fn writes_need_the_token_validate_and_apply_at_the_next_decision() {
         .0,
         401
     );
-    let (code, body) = http(
-        port,
-        "PUT",
-        "/api/v1/control/limits",
-        Some(token),
-        Some("{\"max_prefill\": 0}"),
-    );
-    assert_eq!(code, 422, "{body}");
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap()["field"],
-        "max_prefill"
-    );
-    // No prefill at all would turn the pools into workers: refused, not a change of shape.
-    let (code, body) = http(
-        port,
-        "PUT",
-        "/api/v1/control/limits",
-        Some(token),
-        Some("{\"min_prefill\": 0, \"max_prefill\": 0}"),
-    );
-    assert_eq!(code, 422, "{body}");
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap()["field"],
-        "min_prefill"
-    );
-    let (code, body) = http(
-        port,
-        "PUT",
-        "/api/v1/control/limits",
-        Some(token),
-        Some("{\"gpu_budget\": 1}"),
-    );
-    assert_eq!(
-        (
-            code,
-            serde_json::from_str::<Value>(&body).unwrap()["field"].as_str()
-        ),
-        (422, Some("gpu_budget")),
-        "{body}"
-    );
-    let (code, body) = http(
-        port,
-        "PUT",
-        "/api/v1/control/limits",
-        Some(token),
-        Some("{\"max_prefil\": 2}"),
-    );
+    let put_limits = |body: &str| {
+        http(
+            port,
+            "PUT",
+            "/api/v1/control/limits",
+            Some(token),
+            Some(body),
+        )
+    };
+    let refused = [
+        ("{\"max_prefill\": 0}", "max_prefill"),
+        // No prefill at all would turn the pools into workers: refused, not a change of shape.
+        ("{\"min_prefill\": 0, \"max_prefill\": 0}", "min_prefill"),
+        ("{\"gpu_budget\": 1}", "gpu_budget"),
+        // A value of the wrong kind names its field, not the value.
+        ("{\"gpu_budget\": -1}", "gpu_budget"),
+    ];
+    for (limits, field) in refused {
+        let (code, body) = put_limits(limits);
+        assert_eq!(
+            (
+                code,
+                serde_json::from_str::<Value>(&body).unwrap()["field"].as_str()
+            ),
+            (422, Some(field)),
+            "{limits}: {body}"
+        );
+    }
+    let (code, body) = put_limits("{\"max_prefil\": 2}");
     assert_eq!(code, 422, "{body}");
     assert!(body.contains("max_prefil"));
-    // A value of the wrong kind names its field, not the value.
-    let (code, body) = http(
-        port,
-        "PUT",
-        "/api/v1/control/limits",
-        Some(token),
-        Some("{\"gpu_budget\": -1}"),
-    );
-    assert_eq!(
-        (
-            code,
-            serde_json::from_str::<Value>(&body).unwrap()["field"].as_str()
-        ),
-        (422, Some("gpu_budget")),
-        "{body}"
-    );
     // A cap of 2 per role binds on sin-5-45, whose peak needs 4+4.
-    let (code, body) = http(
-        port,
-        "PUT",
-        "/api/v1/control/limits",
-        Some(token),
-        Some("{\"max_prefill\": 2, \"max_decode\": 2}"),
-    );
+    let (code, body) = put_limits("{\"max_prefill\": 2, \"max_decode\": 2}");
     assert_eq!(code, 200, "{body}");
     let set_at = json(port, "/api/v1/status")["ticks"].as_u64().unwrap();
     wait_for("two more decisions", 30, || {
