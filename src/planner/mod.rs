@@ -6,6 +6,7 @@
 
 pub mod baselines;
 pub mod forecast;
+pub mod harmonic;
 pub mod model;
 mod observation;
 pub mod sla_planner;

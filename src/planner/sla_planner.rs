@@ -181,6 +181,9 @@ const MAX_HORIZON_STEPS: usize = 10_000;
 /// sampled evenly, ends included: the forecast moves smoothly from step to step, and the
 /// decision's cost stays bounded however short the interval.
 const MAX_PLANNED_STEPS: usize = 64;
+/// The quantile of the forecast errors taken for its worst recent miss (of the last dozen,
+/// the largest): a scale-down window holds no more than the load would ask at that miss.
+const WORST_MISS_QUANTILE: f64 = 0.999;
 
 /// The steps the solver sizes for: 0 (the interval just seen), 1 (the queue to work off)
 /// and the horizon, with every step between them while there are few, else evenly spaced.
@@ -573,7 +576,25 @@ impl Policy for SlaPlanner {
             .queued_prefill_tokens
             .filter(|q| q.is_finite() && *q > 0.0)
             .unwrap_or(0.0);
-        let plan = self.plan_horizon(requests / interval_s, interval_s, step_s, backlog);
+        let rate = requests / interval_s;
+        let plan = self.plan_horizon(
+            rate,
+            interval_s,
+            step_s,
+            backlog,
+            self.cfg.headroom_quantile,
+        );
+        // What the load would ask if it came in at the forecast's worst miss of the last
+        // dozen: a role whose wish falls at every decision of the scale-down window is held
+        // no higher (worked out only then, and once those misses are known).
+        let current = self.current(obs);
+        let falling = self.stabilizer.falling(now_s, (plan.prefill, plan.decode));
+        let shrinking =
+            (falling.0 && plan.prefill < current.0) || (falling.1 && plan.decode < current.1);
+        let worst_miss = (shrinking && self.rate.misses_known()).then(|| {
+            let p = self.plan_horizon(rate, interval_s, step_s, backlog, WORST_MISS_QUANTILE);
+            (p.prefill, p.decode)
+        });
 
         let mut reasons = vec![self.plan_reason(&plan, step_s)];
         if backlog > 0.0 {
@@ -588,9 +609,21 @@ impl Policy for SlaPlanner {
             plan.load.isl,
             plan.load.osl,
         ));
-        let counts = self.settle(now_s, obs, &plan, silence, &mut reasons);
+        let counts = self.settle(now_s, obs, &plan, worst_miss, silence, &mut reasons);
         self.finish(counts, reasons, &plan, step_s)
     }
+}
+
+/// The rate step `step` of a horizon of `h` is sized for: the forecast's bound, narrower
+/// for nearer steps by the square root of the distance (the errors behind it were measured
+/// `h` steps ahead; a random walk's spread grows so), and, where the load rises into the
+/// next step, half that rise. A forecast is of a step's mean; rising, the load ends the step
+/// higher, and a queue sized for the mean is short by the step's end.
+fn step_rate(f: &SignalForecaster, step: usize, h: usize, z: f64) -> Option<f64> {
+    let next = f.point(step + 1)?;
+    let here = f.forecast(step, z)?;
+    let nearer = (step as f64 / h.max(1) as f64).sqrt();
+    Some(here.point + (here.upper - here.point) * nearer + ((next - here.point) / 2.0).max(0.0))
 }
 
 /// What the search over the horizon found: the most each role needs at any step planned.
@@ -614,7 +647,14 @@ struct HorizonPlan {
 impl SlaPlanner {
     /// Sizes both roles for every step from the interval just seen to the moment capacity
     /// asked for at the next decision could be ready, and keeps the most each role needs.
-    fn plan_horizon(&self, rate: f64, interval_s: f64, step_s: f64, backlog: f64) -> HorizonPlan {
+    fn plan_horizon(
+        &self,
+        rate: f64,
+        interval_s: f64,
+        step_s: f64,
+        backlog: f64,
+        quantile: f64,
+    ) -> HorizonPlan {
         // The errors behind the bound are measured `h` steps ahead; the solver sizes up to
         // the step holding the moment capacity asked for at the next decision could be
         // ready, counted from the newest step the forecasters have seen.
@@ -653,7 +693,7 @@ impl SlaPlanner {
             .chain(provisional.iter().map(|p| (&p.0, true)))
             .collect();
 
-        let z = normal_quantile(self.cfg.headroom_quantile);
+        let z = normal_quantile(quantile);
         let solver_cfg = SolverConfig {
             ttft_quantile: self.cfg.ttft_quantile,
             itl_batch_z: itl_batch_z(self.cfg.itl_quantile),
@@ -673,10 +713,7 @@ impl SlaPlanner {
         for step in planned_steps(last_step) {
             // The errors behind the bound were measured `h` steps ahead; nearer steps are
             // surer, by the square root of the distance (as a random walk's spread grows).
-            let bound = |f: &SignalForecaster| {
-                f.forecast(step, z)
-                    .map(|f| f.point + (f.upper - f.point) * (step as f64 / h as f64).sqrt())
-            };
+            let bound = |f: &SignalForecaster| step_rate(f, step, h, z);
             let (lambda, from) = if step == 0 {
                 (rate, None)
             } else {
@@ -766,6 +803,7 @@ impl SlaPlanner {
         now_s: f64,
         obs: &Observation,
         plan: &HorizonPlan,
+        worst_miss: Option<(u32, u32)>,
         silence: Option<String>,
         reasons: &mut Vec<String>,
     ) -> (u32, u32) {
@@ -788,7 +826,9 @@ impl SlaPlanner {
             reasons.push(why);
             wish_p = to;
         }
-        let ((mut p, mut d), st_notes) = self.stabilizer.apply(now_s, (wish_p, wish_d), current);
+        let ((mut p, mut d), st_notes) =
+            self.stabilizer
+                .apply(now_s, (wish_p, wish_d), current, worst_miss);
         reasons.extend(st_notes);
         // Early on, the replicas ordered rest on a guess from an interval or two, and the
         // next interval is better evidence than the window's memory of that guess: those
@@ -1403,6 +1443,39 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_rising_step_is_sized_for_its_end_and_a_falling_one_for_its_bound() {
+        // A ramp of 3 req/s a step, forecast by the linear trend (damped: 1.44 steps of
+        // slope at two steps ahead, 1.95 at three) with its errors at a horizon of two (the
+        // first, from before a trend was fitted, out of the window): its bound at two steps
+        // is the truth, and half the rise into the third adds 0.26 steps of slope.
+        let z = normal_quantile(0.9);
+        let forecaster = |values: &[f64]| {
+            let mut f = SignalForecaster::new(ForecasterKind::Linear, None);
+            for &v in values {
+                f.observe(v, 2);
+            }
+            f
+        };
+        let ramp: Vec<f64> = (0..20).map(|m| 10.0 + 3.0 * f64::from(m)).collect();
+        let rising = forecaster(&ramp);
+        let at_horizon = 10.0 + 3.0 * 21.0;
+        let sized = step_rate(&rising, 2, 2, z).unwrap();
+        let half_rise = 3.0 * (1.952 - 1.44) / 2.0;
+        assert!(
+            (sized - at_horizon - half_rise).abs() < 0.01,
+            "{sized} vs {at_horizon}"
+        );
+        // Nearer steps: a narrower bound, and their own half rise.
+        let near = step_rate(&rising, 1, 2, z).unwrap();
+        assert!(near < sized, "{near} vs {sized}");
+        // Falling, the bound alone.
+        let down: Vec<f64> = ramp.iter().rev().copied().collect();
+        let falling = forecaster(&down);
+        let bound = falling.forecast(2, z).unwrap().upper;
+        assert!((step_rate(&falling, 2, 2, z).unwrap() - bound).abs() < 1e-9);
     }
 
     #[test]

@@ -79,6 +79,7 @@ fn one_role(
     cfg: &StabilizerConfig,
     wish: u32,
     window_max: u32,
+    sure: Option<u32>,
     current: u32,
     reasons: &mut Vec<String>,
 ) -> u32 {
@@ -90,7 +91,20 @@ fn one_role(
         }
         return to;
     }
-    let held = window_max.max(wish);
+    let mut held = window_max.max(wish);
+    // A falling wish is held no higher than the load would ask at the forecast's worst
+    // recent miss: the window guards against a forecast that may be wrong, and this one's
+    // misses are known.
+    if let Some(sure) = sure
+        .map(|s| s.max(wish))
+        .filter(|&s| s < held && s < current)
+    {
+        reasons.push(format!(
+            "{role}: falling at every decision within {:.0}s, held at {sure}, not {held}: the most the load asks at the forecast's worst miss of the last dozen",
+            cfg.scale_down_window_s
+        ));
+        held = sure;
+    }
     if held >= current {
         if wish < current {
             reasons.push(format!(
@@ -136,16 +150,11 @@ impl Stabilizer {
         self.wishes.push_back((now_s, current.0, current.1));
     }
 
-    /// `wish` is the solver's `(prefill, decode)`, `current` the replicas ready or starting.
-    pub fn apply(
-        &mut self,
-        now_s: f64,
-        wish: (u32, u32),
-        current: (u32, u32),
-    ) -> ((u32, u32), Vec<String>) {
-        // With a window at all, the last decision's wish stays however long ago it was:
-        // with decisions further apart than the window (Dynamo's planner decides every
-        // 180 s), a scale-down still needs two in a row to wish it.
+    /// Forgets the wishes older than the window. With a window at all, the last decision's
+    /// wish stays however long ago it was: with decisions further apart than the window
+    /// (Dynamo's planner decides every 180 s), a scale-down still needs two in a row to
+    /// wish it.
+    fn forget_before(&mut self, now_s: f64) {
         let keep = usize::from(self.cfg.scale_down_window_s > 0.0);
         while self.wishes.len() > keep
             && self
@@ -155,12 +164,61 @@ impl Stabilizer {
         {
             self.wishes.pop_front();
         }
+    }
+
+    /// Per role, whether `wish` would go on a fall at every decision within the window (two
+    /// or more before it): a descent, not flapping.
+    pub fn falling(&mut self, now_s: f64, wish: (u32, u32)) -> (bool, bool) {
+        self.forget_before(now_s);
+        let falls = |role: fn(&(f64, u32, u32)) -> u32, now: u32| {
+            self.wishes.len() >= 2
+                && self
+                    .wishes
+                    .iter()
+                    .map(role)
+                    .chain([now])
+                    .collect::<Vec<u32>>()
+                    .windows(2)
+                    .all(|w| w[1] < w[0])
+        };
+        (falls(|w| w.1, wish.0), falls(|w| w.2, wish.1))
+    }
+
+    /// `wish` is the solver's `(prefill, decode)`, `current` the replicas ready or starting,
+    /// `sure` what the load would ask at the forecast's worst recent miss, when known: a role
+    /// whose wish is falling is held no higher than that.
+    pub fn apply(
+        &mut self,
+        now_s: f64,
+        wish: (u32, u32),
+        current: (u32, u32),
+        sure: Option<(u32, u32)>,
+    ) -> ((u32, u32), Vec<String>) {
+        let (falls_p, falls_d) = self.falling(now_s, wish);
         let max_p = self.wishes.iter().map(|w| w.1).max().unwrap_or(0);
         let max_d = self.wishes.iter().map(|w| w.2).max().unwrap_or(0);
         self.wishes.push_back((now_s, wish.0, wish.1));
+        let sure_p = sure.map(|s| s.0).filter(|_| falls_p);
+        let sure_d = sure.map(|s| s.1).filter(|_| falls_d);
         let mut reasons = Vec::new();
-        let p = one_role("prefill", &self.cfg, wish.0, max_p, current.0, &mut reasons);
-        let d = one_role("decode", &self.cfg, wish.1, max_d, current.1, &mut reasons);
+        let p = one_role(
+            "prefill",
+            &self.cfg,
+            wish.0,
+            max_p,
+            sure_p,
+            current.0,
+            &mut reasons,
+        );
+        let d = one_role(
+            "decode",
+            &self.cfg,
+            wish.1,
+            max_d,
+            sure_d,
+            current.1,
+            &mut reasons,
+        );
         ((p, d), reasons)
     }
 }
@@ -169,13 +227,19 @@ impl Stabilizer {
 mod tests {
     use super::*;
 
+    /// A role's `(prefill, decode)`.
+    type Wish = (u32, u32);
+
     /// Feeds `(time, wish, current)` steps and returns the targets.
     /// `(time, wish, current)`.
     type Step = (f64, (u32, u32), (u32, u32));
 
     fn run(cfg: StabilizerConfig, steps: &[Step]) -> Vec<(u32, u32)> {
         let mut s = Stabilizer::new(cfg);
-        steps.iter().map(|&(t, w, c)| s.apply(t, w, c).0).collect()
+        steps
+            .iter()
+            .map(|&(t, w, c)| s.apply(t, w, c, None).0)
+            .collect()
     }
 
     /// A scale-down window and nothing else: no tolerance band, no step limits.
@@ -209,6 +273,38 @@ mod tests {
             ],
         );
         assert_eq!(got, vec![(6, 6), (6, 6), (6, 6), (2, 2)]);
+    }
+
+    #[test]
+    fn a_falling_wish_is_held_no_higher_than_the_forecasts_worst_miss_asks() {
+        // (wishes at 0, 60, 120 s with the worst miss asking (4, 3) at 120 s, replicas at
+        // 6, the targets at 120 s): the window of 120 s holds three wishes.
+        let sure = Some((4, 3));
+        let cases: [(Wish, Wish, Wish, Option<Wish>, Wish); 5] = [
+            // Falling at every decision: down to what the worst miss asks, not the wish.
+            ((6, 6), (5, 5), (3, 2), sure, (4, 3)),
+            // The worst miss asks no more than the wish: the wish.
+            ((6, 6), (5, 5), (3, 2), Some((1, 1)), (3, 2)),
+            // Unknown misses: the window holds.
+            ((6, 6), (5, 5), (3, 2), None, (6, 6)),
+            // Flapping (down, up, down) or flat then down: the window holds.
+            ((5, 5), (6, 6), (3, 2), sure, (6, 6)),
+            ((6, 6), (6, 6), (3, 2), sure, (6, 6)),
+        ];
+        for (first, second, third, sure, want) in cases {
+            let mut s = Stabilizer::new(window_only(120.0));
+            s.apply(0.0, first, (6, 6), None);
+            s.apply(60.0, second, (6, 6), None);
+            let (got, reasons) = s.apply(120.0, third, (6, 6), sure);
+            assert_eq!(
+                got, want,
+                "{first:?} {second:?} {third:?} {sure:?}: {reasons:?}"
+            );
+        }
+        // One earlier wish is no descent yet.
+        let mut s = Stabilizer::new(window_only(120.0));
+        s.apply(60.0, (6, 6), (6, 6), None);
+        assert_eq!(s.apply(120.0, (3, 2), (6, 6), sure).0, (6, 6));
     }
 
     #[test]
