@@ -13,8 +13,8 @@ use super::{Decision, Forecast, Observation, Policy, PolicyContext};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlannerConfig {
-    /// constant | smoothed | linear | holt-winters | kalman | seasonal | auto (picked per
-    /// signal by backtest error).
+    /// constant | smoothed | linear | holt-winters | kalman | seasonal | harmonic | auto
+    /// (picked per signal by backtest error).
     #[serde(default = "default_forecaster")]
     pub forecaster: ForecasterKind,
     /// Period of the load, seconds; found by autocorrelation when absent.
