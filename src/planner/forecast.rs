@@ -650,8 +650,9 @@ impl SignalForecaster {
             if ys.len() < harmonic::MIN_POINTS {
                 continue;
             }
-            if let Some((past, _)) = harmonic::fit_at(ys, fit.omega) {
-                self.errors[i].push_back(hist[target] - past.forecast(h as f64).max(0.0));
+            if let Some(past) = harmonic::fit_at(ys, fit.omega) {
+                let forecast = past.harmonic.forecast(h as f64).max(0.0);
+                self.errors[i].push_back(hist[target] - forecast);
             }
         }
     }

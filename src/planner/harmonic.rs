@@ -52,10 +52,26 @@ impl Harmonic {
     }
 }
 
+/// A least-squares fit and how well it fits.
+#[derive(Debug, Clone, Copy)]
+pub struct Fit {
+    pub harmonic: Harmonic,
+    /// Residual sum of squares.
+    pub rss: f64,
+    /// Sum of squares about the values' mean.
+    pub total: f64,
+}
+
+impl Fit {
+    /// Whether the sinusoid explains `EXPLAINS` of the variance or more.
+    fn explains_enough(&self) -> bool {
+        self.total > 0.0 && 1.0 - self.rss / self.total >= EXPLAINS
+    }
+}
+
 /// The least-squares level and sinusoid at frequency `omega` through `ys` (the last value at
-/// t = 0), and the residual sum of squares; `None` when the frequency cannot be told from
-/// a constant over these points.
-pub fn fit_at(ys: &[f64], omega: f64) -> Option<(Harmonic, f64)> {
+/// t = 0); `None` when the frequency cannot be told from a constant over these points.
+pub fn fit_at(ys: &[f64], omega: f64) -> Option<Fit> {
     let m = ys.len();
     if m < 3 || !omega.is_finite() {
         return None;
@@ -87,15 +103,16 @@ pub fn fit_at(ys: &[f64], omega: f64) -> Option<(Harmonic, f64)> {
     let b = [0.0, sum_sy, sum_cy];
     let coef = solve3(a, b)?;
     let rss = (total - coef.iter().zip(&b).map(|(k, v)| k * v).sum::<f64>()).max(0.0);
-    Some((
-        Harmonic {
+    Some(Fit {
+        harmonic: Harmonic {
             omega,
             level: mean + coef[0],
             sine: coef[1],
             cosine: coef[2],
         },
         rss,
-    ))
+        total,
+    })
 }
 
 /// The sinusoid that best fits `ys`, when one does: its period a whole one or more within
@@ -108,6 +125,7 @@ pub fn find(ys: &[f64]) -> Option<Harmonic> {
     if m < MIN_POINTS {
         return None;
     }
+    // A flat series has no period: spare it the search (a synthetic load's lengths).
     let mean = ys.iter().sum::<f64>() / m as f64;
     let total: f64 = ys.iter().map(|y| (y - mean).powi(2)).sum();
     if !total.is_finite() || total <= 1e-12 * (1.0 + mean * mean) {
@@ -119,9 +137,9 @@ pub fn find(ys: &[f64]) -> Option<Harmonic> {
     let mut best: Option<(f64, f64)> = None;
     let mut omega = lo;
     while omega <= hi + 1e-12 {
-        if let Some((_, rss)) = fit_at(ys, omega) {
-            if best.is_none_or(|(_, r)| rss < r) {
-                best = Some((omega, rss));
+        if let Some(fit) = fit_at(ys, omega) {
+            if best.is_none_or(|(_, r)| fit.rss < r) {
+                best = Some((omega, fit.rss));
             }
         }
         omega += step;
@@ -131,8 +149,8 @@ pub fn find(ys: &[f64]) -> Option<Harmonic> {
     if refined < lo + step / 8.0 {
         return None;
     }
-    let (fit, rss) = fit_at(ys, refined)?;
-    (1.0 - rss / total >= EXPLAINS).then_some(fit)
+    let fit = fit_at(ys, refined)?;
+    fit.explains_enough().then_some(fit.harmonic)
 }
 
 /// The fit at a known frequency, when it still explains enough of the variance.
@@ -141,10 +159,8 @@ pub fn refit(ys: &[f64], omega: f64) -> Option<Harmonic> {
     if m < MIN_POINTS || std::f64::consts::TAU / omega > m as f64 + 1e-9 {
         return None;
     }
-    let mean = ys.iter().sum::<f64>() / m as f64;
-    let total: f64 = ys.iter().map(|y| (y - mean).powi(2)).sum();
-    let (fit, rss) = fit_at(ys, omega)?;
-    (total > 0.0 && 1.0 - rss / total >= EXPLAINS).then_some(fit)
+    let fit = fit_at(ys, omega)?;
+    fit.explains_enough().then_some(fit.harmonic)
 }
 
 struct Residual<'a> {
@@ -155,7 +171,7 @@ impl CostFunction for Residual<'_> {
     type Param = f64;
     type Output = f64;
     fn cost(&self, omega: &f64) -> Result<f64, ArgminError> {
-        Ok(fit_at(self.ys, *omega).map_or(f64::INFINITY, |(_, rss)| rss))
+        Ok(fit_at(self.ys, *omega).map_or(f64::INFINITY, |fit| fit.rss))
     }
 }
 

@@ -171,15 +171,8 @@ impl Stabilizer {
     pub fn falling(&mut self, now_s: f64, wish: (u32, u32)) -> (bool, bool) {
         self.forget_before(now_s);
         let falls = |role: fn(&(f64, u32, u32)) -> u32, now: u32| {
-            self.wishes.len() >= 2
-                && self
-                    .wishes
-                    .iter()
-                    .map(role)
-                    .chain([now])
-                    .collect::<Vec<u32>>()
-                    .windows(2)
-                    .all(|w| w[1] < w[0])
+            let wishes = || self.wishes.iter().map(role).chain([now]);
+            self.wishes.len() >= 2 && wishes().zip(wishes().skip(1)).all(|(a, b)| b < a)
         };
         (falls(|w| w.1, wish.0), falls(|w| w.2, wish.1))
     }
