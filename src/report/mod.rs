@@ -399,6 +399,17 @@ pub fn table(policies: &[PolicySummary]) -> String {
     s
 }
 
+/// `value` and the `bar` it is judged against, to two places or as many more (up to six)
+/// as tell them apart: a ratio of 1.3046 is shown as 1.305 against a bar of 1.3, not as a
+/// 1.30 that seems to meet it.
+fn apart(value: f64, bar: f64) -> (String, String) {
+    let mut places = 2;
+    while places < 6 && value != bar && format!("{value:.places$}") == format!("{bar:.places$}") {
+        places += 1;
+    }
+    (format!("{value:.places$}"), format!("{bar:.places$}"))
+}
+
 /// The comparison of `sla-planner compare`: every policy on every run, then the planner's
 /// standing against the oracle, Dynamo's planner and the cheapest static deployment.
 pub fn comparison_markdown(runs: &[(String, f64, Summary)]) -> String {
@@ -450,28 +461,31 @@ pub fn comparison_markdown(runs: &[(String, f64, Summary)]) -> String {
             .map_or(String::new(), |b| {
                 format!(" (budget at start: {:.2}%)", b.slo_attainment * 100.0)
             });
+        // Each figure to as many places as tell it from the one it is judged against.
+        let attainment = pl.slo_attainment * 100.0;
         checks += &format!(
-            "| {name} | {startup:.0} s | {:.2}% {}{reachable} | {} | {} | {} |\n",
-            pl.slo_attainment * 100.0,
+            "| {name} | {startup:.0} s | {}% {}{reachable} | {} | {} | {} |\n",
+            apart(attainment, 99.0).0,
             mark(pl.slo_attainment >= 0.99),
-            oracle.map_or("-".into(), |o| format!(
-                "{:.2}x {}",
-                pl.gpu_hours / o.gpu_hours.max(1e-9),
-                mark(pl.gpu_hours <= 1.3 * o.gpu_hours)
-            )),
-            dynamo.map_or("-".into(), |d| format!(
-                "{:.2}% vs {:.2}% {}",
-                pl.slo_attainment * 100.0,
-                d.slo_attainment * 100.0,
-                mark(pl.slo_attainment > d.slo_attainment)
-            )),
-            best.map_or("-".into(), |b| format!(
-                "{:.2} vs {:.2} ({}) {}",
-                pl.gpu_hours,
-                b.gpu_hours,
-                b.name,
-                mark(pl.gpu_hours < b.gpu_hours)
-            )),
+            oracle.map_or("-".into(), |o| {
+                let ratio = pl.gpu_hours / o.gpu_hours.max(1e-9);
+                format!("{}x {}", apart(ratio, 1.3).0, mark(ratio <= 1.3))
+            }),
+            dynamo.map_or("-".into(), |d| {
+                let (planner, dynamo) = apart(attainment, d.slo_attainment * 100.0);
+                format!(
+                    "{planner}% vs {dynamo}% {}",
+                    mark(pl.slo_attainment > d.slo_attainment)
+                )
+            }),
+            best.map_or("-".into(), |b| {
+                let (planner, best) = apart(pl.gpu_hours, b.gpu_hours);
+                format!(
+                    "{planner} vs {best} ({}) {}",
+                    b.name,
+                    mark(pl.gpu_hours < b.gpu_hours)
+                )
+            }),
         );
     }
     if !checks.is_empty() {
@@ -507,6 +521,20 @@ pub fn comparison_markdown(runs: &[(String, f64, Summary)]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_figure_is_shown_to_the_places_that_tell_it_from_its_bar() {
+        use super::apart;
+        let shown = |v: f64, bar: f64| apart(v, bar);
+        let s = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(shown(1.3046, 1.3), s("1.305", "1.300"));
+        assert_eq!(shown(1.2951, 1.3), s("1.295", "1.300"));
+        assert_eq!(shown(1.26, 1.3), s("1.26", "1.30"));
+        assert_eq!(shown(1.3, 1.3), s("1.30", "1.30"));
+        assert_eq!(shown(98.9951, 99.0), s("98.995", "99.000"));
+        assert_eq!(shown(98.9996, 99.0), s("98.9996", "99.0000"));
+        assert_eq!(shown(7.0, 7.0 + 1e-12), s("7.000000", "7.000000"));
+    }
+
     use super::*;
     use crate::planner::{Observation, ReplicaState, RoleReplicas};
     use crate::sim::IntervalRow;
