@@ -829,6 +829,9 @@ pub struct PerformanceModel {
     cfg: CorrectionConfig,
     prefill_evidence: Vec<Evidence>,
     decode_evidence: Vec<Evidence>,
+    /// Reads of the KV a decode request in flight holds (log of the ratio to the mean
+    /// lengths', weight), one per interval that gave one (`learn_context`).
+    context_reads: Vec<(f64, f64)>,
     queue_memo: QueueMemo,
 }
 
@@ -856,6 +859,7 @@ impl PerformanceModel {
             cfg,
             prefill_evidence: Vec::new(),
             decode_evidence: Vec::new(),
+            context_reads: Vec::new(),
             queue_memo: QueueMemo::default(),
         }
     }
@@ -1029,6 +1033,43 @@ impl PerformanceModel {
             self.smoothed(v, c.prefill_variability, VARIABILITY_RANGE);
     }
 
+    /// Records a read of the KV a decode request in flight holds and refits it: the observed
+    /// KV over the batch Little's law gives at the observed ITL, against the mean lengths'
+    /// `ISL + OSL / 2`. The caller gives the engines that served the whole interval (its KV
+    /// reading is theirs) and only intervals whose requests flowed: steady ones, or ones
+    /// whose mean ITL met the target (an overloaded interval's ITL holds the wait for a
+    /// decode slot, and its batch would be read too large). Unlike the speed it needs no
+    /// steady replicas, so it is known by a load's first rise, not after it. Not on workers
+    /// that interleave prefill, whose KV holds the prompts being prefilled too.
+    pub fn learn_context(&mut self, e: &Evidence) {
+        if !self.cfg.enabled {
+            return;
+        }
+        let Some(kv) = e.observed_kv.filter(|_| e.interleaved_itl_ms.is_none()) else {
+            return;
+        };
+        let batch = e.lambda / f64::from(e.engines.max(1)) * (e.osl - 1.0).max(0.0) * e.observed_ms
+            / 1000.0;
+        // A batch of one or two says more of which requests were in flight than of what a
+        // request holds.
+        if batch < MIN_CONTEXT_BATCH || kv <= 0.0 {
+            return;
+        }
+        let expected = batch * DecodeCorrection::at_speed(1.0).context(e.isl, e.osl);
+        self.context_reads
+            .push(((kv * self.decode.max_kv_tokens() / expected).ln(), e.weight));
+        if self.context_reads.len() > self.cfg.window.max(1) {
+            self.context_reads.remove(0);
+        }
+        // Half a window of reads first, as for the batch variability: with a few, their
+        // scatter is itself unknown.
+        let enough = self.context_reads.len() >= self.cfg.window.div_ceil(2).max(3);
+        if let Some(f) = mean_clear_of_noise(&self.context_reads).filter(|_| enough) {
+            self.corrections.decode_context =
+                self.smoothed(f.exp(), self.corrections.decode_context, CONTEXT_RANGE);
+        }
+    }
+
     /// Records an interval's decode evidence and refits the ITL multiplier: against the
     /// profile at the observed KV utilisation when it is known, else against the
     /// steady-state batch. Steady intervals only: while replicas change, requests wait for a
@@ -1055,32 +1096,6 @@ impl PerformanceModel {
             None => 1.0,
         };
         let stretches: Vec<f64> = ev.iter().map(|e| stretch_at(e, 0.0)).collect();
-        // The KV a request in flight holds: the observed KV over the batch Little's law
-        // gives at the observed ITL, against the mean lengths' `ISL + OSL / 2`. It does not
-        // depend on the speed, and the speed's fit below reads the profile at it. Not on
-        // workers that interleave prefill, whose KV holds the prompts being prefilled too.
-        let max_kv = model.max_kv_tokens();
-        let ratios: Vec<(f64, f64)> = ev
-            .iter()
-            .filter_map(|e| {
-                let kv = e.observed_kv.filter(|_| e.interleaved_itl_ms.is_none())?;
-                let batch =
-                    e.lambda / f64::from(e.engines.max(1)) * (e.osl - 1.0).max(0.0) * e.observed_ms
-                        / 1000.0;
-                let expected = batch * DecodeCorrection::at_speed(1.0).context(e.isl, e.osl);
-                // A batch of one or two says more of which requests were in flight than of
-                // what a request holds.
-                (batch >= MIN_CONTEXT_BATCH && kv > 0.0)
-                    .then(|| ((kv * max_kv / expected).ln(), e.weight))
-            })
-            .collect();
-        // Half a window of reads first, as for the batch variability: with a few, their
-        // scatter is itself unknown.
-        let enough = ratios.len() >= self.cfg.window.div_ceil(2).max(3);
-        if let Some(f) = mean_clear_of_noise(&ratios).filter(|_| enough) {
-            self.corrections.decode_context =
-                self.smoothed(f.exp(), self.corrections.decode_context, CONTEXT_RANGE);
-        }
         let context = self.corrections.decode_context;
         let terms = |speed: f64| DecodeCorrection { speed, context };
         // The profile's ITL at the observed KV utilisation does not depend on the speed
@@ -1640,9 +1655,15 @@ mod tests {
         };
         // The read scatters by a tenth, as a count of requests in flight does.
         let scatter = [1.1, 0.9, 1.05, 0.95, 1.0];
+        // Each interval is a read of the KV per request and evidence of the speed, as the
+        // planner gives them.
+        let learn = |m: &mut PerformanceModel, e: Evidence| {
+            m.learn_context(&e);
+            m.learn_decode(e);
+        };
         let mut m = PerformanceModel::embedded_default();
         for s in scatter.iter().cycle().take(12) {
-            m.learn_decode(interval(held * s));
+            learn(&mut m, interval(held * s));
         }
         let c = m.corrections;
         assert!((c.decode_context - 1.5).abs() < 0.05, "{c:?}");
@@ -1662,10 +1683,13 @@ mod tests {
         let held = n * mean_lengths.context(isl, osl) / d.max_kv_tokens();
         let mut m = PerformanceModel::embedded_default();
         for s in scatter.iter().cycle().take(12) {
-            m.learn_decode(Evidence {
-                observed_ms: itl,
-                ..interval(held * s)
-            });
+            learn(
+                &mut m,
+                Evidence {
+                    observed_ms: itl,
+                    ..interval(held * s)
+                },
+            );
         }
         assert_eq!(m.corrections.decode_context, 1.0);
     }

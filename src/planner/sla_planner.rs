@@ -496,6 +496,34 @@ impl SlaPlanner {
             }
         }
         if let Some((t, mean)) = obs.itl_ms.and_then(|t| Some((t, positive(t.mean)?))) {
+            // The KV per request in flight, from the engines that served the whole interval
+            // (those added during it served part: their KV reading is not the interval's),
+            // when its requests flowed.
+            let kv_read = obs
+                .kv_utilization
+                .and_then(|k| k.decode)
+                .filter(|k| k.is_finite() && *k >= 0.0);
+            let served_all = match prev.map(|p| p.1) {
+                _ if r.decode.draining > 0 => None,
+                Some(before) => (before <= r.decode.ready).then_some(before),
+                None => Some(r.decode.ready),
+            };
+            if let Some(engines) = served_all.filter(|&n| n > 0) {
+                if decode_steady || mean <= self.ctx.sla.itl_ms {
+                    self.model.learn_context(&Evidence {
+                        lambda,
+                        engines,
+                        isl,
+                        osl,
+                        observed_ms: mean,
+                        observed_tail_ms: None,
+                        steady: decode_steady,
+                        observed_kv: kv_read,
+                        weight: requests,
+                        interleaved_itl_ms,
+                    });
+                }
+            }
             if r.decode.ready > 0 {
                 self.model.learn_decode(Evidence {
                     lambda,
@@ -505,10 +533,7 @@ impl SlaPlanner {
                     observed_ms: mean,
                     observed_tail_ms: positive(t.p99),
                     steady: decode_steady,
-                    observed_kv: obs
-                        .kv_utilization
-                        .and_then(|k| k.decode)
-                        .filter(|k| k.is_finite() && *k >= 0.0),
+                    observed_kv: kv_read,
                     weight: requests,
                     interleaved_itl_ms,
                 });
@@ -922,7 +947,7 @@ fn beyond_the_profile(model: &PerformanceModel, isl: f64, osl: f64) -> Vec<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::planner::{LatencySummary, ReplicaState, RoleReplicas, Sla};
+    use crate::planner::{LatencySummary, ReplicaState, RoleKv, RoleReplicas, Sla};
 
     #[test]
     fn the_solver_sizes_for_every_step_of_a_short_horizon_and_a_sample_of_a_long_one() {
@@ -1393,6 +1418,75 @@ mod tests {
                 false,
             )
         }
+    }
+
+    #[test]
+    fn the_kv_per_decode_request_is_read_while_engines_are_added_from_those_that_served() {
+        // Requests holding 1.5 times the KV of their mean lengths (long outputs of varied
+        // length) on decode engines added at every decision, as on a rise: no interval is
+        // steady. Each interval's KV reading is of the engines ready through all of it (those
+        // ready only at its end served none of it), and intervals whose requests met the
+        // ITL target are read: the KV per request is known during the rise, not after it.
+        // Intervals whose mean ITL is over the target (a wait for decode slots in it) are
+        // not read.
+        let (lambda, isl, osl, truth) = (12.0, 200.0, 1500.0, 1.5);
+        let run = |itl_ms: f64| {
+            let sla = Sla {
+                ttft_ms: 200.0,
+                itl_ms: 10.0,
+            };
+            let mut planner = SlaPlanner::new(
+                crate::planner::test_context(sla, false),
+                PlannerConfig::default(),
+            );
+            let max_kv = planner.model.decode.max_kv_tokens();
+            let mut before = None;
+            for k in 0..8u32 {
+                let ready = 2 + 2 * k;
+                let serving = before.unwrap_or(ready);
+                let batch = lambda / f64::from(serving) * (osl - 1.0) * itl_ms / 1000.0;
+                let kv = batch * truth * (isl + osl / 2.0) / max_kv;
+                let t = 60.0 * f64::from(k + 1);
+                let latency = |ms: f64| LatencySummary {
+                    mean: Some(ms),
+                    p50: Some(ms),
+                    p90: Some(ms),
+                    p99: Some(ms),
+                };
+                planner.decide(
+                    t,
+                    &Observation {
+                        time_s: t,
+                        interval_s: 60.0,
+                        requests: Some(lambda * 60.0),
+                        isl_mean: Some(isl),
+                        osl_mean: Some(osl),
+                        ttft_ms: Some(latency(50.0)),
+                        itl_ms: Some(latency(itl_ms)),
+                        kv_utilization: Some(RoleKv {
+                            prefill: None,
+                            decode: Some(kv),
+                        }),
+                        replicas: Some(RoleReplicas {
+                            prefill: ReplicaState {
+                                ready: 2,
+                                ..Default::default()
+                            },
+                            decode: ReplicaState {
+                                ready,
+                                ..Default::default()
+                            },
+                        }),
+                        ..Default::default()
+                    },
+                );
+                before = Some(ready);
+            }
+            planner.model.corrections.decode_context
+        };
+        let learned = run(8.0);
+        assert!((learned - truth).abs() < 0.1, "{learned}");
+        assert_eq!(run(14.0), 1.0);
     }
 
     fn planned_rate(d: &Decision) -> f64 {
