@@ -968,14 +968,7 @@ mod tests {
 
     #[test]
     fn early_orders_still_starting_are_cancelled_when_the_next_interval_does_not_want_them() {
-        let sla = Sla {
-            ttft_ms: 200.0,
-            itl_ms: 10.0,
-        };
-        let mut planner = SlaPlanner::new(
-            crate::planner::test_context(sla, false),
-            PlannerConfig::default(),
-        );
+        let mut planner = test_planner();
         let replicas = |ready: (u32, u32), starting: (u32, u32)| RoleReplicas {
             prefill: ReplicaState {
                 ready: ready.0,
@@ -1330,18 +1323,8 @@ mod tests {
         // One decode engine took a burst alone for three minutes; five more came at 540 s.
         // The requests finishing in the next minute lived through that (100 ms ITL, 75 s
         // for the p99 request's 300 tokens): the six engines now running did not make it.
-        let new_planner = || {
-            let sla = Sla {
-                ttft_ms: 200.0,
-                itl_ms: 10.0,
-            };
-            SlaPlanner::new(
-                crate::planner::test_context(sla, false),
-                PlannerConfig::default(),
-            )
-        };
         let after = |last_itl_ms: Option<f64>| {
-            let mut planner = new_planner();
+            let mut planner = test_planner();
             let minutes = [(360.0, 1, 0), (420.0, 1, 5), (480.0, 1, 5), (540.0, 6, 0)];
             for (t, ready, starting) in minutes {
                 planner.decide(t, &decode_minute(t, ready, starting, 6.0));
@@ -1355,7 +1338,7 @@ mod tests {
         // A minute whose requests began on the engines running stays evidence: the slow
         // ITL of a settled deployment is learned.
         let settled = |itl_ms: f64| {
-            let mut planner = new_planner();
+            let mut planner = test_planner();
             for t in [360.0, 420.0, 480.0] {
                 planner.decide(t, &decode_minute(t, 6, 0, 6.0));
             }
@@ -1431,14 +1414,7 @@ mod tests {
         // not read.
         let (lambda, isl, osl, truth) = (12.0, 200.0, 1500.0, 1.5);
         let run = |itl_ms: f64| {
-            let sla = Sla {
-                ttft_ms: 200.0,
-                itl_ms: 10.0,
-            };
-            let mut planner = SlaPlanner::new(
-                crate::planner::test_context(sla, false),
-                PlannerConfig::default(),
-            );
+            let mut planner = test_planner();
             let max_kv = planner.model.decode.max_kv_tokens();
             let mut before = None;
             for k in 0..8u32 {
@@ -1487,6 +1463,18 @@ mod tests {
         let learned = run(8.0);
         assert!((learned - truth).abs() < 0.1, "{learned}");
         assert_eq!(run(14.0), 1.0);
+    }
+
+    /// A planner on the test profile, with a 200 ms TTFT and a 10 ms ITL target.
+    fn test_planner() -> SlaPlanner {
+        let sla = Sla {
+            ttft_ms: 200.0,
+            itl_ms: 10.0,
+        };
+        SlaPlanner::new(
+            crate::planner::test_context(sla, false),
+            PlannerConfig::default(),
+        )
     }
 
     fn planned_rate(d: &Decision) -> f64 {
