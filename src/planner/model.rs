@@ -1056,11 +1056,8 @@ impl PerformanceModel {
             return;
         }
         let expected = batch * DecodeCorrection::at_speed(1.0).context(e.isl, e.osl);
-        self.context_reads
-            .push(((kv * self.decode.max_kv_tokens() / expected).ln(), e.weight));
-        if self.context_reads.len() > self.cfg.window.max(1) {
-            self.context_reads.remove(0);
-        }
+        let read = (kv * self.decode.max_kv_tokens() / expected).ln();
+        push_window(&mut self.context_reads, (read, e.weight), self.cfg.window);
         // Half a window of reads first, as for the batch variability: with a few, their
         // scatter is itself unknown.
         let enough = self.context_reads.len() >= self.cfg.window.div_ceil(2).max(3);
@@ -1198,7 +1195,7 @@ fn mean_clear_of_noise(values: &[(f64, f64)]) -> Option<f64> {
 /// Standard errors a window's mean must stand clear of neutral to be taken.
 const CLEAR_OF_NOISE: f64 = 3.0;
 
-fn push_window(v: &mut Vec<Evidence>, e: Evidence, window: usize) {
+fn push_window<T>(v: &mut Vec<T>, e: T, window: usize) {
     v.push(e);
     if v.len() > window.max(1) {
         v.remove(0);

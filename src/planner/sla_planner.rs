@@ -496,13 +496,24 @@ impl SlaPlanner {
             }
         }
         if let Some((t, mean)) = obs.itl_ms.and_then(|t| Some((t, positive(t.mean)?))) {
+            let evidence = Evidence {
+                lambda,
+                engines: r.decode.ready,
+                isl,
+                osl,
+                observed_ms: mean,
+                observed_tail_ms: positive(t.p99),
+                steady: decode_steady,
+                observed_kv: obs
+                    .kv_utilization
+                    .and_then(|k| k.decode)
+                    .filter(|k| k.is_finite() && *k >= 0.0),
+                weight: requests,
+                interleaved_itl_ms,
+            };
             // The KV per request in flight, from the engines that served the whole interval
             // (those added during it served part: their KV reading is not the interval's),
             // when its requests flowed.
-            let kv_read = obs
-                .kv_utilization
-                .and_then(|k| k.decode)
-                .filter(|k| k.is_finite() && *k >= 0.0);
             let served_all = match prev.map(|p| p.1) {
                 _ if r.decode.draining > 0 => None,
                 Some(before) => (before <= r.decode.ready).then_some(before),
@@ -511,32 +522,13 @@ impl SlaPlanner {
             if let Some(engines) = served_all.filter(|&n| n > 0) {
                 if decode_steady || mean <= self.ctx.sla.itl_ms {
                     self.model.learn_context(&Evidence {
-                        lambda,
                         engines,
-                        isl,
-                        osl,
-                        observed_ms: mean,
-                        observed_tail_ms: None,
-                        steady: decode_steady,
-                        observed_kv: kv_read,
-                        weight: requests,
-                        interleaved_itl_ms,
+                        ..evidence
                     });
                 }
             }
             if r.decode.ready > 0 {
-                self.model.learn_decode(Evidence {
-                    lambda,
-                    engines: r.decode.ready,
-                    isl,
-                    osl,
-                    observed_ms: mean,
-                    observed_tail_ms: positive(t.p99),
-                    steady: decode_steady,
-                    observed_kv: kv_read,
-                    weight: requests,
-                    interleaved_itl_ms,
-                });
+                self.model.learn_decode(evidence);
             }
         }
         note
