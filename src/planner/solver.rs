@@ -23,7 +23,8 @@ pub struct Load {
     pub lambda: f64,
     pub isl: f64,
     pub osl: f64,
-    /// Prefill tokens already queued, to be worked off within `drain_s` on top of the load.
+    /// Prefill tokens already queued, to be worked off within `drain_s` on top of the load
+    /// (and their requests decoded within it).
     pub backlog_tokens: f64,
     pub drain_s: f64,
 }
@@ -112,10 +113,12 @@ fn decode_itl_up_to(
     d: u32,
     limit_ms: f64,
 ) -> Option<f64> {
+    // The queued prompts prefill is sized to work off reach decode as they are: decode
+    // carries them too, or prefill's output waits for a slot and every batch runs slow.
     decode_itl_within(
         &model.decode,
         model.corrections.decode_terms(),
-        load.lambda.max(0.0),
+        effective_lambda(load),
         d,
         load.isl,
         load.osl,
@@ -428,7 +431,10 @@ mod tests {
     }
 
     #[test]
-    fn backlog_adds_prefill() {
+    fn a_backlog_is_worked_off_by_prefill_and_its_requests_carried_by_decode() {
+        // 3M queued prompt tokens (1,000 prompts of 3,000) to work off within 60 s reach
+        // decode at 16.7 req/s on top of the 20 arriving: decode sized for less would have
+        // prefill's output wait for a slot, or run every batch past the ITL target.
         let m = PerformanceModel::embedded_default();
         let calm = solve(&m, &SLA, &limits(32), &CFG, &load(20.0));
         let backlog = solve(
@@ -441,8 +447,19 @@ mod tests {
                 ..load(20.0)
             },
         );
+        let carried = solve(
+            &m,
+            &SLA,
+            &limits(32),
+            &CFG,
+            &load(20.0 + 3.0e6 / 3000.0 / 60.0),
+        );
         assert!(backlog.prefill > calm.prefill);
-        assert_eq!(backlog.decode, calm.decode);
+        assert!(backlog.decode > calm.decode, "{backlog:?} {calm:?}");
+        assert_eq!(
+            (backlog.prefill, backlog.decode),
+            (carried.prefill, carried.decode)
+        );
     }
 
     #[test]
