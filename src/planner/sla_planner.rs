@@ -1120,14 +1120,7 @@ mod tests {
 
     #[test]
     fn a_silence_shorter_than_an_interval_and_a_cold_start_releases_no_replica() {
-        let mut ctx = crate::planner::test_context(
-            Sla {
-                ttft_ms: 200.0,
-                itl_ms: 10.0,
-            },
-            false,
-        );
-        ctx.startup_s = 180.0;
+        let ctx = slow_start_context();
         let mut planner = SlaPlanner::new(ctx.clone(), PlannerConfig::default());
         let mut counts = (1, 1);
         let step =
@@ -1186,16 +1179,7 @@ mod tests {
         assert!(counts.0 < busy.0 && counts.1 < busy.1, "{:?}", d.reasons);
 
         // A planner that has never seen a request scales down at once.
-        let mut quiet = SlaPlanner::new(
-            crate::planner::test_context(
-                Sla {
-                    ttft_ms: 200.0,
-                    itl_ms: 10.0,
-                },
-                false,
-            ),
-            PlannerConfig::default(),
-        );
+        let mut quiet = test_planner();
         let mut counts = (4, 4);
         for minute in 1..=12 {
             step(&mut quiet, minute, 0.0, &mut counts);

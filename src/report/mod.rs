@@ -523,16 +523,14 @@ pub fn comparison_markdown(runs: &[(String, f64, Summary)]) -> String {
 mod tests {
     #[test]
     fn a_figure_is_shown_to_the_places_that_tell_it_from_its_bar() {
-        use super::apart;
-        let shown = |v: f64, bar: f64| apart(v, bar);
         let s = |a: &str, b: &str| (a.to_string(), b.to_string());
-        assert_eq!(shown(1.3046, 1.3), s("1.305", "1.300"));
-        assert_eq!(shown(1.2951, 1.3), s("1.295", "1.300"));
-        assert_eq!(shown(1.26, 1.3), s("1.26", "1.30"));
-        assert_eq!(shown(1.3, 1.3), s("1.30", "1.30"));
-        assert_eq!(shown(98.9951, 99.0), s("98.995", "99.000"));
-        assert_eq!(shown(98.9996, 99.0), s("98.9996", "99.0000"));
-        assert_eq!(shown(7.0, 7.0 + 1e-12), s("7.000000", "7.000000"));
+        assert_eq!(apart(1.3046, 1.3), s("1.305", "1.300"));
+        assert_eq!(apart(1.2951, 1.3), s("1.295", "1.300"));
+        assert_eq!(apart(1.26, 1.3), s("1.26", "1.30"));
+        assert_eq!(apart(1.3, 1.3), s("1.30", "1.30"));
+        assert_eq!(apart(98.9951, 99.0), s("98.995", "99.000"));
+        assert_eq!(apart(98.9996, 99.0), s("98.9996", "99.0000"));
+        assert_eq!(apart(7.0, 7.0 + 1e-12), s("7.000000", "7.000000"));
     }
 
     use super::*;
