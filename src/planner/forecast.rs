@@ -108,6 +108,8 @@ const SUCCESSIVE_ERROR_SCATTER: f64 = 2.449_489_742_783_178;
 const HARMONIC_SEARCH_EVERY: u64 = 4;
 /// Forecast errors remembered per forecaster for scoring and bounds.
 const ERROR_WINDOW: usize = 12;
+/// Excursions remembered (`SignalForecaster::recurring_peak`).
+const EXCURSIONS_KEPT: usize = 64;
 /// Errors at the horizon a forecaster needs before it is scored and its bound is its own.
 const MIN_SCORED: usize = 3;
 
@@ -322,6 +324,13 @@ pub struct SignalForecaster {
     next: Option<[f64; N]>,
     /// The last jump up to a new level: (tick, size).
     jump: Option<(u64, f64)>,
+    /// The excursion the load is on, if any (`track_excursion`).
+    excursion: Option<Excursion>,
+    /// The load's recent excursions that needed capacity it did not have, or came near the
+    /// peak of one that did: (tick it came back, the highest value it reached), newest last.
+    excursions: VecDeque<(u64, f64)>,
+    /// The SLA was missed in the interval of the next value (`note_missed`).
+    missed: bool,
     /// The horizon forecasts are scored at (the last `observe`'s).
     horizon: usize,
     /// The last few one-step errors per candidate (truth - forecast), known at once.
@@ -337,6 +346,29 @@ pub struct SignalForecaster {
 /// Relative forecast error assumed at the first value, unless configured: the load may be
 /// half as much again as the one interval seen.
 pub const DEFAULT_PRIOR_ERROR: f64 = 0.5;
+
+/// A jump up the load has not come back from yet.
+#[derive(Debug, Clone, Copy)]
+struct Excursion {
+    /// The value it jumped from.
+    from: f64,
+    /// How far above `from` the load is now.
+    size: f64,
+    /// The highest value since the jump.
+    peak: f64,
+    /// Whether the SLA was missed during it.
+    missed: bool,
+}
+
+/// A peak the load keeps coming back to (`SignalForecaster::recurring_peak`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecurringPeak {
+    pub level: f64,
+    /// Excursions that reached it, counted from the one that sets `over`.
+    pub times: usize,
+    /// Values since the earliest of them came back.
+    pub over: u64,
+}
 
 /// A forecast: the point and an upper bound at the configured quantile.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -364,6 +396,9 @@ impl SignalForecaster {
             prior_error: DEFAULT_PRIOR_ERROR,
             next: None,
             jump: None,
+            excursion: None,
+            excursions: VecDeque::new(),
+            missed: false,
             horizon: 1,
             recent: Default::default(),
             noise: 0.0,
@@ -384,6 +419,12 @@ impl SignalForecaster {
 
     pub fn is_empty(&self) -> bool {
         self.history.is_empty()
+    }
+
+    /// Notes that the SLA was missed in the interval of the value `observe` takes next: an
+    /// excursion of the load it falls in needed capacity that was not there.
+    pub fn note_missed(&mut self) {
+        self.missed = true;
     }
 
     /// Notes how the last value moved within its own interval: `rise` per interval (the
@@ -497,6 +538,7 @@ impl SignalForecaster {
             .position(|&c| c == ForecasterKind::Smoothed)
             .expect("smoothed is a candidate");
         let usual = self.score(smoothed);
+        self.track_excursion(y);
         if let Some(l) = self.level {
             if usual.is_some_and(|u| y - l > LEVEL_SHIFT * u) {
                 self.jump = Some((self.ticks, y - l));
@@ -681,6 +723,77 @@ impl SignalForecaster {
         }
     }
 
+    /// Follows the load's excursions (`y` is the newest value, already in the history). One
+    /// starts with a step up larger than the load's usual step by as much as a new level's
+    /// (`LEVEL_SHIFT` median steps: one excursion's steps would swell a mean), and ends when
+    /// the load is back below halfway up from where it left. It is kept when the SLA was
+    /// missed during it (`note_missed`), or when it came at least halfway up to the peak of
+    /// one that was: once capacity is kept for such peaks they are met, and they recur all
+    /// the same.
+    fn track_excursion(&mut self, y: f64) {
+        let missed = std::mem::take(&mut self.missed);
+        let Some(&last) = self.history.iter().rev().nth(1) else {
+            return;
+        };
+        match self.excursion {
+            Some(e) if y <= e.from + e.size / 2.0 => {
+                self.excursion = None;
+                let needed = e.missed
+                    || missed
+                    || self
+                        .excursions
+                        .iter()
+                        .any(|&(_, p)| e.peak >= (e.from + p) / 2.0);
+                if needed {
+                    self.excursions.push_back((self.ticks, e.peak));
+                    if self.excursions.len() > EXCURSIONS_KEPT {
+                        self.excursions.pop_front();
+                    }
+                }
+            }
+            Some(e) => {
+                self.excursion = Some(Excursion {
+                    size: y - e.from,
+                    peak: e.peak.max(y),
+                    missed: e.missed || missed,
+                    ..e
+                })
+            }
+            None if self
+                .median_step()
+                .is_some_and(|m| y - last > LEVEL_SHIFT * m) =>
+            {
+                self.excursion = Some(Excursion {
+                    from: last,
+                    size: y - last,
+                    peak: y,
+                    missed,
+                });
+            }
+            None => {}
+        }
+    }
+
+    /// The median size of the load's steps between the values before the last, over the
+    /// last error window; `None` until there are `MIN_SCORED` of them.
+    fn median_step(&self) -> Option<f64> {
+        let n = self.history.len();
+        let before: Vec<f64> = self
+            .history
+            .iter()
+            .skip(n.saturating_sub(ERROR_WINDOW + 2))
+            .take(n.saturating_sub(1).min(ERROR_WINDOW + 1))
+            .copied()
+            .collect();
+        let mut steps: Vec<f64> = before.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
+        if steps.len() < MIN_SCORED {
+            return None;
+        }
+        steps.sort_by(f64::total_cmp);
+        let k = steps.len();
+        Some((steps[(k - 1) / 2] + steps[k / 2]) / 2.0)
+    }
+
     fn score(&self, i: usize) -> Option<f64> {
         let e = &self.errors[i];
         (e.len() >= MIN_SCORED).then(|| e.iter().map(|x| x.abs()).sum::<f64>() / e.len() as f64)
@@ -805,6 +918,37 @@ impl SignalForecaster {
             upper: (point + margin).max(0.0),
             method: CANDIDATES[i],
         })
+    }
+
+    /// The highest level the load has come back from often enough to be met again within
+    /// the horizon at the bound's odds, counting the excursions kept (`track_excursion`):
+    /// `k` of them reaching it (two or more) over the values since the earliest of them came
+    /// back, `k - 1` within that span, at least `1 - q` chances per horizon, where `q` is
+    /// the bound's quantile. A burst shorter than a cold start is over before capacity
+    /// ordered on seeing it is ready, and its errors are not scored (a jump clears the
+    /// forecasts due after it); recurring, it is met only by capacity kept for it.
+    pub fn recurring_peak(&self, z: f64) -> Option<RecurringPeak> {
+        let chance = 1.0 - standard_normal_cdf(z);
+        let h = self.horizon.max(1) as f64;
+        let recurs = |level: f64| {
+            self.excursions
+                .iter()
+                .rev()
+                .filter(|e| e.1 >= level)
+                .enumerate()
+                .skip(1)
+                .map(|(i, e)| (i, (self.ticks - e.0).max(1)))
+                .find(|&(i, over)| i as f64 * h >= chance * over as f64)
+                .map(|(i, over)| RecurringPeak {
+                    level,
+                    times: i + 1,
+                    over,
+                })
+        };
+        self.excursions
+            .iter()
+            .filter_map(|e| recurs(e.1))
+            .max_by(|a, b| a.level.total_cmp(&b.level))
     }
 
     /// The bound's margin before the method's own errors at the horizon are known (they
@@ -1093,6 +1237,75 @@ mod tests {
         f.observe(on_off(at) + noise(at), h);
         let error = *f.errors[SEASONAL].back().unwrap();
         assert!(error.abs() < 1.0, "{error}");
+    }
+
+    /// A load at `base` with a one-step burst to `peak` every `every` steps from step 6,
+    /// `n` steps in all, horizon 2; the SLA missed at the bursts while `missed(step)`.
+    fn bursts(
+        n: usize,
+        every: usize,
+        peak: f64,
+        missed: impl Fn(usize) -> bool,
+    ) -> SignalForecaster {
+        let mut f = SignalForecaster::new(ForecasterKind::Auto, None);
+        for i in 0..n {
+            let burst = i >= 6 && (i - 6) % every == 0;
+            if burst && missed(i) {
+                f.note_missed();
+            }
+            f.observe(
+                if burst {
+                    peak
+                } else {
+                    10.0 + (i % 2) as f64 * 0.5
+                },
+                2,
+            );
+        }
+        f
+    }
+
+    #[test]
+    fn a_peak_the_load_keeps_coming_back_to_is_planned_for_once_the_sla_was_missed_at_it() {
+        let p90 = normal_quantile(0.9);
+        // (bursts every, steps, missed at them, recurring peak expected)
+        // (excursions counted, steps they span)
+        type Recurring = Option<(usize, u64)>;
+        let cases: [(usize, usize, bool, Recurring); 5] = [
+            // Missed at two bursts eight steps apart: two in the eight steps since the
+            // earlier came back, 2 / 8 of a chance per horizon of 2, above 0.1.
+            (8, 16, true, Some((2, 8))),
+            // One burst is no recurrence.
+            (8, 9, true, None),
+            // Met without capacity kept for them: nothing to keep.
+            (8, 40, false, None),
+            // Thirty steps apart: 2 / 30 of a chance per horizon, under 0.1.
+            (30, 38, true, None),
+            // Once capacity met the bursts (no miss after the first two), they still recur.
+            (8, 40, true, Some((2, 8))),
+        ];
+        for (every, n, missed, want) in cases {
+            let f = bursts(n, every, 40.0, |i| missed && i < 6 + 2 * every);
+            let got = f.recurring_peak(p90).map(|p| (p.times, p.over));
+            assert_eq!(got, want, "every {every}, {n} steps, missed {missed}");
+            if let Some(p) = f.recurring_peak(p90) {
+                assert_eq!(p.level, 40.0);
+            }
+        }
+        // A jump up that stays is a new level, not an excursion.
+        let mut f = SignalForecaster::new(ForecasterKind::Auto, None);
+        for i in 0..30 {
+            f.note_missed();
+            f.observe(
+                if i < 8 {
+                    10.0 + (i % 2) as f64 * 0.5
+                } else {
+                    40.0
+                },
+                2,
+            );
+        }
+        assert_eq!(f.recurring_peak(p90), None);
     }
 
     #[test]

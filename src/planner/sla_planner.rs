@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::forecast::{ForecasterKind, SignalForecaster};
+use super::forecast::{ForecasterKind, RecurringPeak, SignalForecaster};
 use super::model::{itl_batch_z, normal_quantile, CorrectionConfig, Evidence, PerformanceModel};
 use super::solver::{solve, Load, Mode, SolverConfig};
 use super::stabilizer::{Stabilizer, StabilizerConfig};
@@ -579,6 +579,12 @@ impl Policy for SlaPlanner {
         };
         let silence = self.silence_hold(now_s, interval_s, requests);
         let step_s = self.pool.step_len_s(interval_s);
+        let over = |t: Option<super::LatencySummary>, target: f64| {
+            t.and_then(|t| t.p90).is_some_and(|p90| p90 > target)
+        };
+        if over(obs.ttft_ms, self.ctx.sla.ttft_ms) || over(obs.itl_ms, self.ctx.sla.itl_ms) {
+            self.rate.note_missed();
+        }
         if let Some(pooled) = self.pool.add(
             interval_s,
             requests,
@@ -659,6 +665,9 @@ struct HorizonPlan {
     source: Option<(ForecasterKind, bool)>,
     /// The method the rate forecaster uses now (reported with the decision's forecast).
     method: Option<ForecasterKind>,
+    /// The peak the load keeps coming back to, when that is the load planned for (above
+    /// the forecast's bound).
+    recurring: Option<RecurringPeak>,
 }
 
 impl SlaPlanner {
@@ -740,7 +749,7 @@ impl SlaPlanner {
                     .max_by(|a, b| a.0.total_cmp(&b.0))
                     .unwrap_or((rate, None))
             };
-            let load = Load {
+            let mut load = Load {
                 lambda,
                 isl: length(
                     isl_forecaster,
@@ -754,13 +763,35 @@ impl SlaPlanner {
                 // interval itself from a minute up).
                 drain_s: step_s,
             };
-            let solution = solve(
-                &self.model,
-                &self.ctx.sla,
-                &self.ctx.limits,
-                &solver_cfg,
-                &load,
-            );
+            let solve_at = |load: &Load| {
+                solve(
+                    &self.model,
+                    &self.ctx.sla,
+                    &self.ctx.limits,
+                    &solver_cfg,
+                    load,
+                )
+            };
+            let mut solution = solve_at(&load);
+            // A peak the load keeps coming back to, more briefly than capacity can follow,
+            // is planned for in between (from the committed steps: a step under way is no
+            // excursion yet), where the limits and the budget allow it all: otherwise the
+            // budget would be shared out for a load that is not there.
+            let mut recurring = None;
+            if let Some(peak) = committed
+                .filter(|_| step > 0)
+                .and_then(|c| c.0.recurring_peak(z))
+                .filter(|p| p.level > lambda)
+            {
+                let raised = Load {
+                    lambda: peak.level,
+                    ..load
+                };
+                let at_peak = solve_at(&raised);
+                if at_peak.meets {
+                    (load, solution, recurring) = (raised, at_peak, Some(peak));
+                }
+            }
             let (p, d) = best.as_ref().map_or((0, 0), |b| (b.0.prefill, b.0.decode));
             if best.is_none() || solution.prefill > p || solution.decode > d {
                 let plan = HorizonPlan {
@@ -772,6 +803,7 @@ impl SlaPlanner {
                     last_step,
                     source: None,
                     method: None,
+                    recurring,
                 };
                 best = Some((plan, from));
             }
@@ -789,8 +821,14 @@ impl SlaPlanner {
 
     /// The first reason: the load planned for, where it came from, and what it asks for.
     fn plan_reason(&self, plan: &HorizonPlan, step_s: f64) -> String {
-        let source = match plan.source {
-            Some((method, under_way)) => format!(
+        let source = match (plan.recurring, plan.source) {
+            (Some(peak), _) => format!(
+                "a peak the load came back from {} times in the last {:.0}s, the SLA missed at such peaks; above the p{:.0} forecast",
+                peak.times,
+                peak.over as f64 * step_s,
+                self.cfg.headroom_quantile * 100.0
+            ),
+            (None, Some((method, under_way))) => format!(
                 "p{:.0} of the {} forecast{}, {:.0}s ahead",
                 self.cfg.headroom_quantile * 100.0,
                 method.name(),
@@ -801,7 +839,7 @@ impl SlaPlanner {
                 },
                 plan.step as f64 * step_s
             ),
-            None => "the rate just seen".to_string(),
+            (None, None) => "the rate just seen".to_string(),
         };
         format!(
             "plan for {:.2} req/s ({source}), ISL {:.0}, OSL {:.0}: {}",
@@ -1455,6 +1493,57 @@ mod tests {
 
     fn planned_rate(d: &Decision) -> f64 {
         d.forecast.expect("a forecast").requests_per_s
+    }
+
+    #[test]
+    fn a_peak_the_load_keeps_coming_back_to_is_kept_in_between_when_the_sla_was_missed_at_it() {
+        // 10 req/s with a minute at 40 now and then (not periodically: a seasonal forecast
+        // would learn bursts that keep time), the TTFT p90 over its target in those
+        // minutes; the decision three minutes after the third burst, with a budget of
+        // `budget` GPUs, and with the latencies seen or not.
+        let after_three_bursts = |budget: u32, latencies: bool| {
+            let mut ctx = crate::planner::test_context(
+                Sla {
+                    ttft_ms: 200.0,
+                    itl_ms: 10.0,
+                },
+                false,
+            );
+            ctx.limits.gpu_budget = budget;
+            let mut planner = SlaPlanner::new(ctx, PlannerConfig::default());
+            let mut last = Decision::default();
+            for minute in 1..=21u32 {
+                let burst = [5, 10, 18].contains(&minute);
+                let t = 60.0 * f64::from(minute);
+                let ttft = if burst { 900.0 } else { 80.0 };
+                let obs = Observation {
+                    ttft_ms: latencies.then_some(LatencySummary {
+                        mean: Some(ttft * 0.6),
+                        p50: Some(ttft * 0.5),
+                        p90: Some(ttft),
+                        p99: Some(ttft * 1.5),
+                    }),
+                    ..steady_interval(t, 60.0, if burst { 40.0 } else { 10.0 })
+                };
+                last = planner.decide(t, &obs);
+            }
+            last
+        };
+        let kept = after_three_bursts(32, true);
+        assert!(
+            kept.reasons[0].contains("a peak the load came back from")
+                && (planned_rate(&kept) - 40.0).abs() < 1e-9,
+            "{kept:?}"
+        );
+        // Without the latencies nothing says the bursts were missed: the forecast alone.
+        let blind = after_three_bursts(32, false);
+        let from_the_peak = |d: &Decision| d.reasons[0].contains("a peak the load");
+        assert!(!from_the_peak(&blind), "{blind:?}");
+        assert!(planned_rate(&blind) < 35.0, "{blind:?}");
+        // A budget that cannot hold the peak is not shared out for it.
+        let short = after_three_bursts(5, true);
+        assert!(!from_the_peak(&short), "{short:?}");
+        assert!(planned_rate(&short) < 35.0, "{short:?}");
     }
 
     #[test]

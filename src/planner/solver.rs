@@ -47,6 +47,9 @@ pub struct Solution {
     pub decode: u32,
     pub expected_ttft_ms: f64,
     pub expected_itl_ms: f64,
+    /// Whether these counts meet both targets at the load (none clipped by a limit or the
+    /// budget short of what the targets ask).
+    pub meets: bool,
     pub notes: Vec<String>,
 }
 
@@ -211,6 +214,7 @@ fn solve_disaggregated(
         expected_itl_ms: itl
             .filter(|_| bd == d)
             .unwrap_or_else(|| decode_itl(model, cfg, load, bd)),
+        meets: ttft.is_some() && itl.is_some() && (bp, bd) == (p, d),
         notes,
     }
 }
@@ -336,6 +340,7 @@ fn solve_aggregated(
         decode: w,
         expected_ttft_ms: t,
         expected_itl_ms: i,
+        meets: meeting.is_some(),
         notes: vec![note],
     }
 }
@@ -468,6 +473,9 @@ mod tests {
         let s = solve(&m, &SLA, &limits(6), &CFG, &load(45.0));
         assert_eq!(s.prefill + s.decode, 6);
         assert!(s.notes.iter().any(|n| n.contains("GPU budget 6 binds")));
+        assert!(!s.meets, "{s:?}");
+        let roomy = solve(&m, &SLA, &limits(32), &CFG, &load(45.0));
+        assert!(roomy.meets, "{roomy:?}");
     }
 
     #[test]
