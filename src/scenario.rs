@@ -52,6 +52,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "diurnal-2-40",
         include_str!("../simulations/diurnal-2-40.yaml"),
     ),
+    (
+        "bursts-10-40",
+        include_str!("../simulations/bursts-10-40.yaml"),
+    ),
     ("e2e-ramp", include_str!("../simulations/e2e-ramp.yaml")),
 ];
 

@@ -733,6 +733,9 @@ impl SlaPlanner {
                 .map(|x| x.point.max(1.0))
                 .unwrap_or(fallback)
         };
+        // The peak the load keeps coming back to, from the committed steps: a step under way
+        // is no excursion yet.
+        let recurring_peak = committed.and_then(|c| c.0.recurring_peak(z));
         let mut best: Option<(HorizonPlan, Option<(&SignalForecaster, bool)>)> = None;
         // Step 0 is the interval just seen (a jump the forecasters have not caught up with);
         // steps 1..=last_step cover until capacity asked for at the next decision could be ready.
@@ -774,15 +777,10 @@ impl SlaPlanner {
             };
             let mut solution = solve_at(&load);
             // A peak the load keeps coming back to, more briefly than capacity can follow,
-            // is planned for in between (from the committed steps: a step under way is no
-            // excursion yet), where the limits and the budget allow it all: otherwise the
-            // budget would be shared out for a load that is not there.
+            // is planned for in between, where the limits and the budget allow it all:
+            // otherwise the budget would be shared out for a load that is not there.
             let mut recurring = None;
-            if let Some(peak) = committed
-                .filter(|_| step > 0)
-                .and_then(|c| c.0.recurring_peak(z))
-                .filter(|p| p.level > lambda)
-            {
+            if let Some(peak) = recurring_peak.filter(|p| step > 0 && p.level > lambda) {
                 let raised = Load {
                     lambda: peak.level,
                     ..load

@@ -44,6 +44,26 @@ pub enum RateShape {
         max_rps: f64,
         day_s: f64,
     },
+    /// Bursts that recur at irregular times: `base_rps`, and `peak_rps` for `burst_s` once
+    /// in every `every_s`, starting at a point of each such window drawn from `seed`, so
+    /// the gaps between bursts range from 0 to twice `every_s - burst_s`.
+    Bursts {
+        base_rps: f64,
+        peak_rps: f64,
+        every_s: f64,
+        burst_s: f64,
+        #[serde(default)]
+        seed: u64,
+    },
+}
+
+/// SplitMix64's finaliser: a well-mixed 64-bit value from `x`, in `[0, 1)`.
+fn unit_hash(x: u64) -> f64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
 impl RateShape {
@@ -106,6 +126,22 @@ impl RateShape {
                 let x = (t / day_s).rem_euclid(1.0);
                 (min_rps + (max_rps - min_rps) * diurnal_shape(x)).max(0.0)
             }
+            RateShape::Bursts {
+                base_rps,
+                peak_rps,
+                every_s,
+                burst_s,
+                seed,
+            } => {
+                let window = (t / every_s).floor();
+                let start = window * every_s
+                    + unit_hash(seed ^ (window as u64)) * (every_s - burst_s).max(0.0);
+                if t >= 0.0 && t >= start && t < start + burst_s {
+                    peak_rps
+                } else {
+                    base_rps
+                }
+            }
         }
     }
 
@@ -123,6 +159,9 @@ impl RateShape {
                 base_rps, step_rps, ..
             } => base_rps.max(step_rps),
             RateShape::FlashCrowd {
+                base_rps, peak_rps, ..
+            }
+            | RateShape::Bursts {
                 base_rps, peak_rps, ..
             } => base_rps.max(peak_rps),
         }
@@ -202,6 +241,24 @@ impl RateShape {
             } => {
                 min_max(min_rps, max_rps)?;
                 pos("day_s", day_s)
+            }
+            RateShape::Bursts {
+                base_rps,
+                peak_rps,
+                every_s,
+                burst_s,
+                ..
+            } => {
+                nonneg("base_rps", base_rps)?;
+                nonneg("peak_rps", peak_rps)?;
+                pos("every_s", every_s)?;
+                pos("burst_s", burst_s)?;
+                if burst_s > every_s {
+                    return Err(format!(
+                        "burst_s: must be <= every_s ({burst_s} > {every_s})"
+                    ));
+                }
+                Ok(())
             }
         }
     }
@@ -438,6 +495,52 @@ mod tests {
         let n = 20000;
         let m = (0..n).map(|_| d.sample(&mut rng) as f64).sum::<f64>() / n as f64;
         assert!((m - 1000.0).abs() < 50.0, "{m}");
+    }
+
+    #[test]
+    fn bursts_come_once_a_window_for_their_length_at_seeded_points() {
+        let shape = |seed: u64| RateShape::Bursts {
+            base_rps: 10.0,
+            peak_rps: 40.0,
+            every_s: 480.0,
+            burst_s: 120.0,
+            seed,
+        };
+        let s = shape(3);
+        let starts = |s: &RateShape| -> Vec<f64> {
+            (1..3600)
+                .map(f64::from)
+                .filter(|&t| s.rate_at(t) == 40.0 && s.rate_at(t - 1.0) == 10.0)
+                .collect()
+        };
+        let got = starts(&s);
+        // One burst in each of the seven whole windows (one may start at a window's first
+        // second, with no base second before it), each 120 s long, base in between.
+        assert!(got.len() >= 6 && got.len() <= 8, "{got:?}");
+        for &t in &got {
+            let window = (t / 480.0).floor() * 480.0;
+            assert!(t - window <= 360.0, "{t}");
+            assert_eq!(s.rate_at(t + 119.0), 40.0);
+            assert_eq!(s.rate_at(t + 120.0), 10.0, "{t}");
+        }
+        let peak_s = (0..3360)
+            .filter(|&t| s.rate_at(f64::from(t)) == 40.0)
+            .count();
+        assert_eq!(peak_s, 120 * 7, "seven whole windows, a burst each");
+        // Irregular: not one period apart, and another seed places them elsewhere.
+        let gaps: Vec<f64> = got.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.iter().any(|&g| (g - gaps[0]).abs() > 30.0), "{gaps:?}");
+        assert_ne!(starts(&shape(4)), got);
+        assert_eq!(s.max_rate(), 40.0);
+        assert!(shape(0).validate().is_ok());
+        let long = RateShape::Bursts {
+            base_rps: 10.0,
+            peak_rps: 40.0,
+            every_s: 480.0,
+            burst_s: 600.0,
+            seed: 0,
+        };
+        assert!(long.validate().unwrap_err().contains("burst_s"));
     }
 
     #[test]
