@@ -778,19 +778,19 @@ impl SignalForecaster {
     /// last error window; `None` until there are `MIN_SCORED` of them.
     fn median_step(&self) -> Option<f64> {
         let n = self.history.len();
-        let before: Vec<f64> = self
-            .history
-            .iter()
-            .skip(n.saturating_sub(ERROR_WINDOW + 2))
-            .take(n.saturating_sub(1).min(ERROR_WINDOW + 1))
-            .copied()
-            .collect();
-        let mut steps: Vec<f64> = before.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
-        if steps.len() < MIN_SCORED {
+        let before = n.saturating_sub(1);
+        let from = before.saturating_sub(ERROR_WINDOW + 1);
+        let mut steps = [0.0; ERROR_WINDOW];
+        let mut k = 0;
+        for i in from + 1..before {
+            steps[k] = (self.history[i] - self.history[i - 1]).abs();
+            k += 1;
+        }
+        if k < MIN_SCORED {
             return None;
         }
+        let steps = &mut steps[..k];
         steps.sort_by(f64::total_cmp);
-        let k = steps.len();
         Some((steps[(k - 1) / 2] + steps[k / 2]) / 2.0)
     }
 
