@@ -352,8 +352,6 @@ pub const DEFAULT_PRIOR_ERROR: f64 = 0.5;
 struct Excursion {
     /// The value it jumped from.
     from: f64,
-    /// How far above `from` the load is now.
-    size: f64,
     /// The highest value since the jump.
     peak: f64,
     /// Whether the SLA was missed during it.
@@ -726,7 +724,7 @@ impl SignalForecaster {
     /// Follows the load's excursions (`y` is the newest value, already in the history). One
     /// starts with a step up larger than the load's usual step by as much as a new level's
     /// (`LEVEL_SHIFT` median steps: one excursion's steps would swell a mean), and ends when
-    /// the load is back below halfway up from where it left. It is kept when the SLA was
+    /// the load is back below halfway between where it left and its peak. It is kept when the SLA was
     /// missed during it (`note_missed`), or when it came at least halfway up to the peak of
     /// one that was: once capacity is kept for such peaks they are met, and they recur all
     /// the same.
@@ -736,7 +734,7 @@ impl SignalForecaster {
             return;
         };
         match self.excursion {
-            Some(e) if y <= e.from + e.size / 2.0 => {
+            Some(e) if y <= (e.from + e.peak) / 2.0 => {
                 self.excursion = None;
                 let needed = e.missed
                     || missed
@@ -753,7 +751,6 @@ impl SignalForecaster {
             }
             Some(e) => {
                 self.excursion = Some(Excursion {
-                    size: y - e.from,
                     peak: e.peak.max(y),
                     missed: e.missed || missed,
                     ..e
@@ -765,7 +762,6 @@ impl SignalForecaster {
             {
                 self.excursion = Some(Excursion {
                     from: last,
-                    size: y - last,
                     peak: y,
                     missed,
                 });
