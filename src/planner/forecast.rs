@@ -1288,6 +1288,21 @@ mod tests {
                 assert_eq!(p.level, 40.0);
             }
         }
+        // Bursts that come down by degrees to a level above the one they left are over once
+        // halfway down from their peak.
+        let mut f = SignalForecaster::new(ForecasterKind::Auto, None);
+        let tail = [40.0, 31.0, 26.0, 23.0, 22.0, 22.5, 22.0, 22.5];
+        let series = (0..6)
+            .map(|i| 10.0 + (i % 2) as f64 * 0.5)
+            .chain(tail)
+            .chain(tail);
+        for y in series {
+            if y == 40.0 {
+                f.note_missed();
+            }
+            f.observe(y, 2);
+        }
+        assert_eq!(f.recurring_peak(p90).map(|p| p.level), Some(40.0));
         // A jump up that stays is a new level, not an excursion.
         let mut f = SignalForecaster::new(ForecasterKind::Auto, None);
         for i in 0..30 {
