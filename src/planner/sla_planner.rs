@@ -579,6 +579,9 @@ impl Policy for SlaPlanner {
         };
         let silence = self.silence_hold(now_s, interval_s, requests);
         let step_s = self.pool.step_len_s(interval_s);
+        // An interval whose TTFT or ITL p90 is over its target lost more than a tenth of its
+        // requests: an excursion of the load it falls in needed capacity that was not there
+        // (`SignalForecaster::recurring_peak`). A p99 over it may be the slowest prompts alone.
         let over = |t: Option<super::LatencySummary>, target: f64| {
             t.and_then(|t| t.p90).is_some_and(|p90| p90 > target)
         };
