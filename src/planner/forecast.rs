@@ -331,6 +331,8 @@ pub struct SignalForecaster {
     excursions: VecDeque<(u64, f64)>,
     /// The SLA was missed in the interval of the next value (`note_missed`).
     missed: bool,
+    /// Whether the excursions are followed (`with_excursions`: the rate's, not the lengths').
+    follows_excursions: bool,
     /// The horizon forecasts are scored at (the last `observe`'s).
     horizon: usize,
     /// The last few one-step errors per candidate (truth - forecast), known at once.
@@ -397,6 +399,7 @@ impl SignalForecaster {
             excursion: None,
             excursions: VecDeque::new(),
             missed: false,
+            follows_excursions: false,
             horizon: 1,
             recent: Default::default(),
             noise: 0.0,
@@ -408,6 +411,13 @@ impl SignalForecaster {
     /// be off by its whole level.
     pub fn with_prior_error(mut self, relative: f64) -> SignalForecaster {
         self.prior_error = relative;
+        self
+    }
+
+    /// Follows the load's excursions, for `recurring_peak` (the request rate's forecaster:
+    /// the SLA is missed, and capacity kept, for bursts of requests).
+    pub fn with_excursions(mut self) -> SignalForecaster {
+        self.follows_excursions = true;
         self
     }
 
@@ -536,7 +546,9 @@ impl SignalForecaster {
             .position(|&c| c == ForecasterKind::Smoothed)
             .expect("smoothed is a candidate");
         let usual = self.score(smoothed);
-        self.track_excursion(y);
+        if self.follows_excursions {
+            self.track_excursion(y);
+        }
         if let Some(l) = self.level {
             if usual.is_some_and(|u| y - l > LEVEL_SHIFT * u) {
                 self.jump = Some((self.ticks, y - l));
@@ -1243,7 +1255,7 @@ mod tests {
         peak: f64,
         missed: impl Fn(usize) -> bool,
     ) -> SignalForecaster {
-        let mut f = SignalForecaster::new(ForecasterKind::Auto, None);
+        let mut f = SignalForecaster::new(ForecasterKind::Auto, None).with_excursions();
         for i in 0..n {
             let burst = i >= 6 && (i - 6) % every == 0;
             if burst && missed(i) {
@@ -1290,7 +1302,7 @@ mod tests {
         }
         // Bursts that come down by degrees to a level above the one they left are over once
         // halfway down from their peak.
-        let mut f = SignalForecaster::new(ForecasterKind::Auto, None);
+        let mut f = SignalForecaster::new(ForecasterKind::Auto, None).with_excursions();
         let tail = [40.0, 31.0, 26.0, 23.0, 22.0, 22.5, 22.0, 22.5];
         let series = (0..6)
             .map(|i| 10.0 + (i % 2) as f64 * 0.5)
@@ -1304,7 +1316,7 @@ mod tests {
         }
         assert_eq!(f.recurring_peak(p90).map(|p| p.level), Some(40.0));
         // A jump up that stays is a new level, not an excursion.
-        let mut f = SignalForecaster::new(ForecasterKind::Auto, None);
+        let mut f = SignalForecaster::new(ForecasterKind::Auto, None).with_excursions();
         for i in 0..30 {
             f.note_missed();
             f.observe(

@@ -213,7 +213,9 @@ impl SlaPlanner {
         let model = PerformanceModel::new(ctx.prefill.clone(), ctx.decode.clone(), cfg.correction);
         SlaPlanner {
             name: "planner".into(),
-            rate: SignalForecaster::new(cfg.forecaster, period).with_prior_error(cfg.prior_error),
+            rate: SignalForecaster::new(cfg.forecaster, period)
+                .with_prior_error(cfg.prior_error)
+                .with_excursions(),
             isl: SignalForecaster::new(cfg.forecaster, period),
             osl: SignalForecaster::new(cfg.forecaster, period),
             pool,
