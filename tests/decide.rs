@@ -136,7 +136,7 @@ fn config_file_and_its_errors() {
     let good = tmp.path().join("planner.yaml");
     std::fs::write(
         &good,
-        "sla: { ttft_ms: 300, itl_ms: 15 }\ndeployment: { interval_s: 30, startup_s: 90, gpu_budget: 6, max_decode: 3 }\nplanner: { forecaster: kalman }\n",
+        "sla: { ttft_ms: 300, itl_ms: 15 }\ndeployment: { interval_s: 30, startup_s: 90, gpu_budget: 16, max_decode: 3 }\nplanner: { forecaster: kalman }\n",
     )
     .unwrap();
     let (code, out, err) = decide(

@@ -199,8 +199,18 @@ fn solve_disaggregated(
         }
     };
     let (bp, bd) = if limits.gpus(p, d) > limits.gpu_budget {
-        let (bp, bd) = best_split_under_budget(model, sla, limits, cfg, load, p, d);
-        notes.push(format!("GPU budget {} binds: {p}P+{d}D needed, {bp}P+{bd}D keeps the worse latency ratio lowest", limits.gpu_budget));
+        let (bp, bd, share) = best_split_under_budget(model, sla, limits, cfg, load, p, d);
+        notes.push(match share {
+            Some(share) => format!(
+                "GPU budget {} binds: {p}P+{d}D needed; {bp}P+{bd}D meets both targets for {:.0}% of the load, as much as any split",
+                limits.gpu_budget,
+                100.0 * share
+            ),
+            None => format!(
+                "GPU budget {} binds: {p}P+{d}D needed; no split meets both targets for any share of the load, {bp}P+{bd}D keeps the worse latency ratio lowest",
+                limits.gpu_budget
+            ),
+        });
         (bp, bd)
     } else {
         (p, d)
@@ -219,7 +229,11 @@ fn solve_disaggregated(
     }
 }
 
-/// Under a binding budget: the split whose worse latency (as a multiple of its target) is lowest.
+/// Under a binding budget. A request is served within the SLA only when both its TTFT and its
+/// ITL are, so the budget first goes to the counts that meet both targets for the largest
+/// share of the load it can (a role starved for the other's sake fails every request, not
+/// just the excess); what is left goes to the split, at or above those counts, whose worse
+/// latency (as a multiple of its target) at the whole load is lowest.
 fn best_split_under_budget(
     model: &PerformanceModel,
     sla: &Sla,
@@ -228,15 +242,18 @@ fn best_split_under_budget(
     load: &Load,
     p_need: u32,
     d_need: u32,
-) -> (u32, u32) {
-    let mut best = (limits.min_prefill, limits.min_decode);
+) -> (u32, u32, Option<f64>) {
+    let servable = largest_servable_share(model, sla, limits, cfg, load, p_need, d_need);
+    let (p_floor, d_floor) =
+        servable.map_or((limits.min_prefill, limits.min_decode), |(_, p, d)| (p, d));
+    let mut best = (p_floor, d_floor);
     let mut best_score = f64::INFINITY;
-    for p in limits.min_prefill..=p_need {
+    for p in p_floor..=p_need.max(p_floor) {
         let left = limits
             .gpu_budget
             .saturating_sub(p * limits.gpus_per_prefill_engine);
         let d = (left / limits.gpus_per_decode_engine.max(1)).min(d_need);
-        if d < limits.min_decode {
+        if d < d_floor {
             break;
         }
         let ratio = |v: f64, target: f64| {
@@ -253,12 +270,75 @@ fn best_split_under_budget(
             best = (p, d);
         }
     }
+    let share = servable.map(|s| s.0);
     if best_score >= UNREACHABLE {
-        // No split keeps up with the load: share the budget in proportion to the needs
-        // rather than starve one role (the first split tried would be the smallest prefill).
-        return proportional_split(limits, p_need, d_need);
+        // No split keeps up with the whole load: share the budget in proportion to the needs
+        // rather than starve one role (the first split tried would be the smallest prefill),
+        // short of neither count the servable share needs.
+        let (p, d) = proportional_split(limits, p_need, d_need);
+        let rest = |taken: u32, per: u32, other_per: u32, most: u32| {
+            (limits.gpu_budget.saturating_sub(taken * per) / other_per.max(1)).min(most)
+        };
+        let (gp, gd) = (
+            limits.gpus_per_prefill_engine,
+            limits.gpus_per_decode_engine,
+        );
+        return if p < p_floor {
+            (p_floor, rest(p_floor, gp, gd, d_need).max(d_floor), share)
+        } else if d < d_floor {
+            (rest(d_floor, gd, gp, p_need).max(p_floor), d_floor, share)
+        } else {
+            (p, d, share)
+        };
     }
-    best
+    (best.0, best.1, share)
+}
+
+/// Halvings of the load's share in the search for the largest the budget serves: to 1/1024
+/// of the load, finer than one engine's worth at any budget this planner is given.
+const SHARE_HALVINGS: u32 = 10;
+
+/// The largest share of the load (rate and backlog alike) for which the fewest counts that
+/// meet both targets fit the budget, with those counts; `None` when not even the smallest
+/// share does (a target no count meets, or the minimums over the budget). No share needs more
+/// than the whole load's `p_need` and `d_need`.
+fn largest_servable_share(
+    model: &PerformanceModel,
+    sla: &Sla,
+    limits: &Limits,
+    cfg: &SolverConfig,
+    load: &Load,
+    p_need: u32,
+    d_need: u32,
+) -> Option<(f64, u32, u32)> {
+    let counts_at = |share: f64| {
+        let part = Load {
+            lambda: load.lambda * share,
+            backlog_tokens: load.backlog_tokens * share,
+            ..*load
+        };
+        let (p, _) = smallest(limits.min_prefill, p_need, |p| {
+            prefill_meets(model, cfg, &part, sla, p)
+        })?;
+        let (d, _) = smallest(limits.min_decode, d_need, |d| {
+            decode_itl_up_to(model, cfg, &part, d, sla.itl_ms)
+        })?;
+        (limits.gpus(p, d) <= limits.gpu_budget).then_some((p, d))
+    };
+    // Counts never fall as the load grows, so what fits is a prefix of the shares.
+    let (mut lo, mut hi) = (0.0, 1.0);
+    let mut found = None;
+    for _ in 0..SHARE_HALVINGS {
+        let mid = 0.5 * (lo + hi);
+        match counts_at(mid) {
+            Some((p, d)) => {
+                found = Some((mid, p, d));
+                lo = mid;
+            }
+            None => hi = mid,
+        }
+    }
+    found
 }
 
 /// Latency ratio standing for "cannot keep up at all".
@@ -485,6 +565,63 @@ mod tests {
         let s = solve(&m, &SLA, &limits(12), &CFG, &load(120.0));
         assert_eq!(s.prefill + s.decode, 12, "{s:?}");
         assert!(s.prefill >= 4 && s.decode >= 4, "{s:?}");
+    }
+
+    #[test]
+    fn a_budget_short_of_the_load_serves_the_largest_share_any_split_can() {
+        // A request meets the SLA only when both its TTFT and its ITL do: a split that
+        // starves one role to bring the other's latency closer to target fails them all.
+        // Each case is checked against every split of the budget, each served as large a
+        // share of the load (rate and backlog alike) as meets both targets on it.
+        let m = PerformanceModel::embedded_default();
+        let cases = [
+            // Short answers to long prompts, as the code trace's: prefill far short.
+            Load {
+                lambda: 500.0,
+                isl: 2100.0,
+                osl: 26.0,
+                backlog_tokens: 2.0e5,
+                drain_s: 60.0,
+            },
+            load(120.0),
+            // Long answers: decode far short.
+            Load {
+                lambda: 60.0,
+                isl: 500.0,
+                osl: 1500.0,
+                ..load(0.0)
+            },
+        ];
+        let served = |l: &Load, p: u32, d: u32| -> f64 {
+            (0..=1000)
+                .map(|i| f64::from(i) / 1000.0)
+                .take_while(|&share| {
+                    let part = Load {
+                        lambda: l.lambda * share,
+                        backlog_tokens: l.backlog_tokens * share,
+                        ..*l
+                    };
+                    prefill_meets(&m, &CFG, &part, &SLA, p).is_some()
+                        && decode_itl_up_to(&m, &CFG, &part, d, SLA.itl_ms).is_some()
+                })
+                .last()
+                .unwrap_or(0.0)
+        };
+        for (budget, l) in [(16, cases[0]), (12, cases[1]), (10, cases[2])] {
+            let s = solve(&m, &SLA, &limits(budget), &CFG, &l);
+            assert!(!s.meets && s.prefill + s.decode <= budget, "{s:?}");
+            let best = (1..budget)
+                .map(|p| served(&l, p, budget - p))
+                .fold(0.0, f64::max);
+            assert!(best > 0.0, "{l:?}");
+            let got = served(&l, s.prefill, s.decode);
+            assert!(
+                got >= best - 0.002,
+                "{l:?} at budget {budget}: {}P+{}D serves {got}, a split serves {best}",
+                s.prefill,
+                s.decode
+            );
+        }
     }
 
     #[test]
