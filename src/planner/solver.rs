@@ -295,7 +295,7 @@ fn best_split_under_budget(
 }
 
 /// Halvings of the load's share in the search for the largest the budget serves: to 1/1024
-/// of the load, finer than one engine's worth at any budget this planner is given.
+/// of the load, finer than one engine's worth below a thousand engines.
 const SHARE_HALVINGS: u32 = 10;
 
 /// The largest share of the load (rate and backlog alike) for which the fewest counts that
