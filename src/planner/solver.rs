@@ -202,9 +202,11 @@ fn solve_disaggregated(
         let (bp, bd, share) = best_split_under_budget(model, sla, limits, cfg, load, p, d);
         notes.push(match share {
             Some(share) => format!(
-                "GPU budget {} binds: {p}P+{d}D needed; {bp}P+{bd}D meets both targets for {:.0}% of the load, as much as any split",
+                "GPU budget {} binds: {p}P+{d}D needed; {bp}P+{bd}D meets both targets for at least {}% of the load, no split for more",
                 limits.gpu_budget,
-                100.0 * share
+                // Whole per cents, rounded down (the share found is a lower bound), and
+                // formatted as an integer: a float's would cost more than the search.
+                (100.0 * share).floor() as u32
             ),
             None => format!(
                 "GPU budget {} binds: {p}P+{d}D needed; no split meets both targets for any share of the load, {bp}P+{bd}D keeps the worse latency ratio lowest",
@@ -311,31 +313,52 @@ fn largest_servable_share(
     p_need: u32,
     d_need: u32,
 ) -> Option<(f64, u32, u32)> {
-    let counts_at = |share: f64| {
-        let part = Load {
-            lambda: load.lambda * share,
-            backlog_tokens: load.backlog_tokens * share,
-            ..*load
-        };
-        let (p, _) = smallest(limits.min_prefill, p_need, |p| {
-            prefill_meets(model, cfg, &part, sla, p)
-        })?;
-        let (d, _) = smallest(limits.min_decode, d_need, |d| {
-            decode_itl_up_to(model, cfg, &part, d, sla.itl_ms)
-        })?;
-        (limits.gpus(p, d) <= limits.gpu_budget).then_some((p, d))
-    };
-    // Counts never fall as the load grows, so what fits is a prefix of the shares.
+    // Counts never fall as the load grows: the shares that fit are a prefix, and the counts
+    // at a share lie between those at a smaller and at a larger one, so each search runs
+    // from the counts of the last share that fit to those of the last that did not.
     let (mut lo, mut hi) = (0.0, 1.0);
+    let (mut p_lo, mut d_lo) = (limits.min_prefill, limits.min_decode);
+    let (mut p_hi, mut d_hi) = (p_need, d_need);
     let mut found = None;
     for _ in 0..SHARE_HALVINGS {
+        // Once neither role can take one more engine within the budget and its bracket, a
+        // larger share would keep these counts: the share is then a lower bound, the counts
+        // exact.
+        let grows = |n: u32, most: u32, (p, d): (u32, u32)| {
+            n < most && limits.gpus(p, d) <= limits.gpu_budget
+        };
+        if found.is_some()
+            && !grows(p_lo, p_hi, (p_lo + 1, d_lo))
+            && !grows(d_lo, d_hi, (p_lo, d_lo + 1))
+        {
+            break;
+        }
         let mid = 0.5 * (lo + hi);
-        match counts_at(mid) {
-            Some((p, d)) => {
+        let part = Load {
+            lambda: load.lambda * mid,
+            backlog_tokens: load.backlog_tokens * mid,
+            ..*load
+        };
+        let p = smallest(p_lo, p_hi, |p| prefill_meets(model, cfg, &part, sla, p)).map(|x| x.0);
+        // Prefill alone past the budget leaves decode nothing to find.
+        let d = p
+            .filter(|&p| limits.gpus(p, d_lo) <= limits.gpu_budget)
+            .and_then(|_| {
+                smallest(d_lo, d_hi, |d| {
+                    decode_itl_up_to(model, cfg, &part, d, sla.itl_ms)
+                })
+            })
+            .map(|x| x.0);
+        match (p, d) {
+            (Some(p), Some(d)) if limits.gpus(p, d) <= limits.gpu_budget => {
                 found = Some((mid, p, d));
-                lo = mid;
+                (lo, p_lo, d_lo) = (mid, p, d);
             }
-            None => hi = mid,
+            _ => {
+                hi = mid;
+                p_hi = p.unwrap_or(p_hi);
+                d_hi = d.unwrap_or(d_hi);
+            }
         }
     }
     found
