@@ -199,17 +199,23 @@ fn solve_disaggregated(
         }
     };
     let (bp, bd) = if limits.gpus(p, d) > limits.gpu_budget {
-        let (bp, bd, share) = best_split_under_budget(model, sla, limits, cfg, load, p, d);
-        notes.push(match share {
+        let split = best_split_under_budget(model, sla, limits, cfg, load, p, d);
+        let (bp, bd) = (split.prefill, split.decode);
+        let how = if split.by_need {
+            "shared in proportion to the needs, as no split keeps up with the whole load"
+        } else {
+            "the rest to keep the worse latency ratio lowest"
+        };
+        notes.push(match split.share {
             Some(share) => format!(
-                "GPU budget {} binds: {p}P+{d}D needed; {bp}P+{bd}D meets both targets for at least {}% of the load, no split for more",
+                "GPU budget {} binds: {p}P+{d}D needed; {bp}P+{bd}D meets both targets for at least {}% of the load, no split for more ({how})",
                 limits.gpu_budget,
                 // Whole per cents, rounded down (the share found is a lower bound), and
                 // formatted as an integer: a float's would cost more than the search.
                 (100.0 * share).floor() as u32
             ),
             None => format!(
-                "GPU budget {} binds: {p}P+{d}D needed; no split meets both targets for any share of the load, {bp}P+{bd}D keeps the worse latency ratio lowest",
+                "GPU budget {} binds: {p}P+{d}D needed; no split meets both targets for any share of the load: {bp}P+{bd}D, {how}",
                 limits.gpu_budget
             ),
         });
@@ -244,7 +250,7 @@ fn best_split_under_budget(
     load: &Load,
     p_need: u32,
     d_need: u32,
-) -> (u32, u32, Option<f64>) {
+) -> BudgetSplit {
     let servable = largest_servable_share(model, sla, limits, cfg, load, p_need, d_need);
     let (p_floor, d_floor) =
         servable.map_or((limits.min_prefill, limits.min_decode), |(_, p, d)| (p, d));
@@ -285,15 +291,36 @@ fn best_split_under_budget(
             limits.gpus_per_prefill_engine,
             limits.gpus_per_decode_engine,
         );
-        return if p < p_floor {
-            (p_floor, rest(p_floor, gp, gd, d_need).max(d_floor), share)
+        let (prefill, decode) = if p < p_floor {
+            (p_floor, rest(p_floor, gp, gd, d_need).max(d_floor))
         } else if d < d_floor {
-            (rest(d_floor, gd, gp, p_need).max(p_floor), d_floor, share)
+            (rest(d_floor, gd, gp, p_need).max(p_floor), d_floor)
         } else {
-            (p, d, share)
+            (p, d)
+        };
+        return BudgetSplit {
+            prefill,
+            decode,
+            share,
+            by_need: true,
         };
     }
-    (best.0, best.1, share)
+    BudgetSplit {
+        prefill: best.0,
+        decode: best.1,
+        share,
+        by_need: false,
+    }
+}
+
+/// The split of a binding budget, and how it was found.
+struct BudgetSplit {
+    prefill: u32,
+    decode: u32,
+    /// The largest share of the load both targets are met for (a lower bound), if any.
+    share: Option<f64>,
+    /// Shared in proportion to the needs: no split keeps up with the whole load.
+    by_need: bool,
 }
 
 /// Halvings of the load's share in the search for the largest the budget serves: to 1/1024
