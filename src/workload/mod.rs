@@ -36,7 +36,9 @@ pub struct TraceTransform {
     /// Multiply arrival times by this factor: 0.5 plays the trace twice as fast.
     #[serde(default)]
     pub time_scale: Option<f64>,
-    /// Overlay this many copies of the trace, copy `j` shifted by `j * replicate_shift_s`.
+    /// Overlay this many copies of the trace, copy `j` shifted by `j * replicate_shift_s`
+    /// around the trace's span: what a copy's shift moves past the end comes back at the
+    /// start, so every copy runs from the trace's first second to its last.
     #[serde(default)]
     pub replicate: Option<u32>,
     /// Shift between copies; defaults to the trace's mean gap between arrivals divided by
@@ -110,11 +112,25 @@ impl TraceTransform {
                 - requests.first().map(|r| r.arrival_s).unwrap_or(0.0);
             let mean_gap = if n > 1 { span / (n - 1) as f64 } else { 0.0 };
             let shift = self.replicate_shift_s.unwrap_or(mean_gap / k as f64);
+            // Each copy's shift wraps around the trace's span (and one mean gap, the distance
+            // between any two arrivals): every copy runs from the first second to the last,
+            // so the load is `k` times the trace's throughout, not a rise over the first
+            // `k` shifts as the copies come in one after another.
+            let first = requests.first().map_or(0.0, |r| r.arrival_s);
+            let period = span + mean_gap;
             let base = requests.clone();
             for j in 1..k {
-                requests.extend(base.iter().map(|r| Request {
-                    arrival_s: r.arrival_s + shift * j as f64,
-                    ..*r
+                requests.extend(base.iter().map(|r| {
+                    let offset = r.arrival_s - first + shift * j as f64;
+                    Request {
+                        arrival_s: first
+                            + if period > 0.0 {
+                                offset % period
+                            } else {
+                                offset
+                            },
+                        ..*r
+                    }
                 }));
             }
             requests.sort_by(|a, b| a.arrival_s.total_cmp(&b.arrival_s));
@@ -189,6 +205,25 @@ mod tests {
             out.iter().map(|r| r.arrival_s).collect::<Vec<_>>(),
             vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
         );
+    }
+
+    #[test]
+    fn copies_wrap_around_the_span_so_the_load_is_k_times_from_the_start() {
+        // One arrival a second for a minute, four copies 15 s apart: each copy runs the
+        // whole minute, so its first 15 s hold four arrivals a second, not one (as they
+        // would while the copies came in one after another), and none falls past its end.
+        let t = TraceTransform {
+            replicate: Some(4),
+            replicate_shift_s: Some(15.0),
+            ..Default::default()
+        };
+        let times: Vec<f64> = (0..60).map(f64::from).collect();
+        let out = t.apply(reqs(&times), 1);
+        assert_eq!(out.len(), 240);
+        let within = |a: f64, b: f64| out.iter().filter(|r| (a..b).contains(&r.arrival_s)).count();
+        assert_eq!(within(0.0, 15.0), 60);
+        assert_eq!(within(45.0, 60.0), 60);
+        assert!(out.windows(2).all(|w| w[0].arrival_s <= w[1].arrival_s));
     }
 
     #[test]
