@@ -256,7 +256,12 @@ fn a_field_set_on_the_command_line_is_the_configs_own() {
         "sla: { ttft_ms: 200, itl_ms: 10 }\ndeployment: { interval_s: 60, startup_s: 60, gpu_budget: 12 }\n",
     )
     .unwrap();
-    let input = obs(60.0, 3000.0, (1, 1)) + "\n";
+    // Three intervals: a line needs three values, and before them the forecast is the
+    // last value's (the decision names the method that made it).
+    let input: String = [60.0, 120.0, 180.0]
+        .iter()
+        .map(|&t| obs(t, 3000.0, (1, 1)) + "\n")
+        .collect();
     for source in [
         vec!["--scenario", "sin-5-45"],
         vec!["--config", config.to_str().unwrap()],
@@ -270,8 +275,9 @@ fn a_field_set_on_the_command_line_is_the_configs_own() {
         ]);
         let (code, out, err) = decide(&args, &input);
         assert_eq!(code, 0, "{err}");
-        assert_eq!(out[0]["forecast"]["method"], "linear", "{args:?}");
-        assert_eq!(out[0]["decode"], 2, "{args:?}");
+        assert_eq!(out[0]["forecast"]["method"], "constant", "{args:?}");
+        assert_eq!(out[2]["forecast"]["method"], "linear", "{args:?}");
+        assert!(out.iter().all(|d| d["decode"] == 2), "{args:?}: {out:?}");
     }
     let (code, _, err) = decide(
         &[

@@ -597,8 +597,11 @@ impl SignalForecaster {
             ForecasterKind::Smoothed => self.level.unwrap_or(last),
             ForecasterKind::Linear => {
                 let n = self.history.len().min(TREND_WINDOW);
+                // A line needs three values. Before them the trend has no forecast of its
+                // own: the last value's misses on a rise, scored as the trend's, made its
+                // bound their size for a window of errors once it was chosen.
                 if n < 3 {
-                    return last;
+                    return f64::NAN;
                 }
                 let ys: Vec<f64> = self
                     .history
@@ -1109,6 +1112,26 @@ mod tests {
             .forecast(3, 1.28)
             .unwrap();
         assert!(upper.upper >= 49.0 - 1e-6, "{upper:?}");
+    }
+
+    #[test]
+    fn a_trend_is_scored_only_on_forecasts_made_from_a_line() {
+        // A steady ramp, forecast two steps ahead. A line needs three values; before them
+        // the trend forecasts nothing of its own, and the last value's misses on the ramp
+        // (two steps of 10) are not its errors: its bound after eight values is its damped
+        // shortfall alone, 10 * (2 - 0.8 - 0.64) = 5.6.
+        let series: Vec<f64> = (1..=8).map(|i| 10.0 * i as f64).collect();
+        let f = run(ForecasterKind::Linear, &series, 2);
+        let p = f.forecast(2, 1.28).unwrap();
+        let shortfall = 10.0 * (2.0 - damped_steps(2.0));
+        assert!(
+            (p.upper - p.point - shortfall).abs() < 1e-6,
+            "bound {:.2} above the point, the damping's shortfall is {shortfall:.2}",
+            p.upper - p.point
+        );
+        // Before its third value there is no line: the forecast is the last value's.
+        let early = run(ForecasterKind::Linear, &series[..2], 2);
+        assert_eq!(early.forecast(2, 0.0).unwrap().point, 20.0);
     }
 
     fn sine(i: usize, period: f64) -> f64 {
