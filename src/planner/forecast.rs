@@ -81,6 +81,8 @@ const SMOOTHING: f64 = 0.3;
 const HISTORY: usize = 1024;
 /// Points in the linear trend's window.
 const TREND_WINDOW: usize = 8;
+/// Values a line is fitted from at the fewest: with fewer the trend forecasts nothing.
+const TREND_MIN: usize = 3;
 /// Trend damping per step ahead (Gardner and McKenzie's damped trend): a trend is followed,
 /// but not extrapolated without end past a turning point it cannot see yet.
 const DAMPING: f64 = 0.8;
@@ -597,10 +599,10 @@ impl SignalForecaster {
             ForecasterKind::Smoothed => self.level.unwrap_or(last),
             ForecasterKind::Linear => {
                 let n = self.history.len().min(TREND_WINDOW);
-                // A line needs three values. Before them the trend has no forecast of its
-                // own: the last value's misses on a rise, scored as the trend's, made its
-                // bound their size for a window of errors once it was chosen.
-                if n < 3 {
+                // Before a line, the trend has no forecast of its own: the last value's
+                // misses on a rise, scored as the trend's, made its bound their size for a
+                // window of errors once it was chosen.
+                if n < TREND_MIN {
                     return f64::NAN;
                 }
                 let ys: Vec<f64> = self

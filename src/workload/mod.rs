@@ -108,27 +108,26 @@ impl TraceTransform {
         }
         if let Some(k) = self.replicate.filter(|&k| k > 1) {
             let n = requests.len();
-            let span = requests.last().map(|r| r.arrival_s).unwrap_or(0.0)
-                - requests.first().map(|r| r.arrival_s).unwrap_or(0.0);
+            let first = requests.first().map_or(0.0, |r| r.arrival_s);
+            let span = requests.last().map_or(first, |r| r.arrival_s) - first;
             let mean_gap = if n > 1 { span / (n - 1) as f64 } else { 0.0 };
             let shift = self.replicate_shift_s.unwrap_or(mean_gap / k as f64);
             // Each copy's shift wraps around the trace's span (and one mean gap, the distance
             // between any two arrivals): every copy runs from the first second to the last,
             // so the load is `k` times the trace's throughout, not a rise over the first
             // `k` shifts as the copies come in one after another.
-            let first = requests.first().map_or(0.0, |r| r.arrival_s);
             let period = span + mean_gap;
             let base = requests.clone();
             for j in 1..k {
                 requests.extend(base.iter().map(|r| {
                     let offset = r.arrival_s - first + shift * j as f64;
+                    let wrapped = if period > 0.0 {
+                        offset % period
+                    } else {
+                        offset
+                    };
                     Request {
-                        arrival_s: first
-                            + if period > 0.0 {
-                                offset % period
-                            } else {
-                                offset
-                            },
+                        arrival_s: first + wrapped,
                         ..*r
                     }
                 }));
