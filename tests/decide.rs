@@ -83,12 +83,14 @@ fn malformed_lines_get_an_error_naming_the_field_and_the_run_goes_on() {
         obs(300.0, 600.0, (2, 2)),
         r#"{"time_s": 360, "interval_s": 60, "requests": 10, "requests_second_half": 11}"#
             .to_string(),
+        r#"{"time_s": 420, "interval_s": 60, "replicas": {"prefill": {"ready": 4294967295}, "decode": {}}}"#
+            .to_string(),
     ]
     .join("\n");
     let (code, out, err) = decide(&["--scenario", "sin-5-45"], &input);
     assert_eq!(code, 2, "input errors exit 2 at the end");
-    assert!(err.contains("6 input lines"), "{err}");
-    assert_eq!(out.len(), 8);
+    assert!(err.contains("7 input lines"), "{err}");
+    assert_eq!(out.len(), 9);
     assert!(
         out[1]["error"].as_str().unwrap().contains("field requests"),
         "{}",
@@ -127,6 +129,15 @@ fn malformed_lines_get_an_error_naming_the_field_and_the_run_goes_on() {
             .starts_with("field requests_second_half: must be at most requests"),
         "{}",
         out[7]
+    );
+    // A replica count past any cluster's is a broken source, not a load to plan for.
+    assert!(
+        out[8]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("field replicas.prefill.ready: must be at most 100000"),
+        "{}",
+        out[8]
     );
 }
 

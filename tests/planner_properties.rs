@@ -7,7 +7,7 @@ use sla_planner::planner::sla_planner::{PlannerConfig, SlaPlanner};
 use sla_planner::planner::solver::{solve, Load, Mode, SolverConfig};
 use sla_planner::planner::{
     LatencySummary, Limits, Observation, Policy, PolicyContext, ReplicaState, RoleKv, RoleReplicas,
-    Sla,
+    Sla, MAX_REPLICAS,
 };
 use sla_planner::profile::Profile;
 
@@ -76,6 +76,43 @@ prop_compose! {
             kv_utilization: kv.map(|k| RoleKv { prefill: None, decode: Some(k) }),
             queued_prefill_tokens: queued,
             replicas: replicas.map(|(pr, ps, dr, ds)| RoleReplicas {
+                prefill: ReplicaState { ready: pr, starting: ps, draining: 0 },
+                decode: ReplicaState { ready: dr, starting: ds, draining: 0 },
+            }),
+        }
+    }
+}
+
+/// A value anywhere from `10^lo` to `10^hi`, or 0.
+fn magnitude(lo: f64, hi: f64) -> impl Strategy<Value = f64> {
+    prop_oneof![Just(0.0), (lo..hi).prop_map(|e: f64| 10f64.powf(e))]
+}
+
+prop_compose! {
+    /// Valid but far from any deployment: rates of millions, prompts of millions of tokens,
+    /// latencies from nothing to centuries, counts up to `MAX_REPLICAS`.
+    fn extreme_observation(t: f64)(
+        requests in prop::option::of(magnitude(-3.0, 12.0)),
+        isl in prop::option::of(magnitude(-3.0, 8.0)),
+        osl in prop::option::of(magnitude(-3.0, 8.0)),
+        latency in prop::option::of(magnitude(-6.0, 12.0)),
+        kv in prop::option::of(0.0f64..=1.0),
+        queued in prop::option::of(magnitude(0.0, 15.0)),
+        counts in prop::option::of(prop::array::uniform4(prop_oneof![0u32..4, Just(MAX_REPLICAS)])),
+    ) -> Observation {
+        let summary = latency.map(|m| LatencySummary { mean: Some(m), p50: Some(m), p90: Some(m), p99: Some(m) });
+        Observation {
+            time_s: t,
+            interval_s: 60.0,
+            requests,
+            requests_second_half: None,
+            isl_mean: isl,
+            osl_mean: osl,
+            ttft_ms: summary,
+            itl_ms: summary,
+            kv_utilization: kv.map(|k| RoleKv { prefill: Some(k), decode: Some(k) }),
+            queued_prefill_tokens: queued,
+            replicas: counts.map(|[pr, ps, dr, ds]| RoleReplicas {
                 prefill: ReplicaState { ready: pr, starting: ps, draining: 0 },
                 decode: ReplicaState { ready: dr, starting: ds, draining: 0 },
             }),
@@ -207,6 +244,28 @@ proptest! {
             prop_assert!(d.decode >= l.min_decode && d.decode <= l.max_decode, "{d:?}");
             prop_assert!(l.gpus(d.prefill, d.decode) <= l.gpu_budget, "{d:?}");
             prop_assert!(!d.reasons.is_empty());
+        }
+    }
+
+    /// Counts, budgets and loads far past any deployment's are decided like small ones, and
+    /// in bounded time: searches over counts once tried every count up to the maximum, each
+    /// with an Erlang B as long (a budget of 100,000 GPUs took minutes per decision), and a
+    /// count of ready and starting replicas past `u32::MAX` wrapped.
+    #[test]
+    fn extreme_loads_and_counts_get_a_decision_within_limits(
+        obs in (1usize..6).prop_flat_map(|n| (0..n).map(|i| extreme_observation(60.0 * (i + 1) as f64)).collect::<Vec<_>>()),
+        budget in prop_oneof![Just(16u32), Just(1000), Just(MAX_REPLICAS)],
+        aggregated in any::<bool>(),
+    ) {
+        let l = limits(if aggregated { 0 } else { 1 }, if aggregated { 0 } else { budget }, 1, budget, budget);
+        let mode = if aggregated { Mode::Aggregated } else { Mode::Disaggregated };
+        let mut planner = SlaPlanner::new(context(l), PlannerConfig { mode, ..PlannerConfig::default() });
+        for o in &obs {
+            prop_assert_eq!(o.validate(), Ok(()));
+            let d = planner.decide(o.time_s, o);
+            prop_assert!(d.prefill >= l.min_prefill && d.prefill <= l.max_prefill, "{d:?}");
+            prop_assert!(d.decode >= l.min_decode && d.decode <= l.max_decode, "{d:?}");
+            prop_assert!(l.gpus(d.prefill, d.decode) <= l.gpu_budget, "{d:?}");
         }
     }
 

@@ -205,10 +205,7 @@ impl<S: Signals, A: Actuator> Loop<S, A> {
             .leader
             .as_ref()
             .is_none_or(|l| l.load(Ordering::SeqCst));
-        let current = (
-            replicas.prefill.ready + replicas.prefill.starting,
-            replicas.decode.ready + replicas.decode.starting,
-        );
+        let current = (replicas.prefill.held(), replicas.decode.held());
         info!(
             message = "decision",
             prefill = decision.prefill,

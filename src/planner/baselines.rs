@@ -113,8 +113,8 @@ impl DynamoPolicy {
     fn hold(&self, obs: &Observation, why: &str) -> Decision {
         let r = obs.replicas.unwrap_or_default();
         Decision {
-            prefill: r.prefill.ready + r.prefill.starting,
-            decode: r.decode.ready + r.decode.starting,
+            prefill: r.prefill.held(),
+            decode: r.decode.held(),
             reasons: vec![format!("tick skipped: {why}")],
             forecast: None,
             ..Default::default()
@@ -267,7 +267,7 @@ impl Policy for ThresholdPolicy {
             self.hpa(r.decode.ready, kv, target).max(1)
         });
         let (p, d) = if aggregated {
-            let held = r.decode.ready + r.decode.starting;
+            let held = r.decode.held();
             let workers = match (by_queue, by_kv) {
                 (None, None) => {
                     reasons.push("prefill queue and KV utilisation missing: workers held".into());
@@ -279,11 +279,11 @@ impl Policy for ThresholdPolicy {
         } else {
             let p = by_queue.unwrap_or_else(|| {
                 reasons.push("prefill queue missing: prefill held".into());
-                r.prefill.ready + r.prefill.starting
+                r.prefill.held()
             });
             let d = by_kv.unwrap_or_else(|| {
                 reasons.push("decode KV utilisation missing: decode held".into());
-                r.decode.ready + r.decode.starting
+                r.decode.held()
             });
             (p, d)
         };

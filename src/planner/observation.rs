@@ -53,6 +53,11 @@ pub struct RoleKv {
     pub decode: Option<f64>,
 }
 
+/// The most replicas of one role, or GPUs of one deployment, the planner takes: more than
+/// any cluster holds, and few enough that a decision's searches over counts stay short.
+/// Counts above it are input errors, not loads to plan for.
+pub const MAX_REPLICAS: u32 = 100_000;
+
 /// Replicas of one role by lifecycle state.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +68,14 @@ pub struct ReplicaState {
     pub starting: u32,
     #[serde(default)]
     pub draining: u32,
+}
+
+impl ReplicaState {
+    /// The replicas the role holds or will: ready and starting (draining ones are going).
+    /// Saturating: a broken count must not wrap to a small one.
+    pub fn held(&self) -> u32 {
+        self.ready.saturating_add(self.starting)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -155,6 +168,21 @@ impl Observation {
                     ("p99", l.p99),
                 ] {
                     nonneg(&format!("{name}.{q}"), v)?;
+                }
+            }
+        }
+        if let Some(r) = self.replicas {
+            for (role, st) in [("prefill", r.prefill), ("decode", r.decode)] {
+                for (state, n) in [
+                    ("ready", st.ready),
+                    ("starting", st.starting),
+                    ("draining", st.draining),
+                ] {
+                    if n > MAX_REPLICAS {
+                        return Err(format!(
+                            "replicas.{role}.{state}: must be at most {MAX_REPLICAS} (got {n})"
+                        ));
+                    }
                 }
             }
         }
@@ -255,5 +283,39 @@ mod tests {
             obs.validate().unwrap_err(),
             "interval_s: must be > 0 (got -1e300)"
         );
+    }
+
+    #[test]
+    fn replica_counts_past_any_cluster_are_errors_and_never_wrap() {
+        let with = |decode: ReplicaState| Observation {
+            time_s: 60.0,
+            interval_s: 60.0,
+            replicas: Some(RoleReplicas {
+                prefill: ReplicaState::default(),
+                decode,
+            }),
+            ..Default::default()
+        };
+        let most = ReplicaState {
+            ready: MAX_REPLICAS,
+            starting: MAX_REPLICAS,
+            draining: MAX_REPLICAS,
+        };
+        assert_eq!(with(most).validate(), Ok(()));
+        let over = ReplicaState {
+            starting: MAX_REPLICAS + 1,
+            ..most
+        };
+        assert_eq!(
+            with(over).validate().unwrap_err(),
+            "replicas.decode.starting: must be at most 100000 (got 100001)"
+        );
+        // Ready and starting together saturate rather than wrap to a small count.
+        let huge = ReplicaState {
+            ready: u32::MAX,
+            starting: 2,
+            draining: 0,
+        };
+        assert_eq!(huge.held(), u32::MAX);
     }
 }

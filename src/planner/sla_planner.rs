@@ -324,10 +324,7 @@ impl SlaPlanner {
 
     fn current(&self, obs: &Observation) -> (u32, u32) {
         match obs.replicas {
-            Some(r) => (
-                r.prefill.ready + r.prefill.starting,
-                r.decode.ready + r.decode.starting,
-            ),
+            Some(r) => (r.prefill.held(), r.decode.held()),
             None => self
                 .last
                 .unwrap_or((self.ctx.limits.min_prefill, self.ctx.limits.min_decode)),

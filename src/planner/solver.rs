@@ -132,9 +132,42 @@ fn decode_itl_up_to(
     .map(|x| x.0)
 }
 
-/// The fewest in `lo..=hi` that meet a target, with what `meets` said of it.
-fn smallest(lo: u32, hi: u32, meets: impl Fn(u32) -> Option<f64>) -> Option<(u32, f64)> {
-    (lo..=hi).find_map(|x| meets(x).map(|v| (x, v)))
+/// Counts tried one by one from the lowest before `smallest` gallops: every deployment of
+/// up to this many engines per role is searched count by count.
+const LINEAR_SEARCH: u32 = 64;
+
+/// The fewest in `lo..=hi` that meet a target, with what `meets` said of it. The first
+/// `LINEAR_SEARCH` counts are tried in turn; past them the search doubles its step until a
+/// count meets and bisects back, which finds the fewest as long as more engines never do
+/// worse (they do not in the model), in a few dozen tries where the limits allow thousands
+/// (a target out of reach would otherwise try every count up to the maximum).
+fn smallest<T>(lo: u32, hi: u32, meets: impl Fn(u32) -> Option<T>) -> Option<(u32, T)> {
+    let linear_end = lo.saturating_add(LINEAR_SEARCH - 1).min(hi);
+    if let Some(found) = (lo..=linear_end).find_map(|x| meets(x).map(|v| (x, v))) {
+        return Some(found);
+    }
+    // `fails` never meets; find a count above it that does, then the fewest between.
+    let mut fails = linear_end;
+    let mut step = LINEAR_SEARCH;
+    let (mut high, mut at_high) = loop {
+        if fails >= hi {
+            return None;
+        }
+        let x = fails.saturating_add(step).min(hi);
+        match meets(x) {
+            Some(v) => break (x, v),
+            None => fails = x,
+        }
+        step = step.saturating_mul(2);
+    };
+    while high - fails > 1 {
+        let mid = fails + (high - fails) / 2;
+        match meets(mid) {
+            Some(v) => (high, at_high) = (mid, v),
+            None => fails = mid,
+        }
+    }
+    Some((high, at_high))
 }
 
 pub fn solve(
@@ -254,29 +287,102 @@ fn best_split_under_budget(
     let servable = largest_servable_share(model, sla, limits, cfg, load, p_need, d_need);
     let (p_floor, d_floor) =
         servable.map_or((limits.min_prefill, limits.min_decode), |(_, p, d)| (p, d));
-    let mut best = (p_floor, d_floor);
-    let mut best_score = f64::INFINITY;
-    for p in p_floor..=p_need.max(p_floor) {
+    // Each prefill count leaves the budget's rest to decode, up to its need.
+    let decode_left = |p: u32| {
         let left = limits
             .gpu_budget
-            .saturating_sub(p * limits.gpus_per_prefill_engine);
-        let d = (left / limits.gpus_per_decode_engine.max(1)).min(d_need);
-        if d < d_floor {
-            break;
+            .saturating_sub(p.saturating_mul(limits.gpus_per_prefill_engine));
+        (left / limits.gpus_per_decode_engine.max(1)).min(d_need)
+    };
+    let ratio = |v: f64, target: f64| {
+        if v.is_finite() {
+            v / target
+        } else {
+            UNREACHABLE
         }
-        let ratio = |v: f64, target: f64| {
-            if v.is_finite() {
-                v / target
+    };
+    // The latency ratios of the split at `p`: prefill's falls as `p` grows, decode's rises.
+    let ratios = |p: u32| {
+        let d = decode_left(p);
+        (
+            ratio(prefill_ttft(model, cfg, load, p), sla.ttft_ms),
+            ratio(decode_itl(model, cfg, load, d), sla.itl_ms),
+            d,
+        )
+    };
+    let p_top = p_need.max(p_floor);
+    // The splits that keep decode at its floor or more: a prefix of the prefill counts.
+    let p_last = if decode_left(p_top) >= d_floor {
+        p_top
+    } else {
+        let (mut ok, mut over) = (p_floor, p_top);
+        while over - ok > 1 {
+            let mid = ok + (over - ok) / 2;
+            if decode_left(mid) >= d_floor {
+                ok = mid;
             } else {
-                UNREACHABLE
+                over = mid;
             }
-        };
-        let score = ratio(prefill_ttft(model, cfg, load, p), sla.ttft_ms)
-            .max(ratio(decode_itl(model, cfg, load, d), sla.itl_ms));
+        }
+        ok
+    };
+    let many = p_last - p_floor >= LINEAR_SEARCH;
+    let candidates: Vec<u32> = if decode_left(p_floor) < d_floor {
+        Vec::new()
+    } else if !many {
+        (p_floor..=p_last).collect()
+    } else {
+        // Thousands of splits: the worse ratio is lowest where prefill's stops being the
+        // worse, found by bisection, or one count before.
+        let (mut lo, mut hi) = (p_floor, p_last);
+        let (t, i, _) = ratios(hi);
+        if t > i {
+            vec![hi]
+        } else {
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                let (t, i, _) = ratios(mid);
+                if t <= i {
+                    hi = mid;
+                } else {
+                    lo = mid;
+                }
+            }
+            vec![lo, hi]
+        }
+    };
+    let mut best = (p_floor, d_floor);
+    let mut best_score = f64::INFINITY;
+    for p in candidates {
+        let (t, i, d) = ratios(p);
+        let score = t.max(i);
         if score < best_score {
             best_score = score;
             best = (p, d);
         }
+    }
+    if many && best_score < f64::INFINITY {
+        // Before the crossing prefill's ratio is the worse and never rises: the fewest
+        // prefill engines as good as the best (a plateau where the slowest prompts alone
+        // set the TTFT) are found by bisection, as the count-by-count search finds them.
+        let as_good = |p: u32| {
+            let (t, i, _) = ratios(p);
+            t.max(i) <= best_score
+        };
+        let (mut fails, mut good) = (p_floor, best.0);
+        if as_good(p_floor) {
+            good = p_floor;
+        } else {
+            while good - fails > 1 {
+                let mid = fails + (good - fails) / 2;
+                if as_good(mid) {
+                    good = mid;
+                } else {
+                    fails = mid;
+                }
+            }
+        }
+        best = (good, decode_left(good));
     }
     let share = servable.map(|s| s.0);
     if best_score >= UNREACHABLE {
@@ -285,7 +391,8 @@ fn best_split_under_budget(
         // short of neither count the servable share needs.
         let (p, d) = proportional_split(limits, p_need, d_need);
         let rest = |taken: u32, per: u32, other_per: u32, most: u32| {
-            (limits.gpu_budget.saturating_sub(taken * per) / other_per.max(1)).min(most)
+            (limits.gpu_budget.saturating_sub(taken.saturating_mul(per)) / other_per.max(1))
+                .min(most)
         };
         let (gp, gd) = (
             limits.gpus_per_prefill_engine,
@@ -448,10 +555,11 @@ fn solve_aggregated(
         .max_decode
         .min(limits.gpu_budget / limits.gpus_per_decode_engine.max(1));
     let min_w = limits.min_decode.min(max_w);
-    let meeting = (min_w..=max_w).find_map(|w| {
+    let meeting = smallest(min_w, max_w, |w| {
         let (t, i) = latencies(w);
-        (t <= sla.ttft_ms && i <= sla.itl_ms).then_some((w, t, i))
-    });
+        (t <= sla.ttft_ms && i <= sla.itl_ms).then_some((t, i))
+    })
+    .map(|(w, (t, i))| (w, t, i));
     let (w, t, i, note) = match meeting {
         Some((w, t, i)) => (
             w,
@@ -595,6 +703,107 @@ mod tests {
             (backlog.prefill, backlog.decode),
             (carried.prefill, carried.decode)
         );
+    }
+
+    #[test]
+    fn the_search_past_the_first_counts_finds_the_fewest_that_meet_in_few_tries() {
+        for (hi, first) in [
+            (10, Some(1)),
+            (100, Some(64)),
+            (100, Some(65)),
+            (100, Some(100)),
+            (100, None),
+            (100_000, Some(129)),
+            (100_000, Some(77_777)),
+            (100_000, None),
+        ] {
+            let tries = std::cell::Cell::new(0);
+            let found = smallest(1, hi, |n| {
+                tries.set(tries.get() + 1);
+                first.filter(|&f| n >= f).map(|_| n as f64)
+            });
+            assert_eq!(found.map(|x| x.0), first, "hi {hi}");
+            assert!(
+                tries.get() <= 64 + 2 * 17,
+                "hi {hi} first {first:?}: {} tries",
+                tries.get()
+            );
+        }
+    }
+
+    /// The split every count at a time: the worse latency ratio lowest, the fewest prefill
+    /// engines among equals (the search `best_split_under_budget` makes below 64 counts).
+    fn split_count_by_count(
+        m: &PerformanceModel,
+        l: &Limits,
+        load: &Load,
+        floor: (u32, u32),
+        p_need: u32,
+        d_need: u32,
+    ) -> (u32, u32) {
+        let mut best = (floor, f64::INFINITY);
+        for p in floor.0..=p_need.max(floor.0) {
+            // One GPU per engine in these limits.
+            let d = l.gpu_budget.saturating_sub(p).min(d_need);
+            if d < floor.1 {
+                break;
+            }
+            let r = |v: f64, t: f64| if v.is_finite() { v / t } else { UNREACHABLE };
+            let score = r(prefill_ttft(m, &CFG, load, p), SLA.ttft_ms)
+                .max(r(decode_itl(m, &CFG, load, d), SLA.itl_ms));
+            if score < best.1 {
+                best = ((p, d), score);
+            }
+        }
+        best.0
+    }
+
+    #[test]
+    fn a_budget_of_hundreds_is_split_as_count_by_count() {
+        let m = PerformanceModel::embedded_default();
+        let big = |budget: u32| Limits {
+            max_prefill: budget,
+            max_decode: budget,
+            ..limits(budget)
+        };
+        // Loads past budgets of hundreds of GPUs, and one whose slowest prompts alone miss
+        // the TTFT target (a plateau of equal splits, where the fewest prefill engines win).
+        // Prompts so long that the slowest alone miss the TTFT target: no share of the load
+        // is served within both targets, and hundreds of splits are as good as the fewest
+        // prefill engines that bring the rest within it (a plateau the search must not
+        // walk along to its far end).
+        for (budget, lambda) in [(100, 16.0), (300, 40.0), (1000, 16.0), (1000, 120.0)] {
+            let l = Load {
+                isl: 100_000.0,
+                ..load(lambda)
+            };
+            let need = |limits: &Limits| {
+                let p = smallest(1, limits.max_prefill, |p| {
+                    prefill_meets(&m, &CFG, &l, &SLA, p)
+                })
+                .map_or(limits.max_prefill, |x| x.0);
+                let d = smallest(1, limits.max_decode, |d| {
+                    decode_itl_up_to(&m, &CFG, &l, d, SLA.itl_ms)
+                })
+                .map_or(limits.max_decode, |x| x.0);
+                (p, d)
+            };
+            let limits = big(budget);
+            let (p_need, d_need) = need(&limits);
+            assert!(
+                p_need + d_need > budget,
+                "budget {budget} must bind: {p_need}P+{d_need}D"
+            );
+            let split = best_split_under_budget(&m, &SLA, &limits, &CFG, &l, p_need, d_need);
+            let floor = largest_servable_share(&m, &SLA, &limits, &CFG, &l, p_need, d_need)
+                .map_or((1, 1), |(_, p, d)| (p, d));
+            assert!(!split.by_need, "budget {budget}");
+            assert_eq!(
+                (split.prefill, split.decode),
+                split_count_by_count(&m, &limits, &l, floor, p_need, d_need),
+                "budget {budget}"
+            );
+        }
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub fn render_html(summary: &Summary, results: &[SimResult]) -> String {
             ..Default::default()
         });
     }
-    let held = |s: crate::planner::ReplicaState| (s.ready + s.starting) as f64;
+    let held = |s: crate::planner::ReplicaState| s.held() as f64;
     type Role = fn(crate::planner::RoleReplicas) -> crate::planner::ReplicaState;
     let roles: [(&str, Role); 2] = [("Prefill", |x| x.prefill), ("Decode", |x| x.decode)];
     for (role, state) in roles {

@@ -112,12 +112,7 @@ fn scale_changes(r: &SimResult) -> (u32, u32) {
         .timeline
         .first()
         .and_then(|row| row.observation.replicas)
-        .map(|rr| {
-            (
-                rr.prefill.ready + rr.prefill.starting,
-                rr.decode.ready + rr.decode.starting,
-            )
-        });
+        .map(|rr| (rr.prefill.held(), rr.decode.held()));
     let mut prefill = RoleTrack {
         target: started.map(|s| s.0),
         ..Default::default()

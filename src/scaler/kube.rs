@@ -327,7 +327,7 @@ impl KubeScaler {
                 Role::Prefill => (prefill, current.prefill),
                 Role::Decode => (decode, current.decode),
             };
-            let now = state.ready + state.starting;
+            let now = state.held();
             if target == now {
                 continue;
             }

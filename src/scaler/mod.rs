@@ -8,6 +8,8 @@ pub mod kube;
 
 use serde::{Deserialize, Serialize};
 
+use crate::planner::MAX_REPLICAS;
+
 /// Replica and GPU limits of one deployment.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct Limits {
@@ -22,9 +24,20 @@ pub struct Limits {
     pub gpus_per_decode_engine: u32,
 }
 
+/// A count within [`MAX_REPLICAS`], or the field at fault.
+fn at_most(field: &'static str, n: u32, what: &str) -> Result<(), (&'static str, String)> {
+    if n > MAX_REPLICAS {
+        return Err((field, format!("at most {MAX_REPLICAS} {what} (got {n})")));
+    }
+    Ok(())
+}
+
 impl Limits {
+    /// GPUs the counts hold (saturating: a count far past any budget stays past it).
     pub fn gpus(&self, prefill: u32, decode: u32) -> u32 {
-        prefill * self.gpus_per_prefill_engine + decode * self.gpus_per_decode_engine
+        prefill
+            .saturating_mul(self.gpus_per_prefill_engine)
+            .saturating_add(decode.saturating_mul(self.gpus_per_decode_engine))
     }
 
     /// Limits from a config's fields; an absent maximum is the budget's worth of engines.
@@ -64,6 +77,7 @@ impl Limits {
         // The budget first: a maximum left out is the budget's worth of engines, and one
         // below the minimum then means the budget is short, not the maximum written.
         self.validate_decode()?;
+        at_most("max_prefill", self.max_prefill, "replicas")?;
         if self.max_prefill < self.min_prefill {
             return Err((
                 "max_prefill",
@@ -90,6 +104,8 @@ impl Limits {
     }
 
     fn validate_decode(&self) -> Result<(), (&'static str, String)> {
+        at_most("gpu_budget", self.gpu_budget, "GPUs")?;
+        at_most("max_decode", self.max_decode, "replicas")?;
         if self.gpus_per_decode_engine == 0 {
             return Err((
                 "gpus_per_decode_engine",
@@ -280,6 +296,29 @@ mod tests {
                     ..ok
                 },
                 "gpus_per_decode_engine",
+            ),
+            (
+                Limits {
+                    gpu_budget: MAX_REPLICAS + 1,
+                    ..ok
+                },
+                "gpu_budget",
+            ),
+            (
+                Limits {
+                    gpu_budget: MAX_REPLICAS,
+                    max_prefill: MAX_REPLICAS + 1,
+                    ..ok
+                },
+                "max_prefill",
+            ),
+            (
+                Limits {
+                    gpu_budget: MAX_REPLICAS,
+                    max_decode: MAX_REPLICAS + 1,
+                    ..ok
+                },
+                "max_decode",
             ),
         ];
         for (l, field) in cases {
