@@ -415,6 +415,11 @@ fn within_intervals(
     ))
 }
 
+/// The fewest prompt tokens a prefill iteration may take (engines take hundreds to thousands).
+const MIN_PREFILL_TOKEN_BUDGET: u32 = 64;
+/// The shortest gauge scrape interval, seconds (Prometheus scrapes every few seconds).
+const MIN_SCRAPE_S: f64 = 0.01;
+
 fn positive(origin: &str, field: &str, v: f64) -> Result<(), InputError> {
     if v.is_finite() && v > 0.0 {
         Ok(())
@@ -475,11 +480,24 @@ fn check_common(
         limits.validate()
     };
     checked.map_err(|(field, m)| field_err(origin, &format!("deployment.{field}"), m))?;
-    if let Some(0) = d.prefill_token_budget {
+    // The simulator steps each prefill iteration and samples each gauge scrape: an engine
+    // of a few tokens per iteration or a scrape every microsecond is no deployment's, and
+    // would take hours to simulate.
+    if let Some(n) = d
+        .prefill_token_budget
+        .filter(|&n| n < MIN_PREFILL_TOKEN_BUDGET)
+    {
         return Err(field_err(
             origin,
             "deployment.prefill_token_budget",
-            "must be at least 1",
+            format!("must be at least {MIN_PREFILL_TOKEN_BUDGET} tokens (got {n})"),
+        ));
+    }
+    if d.scrape_s < MIN_SCRAPE_S {
+        return Err(field_err(
+            origin,
+            "deployment.scrape_s",
+            format!("must be at least {MIN_SCRAPE_S} s (got {})", d.scrape_s),
         ));
     }
     for (f, v) in [

@@ -438,7 +438,7 @@ fn scenario_errors_name_the_field() {
     let tmp = tempfile::tempdir().unwrap();
     let base = include_str!("../simulations/sin-5-45.yaml");
     // (file, text replaced, replacement, what the error must name)
-    let cases: [(&str, &str, &str, &[&str]); 10] = [
+    let cases: [(&str, &str, &str, &[&str]); 13] = [
         ("typo.yaml", "interval_s: 60", "interval: 60", &["interval"]),
         // A top-level field is named by the error itself, not as a field path.
         (
@@ -490,6 +490,25 @@ fn scenario_errors_name_the_field() {
             "policies:",
             "planner: { mode: aggregated }\npolicies:",
             &["planner.mode", "disaggregated"],
+        ),
+        // Sizes no deployment has, each of which would stall a run or a decision.
+        (
+            "budget.yaml",
+            "gpu_budget: 12",
+            "gpu_budget: 4000000000",
+            &["field deployment.gpu_budget: at most 100000 GPUs (got 4000000000)"],
+        ),
+        (
+            "chunk.yaml",
+            "gpus_per_decode_engine: 1",
+            "gpus_per_decode_engine: 1\n  prefill_token_budget: 1",
+            &["field deployment.prefill_token_budget: must be at least 64 tokens (got 1)"],
+        ),
+        (
+            "scrape.yaml",
+            "gpus_per_decode_engine: 1",
+            "gpus_per_decode_engine: 1\n  scrape_s: 0.000001",
+            &["field deployment.scrape_s: must be at least 0.01 s"],
         ),
     ];
     for (file, from, to, named) in cases {

@@ -34,14 +34,10 @@ pub fn erlang_c(c: u32, a: f64) -> f64 {
         return 1.0;
     }
     let b = if c <= ERLANG_RECURRENCE_MAX {
-        // Erlang B by the stable recurrence. Past `a` servers B falls faster than
-        // geometrically; once it is 0 it stays 0.
+        // Erlang B by the stable recurrence.
         let mut b = 1.0;
         for k in 1..=c {
             b = a * b / (k as f64 + a * b);
-            if b == 0.0 {
-                break;
-            }
         }
         b
     } else {
@@ -58,6 +54,7 @@ const ERLANG_RECURRENCE_MAX: u32 = 1000;
 /// neighbouring terms around the largest term in `0..=c`: terms more than nine standard
 /// deviations from it add less than 1e-17 of the sum, and a `c` that far above the load
 /// has a B below that.
+#[cold]
 fn erlang_b_around_mode(c: u32, a: f64) -> f64 {
     let width = (9.0 * a.sqrt()).ceil() as u32 + 10;
     let top = (a.floor() as u32).min(c);
