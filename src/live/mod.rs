@@ -200,6 +200,25 @@ impl<S: Signals, A: Actuator> Loop<S, A> {
                 }
             }
         };
+        // A source that answers with what no interval holds (a negative count or latency
+        // from a custom query, a replica count past any cluster's) is a faulty signal, not a
+        // load: the planner holds, as without the signal.
+        let obs = match obs.validate() {
+            Ok(()) => obs,
+            Err(message) => {
+                self.fault(&Fault {
+                    label: "invalid_signal",
+                    message,
+                });
+                clean = false;
+                Observation {
+                    time_s: now_s,
+                    interval_s: self.interval_s,
+                    replicas: Some(replicas),
+                    ..Default::default()
+                }
+            }
+        };
         let decision = self.planner.decide(now_s, &obs);
         let leader = self
             .leader
@@ -332,4 +351,92 @@ pub fn wall_clock() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::planner::sla_planner::PlannerConfig;
+    use crate::planner::{Limits, PolicyContext, ReplicaState, Sla};
+
+    /// Test double: a Prometheus that answers every query with `observation`.
+    struct CannedSignals(Observation);
+
+    impl Signals for CannedSignals {
+        async fn observe(&mut self, now_s: f64, interval_s: f64) -> Result<Observation, Fault> {
+            Ok(Observation {
+                time_s: now_s,
+                interval_s,
+                ..self.0.clone()
+            })
+        }
+    }
+
+    /// Test double: a deployment of 2P+3D that records what is written to it.
+    #[derive(Default)]
+    struct RecordingActuator(Vec<(u32, u32)>);
+
+    impl Actuator for RecordingActuator {
+        async fn replicas(&mut self) -> Result<RoleReplicas, Fault> {
+            let ready = |n| ReplicaState {
+                ready: n,
+                ..Default::default()
+            };
+            Ok(RoleReplicas {
+                prefill: ready(2),
+                decode: ready(3),
+            })
+        }
+
+        async fn apply(&mut self, prefill: u32, decode: u32, _why: &str) -> Result<(), Fault> {
+            self.0.push((prefill, decode));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_signal_no_interval_can_hold_is_a_fault_and_the_loop_holds() {
+        let profile = crate::profile::Profile::embedded_default();
+        let ctx = PolicyContext::new(
+            &profile,
+            Sla {
+                ttft_ms: 200.0,
+                itl_ms: 10.0,
+            },
+            Limits::build(16, (1, 1), (1, 1), (None, None)),
+            60.0,
+            60.0,
+        );
+        let planner = SlaPlanner::new(ctx, PlannerConfig::default());
+        // A custom request-count query that went negative (a rate of a gauge, say).
+        let broken = Observation {
+            requests: Some(-120.0),
+            isl_mean: Some(3000.0),
+            osl_mean: Some(300.0),
+            ..Default::default()
+        };
+        let mut lp = Loop::new(
+            planner,
+            CannedSignals(broken),
+            RecordingActuator::default(),
+            60.0,
+            false,
+            None,
+        );
+        lp.tick(60.0).await;
+        let st = lp.status.lock().unwrap().clone();
+        assert_eq!(st.errors_total.get("invalid_signal"), Some(&1), "{st:?}");
+        let holding = st.holding.unwrap_or_default();
+        assert!(
+            holding.starts_with("invalid_signal: requests: must be a number >= 0"),
+            "{holding}"
+        );
+        let d = st.last_decision.expect("a decision");
+        assert_eq!((d.prefill, d.decode), (2, 3), "{d:?}");
+        assert!(
+            lp.actuator.0.is_empty(),
+            "nothing written: {:?}",
+            lp.actuator.0
+        );
+    }
 }
