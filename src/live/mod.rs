@@ -184,32 +184,24 @@ impl<S: Signals, A: Actuator> Loop<S, A> {
                 return;
             }
         };
-        let obs = match self.signals.observe(now_s, self.interval_s).await {
-            Ok(mut o) => {
-                o.replicas = Some(replicas);
-                o
-            }
-            Err(f) => {
-                self.fault(&f);
-                clean = false;
-                Observation {
-                    time_s: now_s,
-                    interval_s: self.interval_s,
-                    replicas: Some(replicas),
-                    ..Default::default()
-                }
-            }
-        };
         // A source that answers with what no interval holds (a negative count or latency
         // from a custom query, a replica count past any cluster's) is a faulty signal, not a
         // load: the planner holds, as without the signal.
-        let obs = match obs.validate() {
-            Ok(()) => obs,
-            Err(message) => {
-                self.fault(&Fault {
+        let observed = self
+            .signals
+            .observe(now_s, self.interval_s)
+            .await
+            .and_then(|mut o| {
+                o.replicas = Some(replicas);
+                o.validate().map(|()| o).map_err(|message| Fault {
                     label: "invalid_signal",
                     message,
-                });
+                })
+            });
+        let obs = match observed {
+            Ok(o) => o,
+            Err(f) => {
+                self.fault(&f);
                 clean = false;
                 Observation {
                     time_s: now_s,

@@ -132,6 +132,24 @@ fn decode_itl_up_to(
     .map(|x| x.0)
 }
 
+/// The first count in `fails + 1..=passes` for which `ok` holds, given that it holds at
+/// `passes`, not at `fails`, and does not fail again once it holds: by bisection.
+pub(crate) fn first_passing(
+    mut fails: u32,
+    mut passes: u32,
+    mut ok: impl FnMut(u32) -> bool,
+) -> u32 {
+    while passes - fails > 1 {
+        let mid = fails + (passes - fails) / 2;
+        if ok(mid) {
+            passes = mid;
+        } else {
+            fails = mid;
+        }
+    }
+    passes
+}
+
 /// Counts tried one by one from the lowest before `smallest` gallops: every deployment of
 /// up to this many engines per role is searched count by count.
 const LINEAR_SEARCH: u32 = 64;
@@ -149,25 +167,19 @@ fn smallest<T>(lo: u32, hi: u32, meets: impl Fn(u32) -> Option<T>) -> Option<(u3
     // `fails` never meets; find a count above it that does, then the fewest between.
     let mut fails = linear_end;
     let mut step = LINEAR_SEARCH;
-    let (mut high, mut at_high) = loop {
+    let high = loop {
         if fails >= hi {
             return None;
         }
         let x = fails.saturating_add(step).min(hi);
-        match meets(x) {
-            Some(v) => break (x, v),
-            None => fails = x,
+        if meets(x).is_some() {
+            break x;
         }
+        fails = x;
         step = step.saturating_mul(2);
     };
-    while high - fails > 1 {
-        let mid = fails + (high - fails) / 2;
-        match meets(mid) {
-            Some(v) => (high, at_high) = (mid, v),
-            None => fails = mid,
-        }
-    }
-    Some((high, at_high))
+    let fewest = first_passing(fails, high, |x| meets(x).is_some());
+    meets(fewest).map(|v| (fewest, v))
 }
 
 pub fn solve(
@@ -314,17 +326,10 @@ fn best_split_under_budget(
     // The splits that keep decode at its floor or more: a prefix of the prefill counts.
     let p_last = if decode_left(p_top) >= d_floor {
         p_top
+    } else if decode_left(p_floor) < d_floor {
+        p_floor // none: no split is tried
     } else {
-        let (mut ok, mut over) = (p_floor, p_top);
-        while over - ok > 1 {
-            let mid = ok + (over - ok) / 2;
-            if decode_left(mid) >= d_floor {
-                ok = mid;
-            } else {
-                over = mid;
-            }
-        }
-        ok
+        first_passing(p_floor, p_top, |p| decode_left(p) < d_floor) - 1
     };
     let many = p_last - p_floor >= LINEAR_SEARCH;
     let candidates: Vec<u32> = if decode_left(p_floor) < d_floor {
@@ -334,21 +339,15 @@ fn best_split_under_budget(
     } else {
         // Thousands of splits: the worse ratio is lowest where prefill's stops being the
         // worse, found by bisection, or one count before.
-        let (mut lo, mut hi) = (p_floor, p_last);
-        let (t, i, _) = ratios(hi);
-        if t > i {
-            vec![hi]
+        let prefill_not_worse = |p: u32| {
+            let (t, i, _) = ratios(p);
+            t <= i
+        };
+        if !prefill_not_worse(p_last) {
+            vec![p_last]
         } else {
-            while hi - lo > 1 {
-                let mid = lo + (hi - lo) / 2;
-                let (t, i, _) = ratios(mid);
-                if t <= i {
-                    hi = mid;
-                } else {
-                    lo = mid;
-                }
-            }
-            vec![lo, hi]
+            let crossing = first_passing(p_floor, p_last, prefill_not_worse);
+            vec![crossing - 1, crossing]
         }
     };
     let mut best = (p_floor, d_floor);
@@ -369,19 +368,11 @@ fn best_split_under_budget(
             let (t, i, _) = ratios(p);
             t.max(i) <= best_score
         };
-        let (mut fails, mut good) = (p_floor, best.0);
-        if as_good(p_floor) {
-            good = p_floor;
+        let good = if as_good(p_floor) {
+            p_floor
         } else {
-            while good - fails > 1 {
-                let mid = fails + (good - fails) / 2;
-                if as_good(mid) {
-                    good = mid;
-                } else {
-                    fails = mid;
-                }
-            }
-        }
+            first_passing(p_floor, best.0, as_good)
+        };
         best = (good, decode_left(good));
     }
     let share = servable.map(|s| s.0);

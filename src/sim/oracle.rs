@@ -5,6 +5,7 @@
 
 use super::{simulate, SimConfig};
 use crate::planner::baselines::{SchedulePolicy, StaticPolicy};
+use crate::planner::solver::first_passing;
 use crate::planner::{Decision, Observation, Policy};
 use crate::profile::Profile;
 use crate::workload::Request;
@@ -157,7 +158,7 @@ fn smallest(lo: u32, hi: u32, mut ok: impl FnMut(u32) -> bool) -> u32 {
     }
     let mut bad = lo;
     let mut step = 1u32;
-    let mut good = loop {
+    let good = loop {
         let x = lo.saturating_add(step).min(hi);
         if ok(x) {
             break x;
@@ -168,15 +169,7 @@ fn smallest(lo: u32, hi: u32, mut ok: impl FnMut(u32) -> bool) -> u32 {
         bad = x;
         step = step.saturating_mul(2);
     };
-    while good - bad > 1 {
-        let mid = bad + (good - bad) / 2;
-        if ok(mid) {
-            good = mid;
-        } else {
-            bad = mid;
-        }
-    }
-    good
+    first_passing(bad, good, ok)
 }
 
 /// The fewest replicas in `lo..=hi` whose `(TTFT, ITL)` attainment reaches `target`; when
