@@ -1,6 +1,8 @@
 //! The solver: the fewest replicas whose expected latency meets the SLA at a load, under the
 //! per-role limits and the GPU budget. Exact integer search over the model of `model.rs`.
 
+use std::ops::RangeInclusive;
+
 use serde::{Deserialize, Serialize};
 
 use super::model::{decode_itl_within, interleaved_stretch, PerformanceModel, PrefillQueue};
@@ -323,19 +325,19 @@ fn best_split_under_budget(
         )
     };
     let p_top = p_need.max(p_floor);
-    // The splits that keep decode at its floor or more: a prefix of the prefill counts.
-    let p_last = if decode_left(p_top) >= d_floor {
+    // The splits that keep decode at its floor or more: a prefix of the prefill counts
+    // (none when the floor's own split leaves decode short).
+    let fits = decode_left(p_floor) >= d_floor;
+    let p_last = if !fits || decode_left(p_top) >= d_floor {
         p_top
-    } else if decode_left(p_floor) < d_floor {
-        p_floor // none: no split is tried
     } else {
         first_passing(p_floor, p_top, |p| decode_left(p) < d_floor) - 1
     };
-    let many = p_last - p_floor >= LINEAR_SEARCH;
-    let candidates: Vec<u32> = if decode_left(p_floor) < d_floor {
-        Vec::new()
+    let many = fits && p_last - p_floor >= LINEAR_SEARCH;
+    let candidates = if !fits {
+        RangeInclusive::new(1, 0)
     } else if !many {
-        (p_floor..=p_last).collect()
+        p_floor..=p_last
     } else {
         // Thousands of splits: the worse ratio is lowest where prefill's stops being the
         // worse, found by bisection, or one count before.
@@ -344,10 +346,10 @@ fn best_split_under_budget(
             t <= i
         };
         if !prefill_not_worse(p_last) {
-            vec![p_last]
+            p_last..=p_last
         } else {
             let crossing = first_passing(p_floor, p_last, prefill_not_worse);
-            vec![crossing - 1, crossing]
+            crossing - 1..=crossing
         }
     };
     let mut best = (p_floor, d_floor);
