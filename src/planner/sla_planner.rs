@@ -627,7 +627,7 @@ impl Policy for SlaPlanner {
             ));
         }
         reasons.extend(learned);
-        reasons.extend(plan.solution.notes.iter().cloned());
+        reasons.extend(plan.solution.notes.iter().map(ToString::to_string));
         reasons.extend(beyond_the_profile(
             &self.model,
             plan.load.isl,

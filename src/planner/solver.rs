@@ -1,6 +1,7 @@
 //! The solver: the fewest replicas whose expected latency meets the SLA at a load, under the
 //! per-role limits and the GPU budget. Exact integer search over the model of `model.rs`.
 
+use std::fmt;
 use std::ops::RangeInclusive;
 
 use serde::{Deserialize, Serialize};
@@ -52,7 +53,107 @@ pub struct Solution {
     /// Whether these counts meet both targets at the load (none clipped by a limit or the
     /// budget short of what the targets ask).
     pub meets: bool,
-    pub notes: Vec<String>,
+    pub notes: Vec<SolverNote>,
+}
+
+/// What bound a solution's counts. Kept as values and written out only for the solution a
+/// decision keeps: a decision solves every step to the horizon (and a recurring peak's), so
+/// most solutions are dropped, and formatting their notes cost more than some searches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SolverNote {
+    /// The slowest prompts alone (ms, the spread applied) miss the TTFT target.
+    SlowestPromptsMiss {
+        alone_ms: f64,
+    },
+    PrefillBinds {
+        prefill: u32,
+        ttft_quantile: f64,
+    },
+    TtftOutOfReach {
+        max_prefill: u32,
+    },
+    DecodeBinds {
+        decode: u32,
+    },
+    ItlOutOfReach {
+        max_decode: u32,
+    },
+    BudgetBinds {
+        gpu_budget: u32,
+        needed: (u32, u32),
+        split: (u32, u32),
+        /// The largest share of the load the split meets both targets for, if any.
+        share: Option<f64>,
+        /// Shared in proportion to the needs: no split keeps up with the whole load.
+        by_need: bool,
+    },
+    AggregatedMeets {
+        workers: u32,
+    },
+    AggregatedOutOfReach {
+        max_workers: u32,
+    },
+}
+
+impl fmt::Display for SolverNote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            SolverNote::SlowestPromptsMiss { alone_ms } => write!(
+                f,
+                "the slowest prompts ({alone_ms:.0} ms alone) miss the TTFT target whatever the replicas; sized for the rest"
+            ),
+            SolverNote::PrefillBinds {
+                prefill,
+                ttft_quantile,
+            } => write!(
+                f,
+                "prefill {prefill}: TTFT p{:.0} target binds",
+                ttft_quantile * 100.0
+            ),
+            SolverNote::TtftOutOfReach { max_prefill } => write!(
+                f,
+                "TTFT target out of reach even at max_prefill {max_prefill}"
+            ),
+            SolverNote::DecodeBinds { decode } => {
+                write!(f, "decode {decode}: ITL target and KV capacity bind")
+            }
+            SolverNote::ItlOutOfReach { max_decode } => {
+                write!(f, "ITL target out of reach even at max_decode {max_decode}")
+            }
+            SolverNote::BudgetBinds {
+                gpu_budget,
+                needed: (p, d),
+                split: (bp, bd),
+                share,
+                by_need,
+            } => {
+                let how = if by_need {
+                    "shared in proportion to the needs, as no split keeps up with the whole load"
+                } else {
+                    "the rest to keep the worse latency ratio lowest"
+                };
+                match share {
+                    Some(share) => write!(
+                        f,
+                        "GPU budget {gpu_budget} binds: {p}P+{d}D needed; {bp}P+{bd}D meets both targets for at least {}% of the load, no split for more ({how})",
+                        // Whole per cents, rounded down (the share found is a lower bound).
+                        (100.0 * share).floor() as u32
+                    ),
+                    None => write!(
+                        f,
+                        "GPU budget {gpu_budget} binds: {p}P+{d}D needed; no split meets both targets for any share of the load: {bp}P+{bd}D, {how}"
+                    ),
+                }
+            }
+            SolverNote::AggregatedMeets { workers } => {
+                write!(f, "aggregated: {workers} workers meet TTFT and ITL")
+            }
+            SolverNote::AggregatedOutOfReach { max_workers } => write!(
+                f,
+                "aggregated: targets out of reach even at {max_workers} workers"
+            ),
+        }
+    }
 }
 
 fn effective_lambda(load: &Load) -> f64 {
@@ -205,28 +306,25 @@ fn solve_disaggregated(
     load: &Load,
 ) -> Solution {
     let mut notes = Vec::new();
-    if model.prefill_service_ms(load.isl) * model.corrections.prefill_tail >= sla.ttft_ms {
-        notes.push(format!(
-            "the slowest prompts ({:.0} ms alone) miss the TTFT target whatever the replicas; sized for the rest",
-            model.prefill_service_ms(load.isl) * model.corrections.prefill_tail
-        ));
+    let alone_ms = model.prefill_service_ms(load.isl) * model.corrections.prefill_tail;
+    if alone_ms >= sla.ttft_ms {
+        notes.push(SolverNote::SlowestPromptsMiss { alone_ms });
     }
     // Each count comes with its expected latency when it meets the target.
     let (p, ttft) = match smallest(limits.min_prefill, limits.max_prefill, |p| {
         prefill_meets(model, cfg, load, sla, p)
     }) {
         Some((p, ttft)) => {
-            notes.push(format!(
-                "prefill {p}: TTFT p{:.0} target binds",
-                cfg.ttft_quantile * 100.0
-            ));
+            notes.push(SolverNote::PrefillBinds {
+                prefill: p,
+                ttft_quantile: cfg.ttft_quantile,
+            });
             (p, Some(ttft))
         }
         None => {
-            notes.push(format!(
-                "TTFT target out of reach even at max_prefill {}",
-                limits.max_prefill
-            ));
+            notes.push(SolverNote::TtftOutOfReach {
+                max_prefill: limits.max_prefill,
+            });
             (limits.max_prefill, None)
         }
     };
@@ -234,39 +332,26 @@ fn solve_disaggregated(
         decode_itl_up_to(model, cfg, load, d, sla.itl_ms)
     }) {
         Some((d, itl)) => {
-            notes.push(format!("decode {d}: ITL target and KV capacity bind"));
+            notes.push(SolverNote::DecodeBinds { decode: d });
             (d, Some(itl))
         }
         None => {
-            notes.push(format!(
-                "ITL target out of reach even at max_decode {}",
-                limits.max_decode
-            ));
+            notes.push(SolverNote::ItlOutOfReach {
+                max_decode: limits.max_decode,
+            });
             (limits.max_decode, None)
         }
     };
     let (bp, bd) = if limits.gpus(p, d) > limits.gpu_budget {
         let split = best_split_under_budget(model, sla, limits, cfg, load, p, d);
-        let (bp, bd) = (split.prefill, split.decode);
-        let how = if split.by_need {
-            "shared in proportion to the needs, as no split keeps up with the whole load"
-        } else {
-            "the rest to keep the worse latency ratio lowest"
-        };
-        notes.push(match split.share {
-            Some(share) => format!(
-                "GPU budget {} binds: {p}P+{d}D needed; {bp}P+{bd}D meets both targets for at least {}% of the load, no split for more ({how})",
-                limits.gpu_budget,
-                // Whole per cents, rounded down (the share found is a lower bound), and
-                // formatted as an integer: a float's would cost more than the search.
-                (100.0 * share).floor() as u32
-            ),
-            None => format!(
-                "GPU budget {} binds: {p}P+{d}D needed; no split meets both targets for any share of the load: {bp}P+{bd}D, {how}",
-                limits.gpu_budget
-            ),
+        notes.push(SolverNote::BudgetBinds {
+            gpu_budget: limits.gpu_budget,
+            needed: (p, d),
+            split: (split.prefill, split.decode),
+            share: split.share,
+            by_need: split.by_need,
         });
-        (bp, bd)
+        (split.prefill, split.decode)
     } else {
         (p, d)
     };
@@ -554,15 +639,10 @@ fn solve_aggregated(
     })
     .map(|(w, (t, i))| (w, t, i));
     let (w, t, i, note) = match meeting {
-        Some((w, t, i)) => (
-            w,
-            t,
-            i,
-            format!("aggregated: {w} workers meet TTFT and ITL"),
-        ),
+        Some((w, t, i)) => (w, t, i, SolverNote::AggregatedMeets { workers: w }),
         None => {
             let (t, i) = latencies(max_w);
-            let note = format!("aggregated: targets out of reach even at {max_w} workers");
+            let note = SolverNote::AggregatedOutOfReach { max_workers: max_w };
             (max_w, t, i, note)
         }
     };
@@ -804,7 +884,10 @@ mod tests {
         let m = PerformanceModel::embedded_default();
         let s = solve(&m, &SLA, &limits(6), &CFG, &load(45.0));
         assert_eq!(s.prefill + s.decode, 6);
-        assert!(s.notes.iter().any(|n| n.contains("GPU budget 6 binds")));
+        assert!(s
+            .notes
+            .iter()
+            .any(|n| n.to_string().contains("GPU budget 6 binds")));
         assert!(!s.meets, "{s:?}");
         let roomy = solve(&m, &SLA, &limits(32), &CFG, &load(45.0));
         assert!(roomy.meets, "{roomy:?}");
