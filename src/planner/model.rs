@@ -22,7 +22,7 @@ use argmin::core::{CostFunction, Error as ArgminError, Executor};
 use argmin::solver::brent::BrentOpt;
 use serde::{Deserialize, Serialize};
 
-use crate::profile::{DecodeModel, ItlAtContext, PrefillModel};
+use crate::profile::{DecodeModel, PrefillModel};
 
 /// Erlang C: probability that an arrival waits, for `c` servers at offered load `a` Erlangs.
 pub fn erlang_c(c: u32, a: f64) -> f64 {
@@ -464,25 +464,8 @@ pub fn decode_itl_at_batch(
 /// The profile's ITL, corrected, for a batch of `batch` requests (at least one) of this
 /// mean context, which fill the KV cache in proportion.
 fn itl_of_batch(model: &DecodeModel, speed: f64, batch: f64, context: f64) -> f64 {
-    itl_along(
-        &model.at_context(context.max(1.0)),
-        model,
-        speed,
-        batch,
-        context,
-    )
-}
-
-/// `itl_of_batch` on the profile's curve at the context, found once.
-fn itl_along(
-    curve: &ItlAtContext,
-    model: &DecodeModel,
-    speed: f64,
-    batch: f64,
-    context: f64,
-) -> f64 {
     let kv = batch.max(1.0) * context / model.max_kv_tokens();
-    speed * curve.itl_ms(kv)
+    speed * model.at_context(context.max(1.0)).itl_ms(kv)
 }
 
 /// Mean requests in one decode engine's batch (Little's law at the ITL that batch gives);
@@ -526,10 +509,11 @@ fn mean_batch_unless(
     // Fixed point n = per_engine * osl * itl(n) / 1000; it grows monotonically from n = 0,
     // and diverges when the engine cannot keep up.
     let tokens_per_request = (osl - 1.0).max(0.0);
-    let curve = model.at_context(context.max(1.0));
+    let mut curve = model.at_context(context.max(1.0)).walk();
     let mut n: f64 = 0.0;
     for _ in 0..200 {
-        let itl = itl_along(&curve, model, correction.speed, n, context);
+        let kv = n.max(1.0) * context / max_kv;
+        let itl = correction.speed * curve.itl_ms(kv);
         if hopeless(n, itl) {
             return None;
         }

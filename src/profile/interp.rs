@@ -20,8 +20,26 @@ fn lerp_extend(xs: &[f64], ys: &[f64], x: f64) -> f64 {
         n if n >= xs.len() => xs.len() - 1,
         n => n,
     };
+    lerp_segment(xs, ys, x, i)
+}
+
+/// The line through points `i - 1` and `i`, at `x`.
+fn lerp_segment(xs: &[f64], ys: &[f64], x: f64, i: usize) -> f64 {
     let (x0, x1, y0, y1) = (xs[i - 1], xs[i], ys[i - 1], ys[i]);
     y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+}
+
+/// `xs.partition_point(|&v| v <= x)` for strictly increasing `xs` and `xs[0] < x <
+/// xs[last]`, walked from `from`: a point or two away when successive reads move little.
+fn segment_from(xs: &[f64], x: f64, from: usize) -> usize {
+    let mut i = from.clamp(1, xs.len() - 1);
+    while xs[i] <= x {
+        i += 1;
+    }
+    while xs[i - 1] > x {
+        i -= 1;
+    }
+    i
 }
 
 #[derive(Debug, Clone)]
@@ -116,13 +134,42 @@ pub struct ItlAtContext<'a> {
     upper: Option<(&'a DecodeRow, f64)>,
 }
 
-impl ItlAtContext<'_> {
+impl<'a> ItlAtContext<'a> {
     /// Mean inter-token latency at this KV usage (0..1), ms.
     pub fn itl_ms(&self, kv_usage: f64) -> f64 {
         let low = DecodeModel::row_itl(self.lower, kv_usage);
         match self.upper {
             None => low,
             Some((b, w)) => low * (1.0 - w) + DecodeModel::row_itl(b, kv_usage) * w,
+        }
+    }
+
+    /// Reads along this curve that each start where the last one fell.
+    pub fn walk(self) -> ItlWalk<'a> {
+        ItlWalk {
+            curve: self,
+            at: [1, 1],
+        }
+    }
+}
+
+/// `ItlAtContext::itl_ms`, the same values, for reads at KV usages close to each other (a
+/// fixed point's iterates rise a little at a time): each row's segment is found from the
+/// one the last read fell in rather than by a search of the whole row.
+#[derive(Debug, Clone)]
+pub struct ItlWalk<'a> {
+    curve: ItlAtContext<'a>,
+    /// The segment of the lower and the upper row the last read fell in.
+    at: [usize; 2],
+}
+
+impl ItlWalk<'_> {
+    pub fn itl_ms(&mut self, kv_usage: f64) -> f64 {
+        let [at_low, at_up] = &mut self.at;
+        let low = DecodeModel::row_itl_from(self.curve.lower, kv_usage, at_low);
+        match self.curve.upper {
+            None => low,
+            Some((b, w)) => low * (1.0 - w) + DecodeModel::row_itl_from(b, kv_usage, at_up) * w,
         }
     }
 }
@@ -230,17 +277,30 @@ impl DecodeModel {
     }
 
     fn row_itl(row: &DecodeRow, kv: f64) -> f64 {
+        Self::row_itl_with(row, kv, |xs, x| lerp_extend(xs, &row.itl, x))
+    }
+
+    /// `row_itl`, the segment walked to from `at` (and left there for the next read).
+    fn row_itl_from(row: &DecodeRow, kv: f64, at: &mut usize) -> f64 {
+        Self::row_itl_with(row, kv, |xs, x| {
+            *at = segment_from(xs, x, *at);
+            lerp_segment(xs, &row.itl, x, *at)
+        })
+    }
+
+    /// The row's ITL at `kv`: flat before the first point, the last segment's slope (never
+    /// downwards) past the last, and `between(kv points, kv)` in between.
+    fn row_itl_with(row: &DecodeRow, kv: f64, between: impl FnOnce(&[f64], f64) -> f64) -> f64 {
         if kv <= row.kv[0] {
             return row.itl[0];
         }
-        // Beyond the last point follow the last segment's slope, never downwards.
         let n = row.kv.len();
         if kv >= row.kv[n - 1] {
             let slope =
                 ((row.itl[n - 1] - row.itl[n - 2]) / (row.kv[n - 1] - row.kv[n - 2])).max(0.0);
             return row.itl[n - 1] + slope * (kv - row.kv[n - 1]);
         }
-        lerp_extend(&row.kv, &row.itl, kv)
+        between(&row.kv, kv)
     }
 
     /// Mean inter-token latency of an engine at this KV usage (0..1) and mean context, ms.
@@ -321,6 +381,32 @@ mod tests {
         assert_eq!(isotonic(&[1.0, 3.0, 2.0, 4.0]), vec![1.0, 2.5, 2.5, 4.0]);
         assert_eq!(isotonic(&[5.0, 4.0, 3.0]), vec![4.0, 4.0, 4.0]);
         assert_eq!(isotonic(&[1.0, 2.0]), vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn a_walk_along_the_curve_reads_what_a_search_reads() {
+        let model = crate::profile::Profile::embedded_default().decode_model();
+        // Contexts below, between and above the measured rows; KV usages that rise a little,
+        // jump, fall back and leave the measured range at both ends.
+        for context in [10.0, 700.0, 3000.0, 5500.0, 1e6] {
+            let curve = model.at_context(context);
+            let mut walk = curve.walk();
+            let mut kv: f64 = 0.0;
+            for step in 0..400 {
+                kv = match step % 97 {
+                    0 => 0.9,
+                    40 => 0.01,
+                    70 => 1.7,
+                    _ => kv + 0.0031,
+                };
+                let searched = curve.itl_ms(kv);
+                assert_eq!(
+                    walk.itl_ms(kv).to_bits(),
+                    searched.to_bits(),
+                    "{context} {kv}"
+                );
+            }
+        }
     }
 
     #[test]
