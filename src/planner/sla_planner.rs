@@ -414,8 +414,26 @@ impl SlaPlanner {
         if now >= before || engines == 0 || isl <= 0.0 {
             return false;
         }
-        let clear_ms = before / isl * self.model.prefill_service_ms(isl) / f64::from(engines);
-        clear_ms > self.ctx.sla.ttft_ms
+        self.clear_ms(before, engines, isl) > self.ctx.sla.ttft_ms
+    }
+
+    /// Whether the queue grew during the interval by more than the engines clear within
+    /// the TTFT target; `None` when it is not known.
+    fn built_backlog(
+        &self,
+        before: Option<f64>,
+        now: Option<f64>,
+        engines: u32,
+        isl: f64,
+    ) -> Option<bool> {
+        let (before, now) = (before?, now?);
+        Some(now > before && self.clear_ms(now - before, engines, isl) > self.ctx.sla.ttft_ms)
+    }
+
+    /// How long `engines` (at least one) take to prefill `tokens` queued in prompts of
+    /// `isl` tokens, ms.
+    fn clear_ms(&self, tokens: f64, engines: u32, isl: f64) -> f64 {
+        tokens / isl * self.model.prefill_service_ms(isl) / f64::from(engines.max(1))
     }
 
     /// Feeds the interval's latencies to the model; says when they were set aside.
@@ -435,7 +453,16 @@ impl SlaPlanner {
         let steady = |s: &crate::planner::ReplicaState, prev_ready: Option<u32>| {
             s.starting == 0 && s.draining == 0 && prev_ready == Some(s.ready)
         };
-        let prefill_steady = steady(&r.prefill, prev.map(|p| p.0));
+        // The engines that served the whole interval are its evidence even while more are
+        // starting (those serve nothing yet), when the queue shows they kept up: a load
+        // that outgrew them, the usual reason more are starting, builds a queue the steady
+        // state of the model does not describe, and the scale-up under way answers it.
+        // Unknown queue, unknown: set aside as before.
+        let kept_up =
+            self.built_backlog(queued_before, queued, r.prefill.ready, isl) == Some(false);
+        let prefill_steady = r.prefill.draining == 0
+            && prev.map(|p| p.0) == Some(r.prefill.ready)
+            && (r.prefill.starting == 0 || kept_up);
         let positive = |v: Option<f64>| v.filter(|v| v.is_finite() && *v > 0.0);
         let itl_mean = obs.itl_ms.and_then(|t| positive(t.mean));
         // A request's ITL is the mean over its whole output: those finishing in this
@@ -1279,6 +1306,34 @@ mod tests {
         // the load burstier), and that is learned.
         let (slow, calm) = (after(30_000.0, 6.0e6), after(80.0, 6.0e6));
         assert!(slow.prefill > calm.prefill, "{calm:?} -> {slow:?}");
+    }
+
+    #[test]
+    fn engines_that_served_a_whole_interval_teach_while_more_start_if_they_kept_up() {
+        // Two prefill engines served a whole minute while two more were starting (ordered,
+        // not yet serving). Their prompts' TTFT is theirs: learned when the queue shows they
+        // kept up; set aside when it built a backlog beyond the TTFT target (the load
+        // outgrew them, and the scale-up under way answers that) or is not known.
+        let after = |ttft_mean_ms: f64, queued: (Option<f64>, Option<f64>)| {
+            let mut planner = test_planner();
+            let mut first = interval_on_2p2d(60.0, 80.0, 0.0);
+            first.queued_prefill_tokens = queued.0;
+            planner.decide(first.time_s, &first);
+            let mut next = interval_on_2p2d(120.0, ttft_mean_ms, 0.0);
+            next.queued_prefill_tokens = queued.1;
+            if let Some(r) = next.replicas.as_mut() {
+                r.prefill.starting = 2;
+            }
+            planner.decide(next.time_s, &next);
+            planner.model.corrections
+        };
+        let held = (Some(5000.0), Some(5000.0));
+        let (slow, calm) = (after(400.0, held), after(80.0, held));
+        assert!(slow.prefill > calm.prefill, "{calm:?} -> {slow:?}");
+        let built = (Some(5000.0), Some(2.0e6));
+        assert_eq!(after(400.0, built), after(80.0, built));
+        let unknown = (None, None);
+        assert_eq!(after(400.0, unknown), after(80.0, unknown));
     }
 
     #[test]
