@@ -12,7 +12,7 @@
 mod interp;
 mod load;
 
-pub use interp::{DecodeModel, ItlAtContext, PrefillModel};
+pub use interp::{DecodeModel, ItlAtContext, ItlWalk, PrefillModel};
 pub use load::{load_profile, to_own_json};
 
 use serde::{Deserialize, Serialize};
