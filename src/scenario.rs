@@ -150,6 +150,10 @@ pub struct DeploymentSpec {
     pub kv_transfer: KvTransfer,
     #[serde(default)]
     pub max_decode_batch: Option<u32>,
+    /// Signals of the observation the policies are not shown (`Signal`): what a deployment
+    /// whose metrics lack them would decide.
+    #[serde(default)]
+    pub withhold: Vec<crate::sim::Signal>,
 }
 
 #[derive(Debug, Clone)]
@@ -690,6 +694,7 @@ pub fn prepare(
         duration_s,
         max_context_tokens: profile.max_context_tokens,
         aggregated,
+        withhold: d.withhold.clone(),
     };
     if explicit.is_none() {
         // Sized for the first interval + cold start, as the oracle starts: the capacity a
@@ -716,6 +721,22 @@ pub fn prepare(
         notes.push(format!(
             "the engines run profile {}; the planner, dynamo and threshold policies are told {} (the oracle and static:best search with the engines')",
             profile.name, planner_profile.name
+        ));
+    }
+    if !sim.withhold.is_empty() {
+        let names: Vec<String> = sim
+            .withhold
+            .iter()
+            .map(|s| {
+                serde_yaml_ng::to_string(s)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            })
+            .collect();
+        notes.push(format!(
+            "the policies are not shown {} (deployment.withhold); the timeline keeps them",
+            names.join(", ")
         ));
     }
     notes.extend(engine_size_notes(

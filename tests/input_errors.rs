@@ -438,7 +438,7 @@ fn scenario_errors_name_the_field() {
     let tmp = tempfile::tempdir().unwrap();
     let base = include_str!("../simulations/sin-5-45.yaml");
     // (file, text replaced, replacement, what the error must name)
-    let cases: [(&str, &str, &str, &[&str]); 13] = [
+    let cases: [(&str, &str, &str, &[&str]); 14] = [
         ("typo.yaml", "interval_s: 60", "interval: 60", &["interval"]),
         // A top-level field is named by the error itself, not as a field path.
         (
@@ -509,6 +509,17 @@ fn scenario_errors_name_the_field() {
             "gpus_per_decode_engine: 1",
             "gpus_per_decode_engine: 1\n  scrape_s: 0.000001",
             &["field deployment.scrape_s: must be at least 0.01 s"],
+        ),
+        // A signal the observation has no such name for.
+        (
+            "withhold.yaml",
+            "gpus_per_decode_engine: 1",
+            "gpus_per_decode_engine: 1\n  withhold: [percentile]",
+            &[
+                "deployment.withhold",
+                "unknown variant `percentile`",
+                "percentiles",
+            ],
         ),
     ];
     for (file, from, to, named) in cases {

@@ -660,3 +660,78 @@ fn budget_at_start_orders_the_whole_budget_at_once_and_compare_shows_what_it_rea
     let expected = format!("(budget at start: {:.2}%)", attainment(bound) * 100.0);
     assert!(standing.contains(&expected), "{standing}");
 }
+
+/// A test double: a static 1P+1D policy that keeps every observation it is shown.
+struct RecordingPolicy(Vec<sla_planner::planner::Observation>);
+
+impl sla_planner::planner::Policy for RecordingPolicy {
+    fn name(&self) -> &str {
+        "recording"
+    }
+    fn decide(
+        &mut self,
+        _now_s: f64,
+        obs: &sla_planner::planner::Observation,
+    ) -> sla_planner::planner::Decision {
+        self.0.push(obs.clone());
+        sla_planner::planner::Decision {
+            prefill: 1,
+            decode: 1,
+            ..Default::default()
+        }
+    }
+}
+
+#[test]
+fn withheld_signals_are_not_shown_to_the_policy_and_the_timeline_keeps_them() {
+    use sla_planner::sim::Signal;
+    let profile = sla_planner::profile::Profile::embedded_default();
+    let requests = common::steady_requests(600, 2.0, 1000, 50);
+    let run = |withhold: Vec<Signal>| {
+        let mut cfg = common::sim_config(&profile, 1, 1, 300.0);
+        cfg.withhold = withhold;
+        let mut policy = RecordingPolicy(Vec::new());
+        let result = sla_planner::sim::simulate(&cfg, &profile, &requests, &mut policy, None);
+        // The first decision, at time 0, is shown no interval.
+        (policy.0.split_off(1), result)
+    };
+    let (full, _) = run(Vec::new());
+    let (seen, result) = run(vec![
+        Signal::RequestsSecondHalf,
+        Signal::Percentiles,
+        Signal::QueuedPrefillTokens,
+    ]);
+    assert_eq!(seen.len(), full.len());
+    for (shown, (whole, row)) in seen.iter().zip(full.iter().zip(&result.timeline)) {
+        assert_eq!(&row.observation, whole, "the timeline keeps every signal");
+        let ttft = whole.ttft_ms.unwrap();
+        assert!(ttft.p99.is_some() && whole.requests_second_half.is_some());
+        assert!(whole.queued_prefill_tokens.is_some());
+        assert_eq!(shown.requests_second_half, None);
+        assert_eq!(shown.queued_prefill_tokens, None);
+        for (s, w) in [(shown.ttft_ms, whole.ttft_ms), (shown.itl_ms, whole.itl_ms)] {
+            let (s, w) = (s.unwrap(), w.unwrap());
+            assert_eq!((s.p50, s.p90, s.p99), (None, None, None));
+            assert_eq!(s.mean, w.mean, "means are kept");
+        }
+        // The rest as it was.
+        assert_eq!(
+            (
+                shown.requests,
+                shown.isl_mean,
+                shown.kv_utilization,
+                shown.replicas
+            ),
+            (
+                whole.requests,
+                whole.isl_mean,
+                whole.kv_utilization,
+                whole.replicas
+            )
+        );
+    }
+    let (seen, _) = run(vec![Signal::TtftMs, Signal::ItlMs, Signal::KvUtilization]);
+    assert!(seen
+        .iter()
+        .all(|o| o.ttft_ms.is_none() && o.itl_ms.is_none() && o.kv_utilization.is_none()));
+}

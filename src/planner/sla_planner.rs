@@ -157,6 +157,9 @@ pub struct SlaPlanner {
     /// Prefill tokens queued at the previous observation, to tell an interval spent
     /// working off a backlog.
     last_queued: Option<f64>,
+    /// Whether the previous observation's prompts waited past the TTFT target on average:
+    /// without a queue reading, the sign that an interval began behind a backlog.
+    last_waited_out: bool,
     /// When the decode replicas were last seen changing (or first seen): requests that
     /// began before then averaged their ITL over other replicas.
     decode_changed_at: Option<f64>,
@@ -226,6 +229,7 @@ impl SlaPlanner {
             last: None,
             last_ready: None,
             last_queued: None,
+            last_waited_out: false,
             decode_changed_at: None,
             found: None,
             silence: None,
@@ -494,15 +498,28 @@ impl SlaPlanner {
         // its closing KV reading do not show (its requests' ITL spans the flood: 33 ms median
         // on four engines holding a quarter of their KV, read as engines twice as slow); an
         // aggregated worker's decode steps also stretch by the backlog's prefill.
+        // Without a queue reading a backlog shows in the waits: prompts whose mean TTFT is
+        // past its target waited behind one, and its release floods decode, in that
+        // interval and the next, as a backlog worked off does (learnt as slowness, it held
+        // decode out of reach at twice the engines it needed, with prefill starved of
+        // GPUs). Prefill still learns from it: engines slower than the profile show so too.
+        let ttft_mean = obs.ttft_ms.and_then(|t| positive(t.mean));
+        let waited_now = ttft_mean.is_some_and(|m| m > self.ctx.sla.ttft_ms);
+        let waited_before = std::mem::replace(&mut self.last_waited_out, waited_now);
+        let waited_out = queued.is_none() && (waited_now || waited_before);
         let prefill_steady = prefill_steady && !working_off;
-        let decode_steady = decode_steady && !working_off;
-        let note = working_off.then(|| {
-            format!(
+        let decode_steady = decode_steady && !working_off && !waited_out;
+        let note = if working_off {
+            Some(format!(
                 "latencies not learned from: the queue ({:.0} tokens, down from {:.0}) was a backlog being worked off",
                 queued.unwrap_or(0.0),
                 queued_before.unwrap_or(0.0)
-            )
-        });
+            ))
+        } else {
+            waited_out.then(|| {
+                "ITL not learned from: prompts waited past the TTFT target on average in this interval or the last, and with no queue reading that is a backlog whose release floods decode".to_string()
+            })
+        };
         let prefill_known = self.cfg.mode == Mode::Disaggregated || itl_mean.is_some();
         if let Some((t, mean)) = obs.ttft_ms.and_then(|t| Some((t, positive(t.mean)?))) {
             if prefill_engines > 0 && prefill_known {
@@ -545,7 +562,7 @@ impl SlaPlanner {
                 None => Some(r.decode.ready),
             };
             if let Some(engines) = served_all.filter(|&n| n > 0) {
-                if !working_off && (decode_steady || mean <= self.ctx.sla.itl_ms) {
+                if !working_off && !waited_out && (decode_steady || mean <= self.ctx.sla.itl_ms) {
                     self.model.learn_context(&Evidence {
                         engines,
                         ..evidence
@@ -1306,6 +1323,42 @@ mod tests {
         // the load burstier), and that is learned.
         let (slow, calm) = (after(30_000.0, 6.0e6), after(80.0, 6.0e6));
         assert!(slow.prefill > calm.prefill, "{calm:?} -> {slow:?}");
+    }
+
+    #[test]
+    fn without_a_queue_reading_prompts_that_waited_out_their_target_keep_decode_from_learning() {
+        // No queue is read. Ten calm minutes on 2P+2D, then one whose prompts waited 20 s on
+        // average behind a backlog, then a calm one: both carry the backlog's release, which
+        // floods decode (ITL 30 ms). That is not the decode engines' speed.
+        let after = |waited_ms: f64, flood_itl_ms: f64| {
+            let mut planner = test_planner();
+            let mut last = None;
+            for minute in 1..=12 {
+                let mut obs = interval_on_2p2d(
+                    60.0 * f64::from(minute),
+                    if minute == 11 { waited_ms } else { 80.0 },
+                    0.0,
+                );
+                obs.queued_prefill_tokens = None;
+                if minute >= 11 {
+                    obs.itl_ms = Some(LatencySummary {
+                        mean: Some(flood_itl_ms),
+                        p50: None,
+                        p90: None,
+                        p99: Some(flood_itl_ms * 1.2),
+                    });
+                }
+                last = Some(planner.decide(obs.time_s, &obs));
+            }
+            (planner.model.corrections, last.unwrap())
+        };
+        let (calm, _) = after(20_000.0, 6.0);
+        let (flooded, decision) = after(20_000.0, 30.0);
+        assert_eq!(flooded.decode, calm.decode, "{calm:?} -> {flooded:?}");
+        assert_gives_reason(&decision, "ITL not learned from");
+        // Where the prompts did not wait, an ITL that high is the engines', and is learned.
+        let (slow, _) = after(80.0, 30.0);
+        assert!(slow.decode > calm.decode, "{calm:?} -> {slow:?}");
     }
 
     #[test]

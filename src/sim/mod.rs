@@ -41,6 +41,44 @@ impl KvTransfer {
     }
 }
 
+/// A signal of the observation the policies can be shown without (`deployment.withhold`):
+/// a dry run of a deployment whose metrics lack it, or of a tool that does not send it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    /// The arrivals of the interval's second half.
+    RequestsSecondHalf,
+    /// The p50, p90 and p99 of TTFT and ITL; their means are kept (Dynamo's own metrics
+    /// are means).
+    Percentiles,
+    TtftMs,
+    ItlMs,
+    KvUtilization,
+    QueuedPrefillTokens,
+}
+
+/// The observation with the `withheld` signals left out, as a policy is shown it.
+pub fn withholding(obs: &Observation, withheld: &[Signal]) -> Observation {
+    let mut seen = obs.clone();
+    for signal in withheld {
+        match signal {
+            Signal::RequestsSecondHalf => seen.requests_second_half = None,
+            Signal::Percentiles => {
+                for summary in [&mut seen.ttft_ms, &mut seen.itl_ms].into_iter().flatten() {
+                    summary.p50 = None;
+                    summary.p90 = None;
+                    summary.p99 = None;
+                }
+            }
+            Signal::TtftMs => seen.ttft_ms = None,
+            Signal::ItlMs => seen.itl_ms = None,
+            Signal::KvUtilization => seen.kv_utilization = None,
+            Signal::QueuedPrefillTokens => seen.queued_prefill_tokens = None,
+        }
+    }
+    seen
+}
+
 /// Everything the simulated deployment needs besides the workload and the policy.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -64,6 +102,8 @@ pub struct SimConfig {
     /// One pool of workers that prefill and decode (the decode count is the workers'), not
     /// separate prefill and decode pools.
     pub aggregated: bool,
+    /// Signals the policies are not shown (the timeline keeps them).
+    pub withhold: Vec<Signal>,
 }
 
 /// What happened to one request.
@@ -238,7 +278,7 @@ pub fn simulate(
         let t = next_tick;
         let replicas = sim.replica_states();
         let (obs, extras) = sim.acc.take(t, cfg.interval_s, replicas);
-        let decision = policy.decide(t, &obs);
+        let decision = policy.decide(t, &withholding(&obs, &cfg.withhold));
         sim.apply_targets(decision.prefill, decision.decode);
         timeline.push(IntervalRow {
             observation: obs,

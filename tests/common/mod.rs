@@ -48,6 +48,7 @@ pub fn sim_config(profile: &Profile, prefill: u32, decode: u32, duration_s: f64)
         duration_s,
         max_context_tokens: profile.max_context_tokens,
         aggregated: false,
+        withhold: Vec::new(),
     }
 }
 
