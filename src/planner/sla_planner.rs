@@ -1385,8 +1385,16 @@ mod tests {
         assert!(slow.prefill > calm.prefill, "{calm:?} -> {slow:?}");
         let built = (Some(5000.0), Some(2.0e6));
         assert_eq!(after(400.0, built), after(80.0, built));
+        // (With no queue reading, prompts that waited past the target keep decode from
+        // learning too: compared for prefill alone.)
         let unknown = (None, None);
-        assert_eq!(after(400.0, unknown), after(80.0, unknown));
+        let prefill = |c: super::super::model::Corrections| {
+            (c.prefill, c.prefill_tail, c.prefill_variability)
+        };
+        assert_eq!(
+            prefill(after(400.0, unknown)),
+            prefill(after(80.0, unknown))
+        );
     }
 
     #[test]
