@@ -730,6 +730,14 @@ fn withheld_signals_are_not_shown_to_the_policy_and_the_timeline_keeps_them() {
             )
         );
     }
+    let (seen, _) = run(vec![Signal::Means]);
+    for (shown, whole) in seen.iter().zip(&full) {
+        for (s, w) in [(shown.ttft_ms, whole.ttft_ms), (shown.itl_ms, whole.itl_ms)] {
+            let (s, w) = (s.unwrap(), w.unwrap());
+            assert_eq!(s.mean, None);
+            assert_eq!((s.p50, s.p90, s.p99), (w.p50, w.p90, w.p99));
+        }
+    }
     let (seen, _) = run(vec![Signal::TtftMs, Signal::ItlMs, Signal::KvUtilization]);
     assert!(seen
         .iter()

@@ -35,6 +35,30 @@ impl LatencySummary {
     }
 }
 
+/// The standard normal's 90th and 99th percentiles.
+const Z90: f64 = 1.281_551_565_544_600_4;
+const Z99: f64 = 2.326_347_874_040_841;
+
+impl LatencySummary {
+    /// The mean; from a source that reports percentiles only, the mean of the lognormal
+    /// through the p50 and the p90 (else the p99), or the p50 alone. The planner learns the
+    /// engines' speeds from means: percentiles alone had taught it nothing.
+    pub fn mean_or_estimate(&self) -> Option<f64> {
+        let usable = |v: Option<f64>| v.filter(|v| v.is_finite() && *v > 0.0);
+        if let Some(mean) = usable(self.mean) {
+            return Some(mean);
+        }
+        let p50 = usable(self.p50)?;
+        // The log-spread the p50 and a higher percentile give a lognormal.
+        let spread =
+            |p: Option<f64>, z: f64| usable(p).filter(|&p| p > p50).map(|p| (p / p50).ln() / z);
+        let sigma = spread(self.p90, Z90)
+            .or_else(|| spread(self.p99, Z99))
+            .unwrap_or(0.0);
+        Some(p50 * (sigma * sigma / 2.0).exp())
+    }
+}
+
 /// Nearest-rank percentile of sorted samples.
 pub fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
@@ -317,5 +341,45 @@ mod tests {
             draining: 0,
         };
         assert_eq!(huge.held(), u32::MAX);
+    }
+
+    #[test]
+    fn a_mean_is_estimated_from_percentiles_when_it_is_not_reported() {
+        let summary = |mean, p50, p90, p99| LatencySummary {
+            mean,
+            p50,
+            p90,
+            p99,
+        };
+        // A reported mean is the mean, whatever the percentiles say.
+        let reported = summary(Some(70.0), Some(50.0), Some(90.0), Some(400.0));
+        assert_eq!(reported.mean_or_estimate(), Some(70.0));
+        // A lognormal's percentiles (median 50, log-spread 0.6) give back its mean.
+        let (median, sigma): (f64, f64) = (50.0, 0.6);
+        let at = |z: f64| Some(median * (sigma * z).exp());
+        let mean = median * (sigma * sigma / 2.0).exp();
+        for s in [
+            summary(None, Some(median), at(Z90), at(Z99)),
+            summary(None, Some(median), None, at(Z99)),
+            // A mean that is no number is no mean.
+            summary(Some(f64::NAN), Some(median), at(Z90), None),
+        ] {
+            let estimate = s.mean_or_estimate().unwrap();
+            assert!((estimate / mean - 1.0).abs() < 1e-9, "{s:?}: {estimate}");
+        }
+        // The median alone, or a higher percentile no higher than it: the median.
+        assert_eq!(
+            summary(None, Some(50.0), None, None).mean_or_estimate(),
+            Some(50.0)
+        );
+        assert_eq!(
+            summary(None, Some(50.0), Some(50.0), Some(40.0)).mean_or_estimate(),
+            Some(50.0)
+        );
+        // Without a median nothing is estimated.
+        assert_eq!(
+            summary(None, None, Some(90.0), Some(400.0)).mean_or_estimate(),
+            None
+        );
     }
 }

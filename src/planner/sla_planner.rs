@@ -468,7 +468,7 @@ impl SlaPlanner {
             && prev.map(|p| p.0) == Some(r.prefill.ready)
             && (r.prefill.starting == 0 || kept_up);
         let positive = |v: Option<f64>| v.filter(|v| v.is_finite() && *v > 0.0);
-        let itl_mean = obs.itl_ms.and_then(|t| positive(t.mean));
+        let itl_mean = obs.itl_ms.and_then(|t| positive(t.mean_or_estimate()));
         // A request's ITL is the mean over its whole output: those finishing in this
         // interval began up to a lifetime (their output at the ITL they saw) before it.
         // Most of them must have begun on the replicas running now, or the interval
@@ -480,7 +480,7 @@ impl SlaPlanner {
         }
         let slowest_itl_ms = obs
             .itl_ms
-            .and_then(|t| positive(t.p99).or(positive(t.mean)));
+            .and_then(|t| positive(t.p99).or(positive(t.mean_or_estimate())));
         let lifetime_s = slowest_itl_ms.map_or(0.0, |itl| osl * itl / 1000.0);
         let decode_steady = self
             .decode_changed_at
@@ -503,7 +503,7 @@ impl SlaPlanner {
         // interval and the next, as a backlog worked off does (learnt as slowness, it held
         // decode out of reach at twice the engines it needed, with prefill starved of
         // GPUs). Prefill still learns from it: engines slower than the profile show so too.
-        let ttft_mean = obs.ttft_ms.and_then(|t| positive(t.mean));
+        let ttft_mean = obs.ttft_ms.and_then(|t| positive(t.mean_or_estimate()));
         let waited_now = ttft_mean.is_some_and(|m| m > self.ctx.sla.ttft_ms);
         let waited_before = std::mem::replace(&mut self.last_waited_out, waited_now);
         let waited_out = queued.is_none() && (waited_now || waited_before);
@@ -521,7 +521,10 @@ impl SlaPlanner {
             })
         };
         let prefill_known = self.cfg.mode == Mode::Disaggregated || itl_mean.is_some();
-        if let Some((t, mean)) = obs.ttft_ms.and_then(|t| Some((t, positive(t.mean)?))) {
+        if let Some((t, mean)) = obs
+            .ttft_ms
+            .and_then(|t| Some((t, positive(t.mean_or_estimate())?)))
+        {
             if prefill_engines > 0 && prefill_known {
                 self.model.learn_prefill(Evidence {
                     lambda,
@@ -537,7 +540,10 @@ impl SlaPlanner {
                 });
             }
         }
-        if let Some((t, mean)) = obs.itl_ms.and_then(|t| Some((t, positive(t.mean)?))) {
+        if let Some((t, mean)) = obs
+            .itl_ms
+            .and_then(|t| Some((t, positive(t.mean_or_estimate())?)))
+        {
             let evidence = Evidence {
                 lambda,
                 engines: r.decode.ready,
@@ -1323,6 +1329,42 @@ mod tests {
         // the load burstier), and that is learned.
         let (slow, calm) = (after(30_000.0, 6.0e6), after(80.0, 6.0e6));
         assert!(slow.prefill > calm.prefill, "{calm:?} -> {slow:?}");
+    }
+
+    #[test]
+    fn percentiles_without_means_teach_the_engines_speed() {
+        // A source that reports TTFT and ITL percentiles but no means, of prefill engines
+        // about three times slower than the profile (a median prompt of 2,000 tokens at
+        // 160 ms) and decode as profiled.
+        let after = |ttft: LatencySummary| {
+            let mut planner = test_planner();
+            for minute in 1..=10 {
+                let mut obs = interval_on_2p2d(60.0 * f64::from(minute), 80.0, 0.0);
+                obs.ttft_ms = Some(ttft);
+                obs.itl_ms = Some(LatencySummary {
+                    mean: None,
+                    p50: Some(6.0),
+                    p90: Some(6.5),
+                    p99: Some(7.0),
+                });
+                planner.decide(obs.time_s, &obs);
+            }
+            planner.model.corrections
+        };
+        let percentiles = LatencySummary {
+            mean: None,
+            p50: Some(160.0),
+            p90: Some(240.0),
+            p99: Some(320.0),
+        };
+        let learned = after(percentiles);
+        assert!(learned.prefill > 2.0, "{learned:?}");
+        // As if the source had reported the mean of the lognormal those percentiles draw.
+        let with_mean = after(LatencySummary {
+            mean: percentiles.mean_or_estimate(),
+            ..percentiles
+        });
+        assert_eq!(learned, with_mean);
     }
 
     #[test]

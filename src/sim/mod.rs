@@ -51,6 +51,9 @@ pub enum Signal {
     /// The p50, p90 and p99 of TTFT and ITL; their means are kept (Dynamo's own metrics
     /// are means).
     Percentiles,
+    /// The means of TTFT and ITL; their percentiles are kept (a source that reports
+    /// percentiles only).
+    Means,
     TtftMs,
     ItlMs,
     KvUtilization,
@@ -68,6 +71,11 @@ pub fn withholding(obs: &Observation, withheld: &[Signal]) -> Observation {
                     summary.p50 = None;
                     summary.p90 = None;
                     summary.p99 = None;
+                }
+            }
+            Signal::Means => {
+                for summary in [&mut seen.ttft_ms, &mut seen.itl_ms].into_iter().flatten() {
+                    summary.mean = None;
                 }
             }
             Signal::TtftMs => seen.ttft_ms = None,
