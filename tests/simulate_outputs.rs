@@ -738,8 +738,14 @@ fn withheld_signals_are_not_shown_to_the_policy_and_the_timeline_keeps_them() {
             assert_eq!((s.p50, s.p90, s.p99), (w.p50, w.p90, w.p99));
         }
     }
-    let (seen, _) = run(vec![Signal::TtftMs, Signal::ItlMs, Signal::KvUtilization]);
-    assert!(seen
-        .iter()
-        .all(|o| o.ttft_ms.is_none() && o.itl_ms.is_none() && o.kv_utilization.is_none()));
+    let (seen, _) = run(vec![
+        Signal::TtftMs,
+        Signal::ItlMs,
+        Signal::KvUtilization,
+        Signal::Replicas,
+    ]);
+    assert!(seen.iter().all(|o| o.ttft_ms.is_none()
+        && o.itl_ms.is_none()
+        && o.kv_utilization.is_none()
+        && o.replicas.is_none()));
 }

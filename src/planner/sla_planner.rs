@@ -7,7 +7,7 @@ use super::model::{itl_batch_z, normal_quantile, CorrectionConfig, Evidence, Per
 use super::solver::{solve, Load, Mode, SolverConfig};
 use super::stabilizer::{Stabilizer, StabilizerConfig};
 use super::step_pool::{Pooled, StepPool};
-use super::{Decision, Forecast, Observation, Policy, PolicyContext};
+use super::{Decision, Forecast, Observation, Policy, PolicyContext, ReplicaState, RoleReplicas};
 
 /// The planner's settings; every field has a default (`docs/planner.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -160,6 +160,9 @@ pub struct SlaPlanner {
     /// Whether the previous observation's prompts waited past the TTFT target on average:
     /// without a queue reading, the sign that an interval began behind a backlog.
     last_waited_out: bool,
+    /// The planner's own decisions `(time_s, prefill, decode)` back to the newest one a cold
+    /// start old: what runs, for a source that does not report replicas.
+    ordered: Vec<(f64, u32, u32)>,
     /// When the decode replicas were last seen changing (or first seen): requests that
     /// began before then averaged their ITL over other replicas.
     decode_changed_at: Option<f64>,
@@ -230,6 +233,7 @@ impl SlaPlanner {
             last_ready: None,
             last_queued: None,
             last_waited_out: false,
+            ordered: Vec::new(),
             decode_changed_at: None,
             found: None,
             silence: None,
@@ -333,6 +337,52 @@ impl SlaPlanner {
                 .last
                 .unwrap_or((self.ctx.limits.min_prefill, self.ctx.limits.min_decode)),
         }
+    }
+
+    /// Notes a decision as ordered, keeping those a cold start back (and the one before).
+    fn note_ordered(&mut self, now_s: f64, prefill: u32, decode: u32) {
+        self.ordered.push((now_s, prefill, decode));
+        let horizon = now_s - self.ctx.startup_s.max(0.0);
+        // The newest order at or before the horizon still says what was ready at it.
+        let keep_from = self
+            .ordered
+            .iter()
+            .rposition(|&(t, _, _)| t <= horizon)
+            .unwrap_or(0);
+        self.ordered.drain(..keep_from);
+    }
+
+    /// The replicas as the planner ordered them, at `now_s`: ready those every order over
+    /// the last cold start kept (an engine ordered later is still starting; one let go is
+    /// gone at once), starting the rest of the newest order. `None` until an order is a
+    /// cold start old: what ran before the first order is not known.
+    fn as_ordered(&self, now_s: f64) -> Option<RoleReplicas> {
+        let since = now_s - self.ctx.startup_s.max(0.0);
+        let first = self.ordered.first()?;
+        if first.0 > since {
+            return None;
+        }
+        let last = self.ordered.last()?;
+        // The order standing at `since` and every one after it.
+        let standing = self
+            .ordered
+            .iter()
+            .rposition(|&(t, _, _)| t <= since)
+            .unwrap_or(0);
+        let window = &self.ordered[standing..];
+        let ready = (
+            window.iter().map(|o| o.1).min().unwrap_or(last.1),
+            window.iter().map(|o| o.2).min().unwrap_or(last.2),
+        );
+        let role = |ready: u32, target: u32| ReplicaState {
+            ready,
+            starting: target.saturating_sub(ready),
+            draining: 0,
+        };
+        Some(RoleReplicas {
+            prefill: role(ready.0, last.1),
+            decode: role(ready.1, last.2),
+        })
     }
 
     /// Keeps the current replicas: missing or broken signals never scale anything down.
@@ -441,12 +491,18 @@ impl SlaPlanner {
     }
 
     /// Feeds the interval's latencies to the model; says when they were set aside.
-    fn learn(&mut self, obs: &Observation, requests: f64, interval_s: f64) -> Option<String> {
+    fn learn(
+        &mut self,
+        obs: &Observation,
+        replicas: Option<RoleReplicas>,
+        requests: f64,
+        interval_s: f64,
+    ) -> Option<String> {
         let queued = obs
             .queued_prefill_tokens
             .filter(|q| q.is_finite() && *q >= 0.0);
         let queued_before = std::mem::replace(&mut self.last_queued, queued);
-        let (Some(r), Some(isl), Some(osl)) = (obs.replicas, obs.isl_mean, obs.osl_mean) else {
+        let (Some(r), Some(isl), Some(osl)) = (replicas, obs.isl_mean, obs.osl_mean) else {
             return None;
         };
         if requests < MIN_EVIDENCE_REQUESTS || !isl.is_finite() || !osl.is_finite() {
@@ -612,6 +668,15 @@ impl Policy for SlaPlanner {
     /// from its latencies, size each role for the most any step of the horizon asks, then
     /// the holds, the stabiliser and the limits, each saying why.
     fn decide(&mut self, now_s: f64, obs: &Observation) -> Decision {
+        let decision = self.decide_now(now_s, obs);
+        self.note_ordered(now_s, decision.prefill, decision.decode);
+        decision
+    }
+}
+
+impl SlaPlanner {
+    /// `Policy::decide`, before the decision is noted as ordered.
+    fn decide_now(&mut self, now_s: f64, obs: &Observation) -> Decision {
         if self.found.is_none() {
             self.found = Some(self.current(obs));
         }
@@ -645,7 +710,20 @@ impl Policy for SlaPlanner {
         ) {
             self.observe_pooled(&pooled);
         }
-        let learned = self.learn(obs, requests, interval_s);
+        // Replicas not reported are taken as the planner ordered them, ready a cold start
+        // after the order: its latencies then teach as a reported count's would.
+        let assumed = obs
+            .replicas
+            .is_none()
+            .then(|| self.as_ordered(now_s))
+            .flatten();
+        let assumed_reason = assumed.map(|r| {
+            format!(
+                "replicas not reported: taken as ordered, each ready {:.0}s after its order ({}P+{}D ready)",
+                self.ctx.startup_s, r.prefill.ready, r.decode.ready
+            )
+        });
+        let learned = self.learn(obs, obs.replicas.or(assumed), requests, interval_s);
         let backlog = obs
             .queued_prefill_tokens
             .filter(|q| q.is_finite() && *q > 0.0)
@@ -671,6 +749,7 @@ impl Policy for SlaPlanner {
         });
 
         let mut reasons = vec![self.plan_reason(&plan, step_s)];
+        reasons.extend(assumed_reason);
         if backlog > 0.0 {
             reasons.push(format!(
                 "{backlog:.0} queued prefill tokens to work off within {step_s:.0}s"
@@ -1329,6 +1408,67 @@ mod tests {
         // the load burstier), and that is learned.
         let (slow, calm) = (after(30_000.0, 6.0e6), after(80.0, 6.0e6));
         assert!(slow.prefill > calm.prefill, "{calm:?} -> {slow:?}");
+    }
+
+    #[test]
+    fn replicas_not_reported_are_taken_as_ordered_a_cold_start_after_the_order() {
+        let mut ctx = crate::planner::test_context(
+            Sla {
+                ttft_ms: 200.0,
+                itl_ms: 10.0,
+            },
+            false,
+        );
+        ctx.startup_s = 120.0;
+        let mut planner = SlaPlanner::new(ctx, PlannerConfig::default());
+        let counts = |r: RoleReplicas| {
+            (
+                (r.prefill.ready, r.prefill.starting),
+                (r.decode.ready, r.decode.starting),
+            )
+        };
+        planner.note_ordered(0.0, 2, 2);
+        // What ran before the first order is not known until it is a cold start old.
+        assert_eq!(planner.as_ordered(100.0), None);
+        planner.note_ordered(60.0, 4, 2);
+        planner.note_ordered(120.0, 3, 3);
+        // At 150 s only the first order is ready; the rest of the newest is starting.
+        assert_eq!(
+            planner.as_ordered(150.0).map(counts),
+            Some(((2, 1), (2, 1)))
+        );
+        // At 200 s the second order's prefill is ready, less the one the third let go.
+        assert_eq!(
+            planner.as_ordered(200.0).map(counts),
+            Some(((3, 0), (2, 1)))
+        );
+        assert_eq!(
+            planner.as_ordered(250.0).map(counts),
+            Some(((3, 0), (3, 0)))
+        );
+        // Orders older than a cold start before the newest are let go, but the one standing.
+        planner.note_ordered(400.0, 1, 1);
+        assert_eq!(planner.ordered.len(), 2);
+        assert_eq!(
+            planner.as_ordered(400.0).map(counts),
+            Some(((1, 0), (1, 0)))
+        );
+    }
+
+    #[test]
+    fn a_source_that_reports_no_replicas_still_teaches_the_engines_speed() {
+        // Prefill engines about three times slower than the profile, and no replica counts
+        // reported: the planner's own orders say what served each interval.
+        let mut planner = test_planner();
+        let mut last = None;
+        for minute in 1..=10 {
+            let mut obs = interval_on_2p2d(60.0 * f64::from(minute), 160.0, 0.0);
+            obs.replicas = None;
+            last = Some(planner.decide(obs.time_s, &obs));
+        }
+        let learned = planner.model.corrections;
+        assert!(learned.prefill > 1.5, "{learned:?}");
+        assert_gives_reason(&last.unwrap(), "replicas not reported: taken as ordered");
     }
 
     #[test]

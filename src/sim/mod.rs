@@ -58,6 +58,8 @@ pub enum Signal {
     ItlMs,
     KvUtilization,
     QueuedPrefillTokens,
+    /// The replicas per role and state (a source that does not report them).
+    Replicas,
 }
 
 /// The observation with the `withheld` signals left out, as a policy is shown it.
@@ -82,6 +84,7 @@ pub fn withholding(obs: &Observation, withheld: &[Signal]) -> Observation {
             Signal::ItlMs => seen.itl_ms = None,
             Signal::KvUtilization => seen.kv_utilization = None,
             Signal::QueuedPrefillTokens => seen.queued_prefill_tokens = None,
+            Signal::Replicas => seen.replicas = None,
         }
     }
     seen
