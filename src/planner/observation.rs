@@ -18,23 +18,6 @@ pub struct LatencySummary {
     pub p99: Option<f64>,
 }
 
-impl LatencySummary {
-    /// Summarises samples (sorted in place); `None` when there are none.
-    pub fn of(samples: &mut [f64]) -> Option<LatencySummary> {
-        if samples.is_empty() {
-            return None;
-        }
-        samples.sort_by(f64::total_cmp);
-        let mean = samples.iter().sum::<f64>() / samples.len() as f64;
-        Some(LatencySummary {
-            mean: Some(mean),
-            p50: Some(percentile_sorted(samples, 0.50)),
-            p90: Some(percentile_sorted(samples, 0.90)),
-            p99: Some(percentile_sorted(samples, 0.99)),
-        })
-    }
-}
-
 /// The standard normal's 90th and 99th percentiles.
 const Z90: f64 = 1.281_551_565_544_600_4;
 const Z99: f64 = 2.326_347_874_040_841;
@@ -56,6 +39,21 @@ impl LatencySummary {
             .or_else(|| spread(self.p99, Z99))
             .unwrap_or(0.0);
         Some(p50 * (sigma * sigma / 2.0).exp())
+    }
+
+    /// Summarises samples (sorted in place); `None` when there are none.
+    pub fn of(samples: &mut [f64]) -> Option<LatencySummary> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_by(f64::total_cmp);
+        let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+        Some(LatencySummary {
+            mean: Some(mean),
+            p50: Some(percentile_sorted(samples, 0.50)),
+            p90: Some(percentile_sorted(samples, 0.90)),
+            p99: Some(percentile_sorted(samples, 0.99)),
+        })
     }
 }
 
