@@ -524,7 +524,9 @@ impl SlaPlanner {
             && prev.map(|p| p.0) == Some(r.prefill.ready)
             && (r.prefill.starting == 0 || kept_up);
         let positive = |v: Option<f64>| v.filter(|v| v.is_finite() && *v > 0.0);
-        let itl_mean = obs.itl_ms.and_then(|t| positive(t.mean_or_estimate()));
+        // Means, estimated from the percentiles where a source reports none.
+        let itl_mean = obs.itl_ms.and_then(|t| t.mean_or_estimate());
+        let ttft_mean = obs.ttft_ms.and_then(|t| t.mean_or_estimate());
         // A request's ITL is the mean over its whole output: those finishing in this
         // interval began up to a lifetime (their output at the ITL they saw) before it.
         // Most of them must have begun on the replicas running now, or the interval
@@ -534,9 +536,7 @@ impl SlaPlanner {
         if !steady(&r.decode, prev.map(|p| p.1)) {
             self.decode_changed_at = Some(obs.time_s);
         }
-        let slowest_itl_ms = obs
-            .itl_ms
-            .and_then(|t| positive(t.p99).or(positive(t.mean_or_estimate())));
+        let slowest_itl_ms = obs.itl_ms.and_then(|t| positive(t.p99)).or(itl_mean);
         let lifetime_s = slowest_itl_ms.map_or(0.0, |itl| osl * itl / 1000.0);
         let decode_steady = self
             .decode_changed_at
@@ -559,12 +559,13 @@ impl SlaPlanner {
         // interval and the next, as a backlog worked off does (learnt as slowness, it held
         // decode out of reach at twice the engines it needed, with prefill starved of
         // GPUs). Prefill still learns from it: engines slower than the profile show so too.
-        let ttft_mean = obs.ttft_ms.and_then(|t| positive(t.mean_or_estimate()));
         let waited_now = ttft_mean.is_some_and(|m| m > self.ctx.sla.ttft_ms);
         let waited_before = std::mem::replace(&mut self.last_waited_out, waited_now);
         let waited_out = queued.is_none() && (waited_now || waited_before);
         let prefill_steady = prefill_steady && !working_off;
-        let decode_steady = decode_steady && !working_off && !waited_out;
+        // Either way a backlog's release reached decode.
+        let flooded = working_off || waited_out;
+        let decode_steady = decode_steady && !flooded;
         let note = if working_off {
             Some(format!(
                 "latencies not learned from: the queue ({:.0} tokens, down from {:.0}) was a backlog being worked off",
@@ -577,10 +578,7 @@ impl SlaPlanner {
             })
         };
         let prefill_known = self.cfg.mode == Mode::Disaggregated || itl_mean.is_some();
-        if let Some((t, mean)) = obs
-            .ttft_ms
-            .and_then(|t| Some((t, positive(t.mean_or_estimate())?)))
-        {
+        if let (Some(t), Some(mean)) = (obs.ttft_ms, ttft_mean) {
             if prefill_engines > 0 && prefill_known {
                 self.model.learn_prefill(Evidence {
                     lambda,
@@ -596,10 +594,7 @@ impl SlaPlanner {
                 });
             }
         }
-        if let Some((t, mean)) = obs
-            .itl_ms
-            .and_then(|t| Some((t, positive(t.mean_or_estimate())?)))
-        {
+        if let (Some(t), Some(mean)) = (obs.itl_ms, itl_mean) {
             let evidence = Evidence {
                 lambda,
                 engines: r.decode.ready,
@@ -624,7 +619,7 @@ impl SlaPlanner {
                 None => Some(r.decode.ready),
             };
             if let Some(engines) = served_all.filter(|&n| n > 0) {
-                if !working_off && !waited_out && (decode_steady || mean <= self.ctx.sla.itl_ms) {
+                if !flooded && (decode_steady || mean <= self.ctx.sla.itl_ms) {
                     self.model.learn_context(&Evidence {
                         engines,
                         ..evidence
