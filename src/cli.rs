@@ -201,6 +201,11 @@ pub struct SimulateArgs {
     /// Seed for synthetic workloads (overrides the scenario).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// K times the load on a deployment K times as large: a synthetic workload's rates, or
+    /// K times the trace's copies (K times closer together), and the GPU budget, per-role
+    /// maxima and initial counts (rounded up). For a trace, K times its copies must be whole.
+    #[arg(long, value_name = "K")]
+    pub load_scale: Option<f64>,
     /// Set one field of the scenario file (repeatable), by its path: `--set sla.ttft_ms=500`,
     /// `--set deployment.interval_s=30`, `--set planner.headroom_quantile=0.95`. The value is
     /// read as YAML.
@@ -350,6 +355,7 @@ fn dry_run_applicable(
         gpu_budget: a.gpu_budget,
         seed: a.seed,
         sets: scenario::parse_sets(&a.sets)?,
+        load_scale: a.load_scale,
     };
     let mut sc = scenario::load(&a.scenario, &ov)?;
     let mut specs: Vec<String> = if a.policies.is_empty() {
@@ -536,6 +542,7 @@ fn simulate_args(scenario: &str, startup_s: f64, policies: &[String]) -> Simulat
         startup_s: Some(startup_s),
         gpu_budget: None,
         seed: None,
+        load_scale: None,
         sets: Vec::new(),
         out: None,
         json: false,

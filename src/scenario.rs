@@ -220,6 +220,8 @@ pub struct Overrides {
     pub seed: Option<u64>,
     /// Fields of the scenario file set from the command line: (dotted path, YAML value).
     pub sets: Vec<(String, serde_yaml_ng::Value)>,
+    /// `k` times the load and the deployment's limits (`--load-scale`, `scale_load`).
+    pub load_scale: Option<f64>,
 }
 
 /// A scenario made ready to run: workload generated or read, profile loaded.
@@ -291,8 +293,74 @@ pub fn find(name_or_file: &str) -> Result<(String, String, PathBuf), InputError>
 
 pub fn load(name_or_file: &str, ov: &Overrides) -> Result<Scenario, InputError> {
     let (text, origin, base) = find(name_or_file)?;
-    let file = parse_with_sets(&text, &origin, &ov.sets)?;
-    prepare(file, &origin, &base, ov)
+    let mut file = parse_with_sets(&text, &origin, &ov.sets)?;
+    let Some(k) = ov.load_scale else {
+        return prepare(file, &origin, &base, ov);
+    };
+    let mut ov = ov.clone();
+    let what = scale_load(&mut file, &mut ov, k)?;
+    let mut sc = prepare(file, &origin, &base, &ov)?;
+    sc.notes.push(format!("--load-scale {k}: {what}"));
+    Ok(sc)
+}
+
+/// `k` times the load on a deployment `k` times as large: every rate of a synthetic
+/// workload, or the copies of a trace (`k` times as many, `k` times closer, so they spread
+/// over the same span), and the GPU budget, the per-role maxima and explicit initial counts
+/// (rounded up); the minima stay. What scales a cluster's load scales its capacity, so a
+/// scenario can be run at the size of a larger cluster. Says what it changed.
+pub fn scale_load(
+    file: &mut ScenarioFile,
+    ov: &mut Overrides,
+    k: f64,
+) -> Result<String, InputError> {
+    if !(k.is_finite() && k > 0.0) {
+        return Err(InputError::Usage(format!(
+            "--load-scale: must be a number > 0 (got {k})"
+        )));
+    }
+    let copies = |t: &TraceTransform| {
+        t.with_copies_scaled(k)
+            .map_err(|m| InputError::Usage(format!("--load-scale {k}: {m}")))
+    };
+    let mut what = Vec::new();
+    if ov.trace.is_some() {
+        ov.transform = copies(&ov.transform)?;
+        what.push(format!(
+            "{} copies of the trace",
+            ov.transform.replicate.unwrap_or(1)
+        ));
+    } else if let Some(t) = file.workload.trace.as_mut() {
+        t.transform = copies(&t.transform)?;
+        what.push(format!(
+            "{} copies of the trace",
+            t.transform.replicate.unwrap_or(1)
+        ));
+    } else if let Some(syn) = file.workload.synthetic.as_mut() {
+        syn.rate = syn.rate.scaled(k);
+        what.push(format!("rates x{k}"));
+    }
+    // Past the largest count anything takes, a scaled limit is an error here, where the
+    // scale is named, rather than a saturated number later.
+    let limit = f64::from(crate::planner::MAX_REPLICAS);
+    let budget = (f64::from(file.deployment.gpu_budget) * k).ceil();
+    if budget > limit {
+        return Err(InputError::Usage(format!(
+            "--load-scale {k}: a GPU budget of {budget} GPUs (at most {limit})"
+        )));
+    }
+    let up = |n: u32| (f64::from(n) * k).ceil().min(limit) as u32;
+    let d = &mut file.deployment;
+    d.gpu_budget = up(d.gpu_budget);
+    what.push(format!("GPU budget {}", d.gpu_budget));
+    d.max_prefill = d.max_prefill.map(up);
+    d.max_decode = d.max_decode.map(up);
+    if let Some(InitialReplicas::Counts { prefill, decode }) = d.initial.as_mut() {
+        *prefill = up(*prefill);
+        *decode = up(*decode);
+        what.push(format!("starting at {prefill}P+{decode}D"));
+    }
+    Ok(what.join(", "))
 }
 
 /// Reads a YAML file with the fields `sets` names changed (`--set`). The file is read as

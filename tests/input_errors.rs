@@ -747,3 +747,31 @@ fn compare_names_a_bad_scenario_among_good_ones() {
         r.stderr
     );
 }
+
+/// `--load-scale K` that cannot be made is a usage error naming the flag: not a number above
+/// zero, a trace whose copies times K are not whole, a budget past the largest count.
+#[test]
+fn load_scale_errors_name_the_flag() {
+    for (args, needles) in [
+        (
+            &["--scenario", "azure-conv-x8", "--load-scale", "1.1"][..],
+            &["--load-scale 1.1", "8 copies", "not a whole number"][..],
+        ),
+        (
+            &["--scenario", "sin-5-45", "--load-scale", "0"][..],
+            &["--load-scale", "> 0 (got 0)"][..],
+        ),
+        (
+            &["--scenario", "sin-5-45", "--load-scale=-3"][..],
+            &["--load-scale", "> 0 (got -3)"][..],
+        ),
+        (
+            &["--scenario", "sin-5-45", "--load-scale", "1e9"][..],
+            &["--load-scale 1000000000", "GPU budget"][..],
+        ),
+    ] {
+        let mut all = vec!["simulate", "--policy", "static:1,1"];
+        all.extend_from_slice(args);
+        assert_input_error(&all, needles);
+    }
+}

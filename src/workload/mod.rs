@@ -55,6 +55,33 @@ pub struct Window {
 }
 
 impl TraceTransform {
+    /// The transform with `k` times the copies, `k` times closer together, so the copies
+    /// spread over the same span and the load keeps its shape: an error when the copies
+    /// would not be a whole number.
+    pub fn with_copies_scaled(&self, k: f64) -> Result<TraceTransform, String> {
+        let copies = f64::from(self.replicate.unwrap_or(1)) * k;
+        let whole = copies.round();
+        if (copies - whole).abs() > 1e-9 * copies.max(1.0)
+            || whole < 1.0
+            || whole > f64::from(u32::MAX)
+        {
+            return Err(format!(
+                "{} cop{} of the trace times {k} is not a whole number of copies",
+                self.replicate.unwrap_or(1),
+                if self.replicate.unwrap_or(1) == 1 {
+                    "y"
+                } else {
+                    "ies"
+                }
+            ));
+        }
+        Ok(TraceTransform {
+            replicate: Some(whole as u32),
+            replicate_shift_s: self.replicate_shift_s.map(|s| s / k),
+            ..self.clone()
+        })
+    }
+
     /// Checks the transform's numbers; `field` prefixes the names in messages.
     pub fn validate(&self) -> Result<(), String> {
         if let Some(q) = self.spread_s {
@@ -161,6 +188,33 @@ mod tests {
                 osl: 5,
             })
             .collect()
+    }
+
+    #[test]
+    fn scaled_copies_are_k_times_as_many_and_k_times_closer() {
+        let t = TraceTransform {
+            replicate: Some(8),
+            replicate_shift_s: Some(7.5),
+            spread_s: Some(3.0),
+            ..Default::default()
+        };
+        let three = t.with_copies_scaled(3.0).unwrap();
+        assert_eq!(three.replicate, Some(24));
+        assert_eq!(three.replicate_shift_s, Some(2.5));
+        assert_eq!(three.spread_s, Some(3.0), "the rest is kept");
+        let half = t.with_copies_scaled(0.5).unwrap();
+        assert_eq!(
+            (half.replicate, half.replicate_shift_s),
+            (Some(4), Some(15.0))
+        );
+        // No copies given is one copy; no shift given stays the default (the mean gap over
+        // the copies, which shrinks with them).
+        let one = TraceTransform::default().with_copies_scaled(2.0).unwrap();
+        assert_eq!((one.replicate, one.replicate_shift_s), (Some(2), None));
+        for k in [1.1, 0.1, 1e-12] {
+            let e = t.with_copies_scaled(k).unwrap_err();
+            assert!(e.contains("whole number"), "{k}: {e}");
+        }
     }
 
     #[test]

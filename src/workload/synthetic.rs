@@ -67,6 +67,39 @@ fn unit_hash(x: u64) -> f64 {
 }
 
 impl RateShape {
+    /// The same shape with every rate multiplied by `k` (times and periods unchanged).
+    pub fn scaled(&self, k: f64) -> RateShape {
+        let mut r = self.clone();
+        match &mut r {
+            RateShape::Constant { rps } => *rps *= k,
+            RateShape::Sinusoid {
+                min_rps, max_rps, ..
+            }
+            | RateShape::Diurnal {
+                min_rps, max_rps, ..
+            } => {
+                *min_rps *= k;
+                *max_rps *= k;
+            }
+            RateShape::Step {
+                base_rps, step_rps, ..
+            } => {
+                *base_rps *= k;
+                *step_rps *= k;
+            }
+            RateShape::FlashCrowd {
+                base_rps, peak_rps, ..
+            }
+            | RateShape::Bursts {
+                base_rps, peak_rps, ..
+            } => {
+                *base_rps *= k;
+                *peak_rps *= k;
+            }
+        }
+        r
+    }
+
     pub fn rate_at(&self, t: f64) -> f64 {
         use std::f64::consts::PI;
         match *self {
@@ -452,6 +485,58 @@ impl SyntheticSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scaled_shape_is_every_rate_times_k_at_every_time() {
+        let shapes = [
+            RateShape::Constant { rps: 7.0 },
+            RateShape::Sinusoid {
+                min_rps: 5.0,
+                max_rps: 45.0,
+                period_s: 600.0,
+            },
+            RateShape::Step {
+                base_rps: 10.0,
+                step_rps: 30.0,
+                at_s: 100.0,
+                until_s: Some(400.0),
+            },
+            RateShape::FlashCrowd {
+                base_rps: 5.0,
+                peak_rps: 30.0,
+                at_s: 100.0,
+                ramp_s: 60.0,
+                hold_s: 120.0,
+                decay_s: 90.0,
+            },
+            RateShape::Diurnal {
+                min_rps: 2.0,
+                max_rps: 40.0,
+                day_s: 3600.0,
+            },
+            RateShape::Bursts {
+                base_rps: 10.0,
+                peak_rps: 40.0,
+                every_s: 480.0,
+                burst_s: 120.0,
+                seed: 3,
+            },
+        ];
+        for shape in shapes {
+            let scaled = shape.scaled(3.0);
+            for t in (0..3600).step_by(7).map(f64::from) {
+                let (a, b) = (shape.rate_at(t), scaled.rate_at(t));
+                assert!(
+                    (b - 3.0 * a).abs() < 1e-9 * a.max(1.0),
+                    "{shape:?} at {t}: {a} -> {b}"
+                );
+            }
+            assert!(
+                (scaled.max_rate() - 3.0 * shape.max_rate()).abs() < 1e-9,
+                "{shape:?}"
+            );
+        }
+    }
 
     #[test]
     fn sinusoid_matches_dynamo_definition() {
