@@ -319,23 +319,17 @@ pub fn scale_load(
             "--load-scale: must be a number > 0 (got {k})"
         )));
     }
-    let copies = |t: &TraceTransform| {
-        t.with_copies_scaled(k)
-            .map_err(|m| InputError::Usage(format!("--load-scale {k}: {m}")))
-    };
     let mut what = Vec::new();
-    if ov.trace.is_some() {
-        ov.transform = copies(&ov.transform)?;
-        what.push(format!(
-            "{} copies of the trace",
-            ov.transform.replicate.unwrap_or(1)
-        ));
-    } else if let Some(t) = file.workload.trace.as_mut() {
-        t.transform = copies(&t.transform)?;
-        what.push(format!(
-            "{} copies of the trace",
-            t.transform.replicate.unwrap_or(1)
-        ));
+    // The trace replayed is `--trace`'s when given, else the file's.
+    let transform = match (ov.trace.is_some(), file.workload.trace.as_mut()) {
+        (true, _) => Some(&mut ov.transform),
+        (false, t) => t.map(|t| &mut t.transform),
+    };
+    if let Some(t) = transform {
+        *t = t
+            .with_copies_scaled(k)
+            .map_err(|m| InputError::Usage(format!("--load-scale {k}: {m}")))?;
+        what.push(format!("{} copies of the trace", t.replicate.unwrap_or(1)));
     } else if let Some(syn) = file.workload.synthetic.as_mut() {
         syn.rate = syn.rate.scaled(k);
         what.push(format!("rates x{k}"));
@@ -915,6 +909,8 @@ fn requests_of(
                 s.duration_s,
                 file.deployment.interval_s,
             )?;
+            s.check_size()
+                .map_err(|m| part_err(origin, "workload.synthetic", &m))?;
             (s.generate(seed), format!("synthetic, seed {seed}"))
         }
     };

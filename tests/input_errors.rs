@@ -769,6 +769,11 @@ fn load_scale_errors_name_the_flag() {
             &["--scenario", "sin-5-45", "--load-scale", "1e9"][..],
             &["--load-scale 1000000000", "GPU budget"][..],
         ),
+        // Within the budget's cap, but more arrivals than a run may draw: named, not run.
+        (
+            &["--scenario", "sin-5-45", "--load-scale", "2000"][..],
+            &["workload.synthetic.rate", "arrivals", "at most 50000000"][..],
+        ),
     ] {
         let mut all = vec!["simulate", "--policy", "static:1,1"];
         all.extend_from_slice(args);

@@ -81,3 +81,35 @@ fn aggregated_workers_scale_and_the_empty_prefill_pool_stays_empty() {
     assert_eq!(two.sim.initial, (0, 4));
     assert_eq!(two.sim.limits.gpu_budget, 32);
 }
+
+#[test]
+fn a_trace_given_on_the_command_line_scales_its_own_copies() {
+    let trace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/traces/azure_llm_2023_conv.csv");
+    let with = |copies: u32, k: Option<f64>| {
+        let ov = Overrides {
+            trace: Some(trace.clone()),
+            transform: sla_planner::workload::TraceTransform {
+                replicate: Some(copies),
+                ..Default::default()
+            },
+            load_scale: k,
+            ..Default::default()
+        };
+        load("sin-5-45", &ov).expect("scenario loads")
+    };
+    let (two_doubled, four) = (with(2, Some(2.0)), with(4, None));
+    assert_eq!(two_doubled.requests.len(), four.requests.len());
+    assert_eq!(
+        two_doubled.sim.limits.gpu_budget,
+        2 * four.sim.limits.gpu_budget
+    );
+    assert!(
+        two_doubled
+            .notes
+            .iter()
+            .any(|n| n.contains("4 copies of the trace")),
+        "{:?}",
+        two_doubled.notes
+    );
+}

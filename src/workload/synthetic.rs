@@ -442,6 +442,10 @@ pub struct SyntheticSpec {
     pub osl: LengthDist,
 }
 
+/// Most arrivals a synthetic workload may draw: fifty million requests, about a day at
+/// 600 req/s.
+pub const MAX_ARRIVALS: f64 = 5e7;
+
 impl SyntheticSpec {
     pub fn validate(&self) -> Result<(), String> {
         self.rate.validate().map_err(|e| format!("rate.{e}"))?;
@@ -450,6 +454,21 @@ impl SyntheticSpec {
         }
         self.isl.validate().map_err(|e| format!("isl: {e}"))?;
         self.osl.validate().map_err(|e| format!("osl: {e}"))
+    }
+
+    /// Whether generating it is within reach: arrivals are drawn at the highest rate and
+    /// thinned, that many draws, each a request held in memory at worst. Past
+    /// `MAX_ARRIVALS` it is an error, not an hour of work and the machine's memory.
+    pub fn check_size(&self) -> Result<(), String> {
+        let draws = self.rate.max_rate() * self.duration_s;
+        if draws > MAX_ARRIVALS {
+            return Err(format!(
+                "rate: up to {draws:.0} arrivals (the highest rate, {} req/s, for {} s); at most {MAX_ARRIVALS:.0}",
+                self.rate.max_rate(),
+                self.duration_s
+            ));
+        }
+        Ok(())
     }
 
     /// Poisson arrivals with the shape's rate (thinning), lengths drawn independently.
