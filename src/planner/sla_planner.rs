@@ -339,16 +339,18 @@ impl SlaPlanner {
         }
     }
 
-    /// Notes a decision as ordered, keeping those a cold start back (and the one before).
+    /// The index of the order standing a cold start before `now_s` (the newest made by
+    /// then: it still says what was ready at that moment); `None` before the first order.
+    fn standing_order(&self, now_s: f64) -> Option<usize> {
+        let since = now_s - self.ctx.startup_s.max(0.0);
+        self.ordered.iter().rposition(|&(t, _, _)| t <= since)
+    }
+
+    /// Notes a decision as ordered, keeping the order standing a cold start back and
+    /// every one since.
     fn note_ordered(&mut self, now_s: f64, prefill: u32, decode: u32) {
         self.ordered.push((now_s, prefill, decode));
-        let horizon = now_s - self.ctx.startup_s.max(0.0);
-        // The newest order at or before the horizon still says what was ready at it.
-        let keep_from = self
-            .ordered
-            .iter()
-            .rposition(|&(t, _, _)| t <= horizon)
-            .unwrap_or(0);
+        let keep_from = self.standing_order(now_s).unwrap_or(0);
         self.ordered.drain(..keep_from);
     }
 
@@ -357,19 +359,8 @@ impl SlaPlanner {
     /// gone at once), starting the rest of the newest order. `None` until an order is a
     /// cold start old: what ran before the first order is not known.
     fn as_ordered(&self, now_s: f64) -> Option<RoleReplicas> {
-        let since = now_s - self.ctx.startup_s.max(0.0);
-        let first = self.ordered.first()?;
-        if first.0 > since {
-            return None;
-        }
-        let last = self.ordered.last()?;
-        // The order standing at `since` and every one after it.
-        let standing = self
-            .ordered
-            .iter()
-            .rposition(|&(t, _, _)| t <= since)
-            .unwrap_or(0);
-        let window = &self.ordered[standing..];
+        let window = &self.ordered[self.standing_order(now_s)?..];
+        let last = window.last()?;
         let ready = (
             window.iter().map(|o| o.1).min().unwrap_or(last.1),
             window.iter().map(|o| o.2).min().unwrap_or(last.2),

@@ -59,20 +59,16 @@ impl TraceTransform {
     /// spread over the same span and the load keeps its shape: an error when the copies
     /// would not be a whole number.
     pub fn with_copies_scaled(&self, k: f64) -> Result<TraceTransform, String> {
-        let copies = f64::from(self.replicate.unwrap_or(1)) * k;
+        let now = self.replicate.unwrap_or(1);
+        let copies = f64::from(now) * k;
         let whole = copies.round();
         if (copies - whole).abs() > 1e-9 * copies.max(1.0)
             || whole < 1.0
             || whole > f64::from(u32::MAX)
         {
+            let noun = if now == 1 { "copy" } else { "copies" };
             return Err(format!(
-                "{} cop{} of the trace times {k} is not a whole number of copies",
-                self.replicate.unwrap_or(1),
-                if self.replicate.unwrap_or(1) == 1 {
-                    "y"
-                } else {
-                    "ies"
-                }
+                "{now} {noun} of the trace times {k} is not a whole number of copies"
             ));
         }
         Ok(TraceTransform {
