@@ -884,7 +884,8 @@ impl SignalForecaster {
         // decisions, each a chance for noise to pass for a rise extrapolated a dozen steps).
         // The pace is the run's smallest error, so one burst within it does not set the
         // pace; but when the errors have not fallen along the run the rise is not slowing,
-        // and its pace is the latest error: a morning rise compounds. A fall no larger than
+        // and its pace is the latest error, gathering as it gathered along the run (a
+        // morning rise compounds). A fall no larger than
         // the sampling noise puts between successive errors is no sign of slowing: counted
         // arrivals scatter, and a compounding rise seldom shows three rising steps in a row.
         // A level forecaster is the exception: on a rise its one-step errors are its lag
@@ -913,7 +914,20 @@ impl SignalForecaster {
             } else {
                 r.iter().copied().fold(f64::INFINITY, f64::min)
             };
-            margin.max(from + pace * h.max(1) as f64 - point)
+            // A rise every step of which was a rise, and that is not slowing, may go on
+            // gathering pace as it has along the run (its steps' mean growth): a morning
+            // ramp's steps grow for many minutes, and at a cold start of several steps a
+            // straight line from its latest step orders too little, minutes late.
+            let gathering = if not_slowing && r.iter().all(|&x| x > 0.0) {
+                let (first, latest) = (r.front().copied(), r.back().copied());
+                let growth = (latest.unwrap_or(0.0) - first.unwrap_or(0.0)) / (RUN - 1) as f64;
+                growth.max(0.0)
+            } else {
+                0.0
+            };
+            let steps_ahead = h.max(1) as f64;
+            let rise = pace * steps_ahead + gathering * steps_ahead * (steps_ahead + 1.0) / 2.0;
+            margin.max(from + rise - point)
         } else {
             margin
         };
@@ -1628,8 +1642,9 @@ mod tests {
         // (the three values after 20 flat ones at 10, the bound 5 steps ahead): one-step
         // errors of the constant forecaster are the steps themselves.
         for (rise, upper) in [
-            // Compounding (2, 3, 4): the latest pace, 4 a step.
-            ([12.0, 15.0, 19.0], 19.0 + 4.0 * 5.0),
+            // Compounding (2, 3, 4): the latest pace, 4 a step, gathering 1 a step more at
+            // each step: 5, 6, ... 9 over the 5 steps ahead.
+            ([12.0, 15.0, 19.0], 19.0 + 4.0 * 5.0 + 1.0 * 15.0),
             // Slowing (4, 3, 2): the smallest, 2 a step.
             ([14.0, 17.0, 19.0], 19.0 + 2.0 * 5.0),
             // One burst within the run (2, 9, 1): the smallest, 1 a step.
@@ -1660,11 +1675,30 @@ mod tests {
     }
 
     #[test]
+    fn a_rise_gathers_pace_only_when_every_step_of_its_run_rose() {
+        // A load swinging between 12 and 10 (each value scattered by 1), then 12, 11.8 and
+        // 15: the smoothed level is under all three, a rise; the load's own steps (2, -0.2,
+        // 3.2) are not slowing within the scatter, and its pace is the latest, 3.2. One of
+        // them fell: the run holds a dip, not a rise gathering pace, and the bound 5 steps
+        // ahead goes on at 3.2 a step (with the steps' growth, 0.6 a step more at each).
+        let mut f = SignalForecaster::new(ForecasterKind::Smoothed, None);
+        let mut series: Vec<f64> = (0..20).map(|i| 10.0 + 2.0 * ((i + 1) % 2) as f64).collect();
+        series.extend([12.0, 11.8, 15.0]);
+        for &y in &series {
+            f.observe_sampled(y, 1.0, 5);
+        }
+        let p = f.forecast(5, 1.28).unwrap();
+        assert!(p.point < 15.0, "the level lags: {p:?}");
+        assert!((p.upper - (15.0 + 3.2 * 5.0)).abs() < 1e-9, "{p:?}");
+    }
+
+    #[test]
     fn a_dip_within_the_sampling_noise_does_not_slow_a_rise() {
         // Steps of 3, 2.5 and 4 after 20 flat values at 10, the bound 5 steps ahead: with
         // each value scattered by 0.5, the dip of 0.5 is noise and the latest step, 4,
-        // paces the rise; with a scatter of 0.1 it is a slowing, paced by the smallest.
-        for (noise, pace) in [(0.5, 4.0), (0.1, 2.5)] {
+        // paces the rise, gathering (4 - 3) / 2 a step more at each step; with a scatter
+        // of 0.1 it is a slowing, paced by the smallest.
+        for (noise, rise) in [(0.5, 4.0 * 5.0 + 0.5 * 15.0), (0.1, 2.5 * 5.0)] {
             let mut f = SignalForecaster::new(ForecasterKind::Constant, None);
             let mut series = vec![10.0; 20];
             series.extend([13.0, 15.5, 19.5]);
@@ -1673,7 +1707,7 @@ mod tests {
             }
             let p = f.forecast(5, 1.28).unwrap();
             assert!(
-                (p.upper - (19.5 + pace * 5.0)).abs() < 1e-9,
+                (p.upper - (19.5 + rise)).abs() < 1e-9,
                 "noise {noise}: {p:?}"
             );
         }
