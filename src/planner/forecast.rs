@@ -884,10 +884,10 @@ impl SignalForecaster {
         // decisions, each a chance for noise to pass for a rise extrapolated a dozen steps).
         // The pace is the run's smallest error, so one burst within it does not set the
         // pace; but when the errors have not fallen along the run the rise is not slowing,
-        // and its pace is the latest error, gathering as it gathered along the run (a
-        // morning rise compounds). A fall no larger than
-        // the sampling noise puts between successive errors is no sign of slowing: counted
-        // arrivals scatter, and a compounding rise seldom shows three rising steps in a row.
+        // and its pace is the latest error, growing as it grew along the run (a morning
+        // rise compounds; below). A fall no larger than the sampling noise puts between
+        // successive errors is no sign of slowing: counted arrivals scatter, and a
+        // compounding rise seldom shows three rising steps in a row.
         // A level forecaster is the exception: on a rise its one-step errors are its lag
         // behind the load (the pace over the smoothing weight: about three times the pace), and
         // the horizon does not multiply a lag. Its bound covers the load's own steps (the
@@ -914,16 +914,15 @@ impl SignalForecaster {
             } else {
                 r.iter().copied().fold(f64::INFINITY, f64::min)
             };
-            // A rise every step of which was a rise, and that is not slowing, may go on
-            // gathering pace as it has along the run (its steps' mean growth): a morning
-            // ramp's steps grow for many minutes, and at a cold start of several steps a
-            // straight line from its latest step orders too little, minutes late.
-            let gathering = if not_slowing && r.iter().all(|&x| x > 0.0) {
-                let (first, latest) = (r.front().copied(), r.back().copied());
-                let growth = (latest.unwrap_or(0.0) - first.unwrap_or(0.0)) / (RUN - 1) as f64;
-                growth.max(0.0)
-            } else {
-                0.0
+            // When every step of the run rose and the rise is not slowing, its pace may go
+            // on growing as it grew along the run (by the steps' mean growth): a morning's
+            // steps grow for many minutes, and at a cold start of several steps a straight
+            // line from the latest step orders too little, minutes late.
+            let gathering = match (r.front(), r.back()) {
+                (Some(first), Some(latest)) if not_slowing && r.iter().all(|&x| x > 0.0) => {
+                    ((latest - first) / (RUN - 1) as f64).max(0.0)
+                }
+                _ => 0.0,
             };
             let steps_ahead = h.max(1) as f64;
             let rise = pace * steps_ahead + gathering * steps_ahead * (steps_ahead + 1.0) / 2.0;
