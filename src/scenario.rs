@@ -345,7 +345,7 @@ pub fn scale_load(
     }
     let up = |n: u32| (f64::from(n) * k).ceil().min(limit) as u32;
     let d = &mut file.deployment;
-    d.gpu_budget = up(d.gpu_budget);
+    d.gpu_budget = budget as u32;
     what.push(format!("GPU budget {}", d.gpu_budget));
     d.max_prefill = d.max_prefill.map(up);
     d.max_decode = d.max_decode.map(up);
