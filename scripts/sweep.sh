@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Runs the planner alone over a set of simulations and prints one line per run:
+# scenario, variant, SLO attainment (%), GPU-hours, tab-separated. Two such outputs are
+# compared with --compare. This is how a change to the planner is weighed before it is
+# kept (docs/evaluation.md, "How a change is weighed").
+#
+#   scripts/sweep.sh [--bin PATH] SET... > after.tsv
+#   scripts/sweep.sh --compare before.tsv after.tsv
+#
+# SETs: shipped (every shipped scenario at 60 and 180 s cold starts, 22 runs), variants
+# (one field changed: SLA, interval, cold start, GPUs per engine, budget; 107 runs), scale
+# (five scenarios at 3 and 10 times their load and budget, 20 runs), seeds (every synthetic
+# scenario over seeds 1 to 5 at both cold starts, 70 runs). Needs python3 to read the JSON.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+compare() {
+    python3 - "$1" "$2" <<'PY'
+import sys
+
+def read(path):
+    runs = {}
+    for n, line in enumerate(open(path), 1):
+        fields = line.rstrip("\n").split("\t")
+        if len(fields) != 4:
+            sys.exit(f"{path}:{n}: expected 4 tab-separated fields, got {len(fields)}")
+        runs[(fields[0], fields[1])] = (float(fields[2]), float(fields[3]))
+    return runs
+
+before, after = read(sys.argv[1]), read(sys.argv[2])
+missing = sorted(set(before) ^ set(after))
+if missing:
+    sys.exit(f"the two sweeps differ in their runs, e.g. {missing[0]}")
+d_att = d_gpu = 0.0
+up = down = 0
+for key in sorted(before):
+    (a0, g0), (a1, g1) = before[key], after[key]
+    d_att += a1 - a0
+    d_gpu += g1 - g0
+    up += a1 > a0 + 0.005
+    down += a1 < a0 - 0.005
+    if abs(a1 - a0) > 0.005 or abs(g1 - g0) > 0.005:
+        print(f"{key[0]:<18} {key[1]:<26} {a0:6.2f}% {g0:6.2f} -> {a1:6.2f}% {g1:6.2f}")
+print(f"{len(before)} runs: attainment {d_att:+.2f} points in sum, GPU-hours {d_gpu:+.2f}; {up} up, {down} down")
+PY
+}
+
+if [[ ${1:-} == --compare ]]; then
+    [[ $# -eq 3 ]] || { echo "usage: $0 --compare BEFORE.tsv AFTER.tsv" >&2; exit 2; }
+    compare "$2" "$3"
+    exit
+fi
+
+bin=target/release/sla-planner
+if [[ ${1:-} == --bin ]]; then
+    [[ $# -ge 2 ]] || { echo "usage: $0 [--bin PATH] SET..." >&2; exit 2; }
+    bin=$2
+    shift 2
+fi
+[[ $# -ge 1 ]] || { echo "usage: $0 [--bin PATH] shipped|variants|scale|seeds..." >&2; exit 2; }
+[[ -x $bin ]] || { echo "$bin: not an executable (cargo build --release, or --bin PATH)" >&2; exit 2; }
+
+synthetic=(sin-5-45 sin-5-45-aggregated sin-5-45-budget8 flash-crowd step-10-30 diurnal-2-40 bursts-10-40)
+
+# One run per line: scenario|variant|simulate's arguments beyond the scenario.
+runs() {
+    local set=$1 sc st iv k s
+    case $set in
+    shipped)
+        for sc in sin-5-45 sin-5-45-aggregated sin-5-45-budget8 sin-5-45-2h azure-conv-x8 \
+            azure-code-x8 mooncake-conv-x4 flash-crowd step-10-30 diurnal-2-40 bursts-10-40; do
+            for st in 60 180; do echo "$sc|cold start $st s|--startup-s $st"; done
+        done
+        ;;
+    variants)
+        cat <<'EOF'
+azure-conv-x8|ttft 100 ms|--set sla.ttft_ms=100
+azure-conv-x8|ttft 500 ms|--set sla.ttft_ms=500
+azure-conv-x8|itl 7 ms|--set sla.itl_ms=7
+azure-conv-x8|itl 20 ms|--set sla.itl_ms=20
+azure-conv-x8|interval 30 s|--set deployment.interval_s=30
+azure-conv-x8|cold start 300 s|--startup-s 300
+azure-conv-x8|2 GPUs per prefill engine|--set deployment.gpus_per_prefill_engine=2
+azure-code-x8|ttft 300 ms|--set sla.ttft_ms=300
+azure-code-x8|ttft 500 ms|--set sla.ttft_ms=500
+azure-code-x8|itl 7 ms|--set sla.itl_ms=7
+azure-code-x8|itl 20 ms|--set sla.itl_ms=20
+azure-code-x8|interval 30 s|--set deployment.interval_s=30
+azure-code-x8|cold start 300 s|--startup-s 300
+mooncake-conv-x4|ttft 500 ms|--set sla.ttft_ms=500
+mooncake-conv-x4|itl 7 ms|--set sla.itl_ms=7
+mooncake-conv-x4|itl 20 ms|--set sla.itl_ms=20
+mooncake-conv-x4|interval 30 s|--set deployment.interval_s=30
+mooncake-conv-x4|cold start 300 s|--startup-s 300
+diurnal-2-40|itl 20 ms|--set sla.itl_ms=20
+diurnal-2-40|cold start 300 s|--startup-s 300
+diurnal-2-40|interval 30 s|--set deployment.interval_s=30
+azure-conv-x8|budget 5|--gpu-budget 5
+azure-conv-x8|budget 5, cold start 180 s|--gpu-budget 5 --startup-s 180
+bursts-10-40|budget 6|--gpu-budget 6
+bursts-10-40|budget 6, cold start 180 s|--gpu-budget 6 --startup-s 180
+sin-5-45|budget 5, cold start 180 s|--gpu-budget 5 --startup-s 180
+azure-code-x8|4 copies, cold start 180 s|--set workload.trace.transform.replicate=4 --startup-s 180
+EOF
+        for iv in 5 10 15 30 180; do
+            for sc in azure-conv-x8 azure-code-x8 mooncake-conv-x4 sin-5-45 diurnal-2-40 \
+                flash-crowd step-10-30 bursts-10-40; do
+                echo "$sc|interval $iv s|--set deployment.interval_s=$iv"
+                echo "$sc|interval $iv s, cold start 180 s|--set deployment.interval_s=$iv --startup-s 180"
+            done
+        done
+        ;;
+    scale)
+        for k in 3 10; do for st in 60 180; do
+            for sc in azure-code-x8 azure-conv-x8 diurnal-2-40 mooncake-conv-x4 sin-5-45; do
+                echo "$sc|${k}x, cold start $st s|--load-scale $k --startup-s $st"
+            done
+        done; done
+        ;;
+    seeds)
+        # The bursts' placement has a seed of its own: it moves with the arrivals'.
+        for sc in "${synthetic[@]}"; do for st in 60 180; do for s in 1 2 3 4 5; do
+            local extra=""
+            [[ $sc == bursts-10-40 ]] && extra=" --set workload.synthetic.rate.seed=$s"
+            echo "$sc|seed $s, cold start $st s|--seed $s --startup-s $st$extra"
+        done; done; done
+        ;;
+    *)
+        echo "unknown set: $set (shipped, variants, scale, seeds)" >&2
+        exit 2
+        ;;
+    esac
+}
+
+one() {
+    local scenario variant args
+    IFS='|' read -r scenario variant args <<<"$1"
+    # shellcheck disable=SC2086 # the arguments are words
+    "$bin" simulate --scenario "$scenario" $args --policy planner --json |
+        python3 -c '
+import json, sys
+p = json.load(sys.stdin)["policies"][0]
+sys.stdout.write("%s\t%s\t%.2f\t%.2f\n" % (sys.argv[1], sys.argv[2], 100 * p["slo_attainment"], p["gpu_hours"]))
+' "$scenario" "$variant"
+}
+export -f one
+export bin
+
+for set in "$@"; do runs "$set"; done |
+    xargs -d '\n' -P "$(nproc)" -I{} bash -c 'one "$1"' _ {} |
+    sort
