@@ -24,6 +24,8 @@ def read(path):
         fields = line.rstrip("\n").split("\t")
         if len(fields) != 4:
             sys.exit(f"{path}:{n}: expected 4 tab-separated fields, got {len(fields)}")
+        if (fields[0], fields[1]) in runs:
+            sys.exit(f"{path}:{n}: {fields[0]}, {fields[1]}: a run listed twice")
         runs[(fields[0], fields[1])] = (float(fields[2]), float(fields[3]))
     return runs
 
@@ -40,7 +42,7 @@ for key in sorted(before):
     up += a1 > a0 + 0.005
     down += a1 < a0 - 0.005
     if abs(a1 - a0) > 0.005 or abs(g1 - g0) > 0.005:
-        print(f"{key[0]:<18} {key[1]:<26} {a0:6.2f}% {g0:6.2f} -> {a1:6.2f}% {g1:6.2f}")
+        print(f"{key[0]:<19} {key[1]:<40} {a0:6.2f}% {g0:6.2f} -> {a1:6.2f}% {g1:6.2f}")
 print(f"{len(before)} runs: attainment {d_att:+.2f} points in sum, GPU-hours {d_gpu:+.2f}; {up} up, {down} down")
 PY
 }
@@ -105,8 +107,8 @@ EOF
         for iv in 5 10 15 30 180; do
             for sc in azure-conv-x8 azure-code-x8 mooncake-conv-x4 sin-5-45 diurnal-2-40 \
                 flash-crowd step-10-30 bursts-10-40; do
-                echo "$sc|interval $iv s|--set deployment.interval_s=$iv"
-                echo "$sc|interval $iv s, cold start 180 s|--set deployment.interval_s=$iv --startup-s 180"
+                echo "$sc|decisions every $iv s|--set deployment.interval_s=$iv"
+                echo "$sc|decisions every $iv s, cold start 180 s|--set deployment.interval_s=$iv --startup-s 180"
             done
         done
         ;;
