@@ -12,27 +12,41 @@
 # (five scenarios at 3 and 10 times their load and budget, 20 runs), seeds (every synthetic
 # scenario over seeds 1 to 5 at both cold starts, 70 runs). Needs python3 to read the JSON.
 set -euo pipefail
+caller=$PWD
 cd "$(dirname "$0")/.."
+# A path as the caller gave it, from the caller's directory.
+from_caller() { [[ $1 == /* ]] && echo "$1" || echo "$caller/$1"; }
 
 compare() {
     python3 - "$1" "$2" <<'PY'
 import sys
 
+def fail(message):
+    print(message, file=sys.stderr)
+    sys.exit(2)
+
 def read(path):
     runs = {}
-    for n, line in enumerate(open(path), 1):
-        fields = line.rstrip("\n").split("\t")
+    try:
+        lines = open(path).read().splitlines()
+    except OSError as e:
+        fail(f"{path}: {e.strerror}")
+    for n, line in enumerate(lines, 1):
+        fields = line.split("\t")
         if len(fields) != 4:
-            sys.exit(f"{path}:{n}: expected 4 tab-separated fields, got {len(fields)}")
+            fail(f"{path}:{n}: expected 4 tab-separated fields, got {len(fields)}")
         if (fields[0], fields[1]) in runs:
-            sys.exit(f"{path}:{n}: {fields[0]}, {fields[1]}: a run listed twice")
-        runs[(fields[0], fields[1])] = (float(fields[2]), float(fields[3]))
+            fail(f"{path}:{n}: {fields[0]}, {fields[1]}: a run listed twice")
+        try:
+            runs[(fields[0], fields[1])] = (float(fields[2]), float(fields[3]))
+        except ValueError:
+            fail(f"{path}:{n}: attainment and GPU-hours must be numbers")
     return runs
 
 before, after = read(sys.argv[1]), read(sys.argv[2])
 missing = sorted(set(before) ^ set(after))
 if missing:
-    sys.exit(f"the two sweeps differ in their runs, e.g. {missing[0]}")
+    fail(f"the two sweeps differ in their runs, e.g. {missing[0]}")
 d_att = d_gpu = 0.0
 up = down = 0
 for key in sorted(before):
@@ -49,14 +63,14 @@ PY
 
 if [[ ${1:-} == --compare ]]; then
     [[ $# -eq 3 ]] || { echo "usage: $0 --compare BEFORE.tsv AFTER.tsv" >&2; exit 2; }
-    compare "$2" "$3"
+    compare "$(from_caller "$2")" "$(from_caller "$3")"
     exit
 fi
 
 bin=target/release/sla-planner
 if [[ ${1:-} == --bin ]]; then
     [[ $# -ge 2 ]] || { echo "usage: $0 [--bin PATH] SET..." >&2; exit 2; }
-    bin=$2
+    bin=$(from_caller "$2")
     shift 2
 fi
 [[ $# -ge 1 ]] || { echo "usage: $0 [--bin PATH] shipped|variants|scale|seeds..." >&2; exit 2; }
@@ -135,15 +149,18 @@ EOF
 }
 
 one() {
-    local scenario variant args
+    local scenario variant args json
     IFS='|' read -r scenario variant args <<<"$1"
     # shellcheck disable=SC2086 # the arguments are words
-    "$bin" simulate --scenario "$scenario" $args --policy planner --json |
-        python3 -c '
+    if ! json=$("$bin" simulate --scenario "$scenario" $args --policy planner --json); then
+        echo "$scenario, $variant: simulate failed (above)" >&2
+        return 1
+    fi
+    python3 -c '
 import json, sys
 p = json.load(sys.stdin)["policies"][0]
 sys.stdout.write("%s\t%s\t%.2f\t%.2f\n" % (sys.argv[1], sys.argv[2], 100 * p["slo_attainment"], p["gpu_hours"]))
-' "$scenario" "$variant"
+' "$scenario" "$variant" <<<"$json"
 }
 export -f one
 export bin
