@@ -1679,7 +1679,7 @@ mod tests {
         // 15: the smoothed level is under all three, a rise; the load's own steps (2, -0.2,
         // 3.2) are not slowing within the scatter, and its pace is the latest, 3.2. One of
         // them fell: the run holds a dip, not a rise gathering pace, and the bound 5 steps
-        // ahead goes on at 3.2 a step (with the steps' growth, 0.6 a step more at each).
+        // ahead goes on at 3.2 a step, not growing by the steps' mean growth (0.6 a step).
         let mut f = SignalForecaster::new(ForecasterKind::Smoothed, None);
         let mut series: Vec<f64> = (0..20).map(|i| 10.0 + 2.0 * ((i + 1) % 2) as f64).collect();
         series.extend([12.0, 11.8, 15.0]);
