@@ -163,9 +163,10 @@ pub struct SlaPlanner {
     /// The planner's own decisions `(time_s, prefill, decode)` back to the newest one a cold
     /// start old: what runs, for a source that does not report replicas.
     ordered: Vec<(f64, u32, u32)>,
-    /// When the decode replicas were last seen changing (or first seen): requests that
-    /// began before then averaged their ITL over other replicas.
-    decode_changed_at: Option<f64>,
+    /// When the decode replicas were last seen changing (or first seen), or last seen with
+    /// their KV cache full: requests that began before then averaged their ITL over other
+    /// replicas, or over waits for KV room.
+    decode_unsettled_at: Option<f64>,
     /// The replicas found at the first decision: what the operator deployed.
     found: Option<(u32, u32)>,
     /// Since when no request has arrived, and the rate forecast just before (a silence).
@@ -234,7 +235,7 @@ impl SlaPlanner {
             last_queued: None,
             last_waited_out: false,
             ordered: Vec::new(),
-            decode_changed_at: None,
+            decode_unsettled_at: None,
             found: None,
             silence: None,
         }
@@ -524,13 +525,22 @@ impl SlaPlanner {
         // measures the replicas before (an engine that took a burst alone for minutes,
         // its requests finishing after help came: 94 ms median ITL on six engines at
         // 30 req/s, read as engines four times slower than the profile).
-        if !steady(&r.decode, prev.map(|p| p.1)) {
-            self.decode_changed_at = Some(obs.time_s);
+        // So must they have begun after the decode engines last ran out of KV room: a full
+        // cache admits a request only as another finishes, and the ITL of the requests that
+        // lived through it holds those waits (two engines at 95% KV after a flood, a 129 ms
+        // median ITL, read as engines twice as slow: six decode engines planned for the
+        // next peak of an 8-GPU budget, two left for prefill).
+        let kv_full = obs
+            .kv_utilization
+            .and_then(|k| k.decode)
+            .filter(|k| *k >= KV_FULL);
+        if !steady(&r.decode, prev.map(|p| p.1)) || kv_full.is_some() {
+            self.decode_unsettled_at = Some(obs.time_s);
         }
         let slowest_itl_ms = obs.itl_ms.and_then(|t| positive(t.p99)).or(itl_mean);
         let lifetime_s = slowest_itl_ms.map_or(0.0, |itl| osl * itl / 1000.0);
         let decode_steady = self
-            .decode_changed_at
+            .decode_unsettled_at
             .is_some_and(|t| obs.time_s - t - lifetime_s >= interval_s / 2.0);
         // Aggregated workers do both: their TTFT teaches prefill speed, their ITL decode
         // speed, each against a worker that interleaves the two (a prompt waits behind a
@@ -563,9 +573,19 @@ impl SlaPlanner {
                 queued.unwrap_or(0.0),
                 queued_before.unwrap_or(0.0)
             ))
+        } else if waited_out {
+            Some("ITL not learned from: prompts waited past the TTFT target on average in this interval or the last, and with no queue reading that is a backlog whose release floods decode".to_string())
         } else {
-            waited_out.then(|| {
-                "ITL not learned from: prompts waited past the TTFT target on average in this interval or the last, and with no queue reading that is a backlog whose release floods decode".to_string()
+            // An aggregated worker's prompts wait for that room too.
+            let which = match self.cfg.mode {
+                Mode::Disaggregated => "ITL",
+                Mode::Aggregated => "latencies",
+            };
+            kv_full.map(|kv| {
+                format!(
+                    "{which} not learned from: the decode engines' KV cache was {:.0}% full, and requests waited for room",
+                    kv * 100.0
+                )
             })
         };
         let prefill_known = self.cfg.mode == Mode::Disaggregated || itl_mean.is_some();
@@ -603,14 +623,15 @@ impl SlaPlanner {
             };
             // The KV per request in flight, from the engines that served the whole interval
             // (those added during it served part: their KV reading is not the interval's),
-            // when its requests flowed and no backlog flooded in.
+            // when its requests flowed, no backlog flooded in and the cache had room (a full
+            // one holds what fits, not what its requests would hold).
             let served_all = match prev.map(|p| p.1) {
                 _ if r.decode.draining > 0 => None,
                 Some(before) => (before <= r.decode.ready).then_some(before),
                 None => Some(r.decode.ready),
             };
             if let Some(engines) = served_all.filter(|&n| n > 0) {
-                if !flooded && (decode_steady || mean <= self.ctx.sla.itl_ms) {
+                if !flooded && kv_full.is_none() && (decode_steady || mean <= self.ctx.sla.itl_ms) {
                     self.model.learn_context(&Evidence {
                         engines,
                         ..evidence
@@ -624,6 +645,11 @@ impl SlaPlanner {
         note
     }
 }
+
+/// Decode KV-cache utilisation from which the cache counts as full: requests are admitted
+/// only as others finish (engines keep a few blocks free, and a request's last blocks are
+/// partly filled, so a full cache reads below 1).
+pub const KV_FULL: f64 = 0.9;
 
 /// How far past the busiest engines it has seen the planner may load its prefill engines
 /// when it scales down. The waiting it predicts at a load it has not seen rests on what it
@@ -1655,6 +1681,50 @@ mod tests {
             settled(12.0),
             settled(6.0)
         );
+    }
+
+    #[test]
+    fn an_itl_that_waited_for_kv_room_teaches_decode_nothing() {
+        // Six settled decode engines; then a minute whose cache was 95% full (a flood),
+        // its requests finishing at a 100 ms mean ITL, and a minute whose requests lived
+        // through it (the p99 request's 300 tokens at 250 ms took 75 s). Neither is the
+        // engines' speed.
+        let after = |slow: &[(f64, f64, Option<f64>)]| {
+            let mut planner = test_planner();
+            for t in [360.0, 420.0, 480.0] {
+                planner.decide(t, &decode_minute(t, 6, 0, 6.0));
+            }
+            let mut reasons = Vec::new();
+            for &(t, itl_ms, kv) in slow {
+                let minute = Observation {
+                    kv_utilization: kv.map(|kv| RoleKv {
+                        prefill: None,
+                        decode: Some(kv),
+                    }),
+                    ..decode_minute(t, 6, 0, itl_ms)
+                };
+                reasons = planner.decide(t, &minute).reasons;
+            }
+            (planner.model.corrections, reasons)
+        };
+        let (untaught, _) = after(&[]);
+        let (full, reasons) = after(&[(540.0, 100.0, Some(0.95))]);
+        assert_eq!(full, untaught);
+        let says = "ITL not learned from: the decode engines' KV cache was 95% full";
+        assert!(reasons.iter().any(|r| r.starts_with(says)), "{reasons:?}");
+        assert_eq!(
+            after(&[(540.0, 100.0, Some(0.95)), (600.0, 100.0, None)]).0,
+            untaught
+        );
+        // Nor is a full cache what its requests would hold: some waited outside it (half a
+        // window of reads is what the KV per request is learned from).
+        let full_and_fast = [540.0, 600.0, 660.0, 720.0, 780.0].map(|t| (t, 8.0, Some(0.95)));
+        assert_eq!(after(&full_and_fast).0, untaught);
+        // The same slow minutes are learned when the cache had room, or was not read.
+        let (unread, _) = after(&[(540.0, 100.0, None), (600.0, 100.0, None)]);
+        assert!(unread.decode > untaught.decode, "{unread:?}");
+        let roomy = after(&[(540.0, 100.0, Some(0.85)), (600.0, 100.0, Some(0.85))]).0;
+        assert_ne!(roomy.decode, untaught.decode);
     }
 
     #[test]
