@@ -2,9 +2,10 @@
 //!
 //! Scale-up is immediate (optionally limited per step); scale-down waits for the largest
 //! wish of the last `scale_down_window_s` (as the HPA does; the last decision's wish counts
-//! however long ago it was), is ignored within a tolerance band, and may be limited per
-//! step. Keeping capacity that the forecast needs again before a new replica could start is
-//! the solver's horizon, which spans interval + cold start.
+//! however long ago it was), is ignored within a tolerance band, removes at most half a
+//! role's replicas (or four, whichever is more) per decision, and may be limited per step.
+//! Keeping capacity that the forecast needs again before a new replica could start is the
+//! solver's horizon, which spans interval + cold start.
 
 use std::collections::VecDeque;
 
