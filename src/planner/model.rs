@@ -786,6 +786,14 @@ impl<F: Fn(usize, &Evidence, f64) -> Option<(f64, f64)>> CostFunction for LogHub
     type Output = f64;
     fn cost(&self, k: &f64) -> Result<f64, ArgminError> {
         const DELTA: f64 = 0.3;
+        // The largest shortfall counted, in log space: what an expectation past capacity
+        // (infinite, where the observation was finite) costs. A finite expectation far
+        // above the observation costs no more, or the cost would fall where the model
+        // passes capacity and the fit would find a false minimum there: one minute on one
+        // prefill engine at 83% load, its mean TTFT 15% under the model's, was fitted as
+        // engines 1.69 times slower than the profile (the minimum of the model's 1.69,
+        // just past capacity), not 0.93.
+        const MAX_SHORTFALL: f64 = 3.0;
         let mut total = 0.0;
         let mut weight = 0.0;
         for (i, e) in self.evidence.iter().enumerate() {
@@ -793,9 +801,9 @@ impl<F: Fn(usize, &Evidence, f64) -> Option<(f64, f64)>> CostFunction for LogHub
                 continue;
             };
             let r = if exp.is_finite() && exp > 0.0 {
-                (obs / exp).ln()
+                (obs / exp).ln().max(-MAX_SHORTFALL)
             } else {
-                -3.0
+                -MAX_SHORTFALL
             };
             let a = r.abs();
             total += e.weight
@@ -1436,6 +1444,41 @@ mod tests {
         // overhead shared (45 x 40 ms = 1.8): sharing keeps the queue finite.
         let q = PrefillQueue::new(45.0, 2, 60.0, 20.0);
         assert!(q.quantile_ms(0.99, 1.0).is_finite());
+    }
+
+    #[test]
+    fn a_fit_finds_no_minimum_where_the_model_passes_capacity() {
+        // A queue whose expected latency grows without bound as the speed multiplier nears
+        // capacity and is infinite past it, observed where the multiplier is 0.9. Past
+        // capacity every trial value costs the same; just below it the expectation is far
+        // above the observation and must cost as much, not more, or the fit stops at the
+        // edge of capacity. (The first trial value of the search over 0.25-4 is 1.68.)
+        for capacity in [1.2, 1.5, 1.65, 1.7, 2.0, 3.0] {
+            let expected = |k: f64| {
+                if k < capacity {
+                    100.0 / (capacity - k)
+                } else {
+                    f64::INFINITY
+                }
+            };
+            let evidence = [Evidence {
+                lambda: 10.0,
+                engines: 1,
+                isl: 3000.0,
+                osl: 300.0,
+                observed_ms: expected(0.9),
+                observed_tail_ms: None,
+                steady: true,
+                observed_kv: None,
+                weight: 0.3,
+                interleaved_itl_ms: None,
+            }];
+            let k = fit_correction(&evidence, 0.25, 4.0, 1.0, |_, e, k| {
+                Some((expected(k), e.observed_ms))
+            })
+            .expect("a fit");
+            assert!((k - 0.9).abs() < 0.02, "capacity {capacity}: fitted {k}");
+        }
     }
 
     #[test]
