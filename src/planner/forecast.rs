@@ -1043,7 +1043,7 @@ fn record_errors(windows: &mut [VecDeque<f64>; N], forecasts: &[f64; N], truth: 
 }
 
 /// The standard normal CDF (Abramowitz and Stegun 7.1.26 for erf; error < 1.5e-7).
-fn standard_normal_cdf(z: f64) -> f64 {
+pub(crate) fn standard_normal_cdf(z: f64) -> f64 {
     let x = z.abs() / std::f64::consts::SQRT_2;
     let t = 1.0 / (1.0 + 0.3275911 * x);
     let poly = t

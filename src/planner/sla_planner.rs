@@ -1938,9 +1938,14 @@ mod tests {
         assert!(!from_the_peak(&blind), "{blind:?}");
         assert!(planned_rate(&blind) < 35.0, "{blind:?}");
         // A budget that cannot hold the peak is not shared out for it.
+        // (Its forecast's horizon includes a cold start when the split it chooses orders a
+        // replica, and the bound widens with it: below the peak all the same.)
         let short = after_three_bursts(5, true);
         assert!(!from_the_peak(&short), "{short:?}");
-        assert!(planned_rate(&short) < 35.0, "{short:?}");
+        assert!(
+            planned_rate(&short) < planned_rate(&kept) - 1.0,
+            "{short:?}"
+        );
     }
 
     #[test]

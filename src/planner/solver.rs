@@ -6,7 +6,11 @@ use std::ops::RangeInclusive;
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{decode_itl_within, interleaved_stretch, PerformanceModel, PrefillQueue};
+use super::forecast::standard_normal_cdf;
+use super::model::{
+    decode_itl_at_batch, decode_itl_within, decode_mean_batch, interleaved_stretch,
+    PerformanceModel, PrefillQueue,
+};
 use super::{Limits, Sla};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -86,6 +90,8 @@ pub enum SolverNote {
         share: Option<f64>,
         /// Shared in proportion to the needs: no split keeps up with the whole load.
         by_need: bool,
+        /// Chosen for the most requests expected to meet both targets: that share.
+        expected: Option<f64>,
     },
     AggregatedMeets {
         workers: u32,
@@ -126,7 +132,15 @@ impl fmt::Display for SolverNote {
                 split: (bp, bd),
                 share,
                 by_need,
+                expected,
             } => {
+                if let Some(expected) = expected {
+                    return write!(
+                        f,
+                        "GPU budget {gpu_budget} binds: {p}P+{d}D needed; {bp}P+{bd}D expected to meet both targets for {:.0}% of requests at 50-100% of the planned load, the most of any split",
+                        100.0 * expected
+                    );
+                }
                 let how = if by_need {
                     "shared in proportion to the needs, as no split keeps up with the whole load"
                 } else {
@@ -350,6 +364,7 @@ fn solve_disaggregated(
             split: (split.prefill, split.decode),
             share: split.share,
             by_need: split.by_need,
+            expected: split.expected,
         });
         (split.prefill, split.decode)
     } else {
@@ -370,10 +385,14 @@ fn solve_disaggregated(
 }
 
 /// Under a binding budget. A request is served within the SLA only when both its TTFT and its
-/// ITL are, so the budget first goes to the counts that meet both targets for the largest
-/// share of the load it can (a role starved for the other's sake fails every request, not
-/// just the excess); what is left goes to the split, at or above those counts, whose worse
-/// latency (as a multiple of its target) at the whole load is lowest.
+/// ITL are, and the two roles fail differently: prefill a little short loses the prompts
+/// that wait longest, decode a little short nearly every request, as all on an engine run
+/// the same steps. So where few splits are possible the budget goes to the split expected to
+/// serve the most requests within both targets (`expected_split`). Otherwise, or where no
+/// split is expected to serve any, it first goes to the counts that meet both targets for
+/// the largest share of the load it can (a role starved for the other's sake fails every
+/// request, not just the excess); what is left goes to the split, at or above those counts,
+/// whose worse latency (as a multiple of its target) at the whole load is lowest.
 fn best_split_under_budget(
     model: &PerformanceModel,
     sla: &Sla,
@@ -383,6 +402,15 @@ fn best_split_under_budget(
     p_need: u32,
     d_need: u32,
 ) -> BudgetSplit {
+    if let Some((p, d, expected)) = expected_split(model, sla, limits, cfg, load, p_need, d_need) {
+        return BudgetSplit {
+            prefill: p,
+            decode: d,
+            share: None,
+            by_need: false,
+            expected: Some(expected),
+        };
+    }
     let servable = largest_servable_share(model, sla, limits, cfg, load, p_need, d_need);
     let (p_floor, d_floor) =
         servable.map_or((limits.min_prefill, limits.min_decode), |(_, p, d)| (p, d));
@@ -488,6 +516,7 @@ fn best_split_under_budget(
             decode,
             share,
             by_need: true,
+            expected: None,
         };
     }
     BudgetSplit {
@@ -495,6 +524,7 @@ fn best_split_under_budget(
         decode: best.1,
         share,
         by_need: false,
+        expected: None,
     }
 }
 
@@ -506,6 +536,206 @@ struct BudgetSplit {
     share: Option<f64>,
     /// Shared in proportion to the needs: no split keeps up with the whole load.
     by_need: bool,
+    /// Chosen for the most requests expected within both targets: that share.
+    expected: Option<f64>,
+}
+
+/// Shares of the planned load the expected split is weighed at. The plan is an upper bound
+/// (the forecast's, with the backlog to work off) and the load that comes mostly below it:
+/// a split weighed at the bound alone would be judged where few would serve anyone, and
+/// decode's cliff would fall on every split alike.
+const EXPECTED_AT_SHARES: [f64; 3] = [0.5, 0.75, 1.0];
+
+/// Below this share of requests expected within both targets for every split, the counts
+/// are sized by share of load and latency ratio instead: the expectation then tells the
+/// splits apart by noise.
+const MIN_EXPECTED: f64 = 0.05;
+
+/// Halvings of the quantile range in the search for the share of requests within a target:
+/// to a 1/4000 of it.
+const ATTAINMENT_HALVINGS: u32 = 12;
+
+/// The split of the budget expected to serve the most requests within both targets, and that
+/// share: each split's share of prompts within the TTFT target times its share of requests
+/// within the ITL target (by the batch quantile at which the ITL reaches it), averaged over
+/// `EXPECTED_AT_SHARES` of the load. `None` where the splits are too many to weigh each
+/// (more than `LINEAR_SEARCH` prefill counts) or none is expected to serve `MIN_EXPECTED`.
+/// Ties go to the split whose worse latency ratio is lower.
+fn expected_split(
+    model: &PerformanceModel,
+    sla: &Sla,
+    limits: &Limits,
+    cfg: &SolverConfig,
+    load: &Load,
+    p_need: u32,
+    d_need: u32,
+) -> Option<(u32, u32, f64)> {
+    let lo = limits.min_prefill;
+    let hi = p_need.max(lo);
+    if hi - lo > LINEAR_SEARCH {
+        return None;
+    }
+    let (gp, gd) = (
+        limits.gpus_per_prefill_engine,
+        limits.gpus_per_decode_engine.max(1),
+    );
+    let parts: Vec<Load> = EXPECTED_AT_SHARES
+        .iter()
+        .map(|&f| Load {
+            lambda: load.lambda * f,
+            backlog_tokens: load.backlog_tokens * f,
+            ..*load
+        })
+        .collect();
+    let c = &model.corrections;
+    let terms = c.decode_terms();
+    let largest_batch = largest_batch_within_itl(model, sla, cfg, load);
+    let ratio = |v: Option<f64>, target: f64| {
+        v.filter(|v| v.is_finite())
+            .map_or(UNREACHABLE, |v| v / target)
+    };
+    let mut best: Option<(f64, f64, u32, u32)> = None;
+    for p in lo..=hi {
+        let left = limits.gpu_budget.saturating_sub(p.saturating_mul(gp));
+        let d = (left / gd).min(d_need.max(limits.min_decode));
+        if d < limits.min_decode || limits.gpus(p, d) > limits.gpu_budget {
+            break;
+        }
+        let mut sum = 0.0;
+        let mut worse = UNREACHABLE;
+        for part in &parts {
+            let lambda = effective_lambda(part);
+            let queue = model.prefill_queue(lambda, p, part.isl);
+            let in_ttft = quantile_within(|q| {
+                queue.slowest_quantile_ms(q, c.prefill_tail, c.prefill_variability) <= sla.ttft_ms
+            });
+            let batch = decode_mean_batch(&model.decode, terms, lambda, d, part.isl, part.osl);
+            let in_itl = match (batch, largest_batch) {
+                (Some(n), Some(most)) => within_batch(n, most, c.decode_variability),
+                _ => 0.0,
+            };
+            sum += in_ttft * in_itl;
+            if part.lambda == load.lambda {
+                // The whole load: the latency ratios `prefill_ttft` and `decode_itl` give.
+                let ttft = queue.slowest_quantile_ms(
+                    cfg.ttft_quantile,
+                    c.prefill_tail,
+                    c.prefill_variability,
+                );
+                let itl = batch.and_then(|n| {
+                    decode_itl_at_batch(
+                        &model.decode,
+                        terms,
+                        n,
+                        part.isl,
+                        part.osl,
+                        cfg.itl_batch_z * c.decode_variability,
+                        cfg.kv_fraction,
+                    )
+                });
+                worse = ratio(Some(ttft), sla.ttft_ms).max(ratio(itl, sla.itl_ms));
+            }
+        }
+        let expected = sum / parts.len() as f64;
+        let better = best
+            .is_none_or(|(e, w, _, _)| expected > e + 1e-3 || (expected > e - 1e-3 && worse < w));
+        if better {
+            best = Some((expected, worse, p, d));
+        }
+    }
+    best.filter(|b| b.0 >= MIN_EXPECTED)
+        .map(|(e, _, p, d)| (p, d, e))
+}
+
+/// The largest decode batch whose ITL is within the target and whose reservations fit the
+/// usable KV: the same for every count, as the batch sets the ITL. `None` when not even a
+/// batch of one is.
+fn largest_batch_within_itl(
+    model: &PerformanceModel,
+    sla: &Sla,
+    cfg: &SolverConfig,
+    load: &Load,
+) -> Option<f64> {
+    let terms = model.corrections.decode_terms();
+    let within = |b: f64| {
+        decode_itl_at_batch(
+            &model.decode,
+            terms,
+            b,
+            load.isl,
+            load.osl,
+            0.0,
+            cfg.kv_fraction,
+        )
+        .is_some_and(|itl| itl <= sla.itl_ms)
+    };
+    if !within(1.0) {
+        return None;
+    }
+    let (mut lo, mut hi) = (1.0_f64, 2.0_f64);
+    while within(hi) {
+        lo = hi;
+        hi *= 2.0;
+        if hi > 1e9 {
+            return Some(lo);
+        }
+    }
+    for _ in 0..BATCH_HALVINGS {
+        let mid = 0.5 * (lo + hi);
+        if within(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Some(lo)
+}
+
+/// Halvings of the bracket in the search for the largest batch within the ITL target.
+const BATCH_HALVINGS: u32 = 30;
+
+/// The share of requests whose batch stays within `most` when the mean batch is `n`: the
+/// normal quantile whose deviation above the mean (`spread` times random arrivals' swing,
+/// as the solver's batch quantile) reaches it, within the range `quantile_within` searches.
+fn within_batch(n: f64, most: f64, spread: f64) -> f64 {
+    let swing = spread * n.max(0.0).sqrt();
+    let q = if swing > 0.0 {
+        standard_normal_cdf((most - n) / swing)
+    } else if n <= most {
+        1.0
+    } else {
+        0.0
+    };
+    if q < QUANTILE_RANGE.0 {
+        0.0
+    } else {
+        q.min(QUANTILE_RANGE.1)
+    }
+}
+
+/// The quantiles a share within a target is told apart in: beyond them the model's tails
+/// say little.
+const QUANTILE_RANGE: (f64, f64) = (0.001, 0.999);
+
+/// The largest quantile in `QUANTILE_RANGE` at which `ok` holds (0 when it fails at the
+/// least), for `ok` that holds up to a quantile and fails beyond it.
+fn quantile_within(ok: impl Fn(f64) -> bool) -> f64 {
+    let (mut lo, mut hi) = QUANTILE_RANGE;
+    if ok(hi) {
+        return hi;
+    }
+    if !ok(lo) {
+        return 0.0;
+    }
+    for _ in 0..ATTAINMENT_HALVINGS {
+        let mid = 0.5 * (lo + hi);
+        if ok(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 /// Halvings of the load's share in the search for the largest the budget serves: to 1/1024
@@ -903,22 +1133,23 @@ mod tests {
     }
 
     #[test]
-    fn a_budget_short_of_the_load_serves_the_largest_share_any_split_can() {
+    fn a_budget_far_short_of_the_load_serves_the_largest_share_any_split_can() {
         // A request meets the SLA only when both its TTFT and its ITL do: a split that
         // starves one role to bring the other's latency closer to target fails them all.
-        // Each case is checked against every split of the budget, each served as large a
+        // Where no split is expected to serve even a few requests within both targets,
+        // each case is checked against every split of the budget, each served as large a
         // share of the load (rate and backlog alike) as meets both targets on it.
         let m = PerformanceModel::embedded_default();
         let cases = [
-            // Short answers to long prompts, as the code trace's: prefill far short.
+            // Prompts past what any split can serve in time.
             Load {
-                lambda: 500.0,
+                lambda: 1000.0,
                 isl: 2100.0,
                 osl: 26.0,
                 backlog_tokens: 2.0e5,
                 drain_s: 60.0,
             },
-            load(120.0),
+            load(400.0),
             // Long answers: decode far short.
             Load {
                 lambda: 60.0,
@@ -945,6 +1176,12 @@ mod tests {
         for (budget, l) in [(16, cases[0]), (12, cases[1]), (10, cases[2])] {
             let s = solve(&m, &SLA, &limits(budget), &CFG, &l);
             assert!(!s.meets && s.prefill + s.decode <= budget, "{s:?}");
+            assert!(
+                s.notes
+                    .iter()
+                    .any(|n| n.to_string().contains("meets both targets for at least")),
+                "{s:?}"
+            );
             let best = (1..budget)
                 .map(|p| served(&l, p, budget - p))
                 .fold(0.0, f64::max);
@@ -957,6 +1194,127 @@ mod tests {
                 s.decode
             );
         }
+    }
+
+    /// The share of requests within both targets the model expects of `p` prefill and `d`
+    /// decode engines, averaged over half, three quarters and all of the load: read off a
+    /// grid of a thousand quantiles (the solver searches them).
+    fn expected_on_a_grid(m: &PerformanceModel, l: &Load, p: u32, d: u32) -> f64 {
+        let c = m.corrections;
+        let grid = || (1..1000).map(|i| f64::from(i) / 1000.0);
+        let at = |f: f64| {
+            let part = Load {
+                lambda: l.lambda * f,
+                backlog_tokens: l.backlog_tokens * f,
+                ..*l
+            };
+            let lambda = effective_lambda(&part);
+            let queue = m.prefill_queue(lambda, p, part.isl);
+            let ttft = grid()
+                .rfind(|&q| {
+                    queue.slowest_quantile_ms(q, c.prefill_tail, c.prefill_variability)
+                        <= SLA.ttft_ms
+                })
+                .unwrap_or(0.0);
+            let n = decode_mean_batch(&m.decode, c.decode_terms(), lambda, d, part.isl, part.osl);
+            let itl = n.map_or(0.0, |n| {
+                grid()
+                    .rfind(|&q| {
+                        decode_itl_at_batch(
+                            &m.decode,
+                            c.decode_terms(),
+                            n,
+                            part.isl,
+                            part.osl,
+                            crate::planner::model::normal_quantile(q) * c.decode_variability,
+                            CFG.kv_fraction,
+                        )
+                        .is_some_and(|itl| itl <= SLA.itl_ms)
+                    })
+                    .unwrap_or(0.0)
+            });
+            ttft * itl
+        };
+        (at(0.5) + at(0.75) + at(1.0)) / 3.0
+    }
+
+    #[test]
+    fn a_budget_a_little_short_goes_to_the_split_that_serves_the_most_requests() {
+        // Needs one or two engines past the budget. Every request on a decode engine runs
+        // the same steps, so decode a little short fails nearly all of them, where prefill
+        // a little short fails the prompts that wait longest: the split is chosen for the
+        // requests it serves within both targets, checked against every split.
+        let m = PerformanceModel::embedded_default();
+        let cases = [
+            Load {
+                lambda: 50.0,
+                isl: 1400.0,
+                osl: 150.0,
+                ..load(0.0)
+            },
+            load(60.0),
+            load(120.0),
+            Load {
+                lambda: 40.0,
+                isl: 1000.0,
+                osl: 250.0,
+                ..load(0.0)
+            },
+        ];
+        let mut budgets: Vec<(Load, u32)> = cases
+            .iter()
+            .zip([1, 1, 4, 1])
+            .map(|(l, short_by)| {
+                let need = solve(&m, &SLA, &limits(64), &CFG, l);
+                assert!(need.meets, "{need:?}");
+                (*l, need.prefill + need.decode - short_by)
+            })
+            .collect();
+        // Short answers to long prompts, as the code trace's, prefill far short: most
+        // requests are still served by giving decode no more than it needs.
+        let code = Load {
+            lambda: 500.0,
+            isl: 2100.0,
+            osl: 26.0,
+            backlog_tokens: 2.0e5,
+            drain_s: 60.0,
+        };
+        budgets.push((code, 16));
+        for (l, budget) in &budgets {
+            let (l, budget) = (l, *budget);
+            let s = solve(&m, &SLA, &limits(budget), &CFG, l);
+            assert!(
+                s.notes
+                    .iter()
+                    .any(|n| n.to_string().contains("expected to meet both targets for")),
+                "{s:?}"
+            );
+            let got = expected_on_a_grid(&m, l, s.prefill, s.decode);
+            for p in 1..budget {
+                let other = expected_on_a_grid(&m, l, p, budget - p);
+                assert!(
+                    got >= other - 0.005,
+                    "{l:?} at budget {budget}: {}P+{}D serves {got}, {p}P+{}D {other}",
+                    s.prefill,
+                    s.decode,
+                    budget - p
+                );
+            }
+        }
+        // The first case: the split that keeps decode whole, by a wide margin.
+        let l = cases[0];
+        let need = solve(&m, &SLA, &limits(64), &CFG, &l);
+        let s = solve(&m, &SLA, &limits(need.prefill + need.decode - 1), &CFG, &l);
+        assert_eq!(
+            (s.prefill, s.decode),
+            (need.prefill - 1, need.decode),
+            "{s:?}"
+        );
+        let decode_short = expected_on_a_grid(&m, &l, need.prefill, need.decode - 1);
+        assert!(
+            expected_on_a_grid(&m, &l, s.prefill, s.decode) > decode_short + 0.1,
+            "{decode_short}"
+        );
     }
 
     #[test]
