@@ -421,19 +421,12 @@ fn best_split_under_budget(
             .saturating_sub(p.saturating_mul(limits.gpus_per_prefill_engine));
         (left / limits.gpus_per_decode_engine.max(1)).min(d_need)
     };
-    let ratio = |v: f64, target: f64| {
-        if v.is_finite() {
-            v / target
-        } else {
-            UNREACHABLE
-        }
-    };
     // The latency ratios of the split at `p`: prefill's falls as `p` grows, decode's rises.
     let ratios = |p: u32| {
         let d = decode_left(p);
         (
-            ratio(prefill_ttft(model, cfg, load, p), sla.ttft_ms),
-            ratio(decode_itl(model, cfg, load, d), sla.itl_ms),
+            latency_ratio(prefill_ttft(model, cfg, load, p), sla.ttft_ms),
+            latency_ratio(decode_itl(model, cfg, load, d), sla.itl_ms),
             d,
         )
     };
@@ -590,10 +583,6 @@ fn expected_split(
     let c = &model.corrections;
     let terms = c.decode_terms();
     let largest_batch = largest_batch_within_itl(model, sla, cfg, load);
-    let ratio = |v: Option<f64>, target: f64| {
-        v.filter(|v| v.is_finite())
-            .map_or(UNREACHABLE, |v| v / target)
-    };
     let mut best: Option<(f64, f64, u32, u32)> = None;
     for p in lo..=hi {
         let left = limits.gpu_budget.saturating_sub(p.saturating_mul(gp));
@@ -603,7 +592,7 @@ fn expected_split(
         }
         let mut sum = 0.0;
         let mut worse = UNREACHABLE;
-        for part in &parts {
+        for (&share, part) in EXPECTED_AT_SHARES.iter().zip(&parts) {
             let lambda = effective_lambda(part);
             let queue = model.prefill_queue(lambda, p, part.isl);
             let in_ttft = quantile_within(|q| {
@@ -615,7 +604,7 @@ fn expected_split(
                 _ => 0.0,
             };
             sum += in_ttft * in_itl;
-            if part.lambda == load.lambda {
+            if share == 1.0 {
                 // The whole load: the latency ratios `prefill_ttft` and `decode_itl` give.
                 let ttft = queue.slowest_quantile_ms(
                     cfg.ttft_quantile,
@@ -633,7 +622,8 @@ fn expected_split(
                         cfg.kv_fraction,
                     )
                 });
-                worse = ratio(Some(ttft), sla.ttft_ms).max(ratio(itl, sla.itl_ms));
+                worse = latency_ratio(ttft, sla.ttft_ms)
+                    .max(latency_ratio(itl.unwrap_or(f64::INFINITY), sla.itl_ms));
             }
         }
         let expected = sum / parts.len() as f64;
@@ -808,6 +798,15 @@ fn largest_servable_share(
 
 /// Latency ratio standing for "cannot keep up at all".
 const UNREACHABLE: f64 = 1e9;
+
+/// A latency as a multiple of its target; `UNREACHABLE` where it is infinite.
+fn latency_ratio(ms: f64, target_ms: f64) -> f64 {
+    if ms.is_finite() {
+        ms / target_ms
+    } else {
+        UNREACHABLE
+    }
+}
 
 /// The split of the GPU budget in proportion to each role's need in GPUs, within limits.
 fn proportional_split(limits: &Limits, p_need: u32, d_need: u32) -> (u32, u32) {
