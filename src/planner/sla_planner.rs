@@ -757,6 +757,7 @@ impl SlaPlanner {
             step_s,
             backlog,
             self.cfg.headroom_quantile,
+            self.current(obs),
         );
         // What the load would ask if it came in at the forecast's worst miss of the last
         // dozen: a role whose wish falls at every decision of the scale-down window is held
@@ -766,7 +767,14 @@ impl SlaPlanner {
         let shrinking =
             (falling.0 && plan.prefill < current.0) || (falling.1 && plan.decode < current.1);
         let worst_miss = (shrinking && self.rate.misses_known()).then(|| {
-            let p = self.plan_horizon(rate, interval_s, step_s, backlog, WORST_MISS_QUANTILE);
+            let p = self.plan_horizon(
+                rate,
+                interval_s,
+                step_s,
+                backlog,
+                WORST_MISS_QUANTILE,
+                current,
+            );
             (p.prefill, p.decode)
         });
 
@@ -779,6 +787,7 @@ impl SlaPlanner {
         }
         reasons.extend(learned);
         reasons.extend(plan.solution.notes.iter().map(ToString::to_string));
+        reasons.extend(plan.too_late.clone());
         reasons.extend(beyond_the_profile(
             &self.model,
             plan.load.isl,
@@ -820,6 +829,9 @@ struct HorizonPlan {
     /// The peak the load keeps coming back to, when that is the load planned for (above
     /// the forecast's bound).
     recurring: Option<RecurringPeak>,
+    /// What a step over before capacity ordered now could be ready asked for beyond what is
+    /// there and the rest of the plan, said as a reason.
+    too_late: Option<String>,
 }
 
 impl SlaPlanner {
@@ -832,6 +844,7 @@ impl SlaPlanner {
         step_s: f64,
         backlog: f64,
         quantile: f64,
+        held: (u32, u32),
     ) -> HorizonPlan {
         // The errors behind the bound are measured `h` steps ahead; the solver sizes up to
         // the step holding the moment capacity asked for at the next decision could be
@@ -865,6 +878,14 @@ impl SlaPlanner {
             (None, Some((_, i, o))) => (i, o),
             (None, None) => (&self.isl, &self.osl),
         };
+        // Steps are counted from the end of the newest step seen: `ready_after_s` past it, a
+        // replica ordered now is ready.
+        let since_newest_s = if self.rate.is_empty() {
+            0.0
+        } else {
+            self.pool.span_s()
+        };
+        let ready_after_s = since_newest_s + self.ctx.startup_s;
         let rate_forecasters: Vec<(&SignalForecaster, bool)> = committed
             .iter()
             .map(|c| (c.0, false))
@@ -889,6 +910,9 @@ impl SlaPlanner {
         // is no excursion yet.
         let recurring_peak = committed.and_then(|c| c.0.recurring_peak(z));
         let mut best: Option<(HorizonPlan, Option<(&SignalForecaster, bool)>)> = None;
+        // The last step that asked for more than is there before more could be ready.
+        let mut too_late: Option<((u32, u32), usize)> = None;
+        let mut best_kept_only = false;
         // Step 0 is the interval just seen (a jump the forecasters have not caught up with);
         // steps 1..=last_step cover until capacity asked for at the next decision could be ready.
         for step in planned_steps(last_step) {
@@ -942,8 +966,25 @@ impl SlaPlanner {
                     (load, solution, recurring) = (raised, at_peak, Some(peak));
                 }
             }
+            // A step over before capacity ordered now could be ready is served by what is
+            // there: it may keep that, not order more, which would come too late for it.
+            let mut kept_only = false;
+            if step >= 1 && step as f64 * step_s <= ready_after_s + 1e-6 {
+                let asked = (solution.prefill, solution.decode);
+                solution.prefill = asked.0.min(held.0);
+                solution.decode = asked.1.min(held.1);
+                kept_only = asked != (solution.prefill, solution.decode);
+                if kept_only {
+                    too_late = Some((asked, step));
+                }
+            }
             let (p, d) = best.as_ref().map_or((0, 0), |b| (b.0.prefill, b.0.decode));
-            if best.is_none() || solution.prefill > p || solution.decode > d {
+            // A step that asks as much as one that was held back says better what the
+            // counts are for.
+            let says_better =
+                !kept_only && best_kept_only && solution.prefill >= p && solution.decode >= d;
+            if best.is_none() || solution.prefill > p || solution.decode > d || says_better {
+                best_kept_only = kept_only;
                 let plan = HorizonPlan {
                     prefill: solution.prefill.max(p),
                     decode: solution.decode.max(d),
@@ -954,11 +995,22 @@ impl SlaPlanner {
                     source: None,
                     method: None,
                     recurring,
+                    too_late: None,
                 };
                 best = Some((plan, from));
             }
         }
         let (mut plan, from) = best.expect("at least one step");
+        plan.too_late = too_late
+            .filter(|((p, d), _)| *p > plan.prefill || *d > plan.decode)
+            .map(|((p, d), step)| {
+                format!(
+                    "{} asked for {:.0}s ahead, before a replica ordered now could be ready ({:.0}s): not ordered",
+                    self.counts(p, d),
+                    step as f64 * step_s,
+                    self.ctx.startup_s
+                )
+            });
         plan.method = rate_forecasters
             .first()
             .and_then(|(f, _)| f.forecast(1, z))
@@ -1949,6 +2001,60 @@ mod tests {
     }
 
     #[test]
+    fn a_step_over_before_a_new_replica_could_be_ready_orders_nothing_for_it() {
+        // 10 req/s with two minutes at 40 in every ten, forecast by its season, with a
+        // 180 s cold start; the deployment is reported at `held` throughout (it was not
+        // scaled as ordered). After minute `m` of a period the horizon is minutes m+1 to
+        // m+4, and a replica ordered then is ready when minute m+3 ends.
+        let pattern = [10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 40.0, 40.0, 10.0, 10.0];
+        let held = (2, 2);
+        let replicas = RoleReplicas {
+            prefill: ReplicaState {
+                ready: held.0,
+                starting: 0,
+                draining: 0,
+            },
+            decode: ReplicaState {
+                ready: held.1,
+                starting: 0,
+                draining: 0,
+            },
+        };
+        let cfg = PlannerConfig {
+            forecaster: ForecasterKind::Seasonal,
+            season_s: Some(600.0),
+            ..Default::default()
+        };
+        let mut planner = SlaPlanner::new(slow_start_context(), cfg);
+        let mut after = Vec::new();
+        for minute in 0..60usize {
+            let t = 60.0 * (minute + 1) as f64;
+            let obs = Observation {
+                replicas: Some(replicas),
+                ..steady_interval(t, 60.0, pattern[minute % 10])
+            };
+            after.push(planner.decide(t, &obs));
+        }
+        let counts = |d: &Decision| (d.prefill, d.decode);
+        // After minutes 2 and 3 the peak falls in the horizon past the cold start: ordered.
+        for d in &after[52..=53] {
+            assert!(d.prefill > held.0 && d.decode > held.1, "{d:?}");
+        }
+        // After minutes 4 and 5 it is over by the time a replica ordered then is ready: the
+        // planner keeps what is there and says why.
+        for d in &after[54..=55] {
+            assert_eq!(counts(d), held, "{d:?}");
+            assert!(
+                d.reasons.iter().any(|r| r.contains("4P+3D asked for")
+                    && r.contains(
+                        "before a replica ordered now could be ready (180s): not ordered"
+                    )),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
     fn intervals_shorter_than_the_forecast_step_are_forecast_as_whole_steps() {
         // A 180 s cold start: a horizon of 190 s, steps of a minute (`forecast_step_s`).
         let ctx = slow_start_context;
@@ -1963,14 +2069,29 @@ mod tests {
                 ..Default::default()
             },
         );
+        // Each is told the same deployment: what is there before a replica ordered now
+        // could be ready (`plan_horizon`) is alike.
+        let seen = |time_s: f64, interval_s: f64, rate: f64| {
+            let ten = ReplicaState {
+                ready: 10,
+                starting: 0,
+                draining: 0,
+            };
+            Observation {
+                replicas: Some(RoleReplicas {
+                    prefill: ten,
+                    decode: ten,
+                }),
+                ..steady_interval(time_s, interval_s, rate)
+            }
+        };
         for minute in 0..15u32 {
             let t0 = 60.0 * f64::from(minute);
-            let whole =
-                by_minute.decide(t0 + 60.0, &steady_interval(t0 + 60.0, 60.0, rate(minute)));
+            let whole = by_minute.decide(t0 + 60.0, &seen(t0 + 60.0, 60.0, rate(minute)));
             let mut last = Decision::default();
             let mut last_unpooled = Decision::default();
             for k in 1..=6 {
-                let obs = steady_interval(t0 + 10.0 * f64::from(k), 10.0, rate(minute));
+                let obs = seen(t0 + 10.0 * f64::from(k), 10.0, rate(minute));
                 last = by_ten.decide(obs.time_s, &obs);
                 last_unpooled = unpooled.decide(obs.time_s, &obs);
             }
