@@ -751,18 +751,18 @@ impl SlaPlanner {
             .filter(|q| q.is_finite() && *q > 0.0)
             .unwrap_or(0.0);
         let rate = requests / interval_s;
+        let current = self.current(obs);
         let plan = self.plan_horizon(
             rate,
             interval_s,
             step_s,
             backlog,
             self.cfg.headroom_quantile,
-            self.current(obs),
+            current,
         );
         // What the load would ask if it came in at the forecast's worst miss of the last
         // dozen: a role whose wish falls at every decision of the scale-down window is held
         // no higher (worked out only then, and once those misses are known).
-        let current = self.current(obs);
         let falling = self.stabilizer.falling(now_s, (plan.prefill, plan.decode));
         let shrinking =
             (falling.0 && plan.prefill < current.0) || (falling.1 && plan.decode < current.1);
@@ -912,7 +912,6 @@ impl SlaPlanner {
         let mut best: Option<(HorizonPlan, Option<(&SignalForecaster, bool)>)> = None;
         // The last step that asked for more than is there before more could be ready.
         let mut too_late: Option<((u32, u32), usize)> = None;
-        let mut best_kept_only = false;
         // Step 0 is the interval just seen (a jump the forecasters have not caught up with);
         // steps 1..=last_step cover until capacity asked for at the next decision could be ready.
         for step in planned_steps(last_step) {
@@ -968,23 +967,16 @@ impl SlaPlanner {
             }
             // A step over before capacity ordered now could be ready is served by what is
             // there: it may keep that, not order more, which would come too late for it.
-            let mut kept_only = false;
             if step >= 1 && step as f64 * step_s <= ready_after_s + 1e-6 {
                 let asked = (solution.prefill, solution.decode);
                 solution.prefill = asked.0.min(held.0);
                 solution.decode = asked.1.min(held.1);
-                kept_only = asked != (solution.prefill, solution.decode);
-                if kept_only {
+                if asked != (solution.prefill, solution.decode) {
                     too_late = Some((asked, step));
                 }
             }
             let (p, d) = best.as_ref().map_or((0, 0), |b| (b.0.prefill, b.0.decode));
-            // A step that asks as much as one that was held back says better what the
-            // counts are for.
-            let says_better =
-                !kept_only && best_kept_only && solution.prefill >= p && solution.decode >= d;
-            if best.is_none() || solution.prefill > p || solution.decode > d || says_better {
-                best_kept_only = kept_only;
+            if best.is_none() || solution.prefill > p || solution.decode > d {
                 let plan = HorizonPlan {
                     prefill: solution.prefill.max(p),
                     decode: solution.decode.max(d),
