@@ -8,8 +8,9 @@
 #   scripts/sweep.sh --compare before.tsv after.tsv
 #
 # SETs: shipped (every shipped scenario at 60 and 180 s cold starts, 22 runs), variants
-# (one field changed: SLA, interval, cold start, GPUs per engine, budget; 107 runs), scale
-# (five scenarios at 3 and 10 times their load and budget, 20 runs), seeds (every synthetic
+# (one field changed: SLA, interval, cold start, GPUs per engine, budget; 107 runs), long
+# (decisions every 120 and 300 s, eight scenarios, both cold starts; 32 runs), scale (five
+# scenarios at 3 and 10 times their load and budget, 20 runs), seeds (every synthetic
 # scenario over seeds 1 to 5 at both cold starts, 70 runs). Needs python3 to read the JSON.
 set -euo pipefail
 caller=$PWD
@@ -73,7 +74,7 @@ if [[ ${1:-} == --bin ]]; then
     bin=$(from_caller "$2")
     shift 2
 fi
-[[ $# -ge 1 ]] || { echo "usage: $0 [--bin PATH] shipped|variants|scale|seeds..." >&2; exit 2; }
+[[ $# -ge 1 ]] || { echo "usage: $0 [--bin PATH] shipped|variants|long|scale|seeds..." >&2; exit 2; }
 [[ -x $bin ]] || { echo "$bin: not an executable (cargo build --release, or --bin PATH)" >&2; exit 2; }
 
 synthetic=(sin-5-45 sin-5-45-aggregated sin-5-45-budget8 flash-crowd step-10-30 diurnal-2-40 bursts-10-40)
@@ -126,6 +127,16 @@ EOF
             done
         done
         ;;
+    long)
+        # Decisions further apart than a forecast step (180 s is in variants).
+        for iv in 120 300; do
+            for sc in azure-conv-x8 azure-code-x8 mooncake-conv-x4 sin-5-45 diurnal-2-40 \
+                flash-crowd step-10-30 bursts-10-40; do
+                echo "$sc|decisions every $iv s|--set deployment.interval_s=$iv"
+                echo "$sc|decisions every $iv s, cold start 180 s|--set deployment.interval_s=$iv --startup-s 180"
+            done
+        done
+        ;;
     scale)
         for k in 3 10; do for st in 60 180; do
             for sc in azure-code-x8 azure-conv-x8 diurnal-2-40 mooncake-conv-x4 sin-5-45; do
@@ -142,7 +153,7 @@ EOF
         done; done; done
         ;;
     *)
-        echo "unknown set: $set (shipped, variants, scale, seeds)" >&2
+        echo "unknown set: $set (shipped, variants, long, scale, seeds)" >&2
         exit 2
         ;;
     esac

@@ -427,6 +427,12 @@ impl SignalForecaster {
         self.history.len()
     }
 
+    /// The steps ahead the forecasts are scored at.
+    #[cfg(test)]
+    pub(crate) fn horizon(&self) -> usize {
+        self.horizon
+    }
+
     pub fn is_empty(&self) -> bool {
         self.history.is_empty()
     }

@@ -248,8 +248,8 @@ impl SlaPlanner {
             if !(requests.is_finite() && requests >= 0.0) {
                 continue;
             }
-            if let Some(pooled) = self.pool.add(interval_s, requests, None, isl, osl) {
-                self.observe_pooled(&pooled);
+            for pooled in self.pool.add(interval_s, requests, None, isl, osl) {
+                self.observe_pooled(&pooled, interval_s);
             }
         }
     }
@@ -274,9 +274,10 @@ impl SlaPlanner {
         self.ctx.sla
     }
 
-    /// Feeds a step's value to the forecasters (`step_pool`), scored `h` steps ahead.
-    fn observe_pooled(&mut self, pooled: &Pooled) {
-        let h = self.horizon_steps(pooled.span_s);
+    /// Feeds a step's value from intervals of `interval_s` to the forecasters
+    /// (`step_pool`), scored at the horizon.
+    fn observe_pooled(&mut self, pooled: &Pooled, interval_s: f64) {
+        let h = self.horizon_steps(interval_s, pooled.span_s);
         Self::observe_into(
             (&mut self.rate, &mut self.isl, &mut self.osl),
             pooled,
@@ -325,8 +326,16 @@ impl SlaPlanner {
         }
     }
 
-    fn horizon_steps(&self, interval_s: f64) -> usize {
-        ((interval_s + self.ctx.startup_s) / interval_s)
+    /// Steps of `step_s` from the newest one seen to when capacity ordered at the next
+    /// decision, an interval of `interval_s` on, could be ready: an interval split into
+    /// halves spans two steps; pooled ones, the step they fill.
+    fn horizon_steps(&self, interval_s: f64, step_s: f64) -> usize {
+        let next_decision_s = if self.pool.halves(interval_s) {
+            interval_s
+        } else {
+            step_s
+        };
+        ((next_decision_s + self.ctx.startup_s) / step_s)
             .ceil()
             .clamp(1.0, MAX_HORIZON_STEPS as f64) as usize
     }
@@ -723,14 +732,14 @@ impl SlaPlanner {
         if over(obs.ttft_ms, self.ctx.sla.ttft_ms) || over(obs.itl_ms, self.ctx.sla.itl_ms) {
             self.rate.note_missed();
         }
-        if let Some(pooled) = self.pool.add(
+        for pooled in self.pool.add(
             interval_s,
             requests,
             obs.requests_second_half,
             obs.isl_mean,
             obs.osl_mean,
         ) {
-            self.observe_pooled(&pooled);
+            self.observe_pooled(&pooled, interval_s);
         }
         // Replicas not reported are taken as the planner ordered them, ready a cold start
         // after the order: its latencies then teach as a reported count's would.
@@ -850,7 +859,7 @@ impl SlaPlanner {
         // the step holding the moment capacity asked for at the next decision could be
         // ready, counted from the newest step the forecasters have seen.
         // Before a first step the step under way is the newest, and it ends now.
-        let h = self.horizon_steps(step_s);
+        let h = self.horizon_steps(interval_s, step_s);
         let last_step = if self.rate.is_empty() {
             h
         } else {
@@ -2043,6 +2052,56 @@ mod tests {
                     )),
                 "{d:?}"
             );
+        }
+    }
+
+    #[test]
+    fn an_interval_far_longer_than_the_step_is_forecast_from_its_halves() {
+        // Decisions every 180 s (Dynamo's planner's interval), a 60 s cold start, a load
+        // rising within each interval as between them: 2 req/s more every 90 s, the
+        // interval's second half counted.
+        let ctx = || PolicyContext {
+            interval_s: 180.0,
+            startup_s: 60.0,
+            ..crate::planner::test_context(
+                Sla {
+                    ttft_ms: 200.0,
+                    itl_ms: 10.0,
+                },
+                false,
+            )
+        };
+        let mut halved = SlaPlanner::new(ctx(), PlannerConfig::default());
+        // The same planner with a step as long as the interval: not split.
+        let mut whole = SlaPlanner::new(
+            ctx(),
+            PlannerConfig {
+                forecast_step_s: 180.0,
+                ..Default::default()
+            },
+        );
+        let half_rate = |k: u32| 10.0 + 2.0 * f64::from(k);
+        for i in 0..8u32 {
+            let (early, late) = (half_rate(2 * i) * 90.0, half_rate(2 * i + 1) * 90.0);
+            let obs = Observation {
+                requests_second_half: Some(late),
+                ..steady_interval(180.0 * f64::from(i + 1), 180.0, (early + late) / 180.0)
+            };
+            let (a, b) = (
+                halved.decide(obs.time_s, &obs),
+                whole.decide(obs.time_s, &obs),
+            );
+            // Each half is a step: the forecasters have seen both, the newer last.
+            assert_eq!(halved.rate.len(), 2 * (i as usize + 1));
+            assert_eq!(halved.rate.last(), Some(late / 90.0));
+            // From the newest half to a replica ordered at the next decision: 240 s, three
+            // steps of 90 s (two of 180 s unsplit), planned for and scored at.
+            assert_eq!(a.forecast.unwrap().horizon_s, 270.0);
+            assert_eq!(halved.rate.horizon(), 3);
+            assert_eq!(b.forecast.unwrap().horizon_s, 360.0);
+            assert_eq!(whole.rate.horizon(), 2);
+            // Unsplit, the forecasters see one value an interval, a whole interval late.
+            assert_eq!(whole.rate.len(), i as usize + 1);
         }
     }
 

@@ -1,10 +1,12 @@
-//! Decision intervals pooled into the forecasters' time step.
+//! Decision intervals pooled into the forecasters' time step, or split into it.
 //!
 //! A count over a few seconds scatters by more than the load moves in them, and a horizon of
 //! a cold start is then dozens of such steps: the forecasters would extrapolate the scatter
 //! over all of them. Intervals shorter than the forecast step are pooled until they span
 //! it, and the forecasters see one value per pool; the planner still decides every
-//! interval, and sizes for the rate just seen at each, so a jump is met at once.
+//! interval, and sizes for the rate just seen at each, so a jump is met at once. An interval
+//! far longer than the step (Dynamo's planner decides every 180 s) is split into its two
+//! halves, the finest the observation counts: a rise then shows in half the time.
 
 /// A pooled value: what the intervals in a pool saw together.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -104,8 +106,11 @@ impl StepPool {
         ((step_s / interval_s).round() as usize).max(1)
     }
 
-    /// The length of a step made of intervals of `interval_s`.
+    /// The length of a step made of intervals of `interval_s`, or of their halves.
     pub fn step_len_s(&self, interval_s: f64) -> f64 {
+        if self.halves(interval_s) {
+            return interval_s / 2.0;
+        }
         self.intervals_per_step(interval_s) as f64 * interval_s
     }
 
@@ -118,9 +123,41 @@ impl StepPool {
         self.count == 0
     }
 
-    /// Adds an interval; returns the pool when it now spans a step (half an interval short
-    /// is enough: live intervals jitter around their length).
+    /// Whether intervals of `interval_s` are split into halves: when a half is nearer the
+    /// step than the whole interval is (by ratio: longer than the step by more than the
+    /// square root of two).
+    pub fn halves(&self, interval_s: f64) -> bool {
+        interval_s.is_finite() && interval_s > self.step_s * std::f64::consts::SQRT_2
+    }
+
+    /// Adds an interval; returns the steps it completes: the pool, when it now spans a
+    /// step (half an interval short is enough: live intervals jitter around their length),
+    /// or, for an interval split into halves, each half (taken as even when the second
+    /// half's count is missing, so the forecasters' step stays the same).
     pub fn add(
+        &mut self,
+        interval_s: f64,
+        requests: f64,
+        second_half: Option<f64>,
+        isl: Option<f64>,
+        osl: Option<f64>,
+    ) -> Vec<Pooled> {
+        if !self.halves(interval_s) {
+            return self
+                .add_one(interval_s, requests, second_half, isl, osl)
+                .into_iter()
+                .collect();
+        }
+        let late = second_half
+            .filter(|v| v.is_finite() && (0.0..=requests).contains(v))
+            .unwrap_or(requests / 2.0);
+        [requests - late, late]
+            .into_iter()
+            .filter_map(|n| self.add_one(interval_s / 2.0, n, None, isl, osl))
+            .collect()
+    }
+
+    fn add_one(
         &mut self,
         interval_s: f64,
         requests: f64,
@@ -238,6 +275,33 @@ mod tests {
     }
 
     #[test]
+    fn an_interval_far_longer_than_the_step_is_split_at_its_halves() {
+        let mut pool = StepPool::new(60.0, 60.0);
+        // A half is nearer a minute than the whole from 85 s (60 s times the root of two).
+        for (interval, split) in [(60.0, false), (84.0, false), (85.0, true), (180.0, true)] {
+            assert_eq!(pool.halves(interval), split, "{interval}");
+        }
+        assert_eq!(pool.step_len_s(180.0), 90.0);
+        assert_eq!(pool.step_len_s(84.0), 84.0);
+        let half = |requests: f64| Pooled {
+            requests,
+            span_s: 90.0,
+            second_half: None,
+            isl: Some(3000.0),
+            osl: Some(300.0),
+        };
+        // 100 arrivals in the first half, 200 in the second: a step each.
+        let got = pool.add(180.0, 300.0, Some(200.0), Some(3000.0), Some(300.0));
+        assert_eq!(got, vec![half(100.0), half(200.0)]);
+        assert!(pool.is_empty());
+        // Without the second half's count, or with one past the interval's, taken as even.
+        for late in [None, Some(400.0), Some(f64::NAN)] {
+            let got = pool.add(180.0, 300.0, late, Some(3000.0), Some(300.0));
+            assert_eq!(got, vec![half(150.0), half(150.0)], "{late:?}");
+        }
+    }
+
+    #[test]
     fn a_step_is_at_most_half_the_horizon() {
         // A 5 s cold start: 10 s intervals and a 15 s horizon are not pooled.
         assert_eq!(StepPool::new(60.0, 5.0).intervals_per_step(10.0), 1);
@@ -253,9 +317,7 @@ mod tests {
         let mut steps = Vec::new();
         for i in 0..150_000u32 {
             let late = u32::from(i % 10 == 0);
-            if let Some(step) = pool.add(0.001, 1.0, Some(f64::from(late)), None, None) {
-                steps.push(step);
-            }
+            steps.extend(pool.add(0.001, 1.0, Some(f64::from(late)), None, None));
             // Each decision reads the pool.
             assert!(pool.peek().is_none_or(|p| p.requests >= 1.0));
         }
@@ -268,7 +330,10 @@ mod tests {
     #[test]
     fn a_step_of_one_interval_passes_it_through_unchanged() {
         let mut pool = StepPool::new(60.0, 600.0);
-        let got = pool.add(60.0, 7.0, Some(5.0), Some(3000.3), None).unwrap();
+        let got = pool
+            .add(60.0, 7.0, Some(5.0), Some(3000.3), None)
+            .pop()
+            .unwrap();
         assert_eq!(
             got,
             Pooled {
@@ -290,13 +355,15 @@ mod tests {
         for k in 1..=6 {
             let n = 10.0 * k as f64;
             assert!(out.is_none(), "closed early at {k}");
-            out = pool.add(
-                10.0,
-                n,
-                Some(n * 2.0 / 3.0),
-                Some(1000.0 * k as f64),
-                Some(100.0),
-            );
+            out = pool
+                .add(
+                    10.0,
+                    n,
+                    Some(n * 2.0 / 3.0),
+                    Some(1000.0 * k as f64),
+                    Some(100.0),
+                )
+                .pop();
         }
         let got = out.expect("six intervals make a step");
         assert_eq!(got.requests, 210.0);
@@ -312,19 +379,19 @@ mod tests {
         assert!((got.isl.unwrap() - isl).abs() < 1e-9);
         assert_eq!(got.osl, Some(100.0));
         assert!(pool.is_empty());
-        assert!(pool.add(10.0, 1.0, None, None, None).is_none());
+        assert!(pool.add(10.0, 1.0, None, None, None).is_empty());
     }
 
     #[test]
     fn an_odd_pool_splits_its_middle_interval_at_its_halves() {
         let mut pool = StepPool::new(60.0, 600.0);
         pool.add(20.0, 10.0, Some(4.0), None, None);
-        let got = pool.add(20.0, 20.0, Some(15.0), None, None);
+        let got = pool.add(20.0, 20.0, Some(15.0), None, None).pop();
         assert!(got.is_none());
         let peek = pool.peek().unwrap();
         // Middle at 20 s: the second interval is the second half.
         assert_eq!(peek.second_half, Some(20.0));
-        let got = pool.add(20.0, 30.0, Some(10.0), None, None).unwrap();
+        let got = pool.add(20.0, 30.0, Some(10.0), None, None).pop().unwrap();
         // Middle at 30 s: the second interval's second half (15), and all of the third (30).
         assert_eq!(got.second_half, Some(45.0));
     }
@@ -333,7 +400,10 @@ mod tests {
     fn a_pool_missing_a_second_half_has_none_and_lengths_only_from_intervals_with_requests() {
         let mut pool = StepPool::new(30.0, 600.0);
         pool.add(15.0, 0.0, Some(0.0), Some(500.0), Some(50.0));
-        let got = pool.add(15.0, 10.0, None, Some(2000.0), None).unwrap();
+        let got = pool
+            .add(15.0, 10.0, None, Some(2000.0), None)
+            .pop()
+            .unwrap();
         assert_eq!(got.second_half, None);
         assert_eq!(got.isl, Some(2000.0));
         assert_eq!(got.osl, None);
@@ -348,7 +418,7 @@ mod tests {
         for i in 0..400 {
             let interval = if i % 3 == 0 { 10.02 } else { 9.98 };
             since += 1;
-            if pool.add(interval, 10.0, None, None, None).is_some() {
+            if !pool.add(interval, 10.0, None, None, None).is_empty() {
                 spans.push(since);
                 since = 0;
             }
@@ -365,8 +435,8 @@ mod tests {
         let mut pool = StepPool::new(60.0, 600.0);
         let spans = [15.02, 14.97, 15.01];
         for s in spans {
-            assert!(pool.add(s, 5.0, None, None, None).is_none());
+            assert!(pool.add(s, 5.0, None, None, None).is_empty());
         }
-        assert!(pool.add(14.9, 5.0, None, None, None).is_some());
+        assert!(!pool.add(14.9, 5.0, None, None, None).is_empty());
     }
 }
