@@ -79,6 +79,18 @@ fi
 
 synthetic=(sin-5-45 sin-5-45-aggregated sin-5-45-budget8 flash-crowd step-10-30 diurnal-2-40 bursts-10-40)
 
+# Eight scenarios decided every IV seconds, for each IV given, at both cold starts.
+decisions_every() {
+    local iv sc
+    for iv in "$@"; do
+        for sc in azure-conv-x8 azure-code-x8 mooncake-conv-x4 sin-5-45 diurnal-2-40 \
+            flash-crowd step-10-30 bursts-10-40; do
+            echo "$sc|decisions every $iv s|--set deployment.interval_s=$iv"
+            echo "$sc|decisions every $iv s, cold start 180 s|--set deployment.interval_s=$iv --startup-s 180"
+        done
+    done
+}
+
 # One run per line: scenario|variant|simulate's arguments beyond the scenario.
 runs() {
     local set=$1 sc st iv k s
@@ -119,23 +131,11 @@ bursts-10-40|budget 6, cold start 180 s|--gpu-budget 6 --startup-s 180
 sin-5-45|budget 5, cold start 180 s|--gpu-budget 5 --startup-s 180
 azure-code-x8|4 copies, cold start 180 s|--set workload.trace.transform.replicate=4 --startup-s 180
 EOF
-        for iv in 5 10 15 30 180; do
-            for sc in azure-conv-x8 azure-code-x8 mooncake-conv-x4 sin-5-45 diurnal-2-40 \
-                flash-crowd step-10-30 bursts-10-40; do
-                echo "$sc|decisions every $iv s|--set deployment.interval_s=$iv"
-                echo "$sc|decisions every $iv s, cold start 180 s|--set deployment.interval_s=$iv --startup-s 180"
-            done
-        done
+        decisions_every 5 10 15 30 180
         ;;
     long)
         # Decisions further apart than a forecast step (180 s is in variants).
-        for iv in 120 300; do
-            for sc in azure-conv-x8 azure-code-x8 mooncake-conv-x4 sin-5-45 diurnal-2-40 \
-                flash-crowd step-10-30 bursts-10-40; do
-                echo "$sc|decisions every $iv s|--set deployment.interval_s=$iv"
-                echo "$sc|decisions every $iv s, cold start 180 s|--set deployment.interval_s=$iv --startup-s 180"
-            done
-        done
+        decisions_every 120 300
         ;;
     scale)
         for k in 3 10; do for st in 60 180; do

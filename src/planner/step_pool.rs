@@ -26,6 +26,11 @@ impl Pooled {
     }
 }
 
+/// A second half's count that can be one: a number from 0 to the interval's `requests`.
+fn counted_half(second_half: Option<f64>, requests: f64) -> Option<f64> {
+    second_half.filter(|v| v.is_finite() && (0.0..=requests).contains(v))
+}
+
 /// How far an interval may be from the one the step was worked out for and keep its
 /// number of intervals per step.
 const JITTER: f64 = 0.1;
@@ -148,9 +153,7 @@ impl StepPool {
                 .into_iter()
                 .collect();
         }
-        let late = second_half
-            .filter(|v| v.is_finite() && (0.0..=requests).contains(v))
-            .unwrap_or(requests / 2.0);
+        let late = counted_half(second_half, requests).unwrap_or(requests / 2.0);
         [requests - late, late]
             .into_iter()
             .filter_map(|n| self.add_one(interval_s / 2.0, n, None, isl, osl))
@@ -174,7 +177,7 @@ impl StepPool {
         let interval = Interval {
             span_s: interval_s,
             requests,
-            second_half: second_half.filter(|v| v.is_finite() && (0.0..=requests).contains(v)),
+            second_half: counted_half(second_half, requests),
             isl: length(isl),
             osl: length(osl),
         };
