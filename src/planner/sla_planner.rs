@@ -860,10 +860,18 @@ impl SlaPlanner {
         // ready, counted from the newest step the forecasters have seen.
         // Before a first step the step under way is the newest, and it ends now.
         let h = self.horizon_steps(interval_s, step_s);
+        // Steps are counted from the end of the newest step seen: `ready_after_s` past it, a
+        // replica ordered now is ready.
+        let since_newest_s = if self.rate.is_empty() {
+            0.0
+        } else {
+            self.pool.span_s()
+        };
+        let ready_after_s = since_newest_s + self.ctx.startup_s;
         let last_step = if self.rate.is_empty() {
             h
         } else {
-            ((self.pool.span_s() + interval_s + self.ctx.startup_s) / step_s)
+            ((ready_after_s + interval_s) / step_s)
                 .ceil()
                 .clamp(1.0, MAX_HORIZON_STEPS as f64) as usize
         };
@@ -887,14 +895,6 @@ impl SlaPlanner {
             (None, Some((_, i, o))) => (i, o),
             (None, None) => (&self.isl, &self.osl),
         };
-        // Steps are counted from the end of the newest step seen: `ready_after_s` past it, a
-        // replica ordered now is ready.
-        let since_newest_s = if self.rate.is_empty() {
-            0.0
-        } else {
-            self.pool.span_s()
-        };
-        let ready_after_s = since_newest_s + self.ctx.startup_s;
         let rate_forecasters: Vec<(&SignalForecaster, bool)> = committed
             .iter()
             .map(|c| (c.0, false))
@@ -2063,13 +2063,7 @@ mod tests {
         let ctx = || PolicyContext {
             interval_s: 180.0,
             startup_s: 60.0,
-            ..crate::planner::test_context(
-                Sla {
-                    ttft_ms: 200.0,
-                    itl_ms: 10.0,
-                },
-                false,
-            )
+            ..slow_start_context()
         };
         let mut halved = SlaPlanner::new(ctx(), PlannerConfig::default());
         // The same planner with a step as long as the interval: not split.
