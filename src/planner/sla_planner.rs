@@ -766,12 +766,19 @@ impl SlaPlanner {
             interval_s,
             step_s,
             backlog,
-            self.cfg.headroom_quantile,
+            Quantiles {
+                rate: self.cfg.headroom_quantile,
+                lengths: None,
+            },
             current,
         );
         // What the load would ask if it came in at the forecast's worst miss of the last
         // dozen: a role whose wish falls at every decision of the scale-down window is held
-        // no higher (worked out only then, and once those misses are known).
+        // no higher (worked out only then, and once those misses are known). The window it
+        // cuts short covered the lengths' misses as well, which the plan's point forecasts
+        // of them do not: here they are taken at the bound the rate is planned at (a
+        // minute's mean prompt scatters by a fifth on a heavy-tailed trace; the worst of
+        // all three signals at once would keep nearly everything).
         let falling = self.stabilizer.falling(now_s, (plan.prefill, plan.decode));
         let shrinking =
             (falling.0 && plan.prefill < current.0) || (falling.1 && plan.decode < current.1);
@@ -781,7 +788,10 @@ impl SlaPlanner {
                 interval_s,
                 step_s,
                 backlog,
-                WORST_MISS_QUANTILE,
+                Quantiles {
+                    rate: WORST_MISS_QUANTILE,
+                    lengths: Some(self.cfg.headroom_quantile),
+                },
                 current,
             );
             (p.prefill, p.decode)
@@ -819,6 +829,14 @@ fn step_rate(f: &SignalForecaster, step: usize, h: usize, z: f64) -> Option<f64>
     Some(here.point + (here.upper - here.point) * nearer + ((next - here.point) / 2.0).max(0.0))
 }
 
+/// The quantiles a horizon is planned at: the rate's bound, and the lengths' (`None`: their
+/// point forecasts).
+#[derive(Debug, Clone, Copy)]
+struct Quantiles {
+    rate: f64,
+    lengths: Option<f64>,
+}
+
 /// What the search over the horizon found: the most each role needs at any step planned.
 struct HorizonPlan {
     prefill: u32,
@@ -852,7 +870,7 @@ impl SlaPlanner {
         interval_s: f64,
         step_s: f64,
         backlog: f64,
-        quantile: f64,
+        quantiles: Quantiles,
         held: (u32, u32),
     ) -> HorizonPlan {
         // The errors behind the bound are measured `h` steps ahead; the solver sizes up to
@@ -901,18 +919,24 @@ impl SlaPlanner {
             .chain(provisional.iter().map(|p| (&p.0, true)))
             .collect();
 
-        let z = normal_quantile(quantile);
+        let z = normal_quantile(quantiles.rate);
         let solver_cfg = SolverConfig {
             ttft_quantile: self.cfg.ttft_quantile,
             itl_batch_z: itl_batch_z(self.cfg.itl_quantile),
             kv_fraction: self.cfg.kv_fraction,
             mode: self.cfg.mode,
         };
-        // Lengths: the forecast point (falling back to the last seen, then to a mid-size
-        // request when nothing has been seen: with no traffic the rate is 0 anyway).
+        // Lengths: the forecast point, or its bound when asked (falling back to the last
+        // seen, then to a mid-size request when nothing has been seen: with no traffic the
+        // rate is 0 anyway).
+        let length_z = quantiles.lengths.map(normal_quantile);
         let length = |f: &SignalForecaster, step: usize, fallback: f64| {
-            f.forecast(step, 0.0)
-                .map(|x| x.point.max(1.0))
+            f.forecast(step, length_z.unwrap_or(0.0))
+                .map(|x| match length_z {
+                    Some(_) => x.upper.max(x.point),
+                    None => x.point,
+                })
+                .map(|l| l.max(1.0))
                 .unwrap_or(fallback)
         };
         // The peak the load keeps coming back to, from the committed steps: a step under way
@@ -2191,6 +2215,62 @@ mod tests {
         let falling = forecaster(&down);
         let bound = falling.forecast(2, z).unwrap().upper;
         assert!((step_rate(&falling, 2, 2, z).unwrap() - bound).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_worst_miss_plan_takes_the_lengths_at_their_bound() {
+        // 22 req/s every minute, the mean prompt scattering from minute to minute as a
+        // heavy-tailed trace's does, or not at all: planned at the rate's worst miss, with
+        // the lengths at their points or at the p90 of their own errors.
+        let prompts = [
+            3000.0, 3600.0, 2500.0, 3300.0, 2400.0, 3800.0, 2700.0, 3100.0, 2300.0, 3500.0, 2600.0,
+            3900.0, 2800.0, 3400.0, 2500.0, 3700.0, 2900.0, 2400.0, 3600.0, 2600.0,
+        ];
+        let plan_after = |isl: &dyn Fn(usize) -> f64| {
+            let mut planner = test_planner();
+            for (minute, _) in prompts.iter().enumerate() {
+                let t = 60.0 * (minute + 1) as f64;
+                let obs = Observation {
+                    isl_mean: Some(isl(minute)),
+                    ..steady_interval(t, 60.0, 22.0)
+                };
+                planner.decide(t, &obs);
+            }
+            let plan = |lengths| {
+                planner.plan_horizon(
+                    22.0,
+                    60.0,
+                    60.0,
+                    0.0,
+                    Quantiles {
+                        rate: WORST_MISS_QUANTILE,
+                        lengths,
+                    },
+                    (1, 1),
+                )
+            };
+            (plan(None), plan(Some(0.9)))
+        };
+        let (at_point, at_bound) = plan_after(&|m| prompts[m]);
+        assert!(
+            at_bound.load.isl > at_point.load.isl + 300.0,
+            "ISL {} vs {}",
+            at_bound.load.isl,
+            at_point.load.isl
+        );
+        assert!(
+            at_bound.prefill > at_point.prefill,
+            "{}P vs {}P",
+            at_bound.prefill,
+            at_point.prefill
+        );
+        // Lengths that do not scatter have no bound above their point.
+        let (at_point, at_bound) = plan_after(&|_| 3000.0);
+        assert_eq!(at_bound.load.isl, at_point.load.isl);
+        assert_eq!(
+            (at_bound.prefill, at_bound.decode),
+            (at_point.prefill, at_point.decode)
+        );
     }
 
     #[test]
