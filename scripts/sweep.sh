@@ -11,7 +11,9 @@
 # (one field changed: SLA, interval, cold start, GPUs per engine, budget; 107 runs), long
 # (decisions every 120 and 300 s, eight scenarios, both cold starts; 32 runs), scale (five
 # scenarios at 3 and 10 times their load and budget, 20 runs), seeds (every synthetic
-# scenario over seeds 1 to 5 at both cold starts, 70 runs). Needs python3 to read the JSON.
+# scenario over seeds 1 to 5 at both cold starts, 70 runs), replays (the real traces and
+# Mooncake's synthetic one at 2, 6 and 12 copies, played at double and half speed, both
+# cold starts; 48 runs). Needs python3 to read the JSON.
 set -euo pipefail
 caller=$PWD
 cd "$(dirname "$0")/.."
@@ -74,7 +76,7 @@ if [[ ${1:-} == --bin ]]; then
     bin=$(from_caller "$2")
     shift 2
 fi
-[[ $# -ge 1 ]] || { echo "usage: $0 [--bin PATH] shipped|variants|long|scale|seeds..." >&2; exit 2; }
+[[ $# -ge 1 ]] || { echo "usage: $0 [--bin PATH] shipped|variants|long|scale|seeds|replays..." >&2; exit 2; }
 [[ -x $bin ]] || { echo "$bin: not an executable (cargo build --release, or --bin PATH)" >&2; exit 2; }
 
 synthetic=(sin-5-45 sin-5-45-aggregated sin-5-45-budget8 flash-crowd step-10-30 diurnal-2-40 bursts-10-40)
@@ -93,7 +95,7 @@ decisions_every() {
 
 # One run per line: scenario|variant|simulate's arguments beyond the scenario.
 runs() {
-    local set=$1 sc st iv k s
+    local set=$1 sc st iv k s pair
     case $set in
     shipped)
         for sc in sin-5-45 sin-5-45-aggregated sin-5-45-budget8 sin-5-45-2h azure-conv-x8 \
@@ -152,8 +154,23 @@ EOF
             echo "$sc|seed $s, cold start $st s|--seed $s --startup-s $st$extra"
         done; done; done
         ;;
+    replays)
+        # The real traces (and Mooncake's synthetic one) replayed at other loads and paces:
+        # 2, 6 or 12 copies at the default shift (the mean gap over the copies, so their
+        # arrivals nearly coincide: burstier than the shipped scenarios' spread copies),
+        # Mooncake's 3 s timestamps as they are, played at double and half speed, under a
+        # budget that does not bind. Each keeps its scenario's SLA.
+        local traces=../shared/data/traces
+        for pair in azure-conv-x8:azure_llm_2023_conv.csv azure-code-x8:azure_llm_2023_code.csv \
+            mooncake-conv-x4:mooncake_conversation.jsonl mooncake-conv-x4:mooncake_synthetic.jsonl; do
+            sc=${pair%%:*}
+            for k in 2 6 12; do for s in 0.5 2; do for st in 60 180; do
+                echo "$sc|${pair#*:} x$k, time scale $s, cold start $st s|--trace $traces/${pair#*:} --replicate $k --time-scale $s --gpu-budget 64 --startup-s $st"
+            done; done; done
+        done
+        ;;
     *)
-        echo "unknown set: $set (shipped, variants, long, scale, seeds)" >&2
+        echo "unknown set: $set (shipped, variants, long, scale, seeds, replays)" >&2
         exit 2
         ;;
     esac
