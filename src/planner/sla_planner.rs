@@ -776,9 +776,9 @@ impl SlaPlanner {
         // dozen: a role whose wish falls at every decision of the scale-down window is held
         // no higher (worked out only then, and once those misses are known). The window it
         // cuts short covered the lengths' misses as well, which the plan's point forecasts
-        // of them do not: here they are taken at the bound the rate is planned at (a
-        // minute's mean prompt scatters by a fifth on a heavy-tailed trace; the worst of
-        // all three signals at once would keep nearly everything).
+        // of them do not: here they are taken at the bound the rate is planned at (on
+        // Mooncake's trace a minute's mean prompt ranges over 4,800-6,900 tokens; the worst
+        // of all three signals at once would keep nearly everything).
         let falling = self.stabilizer.falling(now_s, (plan.prefill, plan.decode));
         let shrinking =
             (falling.0 && plan.prefill < current.0) || (falling.1 && plan.decode < current.1);
@@ -2228,7 +2228,7 @@ mod tests {
         ];
         let plan_after = |isl: &dyn Fn(usize) -> f64| {
             let mut planner = test_planner();
-            for (minute, _) in prompts.iter().enumerate() {
+            for minute in 0..prompts.len() {
                 let t = 60.0 * (minute + 1) as f64;
                 let obs = Observation {
                     isl_mean: Some(isl(minute)),
