@@ -854,6 +854,23 @@ impl SignalForecaster {
         })
     }
 
+    /// Method `i`'s recent errors at the horizon (truth - forecast), sorted; `None` until
+    /// there are enough to measure its bound from.
+    fn errors_sorted(&self, i: usize) -> Option<Vec<f64>> {
+        let e = &self.errors[i];
+        (e.len() >= MIN_SCORED).then(|| {
+            let mut sorted: Vec<f64> = e.iter().copied().collect();
+            sorted.sort_by(f64::total_cmp);
+            sorted
+        })
+    }
+
+    /// The chosen method's recent errors at the horizon, sorted: the misses its bound is
+    /// measured from; `None` until there are enough.
+    pub fn recent_errors(&self) -> Option<Vec<f64>> {
+        self.errors_sorted(self.chosen())
+    }
+
     /// The forecast's point `h` steps ahead, without its bound.
     pub fn point(&self, h: usize) -> Option<f64> {
         self.chosen_point(h).map(|(_, p)| p.max(0.0))
@@ -867,15 +884,8 @@ impl SignalForecaster {
         // The bound comes from this forecaster's own recent errors at the horizon: the
         // empirical quantile of (truth - forecast) matching z, so a method that has been
         // wrong lately buys more headroom, and one that errs high buys none.
-        let e = &self.errors[i];
-        let margin = if e.len() >= MIN_SCORED {
-            let mut sorted: Vec<f64> = e.iter().copied().collect();
-            sorted.sort_by(f64::total_cmp);
-            let q = standard_normal_cdf(z);
-            let pos = q * (sorted.len() - 1) as f64;
-            let lo = pos.floor() as usize;
-            let hi = pos.ceil() as usize;
-            let v = sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64);
+        let margin = if let Some(sorted) = self.errors_sorted(i) {
+            let v = empirical_quantile(&sorted, standard_normal_cdf(z));
             // The truth each error was measured against scattered by the sampling noise.
             beyond_scatter(v, z.max(0.0) * self.noise)
         } else {
@@ -1046,6 +1056,14 @@ fn record_errors(windows: &mut [VecDeque<f64>; N], forecasts: &[f64; N], truth: 
             }
         }
     }
+}
+
+/// The `q`-quantile of `sorted` (ascending, not empty), interpolated between neighbours.
+pub(crate) fn empirical_quantile(sorted: &[f64], q: f64) -> f64 {
+    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
 /// The standard normal CDF (Abramowitz and Stegun 7.1.26 for erf; error < 1.5e-7).

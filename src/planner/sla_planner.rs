@@ -2,9 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::forecast::{ForecasterKind, RecurringPeak, SignalForecaster};
+use super::forecast::{
+    empirical_quantile, standard_normal_cdf, ForecasterKind, RecurringPeak, SignalForecaster,
+};
 use super::model::{itl_batch_z, normal_quantile, CorrectionConfig, Evidence, PerformanceModel};
-use super::solver::{solve, Load, Mode, SolverConfig};
+use super::solver::{
+    fewest_prefill_for_expected_misses, prefill_ttft, solve, Load, Mode, SolverConfig, SolverNote,
+};
 use super::stabilizer::{Stabilizer, StabilizerConfig};
 use super::step_pool::{Pooled, StepPool};
 use super::{Decision, Forecast, Observation, Policy, PolicyContext, ReplicaState, RoleReplicas};
@@ -769,6 +773,7 @@ impl SlaPlanner {
             Quantiles {
                 rate: self.cfg.headroom_quantile,
                 lengths: None,
+                expected_misses: true,
             },
             current,
         );
@@ -791,6 +796,7 @@ impl SlaPlanner {
                 Quantiles {
                     rate: WORST_MISS_QUANTILE,
                     lengths: Some(self.cfg.headroom_quantile),
+                    expected_misses: false,
                 },
                 current,
             );
@@ -829,12 +835,30 @@ fn step_rate(f: &SignalForecaster, step: usize, h: usize, z: f64) -> Option<f64>
     Some(here.point + (here.upper - here.point) * nearer + ((next - here.point) / 2.0).max(0.0))
 }
 
+/// The rates step `step` of a horizon of `h` may see, equally likely: the point plus each of
+/// the forecast's recent misses at the horizon, narrowed and raised by half a rise into the
+/// next step as the bound is (`step_rate`), then lifted where the bound was raised above
+/// their quantile `z` (a rise or a jump under way, which the misses behind have not seen).
+/// `None` until the misses are measured.
+fn step_rate_outcomes(f: &SignalForecaster, step: usize, h: usize, z: f64) -> Option<Vec<f64>> {
+    let misses = f.recent_errors()?;
+    let point = f.point(step)?;
+    let rise = ((f.point(step + 1)? - point) / 2.0).max(0.0);
+    let nearer = (step as f64 / h.max(1) as f64).sqrt();
+    let outcomes: Vec<f64> = misses.iter().map(|e| point + e * nearer + rise).collect();
+    let lift = (step_rate(f, step, h, z)? - empirical_quantile(&outcomes, standard_normal_cdf(z)))
+        .max(0.0);
+    Some(outcomes.into_iter().map(|r| (r + lift).max(0.0)).collect())
+}
+
 /// The quantiles a horizon is planned at: the rate's bound, and the lengths' (`None`: their
-/// point forecasts).
+/// point forecasts); and whether prefill may be sized for the prompts expected to miss over
+/// the rates the forecast may see rather than for the rate at its bound.
 #[derive(Debug, Clone, Copy)]
 struct Quantiles {
     rate: f64,
     lengths: Option<f64>,
+    expected_misses: bool,
 }
 
 /// What the search over the horizon found: the most each role needs at any step planned.
@@ -998,9 +1022,56 @@ impl SlaPlanner {
                     (load, solution, recurring) = (raised, at_peak, Some(peak));
                 }
             }
+            // Capacity ordered now serves this step: prefill is sized for the prompts expected
+            // to miss over the rates the forecast may see, each as likely as a recent miss,
+            // not for all to be in time at the rate of its bound (a p99 target at the p90
+            // rate keeps the share missing far below the 1% the target allows). Decode keeps
+            // the bound: a decode engine short of a load fills its KV cache, and every
+            // request on it misses.
+            let orderable = step as f64 * step_s > ready_after_s + 1e-6;
+            if quantiles.expected_misses
+                && orderable
+                && recurring.is_none()
+                && self.cfg.mode == Mode::Disaggregated
+                && solution.prefill > self.ctx.limits.min_prefill
+            {
+                let outcomes = from.and_then(|(f, _)| step_rate_outcomes(f, step, h, z));
+                let fewest = outcomes.as_ref().and_then(|rates| {
+                    fewest_prefill_for_expected_misses(
+                        &self.model,
+                        &solver_cfg,
+                        &self.ctx.sla,
+                        &self.ctx.limits,
+                        &load,
+                        rates,
+                        solution.prefill - 1,
+                    )
+                    .map(|found| (found, rates.len()))
+                });
+                if let Some(((prefill, share), outcomes)) = fewest {
+                    let note = SolverNote::PrefillForExpectedMisses {
+                        prefill,
+                        at_bound: solution.prefill,
+                        share,
+                        allowed: 1.0 - solver_cfg.ttft_quantile,
+                        outcomes,
+                    };
+                    match solution
+                        .notes
+                        .iter_mut()
+                        .find(|n| matches!(n, SolverNote::PrefillBinds { .. }))
+                    {
+                        Some(binds) => *binds = note,
+                        None => solution.notes.push(note),
+                    }
+                    solution.prefill = prefill;
+                    solution.expected_ttft_ms =
+                        prefill_ttft(&self.model, &solver_cfg, &load, prefill);
+                }
+            }
             // A step over before capacity ordered now could be ready is served by what is
             // there: it may keep that, not order more, which would come too late for it.
-            if step >= 1 && step as f64 * step_s <= ready_after_s + 1e-6 {
+            if step >= 1 && !orderable {
                 let asked = (solution.prefill, solution.decode);
                 solution.prefill = asked.0.min(held.0);
                 solution.decode = asked.1.min(held.1);
@@ -1965,6 +2036,81 @@ mod tests {
         )
     }
 
+    #[test]
+    fn prefill_is_sized_for_the_prompts_expected_to_miss_over_the_forecasts_misses() {
+        // A load jumping about 90 req/s: planned for all prompts in time at the rate's p90
+        // bound, prefill is sized for the highest minutes; for the share expected to miss
+        // over the rates the forecast's misses say may come, within the 1% the p99 target
+        // allows, it takes one engine fewer at the eleventh minute. Decode keeps the bound.
+        let rates = [
+            90.0, 66.0, 123.0, 81.0, 105.0, 57.0, 132.0, 90.0, 75.0, 114.0, 63.0,
+        ];
+        let mut planner = test_planner();
+        let mut decision = None;
+        for (minute, &rate) in rates.iter().enumerate() {
+            let t = 60.0 * (minute + 1) as f64;
+            decision = Some(planner.decide(t, &steady_interval(t, 60.0, rate)));
+        }
+        let plan = |expected_misses| {
+            planner.plan_horizon(
+                63.0,
+                60.0,
+                60.0,
+                0.0,
+                Quantiles {
+                    rate: planner.cfg.headroom_quantile,
+                    lengths: None,
+                    expected_misses,
+                },
+                (8, 11),
+            )
+        };
+        let (at_bound, for_misses) = (plan(false), plan(true));
+        assert_eq!(
+            (for_misses.prefill + 1, for_misses.decode),
+            (at_bound.prefill, at_bound.decode)
+        );
+        let reasons = decision.expect("decided").reasons.join("; ");
+        assert!(
+            reasons.contains(&format!(
+                "prefill {}, not the {} the bound's rate asks",
+                for_misses.prefill, at_bound.prefill
+            )) && reasons.contains("% of prompts expected to miss the TTFT target (1% allowed)"),
+            "{reasons}"
+        );
+    }
+
+    #[test]
+    fn the_rates_a_step_may_see_reach_its_bound_at_the_bounds_quantile() {
+        // On a jumpy level and on a steady rise the outcomes are the point plus each recent
+        // miss, and their quantile is the bound. After a jump up, the bound covers the jump
+        // going on, which the misses (all made before it) have not seen: from 63 req/s at
+        // their quantile the outcomes are lifted to the bound's 102.
+        let z = normal_quantile(0.9);
+        let q = standard_normal_cdf(z);
+        let level = [
+            30.0, 22.0, 41.0, 27.0, 35.0, 19.0, 44.0, 30.0, 25.0, 38.0, 21.0, 33.0,
+        ];
+        let rise: Vec<f64> = (0..12).map(|i| 10.0 + 3.0 * i as f64).collect();
+        let jump: Vec<f64> = level.iter().map(|y| y / 4.0 + 20.0).chain([60.0]).collect();
+        for series in [level.to_vec(), rise, jump] {
+            let mut f = SignalForecaster::new(ForecasterKind::Auto, None);
+            for &y in &series {
+                f.observe(y, 2);
+            }
+            let outcomes = step_rate_outcomes(&f, 2, 2, z).expect("misses measured");
+            let mut sorted = outcomes.clone();
+            sorted.sort_by(f64::total_cmp);
+            let at_quantile = empirical_quantile(&sorted, q);
+            let bound = step_rate(&f, 2, 2, z).expect("a bound");
+            assert!(
+                at_quantile >= bound - 1e-9,
+                "{at_quantile} vs {bound} on {series:?}"
+            );
+            assert!(outcomes.iter().all(|r| *r >= 0.0));
+        }
+    }
+
     fn planned_rate(d: &Decision) -> f64 {
         d.forecast.expect("a forecast").requests_per_s
     }
@@ -2245,6 +2391,7 @@ mod tests {
                     Quantiles {
                         rate: WORST_MISS_QUANTILE,
                         lengths,
+                        expected_misses: false,
                     },
                     (1, 1),
                 )

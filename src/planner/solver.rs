@@ -73,6 +73,17 @@ pub enum SolverNote {
         prefill: u32,
         ttft_quantile: f64,
     },
+    /// Prefill sized for the share of prompts expected to miss over the rates the forecast
+    /// may see, fewer than the rate at its bound asks.
+    PrefillForExpectedMisses {
+        prefill: u32,
+        at_bound: u32,
+        /// The share expected to miss, and the share the TTFT percentile allows.
+        share: f64,
+        allowed: f64,
+        /// How many rates the share is over (the forecast's recent errors).
+        outcomes: usize,
+    },
     TtftOutOfReach {
         max_prefill: u32,
     },
@@ -115,6 +126,18 @@ impl fmt::Display for SolverNote {
                 f,
                 "prefill {prefill}: TTFT p{:.0} target binds",
                 ttft_quantile * 100.0
+            ),
+            SolverNote::PrefillForExpectedMisses {
+                prefill,
+                at_bound,
+                share,
+                allowed,
+                outcomes,
+            } => write!(
+                f,
+                "prefill {prefill}, not the {at_bound} the bound's rate asks: over the rates of the forecast's last {outcomes} misses, {:.2}% of prompts expected to miss the TTFT target ({:.0}% allowed)",
+                share * 100.0,
+                allowed * 100.0
             ),
             SolverNote::TtftOutOfReach { max_prefill } => write!(
                 f,
@@ -205,19 +228,91 @@ fn prefill_meets(
     sla: &Sla,
     p: u32,
 ) -> Option<f64> {
-    let service = model.prefill_service_ms(load.isl);
-    let slack = sla.ttft_ms - service;
-    if slack <= 0.0 {
-        return None;
-    }
+    let (service, allowance) = wait_allowance_ms(model, load, sla)?;
     let c = &model.corrections;
-    let prompt_excess = (c.prefill_tail - 1.0).max(0.0) * service;
-    let allowance = (slack - prompt_excess).max(MIN_WAIT_SHARE * slack);
     let at = model
         .prefill_queue(effective_lambda(load), p, load.isl)
         .at_quantile(cfg.ttft_quantile);
     let q = at.ms(c.prefill_variability);
     (q - service <= allowance).then(|| at.slowest_ms(c.prefill_tail, c.prefill_variability))
+}
+
+/// The typical prompt's own time and the wait the TTFT target leaves the prompts
+/// (`prefill_meets`), ms; `None` when the typical prompt alone misses the target.
+fn wait_allowance_ms(model: &PerformanceModel, load: &Load, sla: &Sla) -> Option<(f64, f64)> {
+    let service = model.prefill_service_ms(load.isl);
+    let slack = sla.ttft_ms - service;
+    if slack <= 0.0 {
+        return None;
+    }
+    let prompt_excess = (model.corrections.prefill_tail - 1.0).max(0.0) * service;
+    Some((service, (slack - prompt_excess).max(MIN_WAIT_SHARE * slack)))
+}
+
+/// The share of prompts expected to wait longer than the TTFT target allows with `p`
+/// prefill engines, over equally likely request rates `rates` (each counted by its
+/// requests; the rest of `load` as it is): at each, the queue's waiting tail beyond the
+/// allowance, `P(W > x) = P(wait) * exp(-drain * x / variability)`, the tail whose 1% point
+/// `prefill_meets` holds within the allowance. 1 when the typical prompt alone misses.
+pub fn expected_prefill_misses(
+    model: &PerformanceModel,
+    load: &Load,
+    sla: &Sla,
+    rates: &[f64],
+    p: u32,
+) -> f64 {
+    let Some((_, allowance)) = wait_allowance_ms(model, load, sla) else {
+        return 1.0;
+    };
+    let variability = model.corrections.prefill_variability;
+    let (mut missed, mut requests) = (0.0, 0.0);
+    for &rate in rates.iter().filter(|r| **r > 0.0) {
+        let at = Load {
+            lambda: rate,
+            ..*load
+        };
+        let queue = model.prefill_queue(effective_lambda(&at), p, load.isl);
+        let share = if queue.drain_per_s > 0.0 {
+            queue.wait_probability * (-allowance / 1000.0 * queue.drain_per_s / variability).exp()
+        } else {
+            1.0
+        };
+        missed += rate * share.min(1.0);
+        requests += rate;
+    }
+    if requests > 0.0 {
+        missed / requests
+    } else {
+        0.0
+    }
+}
+
+/// The fewest prefill engines, from the least allowed up to `most`, for which the share of
+/// prompts expected to miss the TTFT target over equally likely `rates`
+/// (`expected_prefill_misses`) is within what the TTFT percentile allows (1% at p99), with
+/// that share; `None` when `most` engines miss more. The share never grows with engines,
+/// so the fewest is found by bisection.
+pub fn fewest_prefill_for_expected_misses(
+    model: &PerformanceModel,
+    cfg: &SolverConfig,
+    sla: &Sla,
+    limits: &Limits,
+    load: &Load,
+    rates: &[f64],
+    most: u32,
+) -> Option<(u32, f64)> {
+    let allowed = 1.0 - cfg.ttft_quantile;
+    let share = |p: u32| expected_prefill_misses(model, load, sla, rates, p);
+    let least = limits.min_prefill;
+    if most < least || share(most) > allowed {
+        return None;
+    }
+    let fewest = if share(least) <= allowed {
+        least
+    } else {
+        first_passing(least, most, |p| share(p) <= allowed)
+    };
+    Some((fewest, share(fewest)))
 }
 
 /// ITL at the configured batch quantile with `d` decode engines; infinite when they cannot keep up.
@@ -945,6 +1040,95 @@ mod tests {
                 "{s:?}"
             );
         }
+    }
+
+    #[test]
+    fn expected_misses_at_one_rate_size_prefill_as_the_percentile_target_does() {
+        // One rate, known for sure: a share of at most 1% missing is the p99 target, so the
+        // fewest engines for it are the solver's, and one fewer misses more than 1%.
+        let m = PerformanceModel::embedded_default();
+        for lambda in [3.0, 10.0, 25.0, 45.0, 80.0, 140.0] {
+            let at = load(lambda);
+            let solved = solve(&m, &SLA, &limits(64), &CFG, &at).prefill;
+            let (fewest, share) =
+                fewest_prefill_for_expected_misses(&m, &CFG, &SLA, &limits(64), &at, &[lambda], 64)
+                    .expect("64 engines keep up");
+            assert_eq!(fewest, solved, "at {lambda} req/s");
+            assert!(share <= 0.01, "at {lambda} req/s: {share}");
+            if fewest > 1 {
+                let short = expected_prefill_misses(&m, &at, &SLA, &[lambda], fewest - 1);
+                assert!(
+                    short > 0.01,
+                    "at {lambda} req/s, {} engines: {short}",
+                    fewest - 1
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn expected_misses_never_grow_with_engines_and_count_each_rate_by_its_requests() {
+        let m = PerformanceModel::embedded_default();
+        let rates = [20.0, 30.0, 45.0, 60.0];
+        let mut last = 1.0;
+        for p in 1..=16 {
+            let share = expected_prefill_misses(&m, &load(30.0), &SLA, &rates, p);
+            assert!(
+                (0.0..=1.0).contains(&share) && share <= last,
+                "{p}: {share} after {last}"
+            );
+            last = share;
+        }
+        // Over several rates, each counts by its requests: at 3 engines the 60 req/s are
+        // 39% of them, and most of their misses.
+        let alone: Vec<f64> = rates
+            .iter()
+            .map(|&r| expected_prefill_misses(&m, &load(30.0), &SLA, &[r], 3))
+            .collect();
+        let by_requests = rates.iter().zip(&alone).map(|(r, s)| r * s).sum::<f64>() / 155.0;
+        let spread = expected_prefill_misses(&m, &load(30.0), &SLA, &rates, 3);
+        assert!(
+            (spread - by_requests).abs() < 1e-12,
+            "{spread} vs {by_requests}"
+        );
+        assert!(alone[3] > 0.3 && alone[0] < 0.01, "{alone:?}");
+    }
+
+    #[test]
+    fn spread_rates_ask_for_more_engines_than_the_lowest_and_no_more_than_the_highest() {
+        // A dozen equally likely rates, most near 30 req/s and two at 45 and 52: sizing so
+        // that all meet the p99 target at the highest takes the most engines; the share
+        // expected to miss over all of them allows fewer, but more than the typical rate's.
+        let m = PerformanceModel::embedded_default();
+        let rates = [
+            24.0, 26.0, 27.0, 28.0, 29.0, 30.0, 30.0, 31.0, 32.0, 34.0, 45.0, 52.0,
+        ];
+        let at = |lambda: f64| solve(&m, &SLA, &limits(64), &CFG, &load(lambda)).prefill;
+        let (fewest, _) = fewest_prefill_for_expected_misses(
+            &m,
+            &CFG,
+            &SLA,
+            &limits(64),
+            &load(30.0),
+            &rates,
+            64,
+        )
+        .expect("64 engines keep up");
+        assert!(fewest <= at(52.0), "{fewest} vs {} at 52 req/s", at(52.0));
+        assert!(fewest >= at(30.0), "{fewest} vs {} at 30 req/s", at(30.0));
+        // With fewer than the fewest allowed as the most, none is found.
+        assert_eq!(
+            fewest_prefill_for_expected_misses(
+                &m,
+                &CFG,
+                &SLA,
+                &limits(64),
+                &load(30.0),
+                &rates,
+                fewest - 1
+            ),
+            None
+        );
     }
 
     #[test]
