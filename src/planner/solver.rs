@@ -135,9 +135,10 @@ impl fmt::Display for SolverNote {
                 outcomes,
             } => write!(
                 f,
-                "prefill {prefill}, not the {at_bound} the bound's rate asks: over the rates of the forecast's last {outcomes} misses, {:.2}% of prompts expected to miss the TTFT target ({:.0}% allowed)",
+                "prefill {prefill}, not the {at_bound} the bound's rate asks: over the rates of the forecast's last {outcomes} misses, {:.2}% of prompts expected to miss the TTFT target ({}% allowed)",
                 share * 100.0,
-                allowed * 100.0
+                // 1 at p99, 0.5 at p99.5.
+                (allowed * 1000.0).round() / 10.0
             ),
             SolverNote::TtftOutOfReach { max_prefill } => write!(
                 f,
@@ -1120,6 +1121,25 @@ mod tests {
         assert!(fewest >= at(30.0), "{fewest} vs {} at 30 req/s", at(30.0));
         // With fewer than the fewest allowed as the most, none is found.
         assert_eq!(fewest_up_to(fewest - 1), None);
+    }
+
+    #[test]
+    fn the_expected_misses_note_names_the_share_allowed_at_any_percentile() {
+        let note = |allowed| {
+            SolverNote::PrefillForExpectedMisses {
+                prefill: 6,
+                at_bound: 7,
+                share: 0.0084,
+                allowed,
+                outcomes: 12,
+            }
+            .to_string()
+        };
+        assert_eq!(
+            note(0.01),
+            "prefill 6, not the 7 the bound's rate asks: over the rates of the forecast's last 12 misses, 0.84% of prompts expected to miss the TTFT target (1% allowed)"
+        );
+        assert!(note(0.005).ends_with("(0.5% allowed)"), "{}", note(0.005));
     }
 
     #[test]
