@@ -837,17 +837,22 @@ fn step_rate(f: &SignalForecaster, step: usize, h: usize, z: f64) -> Option<f64>
 
 /// The rates step `step` of a horizon of `h` may see, equally likely: the point plus each of
 /// the forecast's recent misses at the horizon, narrowed and raised by half a rise into the
-/// next step as the bound is (`step_rate`), then lifted where the bound was raised above
-/// their quantile `z` (a rise or a jump under way, which the misses behind have not seen).
-/// `None` until the misses are measured.
-fn step_rate_outcomes(f: &SignalForecaster, step: usize, h: usize, z: f64) -> Option<Vec<f64>> {
+/// next step as the bound is, then lifted where the bound (`step_rate`'s, given as `bound`)
+/// was raised above their quantile `z` (a rise or a jump under way, which the misses behind
+/// have not seen). `None` until the misses are measured.
+fn step_rate_outcomes(
+    f: &SignalForecaster,
+    step: usize,
+    h: usize,
+    z: f64,
+    bound: f64,
+) -> Option<Vec<f64>> {
     let misses = f.recent_errors()?;
     let point = f.point(step)?;
     let rise = ((f.point(step + 1)? - point) / 2.0).max(0.0);
     let nearer = (step as f64 / h.max(1) as f64).sqrt();
     let outcomes: Vec<f64> = misses.iter().map(|e| point + e * nearer + rise).collect();
-    let lift = (step_rate(f, step, h, z)? - empirical_quantile(&outcomes, standard_normal_cdf(z)))
-        .max(0.0);
+    let lift = (bound - empirical_quantile(&outcomes, standard_normal_cdf(z))).max(0.0);
     Some(outcomes.into_iter().map(|r| (r + lift).max(0.0)).collect())
 }
 
@@ -1035,7 +1040,8 @@ impl SlaPlanner {
                 && self.cfg.mode == Mode::Disaggregated
                 && solution.prefill > self.ctx.limits.min_prefill
             {
-                let outcomes = from.and_then(|(f, _)| step_rate_outcomes(f, step, h, z));
+                // `lambda` is the bound of the forecaster `from` names (the highest).
+                let outcomes = from.and_then(|(f, _)| step_rate_outcomes(f, step, h, z, lambda));
                 let fewest = outcomes.as_ref().and_then(|rates| {
                     fewest_prefill_for_expected_misses(
                         &self.model,
@@ -2098,11 +2104,11 @@ mod tests {
             for &y in &series {
                 f.observe(y, 2);
             }
-            let outcomes = step_rate_outcomes(&f, 2, 2, z).expect("misses measured");
+            let bound = step_rate(&f, 2, 2, z).expect("a bound");
+            let outcomes = step_rate_outcomes(&f, 2, 2, z, bound).expect("misses measured");
             let mut sorted = outcomes.clone();
             sorted.sort_by(f64::total_cmp);
             let at_quantile = empirical_quantile(&sorted, q);
-            let bound = step_rate(&f, 2, 2, z).expect("a bound");
             assert!(
                 (at_quantile - bound).abs() < 1e-9,
                 "{at_quantile} vs {bound} on {series:?}"
