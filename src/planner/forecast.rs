@@ -999,17 +999,20 @@ impl SignalForecaster {
     /// the horizon (a trend's pace, not a random walk's square root: early on the two
     /// cannot be told apart, and the ramp is the costly one to miss; the last steps, not all
     /// of them, so a start that has settled is not held to its first jump). With one value
-    /// there is the prior, and the value's own interval: when its second half came faster
-    /// than its first by more than the counting scatter, that rise (less the scatter) may
+    /// there is the prior, and the value's own interval: the rise its halves show, at the
+    /// bound's odds (a rise read as `r` within a counting scatter `s` may be `r + z s`), may
     /// go on for every step to the horizon too, whichever is more. One interval cannot tell
-    /// a ramp under way from a step already taken; the bet is on the ramp.
+    /// a ramp under way from a step already taken; the bet is on the ramp. Nor can a first
+    /// interval of a few hundred arrivals tell a slow rise from none: read net of the
+    /// scatter, a ramp's first minute showed no rise in most draws, the first decision
+    /// ordered for the rate seen, and the ramp's third minute was lost.
     fn early_margin(&self, h: usize, z: f64, point: f64) -> f64 {
         let z = z.max(0.0);
         let n = self.history.len();
         if n < 2 {
             let pace = self
                 .within
-                .map_or(0.0, |(rise, noise)| beyond_scatter(rise, noise));
+                .map_or(0.0, |(rise, noise)| (rise + z * noise).max(0.0));
             return z * (self.prior_error * point.abs()).max(pace * h as f64);
         }
         let recent: Vec<f64> = self
@@ -1613,23 +1616,28 @@ mod tests {
 
     #[test]
     fn a_first_value_rising_within_its_interval_is_bounded_by_that_rise() {
-        // (rise per interval, its sampling scatter, the bound 2 steps ahead at z = 1.)
+        // (rise per interval, its sampling scatter, z, the bound 2 steps ahead.)
         let cases = [
-            // Rising by 5 an interval (scatter 3, so 4 of it is the load's): 10 + 2 x 4.
-            (5.0, 3.0, 18.0),
-            // A rise within the scatter, a flat interval or a fall: the prior's 10 x 0.5.
-            (2.9, 3.0, 15.0),
-            (0.0, 0.0, 15.0),
-            (-8.0, 1.0, 15.0),
-            // Less than the prior's margin over the horizon: the prior's.
-            (2.0, 0.0, 15.0),
+            // Rising by 5 an interval within a scatter of 3: at z = 1 it may be 8 an
+            // interval, 10 + 2 x 8; at z = 2, 11, and the margin twice that: 10 + 2 x 2 x 11.
+            (5.0, 3.0, 1.0, 26.0),
+            (5.0, 3.0, 2.0, 54.0),
+            // No rise read, but one of 3 could hide in the scatter: more than the prior's
+            // 10 x 0.5 over two steps.
+            (0.0, 3.0, 1.0, 16.0),
+            // A flat interval whose scatter hides less, or a fall: the prior's margin.
+            (0.0, 2.0, 1.0, 15.0),
+            (0.0, 0.0, 1.0, 15.0),
+            (-8.0, 1.0, 1.0, 15.0),
+            // A rise known exactly, less than the prior's margin over the horizon: the prior's.
+            (2.0, 0.0, 1.0, 15.0),
         ];
-        for (rise, scatter, upper) in cases {
+        for (rise, scatter, z, upper) in cases {
             let mut f = SignalForecaster::new(ForecasterKind::Constant, None).with_prior_error(0.5);
             f.observe(10.0, 2);
             f.observe_within(rise, scatter);
-            let p = f.forecast(2, 1.0).unwrap();
-            assert!((p.upper - upper).abs() < 1e-9, "rise {rise}: {p:?}");
+            let p = f.forecast(2, z).unwrap();
+            assert!((p.upper - upper).abs() < 1e-9, "rise {rise} at z {z}: {p:?}");
         }
         // It describes one value's interval: the next value, with steps between intervals
         // to go by, does not carry it.
