@@ -1637,7 +1637,10 @@ mod tests {
             f.observe(10.0, 2);
             f.observe_within(rise, scatter);
             let p = f.forecast(2, z).unwrap();
-            assert!((p.upper - upper).abs() < 1e-9, "rise {rise} at z {z}: {p:?}");
+            assert!(
+                (p.upper - upper).abs() < 1e-9,
+                "rise {rise} at z {z}: {p:?}"
+            );
         }
         // It describes one value's interval: the next value, with steps between intervals
         // to go by, does not carry it.
