@@ -1003,9 +1003,8 @@ impl SignalForecaster {
     /// bound's odds (a rise read as `r` within a counting scatter `s` may be `r + z s`), may
     /// go on for every step to the horizon too, whichever is more. One interval cannot tell
     /// a ramp under way from a step already taken; the bet is on the ramp. Nor can a first
-    /// interval of a few hundred arrivals tell a slow rise from none: read net of the
-    /// scatter, a ramp's first minute showed no rise in most draws, the first decision
-    /// ordered for the rate seen, and the ramp's third minute was lost.
+    /// interval of a few hundred arrivals tell a slow rise from none, so the scatter is not
+    /// netted out of the rise: netted out, a ramp's first minute showed none in most draws.
     fn early_margin(&self, h: usize, z: f64, point: f64) -> f64 {
         let z = z.max(0.0);
         let n = self.history.len();
