@@ -1014,7 +1014,7 @@ impl PerformanceModel {
             // mean rate describes them, and a burst within one interval (most of its
             // prompts waited) describes the arrivals, not slower engines.
             if refit_speed {
-                let calm: Vec<Evidence> = ev
+                let mut calm: Vec<Evidence> = ev
                     .iter()
                     .zip(&queues)
                     .map(|(e, q)| Evidence {
@@ -1022,12 +1022,32 @@ impl PerformanceModel {
                         ..*e
                     })
                     .collect();
+                // The profile measured the engines too. Until the window holds an
+                // interval's worth of prompts expected to go straight to an engine, it
+                // stands in for the rest at its own speed: a ramp's one busy minute on one
+                // engine, its waits past what the queue at the minute's mean rate says,
+                // had been read as engines 1.18 times slower, for ten minutes of prefill
+                // sized for them.
+                let calm_seen: f64 = calm.iter().map(|e| e.weight).sum();
+                let fitted = calm.len();
+                if calm_seen < 1.0 {
+                    calm.push(Evidence {
+                        weight: 1.0 - calm_seen,
+                        ..calm[0]
+                    });
+                }
                 k = fit_correction(
                     &calm,
                     self.cfg.min,
                     self.cfg.max,
                     self.fading(c.prefill),
-                    |i, e, k| Some((queue_of(i, k).mean_ms(v), e.observed_ms)),
+                    |i, e, k| {
+                        // The profile's stand-in expects k times its own speed.
+                        if i >= fitted {
+                            return Some((k, 1.0));
+                        }
+                        Some((queue_of(i, k).mean_ms(v), e.observed_ms))
+                    },
                 )
                 .unwrap_or(k);
                 // The queue at each piece of evidence depends on k only: built once for
@@ -1600,6 +1620,26 @@ mod tests {
                 });
             }
         }
+    }
+
+    #[test]
+    fn the_profile_stands_in_for_calm_evidence_until_an_intervals_worth_has_come() {
+        let mut m = PerformanceModel::embedded_default();
+        // One busy minute on one engine (most of its prompts wait) of engines 1.3 times
+        // slower than the profile. Its waits say more of the queue than of the engines:
+        // fitted alone, it would take the speed half-way there at once (x1.15, smoothed);
+        // weighed with the profile's stand-in, less far.
+        let busy = m.prefill_queue(12.0, 1, 3000.0);
+        assert!(busy.wait_probability > 0.6, "{busy:?}");
+        teach_prefill(&mut m, 1.3, 1.0, &[12.0], 1);
+        assert!(m.corrections.prefill < 1.12, "{:?}", m.corrections);
+        // Calm minutes then teach the speed in full: the stand-in leaves no lasting pull.
+        teach_prefill(&mut m, 1.3, 1.0, &[1.0, 2.0, 1.5], 4);
+        assert!(
+            (m.corrections.prefill - 1.3).abs() < 0.03,
+            "{:?}",
+            m.corrections
+        );
     }
 
     #[test]
