@@ -997,6 +997,16 @@ impl PerformanceModel {
         let queues_at =
             |k: f64| -> Vec<PrefillQueue> { (0..ev.len()).map(|i| queue_of(i, k)).collect() };
         let mut queues = queues_at(k);
+        // The profile measured the engines too. Until the window holds an interval's worth
+        // of prompts expected (at the speed learned so far) to go straight to an engine, it
+        // stands in for the rest at its own speed: a ramp's one busy minute on one engine,
+        // its waits past what the queue at the minute's mean rate says, had been read as
+        // engines 1.18 times slower, for ten minutes of prefill sized for them.
+        let calm_seen: f64 = queues
+            .iter()
+            .map(|q| (1.0 - q.wait_probability).clamp(0.0, 1.0))
+            .sum();
+        let profile_share = (1.0 - calm_seen).max(0.0);
         // The speed is fitted against the spread and the variability and they against it:
         // the second round refits the speed only when the first moved either of them by
         // more than `REFIT_SHIFT` (else the speed fitted against them stands: in steady
@@ -1022,17 +1032,10 @@ impl PerformanceModel {
                         ..*e
                     })
                     .collect();
-                // The profile measured the engines too. Until the window holds an
-                // interval's worth of prompts expected to go straight to an engine, it
-                // stands in for the rest at its own speed: a ramp's one busy minute on one
-                // engine, its waits past what the queue at the minute's mean rate says,
-                // had been read as engines 1.18 times slower, for ten minutes of prefill
-                // sized for them.
-                let calm_seen: f64 = calm.iter().map(|e| e.weight).sum();
                 let fitted = calm.len();
-                if calm_seen < 1.0 {
+                if profile_share > 0.0 {
                     calm.push(Evidence {
-                        weight: 1.0 - calm_seen,
+                        weight: profile_share,
                         ..calm[0]
                     });
                 }
