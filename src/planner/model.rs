@@ -1001,7 +1001,9 @@ impl PerformanceModel {
         // of prompts expected (at the speed learned so far) to go straight to an engine, it
         // stands in for the rest at its own speed: a ramp's one busy minute on one engine,
         // its waits past what the queue at the minute's mean rate says, had been read as
-        // engines 1.18 times slower, for ten minutes of prefill sized for them.
+        // engines 1.18 times slower, for ten minutes of prefill sized for them. Reckoned
+        // once: at a refit's trial speed, a slow interval's first reading would call the
+        // profile back against the calm intervals before it.
         let calm_seen: f64 = queues
             .iter()
             .map(|q| (1.0 - q.wait_probability).clamp(0.0, 1.0))
@@ -1045,7 +1047,7 @@ impl PerformanceModel {
                     self.cfg.max,
                     self.fading(c.prefill),
                     |i, e, k| {
-                        // The profile's stand-in expects k times its own speed.
+                        // The stand-in saw the profile's own speed: k expected, 1 seen.
                         if i >= fitted {
                             return Some((k, 1.0));
                         }
