@@ -206,6 +206,17 @@ impl PrefillQueue {
         self.service_ms + variability * self.wait_probability / self.drain_per_s * 1000.0
     }
 
+    /// The share of arrivals that wait longer than `wait_ms` under this waiting variability:
+    /// the exponential tail `P(wait) * exp(-drain * wait / variability)` whose quantiles
+    /// `at_quantile` reads; 1 past capacity.
+    pub fn share_waiting_beyond(&self, wait_ms: f64, variability: f64) -> f64 {
+        if self.drain_per_s <= 0.0 {
+            return 1.0;
+        }
+        (self.wait_probability * (-wait_ms / 1000.0 * self.drain_per_s / variability).exp())
+            .min(1.0)
+    }
+
     /// The queue at one quantile: what its TTFT there needs besides the variability and
     /// the prompt spread, computed once when a fit tries dozens of them.
     pub fn at_quantile(&self, quantile: f64) -> QueueQuantile {

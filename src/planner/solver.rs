@@ -253,8 +253,8 @@ fn wait_allowance_ms(model: &PerformanceModel, load: &Load, sla: &Sla) -> Option
 /// The share of prompts expected to wait longer than the TTFT target allows with `p`
 /// prefill engines, over equally likely request rates `rates` (each counted by its
 /// requests; the rest of `load` as it is): at each, the queue's waiting tail beyond the
-/// allowance, `P(W > x) = P(wait) * exp(-drain * x / variability)`, the tail whose 1% point
-/// `prefill_meets` holds within the allowance. 1 when the typical prompt alone misses.
+/// allowance (`PrefillQueue::share_waiting_beyond`), the tail whose 1% point `prefill_meets`
+/// holds within the allowance. 1 when the typical prompt alone misses.
 pub fn expected_prefill_misses(
     model: &PerformanceModel,
     load: &Load,
@@ -272,13 +272,10 @@ pub fn expected_prefill_misses(
             lambda: rate,
             ..*load
         };
-        let queue = model.prefill_queue(effective_lambda(&at), p, load.isl);
-        let share = if queue.drain_per_s > 0.0 {
-            queue.wait_probability * (-allowance / 1000.0 * queue.drain_per_s / variability).exp()
-        } else {
-            1.0
-        };
-        missed += rate * share.min(1.0);
+        let share = model
+            .prefill_queue(effective_lambda(&at), p, load.isl)
+            .share_waiting_beyond(allowance, variability);
+        missed += rate * share;
         requests += rate;
     }
     if requests > 0.0 {
