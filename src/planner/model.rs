@@ -46,6 +46,28 @@ pub fn erlang_c(c: u32, a: f64) -> f64 {
     b / (1.0 - rho * (1.0 - b))
 }
 
+/// Erlang C at a number of servers `c` that need not be whole: linear between the whole
+/// counts either side (Erlang C falls ever more slowly with servers, so the line is on the
+/// side of more waiting). Below one server, one server's chance to wait, the utilisation.
+fn erlang_c_between(c: f64, a: f64) -> f64 {
+    if a <= 0.0 {
+        return 0.0;
+    }
+    if a >= c {
+        return 1.0;
+    }
+    if c <= 1.0 {
+        return (a / c).min(1.0);
+    }
+    let below = c.floor();
+    let above_share = c - below;
+    let at_below = erlang_c(below as u32, a);
+    if above_share == 0.0 {
+        return at_below;
+    }
+    at_below + above_share * (erlang_c(below as u32 + 1, a) - at_below)
+}
+
 /// Servers up to which Erlang B is found by the recurrence over every server; above, by
 /// `erlang_b_around_mode`, whose cost grows with the root of the load, not the servers.
 const ERLANG_RECURRENCE_MAX: u32 = 1000;
@@ -141,10 +163,14 @@ pub fn shared_service_ms(lambda: f64, engines: u32, service_ms: f64, overhead_ms
 pub struct PrefillQueue {
     /// A prompt's own time, ms.
     pub service_ms: f64,
-    /// Probability that an arrival waits (Erlang C at the shared service time); 1 past capacity.
-    pub wait_probability: f64,
+    /// Probability that a Poisson arrival waits (Erlang C at the shared service time); 1
+    /// past capacity.
+    pub poisson_wait: f64,
     /// Rate at which the queue drains, 1/s; 0 past capacity.
     pub drain_per_s: f64,
+    /// The engines, and the load they share in Erlangs (at the shared service time).
+    engines: u32,
+    offered: f64,
 }
 
 impl PrefillQueue {
@@ -155,14 +181,18 @@ impl PrefillQueue {
         if lambda <= 0.0 {
             return PrefillQueue {
                 service_ms,
-                wait_probability: 0.0,
+                poisson_wait: 0.0,
                 drain_per_s: f64::INFINITY,
+                engines,
+                offered: 0.0,
             };
         }
         let past_capacity = PrefillQueue {
             service_ms,
-            wait_probability: 1.0,
+            poisson_wait: 1.0,
             drain_per_s: 0.0,
+            engines,
+            offered: f64::INFINITY,
         };
         // The shared cost is never below a prompt's time without the overhead: past
         // capacity at that, the queue is past capacity without finding the cost.
@@ -177,9 +207,29 @@ impl PrefillQueue {
         }
         PrefillQueue {
             service_ms,
-            wait_probability: erlang_c(engines, a),
+            poisson_wait: erlang_c(engines, a),
             drain_per_s: f64::from(engines) / s - lambda,
+            engines,
+            offered: a,
         }
+    }
+
+    /// Probability that an arrival waits under this waiting variability `v`: the queue's
+    /// waiting behaves as M/M/c's with `c / v` engines at `a / v` Erlangs (the same
+    /// utilisation, the drain rate over `v`: the tail `exp(-drain * t / v)` below). This is
+    /// the heavy-traffic approximation of the GI/G/c queue, whose chance to wait is M/M/c's
+    /// with the square-root staffing margin `(c - a) / sqrt(a)` divided by `sqrt(v)`.
+    /// Bursty arrivals (`v` well above 1) then wait often even with many engines, where
+    /// Erlang C's chance falls below the TTFT percentile's tail and says none wait.
+    pub fn wait_probability(&self, variability: f64) -> f64 {
+        if self.drain_per_s <= 0.0 {
+            return 1.0;
+        }
+        if variability <= 1.0 || self.offered <= 0.0 {
+            return self.poisson_wait;
+        }
+        let v = variability;
+        erlang_c_between(f64::from(self.engines) / v, self.offered / v)
     }
 
     /// TTFT at `quantile` (the prompt's own time plus the waiting quantile), ms; infinite
@@ -188,14 +238,14 @@ impl PrefillQueue {
     /// Poisson arrivals with equal prompts, more for bursty arrivals or heavy-tailed
     /// prompts. It is learned online.
     pub fn quantile_ms(&self, quantile: f64, variability: f64) -> f64 {
-        self.at_quantile(quantile).ms(variability)
+        self.at_quantile(quantile, variability).ms()
     }
 
     /// TTFT at `quantile` of the slowest prompts (their own time `tail` times the typical
     /// prompt's) plus the waiting quantile. Adding the two quantiles overstates their sum's
     /// quantile a little, on the safe side.
     pub fn slowest_quantile_ms(&self, quantile: f64, tail: f64, variability: f64) -> f64 {
-        self.at_quantile(quantile).slowest_ms(tail, variability)
+        self.at_quantile(quantile, variability).slowest_ms(tail)
     }
 
     /// Mean TTFT, ms.
@@ -203,7 +253,8 @@ impl PrefillQueue {
         if self.drain_per_s <= 0.0 {
             return f64::INFINITY;
         }
-        self.service_ms + variability * self.wait_probability / self.drain_per_s * 1000.0
+        self.service_ms
+            + variability * self.wait_probability(variability) / self.drain_per_s * 1000.0
     }
 
     /// The share of arrivals that wait longer than `wait_ms` under this waiting variability:
@@ -213,18 +264,23 @@ impl PrefillQueue {
         if self.drain_per_s <= 0.0 {
             return 1.0;
         }
-        (self.wait_probability * (-wait_ms / 1000.0 * self.drain_per_s / variability).exp())
-            .min(1.0)
+        (self.wait_probability(variability)
+            * (-wait_ms / 1000.0 * self.drain_per_s / variability).exp())
+        .min(1.0)
     }
 
-    /// The queue at one quantile: what its TTFT there needs besides the variability and
-    /// the prompt spread, computed once when a fit tries dozens of them.
-    pub fn at_quantile(&self, quantile: f64) -> QueueQuantile {
+    /// The queue at one quantile and waiting variability: what its TTFT there needs
+    /// besides the prompt spread, computed once when a fit tries dozens of spreads.
+    pub fn at_quantile(&self, quantile: f64, variability: f64) -> QueueQuantile {
         let tail = 1.0 - quantile;
-        let pw = self.wait_probability;
+        let pw = self.wait_probability(variability);
         QueueQuantile {
             service_ms: self.service_ms,
-            drain_per_s: self.drain_per_s,
+            wait_scale_s: if self.drain_per_s > 0.0 {
+                variability / self.drain_per_s
+            } else {
+                f64::INFINITY
+            },
             log_wait: if pw > tail {
                 Some((pw / tail).ln())
             } else {
@@ -238,26 +294,26 @@ impl PrefillQueue {
 #[derive(Debug, Clone, Copy)]
 pub struct QueueQuantile {
     service_ms: f64,
-    drain_per_s: f64,
+    /// The waiting tail's scale, the variability over the drain rate, s; infinite past
+    /// capacity.
+    wait_scale_s: f64,
     /// `ln(P(wait) / (1 - quantile))`, when more than that share of arrivals wait.
     log_wait: Option<f64>,
 }
 
 impl QueueQuantile {
-    /// TTFT at the quantile under this waiting variability, ms; infinite past capacity.
-    pub fn ms(&self, variability: f64) -> f64 {
-        if self.drain_per_s <= 0.0 {
+    /// TTFT at the quantile, ms; infinite past capacity.
+    pub fn ms(&self) -> f64 {
+        if self.wait_scale_s.is_infinite() {
             return f64::INFINITY;
         }
-        let wait = self
-            .log_wait
-            .map_or(0.0, |l| variability * l / self.drain_per_s);
+        let wait = self.log_wait.map_or(0.0, |l| l * self.wait_scale_s);
         self.service_ms + wait * 1000.0
     }
 
     /// The slowest prompts' TTFT at the quantile (`PrefillQueue::slowest_quantile_ms`).
-    pub fn slowest_ms(&self, tail: f64, variability: f64) -> f64 {
-        self.ms(variability) + (tail - 1.0) * self.service_ms
+    pub fn slowest_ms(&self, tail: f64) -> f64 {
+        self.ms() + (tail - 1.0) * self.service_ms
     }
 }
 
@@ -1017,7 +1073,7 @@ impl PerformanceModel {
         // profile back against the calm intervals before it.
         let calm_seen: f64 = queues
             .iter()
-            .map(|q| (1.0 - q.wait_probability).clamp(0.0, 1.0))
+            .map(|q| (1.0 - q.wait_probability(v)).clamp(0.0, 1.0))
             .sum();
         let profile_share = (1.0 - calm_seen).max(0.0);
         // The speed is fitted against the spread and the variability and they against it:
@@ -1041,7 +1097,7 @@ impl PerformanceModel {
                     .iter()
                     .zip(&queues)
                     .map(|(e, q)| Evidence {
-                        weight: (1.0 - q.wait_probability).clamp(0.0, 1.0),
+                        weight: (1.0 - q.wait_probability(v)).clamp(0.0, 1.0),
                         ..*e
                     })
                     .collect();
@@ -1072,11 +1128,10 @@ impl PerformanceModel {
             }
             let at_p99: Vec<QueueQuantile> = queues
                 .iter()
-                .map(|q| q.at_quantile(TAIL_QUANTILE))
+                .map(|q| q.at_quantile(TAIL_QUANTILE, v))
                 .collect();
-            let p99 = |i: usize, t: f64, v: f64| at_p99[i].slowest_ms(t, v);
             t = fit_correction(&ev, tlo, thi, self.fading(c.prefill_tail), |i, e, t| {
-                e.observed_tail_ms.map(|o| (p99(i, t, v), o))
+                e.observed_tail_ms.map(|o| (at_p99[i].slowest_ms(t), o))
             })
             .unwrap_or(t);
             v = fit_correction(
@@ -1084,7 +1139,12 @@ impl PerformanceModel {
                 vlo,
                 vhi,
                 self.fading(c.prefill_variability),
-                |i, e, v| e.observed_tail_ms.map(|o| (p99(i, t, v), o)),
+                |i, e, v| {
+                    e.observed_tail_ms.map(|o| {
+                        let p99 = queues[i].at_quantile(TAIL_QUANTILE, v).slowest_ms(t);
+                        (p99, o)
+                    })
+                },
             )
             .unwrap_or(v);
         }
@@ -1370,6 +1430,30 @@ mod tests {
     }
 
     #[test]
+    fn bursty_arrivals_wait_often_where_many_engines_would_keep_poisson_ones_from_waiting() {
+        // 20 engines at 10 Erlangs (100 prompts/s of 100 ms): under 1% of Poisson arrivals
+        // wait, so their p99 TTFT is the prompt's own time.
+        let q = PrefillQueue::new(100.0, 20, 100.0, 0.0);
+        assert!(q.poisson_wait < 0.01, "{q:?}");
+        assert_eq!(q.quantile_ms(0.99, 1.0), 100.0);
+        // Arrivals four times as variable wait as at 5 engines and 2.5 Erlangs: 13% of them
+        // (Erlang C), for up to 4 x ln(13) / 100 per second past the prompt: 100 ms more.
+        let p = q.wait_probability(4.0);
+        assert!((p - erlang_c(5, 2.5)).abs() < 1e-12, "{p}");
+        assert!((0.12..0.14).contains(&p), "{p}");
+        let p99 = q.quantile_ms(0.99, 4.0);
+        assert!((190.0..210.0).contains(&p99), "{p99}");
+        assert!(q.share_waiting_beyond(0.0, 4.0) > 0.1);
+        // Engines still shorten the wait, and at a whole number of them over the
+        // variability the chance is Erlang C's there; between, between its neighbours.
+        assert!(PrefillQueue::new(100.0, 40, 100.0, 0.0).quantile_ms(0.99, 4.0) < p99);
+        let between = q.wait_probability(20.0 / 4.5);
+        assert!(between < erlang_c(4, 10.0 / 4.5) && between > erlang_c(5, 10.0 / 4.5));
+        // Arrivals smoother than Poisson do not make waiting less likely than Erlang C
+        // says (only its tail shorter): a variability learned below 1 is not a promise.
+        assert_eq!(q.wait_probability(0.5), q.poisson_wait);
+    }
+    #[test]
     fn prefill_quantile_grows_with_load_and_falls_with_engines() {
         let (q1, m1) = prefill_ttft_ms(10.0, 1, 60.0, 0.0, 0.99, 1.0);
         let (q2, _) = prefill_ttft_ms(15.0, 1, 60.0, 0.0, 0.99, 1.0);
@@ -1475,7 +1559,7 @@ mod tests {
         // Past capacity even if every prompt shared the whole overhead: no finite TTFT.
         let q = PrefillQueue::new(100.0, 2, 60.0, 20.0);
         assert!(q.quantile_ms(0.99, 1.0).is_infinite());
-        assert_eq!(q.wait_probability, 1.0);
+        assert_eq!(q.poisson_wait, 1.0);
         // Past one-at-a-time capacity (45 x 60 ms = 2.7 engines) but not past it with the
         // overhead shared (45 x 40 ms = 1.8): sharing keeps the queue finite.
         let q = PrefillQueue::new(45.0, 2, 60.0, 20.0);
@@ -1592,7 +1676,7 @@ mod tests {
         let quiet = m.prefill_queue(3.5, 3, 2200.0);
         m.learn_prefill(interval(3.5, quiet.mean_ms(1.0), 3.0 * quiet.service_ms));
         let busy = m.prefill_queue(33.0, 3, 2200.0);
-        assert!(busy.wait_probability < 0.5, "{busy:?}");
+        assert!(busy.poisson_wait < 0.5, "{busy:?}");
         m.learn_prefill(interval(
             33.0,
             3.5 * busy.mean_ms(1.0),
@@ -1646,7 +1730,7 @@ mod tests {
         // fitted alone, it would take the speed half-way there at once (x1.15, smoothed);
         // weighed with the profile's stand-in, less far.
         let busy = m.prefill_queue(12.0, 1, 3000.0);
-        assert!(busy.wait_probability > 0.6, "{busy:?}");
+        assert!(busy.poisson_wait > 0.6, "{busy:?}");
         teach_prefill(&mut m, 1.3, 1.0, &[12.0], 1);
         assert!(m.corrections.prefill < 1.12, "{:?}", m.corrections);
         // Calm minutes then teach the speed in full: the stand-in leaves no lasting pull.

@@ -233,9 +233,8 @@ fn prefill_meets(
     let c = &model.corrections;
     let at = model
         .prefill_queue(effective_lambda(load), p, load.isl)
-        .at_quantile(cfg.ttft_quantile);
-    let q = at.ms(c.prefill_variability);
-    (q - service <= allowance).then(|| at.slowest_ms(c.prefill_tail, c.prefill_variability))
+        .at_quantile(cfg.ttft_quantile, c.prefill_variability);
+    (at.ms() - service <= allowance).then(|| at.slowest_ms(c.prefill_tail))
 }
 
 /// The typical prompt's own time and the wait the TTFT target leaves the prompts
