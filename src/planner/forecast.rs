@@ -445,8 +445,9 @@ impl SignalForecaster {
 
     /// Notes how the last value moved within its own interval: `rise` per interval (the
     /// second half's rate less the first's, twice, as the halves' middles are half an
-    /// interval apart), with the standard deviation sampling alone gives it. Only the first
-    /// value's bound uses it (`early_margin`); later ones have steps between intervals.
+    /// interval apart), with the standard deviation sampling alone gives it. The early bound
+    /// uses it (`early_margin`): the first value's as its only pace, later ones to tell a
+    /// ramp that goes on from one that has stopped.
     pub fn observe_within(&mut self, rise: f64, noise: f64) {
         if rise.is_finite() && noise.is_finite() {
             self.within = Some((rise, noise.max(0.0)));
@@ -1005,6 +1006,8 @@ impl SignalForecaster {
     /// a ramp under way from a step already taken; the bet is on the ramp. Nor can a first
     /// interval of a few hundred arrivals tell a slow rise from none, so the scatter is not
     /// netted out of the rise: netted out, a ramp's first minute showed none in most draws.
+    /// Later, when every step the pace is read from rose, the latest value's halves may
+    /// lower it: a ramp they no longer show, at the bound's odds, has stopped.
     fn early_margin(&self, h: usize, z: f64, point: f64) -> f64 {
         let z = z.max(0.0);
         let n = self.history.len();
@@ -1024,7 +1027,17 @@ impl SignalForecaster {
         let squares: f64 = recent.windows(2).map(|w| (w[0] - w[1]).powi(2)).sum();
         // A step between two sampled values scatters by the noise of both.
         let pace_squared = squares / (recent.len() - 1) as f64 - 2.0 * self.noise.powi(2);
-        z * pace_squared.max(0.0).sqrt() * h as f64
+        let steps_pace = pace_squared.max(0.0).sqrt();
+        // Steps that all rose are read as a ramp's pace; the latest interval's halves tell
+        // whether it goes on. A rise they no longer show (at the bound's odds, as for the
+        // first value) was a step, and the pace is at most what they show. Steps that fell
+        // say the load moves both ways, which one interval's halves cannot refute.
+        let ramp = recent.windows(2).all(|w| w[0] >= w[1]);
+        let pace = match self.within {
+            Some((rise, noise)) if ramp => steps_pace.min((rise + z * noise).max(0.0)),
+            _ => steps_pace,
+        };
+        z * pace * h as f64
     }
 }
 
@@ -1648,6 +1661,31 @@ mod tests {
         f.observe_within(20.0, 0.0);
         f.observe(10.0, 2);
         assert!((f.forecast(2, 1.0).unwrap().upper - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_rise_between_intervals_that_the_latest_halves_no_longer_show_was_a_step() {
+        let bound = |values: &[f64], within: Option<(f64, f64)>| {
+            let mut f = SignalForecaster::new(ForecasterKind::Constant, None);
+            for &y in values {
+                f.observe(y, 4);
+            }
+            if let Some((rise, scatter)) = within {
+                f.observe_within(rise, scatter);
+            }
+            f.forecast(4, 1.0).unwrap().upper
+        };
+        // 20 then 35: a ramp of 15 an interval, for each of the 4 steps ahead.
+        assert!((bound(&[20.0, 35.0], None) - 95.0).abs() < 1e-9);
+        // The latest halves show it going on: the steps' pace stands.
+        assert!((bound(&[20.0, 35.0], Some((15.0, 1.0))) - 95.0).abs() < 1e-9);
+        // They show it stopped: at most what they show at the bound's odds, 0 + 1 x 2.
+        assert!((bound(&[20.0, 35.0], Some((0.0, 2.0))) - 43.0).abs() < 1e-9);
+        assert!((bound(&[20.0, 35.0], Some((-5.0, 1.0))) - 35.0).abs() < 1e-9);
+        // A load that fell as well as rose moves both ways; flat halves do not refute that.
+        let both_ways = bound(&[20.0, 5.0, 35.0], None);
+        assert!((both_ways - (35.0 + 4.0 * 562.5_f64.sqrt())).abs() < 1e-9);
+        assert_eq!(bound(&[20.0, 5.0, 35.0], Some((0.0, 2.0))), both_ways);
     }
 
     #[test]
