@@ -228,15 +228,17 @@ impl PrefillQueue {
         if variability <= 1.0 || self.offered <= 0.0 {
             return self.poisson_wait;
         }
-        let v = variability;
-        erlang_c_between(f64::from(self.engines) / v, self.offered / v)
+        erlang_c_between(
+            f64::from(self.engines) / variability,
+            self.offered / variability,
+        )
     }
 
     /// TTFT at `quantile` (the prompt's own time plus the waiting quantile), ms; infinite
-    /// past capacity. `variability` scales the waiting time: 1 for the M/M/c queue; about
-    /// `(ca^2 + cs^2) / 2` for general arrivals and service (Allen-Cunneen), so 0.5 for
-    /// Poisson arrivals with equal prompts, more for bursty arrivals or heavy-tailed
-    /// prompts. It is learned online.
+    /// past capacity. `variability` scales the waiting time, and above 1 its chance too
+    /// (`wait_probability`): 1 for the M/M/c queue; about `(ca^2 + cs^2) / 2` for general
+    /// arrivals and service (Allen-Cunneen), so 0.5 for Poisson arrivals with equal prompts,
+    /// more for bursty arrivals or heavy-tailed prompts. It is learned online.
     pub fn quantile_ms(&self, quantile: f64, variability: f64) -> f64 {
         self.at_quantile(quantile, variability).ms()
     }
@@ -1453,6 +1455,7 @@ mod tests {
         // says (only its tail shorter): a variability learned below 1 is not a promise.
         assert_eq!(q.wait_probability(0.5), q.poisson_wait);
     }
+
     #[test]
     fn prefill_quantile_grows_with_load_and_falls_with_engines() {
         let (q1, m1) = prefill_ttft_ms(10.0, 1, 60.0, 0.0, 0.99, 1.0);
