@@ -279,30 +279,34 @@ async fn read_adapter(state: &State, ns: &str, name: &str) -> Result<&'static st
         .ok_or_else(|| not_found("dynamographdeploymentscalingadapters.nvidia.com", name))
 }
 
+/// A GET of an adapter or of its `scale` subresource: `render` writes the object found.
+async fn read_adapter_as(
+    state: &State,
+    ns: &str,
+    name: &str,
+    render: fn(&State, &str, &ApiState) -> Value,
+) -> Response {
+    match read_adapter(state, ns, name).await {
+        Ok(service) => {
+            let api = state.k8s.lock().expect("emulator lock");
+            Json(render(state, service, &api)).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
 async fn get_adapter(
     AxState(state): AxState<Arc<State>>,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
-    match read_adapter(&state, &ns, &name).await {
-        Ok(service) => {
-            let api = state.k8s.lock().expect("emulator lock");
-            Json(adapter_json(&state, service, &api)).into_response()
-        }
-        Err(r) => r,
-    }
+    read_adapter_as(&state, &ns, &name, adapter_json).await
 }
 
 async fn get_scale(
     AxState(state): AxState<Arc<State>>,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
-    match read_adapter(&state, &ns, &name).await {
-        Ok(service) => {
-            let api = state.k8s.lock().expect("emulator lock");
-            Json(scale_json(&state, service, &api)).into_response()
-        }
-        Err(r) => r,
-    }
+    read_adapter_as(&state, &ns, &name, scale_json).await
 }
 
 async fn write_scale(
