@@ -1010,11 +1010,10 @@ impl SignalForecaster {
     /// lower it: a ramp they no longer show, at the bound's odds, has stopped.
     fn early_margin(&self, h: usize, z: f64, point: f64) -> f64 {
         let z = z.max(0.0);
-        let n = self.history.len();
-        if n < 2 {
-            let pace = self
-                .within
-                .map_or(0.0, |(rise, noise)| (rise + z * noise).max(0.0));
+        // The pace the latest value's halves show, at the bound's odds.
+        let within_pace = self.within.map(|(rise, noise)| (rise + z * noise).max(0.0));
+        if self.history.len() < 2 {
+            let pace = within_pace.unwrap_or(0.0);
             return z * (self.prior_error * point.abs()).max(pace * h as f64);
         }
         let recent: Vec<f64> = self
@@ -1033,8 +1032,8 @@ impl SignalForecaster {
         // first value) was a step, and the pace is at most what they show. Steps that fell
         // say the load moves both ways, which one interval's halves cannot refute.
         let ramp = recent.windows(2).all(|w| w[0] >= w[1]);
-        let pace = match self.within {
-            Some((rise, noise)) if ramp => steps_pace.min((rise + z * noise).max(0.0)),
+        let pace = match within_pace {
+            Some(shown) if ramp => steps_pace.min(shown),
             _ => steps_pace,
         };
         z * pace * h as f64
