@@ -1007,7 +1007,8 @@ impl SignalForecaster {
     /// interval of a few hundred arrivals tell a slow rise from none, so the scatter is not
     /// netted out of the rise: netted out, a ramp's first minute showed none in most draws.
     /// Later, when every step the pace is read from rose, the latest value's halves may
-    /// lower it: a ramp they no longer show, at the bound's odds, has stopped.
+    /// lower it: a ramp they no longer show, at the bound's odds, has stopped; and a ramp
+    /// whose steps shrink is paced by its line's slope, not by its earlier, larger steps.
     fn early_margin(&self, h: usize, z: f64, point: f64) -> f64 {
         let z = z.max(0.0);
         // The pace the latest value's halves show, at the bound's odds.
@@ -1023,15 +1024,29 @@ impl SignalForecaster {
             .take(EARLY_PACE + 1)
             .copied()
             .collect();
-        let squares: f64 = recent.windows(2).map(|w| (w[0] - w[1]).powi(2)).sum();
-        // A step between two sampled values scatters by the noise of both.
-        let pace_squared = squares / (recent.len() - 1) as f64 - 2.0 * self.noise.powi(2);
-        let steps_pace = pace_squared.max(0.0).sqrt();
+        // The steps between them, newest first.
+        let steps: Vec<f64> = recent.windows(2).map(|w| w[0] - w[1]).collect();
+        let n = steps.len() as f64;
+        let ramp = steps.iter().all(|&step| step >= 0.0);
+        // A ramp is slowing when each step fell short of the one before by more than the
+        // counting noise puts between successive steps (which share a value), as the run
+        // rule reads its errors. Its pace is then its line's slope, the mean step (the rise
+        // over the steps, whose ends scatter by the noise of two values): the root mean
+        // square would be swollen by its earlier, larger steps.
+        let allowance = SUCCESSIVE_ERROR_SCATTER * self.noise;
+        let slowing = ramp && steps.windows(2).all(|w| w[0] < w[1] - allowance);
+        let steps_pace = if slowing {
+            let slope = steps.iter().sum::<f64>() / n;
+            beyond_scatter(slope, self.noise * 2f64.sqrt() / n)
+        } else {
+            // A step between two sampled values scatters by the noise of both.
+            let squares: f64 = steps.iter().map(|step| step.powi(2)).sum();
+            (squares / n - 2.0 * self.noise.powi(2)).max(0.0).sqrt()
+        };
         // Steps that all rose are read as a ramp's pace; the latest interval's halves tell
         // whether it goes on. A rise they no longer show (at the bound's odds, as for the
         // first value) was a step, and the pace is at most what they show. Steps that fell
         // say the load moves both ways, which one interval's halves cannot refute.
-        let ramp = recent.windows(2).all(|w| w[0] >= w[1]);
         let pace = match within_pace {
             Some(shown) if ramp => steps_pace.min(shown),
             _ => steps_pace,
@@ -1685,6 +1700,34 @@ mod tests {
         let both_ways = bound(&[20.0, 5.0, 35.0], None);
         assert!((both_ways - (35.0 + 4.0 * 562.5_f64.sqrt())).abs() < 1e-9);
         assert_eq!(bound(&[20.0, 5.0, 35.0], Some((0.0, 2.0))), both_ways);
+    }
+
+    #[test]
+    fn a_ramp_whose_steps_shrink_is_paced_by_its_slope() {
+        let upper = |values: &[f64], noise: f64| {
+            let mut f = SignalForecaster::new(ForecasterKind::Constant, None);
+            for &y in values {
+                f.observe_sampled(y, noise, 4);
+            }
+            f.forecast(4, 1.0).unwrap().upper
+        };
+        // Steps of 16 then 4: slowing, so the slope (10 an interval), not the root mean
+        // square (sqrt(136), about 11.7), for each of the 4 steps ahead.
+        assert!((upper(&[20.0, 36.0, 40.0], 0.0) - 80.0).abs() < 1e-9);
+        // Steps of 4 then 16: gathering pace, the root mean square stands.
+        let gathering = upper(&[20.0, 24.0, 40.0], 0.0);
+        assert!((gathering - (40.0 + 4.0 * 136_f64.sqrt())).abs() < 1e-9);
+        // Steps that shrink by no more than the counting noise puts between successive
+        // steps (sqrt(6) x 2 = 4.9) are not read as slowing: 12 then 8.
+        let steady = upper(&[20.0, 32.0, 40.0], 2.0);
+        assert!((steady - (40.0 + 4.0 * (104.0_f64 - 8.0).sqrt())).abs() < 1e-9);
+        // Shrinking by more than that (16 then 4), the slope less the scatter of its ends:
+        // sqrt(10^2 - (2 sqrt(2) / 2)^2) = sqrt(98).
+        let slowing = upper(&[20.0, 36.0, 40.0], 2.0);
+        assert!((slowing - (40.0 + 4.0 * 98_f64.sqrt())).abs() < 1e-9);
+        // A load that fell as well as rose: the root mean square, whatever the order.
+        let both_ways = upper(&[20.0, 36.0, 32.0], 0.0);
+        assert!((both_ways - (32.0 + 4.0 * 136_f64.sqrt())).abs() < 1e-9);
     }
 
     #[test]
