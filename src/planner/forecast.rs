@@ -1017,15 +1017,14 @@ impl SignalForecaster {
             let pace = within_pace.unwrap_or(0.0);
             return z * (self.prior_error * point.abs()).max(pace * h as f64);
         }
-        let recent: Vec<f64> = self
-            .history
-            .iter()
-            .rev()
-            .take(EARLY_PACE + 1)
-            .copied()
+        // The last steps between values, newest first.
+        let newest_first = self.history.iter().rev();
+        let steps: Vec<f64> = newest_first
+            .clone()
+            .zip(newest_first.skip(1))
+            .take(EARLY_PACE)
+            .map(|(later, earlier)| later - earlier)
             .collect();
-        // The steps between them, newest first.
-        let steps: Vec<f64> = recent.windows(2).map(|w| w[0] - w[1]).collect();
         let n = steps.len() as f64;
         let ramp = steps.iter().all(|&step| step >= 0.0);
         // A ramp is slowing when each step fell short of the one before by more than the

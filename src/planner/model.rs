@@ -1066,6 +1066,8 @@ impl PerformanceModel {
         let queues_at =
             |k: f64| -> Vec<PrefillQueue> { (0..ev.len()).map(|i| queue_of(i, k)).collect() };
         let mut queues = queues_at(k);
+        // The share of an interval's prompts the queue says went straight to an engine.
+        let calm_share = |q: &PrefillQueue, v: f64| (1.0 - q.wait_probability(v)).clamp(0.0, 1.0);
         // The profile measured the engines too. Until the window holds an interval's worth
         // of prompts expected (at the speed learned so far) to go straight to an engine, it
         // stands in for the rest at its own speed: a ramp's one busy minute on one engine,
@@ -1073,10 +1075,7 @@ impl PerformanceModel {
         // engines 1.18 times slower, for ten minutes of prefill sized for them. Reckoned
         // once: at a refit's trial speed, a slow interval's first reading would call the
         // profile back against the calm intervals before it.
-        let calm_seen: f64 = queues
-            .iter()
-            .map(|q| (1.0 - q.wait_probability(v)).clamp(0.0, 1.0))
-            .sum();
+        let calm_seen: f64 = queues.iter().map(|q| calm_share(q, v)).sum();
         let profile_share = (1.0 - calm_seen).max(0.0);
         // The speed is fitted against the spread and the variability and they against it:
         // the second round refits the speed only when the first moved either of them by
@@ -1099,7 +1098,7 @@ impl PerformanceModel {
                     .iter()
                     .zip(&queues)
                     .map(|(e, q)| Evidence {
-                        weight: (1.0 - q.wait_probability(v)).clamp(0.0, 1.0),
+                        weight: calm_share(q, v),
                         ..*e
                     })
                     .collect();
