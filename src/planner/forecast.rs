@@ -1009,6 +1009,8 @@ impl SignalForecaster {
     /// Later, when every step the pace is read from rose, the latest value's halves may
     /// lower it: a ramp they no longer show, at the bound's odds, has stopped; and a ramp
     /// whose steps shrink is paced by its line's slope, not by its earlier, larger steps.
+    /// When a step fell, the pace is at most the load's changes over the longest span to
+    /// the horizon, per step: jitter about a level does not go on moving as a trend does.
     fn early_margin(&self, h: usize, z: f64, point: f64) -> f64 {
         let z = z.max(0.0);
         // The pace the latest value's halves show, at the bound's odds.
@@ -1038,9 +1040,35 @@ impl SignalForecaster {
             let slope = steps.iter().sum::<f64>() / n;
             beyond_scatter(slope, self.noise * 2f64.sqrt() / n)
         } else {
-            // A step between two sampled values scatters by the noise of both.
-            let squares: f64 = steps.iter().map(|step| step.powi(2)).sum();
-            (squares / n - 2.0 * self.noise.powi(2)).max(0.0).sqrt()
+            // A change between two sampled values scatters by the noise of both.
+            let net_rms = |changes: &[f64]| {
+                let squares: f64 = changes.iter().map(|c| c.powi(2)).sum();
+                (squares / changes.len() as f64 - 2.0 * self.noise.powi(2))
+                    .max(0.0)
+                    .sqrt()
+            };
+            let latest = net_rms(&steps);
+            if ramp {
+                latest
+            } else {
+                // A load that moves both ways may only jitter about a level: over several
+                // steps it then moves less than its steps say, where a trend moves as far.
+                // Its pace per step is read from its changes over the longest span to the
+                // horizon the history holds (the constant forecast's errors at that span,
+                // as the measured bound will read them at the horizon), never above its
+                // last steps' (a span reaching back to a jump the load has settled from
+                // would bring it back).
+                let span = h.min(self.history.len().saturating_sub(EARLY_PACE)).max(1);
+                let newest = self.history.len() - 1;
+                let over_span: Vec<f64> = (0..EARLY_PACE)
+                    .filter_map(|i| {
+                        let later = newest.checked_sub(i)?;
+                        let earlier = later.checked_sub(span)?;
+                        Some(self.history[later] - self.history[earlier])
+                    })
+                    .collect();
+                latest.min(net_rms(&over_span) / span as f64)
+            }
         };
         // Steps that all rose are read as a ramp's pace; the latest interval's halves tell
         // whether it goes on. A rise they no longer show (at the bound's odds, as for the
@@ -1727,6 +1755,33 @@ mod tests {
         // A load that fell as well as rose: the root mean square, whatever the order.
         let both_ways = upper(&[20.0, 36.0, 32.0], 0.0);
         assert!((both_ways - (32.0 + 4.0 * 136_f64.sqrt())).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_load_that_moves_both_ways_is_paced_over_the_span_to_the_horizon() {
+        let upper = |values: &[f64]| {
+            let mut f = SignalForecaster::new(ForecasterKind::Constant, None);
+            for &y in values {
+                f.observe(y, 4);
+            }
+            f.forecast(4, 1.0).unwrap().upper
+        };
+        // Jitter about a level: its last steps (4, then -6) would say 5.1 a step, but over
+        // four steps it moved by 1 and -1: a quarter a step, for each of the 4 ahead.
+        assert!((upper(&[20.0, 26.0, 22.0, 27.0, 21.0, 25.0]) - 26.0).abs() < 1e-9);
+        // A trend with a dip keeps the pace its changes over the span show: 20 and 18 over
+        // three steps, about 6.3 a step, near its mean step of 7.5 (its last steps, 12 and
+        // -2, say 8.6).
+        let trend = upper(&[10.0, 20.0, 30.0, 28.0, 40.0]);
+        let over_span = ((400.0 + 324.0) / 2.0_f64).sqrt() / 3.0;
+        assert!((trend - (40.0 + 4.0 * over_span)).abs() < 1e-9, "{trend}");
+        // A jump the load has settled from is not brought back by a span reaching behind
+        // it: its last steps (-1, then 1) set the pace.
+        assert!((upper(&[10.0, 10.0, 40.0, 41.0, 40.0]) - 44.0).abs() < 1e-9);
+        // A ramp keeps its last steps' pace (4, then 8): a span would average in its
+        // slower start (and its dip, which keeps the run rule out of this).
+        let ramp = upper(&[10.0, 12.0, 11.0, 15.0, 23.0]);
+        assert!((ramp - (23.0 + 4.0 * 40_f64.sqrt())).abs() < 1e-9, "{ramp}");
     }
 
     #[test]
