@@ -1019,14 +1019,7 @@ impl SignalForecaster {
             let pace = within_pace.unwrap_or(0.0);
             return z * (self.prior_error * point.abs()).max(pace * h as f64);
         }
-        // The last steps between values, newest first.
-        let newest_first = self.history.iter().rev();
-        let steps: Vec<f64> = newest_first
-            .clone()
-            .zip(newest_first.skip(1))
-            .take(EARLY_PACE)
-            .map(|(later, earlier)| later - earlier)
-            .collect();
+        let steps = self.recent_changes(1);
         let n = steps.len() as f64;
         let ramp = steps.iter().all(|&step| step >= 0.0);
         // A ramp is slowing when each step fell short of the one before by more than the
@@ -1036,39 +1029,27 @@ impl SignalForecaster {
         // square would be swollen by its earlier, larger steps.
         let allowance = SUCCESSIVE_ERROR_SCATTER * self.noise;
         let slowing = ramp && steps.windows(2).all(|w| w[0] < w[1] - allowance);
+        // A change between two sampled values scatters by the noise of both.
+        let net_rms = |changes: &[f64]| {
+            let squares: f64 = changes.iter().map(|c| c.powi(2)).sum();
+            (squares / changes.len() as f64 - 2.0 * self.noise.powi(2))
+                .max(0.0)
+                .sqrt()
+        };
         let steps_pace = if slowing {
             let slope = steps.iter().sum::<f64>() / n;
             beyond_scatter(slope, self.noise * 2f64.sqrt() / n)
+        } else if ramp {
+            net_rms(&steps)
         } else {
-            // A change between two sampled values scatters by the noise of both.
-            let net_rms = |changes: &[f64]| {
-                let squares: f64 = changes.iter().map(|c| c.powi(2)).sum();
-                (squares / changes.len() as f64 - 2.0 * self.noise.powi(2))
-                    .max(0.0)
-                    .sqrt()
-            };
-            let latest = net_rms(&steps);
-            if ramp {
-                latest
-            } else {
-                // A load that moves both ways may only jitter about a level: over several
-                // steps it then moves less than its steps say, where a trend moves as far.
-                // Its pace per step is read from its changes over the longest span to the
-                // horizon the history holds (the constant forecast's errors at that span,
-                // as the measured bound will read them at the horizon), never above its
-                // last steps' (a span reaching back to a jump the load has settled from
-                // would bring it back).
-                let span = h.min(self.history.len().saturating_sub(EARLY_PACE)).max(1);
-                let newest = self.history.len() - 1;
-                let over_span: Vec<f64> = (0..EARLY_PACE)
-                    .filter_map(|i| {
-                        let later = newest.checked_sub(i)?;
-                        let earlier = later.checked_sub(span)?;
-                        Some(self.history[later] - self.history[earlier])
-                    })
-                    .collect();
-                latest.min(net_rms(&over_span) / span as f64)
-            }
+            // A load that moves both ways may only jitter about a level: over several steps
+            // it then moves less than its steps say, where a trend moves as far. Its pace
+            // per step is read from its changes over the longest span to the horizon the
+            // history holds (the constant forecast's errors at that span, as the measured
+            // bound will read them at the horizon), never above its last steps' (a span
+            // reaching back to a jump the load has settled from would bring it back).
+            let span = h.min(self.history.len().saturating_sub(EARLY_PACE)).max(1);
+            net_rms(&steps).min(net_rms(&self.recent_changes(span)) / span as f64)
         };
         // Steps that all rose are read as a ramp's pace; the latest interval's halves tell
         // whether it goes on. A rise they no longer show (at the bound's odds, as for the
@@ -1079,6 +1060,21 @@ impl SignalForecaster {
             _ => steps_pace,
         };
         z * pace * h as f64
+    }
+
+    /// The latest `EARLY_PACE` changes of the history over `span` values each, newest first
+    /// (fewer when the history is shorter).
+    fn recent_changes(&self, span: usize) -> Vec<f64> {
+        let Some(newest) = self.history.len().checked_sub(1) else {
+            return Vec::new();
+        };
+        (0..EARLY_PACE)
+            .filter_map(|i| {
+                let later = newest.checked_sub(i)?;
+                let earlier = later.checked_sub(span)?;
+                Some(self.history[later] - self.history[earlier])
+            })
+            .collect()
     }
 }
 
