@@ -884,9 +884,11 @@ impl SignalForecaster {
         let (i, point) = self.chosen_point(h)?;
         // The bound comes from this forecaster's own recent errors at the horizon: the
         // empirical quantile of (truth - forecast) matching z, so a method that has been
-        // wrong lately buys more headroom, and one that errs high buys none.
+        // wrong lately buys more headroom, and one that errs high buys none; less a lag
+        // behind a trend that has ended (`ended_bias`).
         let margin = if let Some(sorted) = self.errors_sorted(i) {
-            let v = empirical_quantile(&sorted, standard_normal_cdf(z));
+            let v = empirical_quantile(&sorted, standard_normal_cdf(z))
+                - self.ended_bias(i, &sorted, z);
             // The truth each error was measured against scattered by the sampling noise.
             beyond_scatter(v, z.max(0.0) * self.noise)
         } else {
@@ -1060,6 +1062,40 @@ impl SignalForecaster {
             _ => steps_pace,
         };
         z * pace * h as f64
+    }
+
+    /// The part of method `i`'s mean error at the horizon that its lag now no longer
+    /// explains. Errors that average above zero say the method lagged a trend, and a
+    /// horizon's errors arrive a horizon late and stay a window: after a ramp has topped
+    /// out they hold the bound at the ramp's pace for as long again (with a 600 s cold
+    /// start, some twenty minutes). A lag still there shows now, in either of two
+    /// readings: what the method would miss at the horizon were the load to go on at its
+    /// pace over the last `RUN` values (a damped trend's shortfall on a steady ramp, a
+    /// level's gap behind the last value), and its own latest one-step errors going on for
+    /// every step to the horizon (as the run rule reads a rise); each at the bound's odds
+    /// over the counting scatter. The larger is kept of the mean; the rest is taken off
+    /// the errors' quantile, whose spread about their mean stays. A load that swings both
+    /// ways leaves errors that average near zero, and nothing to take off.
+    fn ended_bias(&self, i: usize, errors: &[f64], z: f64) -> f64 {
+        let bias = errors.iter().sum::<f64>() / errors.len() as f64;
+        let (Some(&last), Some(&rise)) = (self.history.back(), self.recent_changes(RUN).first())
+        else {
+            return 0.0;
+        };
+        let one_step = &self.recent[i];
+        if bias <= 0.0 || one_step.len() < RUN {
+            return 0.0;
+        }
+        let z = z.max(0.0);
+        let h = self.horizon.max(1);
+        // The rise between two sampled values scatters by the noise of both; the mean of
+        // `RUN` one-step errors by the noise of one over the root of `RUN`.
+        let pace = (rise + z * self.noise * 2f64.sqrt()) / RUN as f64;
+        let gap_at_pace = last + pace * h as f64 - self.candidate(i, h);
+        let one_step_mean = one_step.iter().sum::<f64>() / RUN as f64;
+        let one_step_pace = one_step_mean + z * self.noise / (RUN as f64).sqrt();
+        let lag = gap_at_pace.max(one_step_pace * h as f64);
+        bias - lag.clamp(0.0, bias)
     }
 
     /// The latest `EARLY_PACE` changes of the history over `span` values each, newest first
@@ -1798,6 +1834,48 @@ mod tests {
             .forecast(5, 1.28)
             .unwrap();
         assert!(q.upper - q.point <= 1.0 + 1e-9, "{q:?}");
+    }
+
+    #[test]
+    fn a_lag_behind_a_trend_that_has_ended_is_taken_off_the_bound() {
+        // A ramp of 10 a step from 10 to 160, then (the ending): its errors at the
+        // 4-step horizon are the constant forecast's lag, 40, and the latest four are
+        // what the ending made of the ramp's last forecasts.
+        let ramp: Vec<f64> = (1..=16).map(|i| 10.0 * i as f64).collect();
+        let upper = |ending: &[f64]| {
+            let mut series = ramp.clone();
+            series.extend(ending);
+            run(ForecasterKind::Constant, &series, 4)
+                .forecast(4, 1.28)
+                .unwrap()
+                .upper
+        };
+        // Still rising: the one-step errors (10) show the whole lag going on, 40 over the
+        // horizon, and the bound keeps it (the errors' p90, 40).
+        assert!((upper(&[]) - 200.0).abs() < 1e-9);
+        // Topped out: the errors due since are 30, 20, 10 and 0, the window's mean 31.67;
+        // the one-step errors are 0, so all of it goes and the spread about it stays.
+        let mean = (8.0 * 40.0 + 30.0 + 20.0 + 10.0) / 12.0;
+        let flat = upper(&[160.0; 4]);
+        assert!((flat - (160.0 + 40.0 - mean)).abs() < 1e-9, "{flat}");
+        // Slowed to 5 a step: 20 of the lag goes on over the horizon and is kept.
+        let mean = (8.0 * 40.0 + 35.0 + 30.0 + 25.0 + 20.0) / 12.0;
+        let slowed = upper(&[165.0, 170.0, 175.0, 180.0]);
+        assert!(
+            (slowed - (180.0 + 40.0 - (mean - 20.0))).abs() < 1e-9,
+            "{slowed}"
+        );
+        // A level forecaster two steps into the plateau: its one-step errors (33, 23, 16)
+        // going on over the horizon still cover the whole of its mean error, and nothing
+        // is taken off the errors' p90.
+        let mut series = ramp.clone();
+        series.extend([160.0; 2]);
+        let f = run(ForecasterKind::Smoothed, &series, 4);
+        let p = f.forecast(4, 1.28).unwrap();
+        let errors = f.recent_errors().unwrap();
+        let p90 = empirical_quantile(&errors, standard_normal_cdf(1.28));
+        assert!((p.upper - (p.point + p90)).abs() < 1e-9, "{p:?}");
+        assert!(p.upper > 200.0, "{p:?}");
     }
 
     #[test]
