@@ -866,10 +866,14 @@ impl SignalForecaster {
         })
     }
 
-    /// The chosen method's recent errors at the horizon, sorted: the misses its bound is
-    /// measured from; `None` until there are enough.
-    pub fn recent_errors(&self) -> Option<Vec<f64>> {
-        self.errors_sorted(self.chosen())
+    /// The chosen method's recent errors at the horizon, sorted, less the lag behind a trend
+    /// that has ended (`ended_bias`) at the bound's `z`: the misses its bound is measured
+    /// from; `None` until there are enough.
+    pub fn recent_misses(&self, z: f64) -> Option<Vec<f64>> {
+        let i = self.chosen();
+        let sorted = self.errors_sorted(i)?;
+        let ended = self.ended_bias(i, &sorted, z);
+        Some(sorted.into_iter().map(|e| e - ended).collect())
     }
 
     /// The forecast's point `h` steps ahead, without its bound.
@@ -1872,7 +1876,7 @@ mod tests {
         series.extend([160.0; 2]);
         let f = run(ForecasterKind::Smoothed, &series, 4);
         let p = f.forecast(4, 1.28).unwrap();
-        let errors = f.recent_errors().unwrap();
+        let errors = f.errors_sorted(f.chosen()).unwrap();
         let p90 = empirical_quantile(&errors, standard_normal_cdf(1.28));
         assert!((p.upper - (p.point + p90)).abs() < 1e-9, "{p:?}");
         assert!(p.upper > 200.0, "{p:?}");

@@ -836,10 +836,11 @@ fn step_rate(f: &SignalForecaster, step: usize, h: usize, z: f64) -> Option<f64>
 }
 
 /// The rates step `step` of a horizon of `h` may see, equally likely: the point plus each of
-/// the forecast's recent misses at the horizon, narrowed and raised by half a rise into the
-/// next step as the bound is, then lifted where the bound (`step_rate`'s, given as `bound`)
-/// was raised above their quantile `z` (a rise or a jump under way, which the misses behind
-/// have not seen). `None` until the misses are measured.
+/// the forecast's recent misses at the horizon (less a lag behind a trend that has ended, as
+/// the bound takes them), narrowed and raised by half a rise into the next step as the bound
+/// is, then lifted where the bound (`step_rate`'s, given as `bound`) was raised above their
+/// quantile `z` (a rise or a jump under way, which the misses behind have not seen). `None`
+/// until the misses are measured.
 fn step_rate_outcomes(
     f: &SignalForecaster,
     step: usize,
@@ -847,7 +848,7 @@ fn step_rate_outcomes(
     z: f64,
     bound: f64,
 ) -> Option<Vec<f64>> {
-    let misses = f.recent_errors()?;
+    let misses = f.recent_misses(z)?;
     let point = f.point(step)?;
     let rise = ((f.point(step + 1)? - point) / 2.0).max(0.0);
     let nearer = (step as f64 / h.max(1) as f64).sqrt();
@@ -2091,7 +2092,9 @@ mod tests {
         // On a jumpy level and on a steady rise the outcomes are the point plus each recent
         // miss, and their quantile is the bound. After a jump up, the bound covers the jump
         // going on, which the misses (all made before it) have not seen: from 63 req/s at
-        // their quantile the outcomes are lifted to the bound's 102.
+        // their quantile the outcomes are lifted to the bound's 102. After a rise has
+        // topped out, the misses are the bound's: less the lag it left in them, which the
+        // bound no longer carries.
         let z = normal_quantile(0.9);
         let q = standard_normal_cdf(z);
         let level = [
@@ -2099,8 +2102,14 @@ mod tests {
         ];
         let rise: Vec<f64> = (0..12).map(|i| 10.0 + 3.0 * i as f64).collect();
         let jump: Vec<f64> = level.iter().map(|y| y / 4.0 + 20.0).chain([60.0]).collect();
-        for series in [level.to_vec(), rise, jump] {
-            let mut f = SignalForecaster::new(ForecasterKind::Auto, None);
+        let topped: Vec<f64> = rise.iter().copied().chain([43.0; 4]).collect();
+        for (kind, series) in [
+            (ForecasterKind::Auto, level.to_vec()),
+            (ForecasterKind::Auto, rise),
+            (ForecasterKind::Auto, jump),
+            (ForecasterKind::Constant, topped),
+        ] {
+            let mut f = SignalForecaster::new(kind, None);
             for &y in &series {
                 f.observe(y, 2);
             }
