@@ -870,7 +870,12 @@ impl SignalForecaster {
     /// that has ended (`ended_bias`) at the bound's `z`: the misses its bound is measured
     /// from; `None` until there are enough.
     pub fn recent_misses(&self, z: f64) -> Option<Vec<f64>> {
-        let i = self.chosen();
+        self.misses(self.chosen(), z)
+    }
+
+    /// Method `i`'s recent errors at the horizon, sorted, less the lag behind a trend that
+    /// has ended at the bound's `z`; `None` until there are enough.
+    fn misses(&self, i: usize, z: f64) -> Option<Vec<f64>> {
         let sorted = self.errors_sorted(i)?;
         let ended = self.ended_bias(i, &sorted, z);
         Some(sorted.into_iter().map(|e| e - ended).collect())
@@ -890,9 +895,8 @@ impl SignalForecaster {
         // empirical quantile of (truth - forecast) matching z, so a method that has been
         // wrong lately buys more headroom, and one that errs high buys none; less a lag
         // behind a trend that has ended (`ended_bias`).
-        let margin = if let Some(sorted) = self.errors_sorted(i) {
-            let v = empirical_quantile(&sorted, standard_normal_cdf(z))
-                - self.ended_bias(i, &sorted, z);
+        let margin = if let Some(misses) = self.misses(i, z) {
+            let v = empirical_quantile(&misses, standard_normal_cdf(z));
             // The truth each error was measured against scattered by the sampling noise.
             beyond_scatter(v, z.max(0.0) * self.noise)
         } else {
