@@ -921,11 +921,10 @@ impl SignalForecaster {
         // constant forecaster's one-step errors) continuing from the last value.
         let r = &self.recent[i];
         let steps = self.horizon.max(1) as f64;
-        let noise_mean = self.noise / (RUN as f64).sqrt();
-        let rising = r.len() == RUN
-            && r.iter().all(|&x| x > 0.0)
-            && r.iter().sum::<f64>() / RUN as f64
-                > noise_mean * normal_quantile(1.0 - RUN_FALSE_ALARM / steps);
+        let rising = r.iter().all(|&x| x > 0.0)
+            && self.run_mean(i).is_some_and(|(mean, scatter)| {
+                mean > scatter * normal_quantile(1.0 - RUN_FALSE_ALARM / steps)
+            });
         let margin = if rising {
             let (r, from) = match CANDIDATES[i] {
                 ForecasterKind::Smoothed => (&self.recent[CONSTANT], last),
@@ -1090,20 +1089,32 @@ impl SignalForecaster {
         else {
             return 0.0;
         };
-        let one_step = &self.recent[i];
-        if bias <= 0.0 || one_step.len() < RUN {
+        let Some((one_step_mean, one_step_scatter)) = self.run_mean(i) else {
+            return 0.0;
+        };
+        if bias <= 0.0 {
             return 0.0;
         }
         let z = z.max(0.0);
         let h = self.horizon.max(1);
-        // The rise between two sampled values scatters by the noise of both; the mean of
-        // `RUN` one-step errors by the noise of one over the root of `RUN`.
+        // The rise between two sampled values scatters by the noise of both.
         let pace = (rise + z * self.noise * 2f64.sqrt()) / RUN as f64;
         let gap_at_pace = last + pace * h as f64 - self.candidate(i, h);
-        let one_step_mean = one_step.iter().sum::<f64>() / RUN as f64;
-        let one_step_pace = one_step_mean + z * self.noise / (RUN as f64).sqrt();
+        let one_step_pace = one_step_mean + z * one_step_scatter;
         let lag = gap_at_pace.max(one_step_pace * h as f64);
         bias - lag.clamp(0.0, bias)
+    }
+
+    /// The mean of method `i`'s last `RUN` one-step errors, and the scatter counting noise
+    /// alone puts on it; `None` until there are `RUN` of them.
+    fn run_mean(&self, i: usize) -> Option<(f64, f64)> {
+        let r = &self.recent[i];
+        (r.len() == RUN).then(|| {
+            (
+                r.iter().sum::<f64>() / RUN as f64,
+                self.noise / (RUN as f64).sqrt(),
+            )
+        })
     }
 
     /// The latest `EARLY_PACE` changes of the history over `span` values each, newest first
