@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::forecast::{
-    empirical_quantile, standard_normal_cdf, ForecasterKind, RecurringPeak, SignalForecaster,
+    empirical_quantile, standard_normal_cdf, ForecasterKind, RecurringPeak, SignalForecast,
+    SignalForecaster,
 };
 use super::model::{itl_batch_z, normal_quantile, CorrectionConfig, Evidence, PerformanceModel};
 use super::solver::{
@@ -774,6 +775,7 @@ impl SlaPlanner {
                 rate: self.cfg.headroom_quantile,
                 lengths: None,
                 expected_misses: true,
+                worst_case: false,
             },
             current,
         );
@@ -797,6 +799,7 @@ impl SlaPlanner {
                     rate: WORST_MISS_QUANTILE,
                     lengths: Some(self.cfg.headroom_quantile),
                     expected_misses: false,
+                    worst_case: true,
                 },
                 current,
             );
@@ -829,8 +832,12 @@ impl SlaPlanner {
 /// next step, half that rise. A forecast is of a step's mean; rising, the load ends the step
 /// higher, and a queue sized for the mean is short by the step's end.
 fn step_rate(f: &SignalForecaster, step: usize, h: usize, z: f64) -> Option<f64> {
+    rate_at_step(f, f.forecast(step, z)?, step, h)
+}
+
+/// `step_rate` from the forecast `here` at the step (its bound, or its worst case).
+fn rate_at_step(f: &SignalForecaster, here: SignalForecast, step: usize, h: usize) -> Option<f64> {
     let next = f.point(step + 1)?;
-    let here = f.forecast(step, z)?;
     let nearer = (step as f64 / h.max(1) as f64).sqrt();
     Some(here.point + (here.upper - here.point) * nearer + ((next - here.point) / 2.0).max(0.0))
 }
@@ -865,6 +872,8 @@ struct Quantiles {
     rate: f64,
     lengths: Option<f64>,
     expected_misses: bool,
+    /// The rate at its forecast's worst case (`SignalForecaster::worst_case`), not its bound.
+    worst_case: bool,
 }
 
 /// What the search over the horizon found: the most each role needs at any step planned.
@@ -980,7 +989,13 @@ impl SlaPlanner {
         for step in planned_steps(last_step) {
             // The errors behind the bound were measured `h` steps ahead; nearer steps are
             // surer, by the square root of the distance (as a random walk's spread grows).
-            let bound = |f: &SignalForecaster| step_rate(f, step, h, z);
+            let bound = |f: &SignalForecaster| {
+                if quantiles.worst_case {
+                    rate_at_step(f, f.worst_case(step, z)?, step, h)
+                } else {
+                    step_rate(f, step, h, z)
+                }
+            };
             let (lambda, from) = if step == 0 {
                 (rate, None)
             } else {
@@ -2068,6 +2083,7 @@ mod tests {
                     rate: planner.cfg.headroom_quantile,
                     lengths: None,
                     expected_misses,
+                    worst_case: false,
                 },
                 (8, 11),
             )
@@ -2379,6 +2395,47 @@ mod tests {
     }
 
     #[test]
+    fn the_worst_miss_plan_in_a_lull_covers_the_loads_worst_rise() {
+        // Bursts to 18-20 req/s between 8-12 req/s and silent minutes, at no period: the
+        // forecast is no clearly better than the last value, whose misses over the horizon
+        // are the load's rises. Planned at the worst case, not only at the forecast's worst
+        // miss, the rate is the last value plus the worst rise over two minutes of the last
+        // dozen: 12 + 10 req/s (0 to 10, twice).
+        let rates = [
+            10.0, 0.0, 0.0, 20.0, 10.0, 12.0, 0.0, 20.0, 8.0, 10.0, 0.0, 18.0, 20.0, 10.0, 8.0,
+            0.0, 0.0, 20.0, 12.0, 10.0, 8.0, 0.0, 20.0, 10.0, 10.0, 0.0, 18.0, 8.0, 10.0, 12.0,
+            0.0, 20.0, 10.0, 8.0, 12.0,
+        ];
+        let mut planner = test_planner();
+        for (minute, &rate) in rates.iter().enumerate() {
+            let t = 60.0 * (minute + 1) as f64;
+            planner.decide(t, &steady_interval(t, 60.0, rate));
+        }
+        let plan = |worst_case| {
+            planner.plan_horizon(
+                12.0,
+                60.0,
+                60.0,
+                0.0,
+                Quantiles {
+                    rate: WORST_MISS_QUANTILE,
+                    lengths: Some(0.9),
+                    expected_misses: false,
+                    worst_case,
+                },
+                (1, 1),
+            )
+        };
+        let (at_miss, at_worst) = (plan(false), plan(true));
+        assert!(at_miss.load.lambda < 21.0, "{}", at_miss.load.lambda);
+        assert!(
+            (at_worst.load.lambda - 22.0).abs() < 1e-6,
+            "{}",
+            at_worst.load.lambda
+        );
+    }
+
+    #[test]
     fn the_worst_miss_plan_takes_the_lengths_at_their_bound() {
         // 22 req/s every minute, the mean prompt scattering from minute to minute as a
         // heavy-tailed trace's does, or not at all: planned at the rate's worst miss, with
@@ -2407,6 +2464,7 @@ mod tests {
                         rate: WORST_MISS_QUANTILE,
                         lengths,
                         expected_misses: false,
+                        worst_case: true,
                     },
                     (1, 1),
                 )

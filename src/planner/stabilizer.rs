@@ -122,7 +122,7 @@ fn one_role(
         .filter(|&s| s < held && s < current)
     {
         reasons.push(format!(
-            "{role}: falling at every decision within {:.0}s, held at {sure}, not {held}: the most the load asks at the forecast's worst miss of the last dozen",
+            "{role}: falling at every decision within {:.0}s, held at {sure}, not {held}: the most the load asks at the forecast's worst miss of the last dozen, or at its own worst rise where the forecast is no clearly better than the last value",
             cfg.scale_down_window_s
         ));
         held = sure;
