@@ -780,8 +780,10 @@ impl SlaPlanner {
             current,
         );
         // What the load would ask if it came in at the forecast's worst miss of the last
-        // dozen: a role whose wish falls at every decision of the scale-down window is held
-        // no higher (worked out only then, and once those misses are known). The window it
+        // dozen, or at its own worst rise where the forecast is no clearly better than the
+        // last value (`SignalForecaster::worst_case`): a role whose wish falls at every
+        // decision of the scale-down window is held no higher (worked out only then, and
+        // once those misses are known). The window it
         // cuts short covered the lengths' misses as well, which the plan's point forecasts
         // of them do not: here they are taken at the bound the rate is planned at (on
         // Mooncake's trace a minute's mean prompt ranges over 4,800-6,900 tokens; the worst
