@@ -987,11 +987,7 @@ impl SignalForecaster {
     /// `None` before the first value.
     pub fn worst_case(&self, h: usize, z: f64) -> Option<SignalForecast> {
         let forecast = self.forecast(h, z)?;
-        let i = self.chosen();
-        let no_better = self
-            .score(CONSTANT)
-            .zip(self.score(i))
-            .is_some_and(|(last_value, chosen)| last_value <= CLEARLY_BETTER * chosen);
+        let no_better = self.no_better_than_last_value();
         let worst_rise = self
             .errors_sorted(CONSTANT)
             .filter(|e| no_better && e.len() >= ERROR_WINDOW)
@@ -1002,6 +998,36 @@ impl SignalForecaster {
                 ..forecast
             },
             _ => forecast,
+        })
+    }
+
+    /// Whether the method chosen forecasts the load no clearly better than its last value
+    /// (`CLEARLY_BETTER`), both scored at the horizon.
+    fn no_better_than_last_value(&self) -> bool {
+        self.score(CONSTANT)
+            .zip(self.score(self.chosen()))
+            .is_some_and(|(last_value, chosen)| last_value <= CLEARLY_BETTER * chosen)
+    }
+
+    /// The forecast `h` steps ahead with its bound raised to the last value's own (the last
+    /// value and the quantile at `z` of its misses at the horizon, beyond the counting
+    /// scatter, as the measured bound takes them), where the method chosen is another that
+    /// forecasts the load no clearly better; `None` otherwise, or before the last value's
+    /// misses are measured. Each method's misses are measured from what it forecast then,
+    /// and in a lull the chosen level's bound may sit below the last value's: a burst
+    /// missed it by little while it stood high.
+    pub fn with_last_values_bound(&self, h: usize, z: f64) -> Option<SignalForecast> {
+        if self.chosen() == CONSTANT || !self.no_better_than_last_value() {
+            return None;
+        }
+        let forecast = self.forecast(h, z)?;
+        let last = *self.history.back()?;
+        let misses = self.misses(CONSTANT, z)?;
+        let margin = empirical_quantile(&misses, standard_normal_cdf(z));
+        let bound = last + beyond_scatter(margin, z.max(0.0) * self.noise);
+        Some(SignalForecast {
+            upper: forecast.upper.max(bound),
+            ..forecast
         })
     }
 
@@ -1574,6 +1600,40 @@ mod tests {
         let bound = fitted.forecast(2, z).unwrap();
         assert_eq!(bound.method, ForecasterKind::Harmonic, "{bound:?}");
         assert_eq!(fitted.worst_case(2, z), Some(bound));
+    }
+
+    #[test]
+    fn a_level_no_clearly_better_than_the_last_value_is_bounded_by_the_last_values_bound() {
+        // The bursty load above: in the lull, the smoothed level's p90 sits below the last
+        // value's (60, and the p90 of its two-step misses of the last dozen, 49).
+        let series = [
+            50.0, 0.0, 0.0, 100.0, 50.0, 60.0, 0.0, 100.0, 40.0, 50.0, 0.0, 90.0, 100.0, 50.0,
+            40.0, 0.0, 0.0, 100.0, 60.0, 50.0, 40.0, 0.0, 100.0, 50.0, 50.0, 0.0, 90.0, 40.0, 50.0,
+            60.0, 0.0, 100.0, 50.0, 40.0, 60.0,
+        ];
+        let z = 1.28;
+        let f = run(ForecasterKind::Auto, &series, 2);
+        let bound = f.forecast(2, z).unwrap();
+        let raised = f.with_last_values_bound(2, z).unwrap();
+        assert_eq!(bound.method, ForecasterKind::Smoothed, "{bound:?}");
+        assert!(bound.upper < 100.0, "{bound:?}");
+        let misses = f.misses(CONSTANT, z).unwrap();
+        let last_values = 60.0 + empirical_quantile(&misses, standard_normal_cdf(z));
+        assert!((raised.upper - last_values).abs() < 1e-9, "{raised:?}");
+        assert!(raised.upper > bound.upper + 5.0, "{raised:?} {bound:?}");
+        assert_eq!(raised.point, bound.point);
+        // The last value forecasting: its bound is already its own.
+        assert_eq!(
+            run(ForecasterKind::Constant, &series, 2).with_last_values_bound(2, z),
+            None
+        );
+        // A fitted sinusoid, far better than its last value: its own bound stands.
+        let noise = |i: usize| if i % 3 == 0 { 0.6 } else { -0.3 };
+        let series: Vec<f64> = (0..40).map(|i| sine(i, 10.0) + noise(i)).collect();
+        assert_eq!(
+            run(ForecasterKind::Auto, &series, 2).with_last_values_bound(2, z),
+            None
+        );
     }
 
     #[test]

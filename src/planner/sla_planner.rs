@@ -8,7 +8,8 @@ use super::forecast::{
 };
 use super::model::{itl_batch_z, normal_quantile, CorrectionConfig, Evidence, PerformanceModel};
 use super::solver::{
-    fewest_prefill_for_expected_misses, prefill_ttft, solve, Load, Mode, SolverConfig, SolverNote,
+    decode_itl, fewest_prefill_for_expected_misses, prefill_ttft, solve, Load, Mode, SolverConfig,
+    SolverNote,
 };
 use super::stabilizer::{Stabilizer, StabilizerConfig};
 use super::step_pool::{Pooled, StepPool};
@@ -1031,6 +1032,43 @@ impl SlaPlanner {
                 )
             };
             let mut solution = solve_at(&load);
+            // Decode is a cliff: an engine short of the load fills its batch and every request
+            // on it misses. Where the forecast is no clearly better than the last value, its
+            // bound may sit below the last value's in a lull (its misses were measured while
+            // it stood high), and decode is sized for the higher of the two. Prefill keeps
+            // the forecast's: a prefill shortfall costs the prompts that wait longest.
+            if step > 0 && !quantiles.worst_case {
+                let at_last_value = rate_forecasters
+                    .iter()
+                    .filter_map(|&(f, _)| {
+                        rate_at_step(f, f.with_last_values_bound(step, z)?, step, h)
+                    })
+                    .fold(f64::NEG_INFINITY, f64::max);
+                if at_last_value > load.lambda {
+                    let raised = solve_at(&Load {
+                        lambda: at_last_value,
+                        ..load
+                    });
+                    if raised.meets && raised.decode > solution.decode {
+                        let note = SolverNote::DecodeAtLastValuesBound {
+                            decode: raised.decode,
+                            at_bound: solution.decode,
+                            rate: at_last_value,
+                        };
+                        match solution
+                            .notes
+                            .iter_mut()
+                            .find(|n| matches!(n, SolverNote::DecodeBinds { .. }))
+                        {
+                            Some(binds) => *binds = note,
+                            None => solution.notes.push(note),
+                        }
+                        solution.decode = raised.decode;
+                        solution.expected_itl_ms =
+                            decode_itl(&self.model, &solver_cfg, &load, raised.decode);
+                    }
+                }
+            }
             // A peak the load keeps coming back to, more briefly than capacity can follow,
             // is planned for in between, where the limits and the budget allow it all:
             // otherwise the budget would be shared out for a load that is not there.
@@ -2435,6 +2473,46 @@ mod tests {
             "{}",
             at_worst.load.lambda
         );
+    }
+
+    #[test]
+    fn decode_in_a_lull_is_sized_for_the_last_values_bound() {
+        // Bursts to 36-40 req/s between 16-24 req/s and silent minutes, at no period: the
+        // smoothed level forecasts them no clearly better than the last value. In the lull
+        // after a burst its p90 is 35 req/s, the last value's (24 req/s and the p90 of its
+        // rises over two minutes) 43.6: decode is sized for that, prefill for the forecast.
+        let rates = [
+            20.0, 0.0, 0.0, 40.0, 20.0, 24.0, 0.0, 40.0, 16.0, 20.0, 0.0, 36.0, 40.0, 20.0, 16.0,
+            0.0, 0.0, 40.0, 24.0, 20.0, 16.0, 0.0, 40.0, 20.0, 20.0, 0.0, 36.0, 16.0, 20.0, 24.0,
+            0.0, 40.0, 20.0, 16.0, 24.0,
+        ];
+        let mut planner = test_planner();
+        for (minute, &rate) in rates.iter().enumerate() {
+            let t = 60.0 * (minute + 1) as f64;
+            planner.decide(t, &steady_interval(t, 60.0, rate));
+        }
+        let plan = planner.plan_horizon(
+            24.0,
+            60.0,
+            60.0,
+            0.0,
+            Quantiles {
+                rate: planner.cfg.headroom_quantile,
+                lengths: None,
+                expected_misses: true,
+                worst_case: false,
+            },
+            (1, 1),
+        );
+        assert!(plan.load.lambda < 36.0, "{}", plan.load.lambda);
+        assert_eq!((plan.prefill, plan.decode), (4, 4));
+        let raised = plan.solution.notes.iter().find_map(|n| match *n {
+            SolverNote::DecodeAtLastValuesBound { at_bound, rate, .. } => Some((at_bound, rate)),
+            _ => None,
+        });
+        let (at_bound, rate) = raised.expect("decode sized for the last value's bound");
+        assert_eq!(at_bound, 3);
+        assert!((rate - 43.6).abs() < 0.1, "{rate}");
     }
 
     #[test]
