@@ -1054,12 +1054,14 @@ impl SlaPlanner {
                             decode: raised.decode,
                             at_bound: solution.decode,
                             rate: at_last_value,
+                            aggregated: self.cfg.mode == Mode::Aggregated,
                         };
-                        match solution
-                            .notes
-                            .iter_mut()
-                            .find(|n| matches!(n, SolverNote::DecodeBinds { .. }))
-                        {
+                        match solution.notes.iter_mut().find(|n| {
+                            matches!(
+                                n,
+                                SolverNote::DecodeBinds { .. } | SolverNote::AggregatedMeets { .. }
+                            )
+                        }) {
                             Some(binds) => *binds = note,
                             None => solution.notes.push(note),
                         }

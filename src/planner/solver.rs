@@ -90,12 +90,13 @@ pub enum SolverNote {
     DecodeBinds {
         decode: u32,
     },
-    /// Decode sized for the last value's bound, above the forecast's, where the forecast is
-    /// no clearly better than the last value.
+    /// Decode (aggregated: the workers) sized for the last value's bound, above the
+    /// forecast's, where the forecast is no clearly better than the last value.
     DecodeAtLastValuesBound {
         decode: u32,
         at_bound: u32,
         rate: f64,
+        aggregated: bool,
     },
     ItlOutOfReach {
         max_decode: u32,
@@ -158,10 +159,14 @@ impl fmt::Display for SolverNote {
                 decode,
                 at_bound,
                 rate,
-            } => write!(
-                f,
-                "decode {decode}, not the {at_bound} the bound's rate asks: sized for {rate:.2} req/s, the last value's bound, as the forecast is no clearly better than the last value and an engine short misses every request on it"
-            ),
+                aggregated,
+            } => {
+                let role = if aggregated { "aggregated: workers" } else { "decode" };
+                write!(
+                    f,
+                    "{role} {decode}, not the {at_bound} the bound's rate asks: sized for {rate:.2} req/s, the last value's bound, as the forecast is no clearly better than the last value and an engine short misses every request on it"
+                )
+            }
             SolverNote::ItlOutOfReach { max_decode } => {
                 write!(f, "ITL target out of reach even at max_decode {max_decode}")
             }
