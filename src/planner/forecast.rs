@@ -1263,6 +1263,19 @@ fn least_squares_line(ys: &[f64]) -> (f64, f64) {
     (my - b * mx, b)
 }
 
+/// Bursts to `peak` between levels of 0.4 to 0.6 of it and silent minutes, at no period:
+/// 35 values, the last a level (0.6 of the peak) after a lull.
+#[cfg(test)]
+pub(crate) fn bursts_between_levels(peak: f64) -> Vec<f64> {
+    [
+        0.5, 0.0, 0.0, 1.0, 0.5, 0.6, 0.0, 1.0, 0.4, 0.5, 0.0, 0.9, 1.0, 0.5, 0.4, 0.0, 0.0, 1.0,
+        0.6, 0.5, 0.4, 0.0, 1.0, 0.5, 0.5, 0.0, 0.9, 0.4, 0.5, 0.6, 0.0, 1.0, 0.5, 0.4, 0.6,
+    ]
+    .iter()
+    .map(|share| share * peak)
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1575,11 +1588,7 @@ mod tests {
         // better than that by a clear margin. Its worst miss is measured from levels it
         // forecast high through the bursts; the last value's, over two steps, from a
         // silence or a level to a burst.
-        let series = [
-            50.0, 0.0, 0.0, 100.0, 50.0, 60.0, 0.0, 100.0, 40.0, 50.0, 0.0, 90.0, 100.0, 50.0,
-            40.0, 0.0, 0.0, 100.0, 60.0, 50.0, 40.0, 0.0, 100.0, 50.0, 50.0, 0.0, 90.0, 40.0, 50.0,
-            60.0, 0.0, 100.0, 50.0, 40.0, 60.0,
-        ];
+        let series = bursts_between_levels(100.0);
         let f = run(ForecasterKind::Auto, &series, 2);
         let z = 3.09;
         let bound = f.forecast(2, z).unwrap();
@@ -1606,11 +1615,7 @@ mod tests {
     fn a_level_no_clearly_better_than_the_last_value_is_bounded_by_the_last_values_bound() {
         // The bursty load above: in the lull, the smoothed level's p90 sits below the last
         // value's (60, and the p90 of its two-step misses of the last dozen, 49).
-        let series = [
-            50.0, 0.0, 0.0, 100.0, 50.0, 60.0, 0.0, 100.0, 40.0, 50.0, 0.0, 90.0, 100.0, 50.0,
-            40.0, 0.0, 0.0, 100.0, 60.0, 50.0, 40.0, 0.0, 100.0, 50.0, 50.0, 0.0, 90.0, 40.0, 50.0,
-            60.0, 0.0, 100.0, 50.0, 40.0, 60.0,
-        ];
+        let series = bursts_between_levels(100.0);
         let z = 1.28;
         let f = run(ForecasterKind::Auto, &series, 2);
         let bound = f.forecast(2, z).unwrap();

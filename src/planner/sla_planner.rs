@@ -1339,6 +1339,7 @@ fn beyond_the_profile(model: &PerformanceModel, isl: f64, osl: f64) -> Vec<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::planner::forecast::bursts_between_levels;
     use crate::planner::{LatencySummary, ReplicaState, RoleKv, RoleReplicas, Sla};
 
     #[test]
@@ -2089,6 +2090,16 @@ mod tests {
     }
 
     /// A planner on the test profile, with a 200 ms TTFT and a 10 ms ITL target.
+    /// A test planner after one decision a minute at each of `rates`.
+    fn planner_after_minutes(rates: &[f64]) -> SlaPlanner {
+        let mut planner = test_planner();
+        for (minute, &rate) in rates.iter().enumerate() {
+            let t = 60.0 * (minute + 1) as f64;
+            planner.decide(t, &steady_interval(t, 60.0, rate));
+        }
+        planner
+    }
+
     fn test_planner() -> SlaPlanner {
         let sla = Sla {
             ttft_ms: 200.0,
@@ -2443,16 +2454,7 @@ mod tests {
         // are the load's rises. Planned at the worst case, not only at the forecast's worst
         // miss, the rate is the last value plus the worst rise over two minutes of the last
         // dozen: 12 + 10 req/s (0 to 10, twice).
-        let rates = [
-            10.0, 0.0, 0.0, 20.0, 10.0, 12.0, 0.0, 20.0, 8.0, 10.0, 0.0, 18.0, 20.0, 10.0, 8.0,
-            0.0, 0.0, 20.0, 12.0, 10.0, 8.0, 0.0, 20.0, 10.0, 10.0, 0.0, 18.0, 8.0, 10.0, 12.0,
-            0.0, 20.0, 10.0, 8.0, 12.0,
-        ];
-        let mut planner = test_planner();
-        for (minute, &rate) in rates.iter().enumerate() {
-            let t = 60.0 * (minute + 1) as f64;
-            planner.decide(t, &steady_interval(t, 60.0, rate));
-        }
+        let planner = planner_after_minutes(&bursts_between_levels(20.0));
         let plan = |worst_case| {
             planner.plan_horizon(
                 12.0,
@@ -2483,16 +2485,7 @@ mod tests {
         // smoothed level forecasts them no clearly better than the last value. In the lull
         // after a burst its p90 is 35 req/s, the last value's (24 req/s and the p90 of its
         // rises over two minutes) 43.6: decode is sized for that, prefill for the forecast.
-        let rates = [
-            20.0, 0.0, 0.0, 40.0, 20.0, 24.0, 0.0, 40.0, 16.0, 20.0, 0.0, 36.0, 40.0, 20.0, 16.0,
-            0.0, 0.0, 40.0, 24.0, 20.0, 16.0, 0.0, 40.0, 20.0, 20.0, 0.0, 36.0, 16.0, 20.0, 24.0,
-            0.0, 40.0, 20.0, 16.0, 24.0,
-        ];
-        let mut planner = test_planner();
-        for (minute, &rate) in rates.iter().enumerate() {
-            let t = 60.0 * (minute + 1) as f64;
-            planner.decide(t, &steady_interval(t, 60.0, rate));
-        }
+        let planner = planner_after_minutes(&bursts_between_levels(40.0));
         let plan = planner.plan_horizon(
             24.0,
             60.0,
