@@ -161,10 +161,14 @@ impl fmt::Display for SolverNote {
                 rate,
                 aggregated,
             } => {
-                let role = if aggregated { "aggregated: workers" } else { "decode" };
+                let (role, one) = if aggregated {
+                    ("aggregated: workers", "a worker")
+                } else {
+                    ("decode", "an engine")
+                };
                 write!(
                     f,
-                    "{role} {decode}, not the {at_bound} the bound's rate asks: sized for {rate:.2} req/s, the last value's bound, as the forecast is no clearly better than the last value and an engine short misses every request on it"
+                    "{role} {decode}, not the {at_bound} the bound's rate asks: sized for {rate:.2} req/s, the last value's bound, as the forecast is no clearly better than the last value and {one} short misses every request on it"
                 )
             }
             SolverNote::ItlOutOfReach { max_decode } => {
