@@ -13,7 +13,8 @@
 # scenarios at 3 and 10 times their load and budget, 20 runs), seeds (every synthetic
 # scenario over seeds 1 to 5 at both cold starts, 70 runs), replays (the real traces and
 # Mooncake's synthetic one at 2, 6 and 12 copies, played at double and half speed, both
-# cold starts; 48 runs). Needs python3 to read the JSON.
+# cold starts; 48 runs), cold (every shipped scenario at 300 and 600 s cold starts, 22
+# runs). Needs python3 to read the JSON.
 set -euo pipefail
 caller=$PWD
 cd "$(dirname "$0")/.."
@@ -76,7 +77,7 @@ if [[ ${1:-} == --bin ]]; then
     bin=$(from_caller "$2")
     shift 2
 fi
-[[ $# -ge 1 ]] || { echo "usage: $0 [--bin PATH] shipped|variants|long|scale|seeds|replays..." >&2; exit 2; }
+[[ $# -ge 1 ]] || { echo "usage: $0 [--bin PATH] shipped|variants|long|cold|scale|seeds|replays..." >&2; exit 2; }
 [[ -x $bin ]] || { echo "$bin: not an executable (cargo build --release, or --bin PATH)" >&2; exit 2; }
 
 synthetic=(sin-5-45 sin-5-45-aggregated sin-5-45-budget8 flash-crowd step-10-30 diurnal-2-40 bursts-10-40)
@@ -139,6 +140,13 @@ EOF
         # Decisions further apart than a forecast step (180 s is in variants).
         decisions_every 120 300
         ;;
+    cold)
+        # Cold starts of five and ten minutes (a large model's weights loading).
+        for sc in sin-5-45 sin-5-45-aggregated sin-5-45-budget8 sin-5-45-2h azure-conv-x8 \
+            azure-code-x8 mooncake-conv-x4 flash-crowd step-10-30 diurnal-2-40 bursts-10-40; do
+            for st in 300 600; do echo "$sc|cold start $st s|--startup-s $st"; done
+        done
+        ;;
     scale)
         for k in 3 10; do for st in 60 180; do
             for sc in azure-code-x8 azure-conv-x8 diurnal-2-40 mooncake-conv-x4 sin-5-45; do
@@ -170,7 +178,7 @@ EOF
         done
         ;;
     *)
-        echo "unknown set: $set (shipped, variants, long, scale, seeds, replays)" >&2
+        echo "unknown set: $set (shipped, variants, long, cold, scale, seeds, replays)" >&2
         exit 2
         ;;
     esac
