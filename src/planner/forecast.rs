@@ -350,6 +350,9 @@ pub struct SignalForecaster {
     /// The last value's rise within its own interval, per interval, and that rise's
     /// sampling noise: the first value's only evidence of how the load moves.
     within: Option<(f64, f64)>,
+    /// The candidate `chosen` picks, worked out once per value (`pick`): the bound, the
+    /// worst case and the plan's every step ask for it.
+    chosen: usize,
 }
 
 /// Relative forecast error assumed at the first value, unless configured: the load may be
@@ -411,7 +414,15 @@ impl SignalForecaster {
             recent: Default::default(),
             noise: 0.0,
             within: None,
+            chosen: 0,
         }
+        .picked()
+    }
+
+    /// The forecaster with its method picked (`pick`).
+    fn picked(mut self) -> SignalForecaster {
+        self.chosen = self.pick();
+        self
     }
 
     /// Sets the relative error the bound assumes at the first value: 1.0 says the load may
@@ -585,6 +596,7 @@ impl SignalForecaster {
         self.next = Some(std::array::from_fn(|i| self.candidate(i, 1)));
         let preds: [f64; N] = std::array::from_fn(|i| self.candidate(i, h));
         self.pending.push_back((self.ticks + h as u64, h, preds));
+        self.chosen = self.pick();
     }
 
     /// Candidate `i`'s forecast `h` steps ahead. The signals (a rate, token lengths) are
@@ -824,7 +836,13 @@ impl SignalForecaster {
         (e.len() >= MIN_SCORED).then(|| e.iter().map(|x| x.abs()).sum::<f64>() / e.len() as f64)
     }
 
+    /// The candidate forecasting: the configured one, or under `auto` the one with the
+    /// least mean error at the horizon (`pick`, as of the last value).
     fn chosen(&self) -> usize {
+        self.chosen
+    }
+
+    fn pick(&self) -> usize {
         match self.kind {
             ForecasterKind::Auto => {
                 // Until errors are known, the Kalman filter: it follows a trend, and on a
