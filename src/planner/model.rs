@@ -737,7 +737,7 @@ impl Default for Corrections {
 }
 
 /// A relative change of the prompt spread or the waiting variability within one refit
-/// below which the prefill speed fitted against them is not fitted again.
+/// below which the prefill fits are not run a second time.
 const REFIT_SHIFT: f64 = 0.01;
 
 /// Bounds of the learned prefill-time spread.
@@ -1078,14 +1078,19 @@ impl PerformanceModel {
         let calm_seen: f64 = queues.iter().map(|q| calm_share(q, v)).sum();
         let profile_share = (1.0 - calm_seen).max(0.0);
         // The speed is fitted against the spread and the variability and they against it:
-        // the second round refits the speed only when the first moved either of them by
-        // more than `REFIT_SHIFT` (else the speed fitted against them stands: in steady
-        // state they rarely move that much, and the refit is a seventh of a decision).
+        // a second round refits all three only when the first moved either of them by more
+        // than `REFIT_SHIFT`. Else the first round's fits stand: the speed was fitted
+        // against nearly the values they hold, and each of them against a partner that
+        // moved as little. In steady state they rarely move that much, and each of these
+        // fits costs some 7% of a decision.
         let mut fitted_against: Option<(f64, f64)> = None;
         for _ in 0..2 {
             let moved = |now: f64, was: f64| (now / was - 1.0).abs() > REFIT_SHIFT;
-            let refit_speed =
+            let refit =
                 fitted_against.is_none_or(|(t_was, v_was)| moved(t, t_was) || moved(v, v_was));
+            if !refit {
+                break;
+            }
             fitted_against = Some((t, v));
             // The engines' speed shows in the prompts that went straight to an engine: each
             // interval counts by the share of its arrivals the model expects not to wait,
@@ -1093,40 +1098,38 @@ impl PerformanceModel {
             // prompts is precise; what tells intervals apart is how well the queue at their
             // mean rate describes them, and a burst within one interval (most of its
             // prompts waited) describes the arrivals, not slower engines.
-            if refit_speed {
-                let mut calm: Vec<Evidence> = ev
-                    .iter()
-                    .zip(&queues)
-                    .map(|(e, q)| Evidence {
-                        weight: calm_share(q, v),
-                        ..*e
-                    })
-                    .collect();
-                let fitted = calm.len();
-                if profile_share > 0.0 {
-                    calm.push(Evidence {
-                        weight: profile_share,
-                        ..calm[0]
-                    });
-                }
-                k = fit_correction(
-                    &calm,
-                    self.cfg.min,
-                    self.cfg.max,
-                    self.fading(c.prefill),
-                    |i, e, k| {
-                        // The stand-in saw the profile's own speed: k expected, 1 seen.
-                        if i >= fitted {
-                            return Some((k, 1.0));
-                        }
-                        Some((queue_of(i, k).mean_ms(v), e.observed_ms))
-                    },
-                )
-                .unwrap_or(k);
-                // The queue at each piece of evidence depends on k only: built once for
-                // both fits below (each tries dozens of values) and the next round's weights.
-                queues = queues_at(k);
+            let mut calm: Vec<Evidence> = ev
+                .iter()
+                .zip(&queues)
+                .map(|(e, q)| Evidence {
+                    weight: calm_share(q, v),
+                    ..*e
+                })
+                .collect();
+            let fitted = calm.len();
+            if profile_share > 0.0 {
+                calm.push(Evidence {
+                    weight: profile_share,
+                    ..calm[0]
+                });
             }
+            k = fit_correction(
+                &calm,
+                self.cfg.min,
+                self.cfg.max,
+                self.fading(c.prefill),
+                |i, e, k| {
+                    // The stand-in saw the profile's own speed: k expected, 1 seen.
+                    if i >= fitted {
+                        return Some((k, 1.0));
+                    }
+                    Some((queue_of(i, k).mean_ms(v), e.observed_ms))
+                },
+            )
+            .unwrap_or(k);
+            // The queue at each piece of evidence depends on k only: built once for
+            // both fits below (each tries dozens of values) and the next round's weights.
+            queues = queues_at(k);
             let at_p99: Vec<QueueQuantile> = queues
                 .iter()
                 .map(|q| q.at_quantile(TAIL_QUANTILE, v))
