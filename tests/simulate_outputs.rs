@@ -361,6 +361,28 @@ fn the_oracle_pays_nothing_extra_for_an_interval_no_count_can_bring_to_target() 
     );
 }
 
+/// An interval shorter than a request's life: the oracle sizes it for the batches the
+/// requests in flight with its own make, before and after it, as it sizes a minute.
+#[test]
+fn the_oracle_sizes_a_short_interval_for_the_requests_in_flight_with_its_own() {
+    use sla_planner::profile::Profile;
+    use sla_planner::sim::oracle::need_for_interval;
+    let profile = Profile::embedded_default();
+    for rate in [30.0, 60.0] {
+        // Three minutes of requests of 300 output tokens: some 3 s in flight each, and a
+        // decode batch a few engines deep.
+        let steady = common::steady_requests((180.0 * rate) as usize, rate, 1000, 300);
+        let mut cfg = common::sim_config(&profile, 1, 1, 180.0);
+        let minute = need_for_interval(&cfg, &profile, &steady, 1, 0.99);
+        assert!(minute.1 >= 3, "{rate} req/s: {minute:?}");
+        cfg.interval_s = 1.0;
+        for k in [70, 90, 110] {
+            let second = need_for_interval(&cfg, &profile, &steady, k, 0.99);
+            assert_eq!(second, minute, "{rate} req/s, second {k}");
+        }
+    }
+}
+
 /// Outcomes of `requests` on a static deployment of `prefill` and `decode` engines that no
 /// budget or limit cuts down.
 fn run_static(
