@@ -6,7 +6,7 @@
 use super::{simulate, SimConfig};
 use crate::planner::baselines::{SchedulePolicy, StaticPolicy};
 use crate::planner::solver::first_passing;
-use crate::planner::{Decision, Observation, Policy};
+use crate::planner::{Decision, Observation, Policy, Sla};
 use crate::profile::Profile;
 use crate::workload::Request;
 
@@ -29,7 +29,7 @@ impl OraclePolicy {
         target: f64,
     ) -> OraclePolicy {
         let intervals = (cfg.duration_s / cfg.interval_s).ceil().max(1.0) as usize;
-        let in_flight_s = in_flight_s(cfg, requests);
+        let in_flight_s = in_flight_s(&cfg.sla, requests);
         let needs = (0..intervals)
             .map(|k| need_within(cfg, profile, requests, k, target, in_flight_s))
             .collect();
@@ -58,7 +58,7 @@ impl OraclePolicy {
             .max(1.0) as usize;
         let mut p = cfg.limits.min_prefill;
         let mut d = cfg.limits.min_decode;
-        let in_flight_s = in_flight_s(cfg, requests);
+        let in_flight_s = in_flight_s(&cfg.sla, requests);
         for k in 0..n {
             let (np, nd) = need_within(cfg, profile, requests, k, target, in_flight_s);
             p = p.max(np);
@@ -222,7 +222,7 @@ pub fn need_for_interval(
         requests,
         k,
         target,
-        in_flight_s(cfg, requests),
+        in_flight_s(&cfg.sla, requests),
     )
 }
 
@@ -240,7 +240,7 @@ const SETTLE: f64 = 4.0;
 /// whose queues and batches its requests start among (`SETTLE`). In intervals of a second
 /// or two, the interval alone held a fraction of the decode batch, and the oracle sized
 /// decode for it (17.59% on `sin-5-45` decided every second).
-fn in_flight_s(cfg: &SimConfig, requests: &[Request]) -> f64 {
+fn in_flight_s(sla: &Sla, requests: &[Request]) -> f64 {
     let mut outputs: Vec<u32> = requests.iter().map(|r| r.osl).collect();
     let long_output = if outputs.is_empty() {
         0
@@ -248,7 +248,7 @@ fn in_flight_s(cfg: &SimConfig, requests: &[Request]) -> f64 {
         let at = (outputs.len() - 1) * 99 / 100;
         *outputs.select_nth_unstable(at).1
     };
-    (cfg.sla.ttft_ms + f64::from(long_output) * cfg.sla.itl_ms) / 1000.0
+    (sla.ttft_ms + f64::from(long_output) * sla.itl_ms) / 1000.0
 }
 
 /// `need_for_interval`, with the requests in flight up to `in_flight_s` before and after it.
@@ -457,7 +457,30 @@ pub fn budget_at_start(
 
 #[cfg(test)]
 mod tests {
-    use super::{fewest_reaching, smallest};
+    use super::{fewest_reaching, in_flight_s, smallest};
+    use crate::planner::Sla;
+    use crate::workload::Request;
+
+    #[test]
+    fn a_stay_in_flight_is_the_bulk_of_outputs_not_the_longest() {
+        let sla = Sla {
+            ttft_ms: 200.0,
+            itl_ms: 10.0,
+        };
+        let request = |osl| Request {
+            arrival_s: 0.0,
+            isl: 1000,
+            osl,
+        };
+        let bulk: Vec<Request> = (0..1000).map(|_| request(300)).collect();
+        let stay = in_flight_s(&sla, &bulk);
+        assert!((stay - 3.2).abs() < 1e-9, "{stay}");
+        // One output of a long context's length would have every probe replay minutes.
+        let mut with_one_long = bulk.clone();
+        with_one_long[500] = request(128_000);
+        assert_eq!(in_flight_s(&sla, &with_one_long), stay);
+        assert_eq!(in_flight_s(&sla, &[]), 0.2);
+    }
 
     #[test]
     fn smallest_finds_threshold() {
