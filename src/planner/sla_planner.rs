@@ -2089,6 +2089,24 @@ mod tests {
         assert_eq!(run(14.0), 1.0);
     }
 
+    /// The main plan of a planner decided every minute, from `rate` just seen with no
+    /// backlog: the rate at its bound, the lengths at their points, prefill for the prompts
+    /// expected to miss when asked.
+    fn plan_at_bound(
+        planner: &SlaPlanner,
+        rate: f64,
+        expected_misses: bool,
+        held: (u32, u32),
+    ) -> HorizonPlan {
+        let quantiles = Quantiles {
+            rate: planner.cfg.headroom_quantile,
+            lengths: None,
+            expected_misses,
+            worst_case: false,
+        };
+        planner.plan_horizon(rate, 60.0, 60.0, 0.0, quantiles, held)
+    }
+
     /// A planner on the test profile, with a 200 ms TTFT and a 10 ms ITL target.
     /// A test planner after one decision a minute at each of `rates`.
     fn planner_after_minutes(rates: &[f64]) -> SlaPlanner {
@@ -2126,21 +2144,7 @@ mod tests {
             let t = 60.0 * (minute + 1) as f64;
             decision = Some(planner.decide(t, &steady_interval(t, 60.0, rate)));
         }
-        let plan = |expected_misses| {
-            planner.plan_horizon(
-                63.0,
-                60.0,
-                60.0,
-                0.0,
-                Quantiles {
-                    rate: planner.cfg.headroom_quantile,
-                    lengths: None,
-                    expected_misses,
-                    worst_case: false,
-                },
-                (8, 11),
-            )
-        };
+        let plan = |expected_misses| plan_at_bound(&planner, 63.0, expected_misses, (8, 11));
         let (at_bound, for_misses) = (plan(false), plan(true));
         assert_eq!(
             (for_misses.prefill + 1, for_misses.decode),
@@ -2486,19 +2490,7 @@ mod tests {
         // after a burst its p90 is 35 req/s, the last value's (24 req/s and the p90 of its
         // rises over two minutes) 43.6: decode is sized for that, prefill for the forecast.
         let planner = planner_after_minutes(&bursts_between_levels(40.0));
-        let plan = planner.plan_horizon(
-            24.0,
-            60.0,
-            60.0,
-            0.0,
-            Quantiles {
-                rate: planner.cfg.headroom_quantile,
-                lengths: None,
-                expected_misses: true,
-                worst_case: false,
-            },
-            (1, 1),
-        );
+        let plan = plan_at_bound(&planner, 24.0, true, (1, 1));
         assert!(plan.load.lambda < 36.0, "{}", plan.load.lambda);
         assert_eq!((plan.prefill, plan.decode), (4, 4));
         let raised = plan.solution.notes.iter().find_map(|n| match *n {
