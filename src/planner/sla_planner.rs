@@ -6,7 +6,10 @@ use super::forecast::{
     empirical_quantile, standard_normal_cdf, ForecasterKind, RecurringPeak, SignalForecast,
     SignalForecaster,
 };
-use super::model::{itl_batch_z, normal_quantile, CorrectionConfig, Evidence, PerformanceModel};
+use super::model::{
+    itl_batch_z, normal_quantile, CorrectionConfig, Evidence, PerformanceModel,
+    UNTESTED_LOAD_STRETCH,
+};
 use super::solver::{
     decode_itl, fewest_prefill_for_expected_misses, prefill_ttft, solve, Load, Mode, SolverConfig,
     SolverNote,
@@ -676,20 +679,17 @@ impl SlaPlanner {
 /// partly filled, so a full cache reads below 1).
 pub const KV_FULL: f64 = 0.9;
 
-/// How far past the busiest engines it has seen the planner may load its prefill engines
-/// when it scales down. The waiting it predicts at a load it has not seen rests on what it
-/// learned where little waited: prompts arriving in bursts then show as a wide prompt
-/// spread, not as waiting, and the model would shed half the engines at once (the
-/// Mooncake synthetic trace at eight copies: seven engines to three, a third of the next
-/// two minutes' prompts late). Twice the seen load at most, then look again.
-pub const UNTESTED_LOAD_STRETCH: f64 = 2.0;
 /// Per-engine load (erlangs) taken as seen even when the window shows less: quiet intervals
 /// say nothing against a moderate load, and must not pin the engines a burst left.
 pub const LOAD_TESTED_FLOOR: f64 = 0.35;
 
 /// The fewest prefill engines that keep each within `UNTESTED_LOAD_STRETCH` of the most
 /// load per engine seen (`seen`, erlangs), for `offered` erlangs; `None` when nothing has
-/// been seen.
+/// been seen. A scale-down stops there: the waiting the model predicts at a load it has not
+/// seen rests on what it learned where little waited. Prompts arriving in bursts then show
+/// as a wide prompt spread, not as waiting, and the model would shed half the engines at
+/// once (the Mooncake synthetic trace at eight copies: seven engines to three, a third of
+/// the next two minutes' prompts late). Twice the seen load at most, then look again.
 pub fn untested_load_floor(offered: f64, seen: Option<f64>) -> Option<u32> {
     let seen = seen.filter(|s| s.is_finite())?.max(LOAD_TESTED_FLOOR);
     (offered.is_finite() && offered > 0.0)
@@ -1285,8 +1285,19 @@ impl SlaPlanner {
     ) -> Decision {
         let mut decision = Decision::clipped(&self.ctx.limits, p, d, reasons);
         let c = self.model.corrections;
+        // A waiting variability below 1 holds only as far as it was learned.
+        let tested = match self.model.prefill_load_tested() {
+            Some(t) if c.prefill_variability < 1.0 => {
+                let t = t * c.prefill;
+                format!(
+                    " up to {t:.2} erlangs an engine, 1 from {:.2}",
+                    t * UNTESTED_LOAD_STRETCH
+                )
+            }
+            _ => String::new(),
+        };
         decision.reasons.push(format!(
-            "corrections: prefill x{:.2} (slowest prompts x{:.2}, waiting variability {:.2}), decode x{:.2} (batch variability {:.2}, KV per request x{:.2})",
+            "corrections: prefill x{:.2} (slowest prompts x{:.2}, waiting variability {:.2}{tested}), decode x{:.2} (batch variability {:.2}, KV per request x{:.2})",
             c.prefill, c.prefill_tail, c.prefill_variability, c.decode, c.decode_variability, c.decode_context
         ));
         // An operator should hear when the observed latency is further from the profile

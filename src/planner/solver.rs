@@ -230,10 +230,14 @@ fn effective_lambda(load: &Load) -> f64 {
 /// TTFT at the configured percentile with `p` prefill engines: the slowest prompts' own
 /// time plus the waiting quantile.
 pub fn prefill_ttft(model: &PerformanceModel, cfg: &SolverConfig, load: &Load, p: u32) -> f64 {
-    let c = &model.corrections;
+    let lambda = effective_lambda(load);
     model
-        .prefill_queue(effective_lambda(load), p, load.isl)
-        .slowest_quantile_ms(cfg.ttft_quantile, c.prefill_tail, c.prefill_variability)
+        .prefill_queue(lambda, p, load.isl)
+        .slowest_quantile_ms(
+            cfg.ttft_quantile,
+            model.corrections.prefill_tail,
+            model.waiting_variability(lambda, p, load.isl),
+        )
 }
 
 /// Share of the typical prompt's slack (target minus its own time) that waiting may always
@@ -254,11 +258,12 @@ fn prefill_meets(
     p: u32,
 ) -> Option<f64> {
     let (service, allowance) = wait_allowance_ms(model, load, sla)?;
-    let c = &model.corrections;
-    let at = model
-        .prefill_queue(effective_lambda(load), p, load.isl)
-        .at_quantile(cfg.ttft_quantile, c.prefill_variability);
-    (at.ms() - service <= allowance).then(|| at.slowest_ms(c.prefill_tail))
+    let lambda = effective_lambda(load);
+    let at = model.prefill_queue(lambda, p, load.isl).at_quantile(
+        cfg.ttft_quantile,
+        model.waiting_variability(lambda, p, load.isl),
+    );
+    (at.ms() - service <= allowance).then(|| at.slowest_ms(model.corrections.prefill_tail))
 }
 
 /// The typical prompt's own time and the wait the TTFT target leaves the prompts
@@ -288,16 +293,16 @@ pub fn expected_prefill_misses(
     let Some((_, allowance)) = wait_allowance_ms(model, load, sla) else {
         return 1.0;
     };
-    let variability = model.corrections.prefill_variability;
     let (mut missed, mut requests) = (0.0, 0.0);
     for &rate in rates.iter().filter(|r| **r > 0.0) {
         let at = Load {
             lambda: rate,
             ..*load
         };
+        let lambda = effective_lambda(&at);
         let share = model
-            .prefill_queue(effective_lambda(&at), p, load.isl)
-            .share_waiting_beyond(allowance, variability);
+            .prefill_queue(lambda, p, load.isl)
+            .share_waiting_beyond(allowance, model.waiting_variability(lambda, p, load.isl));
         missed += rate * share;
         requests += rate;
     }
@@ -711,8 +716,9 @@ fn expected_split(
         for (&share, part) in EXPECTED_AT_SHARES.iter().zip(&parts) {
             let lambda = effective_lambda(part);
             let queue = model.prefill_queue(lambda, p, part.isl);
+            let variability = model.waiting_variability(lambda, p, part.isl);
             let in_ttft = quantile_within(|q| {
-                queue.slowest_quantile_ms(q, c.prefill_tail, c.prefill_variability) <= sla.ttft_ms
+                queue.slowest_quantile_ms(q, c.prefill_tail, variability) <= sla.ttft_ms
             });
             let batch = decode_mean_batch(&model.decode, terms, lambda, d, part.isl, part.osl);
             let in_itl = match (batch, largest_batch) {
@@ -722,11 +728,8 @@ fn expected_split(
             sum += in_ttft * in_itl;
             if share == 1.0 {
                 // The whole load: the latency ratios `prefill_ttft` and `decode_itl` give.
-                let ttft = queue.slowest_quantile_ms(
-                    cfg.ttft_quantile,
-                    c.prefill_tail,
-                    c.prefill_variability,
-                );
+                let ttft =
+                    queue.slowest_quantile_ms(cfg.ttft_quantile, c.prefill_tail, variability);
                 let itl = batch.and_then(|n| {
                     decode_itl_at_batch(
                         &model.decode,
@@ -970,7 +973,7 @@ fn solve_aggregated(
         let ttft = PrefillQueue::new(lambda, w, service + itl, 0.0).slowest_quantile_ms(
             cfg.ttft_quantile,
             model.corrections.prefill_tail,
-            model.corrections.prefill_variability,
+            model.waiting_variability(lambda, w, load.isl),
         );
         (ttft, itl)
     };
@@ -1168,11 +1171,47 @@ mod tests {
         // decays about three times faster at these loads).
         let mut m = PerformanceModel::embedded_default();
         m.corrections.prefill_variability = 0.3;
+        m.set_prefill_load_tested(100.0);
         let cases = [(5.0, (1, 1)), (10.0, (2, 1)), (45.0, (3, 4))];
         for (lambda, want) in cases {
             let s = solve(&m, &SLA, &limits(32), &CFG, &load(lambda));
             assert_eq!((s.prefill, s.decode), want, "at {lambda} req/s: {s:?}");
         }
+    }
+
+    #[test]
+    fn a_learned_variability_below_one_sizes_prefill_only_at_loads_it_was_learned_at() {
+        // Prompts spread so that a third of the slowest ones' time is spread the fit could
+        // have read as waiting: beyond the loads it was learned at, 0.3 goes a third of the
+        // way to 1.
+        let mut m = PerformanceModel::embedded_default();
+        m.corrections.prefill_variability = 0.3;
+        m.corrections.prefill_tail = 1.5;
+        let mut beyond = m.clone();
+        beyond.corrections.prefill_variability = 0.3 + 0.7 / 3.0;
+        beyond.set_prefill_load_tested(100.0);
+        let prefill = |m: &PerformanceModel, lambda: f64| {
+            solve(m, &SLA, &limits(32), &CFG, &load(lambda)).prefill
+        };
+        let mut saved = 0;
+        for lambda in (1..=60).map(f64::from) {
+            // Learned at every load.
+            m.set_prefill_load_tested(100.0);
+            let trusted = prefill(&m, lambda);
+            // Learned at up to the load each of those engines carries: the same count.
+            let carried = lambda * m.prefill.ttft_ms(3000.0) / 1000.0 / f64::from(trusted);
+            m.set_prefill_load_tested(carried);
+            assert_eq!(prefill(&m, lambda), trusted, "at {lambda} req/s");
+            // Learned at a far lower load: the count at a third of the way to 1.
+            m.set_prefill_load_tested(0.01 * carried);
+            let untested = prefill(&m, lambda);
+            assert_eq!(untested, prefill(&beyond, lambda), "at {lambda} req/s");
+            saved += untested - trusted;
+        }
+        assert!(
+            saved > 0,
+            "the learned variability saved no engine anywhere"
+        );
     }
 
     #[test]
@@ -1424,10 +1463,10 @@ mod tests {
             };
             let lambda = effective_lambda(&part);
             let queue = m.prefill_queue(lambda, p, part.isl);
+            let variability = m.waiting_variability(lambda, p, part.isl);
             let ttft = grid()
                 .rfind(|&q| {
-                    queue.slowest_quantile_ms(q, c.prefill_tail, c.prefill_variability)
-                        <= SLA.ttft_ms
+                    queue.slowest_quantile_ms(q, c.prefill_tail, variability) <= SLA.ttft_ms
                 })
                 .unwrap_or(0.0);
             let n = decode_mean_batch(&m.decode, c.decode_terms(), lambda, d, part.isl, part.osl);
