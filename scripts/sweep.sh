@@ -14,7 +14,8 @@
 # scenario over seeds 1 to 5 at both cold starts, 70 runs), replays (the real traces and
 # Mooncake's synthetic one at 2, 6 and 12 copies, played at double and half speed, both
 # cold starts; 48 runs), cold (every shipped scenario at 300 and 600 s cold starts
-# but the four at 300 s in variants, 18 runs). Needs python3 to read the JSON.
+# but the four at 300 s in variants, 18 runs), shapes (the workloads in scripts/shapes/,
+# not shipped, at both cold starts; 14 runs). Needs python3 to read the JSON.
 set -euo pipefail
 caller=$PWD
 cd "$(dirname "$0")/.."
@@ -77,7 +78,7 @@ if [[ ${1:-} == --bin ]]; then
     bin=$(from_caller "$2")
     shift 2
 fi
-[[ $# -ge 1 ]] || { echo "usage: $0 [--bin PATH] shipped|variants|long|cold|scale|seeds|replays..." >&2; exit 2; }
+[[ $# -ge 1 ]] || { echo "usage: $0 [--bin PATH] shipped|variants|long|cold|scale|seeds|replays|shapes..." >&2; exit 2; }
 [[ -x $bin ]] || { echo "$bin: not an executable (cargo build --release, or --bin PATH)" >&2; exit 2; }
 
 synthetic=(sin-5-45 sin-5-45-aggregated sin-5-45-budget8 flash-crowd step-10-30 diurnal-2-40 bursts-10-40)
@@ -183,8 +184,14 @@ EOF
             done; done; done
         done
         ;;
+    shapes)
+        # Workload shapes no shipped scenario has (scripts/shapes/README.md).
+        for sc in scripts/shapes/*.yaml; do
+            for st in 60 180; do echo "$sc|cold start $st s|--startup-s $st"; done
+        done
+        ;;
     *)
-        echo "unknown set: $set (shipped, variants, long, cold, scale, seeds, replays)" >&2
+        echo "unknown set: $set (shipped, variants, long, cold, scale, seeds, replays, shapes)" >&2
         exit 2
         ;;
     esac

@@ -771,3 +771,30 @@ fn withheld_signals_are_not_shown_to_the_policy_and_the_timeline_keeps_them() {
         && o.kv_utilization.is_none()
         && o.replicas.is_none()));
 }
+
+#[test]
+fn the_sweeps_unshipped_shapes_are_valid_scenarios_each_described() {
+    use sla_planner::scenario::{load, Overrides};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/shapes");
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    let mut shapes = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            readme.contains(&format!("| `{name}` |")),
+            "{name} is not described in scripts/shapes/README.md"
+        );
+        load(path.to_str().unwrap(), &Overrides::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        shapes += 1;
+    }
+    let described = readme.lines().filter(|l| l.starts_with("| `")).count();
+    assert_eq!(
+        described, shapes,
+        "scripts/shapes/README.md describes files not there"
+    );
+}
