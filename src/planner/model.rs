@@ -1024,10 +1024,20 @@ impl PerformanceModel {
         if beyond.is_nan() {
             return 1.0;
         }
-        // The share of the slowest prompts' own time that is their spread, which the fit
-        // could have read as waiting instead.
+        v + (self.untested_waiting_variability() - v) * beyond.clamp(0.0, 1.0)
+    }
+
+    /// The waiting variability `waiting_variability` takes from `UNTESTED_LOAD_STRETCH`
+    /// times the most load learned at: a learned one below 1 moved towards 1 by the share of
+    /// the slowest prompts' own time that is their spread, which the fit could have read as
+    /// waiting instead.
+    pub fn untested_waiting_variability(&self) -> f64 {
+        let v = self.corrections.prefill_variability;
+        if v >= 1.0 {
+            return v;
+        }
         let spread = 1.0 - 1.0 / self.corrections.prefill_tail.max(1.0);
-        v + (1.0 - v) * beyond.clamp(0.0, 1.0) * spread
+        v + (1.0 - v) * spread
     }
 
     /// The prefill queue `engines` make at `lambda` requests/s of this ISL, corrected (the

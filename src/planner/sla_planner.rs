@@ -1290,7 +1290,8 @@ impl SlaPlanner {
             Some(t) if c.prefill_variability < 1.0 => {
                 let t = t * c.prefill;
                 format!(
-                    " up to {t:.2} erlangs an engine, 1 from {:.2}",
+                    " at up to {t:.2} erlangs an engine, rising to {:.2} at {:.2}",
+                    self.model.untested_waiting_variability(),
                     t * UNTESTED_LOAD_STRETCH
                 )
             }
