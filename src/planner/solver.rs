@@ -1,5 +1,5 @@
 //! The solver: the fewest replicas whose expected latency meets the SLA at a load, under the
-//! per-role limits and the GPU budget. Exact integer search over the model of `model.rs`.
+//! per-role limits and the GPU budget. Exact integer search over the model of `model/`.
 
 use std::fmt;
 use std::ops::RangeInclusive;

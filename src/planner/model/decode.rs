@@ -1,0 +1,292 @@
+//! Decode: the batch Little's law gives at a load, the ITL the profile gives at that batch,
+//! and the stretch aggregated workers' prefill adds.
+
+use super::normal_quantile;
+use crate::profile::DecodeModel;
+
+/// Deviations of the Poisson batch above its mean that give the ITL `quantile` of requests:
+/// a request's ITL averages the batch over its own lifetime, which has 2/3 of the variance
+/// of the batch at one instant (M/D/inf, window = service time).
+pub fn itl_batch_z(quantile: f64) -> f64 {
+    normal_quantile(quantile) * (2.0f64 / 3.0).sqrt()
+}
+
+/// How much an aggregated worker's decode steps stretch for a request: its steps share the
+/// worker with the prompts prefilled while it decodes, `1 / (1 - u)` for a share `u` of the
+/// worker's time. The share is the mean (`lambda_per_worker` prompts a second of
+/// `service_ms` each) plus `z` deviations of the prompts that arrive in the request's
+/// lifetime of `life_s` (Poisson: a short life sees a wide swing). Infinite at or past a
+/// whole worker.
+pub fn interleaved_stretch(lambda_per_worker: f64, service_ms: f64, life_s: f64, z: f64) -> f64 {
+    let service_s = service_ms / 1000.0;
+    let mean = lambda_per_worker * service_s;
+    let swing = if life_s > 0.0 && lambda_per_worker > 0.0 {
+        z.max(0.0) * service_s * (lambda_per_worker / life_s).sqrt()
+    } else {
+        0.0
+    };
+    let u = mean + swing;
+    if u < 1.0 {
+        1.0 / (1.0 - u)
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// What is learned of decode engines against their profile: `speed` multiplies the
+/// profile's ITL; `context` multiplies the KV a request in flight holds, against the
+/// `ISL + OSL / 2` a request of the mean lengths holds on average. Requests in flight are
+/// the long ones more often than arrivals are (a request of twice the output is in flight
+/// twice as long), so with outputs of varied length the batch holds more KV than the mean
+/// lengths say: with a coefficient of variation `cv` of the output, about
+/// `ISL + (1 + cv^2) OSL / 2`, and a prefix cache makes it less.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecodeCorrection {
+    pub speed: f64,
+    pub context: f64,
+}
+
+impl DecodeCorrection {
+    /// A speed with the mean lengths' context.
+    pub fn at_speed(speed: f64) -> DecodeCorrection {
+        DecodeCorrection {
+            speed,
+            context: 1.0,
+        }
+    }
+
+    /// The mean KV tokens a request in flight holds.
+    pub fn context(&self, isl: f64, osl: f64) -> f64 {
+        (isl + osl / 2.0) * self.context
+    }
+
+    /// The KV tokens reserved per request in flight (input and output).
+    fn reservation(&self, isl: f64, osl: f64) -> f64 {
+        (isl + osl) * self.context
+    }
+}
+
+/// Decode latency at a load: the ITL the batch size at `batch_quantile_z` deviations above
+/// its mean gives, and the mean batch size per engine. `None` when no batch size is stable
+/// (the engines cannot keep up) or the KV cache cannot hold it.
+#[allow(clippy::too_many_arguments)] // each is a distinct quantity of the load or the model
+pub fn decode_itl_ms(
+    model: &DecodeModel,
+    correction: DecodeCorrection,
+    lambda: f64,
+    engines: u32,
+    isl: f64,
+    osl: f64,
+    batch_quantile_z: f64,
+    kv_fraction: f64,
+) -> Option<(f64, f64)> {
+    decode_itl_within(
+        model,
+        correction,
+        lambda,
+        engines,
+        isl,
+        osl,
+        batch_quantile_z,
+        kv_fraction,
+        f64::INFINITY,
+    )
+}
+
+/// The ITL a request sees at `n` mean requests per engine: at the batch `batch_quantile_z`
+/// deviations above it; `None` when the KV cache cannot hold that batch.
+pub fn decode_itl_at_batch(
+    model: &DecodeModel,
+    correction: DecodeCorrection,
+    n: f64,
+    isl: f64,
+    osl: f64,
+    batch_quantile_z: f64,
+    kv_fraction: f64,
+) -> Option<f64> {
+    let high = n + batch_quantile_z * n.sqrt();
+    // Reservations are input + output per request; keep them within the usable KV.
+    if high * correction.reservation(isl, osl) > model.max_kv_tokens() * kv_fraction {
+        return None;
+    }
+    Some(itl_of_batch(
+        model,
+        correction.speed,
+        high,
+        correction.context(isl, osl),
+    ))
+}
+
+/// The profile's ITL, corrected, for a batch of `batch` requests (at least one) of this
+/// mean context, which fill the KV cache in proportion.
+fn itl_of_batch(model: &DecodeModel, speed: f64, batch: f64, context: f64) -> f64 {
+    let kv = batch.max(1.0) * context / model.max_kv_tokens();
+    speed * model.at_context(context.max(1.0)).itl_ms(kv)
+}
+
+/// Mean requests in one decode engine's batch (Little's law at the ITL that batch gives);
+/// `None` without engines or when no batch size is stable (they cannot keep up).
+pub fn decode_mean_batch(
+    model: &DecodeModel,
+    correction: DecodeCorrection,
+    lambda: f64,
+    engines: u32,
+    isl: f64,
+    osl: f64,
+) -> Option<f64> {
+    mean_batch_unless(model, correction, lambda, engines, isl, osl, |_, _| false)
+}
+
+/// `decode_mean_batch`, given up (`None`) as soon as `hopeless(n, itl_ms)` holds for an
+/// iterate `n` and the corrected ITL at that mean batch. The iterates rise to the fixed
+/// point (the profile's ITL never falls as the batch grows), so a bound one of them
+/// crosses, the mean batch crosses too: a search for the fewest engines stops solving a
+/// count that cannot do as soon as that shows (near capacity the iterates creep up for
+/// dozens of steps).
+fn mean_batch_unless(
+    model: &DecodeModel,
+    correction: DecodeCorrection,
+    lambda: f64,
+    engines: u32,
+    isl: f64,
+    osl: f64,
+    hopeless: impl Fn(f64, f64) -> bool,
+) -> Option<f64> {
+    if engines == 0 {
+        return None;
+    }
+    let per_engine = lambda / engines as f64;
+    if per_engine <= 0.0 {
+        return Some(0.0);
+    }
+    let context = correction.context(isl, osl);
+    let reservation = correction.reservation(isl, osl);
+    let max_kv = model.max_kv_tokens();
+    // Fixed point n = per_engine * osl * itl(n) / 1000; it grows monotonically from n = 0,
+    // and diverges when the engine cannot keep up.
+    let tokens_per_request = (osl - 1.0).max(0.0);
+    let mut curve = model.at_context(context.max(1.0)).walk();
+    let mut n: f64 = 0.0;
+    for _ in 0..200 {
+        let kv = n.max(1.0) * context / max_kv;
+        let itl = correction.speed * curve.itl_ms(kv);
+        if hopeless(n, itl) {
+            return None;
+        }
+        let next = per_engine * tokens_per_request * itl / 1000.0;
+        if (next - n).abs() < 1e-6 * next.max(1.0) {
+            return Some(next);
+        }
+        n = next;
+        if n * reservation > max_kv * 4.0 {
+            return None;
+        }
+    }
+    Some(n)
+}
+
+/// `decode_itl_ms`, when its ITL is within `limit_ms` (`None` otherwise). An iterate of the
+/// mean batch whose own ITL, or whose batch's reservations, already miss settles the answer:
+/// both only grow towards the fixed point, and the batch quantile stands above the mean.
+#[allow(clippy::too_many_arguments)] // decode_itl_ms's quantities and the limit
+pub fn decode_itl_within(
+    model: &DecodeModel,
+    correction: DecodeCorrection,
+    lambda: f64,
+    engines: u32,
+    isl: f64,
+    osl: f64,
+    batch_quantile_z: f64,
+    kv_fraction: f64,
+    limit_ms: f64,
+) -> Option<(f64, f64)> {
+    let usable_kv = model.max_kv_tokens() * kv_fraction;
+    let reservation = correction.reservation(isl, osl);
+    // A quantile below the mean batch (z < 0) is not above the iterates: solve to the end.
+    let above_mean = batch_quantile_z >= 0.0;
+    let hopeless = |n: f64, itl: f64| above_mean && (itl > limit_ms || n * reservation > usable_kv);
+    let n = mean_batch_unless(model, correction, lambda, engines, isl, osl, hopeless)?;
+    let itl = decode_itl_at_batch(
+        model,
+        correction,
+        n,
+        isl,
+        osl,
+        batch_quantile_z,
+        kv_fraction,
+    )?;
+    (itl <= limit_ms).then_some((itl, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::Profile;
+
+    #[test]
+    fn an_interleaving_worker_stretches_by_its_prefill_share_and_its_swing() {
+        // Nothing to prefill: steps as profiled.
+        assert_eq!(interleaved_stretch(0.0, 60.0, 3.0, 2.0), 1.0);
+        // Ten 50 ms prompts a second: half the worker's time, steps twice as long on average.
+        assert!((interleaved_stretch(10.0, 50.0, 3.0, 0.0) - 2.0).abs() < 1e-12);
+        // The request at z sees the prompts of its own lifetime swing above the mean: more
+        // for a short life, which sees few prompts, than for a long one.
+        let short = interleaved_stretch(10.0, 50.0, 1.0, 2.0);
+        let long = interleaved_stretch(10.0, 50.0, 100.0, 2.0);
+        assert!(short > long && long > 2.0, "{short} {long}");
+        // 0.5 + 2 * 0.05 * sqrt(10 / 1) = 0.816: 1 / 0.184.
+        assert!((short - 1.0 / (1.0 - (0.5 + 0.1 * 10f64.sqrt()))).abs() < 1e-9);
+        // A whole worker's time or more: no step ends.
+        assert!(interleaved_stretch(20.0, 50.0, 3.0, 0.0).is_infinite());
+    }
+
+    #[test]
+    fn decode_itl_grows_with_load() {
+        let d = Profile::embedded_default().decode_model();
+        let at = |lambda: f64, engines: u32| {
+            let speed = DecodeCorrection::at_speed(1.0);
+            decode_itl_ms(&d, speed, lambda, engines, 3000.0, 300.0, 0.0, 0.9)
+        };
+        let (low, n_low) = at(1.0, 1).unwrap();
+        let (high, n_high) = at(20.0, 1).unwrap();
+        assert!(high > low && n_high > n_low);
+        let (split, _) = at(20.0, 4).unwrap();
+        assert!(split < high);
+        assert!(at(10000.0, 1).is_none());
+    }
+
+    #[test]
+    fn the_early_decode_answer_is_the_solved_one() {
+        // Counts that cannot do are given up before their batch is solved; the answer
+        // must be the full solve's, at and around the limits, for every batch quantile.
+        let d = Profile::embedded_default().decode_model();
+        let mut given_up = 0;
+        for lambda in [0.0, 0.5, 3.0, 12.0, 30.0, 60.0, 120.0, 400.0] {
+            for engines in [0, 1, 2, 3, 5, 8] {
+                for (isl, osl) in [(3000.0, 300.0), (200.0, 1500.0), (30000.0, 50.0)] {
+                    for z in [-0.5, 0.0, 1.9, 4.0] {
+                        for (kv, context) in [(0.5, 1.0), (0.9, 1.0), (0.9, 1.6)] {
+                            let c = DecodeCorrection {
+                                speed: 1.1,
+                                context,
+                            };
+                            let full = decode_mean_batch(&d, c, lambda, engines, isl, osl)
+                                .and_then(|n| decode_itl_at_batch(&d, c, n, isl, osl, z, kv));
+                            for limit in [5.0, 7.5, 10.0, 20.0, f64::INFINITY] {
+                                let early = decode_itl_within(
+                                    &d, c, lambda, engines, isl, osl, z, kv, limit,
+                                )
+                                .map(|x| x.0);
+                                let expected = full.filter(|&itl| itl <= limit);
+                                let case = format!("{lambda} req/s, {engines} engines, ISL {isl}, OSL {osl}, z {z}, kv {kv}, KV per request x{context}, limit {limit}");
+                                assert_eq!(early, expected, "{case}");
+                                given_up += usize::from(full.is_some() && early.is_none());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(given_up > 0, "the table reaches counts that miss the limit");
+    }
+}
