@@ -1,0 +1,223 @@
+//! Learning from an interval: what its latencies teach the model, and which intervals
+//! teach nothing (a backlog worked off, a full KV cache, engines replaced within it).
+
+use super::*;
+
+impl SlaPlanner {
+    /// Whether the interval was spent working off prompts queued before it: it began with
+    /// more queued than the engines could clear within the TTFT target, and ended with
+    /// less. Its prompts waited behind that backlog, not behind the rate they arrived at,
+    /// and their TTFT says nothing of the engines' speed or the load's burstiness (read as
+    /// either, it would have the planner add engines for a queue that is already going).
+    /// The queue it began with, not the one it ended with, is what its prompts waited
+    /// behind: an interval that clears the whole backlog holds its worst waits. A queue
+    /// that keeps growing stays evidence: engines slower than the profile says show that
+    /// way.
+    fn working_off_backlog(
+        &self,
+        before: Option<f64>,
+        now: Option<f64>,
+        engines: u32,
+        isl: f64,
+    ) -> bool {
+        let (Some(before), Some(now)) = (before, now) else {
+            return false;
+        };
+        if now >= before || engines == 0 || isl <= 0.0 {
+            return false;
+        }
+        self.clear_ms(before, engines, isl) > self.ctx.sla.ttft_ms
+    }
+
+    /// Whether the queue grew during the interval by more than the engines clear within
+    /// the TTFT target; `None` when it is not known.
+    fn built_backlog(
+        &self,
+        before: Option<f64>,
+        now: Option<f64>,
+        engines: u32,
+        isl: f64,
+    ) -> Option<bool> {
+        let (before, now) = (before?, now?);
+        Some(now > before && self.clear_ms(now - before, engines, isl) > self.ctx.sla.ttft_ms)
+    }
+
+    /// How long `engines` (at least one) take to prefill `tokens` queued in prompts of
+    /// `isl` tokens, ms.
+    fn clear_ms(&self, tokens: f64, engines: u32, isl: f64) -> f64 {
+        tokens / isl * self.model.prefill_service_ms(isl) / f64::from(engines.max(1))
+    }
+
+    /// Feeds the interval's latencies to the model; says when they were set aside.
+    pub(super) fn learn(
+        &mut self,
+        obs: &Observation,
+        replicas: Option<RoleReplicas>,
+        requests: f64,
+        interval_s: f64,
+    ) -> Option<String> {
+        let queued = obs
+            .queued_prefill_tokens
+            .filter(|q| q.is_finite() && *q >= 0.0);
+        let queued_before = std::mem::replace(&mut self.last_queued, queued);
+        let (Some(r), Some(isl), Some(osl)) = (replicas, obs.isl_mean, obs.osl_mean) else {
+            return None;
+        };
+        if requests < MIN_EVIDENCE_REQUESTS || !isl.is_finite() || !osl.is_finite() {
+            return None;
+        }
+        let lambda = requests / interval_s;
+        let prev = self.last_ready.replace((r.prefill.ready, r.decode.ready));
+        let steady = |s: &crate::planner::ReplicaState, prev_ready: Option<u32>| {
+            s.starting == 0 && s.draining == 0 && prev_ready == Some(s.ready)
+        };
+        // The engines that served the whole interval are its evidence even while more are
+        // starting (those serve nothing yet), when the queue shows they kept up: a load
+        // that outgrew them, the usual reason more are starting, builds a queue the steady
+        // state of the model does not describe, and the scale-up under way answers it.
+        // Unknown queue, unknown: set aside as before.
+        let kept_up =
+            self.built_backlog(queued_before, queued, r.prefill.ready, isl) == Some(false);
+        // So are those that remained after a scale-down this planner ordered: the ones
+        // removed took no arrival after the decision, at the interval's start, and once
+        // gone (none draining) they hold none of its prompts. Such an interval tests the
+        // waiting model at the fewer engines, often its busiest test for a while: the code
+        // trace's 71 req/s minute on six engines, TTFT p99 175 ms, refuted a waiting
+        // variability of 4 that one ramping minute had taught and steady minutes at eight
+        // engines, where hardly a prompt waits, could not. A fall the planner did not order
+        // (an engine lost) may have come at any time in the interval: set aside.
+        let ordered_fall = prev.is_some_and(|p| p.0 > r.prefill.ready)
+            && self.last.is_some_and(|l| l.0 <= r.prefill.ready);
+        let prefill_steady = r.prefill.draining == 0
+            && (prev.map(|p| p.0) == Some(r.prefill.ready) || ordered_fall)
+            && (r.prefill.starting == 0 || kept_up);
+        let positive = |v: Option<f64>| v.filter(|v| v.is_finite() && *v > 0.0);
+        // Means, estimated from the percentiles where a source reports none.
+        let itl_mean = obs.itl_ms.and_then(|t| t.mean_or_estimate());
+        let ttft_mean = obs.ttft_ms.and_then(|t| t.mean_or_estimate());
+        // A request's ITL is the mean over its whole output: those finishing in this
+        // interval began up to a lifetime (their output at the ITL they saw) before it.
+        // Most of them must have begun on the replicas running now, or the interval
+        // measures the replicas before (an engine that took a burst alone for minutes,
+        // its requests finishing after help came: 94 ms median ITL on six engines at
+        // 30 req/s, read as engines four times slower than the profile).
+        // So must they have begun after the decode engines last ran out of KV room: a full
+        // cache admits a request only as another finishes, and the ITL of the requests that
+        // lived through it holds those waits (two engines at 95% KV after a flood, a 129 ms
+        // median ITL, read as engines twice as slow: six decode engines planned for the
+        // next peak of an 8-GPU budget, two left for prefill).
+        let kv_full = obs
+            .kv_utilization
+            .and_then(|k| k.decode)
+            .filter(|k| *k >= KV_FULL);
+        if !steady(&r.decode, prev.map(|p| p.1)) || kv_full.is_some() {
+            self.decode_unsettled_at = Some(obs.time_s);
+        }
+        let slowest_itl_ms = obs.itl_ms.and_then(|t| positive(t.p99)).or(itl_mean);
+        let lifetime_s = slowest_itl_ms.map_or(0.0, |itl| osl * itl / 1000.0);
+        let decode_steady = self
+            .decode_unsettled_at
+            .is_some_and(|t| obs.time_s - t - lifetime_s >= interval_s / 2.0);
+        // Aggregated workers do both: their TTFT teaches prefill speed, their ITL decode
+        // speed, each against a worker that interleaves the two (a prompt waits behind a
+        // decode step; decode steps stretch while it prefills). Without the ITL the step a
+        // prompt waited behind is unknown, and its TTFT teaches nothing.
+        let (prefill_engines, prefill_steady, interleaved_itl_ms) = match self.cfg.mode {
+            Mode::Disaggregated => (r.prefill.ready, prefill_steady, None),
+            Mode::Aggregated => (r.decode.ready, decode_steady, itl_mean),
+        };
+        let working_off = self.working_off_backlog(queued_before, queued, prefill_engines, isl);
+        // A backlog being worked off reaches decode as a flood the interval's arrivals and
+        // its closing KV reading do not show (its requests' ITL spans the flood: 33 ms median
+        // on four engines holding a quarter of their KV, read as engines twice as slow); an
+        // aggregated worker's decode steps also stretch by the backlog's prefill.
+        // Without a queue reading a backlog shows in the waits: prompts whose mean TTFT is
+        // past its target waited behind one, and its release floods decode, in that
+        // interval and the next, as a backlog worked off does (learnt as slowness, it held
+        // decode out of reach at twice the engines it needed, with prefill starved of
+        // GPUs). Prefill still learns from it: engines slower than the profile show so too.
+        let waited_now = ttft_mean.is_some_and(|m| m > self.ctx.sla.ttft_ms);
+        let waited_before = std::mem::replace(&mut self.last_waited_out, waited_now);
+        let waited_out = queued.is_none() && (waited_now || waited_before);
+        let prefill_steady = prefill_steady && !working_off;
+        // Either way a backlog's release reached decode.
+        let flooded = working_off || waited_out;
+        let decode_steady = decode_steady && !flooded;
+        let note = if working_off {
+            Some(format!(
+                "latencies not learned from: the queue ({:.0} tokens, down from {:.0}) was a backlog being worked off",
+                queued.unwrap_or(0.0),
+                queued_before.unwrap_or(0.0)
+            ))
+        } else if waited_out {
+            Some("ITL not learned from: prompts waited past the TTFT target on average in this interval or the last, and with no queue reading that is a backlog whose release floods decode".to_string())
+        } else {
+            // An aggregated worker's prompts wait for that room too.
+            let which = match self.cfg.mode {
+                Mode::Disaggregated => "ITL",
+                Mode::Aggregated => "latencies",
+            };
+            kv_full.map(|kv| {
+                format!(
+                    "{which} not learned from: the decode engines' KV cache was {:.0}% full, and requests waited for room",
+                    kv * 100.0
+                )
+            })
+        };
+        let prefill_known = self.cfg.mode == Mode::Disaggregated || itl_mean.is_some();
+        if let (Some(t), Some(mean)) = (obs.ttft_ms, ttft_mean) {
+            if prefill_engines > 0 && prefill_known {
+                self.model.learn_prefill(Evidence {
+                    lambda,
+                    engines: prefill_engines,
+                    isl,
+                    osl,
+                    observed_ms: mean,
+                    observed_tail_ms: positive(t.p99),
+                    steady: prefill_steady,
+                    observed_kv: None,
+                    weight: requests,
+                    interleaved_itl_ms,
+                });
+            }
+        }
+        if let (Some(t), Some(mean)) = (obs.itl_ms, itl_mean) {
+            let evidence = Evidence {
+                lambda,
+                engines: r.decode.ready,
+                isl,
+                osl,
+                observed_ms: mean,
+                observed_tail_ms: positive(t.p99),
+                steady: decode_steady,
+                observed_kv: obs
+                    .kv_utilization
+                    .and_then(|k| k.decode)
+                    .filter(|k| k.is_finite() && *k >= 0.0),
+                weight: requests,
+                interleaved_itl_ms,
+            };
+            // The KV per request in flight, from the engines that served the whole interval
+            // (those added during it served part: their KV reading is not the interval's),
+            // when its requests flowed, no backlog flooded in and the cache had room (a full
+            // one holds what fits, not what its requests would hold).
+            let served_all = match prev.map(|p| p.1) {
+                _ if r.decode.draining > 0 => None,
+                Some(before) => (before <= r.decode.ready).then_some(before),
+                None => Some(r.decode.ready),
+            };
+            if let Some(engines) = served_all.filter(|&n| n > 0) {
+                if !flooded && kv_full.is_none() && (decode_steady || mean <= self.ctx.sla.itl_ms) {
+                    self.model.learn_context(&Evidence {
+                        engines,
+                        ..evidence
+                    });
+                }
+            }
+            if r.decode.ready > 0 {
+                self.model.learn_decode(evidence);
+            }
+        }
+        note
+    }
+}

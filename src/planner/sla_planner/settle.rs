@@ -1,0 +1,212 @@
+//! Settling the wish into a decision: the holds (a scale-down past the loads the waiting
+//! model was checked at, a silence), the stabiliser and cancellations, and the decision
+//! with its reasons.
+
+use super::*;
+
+/// Per-engine load (erlangs) taken as seen even when the window shows less: quiet intervals
+/// say nothing against a moderate load, and must not pin the engines a burst left.
+pub const LOAD_TESTED_FLOOR: f64 = 0.35;
+
+/// The fewest prefill engines that keep each within `UNTESTED_LOAD_STRETCH` of the most
+/// load per engine seen (`seen`, erlangs), for `offered` erlangs; `None` when nothing has
+/// been seen. A scale-down stops there: the waiting the model predicts at a load it has not
+/// seen rests on what it learned where little waited. Prompts arriving in bursts then show
+/// as a wide prompt spread, not as waiting, and the model would shed half the engines at
+/// once (the Mooncake synthetic trace at eight copies: seven engines to three, a third of
+/// the next two minutes' prompts late). Twice the seen load at most, then look again.
+pub fn untested_load_floor(offered: f64, seen: Option<f64>) -> Option<u32> {
+    let seen = seen.filter(|s| s.is_finite())?.max(LOAD_TESTED_FLOOR);
+    (offered.is_finite() && offered > 0.0)
+        .then(|| (offered / (seen * UNTESTED_LOAD_STRETCH)).ceil() as u32)
+}
+
+/// Where the load planned for lies beyond what the profile measured, the model goes on
+/// from its edge: prefill times extrapolated from its last points, ITL read at its longest
+/// context (which may understate it). An operator should hear that the counts rest on it.
+pub(super) fn beyond_the_profile(model: &PerformanceModel, isl: f64, osl: f64) -> Vec<String> {
+    let mut notes = Vec::new();
+    let longest_prompt = model.prefill.max_profiled_isl();
+    if isl > longest_prompt * 1.05 {
+        notes.push(format!(
+            "ISL {isl:.0} is beyond the profile's longest prompt ({longest_prompt:.0} tokens): prefill time extrapolated; profile longer prompts to plan them surely"
+        ));
+    }
+    let context = model.corrections.decode_terms().context(isl, osl);
+    let longest_context = model.decode.max_profiled_context();
+    if context > longest_context * 1.05 {
+        notes.push(format!(
+            "decode context {context:.0} tokens is beyond the profile's longest ({longest_context:.0}): ITL read at {longest_context:.0}, which may understate it"
+        ));
+    }
+    notes
+}
+
+impl SlaPlanner {
+    /// The prefill count a scale-down from `current` to `wish` stops at, and why, when
+    /// `wish` would load engines beyond what the waiting model has been checked at
+    /// (`untested_load_floor`).
+    fn untested_load_hold(&self, wish: u32, current: u32, load: &Load) -> Option<(u32, String)> {
+        if self.cfg.mode != Mode::Disaggregated || wish >= current {
+            return None;
+        }
+        let offered = load.lambda * self.model.prefill_service_ms(load.isl) / 1000.0;
+        let seen = self.model.prefill_load_seen();
+        let floor = untested_load_floor(offered, seen).filter(|&f| f > wish)?;
+        let to = floor.min(current);
+        Some((
+            to,
+            format!(
+                "prefill: kept at {to}, not {wish}: each engine would carry {:.2} erlangs, more than {UNTESTED_LOAD_STRETCH}x the {:.2} engines carried lately (at least {LOAD_TESTED_FLOOR}), beyond what the waiting model has been checked at",
+                offered / f64::from(wish.max(1)),
+                seen.unwrap_or(0.0),
+            ),
+        ))
+    }
+
+    /// Why no replica may go while the arrivals have stopped, if they have: a silence the
+    /// load forecast before it would seldom leave (`SILENCE_EXPECTED` arrivals or more),
+    /// shorter than an interval and a cold start, is more often a gap (an upstream outage,
+    /// a router failing over) than the load's end, and a replica released in it could not
+    /// be back before the load returns. `None` when requests arrive, when the forecast
+    /// expected few (a sparse load has silent intervals), and once the silence has lasted.
+    /// Called before the interval's rate is observed, so the forecast is the one before it.
+    pub(super) fn silence_hold(
+        &mut self,
+        now_s: f64,
+        interval_s: f64,
+        requests: f64,
+    ) -> Option<String> {
+        if requests > 0.0 {
+            self.silence = None;
+            return None;
+        }
+        if self.silence.is_none() {
+            let before = self.rate.forecast(1, 0.0)?.point;
+            self.silence = Some((now_s - interval_s, before));
+        }
+        let (since, before) = self.silence?;
+        let lasted = now_s - since;
+        let expected = before * lasted;
+        let patience = interval_s + self.ctx.startup_s;
+        (lasted < patience && expected >= SILENCE_EXPECTED).then(|| {
+            format!(
+                "no scale-down: no requests for {lasted:.0}s where {before:.2} req/s were forecast ({expected:.0} expected); a silence shorter than an interval and a cold start ({patience:.0}s) is not taken for the load's end"
+            )
+        })
+    }
+
+    /// From the counts the load asks for to the counts to run: the holds that wait for
+    /// evidence, the stabiliser, the early cancellations and a silence's hold, each
+    /// adding its reason.
+    pub(super) fn settle(
+        &mut self,
+        now_s: f64,
+        obs: &Observation,
+        plan: &HorizonPlan,
+        worst_miss: Option<(u32, u32)>,
+        silence: Option<String>,
+        reasons: &mut Vec<String>,
+    ) -> (u32, u32) {
+        let (mut wish_p, mut wish_d) = (plan.prefill, plan.decode);
+        // Until the bound rests on measured errors, it is a guess from a few intervals: the
+        // deployment the planner found is the operator's own sizing, and a scale-down
+        // below it waits for evidence (a quiet start says little about the next burst).
+        if let Some((fp, fd)) = self.found.filter(|_| !self.rate.bound_measured()) {
+            if fp > wish_p || fd > wish_d {
+                wish_p = wish_p.max(fp);
+                wish_d = wish_d.max(fd);
+                reasons.push(format!(
+                    "kept at least the {} found at the start until the load's forecast errors are measured",
+                    self.counts(fp, fd)
+                ));
+            }
+        }
+        let current = self.current(obs);
+        if let Some((to, why)) = self.untested_load_hold(wish_p, current.0, &plan.load) {
+            reasons.push(why);
+            wish_p = to;
+        }
+        let ((mut p, mut d), st_notes) =
+            self.stabilizer
+                .apply(now_s, (wish_p, wish_d), current, worst_miss);
+        reasons.extend(st_notes);
+        // Early on, the replicas ordered rest on a guess from an interval or two, and the
+        // next interval is better evidence than the window's memory of that guess: those
+        // still starting beyond the wish are cancelled, not held (they serve nothing yet).
+        if let Some(r) = obs.replicas.filter(|_| !self.rate.bound_measured()) {
+            for (role, to, wish, ready) in [
+                ("prefill", &mut p, wish_p, r.prefill.ready),
+                ("decode", &mut d, wish_d, r.decode.ready),
+            ] {
+                let keep = wish.max(ready);
+                if *to > keep {
+                    reasons.push(format!(
+                        "{role}: {} starting replicas cancelled: ordered before the load's forecast errors were measured, and not wished for now",
+                        *to - keep
+                    ));
+                    *to = keep;
+                }
+            }
+        }
+        // After the stabiliser, so its window remembers what the load asked for.
+        if let Some(why) = silence.filter(|_| p < current.0 || d < current.1) {
+            p = p.max(current.0);
+            d = d.max(current.1);
+            reasons.push(why);
+        }
+        (p, d)
+    }
+
+    /// The decision: the counts clipped to the limits, with what the model has learned and
+    /// the forecast planned for.
+    pub(super) fn finish(
+        &mut self,
+        (p, d): (u32, u32),
+        reasons: Vec<String>,
+        plan: &HorizonPlan,
+        step_s: f64,
+    ) -> Decision {
+        let mut decision = Decision::clipped(&self.ctx.limits, p, d, reasons);
+        let c = self.model.corrections;
+        // A waiting variability below 1 holds only as far as it was learned.
+        let tested = match self.model.prefill_load_tested() {
+            Some(t) if c.prefill_variability < 1.0 => {
+                let t = t * c.prefill;
+                format!(
+                    " at up to {t:.2} erlangs an engine, rising to {:.2} at {:.2}",
+                    self.model.untested_waiting_variability(),
+                    t * UNTESTED_LOAD_STRETCH
+                )
+            }
+            _ => String::new(),
+        };
+        decision.reasons.push(format!(
+            "corrections: prefill x{:.2} (slowest prompts x{:.2}, waiting variability {:.2}{tested}), decode x{:.2} (batch variability {:.2}, KV per request x{:.2})",
+            c.prefill, c.prefill_tail, c.prefill_variability, c.decode, c.decode_variability, c.decode_context
+        ));
+        // An operator should hear when the observed latency is further from the profile
+        // than the model may follow.
+        let pinned = c.at_bounds((self.cfg.correction.min, self.cfg.correction.max));
+        if !pinned.is_empty() {
+            decision.reasons.push(format!(
+                "at its bound: {}; the observed latency is further from the profile than the model may follow",
+                pinned.join(", ")
+            ));
+        }
+        self.last = Some((decision.prefill, decision.decode));
+        Decision {
+            forecast: Some(Forecast {
+                horizon_s: plan.last_step as f64 * step_s,
+                requests_per_s: plan.load.lambda,
+                isl: plan.load.isl,
+                osl: plan.load.osl,
+                method: plan.method,
+            }),
+            expected_ttft_ms: Some(plan.solution.expected_ttft_ms).filter(|v| v.is_finite()),
+            expected_itl_ms: Some(plan.solution.expected_itl_ms).filter(|v| v.is_finite()),
+            corrections: Some(c),
+            ..decision
+        }
+    }
+}
