@@ -477,7 +477,9 @@ impl PerformanceModel {
         self.prefill_evidence
             .iter()
             .filter(|e| e.steady && e.engines > 0)
-            .map(|e| e.lambda * self.prefill_service_ms(e.isl) / 1000.0 / f64::from(e.engines))
+            .map(|e| {
+                self.load_per_prefill_engine(e.lambda, e.engines, e.isl) * self.corrections.prefill
+            })
             .reduce(f64::max)
     }
 
