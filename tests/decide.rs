@@ -85,12 +85,13 @@ fn malformed_lines_get_an_error_naming_the_field_and_the_run_goes_on() {
             .to_string(),
         r#"{"time_s": 420, "interval_s": 60, "replicas": {"prefill": {"ready": 4294967295}, "decode": {}}}"#
             .to_string(),
+        r#"{"time_s": 480, "interval_s": 60, "requests": 600, "isl_mean": 1e12}"#.to_string(),
     ]
     .join("\n");
     let (code, out, err) = decide(&["--scenario", "sin-5-45"], &input);
     assert_eq!(code, 2, "input errors exit 2 at the end");
-    assert!(err.contains("7 input lines"), "{err}");
-    assert_eq!(out.len(), 9);
+    assert!(err.contains("8 input lines"), "{err}");
+    assert_eq!(out.len(), 10);
     assert!(
         out[1]["error"].as_str().unwrap().contains("field requests"),
         "{}",
@@ -138,6 +139,11 @@ fn malformed_lines_get_an_error_naming_the_field_and_the_run_goes_on() {
             .starts_with("field replicas.prefill.ready: must be at most 100000"),
         "{}",
         out[8]
+    );
+    // So is a mean prompt longer than any context window (a unit mixed up, say).
+    assert_eq!(
+        out[9]["error"],
+        "field isl_mean: must be at most 100000000 tokens (got 1000000000000)"
     );
 }
 

@@ -80,6 +80,24 @@ pub struct RoleKv {
 /// Counts above it are input errors, not loads to plan for.
 pub const MAX_REPLICAS: u32 = 100_000;
 
+/// The ceilings on what one observation may report, past which a value is a fault (a unit
+/// mixed up, a counter misread, a custom query gone wrong) rather than a load to plan for:
+/// each is beyond what any deployment within [`MAX_REPLICAS`] sees, and below them a
+/// decision's searches stay short.
+pub mod ceilings {
+    /// An interval of a day: a control loop's are seconds to minutes.
+    pub const INTERVAL_S: f64 = 86_400.0;
+    /// Ten million requests a second: a hundred a second on each of [`super::MAX_REPLICAS`].
+    pub const REQUESTS_PER_S: f64 = 1e7;
+    /// A mean input or output of a hundred million tokens: ten times the longest context
+    /// window any model offers.
+    pub const TOKENS_PER_REQUEST: f64 = 1e8;
+    /// A latency of a day, in milliseconds: no request waits that long for a token.
+    pub const LATENCY_MS: f64 = 86_400_000.0;
+    /// Prefill tokens waiting: a longest prompt queued on each of [`super::MAX_REPLICAS`].
+    pub const QUEUED_TOKENS: f64 = TOKENS_PER_REQUEST * super::MAX_REPLICAS as f64;
+}
+
 /// Replicas of one role by lifecycle state.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -150,12 +168,18 @@ pub fn shown(x: f64) -> String {
 }
 
 impl Observation {
-    /// Checks values a JSON reader cannot: ranges. The message starts with the field's name.
+    /// Checks values a JSON reader cannot: ranges, and magnitudes no deployment reports
+    /// ([`ceilings`]). The message starts with the field's name.
     pub fn validate(&self) -> Result<(), String> {
-        let nonneg = |name: &str, v: Option<f64>| match v {
+        let within = |name: &str, v: Option<f64>, most: f64, unit: &str| match v {
             Some(x) if !(x.is_finite() && x >= 0.0) => {
                 Err(format!("{name}: must be a number >= 0 (got {})", shown(x)))
             }
+            Some(x) if x > most => Err(format!(
+                "{name}: must be at most {}{unit} (got {})",
+                shown(most),
+                shown(x)
+            )),
             _ => Ok(()),
         };
         if !self.time_s.is_finite() {
@@ -167,8 +191,26 @@ impl Observation {
                 shown(self.interval_s)
             ));
         }
-        nonneg("requests", self.requests)?;
-        nonneg("requests_second_half", self.requests_second_half)?;
+        within(
+            "interval_s",
+            Some(self.interval_s),
+            ceilings::INTERVAL_S,
+            " s",
+        )?;
+        // The count's ceiling is a rate's: it scales with the interval.
+        let most_requests = ceilings::REQUESTS_PER_S * self.interval_s;
+        let per_s = format!(
+            " ({} a second over {} s)",
+            shown(ceilings::REQUESTS_PER_S),
+            shown(self.interval_s)
+        );
+        within("requests", self.requests, most_requests, &per_s)?;
+        within(
+            "requests_second_half",
+            self.requests_second_half,
+            most_requests,
+            &per_s,
+        )?;
         if let (Some(all), Some(late)) = (self.requests, self.requests_second_half) {
             if late > all {
                 return Err(format!(
@@ -178,9 +220,15 @@ impl Observation {
                 ));
             }
         }
-        nonneg("isl_mean", self.isl_mean)?;
-        nonneg("osl_mean", self.osl_mean)?;
-        nonneg("queued_prefill_tokens", self.queued_prefill_tokens)?;
+        let tokens = ceilings::TOKENS_PER_REQUEST;
+        within("isl_mean", self.isl_mean, tokens, " tokens")?;
+        within("osl_mean", self.osl_mean, tokens, " tokens")?;
+        within(
+            "queued_prefill_tokens",
+            self.queued_prefill_tokens,
+            ceilings::QUEUED_TOKENS,
+            "",
+        )?;
         for (name, l) in [("ttft_ms", self.ttft_ms), ("itl_ms", self.itl_ms)] {
             if let Some(l) = l {
                 for (q, v) in [
@@ -189,7 +237,12 @@ impl Observation {
                     ("p90", l.p90),
                     ("p99", l.p99),
                 ] {
-                    nonneg(&format!("{name}.{q}"), v)?;
+                    within(
+                        &format!("{name}.{q}"),
+                        v,
+                        ceilings::LATENCY_MS,
+                        " ms (a day)",
+                    )?;
                 }
             }
         }
@@ -339,6 +392,69 @@ mod tests {
             draining: 0,
         };
         assert_eq!(huge.held(), u32::MAX);
+    }
+
+    #[test]
+    fn magnitudes_no_deployment_reports_are_errors_naming_the_field() {
+        let base = Observation {
+            time_s: 60.0,
+            interval_s: 60.0,
+            requests: Some(1200.0),
+            isl_mean: Some(3000.0),
+            osl_mean: Some(300.0),
+            ..Default::default()
+        };
+        fn latency(p99: f64) -> Option<LatencySummary> {
+            Some(LatencySummary {
+                p99: Some(p99),
+                ..Default::default()
+            })
+        }
+        let at_most = |o: Observation| o.validate();
+        // Each at its ceiling passes; just past it fails, naming the field and the ceiling.
+        type Setter = fn(&mut Observation, f64);
+        let cases: Vec<(&str, Setter, f64)> = vec![
+            ("interval_s", |o, x| o.interval_s = x, ceilings::INTERVAL_S),
+            ("requests", |o, x| o.requests = Some(x), 6e8),
+            ("isl_mean", |o, x| o.isl_mean = Some(x), 1e8),
+            ("osl_mean", |o, x| o.osl_mean = Some(x), 1e8),
+            (
+                "queued_prefill_tokens",
+                |o, x| o.queued_prefill_tokens = Some(x),
+                1e13,
+            ),
+            ("ttft_ms.p99", |o, x| o.ttft_ms = latency(x), 86_400_000.0),
+            ("itl_ms.p99", |o, x| o.itl_ms = latency(x), 86_400_000.0),
+        ];
+        for (field, set, most) in cases {
+            let mut o = base.clone();
+            set(&mut o, most);
+            assert_eq!(at_most(o.clone()), Ok(()), "{field} at {most}");
+            set(&mut o, most * 1.001);
+            let err = at_most(o).unwrap_err();
+            assert!(
+                err.starts_with(&format!("{field}: must be at most {}", shown(most))),
+                "{err}"
+            );
+        }
+        // The request count's ceiling is a rate's: ten times the interval, ten times the count.
+        let long = Observation {
+            interval_s: 600.0,
+            requests: Some(6e9),
+            ..base.clone()
+        };
+        assert_eq!(long.validate(), Ok(()));
+        let err = Observation {
+            requests_second_half: Some(1e300),
+            requests: Some(1e300),
+            ..base
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "requests: must be at most 600000000 (10000000 a second over 60 s) (got 1e300)"
+        );
     }
 
     #[test]
