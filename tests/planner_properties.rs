@@ -6,8 +6,8 @@ use sla_planner::planner::model::{CorrectionConfig, PerformanceModel};
 use sla_planner::planner::sla_planner::{PlannerConfig, SlaPlanner};
 use sla_planner::planner::solver::{solve, Load, Mode, SolverConfig};
 use sla_planner::planner::{
-    LatencySummary, Limits, Observation, Policy, PolicyContext, ReplicaState, RoleKv, RoleReplicas,
-    Sla, MAX_REPLICAS,
+    ceilings, LatencySummary, Limits, Observation, Policy, PolicyContext, ReplicaState, RoleKv,
+    RoleReplicas, Sla, MAX_REPLICAS,
 };
 use sla_planner::profile::Profile;
 
@@ -88,16 +88,22 @@ fn magnitude(lo: f64, hi: f64) -> impl Strategy<Value = f64> {
     prop_oneof![Just(0.0), (lo..hi).prop_map(|e: f64| 10f64.powf(e))]
 }
 
+/// Up to the ceiling `most` in powers of ten from `10^lo`, the ceiling itself included.
+fn up_to(lo: f64, most: f64) -> impl Strategy<Value = f64> {
+    prop_oneof![magnitude(lo, most.log10()), Just(most)]
+}
+
 prop_compose! {
-    /// Valid but far from any deployment: rates of millions, prompts of millions of tokens,
-    /// latencies from nothing to centuries, counts up to `MAX_REPLICAS`.
+    /// Valid but far from any deployment: every magnitude up to its ceiling (`ceilings`:
+    /// ten million requests a second, prompts of 10^8 tokens, latencies from nothing to a
+    /// day), counts up to `MAX_REPLICAS`.
     fn extreme_observation(t: f64)(
-        requests in prop::option::of(magnitude(-3.0, 12.0)),
-        isl in prop::option::of(magnitude(-3.0, 8.0)),
-        osl in prop::option::of(magnitude(-3.0, 8.0)),
-        latency in prop::option::of(magnitude(-6.0, 12.0)),
+        requests in prop::option::of(up_to(-3.0, ceilings::REQUESTS_PER_S * 60.0)),
+        isl in prop::option::of(up_to(-3.0, ceilings::TOKENS_PER_REQUEST)),
+        osl in prop::option::of(up_to(-3.0, ceilings::TOKENS_PER_REQUEST)),
+        latency in prop::option::of(up_to(-6.0, ceilings::LATENCY_MS)),
         kv in prop::option::of(0.0f64..=1.0),
-        queued in prop::option::of(magnitude(0.0, 15.0)),
+        queued in prop::option::of(up_to(0.0, ceilings::QUEUED_TOKENS)),
         counts in prop::option::of(prop::array::uniform4(prop_oneof![0u32..4, Just(MAX_REPLICAS)])),
     ) -> Observation {
         let summary = latency.map(|m| LatencySummary { mean: Some(m), p50: Some(m), p90: Some(m), p99: Some(m) });

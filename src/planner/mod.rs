@@ -16,8 +16,8 @@ pub mod step_pool;
 
 pub use crate::scaler::Limits;
 pub use observation::{
-    percentile_sorted, shown, Decision, Forecast, LatencySummary, Observation, ReplicaState,
-    RoleKv, RoleReplicas, MAX_REPLICAS,
+    ceilings, percentile_sorted, shown, Decision, Forecast, LatencySummary, Observation,
+    ReplicaState, RoleKv, RoleReplicas, MAX_REPLICAS,
 };
 
 use serde::{Deserialize, Serialize};
