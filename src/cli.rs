@@ -621,6 +621,9 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The share of an interval that may overlap the previous observation's: clock jitter.
+const OVERLAP_ALLOWED: f64 = 0.05;
+
 /// One input line of `decide`, answered: the decision, or an error naming the field.
 pub fn decide_line(
     policy: &mut dyn crate::planner::Policy,
@@ -659,6 +662,18 @@ pub fn decide_line(
                 "field time_s: must be after the previous observation's {} (got {})",
                 shown(last),
                 shown(obs.time_s)
+            ));
+        }
+        // Nor may intervals overlap: a window read every half window (a rolling rate)
+        // would have each arrival counted twice over the planner's steps, and a trend
+        // read at twice its pace. Clocks jitter; a twentieth of the interval passes.
+        let began = obs.time_s - obs.interval_s;
+        if last - began > obs.interval_s * OVERLAP_ALLOWED {
+            return err(format!(
+                "field interval_s: the interval ({} s, from {}) overlaps the previous observation's, which ended at {}: observations describe consecutive intervals (count each line's signals over the time since the previous line, and send that time as interval_s)",
+                shown(obs.interval_s),
+                shown(began),
+                shown(last)
             ));
         }
     }

@@ -148,6 +148,40 @@ fn malformed_lines_get_an_error_naming_the_field_and_the_run_goes_on() {
 }
 
 #[test]
+fn intervals_may_not_overlap_beyond_clock_jitter() {
+    let line = |t: f64, interval: f64| {
+        serde_json::json!({"time_s": t, "interval_s": interval, "requests": 600}).to_string()
+    };
+    let input = [
+        line(60.0, 60.0),
+        // Read 59 s after the previous line: a second of jitter passes.
+        line(119.0, 60.0),
+        // A 60 s window read 30 s later: half of it was the previous line's.
+        line(149.0, 60.0),
+        // The same, told as what it is: 30 s since the previous valid line.
+        line(149.0, 30.0),
+        // A gap is not an overlap.
+        line(400.0, 60.0),
+    ]
+    .join("\n");
+    let (code, out, err) = decide(&["--scenario", "sin-5-45"], &input);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(out.len(), 5);
+    for i in [0, 1, 3, 4] {
+        assert!(out[i]["prefill"].is_u64(), "line {}: {}", i + 1, out[i]);
+    }
+    assert_eq!(out[2]["line"], 3);
+    assert!(
+        out[2]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("field interval_s: the interval (60 s, from 89) overlaps the previous observation's, which ended at 119"),
+        "{}",
+        out[2]
+    );
+}
+
+#[test]
 fn config_file_and_its_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let good = tmp.path().join("planner.yaml");
