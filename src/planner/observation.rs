@@ -410,7 +410,7 @@ mod tests {
                 ..Default::default()
             })
         }
-        let at_most = |o: Observation| o.validate();
+        let check = |o: Observation| o.validate();
         // Each at its ceiling passes; just past it fails, naming the field and the ceiling.
         type Setter = fn(&mut Observation, f64);
         let cases: Vec<(&str, Setter, f64)> = vec![
@@ -429,9 +429,9 @@ mod tests {
         for (field, set, most) in cases {
             let mut o = base.clone();
             set(&mut o, most);
-            assert_eq!(at_most(o.clone()), Ok(()), "{field} at {most}");
+            assert_eq!(check(o.clone()), Ok(()), "{field} at {most}");
             set(&mut o, most * 1.001);
-            let err = at_most(o).unwrap_err();
+            let err = check(o).unwrap_err();
             assert!(
                 err.starts_with(&format!("{field}: must be at most {}", shown(most))),
                 "{err}"
