@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond the Rust toolchain, from Debian's packages, when it
 # is missing: Prometheus for the end-to-end test, Chromium for the dashboard test,
-# kubernetes-validate (PyPI) for the manifests.
+# kubernetes-validate (PyPI) for the manifests, and with it jsonschema for the decide schema.
 set -euo pipefail
 missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
@@ -18,5 +18,10 @@ fi
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
   echo "installing kubernetes-validate (PyPI) to check the manifests offline" >&2
   python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate
+fi
+# jsonschema comes with kubernetes-validate; the decide schema's test uses it too.
+if ! python3 -c "import jsonschema" >/dev/null 2>&1; then
+  echo "installing jsonschema (PyPI) to check docs/decide.schema.json" >&2
+  python3 -m pip install --quiet --disable-pip-version-check jsonschema
 fi
 prometheus --version 2>&1 | head -1 >&2
