@@ -301,26 +301,8 @@ fn the_schema_and_decide_agree_on_each_line() {
     lines.push(json!({"interval_s": 60, "requests": 600}));
     let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
 
-    let mut child = Command::new(common::bin())
-        .args(["decide", "--scenario", "sin-5-45"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "some lines are invalid");
-    let answers: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (code, answers, err) = common::decide(&["--scenario", "sin-5-45"], &input);
+    assert_eq!(code, 2, "some lines are invalid: {err}");
     assert_eq!(answers.len(), lines.len());
 
     let (valid, complaints) = validate(&schema(), &lines, &answers);

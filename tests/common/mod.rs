@@ -56,6 +56,37 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sla-planner")
 }
 
+/// `sla-planner decide ARGS` fed `input`: its exit code, each output line as JSON, stderr.
+pub fn decide(args: &[&str], input: &str) -> (i32, Vec<serde_json::Value>, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(bin())
+        .arg("decide")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each output line is JSON"))
+        .collect();
+    (
+        out.status.code().unwrap_or(-1),
+        lines,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// What `sla-planner ARGS` prints on standard output, run from the project directory; it
 /// must succeed.
 pub fn run_stdout(args: &[&str]) -> String {
