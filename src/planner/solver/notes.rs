@@ -1,0 +1,161 @@
+//! What bound a solution's counts, as values, and how each reads in a decision's reasons.
+
+use std::fmt;
+
+/// What bound a solution's counts. Kept as values and written out only for the solution a
+/// decision keeps: a decision solves every step to the horizon (and a recurring peak's), so
+/// most solutions are dropped, and formatting their notes cost more than some searches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SolverNote {
+    /// The slowest prompts alone (ms, the spread applied) miss the TTFT target.
+    SlowestPromptsMiss {
+        alone_ms: f64,
+    },
+    PrefillBinds {
+        prefill: u32,
+        ttft_quantile: f64,
+    },
+    /// Prefill sized for the share of prompts expected to miss over the rates the forecast
+    /// may see, fewer than the rate at its bound asks.
+    PrefillForExpectedMisses {
+        prefill: u32,
+        at_bound: u32,
+        /// The share expected to miss, and the share the TTFT percentile allows.
+        share: f64,
+        allowed: f64,
+        /// How many rates the share is over (the forecast's recent errors).
+        outcomes: usize,
+    },
+    TtftOutOfReach {
+        max_prefill: u32,
+    },
+    DecodeBinds {
+        decode: u32,
+    },
+    /// Decode (aggregated: the workers) sized for the last value's bound, above the
+    /// forecast's, where the forecast is no clearly better than the last value.
+    DecodeAtLastValuesBound {
+        decode: u32,
+        at_bound: u32,
+        rate: f64,
+        aggregated: bool,
+    },
+    ItlOutOfReach {
+        max_decode: u32,
+    },
+    BudgetBinds {
+        gpu_budget: u32,
+        needed: (u32, u32),
+        split: (u32, u32),
+        /// The largest share of the load the split meets both targets for, if any.
+        share: Option<f64>,
+        /// Shared in proportion to the needs: no split keeps up with the whole load.
+        by_need: bool,
+        /// Chosen for the most requests expected to meet both targets: that share.
+        expected: Option<f64>,
+    },
+    AggregatedMeets {
+        workers: u32,
+    },
+    AggregatedOutOfReach {
+        max_workers: u32,
+    },
+}
+
+impl fmt::Display for SolverNote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            SolverNote::SlowestPromptsMiss { alone_ms } => write!(
+                f,
+                "the slowest prompts ({alone_ms:.0} ms alone) miss the TTFT target whatever the replicas; sized for the rest"
+            ),
+            SolverNote::PrefillBinds {
+                prefill,
+                ttft_quantile,
+            } => write!(
+                f,
+                "prefill {prefill}: TTFT p{:.0} target binds",
+                ttft_quantile * 100.0
+            ),
+            SolverNote::PrefillForExpectedMisses {
+                prefill,
+                at_bound,
+                share,
+                allowed,
+                outcomes,
+            } => write!(
+                f,
+                "prefill {prefill}, not the {at_bound} the bound's rate asks: over the rates of the forecast's last {outcomes} misses, {:.2}% of prompts expected to miss the TTFT target ({}% allowed)",
+                share * 100.0,
+                // 1 at p99, 0.5 at p99.5.
+                (allowed * 1000.0).round() / 10.0
+            ),
+            SolverNote::TtftOutOfReach { max_prefill } => write!(
+                f,
+                "TTFT target out of reach even at max_prefill {max_prefill}"
+            ),
+            SolverNote::DecodeBinds { decode } => {
+                write!(f, "decode {decode}: ITL target and KV capacity bind")
+            }
+            SolverNote::DecodeAtLastValuesBound {
+                decode,
+                at_bound,
+                rate,
+                aggregated,
+            } => {
+                let (role, one) = if aggregated {
+                    ("aggregated: workers", "a worker")
+                } else {
+                    ("decode", "an engine")
+                };
+                write!(
+                    f,
+                    "{role} {decode}, not the {at_bound} the bound's rate asks: sized for {rate:.2} req/s, the last value's bound, as the forecast is no clearly better than the last value and {one} short misses every request on it"
+                )
+            }
+            SolverNote::ItlOutOfReach { max_decode } => {
+                write!(f, "ITL target out of reach even at max_decode {max_decode}")
+            }
+            SolverNote::BudgetBinds {
+                gpu_budget,
+                needed: (p, d),
+                split: (bp, bd),
+                share,
+                by_need,
+                expected,
+            } => {
+                if let Some(expected) = expected {
+                    return write!(
+                        f,
+                        "GPU budget {gpu_budget} binds: {p}P+{d}D needed; {bp}P+{bd}D expected to meet both targets for {:.0}% of requests at 50-100% of the planned load, the most of any split",
+                        100.0 * expected
+                    );
+                }
+                let how = if by_need {
+                    "shared in proportion to the needs, as no split keeps up with the whole load"
+                } else {
+                    "the rest to keep the worse latency ratio lowest"
+                };
+                match share {
+                    Some(share) => write!(
+                        f,
+                        "GPU budget {gpu_budget} binds: {p}P+{d}D needed; {bp}P+{bd}D meets both targets for at least {}% of the load, no split for more ({how})",
+                        // Whole per cents, rounded down (the share found is a lower bound).
+                        (100.0 * share).floor() as u32
+                    ),
+                    None => write!(
+                        f,
+                        "GPU budget {gpu_budget} binds: {p}P+{d}D needed; no split meets both targets for any share of the load: {bp}P+{bd}D, {how}"
+                    ),
+                }
+            }
+            SolverNote::AggregatedMeets { workers } => {
+                write!(f, "aggregated: {workers} workers meet TTFT and ITL")
+            }
+            SolverNote::AggregatedOutOfReach { max_workers } => write!(
+                f,
+                "aggregated: targets out of reach even at {max_workers} workers"
+            ),
+        }
+    }
+}
