@@ -154,6 +154,18 @@ pub struct DeploymentSpec {
     /// whose metrics lack them would decide.
     #[serde(default)]
     pub withhold: Vec<crate::sim::Signal>,
+    /// Spans in which the policies are shown no signal (a metrics outage): each decision
+    /// within one sees its time, interval and the replicas only.
+    #[serde(default)]
+    pub signal_outages: Vec<SignalOutage>,
+}
+
+/// A span of a dry run in which the metrics are out: `from_s` < a decision's time <= `to_s`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalOutage {
+    pub from_s: f64,
+    pub to_s: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -486,6 +498,28 @@ const MIN_PREFILL_TOKEN_BUDGET: u32 = 64;
 /// The shortest gauge scrape interval, seconds (Prometheus scrapes every few seconds).
 const MIN_SCRAPE_S: f64 = 0.01;
 
+/// The outages as spans, each checked: `0 <= from_s < to_s`, both finite.
+fn signal_outages(origin: &str, outages: &[SignalOutage]) -> Result<Vec<(f64, f64)>, InputError> {
+    outages
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            if o.from_s.is_finite() && o.to_s.is_finite() && o.from_s >= 0.0 && o.to_s > o.from_s {
+                Ok((o.from_s, o.to_s))
+            } else {
+                Err(field_err(
+                    origin,
+                    &format!("deployment.signal_outages[{i}]"),
+                    format!(
+                        "needs 0 <= from_s < to_s, both finite (got from_s {}, to_s {})",
+                        o.from_s, o.to_s
+                    ),
+                ))
+            }
+        })
+        .collect()
+}
+
 fn positive(origin: &str, field: &str, v: f64) -> Result<(), InputError> {
     if v.is_finite() && v > 0.0 {
         Ok(())
@@ -757,6 +791,7 @@ pub fn prepare(
         max_context_tokens: profile.max_context_tokens,
         aggregated,
         withhold: d.withhold.clone(),
+        signal_outages: signal_outages(origin, &d.signal_outages)?,
     };
     if explicit.is_none() {
         // Sized for the first interval + cold start, as the oracle starts: the capacity a
@@ -799,6 +834,11 @@ pub fn prepare(
         notes.push(format!(
             "the policies are not shown {} (deployment.withhold); the timeline keeps them",
             names.join(", ")
+        ));
+    }
+    for &(from, to) in &sim.signal_outages {
+        notes.push(format!(
+            "the policies are shown no signal for the decisions after {from:.0}s up to {to:.0}s (deployment.signal_outages)"
         ));
     }
     notes.extend(engine_size_notes(

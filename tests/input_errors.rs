@@ -438,7 +438,7 @@ fn scenario_errors_name_the_field() {
     let tmp = tempfile::tempdir().unwrap();
     let base = include_str!("../simulations/sin-5-45.yaml");
     // (file, text replaced, replacement, what the error must name)
-    let cases: [(&str, &str, &str, &[&str]); 14] = [
+    let cases: [(&str, &str, &str, &[&str]); 15] = [
         ("typo.yaml", "interval_s: 60", "interval: 60", &["interval"]),
         // A top-level field is named by the error itself, not as a field path.
         (
@@ -519,6 +519,16 @@ fn scenario_errors_name_the_field() {
                 "deployment.withhold",
                 "unknown variant `percentile`",
                 "percentiles",
+            ],
+        ),
+        // An outage that ends before it begins.
+        (
+            "outage.yaml",
+            "gpus_per_decode_engine: 1",
+            "gpus_per_decode_engine: 1\n  signal_outages: [{from_s: 0, to_s: 60}, {from_s: 900, to_s: 600}]",
+            &[
+                "field deployment.signal_outages[1]: needs 0 <= from_s < to_s",
+                "got from_s 900, to_s 600",
             ],
         ),
     ];

@@ -705,6 +705,41 @@ impl sla_planner::planner::Policy for RecordingPolicy {
 }
 
 #[test]
+fn in_a_signal_outage_the_policy_sees_only_the_time_and_the_replicas() {
+    let profile = sla_planner::profile::Profile::embedded_default();
+    let requests = common::steady_requests(600, 2.0, 1000, 50);
+    let mut cfg = common::sim_config(&profile, 1, 1, 300.0);
+    cfg.signal_outages = vec![(60.0, 180.0)];
+    let mut policy = RecordingPolicy(Vec::new());
+    let result = sla_planner::sim::simulate(&cfg, &profile, &requests, &mut policy, None);
+    let seen = policy.0.split_off(1);
+    assert_eq!(seen.len(), result.timeline.len());
+    for (shown, row) in seen.iter().zip(&result.timeline) {
+        let whole = &row.observation;
+        assert!(
+            whole.requests.is_some() && whole.ttft_ms.is_some(),
+            "the timeline keeps them"
+        );
+        if shown.time_s > 60.0 && shown.time_s <= 180.0 {
+            let blank = sla_planner::planner::Observation {
+                time_s: whole.time_s,
+                interval_s: whole.interval_s,
+                replicas: whole.replicas,
+                ..Default::default()
+            };
+            assert_eq!(shown, &blank);
+        } else {
+            assert_eq!(shown, whole);
+        }
+    }
+    assert_eq!(
+        seen.iter().filter(|o| o.requests.is_none()).count(),
+        2,
+        "the decisions at 120 s and 180 s"
+    );
+}
+
+#[test]
 fn withheld_signals_are_not_shown_to_the_policy_and_the_timeline_keeps_them() {
     use sla_planner::sim::Signal;
     let profile = sla_planner::profile::Profile::embedded_default();

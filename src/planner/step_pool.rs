@@ -201,14 +201,22 @@ impl StepPool {
             _ => self.halves = None,
         }
         let full = per_step as f64 * interval_s - interval_s / 2.0;
-        (self.span_s >= full).then(|| {
-            let pooled = self.peek().expect("an interval was just added");
-            *self = StepPool {
-                basis: self.basis,
-                ..StepPool::new(self.step_s, self.startup_s)
-            };
-            pooled
-        })
+        if self.span_s >= full {
+            self.close()
+        } else {
+            None
+        }
+    }
+
+    /// Closes the pool as a step of what it holds (a gap in the observations ends the step
+    /// early); `None` when it is empty.
+    pub fn close(&mut self) -> Option<Pooled> {
+        let pooled = self.peek()?;
+        *self = StepPool {
+            basis: self.basis,
+            ..StepPool::new(self.step_s, self.startup_s)
+        };
+        Some(pooled)
     }
 
     /// What the pool holds so far, as one value; `None` when empty.
@@ -257,6 +265,24 @@ impl StepPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pool_closed_early_is_a_step_of_what_it_holds_and_the_next_starts_empty() {
+        let mut pool = StepPool::new(60.0, 60.0);
+        assert!(pool.close().is_none());
+        assert!(pool.add(10.0, 100.0, None, Some(1000.0), None).is_empty());
+        assert!(pool.add(10.0, 300.0, None, Some(2000.0), None).is_empty());
+        let closed = pool.close().unwrap();
+        assert_eq!((closed.requests, closed.span_s), (400.0, 20.0));
+        assert_eq!(closed.isl, Some(1750.0));
+        assert!(pool.is_empty() && pool.close().is_none());
+        // The next step fills as any other: four intervals of 10 s (half of 10 s and the
+        // cold start, 35 s, to the nearest whole number).
+        let steps: Vec<usize> = (0..4)
+            .map(|_| pool.add(10.0, 100.0, None, None, None).len())
+            .collect();
+        assert_eq!(steps, vec![0, 0, 0, 1]);
+    }
 
     #[test]
     fn intervals_are_pooled_to_the_nearest_whole_step() {

@@ -115,6 +115,28 @@ pub struct SimConfig {
     pub aggregated: bool,
     /// Signals the policies are not shown (the timeline keeps them).
     pub withhold: Vec<Signal>,
+    /// Spans `(from_s, to_s)` in which the policies are shown no signal at all: a decision
+    /// at a time within one (after `from_s`, up to `to_s`) sees its time, interval and the
+    /// replicas only, as the live loop shows the planner a metrics read that failed.
+    pub signal_outages: Vec<(f64, f64)>,
+}
+
+/// The observation a policy is shown at `t`: blank but for the time, interval and replicas
+/// within a signal outage, else without the withheld signals.
+pub fn shown(obs: &Observation, t: f64, cfg: &SimConfig) -> Observation {
+    if cfg
+        .signal_outages
+        .iter()
+        .any(|&(from, to)| t > from && t <= to)
+    {
+        return Observation {
+            time_s: obs.time_s,
+            interval_s: obs.interval_s,
+            replicas: obs.replicas,
+            ..Default::default()
+        };
+    }
+    withholding(obs, &cfg.withhold)
 }
 
 /// What happened to one request.
@@ -289,7 +311,7 @@ pub fn simulate(
         let t = next_tick;
         let replicas = sim.replica_states();
         let (obs, extras) = sim.acc.take(t, cfg.interval_s, replicas);
-        let decision = policy.decide(t, &withholding(&obs, &cfg.withhold));
+        let decision = policy.decide(t, &shown(&obs, t, cfg));
         sim.apply_targets(decision.prefill, decision.decode);
         timeline.push(IntervalRow {
             observation: obs,

@@ -49,6 +49,7 @@ pub fn sim_config(profile: &Profile, prefill: u32, decode: u32, duration_s: f64)
         max_context_tokens: profile.max_context_tokens,
         aggregated: false,
         withhold: Vec::new(),
+        signal_outages: Vec::new(),
     }
 }
 

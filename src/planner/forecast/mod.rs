@@ -316,6 +316,25 @@ impl SignalForecaster {
     /// the scatter dominates and, extrapolated over many steps to the horizon, it would pass
     /// for a trend.
     pub fn observe_sampled(&mut self, y: f64, noise: f64, horizon: usize) {
+        self.advance(y, noise, horizon, true);
+    }
+
+    /// Takes `y` as the value of a step nobody measured (a gap in the observations, filled
+    /// by the caller's estimate), so that the steps after it keep their place in time: a
+    /// period, a trend's slope per step and the forecasts due later stay where they belong.
+    /// An estimate is not the load: no forecast is scored against it, nor does it start or
+    /// end an excursion or a new level.
+    pub fn observe_unseen(&mut self, y: f64, horizon: usize) {
+        self.advance(y, 0.0, horizon, false);
+    }
+
+    /// The most steps the history holds: a gap longer than this leaves nothing of the load
+    /// the forecasts were made from.
+    pub fn memory_steps(&self) -> usize {
+        self.history_cap()
+    }
+
+    fn advance(&mut self, y: f64, noise: f64, horizon: usize, measured: bool) {
         if !y.is_finite() {
             return;
         }
@@ -326,13 +345,14 @@ impl SignalForecaster {
         };
         self.ticks += 1;
         self.within = None;
-        // Score forecasts that were made for this tick.
+        // Score forecasts that were made for this tick (those due at an unseen step go
+        // unscored).
         while let Some(&(due, _, preds)) = self.pending.front() {
             if due > self.ticks {
                 break;
             }
             self.pending.pop_front();
-            if due == self.ticks {
+            if due == self.ticks && measured {
                 record_errors(&mut self.errors, &preds, y, ERROR_WINDOW);
             }
         }
@@ -377,8 +397,8 @@ impl SignalForecaster {
             .iter()
             .position(|&c| c == ForecasterKind::Smoothed)
             .expect("smoothed is a candidate");
-        let usual = self.score(smoothed);
-        if self.follows_excursions {
+        let usual = self.score(smoothed).filter(|_| measured);
+        if self.follows_excursions && measured {
             self.track_excursion(y);
         }
         if let Some(l) = self.level {
@@ -397,7 +417,7 @@ impl SignalForecaster {
         });
         let h = horizon.max(1);
         self.horizon = h;
-        if let Some(next) = self.next {
+        if let (Some(next), true) = (self.next, measured) {
             record_errors(&mut self.recent, &next, y, RUN);
         }
         self.next = Some(std::array::from_fn(|i| self.candidate(i, 1)));
@@ -1577,6 +1597,28 @@ mod tests {
         series.push(80.0);
         let f = run(ForecasterKind::Smoothed, &series, 2);
         assert_eq!(f.forecast(1, 0.0).unwrap().point, 80.0);
+    }
+
+    #[test]
+    fn a_step_nobody_observed_is_not_scored_and_starts_no_new_level() {
+        let steady = || {
+            let mut f = SignalForecaster::new(ForecasterKind::Auto, None).with_excursions();
+            for i in 0..30 {
+                f.observe(10.0 + (i % 3) as f64, 2);
+            }
+            f
+        };
+        let (mut unseen, mut seen) = (steady(), steady());
+        let errors = unseen.errors.clone();
+        unseen.observe_unseen(60.0, 2);
+        seen.observe(60.0, 2);
+        // Both took a step; only the measured one is a new level and an excursion, and only
+        // it scored the forecasts due then.
+        assert_eq!((unseen.len(), unseen.last()), (seen.len(), Some(60.0)));
+        assert_eq!(unseen.errors, errors);
+        assert_ne!(seen.errors, errors);
+        assert!(unseen.jump.is_none() && unseen.excursion.is_none());
+        assert!(seen.jump.is_some() && seen.excursion.is_some());
     }
 
     #[test]

@@ -190,6 +190,9 @@ pub struct SlaPlanner {
     found: Option<(u32, u32)>,
     /// Since when no request has arrived, and the rate forecast just before (a silence).
     silence: Option<(f64, f64)>,
+    /// The end of the last interval whose request count reached the forecasters: an
+    /// interval that begins later leaves a stretch nobody observed (`fill_unseen`).
+    fed_until_s: Option<f64>,
 }
 
 /// Arrivals the rate forecast must have expected in a silence for it to be taken as a gap:
@@ -234,16 +237,13 @@ impl SlaPlanner {
             ctx.limits.max_prefill = 0;
         }
         let pool = StepPool::new(cfg.forecast_step_s, ctx.startup_s);
-        let step_s = pool.step_len_s(ctx.interval_s);
-        let period = cfg.season_s.map(|s| (s / step_s).round() as usize);
+        let (rate, isl, osl) = Self::fresh_forecasters(&cfg, pool.step_len_s(ctx.interval_s));
         let model = PerformanceModel::new(ctx.prefill.clone(), ctx.decode.clone(), cfg.correction);
         SlaPlanner {
             name: "planner".into(),
-            rate: SignalForecaster::new(cfg.forecaster, period)
-                .with_prior_error(cfg.prior_error)
-                .with_excursions(),
-            isl: SignalForecaster::new(cfg.forecaster, period),
-            osl: SignalForecaster::new(cfg.forecaster, period),
+            rate,
+            isl,
+            osl,
             pool,
             stabilizer: Stabilizer::new(cfg.stabilizer),
             model,
@@ -257,20 +257,124 @@ impl SlaPlanner {
             decode_unsettled_at: None,
             found: None,
             silence: None,
+            fed_until_s: None,
         }
+    }
+
+    /// The rate, ISL and OSL forecasters as configured, with nothing seen, for steps of
+    /// `step_s`.
+    fn fresh_forecasters(
+        cfg: &PlannerConfig,
+        step_s: f64,
+    ) -> (SignalForecaster, SignalForecaster, SignalForecaster) {
+        let period = cfg.season_s.map(|s| (s / step_s).round() as usize);
+        (
+            SignalForecaster::new(cfg.forecaster, period)
+                .with_prior_error(cfg.prior_error)
+                .with_excursions(),
+            SignalForecaster::new(cfg.forecaster, period),
+            SignalForecaster::new(cfg.forecaster, period),
+        )
     }
 
     /// Feeds past intervals to the forecasters without deciding, so a restart does not
     /// forget the load: `(requests, isl_mean, osl_mean)` per interval, oldest first.
+    /// An interval without a count is a stretch nobody observed, filled as `decide` fills
+    /// one (`fill_unseen`), so the intervals after it keep their place in time.
     pub fn warm(&mut self, history: &[(f64, Option<f64>, Option<f64>)], interval_s: f64) {
+        // The history's own timeline, from 0: the first decision's interval is taken to
+        // follow the last one given, whatever its clock says.
+        let mut end_s = 0.0;
         for &(requests, isl, osl) in history {
+            end_s += interval_s;
             if !(requests.is_finite() && requests >= 0.0) {
                 continue;
             }
+            self.fill_unseen(
+                end_s - interval_s,
+                interval_s,
+                requests / interval_s,
+                isl,
+                osl,
+            );
+            self.fed_until_s = Some(end_s);
             for pooled in self.pool.add(interval_s, requests, None, isl, osl) {
                 self.observe_pooled(&pooled, interval_s);
             }
         }
+        self.fed_until_s = None;
+    }
+
+    /// Fills the forecast steps between the end of the last interval the forecasters took
+    /// and `start_s`, where an interval of `interval_s` whose rate is `rate` begins: a
+    /// decision's observations lost (a metrics outage, a tool's skipped line). Taken as
+    /// consecutive, the intervals after a gap would shift a period found by its length and
+    /// steepen a trend's slope per step. The steps are filled with the straight line from
+    /// the last value to this interval's, which no forecast is scored against
+    /// (`SignalForecaster::observe_unseen`); a gap longer than the forecasters' memory
+    /// leaves nothing to forecast from, and they start afresh. Half a step or less is
+    /// clock jitter, not a gap. Returns the reason to give.
+    fn fill_unseen(
+        &mut self,
+        start_s: f64,
+        interval_s: f64,
+        rate: f64,
+        isl: Option<f64>,
+        osl: Option<f64>,
+    ) -> Option<String> {
+        let gap_s = start_s - self.fed_until_s?;
+        let step_s = self.pool.step_len_s(interval_s);
+        // A step the pool has begun ends where the gap begins, and closes as a step of its own.
+        let begun = !self.pool.is_empty();
+        let steps = ((self.pool.span_s() + gap_s) / step_s).round() as usize;
+        let unseen = steps.saturating_sub(usize::from(begun));
+        if unseen == 0 || gap_s <= 0.0 {
+            return None;
+        }
+        if unseen > self.rate.memory_steps() {
+            (self.rate, self.isl, self.osl) =
+                Self::fresh_forecasters(&self.cfg, self.pool.step_len_s(self.ctx.interval_s));
+            self.pool = StepPool::new(self.cfg.forecast_step_s, self.ctx.startup_s);
+            return Some(format!(
+                "no interval seen for {gap_s:.0}s, longer than the forecasters remember ({} steps): the load is forecast afresh",
+                self.rate.memory_steps()
+            ));
+        }
+        if let Some(pooled) = self.pool.close() {
+            self.observe_pooled(&pooled, interval_s);
+        }
+        let from = self.rate.last()?;
+        let h = self.horizon_steps(interval_s, step_s);
+        // Each forecaster's path through the gap, bent to end at this interval's value:
+        // a straight line for a level or a trend, the load's shape for a periodic one.
+        let bridge = |f: &SignalForecaster, to: Option<f64>| -> Option<Vec<f64>> {
+            let path: Vec<f64> = (1..=unseen + 1)
+                .map(|j| f.point(j))
+                .collect::<Option<_>>()?;
+            let miss = to.map_or(0.0, |to| to - path[unseen]);
+            Some(
+                (1..=unseen)
+                    .map(|j| (path[j - 1] + miss * j as f64 / (unseen + 1) as f64).max(0.0))
+                    .collect(),
+            )
+        };
+        let length = |v: Option<f64>| v.filter(|v| v.is_finite() && *v > 0.0);
+        let paths = [
+            bridge(&self.rate, Some(rate)),
+            bridge(&self.isl, length(isl)),
+            bridge(&self.osl, length(osl)),
+        ];
+        for (f, path) in [&mut self.rate, &mut self.isl, &mut self.osl]
+            .into_iter()
+            .zip(paths)
+        {
+            for y in path.into_iter().flatten() {
+                f.observe_unseen(y, h);
+            }
+        }
+        Some(format!(
+            "no interval seen for {gap_s:.0}s: its {unseen} forecast step(s) filled with the forecast from {from:.2} req/s bent to end at {rate:.2} (no forecast scored against them)"
+        ))
     }
 
     /// Takes corrections learned before a restart (`PerformanceModel::restore`), so the
@@ -455,6 +559,14 @@ impl SlaPlanner {
             Some(_) => return self.hold(obs, "request count is not a number"),
             None => return self.hold(obs, "request count missing"),
         };
+        let unseen = self.fill_unseen(
+            now_s - interval_s,
+            interval_s,
+            requests / interval_s,
+            obs.isl_mean,
+            obs.osl_mean,
+        );
+        self.fed_until_s = Some(now_s);
         let silence = self.silence_hold(now_s, interval_s, requests);
         let step_s = self.pool.step_len_s(interval_s);
         // An interval whose TTFT or ITL p90 is over its target lost more than a tenth of its
@@ -539,6 +651,7 @@ impl SlaPlanner {
 
         let mut reasons = vec![self.plan_reason(&plan, step_s)];
         reasons.extend(assumed_reason);
+        reasons.extend(unseen);
         if backlog > 0.0 {
             reasons.push(format!(
                 "{backlog:.0} queued prefill tokens to work off within {step_s:.0}s"
@@ -1577,6 +1690,109 @@ mod tests {
             // Unsplit, the forecasters see one value an interval, a whole interval late.
             assert_eq!(whole.rate.len(), i as usize + 1);
         }
+    }
+
+    /// A load repeating every ten minutes, per second, at minute `m`.
+    fn ten_minute_wave(m: f64) -> f64 {
+        20.0 + 12.0 * (std::f64::consts::TAU * m / 10.0).sin()
+    }
+
+    #[test]
+    fn minutes_nobody_observed_keep_their_place_in_a_periodic_loads_time() {
+        // Forty minutes of a load that repeats every ten, then four minutes of metrics out
+        // (the count missing: the planner holds), then the load again.
+        let mut seen_all = test_planner();
+        let mut with_gap = test_planner();
+        let mut after_gap = Vec::new();
+        for minute in 1..=50u32 {
+            let t = 60.0 * f64::from(minute);
+            let obs = steady_interval(t, 60.0, ten_minute_wave(f64::from(minute) - 0.5));
+            let whole = seen_all.decide(t, &obs);
+            let outage = (41..=44).contains(&minute);
+            let shown = if outage {
+                Observation {
+                    requests: None,
+                    requests_second_half: None,
+                    ..obs
+                }
+            } else {
+                obs
+            };
+            let gapped = with_gap.decide(t, &shown);
+            if outage {
+                assert_eq!(gapped.reasons[0], "hold: request count missing");
+            } else if minute > 44 {
+                after_gap.push((minute, whole, gapped));
+            }
+        }
+        let (_, _, first) = &after_gap[0];
+        assert!(
+            first.reasons.iter().any(|r| r.starts_with(
+                "no interval seen for 240s: its 4 forecast step(s) filled with the forecast"
+            )),
+            "{:?}",
+            first.reasons
+        );
+        // The forecasters have a step for every minute, seen or not, and forecast the wave
+        // as the planner that saw it all does: the rate planned for is the same to within
+        // a few percent from the first decision after the gap (taken as consecutive, the
+        // minutes after it would be four minutes, most of half a wave, out of phase).
+        assert_eq!(with_gap.rate.len(), seen_all.rate.len());
+        for (minute, whole, gapped) in &after_gap {
+            let (w, g) = (
+                whole.forecast.unwrap().requests_per_s,
+                gapped.forecast.unwrap().requests_per_s,
+            );
+            assert!((g / w - 1.0).abs() < 0.05, "minute {minute}: {g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn a_gap_longer_than_the_forecasters_remember_starts_them_afresh() {
+        let mut planner = planner_after_minutes(&[30.0; 20]);
+        // Two days later (an hourly job's planner restored, a tool's replay of a later
+        // day), 10 req/s.
+        let t = 60.0 * 21.0 + 2.0 * 86_400.0;
+        let d = planner.decide(t, &steady_interval(t, 60.0, 10.0));
+        assert!(
+            d.reasons
+                .iter()
+                .any(|r| r.starts_with("no interval seen for 172800s")
+                    && r.ends_with("the load is forecast afresh")),
+            "{:?}",
+            d.reasons
+        );
+        assert_eq!(planner.rate.len(), 1);
+        assert_eq!(planner.rate.last(), Some(10.0));
+        // Jitter of a few seconds between intervals is no gap.
+        let next = t + 62.0;
+        let d = planner.decide(next, &steady_interval(next, 60.0, 10.0));
+        assert!(!d.reasons.iter().any(|r| r.contains("no interval seen")));
+        assert_eq!(planner.rate.len(), 2);
+    }
+
+    #[test]
+    fn history_with_intervals_missing_keeps_the_intervals_after_them_in_place() {
+        let mut warmed = test_planner();
+        let mut whole = test_planner();
+        let history: Vec<(f64, Option<f64>, Option<f64>)> = (1..=30)
+            .map(|m| {
+                (
+                    ten_minute_wave(f64::from(m) - 0.5) * 60.0,
+                    Some(3000.0),
+                    Some(300.0),
+                )
+            })
+            .collect();
+        whole.warm(&history, 60.0);
+        let mut holed = history.clone();
+        for missing in &mut holed[15..18] {
+            missing.0 = f64::NAN;
+        }
+        warmed.warm(&holed, 60.0);
+        assert_eq!(warmed.rate.len(), whole.rate.len());
+        let (w, g) = (whole.rate.point(3).unwrap(), warmed.rate.point(3).unwrap());
+        assert!((g / w - 1.0).abs() < 0.05, "{g} vs {w}");
     }
 
     #[test]
