@@ -509,6 +509,49 @@ impl SlaPlanner {
         })
     }
 
+    /// Without a request count: holds, or, once the forecast's errors are measured, raises
+    /// a role the forecast needs more of by the time a replica ordered now could be ready,
+    /// counted from the newest interval seen. Nothing is scaled down on missing data; a
+    /// load that repeats or trends goes on doing so while the metrics are out.
+    fn hold_or_follow(&mut self, now_s: f64, obs: &Observation, interval_s: f64) -> Decision {
+        const WHY: &str = "request count missing";
+        let current = self.current(obs);
+        let Some(seen_until) = self.fed_until_s.filter(|_| self.rate.bound_measured()) else {
+            return self.hold(obs, WHY);
+        };
+        let unseen_s = (now_s - seen_until).max(0.0);
+        let step_s = self.pool.step_len_s(interval_s);
+        let last = self.rate.last().unwrap_or(0.0);
+        let plan = self.plan_horizon(
+            last,
+            interval_s,
+            step_s,
+            0.0,
+            Quantiles {
+                rate: self.cfg.headroom_quantile,
+                lengths: None,
+                expected_misses: true,
+                worst_case: false,
+            },
+            current,
+            unseen_s,
+        );
+        if plan.prefill <= current.0 && plan.decode <= current.1 {
+            return self.hold(obs, WHY);
+        }
+        let wish = (plan.prefill.max(current.0), plan.decode.max(current.1));
+        let mut reasons = vec![format!(
+            "{WHY}: nothing scaled down; raised to {} for the forecast, {unseen_s:.0}s past the last interval seen",
+            self.counts(wish.0, wish.1)
+        )];
+        reasons.push(self.plan_reason(&plan, step_s));
+        reasons.extend(plan.solution.notes.iter().map(ToString::to_string));
+        let (counts, notes) = self.stabilizer.apply(now_s, wish, current, None);
+        reasons.extend(notes);
+        let counts = (counts.0.max(current.0), counts.1.max(current.1));
+        self.finish(counts, reasons, &plan, step_s)
+    }
+
     /// Keeps the current replicas: missing or broken signals never scale anything down.
     fn hold(&mut self, obs: &Observation, why: &str) -> Decision {
         let (p, d) = self.current(obs);
@@ -557,7 +600,7 @@ impl SlaPlanner {
         let requests = match obs.requests {
             Some(n) if n.is_finite() && n >= 0.0 => n,
             Some(_) => return self.hold(obs, "request count is not a number"),
-            None => return self.hold(obs, "request count missing"),
+            None => return self.hold_or_follow(now_s, obs, interval_s),
         };
         let unseen = self.fill_unseen(
             now_s - interval_s,
@@ -619,6 +662,7 @@ impl SlaPlanner {
                 worst_case: false,
             },
             current,
+            0.0,
         );
         // What the load would ask if it came in at the forecast's worst miss of the last
         // dozen, or at its own worst rise where the forecast is no clearly better than the
@@ -645,6 +689,7 @@ impl SlaPlanner {
                     worst_case: true,
                 },
                 current,
+                0.0,
             );
             (p.prefill, p.decode)
         });
@@ -1439,7 +1484,7 @@ mod tests {
             expected_misses,
             worst_case: false,
         };
-        planner.plan_horizon(rate, 60.0, 60.0, 0.0, quantiles, held)
+        planner.plan_horizon(rate, 60.0, 60.0, 0.0, quantiles, held, 0.0)
     }
 
     /// A planner on the test profile, with a 200 ms TTFT and a 10 ms ITL target.
@@ -1748,6 +1793,76 @@ mod tests {
     }
 
     #[test]
+    fn without_a_count_the_planner_follows_a_rising_forecast_up_and_never_down() {
+        let ready = |(p, d): (u32, u32)| RoleReplicas {
+            prefill: ReplicaState {
+                ready: p,
+                ..Default::default()
+            },
+            decode: ReplicaState {
+                ready: d,
+                ..Default::default()
+            },
+        };
+        let mut planner = test_planner();
+        let mut held = (1, 1);
+        // 38 minutes of the ten-minute wave, to just past its trough (3P+2D); then the
+        // count goes missing as the wave rises to its peak and falls back.
+        for minute in 1..=38u32 {
+            let t = 60.0 * f64::from(minute);
+            let obs = Observation {
+                replicas: Some(ready(held)),
+                ..steady_interval(t, 60.0, ten_minute_wave(f64::from(minute) - 0.5))
+            };
+            let d = planner.decide(t, &obs);
+            held = (d.prefill, d.decode);
+        }
+        assert!(planner.rate.bound_measured());
+        let mut raised = false;
+        assert_eq!(held, (3, 2));
+        for minute in 39..=45u32 {
+            let t = 60.0 * f64::from(minute);
+            let blind = Observation {
+                time_s: t,
+                interval_s: 60.0,
+                replicas: Some(ready(held)),
+                ..Default::default()
+            };
+            let d = planner.decide(t, &blind);
+            assert!(
+                d.prefill >= held.0 && d.decode >= held.1,
+                "minute {minute}: {d:?}"
+            );
+            if (d.prefill, d.decode) != held {
+                raised = true;
+                assert!(
+                    d.reasons[0]
+                        .starts_with("request count missing: nothing scaled down; raised to"),
+                    "{:?}",
+                    d.reasons
+                );
+                assert!(d.forecast.is_some());
+            } else {
+                assert!(d.reasons[0].starts_with("hold: request count missing"));
+            }
+            held = (d.prefill, d.decode);
+        }
+        assert!(raised, "the wave's rise was followed");
+        // Before the forecast's errors are measured, a missing count holds.
+        let mut early = planner_after_minutes(&[10.0, 12.0]);
+        let d = early.decide(
+            180.0,
+            &Observation {
+                time_s: 180.0,
+                interval_s: 60.0,
+                replicas: Some(ready((1, 1))),
+                ..Default::default()
+            },
+        );
+        assert_eq!(d.reasons[0], "hold: request count missing");
+    }
+
+    #[test]
     fn a_gap_longer_than_the_forecasters_remember_starts_them_afresh() {
         let mut planner = planner_after_minutes(&[30.0; 20]);
         // Two days later (an hourly job's planner restored, a tool's replay of a later
@@ -1910,6 +2025,7 @@ mod tests {
                     worst_case,
                 },
                 (1, 1),
+                0.0,
             )
         };
         let (at_miss, at_worst) = (plan(false), plan(true));
@@ -1972,6 +2088,7 @@ mod tests {
                         worst_case: true,
                     },
                     (1, 1),
+                    0.0,
                 )
             };
             (plan(None), plan(Some(0.9)))

@@ -80,6 +80,9 @@ pub(super) struct HorizonPlan {
 impl SlaPlanner {
     /// Sizes both roles for every step from the interval just seen to the moment capacity
     /// asked for at the next decision could be ready, and keeps the most each role needs.
+    /// `unseen_s`: the time since the newest interval seen ended (nonzero only while the
+    /// request count is missing), by which the moment capacity could be ready moves on.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn plan_horizon(
         &self,
         rate: f64,
@@ -88,6 +91,7 @@ impl SlaPlanner {
         backlog: f64,
         quantiles: Quantiles,
         held: (u32, u32),
+        unseen_s: f64,
     ) -> HorizonPlan {
         // The errors behind the bound are measured `h` steps ahead; the solver sizes up to
         // the step holding the moment capacity asked for at the next decision could be
@@ -101,7 +105,7 @@ impl SlaPlanner {
         } else {
             self.pool.span_s()
         };
-        let ready_after_s = since_newest_s + self.ctx.startup_s;
+        let ready_after_s = since_newest_s + unseen_s + self.ctx.startup_s;
         let last_step = if self.rate.is_empty() {
             h
         } else {
@@ -166,6 +170,11 @@ impl SlaPlanner {
         for step in planned_steps(last_step) {
             // The errors behind the bound were measured `h` steps ahead; nearer steps are
             // surer, by the square root of the distance (as a random walk's spread grows).
+            // While the count is missing the steps run past the horizon the errors were
+            // measured at. The forecast's point goes on (a period keeps its shape); its
+            // spread is taken as measured, not widened with the time unseen as a random
+            // walk's would be, which over an outage of an hour would order the budget.
+            let h = if unseen_s > 0.0 { h.max(step) } else { h };
             let bound = |f: &SignalForecaster| {
                 if quantiles.worst_case {
                     rate_at_step(f, f.worst_case(step, z)?, step, h)
