@@ -100,6 +100,12 @@ fn prometheus_stopped_mid_run_holds_then_recovers() {
     // Prometheus comes back on the same port with the same data.
     r.prometheus = start_prometheus(r.dir.path(), r.prom, r.api);
     wait_for("recovery", 60, || p.output().contains("recovered"));
+    // The intervals it could not read are asked of Prometheus again (it scraped none of
+    // them while stopped: the planner fills them).
+    wait_for("the read-back", 30, || {
+        p.output()
+            .contains("\"message\":\"intervals the outage hid read back\"")
+    });
     let (_, st) = http_get(status, "/api/v1/status").unwrap();
     let st: serde_json::Value = serde_json::from_str(&st).unwrap();
     assert!(

@@ -28,6 +28,10 @@ pub struct Fault {
     pub message: String,
 }
 
+/// A past interval as the planner's forecasters take it (`SlaPlanner::warm`): its end,
+/// request count and mean input and output lengths.
+pub type PastInterval = (f64, f64, Option<f64>, Option<f64>);
+
 /// Where observations come from.
 pub trait Signals {
     fn observe(
@@ -35,6 +39,18 @@ pub trait Signals {
         now_s: f64,
         interval_s: f64,
     ) -> impl Future<Output = Result<Observation, Fault>> + Send;
+
+    /// The intervals of `interval_s` ending at `end_s` and the `points` before it, oldest
+    /// first, as far as the source kept them: read back after an outage of the reads.
+    /// A source that keeps no history has none.
+    fn history(
+        &mut self,
+        _end_s: f64,
+        _interval_s: f64,
+        _points: u32,
+    ) -> impl Future<Output = Result<Vec<PastInterval>, Fault>> + Send {
+        std::future::ready(Ok(Vec::new()))
+    }
 }
 
 /// Where replica counts go, and where the current ones are read.
@@ -110,7 +126,14 @@ pub struct Loop<S, A> {
     pub status: SharedStatus,
     pub control: SharedControl,
     incident: Option<&'static str>,
+    /// The end of the first interval whose signals could not be read, while they cannot:
+    /// the intervals from it are read back once they can (`read_back`).
+    unread_since: Option<f64>,
 }
+
+/// Most intervals read back after an outage (Prometheus answers at most 11,000 points a
+/// series); the forecasters remember fewer.
+const MAX_READ_BACK: f64 = 10_000.0;
 
 impl<S: Signals, A: Actuator> Loop<S, A> {
     pub fn new(
@@ -138,6 +161,42 @@ impl<S: Signals, A: Actuator> Loop<S, A> {
             status,
             control,
             incident: None,
+            unread_since: None,
+        }
+    }
+
+    /// Gives the planner the intervals an outage of the reads hid, from the first unread
+    /// to the one before `now_s`'s, as far as the source kept them: Prometheus may have
+    /// scraped on while the planner could not query it. What it did not keep is filled by
+    /// the planner (`SlaPlanner::fill_unseen`).
+    async fn read_back(&mut self, now_s: f64) {
+        let Some(first_end) = self.unread_since.take() else {
+            return;
+        };
+        let last_end = now_s - self.interval_s;
+        let points = ((last_end - first_end) / self.interval_s).round() + 1.0;
+        if points.is_nan() || points < 1.0 {
+            return;
+        }
+        let points = points.min(MAX_READ_BACK) as u32;
+        match self
+            .signals
+            .history(last_end, self.interval_s, points)
+            .await
+        {
+            Ok(past) => {
+                let taken = self.planner.warm(&past, self.interval_s);
+                info!(
+                    message = "intervals the outage hid read back",
+                    intervals = taken,
+                    missed = points
+                );
+            }
+            Err(f) => warn!(
+                message = "could not read back the intervals the outage hid; the planner fills them",
+                kind = f.label,
+                error = %f.message
+            ),
         }
     }
 
@@ -181,6 +240,7 @@ impl<S: Signals, A: Actuator> Loop<S, A> {
             Err(f) => {
                 // Without the current replicas there is nothing safe to write: hold.
                 self.fault(&f);
+                self.unread_since.get_or_insert(now_s);
                 return;
             }
         };
@@ -199,9 +259,13 @@ impl<S: Signals, A: Actuator> Loop<S, A> {
                 })
             });
         let obs = match observed {
-            Ok(o) => o,
+            Ok(o) => {
+                self.read_back(now_s).await;
+                o
+            }
             Err(f) => {
                 self.fault(&f);
+                self.unread_since.get_or_insert(now_s);
                 clean = false;
                 Observation {
                     time_s: now_s,
@@ -386,11 +450,52 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_signal_no_interval_can_hold_is_a_fault_and_the_loop_holds() {
-        let profile = crate::profile::Profile::embedded_default();
-        let ctx = PolicyContext::new(
-            &profile,
+    /// Test double: a Prometheus under 20 req/s whose queries fail at the times in `down`,
+    /// and that kept its samples of them when `kept`; it records the history asked for.
+    struct FlakySignals {
+        down: Vec<f64>,
+        kept: bool,
+        asked: Vec<(f64, u32)>,
+    }
+
+    impl Signals for FlakySignals {
+        async fn observe(&mut self, now_s: f64, interval_s: f64) -> Result<Observation, Fault> {
+            if self.down.contains(&now_s) {
+                return Err(Fault {
+                    label: "prometheus_unreachable",
+                    message: "connection refused".into(),
+                });
+            }
+            Ok(Observation {
+                time_s: now_s,
+                interval_s,
+                requests: Some(20.0 * interval_s),
+                isl_mean: Some(3000.0),
+                osl_mean: Some(300.0),
+                ..Default::default()
+            })
+        }
+
+        async fn history(
+            &mut self,
+            end_s: f64,
+            interval_s: f64,
+            points: u32,
+        ) -> Result<Vec<PastInterval>, Fault> {
+            self.asked.push((end_s, points));
+            // As a range query: every step from `points` intervals before the end to it.
+            Ok((0..=points)
+                .rev()
+                .map(|k| end_s - f64::from(k) * interval_s)
+                .filter(|_| self.kept)
+                .map(|t| (t, 20.0 * interval_s, Some(3000.0), Some(300.0)))
+                .collect())
+        }
+    }
+
+    fn test_ctx() -> PolicyContext {
+        PolicyContext::new(
+            &crate::profile::Profile::embedded_default(),
             Sla {
                 ttft_ms: 200.0,
                 itl_ms: 10.0,
@@ -398,8 +503,45 @@ mod tests {
             Limits::build(16, (1, 1), (1, 1), (None, None)),
             60.0,
             60.0,
-        );
-        let planner = SlaPlanner::new(ctx, PlannerConfig::default());
+        )
+    }
+
+    #[tokio::test]
+    async fn the_intervals_an_outage_of_the_reads_hid_are_read_back() {
+        for kept in [true, false] {
+            let signals = FlakySignals {
+                down: vec![360.0, 420.0, 480.0],
+                kept,
+                asked: Vec::new(),
+            };
+            let planner = SlaPlanner::new(test_ctx(), PlannerConfig::default());
+            let mut lp = Loop::new(
+                planner,
+                signals,
+                RecordingActuator::default(),
+                60.0,
+                false,
+                None,
+            );
+            for minute in 1..=9 {
+                lp.tick(60.0 * f64::from(minute)).await;
+            }
+            // Asked once, at 540 s, for the three intervals ending 360 to 480 s.
+            assert_eq!(lp.signals.asked, vec![(480.0, 3)]);
+            let st = lp.status.lock().unwrap().clone();
+            assert_eq!(st.errors_total.get("prometheus_unreachable"), Some(&3));
+            let reasons = st.last_decision.expect("a decision").reasons;
+            let filled = reasons
+                .iter()
+                .any(|r| r.starts_with("no interval seen for 180s"));
+            // Read back, there is no gap left for the planner to fill; not kept, it fills it.
+            assert_eq!(filled, !kept, "kept {kept}: {reasons:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_signal_no_interval_can_hold_is_a_fault_and_the_loop_holds() {
+        let planner = SlaPlanner::new(test_ctx(), PlannerConfig::default());
         // A custom request-count query that went negative (a rate of a gauge, say).
         let broken = Observation {
             requests: Some(-120.0),

@@ -7,8 +7,10 @@ use tracing::{info, warn};
 
 use super::config::RunConfig;
 use super::lease::Elector;
-use super::{drive, server, shutdown_signal, wall_clock, Actuator, Fault, Loop, Signals};
-use crate::metrics::prometheus::PrometheusSource;
+use super::{
+    drive, server, shutdown_signal, wall_clock, Actuator, Fault, Loop, PastInterval, Signals,
+};
+use crate::metrics::prometheus::{HistoryPoint, PrometheusSource};
 use crate::planner::sla_planner::SlaPlanner;
 use crate::planner::{Observation, PolicyContext, RoleReplicas};
 use crate::profile::{load_profile, Profile};
@@ -23,6 +25,29 @@ impl Signals for PrometheusSource {
                 message: e.to_string(),
             })
     }
+
+    async fn history(
+        &mut self,
+        end_s: f64,
+        interval_s: f64,
+        points: u32,
+    ) -> Result<Vec<PastInterval>, Fault> {
+        PrometheusSource::history(self, end_s, interval_s, points)
+            .await
+            .map(|h| past_intervals(&h))
+            .map_err(|e| Fault {
+                label: e.label(),
+                message: e.to_string(),
+            })
+    }
+}
+
+/// Prometheus's history as the planner takes it.
+fn past_intervals(points: &[HistoryPoint]) -> Vec<PastInterval> {
+    points
+        .iter()
+        .map(|p| (p.time_s, p.requests, p.isl_mean, p.osl_mean))
+        .collect()
 }
 
 impl Actuator for KubeScaler {
@@ -231,14 +256,10 @@ pub async fn run(
         .await
     {
         Ok(points) => {
-            let h: Vec<_> = points
-                .iter()
-                .map(|p| (p.requests, p.isl_mean, p.osl_mean))
-                .collect();
-            planner.warm(&h, cfg.interval_s);
+            let taken = planner.warm(&past_intervals(&points), cfg.interval_s);
             info!(
                 message = "forecasters warmed from Prometheus history",
-                intervals = h.len()
+                intervals = taken
             );
         }
         Err(e) => warn!(message = "no history to warm the forecasters; starting cold", error = %e),

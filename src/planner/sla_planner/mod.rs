@@ -277,32 +277,36 @@ impl SlaPlanner {
         )
     }
 
-    /// Feeds past intervals to the forecasters without deciding, so a restart does not
-    /// forget the load: `(requests, isl_mean, osl_mean)` per interval, oldest first.
-    /// An interval without a count is a stretch nobody observed, filled as `decide` fills
-    /// one (`fill_unseen`), so the intervals after it keep their place in time.
-    pub fn warm(&mut self, history: &[(f64, Option<f64>, Option<f64>)], interval_s: f64) {
-        // The history's own timeline, from 0: the first decision's interval is taken to
-        // follow the last one given, whatever its clock says.
-        let mut end_s = 0.0;
-        for &(requests, isl, osl) in history {
-            end_s += interval_s;
-            if !(requests.is_finite() && requests >= 0.0) {
+    /// Feeds past intervals to the forecasters without deciding: the history a restart
+    /// reads back, or the intervals a metrics outage hid, read back once the metrics
+    /// answer again. Each is `(end_s, requests, isl_mean, osl_mean)`, oldest first, on the
+    /// clock `decide` is given. An interval the forecasters already took (one that begins
+    /// before the end of the last taken, by more than a twentieth of an interval of clock
+    /// jitter) is not taken twice, nor is one without a count; a stretch between the
+    /// intervals taken is filled as `decide` fills one (`fill_unseen`). Returns the number
+    /// taken.
+    pub fn warm(
+        &mut self,
+        history: &[(f64, f64, Option<f64>, Option<f64>)],
+        interval_s: f64,
+    ) -> usize {
+        let mut taken = 0;
+        for &(end_s, requests, isl, osl) in history {
+            let start_s = end_s - interval_s;
+            let seen = self
+                .fed_until_s
+                .is_some_and(|until| start_s < until - interval_s / 20.0);
+            if seen || !(end_s.is_finite() && requests.is_finite() && requests >= 0.0) {
                 continue;
             }
-            self.fill_unseen(
-                end_s - interval_s,
-                interval_s,
-                requests / interval_s,
-                isl,
-                osl,
-            );
+            self.fill_unseen(start_s, interval_s, requests / interval_s, isl, osl);
             self.fed_until_s = Some(end_s);
             for pooled in self.pool.add(interval_s, requests, None, isl, osl) {
                 self.observe_pooled(&pooled, interval_s);
             }
+            taken += 1;
         }
-        self.fed_until_s = None;
+        taken
     }
 
     /// Fills the forecast steps between the end of the last interval the forecasters took
@@ -947,14 +951,14 @@ mod tests {
 
         // Restarted in the silence, warmed with the busy minutes, it holds as well.
         let mut restarted = SlaPlanner::new(ctx.clone(), PlannerConfig::default());
-        restarted.warm(&[(1800.0, Some(2000.0), Some(200.0)); 12], 60.0);
+        restarted.warm(&minutely(&[1800.0; 12]), 60.0);
         let mut counts = busy;
         let d = step(&mut restarted, 14, 0.0, &mut counts);
         assert_eq!(counts, busy, "{:?}", d.reasons);
 
         // A sparse load's silent minute is no gap: two requests a minute were expected.
         let mut sparse = SlaPlanner::new(ctx, PlannerConfig::default());
-        sparse.warm(&[(2.0, Some(2000.0), Some(200.0)); 12], 60.0);
+        sparse.warm(&minutely(&[2.0; 12]), 60.0);
         let mut counts = busy;
         let d = step(&mut sparse, 14, 0.0, &mut counts);
         assert!(counts.0 < busy.0 && counts.1 < busy.1, "{:?}", d.reasons);
@@ -1886,28 +1890,50 @@ mod tests {
         assert_eq!(planner.rate.len(), 2);
     }
 
+    /// Past intervals of a minute, ending at minute 1, 2, ..., as `warm` takes them: the
+    /// counts given, a 2,000-token prompt and a 200-token output.
+    fn minutely(counts: &[f64]) -> Vec<(f64, f64, Option<f64>, Option<f64>)> {
+        (1..)
+            .zip(counts)
+            .map(|(m, &n)| (60.0 * f64::from(m), n, Some(2000.0), Some(200.0)))
+            .collect()
+    }
+
     #[test]
     fn history_with_intervals_missing_keeps_the_intervals_after_them_in_place() {
         let mut warmed = test_planner();
         let mut whole = test_planner();
-        let history: Vec<(f64, Option<f64>, Option<f64>)> = (1..=30)
+        let history: Vec<_> = (1..=30)
             .map(|m| {
+                let end_s = 60.0 * f64::from(m);
                 (
+                    end_s,
                     ten_minute_wave(f64::from(m) - 0.5) * 60.0,
-                    Some(3000.0),
-                    Some(300.0),
+                    None,
+                    None,
                 )
             })
             .collect();
-        whole.warm(&history, 60.0);
-        let mut holed = history.clone();
-        for missing in &mut holed[15..18] {
-            missing.0 = f64::NAN;
-        }
-        warmed.warm(&holed, 60.0);
+        assert_eq!(whole.warm(&history, 60.0), 30);
+        // Minutes 16 to 18 are not in the history (Prometheus kept no samples of them).
+        let holed: Vec<_> = history
+            .iter()
+            .filter(|p| !(16.0..=18.0).contains(&(p.0 / 60.0)))
+            .copied()
+            .collect();
+        assert_eq!(warmed.warm(&holed, 60.0), 27);
         assert_eq!(warmed.rate.len(), whole.rate.len());
         let (w, g) = (whole.rate.point(3).unwrap(), warmed.rate.point(3).unwrap());
         assert!((g / w - 1.0).abs() < 0.05, "{g} vs {w}");
+        // Read back again (an outage's intervals and the ones around it), the intervals
+        // taken are not taken twice, and the next decision follows the last on the clock.
+        assert_eq!(warmed.warm(&history, 60.0), 0);
+        let d = warmed.decide(1860.0, &steady_interval(1860.0, 60.0, 20.0));
+        assert!(
+            !d.reasons.iter().any(|r| r.contains("no interval seen")),
+            "{d:?}"
+        );
+        assert_eq!(warmed.rate.len(), 31);
     }
 
     #[test]
