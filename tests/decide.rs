@@ -141,6 +141,18 @@ fn intervals_may_not_overlap_beyond_clock_jitter() {
     for i in [0, 1, 3, 4] {
         assert!(out[i]["prefill"].is_u64(), "line {}: {}", i + 1, out[i]);
     }
+    // The gap's minutes keep their place in the forecasters' time: filled, not skipped.
+    assert!(
+        out[4]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().starts_with(
+                "no interval seen for 191s: its 3 forecast step(s) filled with the forecast"
+            )),
+        "{}",
+        out[4]
+    );
     assert_eq!(out[2]["line"], 3);
     assert!(
         out[2]["error"]
