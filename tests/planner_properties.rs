@@ -315,7 +315,7 @@ proptest! {
             prop_assert!(d.reasons[0].starts_with("hold"), "{:?}", d.reasons);
         } else {
             prop_assert!(
-                d.reasons[0].starts_with("request count missing: nothing scaled down; raised to"),
+                d.reasons[0].starts_with("request count missing: nothing scaled down; the forecast asks for"),
                 "{:?}",
                 d.reasons
             );

@@ -313,11 +313,12 @@ impl SlaPlanner {
     /// and `start_s`, where an interval of `interval_s` whose rate is `rate` begins: a
     /// decision's observations lost (a metrics outage, a tool's skipped line). Taken as
     /// consecutive, the intervals after a gap would shift a period found by its length and
-    /// steepen a trend's slope per step. The steps are filled with the straight line from
-    /// the last value to this interval's, which no forecast is scored against
+    /// steepen a trend's slope per step. The steps, as many as the gap spans to the nearest
+    /// whole one (a few seconds of clock jitter are none), are filled with each
+    /// forecaster's forecast from before the gap, bent in a straight line to end at this
+    /// interval's value, and no forecast is scored against them
     /// (`SignalForecaster::observe_unseen`); a gap longer than the forecasters' memory
-    /// leaves nothing to forecast from, and they start afresh. Half a step or less is
-    /// clock jitter, not a gap. Returns the reason to give.
+    /// leaves nothing to forecast from, and they start afresh. Returns the reason to give.
     fn fill_unseen(
         &mut self,
         start_s: f64,
@@ -545,7 +546,7 @@ impl SlaPlanner {
         }
         let wish = (plan.prefill.max(current.0), plan.decode.max(current.1));
         let mut reasons = vec![format!(
-            "{WHY}: nothing scaled down; raised to {} for the forecast, {unseen_s:.0}s past the last interval seen",
+            "{WHY}: nothing scaled down; the forecast asks for {}, {unseen_s:.0}s past the last interval seen",
             self.counts(wish.0, wish.1)
         )];
         reasons.push(self.plan_reason(&plan, step_s));
@@ -1840,8 +1841,9 @@ mod tests {
             if (d.prefill, d.decode) != held {
                 raised = true;
                 assert!(
-                    d.reasons[0]
-                        .starts_with("request count missing: nothing scaled down; raised to"),
+                    d.reasons[0].starts_with(
+                        "request count missing: nothing scaled down; the forecast asks for"
+                    ),
                     "{:?}",
                     d.reasons
                 );
