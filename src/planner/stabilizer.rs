@@ -96,11 +96,17 @@ pub struct Stabilizer {
     wishes: VecDeque<(f64, u32, u32)>,
 }
 
+/// The largest wish a scale-down waits for, and when it was wished, as the reasons say it.
+struct Window<'a> {
+    max: u32,
+    when: &'a str,
+}
+
 fn one_role(
     role: &str,
     cfg: &StabilizerConfig,
     wish: u32,
-    window_max: u32,
+    window: Window,
     sure: Option<u32>,
     current: u32,
     reasons: &mut Vec<String>,
@@ -113,7 +119,7 @@ fn one_role(
         }
         return to;
     }
-    let mut held = window_max.max(wish);
+    let mut held = window.max.max(wish);
     // A falling wish is held no higher than the load would ask at the forecast's worst
     // recent miss: the window guards against a forecast that may be wrong, and this one's
     // misses are known.
@@ -130,8 +136,8 @@ fn one_role(
     if held >= current {
         if wish < current {
             reasons.push(format!(
-                "{role}: held at {current}, a target of {held} was wished within the last {:.0}s",
-                cfg.scale_down_window_s
+                "{role}: held at {current}, a target of {held} was wished {}",
+                window.when
             ));
         }
         return current;
@@ -163,8 +169,8 @@ fn one_role(
     }
     if held > wish {
         reasons.push(format!(
-            "{role}: scale-down stabilised at {held} (largest wish within {:.0}s)",
-            cfg.scale_down_window_s
+            "{role}: scale-down stabilised at {held} (the largest wish {})",
+            window.when
         ));
     }
     to
@@ -223,6 +229,14 @@ impl Stabilizer {
         let (falls_p, falls_d) = self.falling(now_s, wish);
         let max_p = self.wishes.iter().map(|w| w.1).max().unwrap_or(0);
         let max_d = self.wishes.iter().map(|w| w.2).max().unwrap_or(0);
+        // The last decision's wish is kept however long ago it was (`forget_before`).
+        let window_s = self.cfg.scale_down_window_s;
+        let when = match self.wishes.front() {
+            Some(&(t, _, _)) if t < now_s - window_s => {
+                format!("at the last decision, {:.0}s ago", now_s - t)
+            }
+            _ => format!("within the last {window_s:.0}s"),
+        };
         self.wishes.push_back((now_s, wish.0, wish.1));
         let sure_p = sure.map(|s| s.0).filter(|_| falls_p);
         let sure_d = sure.map(|s| s.1).filter(|_| falls_d);
@@ -231,7 +245,10 @@ impl Stabilizer {
             "prefill",
             &self.cfg,
             wish.0,
-            max_p,
+            Window {
+                max: max_p,
+                when: &when,
+            },
             sure_p,
             current.0,
             &mut reasons,
@@ -240,7 +257,10 @@ impl Stabilizer {
             "decode",
             &self.cfg,
             wish.1,
-            max_d,
+            Window {
+                max: max_d,
+                when: &when,
+            },
             sure_d,
             current.1,
             &mut reasons,
@@ -350,6 +370,19 @@ mod tests {
             ],
         );
         assert_eq!(got, vec![(3, 3), (3, 3), (2, 2), (3, 3), (3, 3)]);
+        // The reason says when the wish that holds was made.
+        let mut s = Stabilizer::new(cfg);
+        s.apply(0.0, (3, 3), (3, 3), None);
+        let (_, reasons) = s.apply(180.0, (2, 2), (3, 3), None);
+        assert_eq!(
+            reasons[0],
+            "prefill: held at 3, a target of 3 was wished at the last decision, 180s ago"
+        );
+        let (_, reasons) = s.apply(240.0, (1, 1), (3, 3), None);
+        assert_eq!(
+            reasons[0],
+            "prefill: scale-down stabilised at 2 (the largest wish within the last 120s)"
+        );
         // No window, no hold.
         assert_eq!(
             run(
