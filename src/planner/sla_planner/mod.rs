@@ -1869,6 +1869,32 @@ mod tests {
     }
 
     #[test]
+    fn an_outage_that_began_in_a_rise_asks_no_more_the_longer_it_lasts() {
+        // A load rising 10% a minute for twelve minutes, then no count: the rise may go on
+        // past the last value seen, at the margin measured at the horizon, but not by its
+        // growing pace again for every minute unseen.
+        let rates: Vec<f64> = (0..12).map(|m| 10.0 * 1.1f64.powi(m)).collect();
+        let last = rates[11];
+        let planner = planner_after_minutes(&rates);
+        let planned_after = |unseen_s: f64| {
+            let quantiles = Quantiles {
+                rate: planner.cfg.headroom_quantile,
+                lengths: None,
+                expected_misses: true,
+                worst_case: false,
+            };
+            let plan = planner.plan_horizon(last, 60.0, 60.0, 0.0, quantiles, (1, 1), unseen_s);
+            plan.load.lambda
+        };
+        let (soon, late) = (planned_after(120.0), planned_after(3600.0));
+        assert!(soon > last * 1.1, "the rise goes on past {last}: {soon}");
+        assert!(
+            late <= soon * 1.5,
+            "{soon} after two minutes, {late} after an hour"
+        );
+    }
+
+    #[test]
     fn a_gap_longer_than_the_forecasters_remember_starts_them_afresh() {
         let mut planner = planner_after_minutes(&[30.0; 20]);
         // Two days later (an hourly job's planner restored, a tool's replay of a later

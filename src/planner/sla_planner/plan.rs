@@ -19,6 +19,23 @@ fn rate_at_step(f: &SignalForecaster, here: SignalForecast, step: usize, h: usiz
     Some(here.point + (here.upper - here.point) * nearer + ((next - here.point) / 2.0).max(0.0))
 }
 
+/// A forecast `step` steps ahead, past the horizon `h` its errors were measured at: `at`'s
+/// forecast at the horizon, its margin kept, moved with the point to the step.
+fn beyond_horizon(
+    f: &SignalForecaster,
+    at: impl Fn(usize) -> Option<SignalForecast>,
+    step: usize,
+    h: usize,
+) -> Option<SignalForecast> {
+    let there = at(h)?;
+    let shift = f.point(step)? - there.point;
+    Some(SignalForecast {
+        point: there.point + shift,
+        upper: there.upper + shift,
+        method: there.method,
+    })
+}
+
 /// The rates step `step` of a horizon of `h` may see, equally likely: the point plus each of
 /// the forecast's recent misses at the horizon (less a lag behind a trend that has ended, as
 /// the bound takes them), narrowed and raised by half a rise into the next step as the bound
@@ -172,10 +189,17 @@ impl SlaPlanner {
             // surer, by the square root of the distance (as a random walk's spread grows).
             // While the count is missing the steps run past the horizon the errors were
             // measured at. The forecast's point goes on (a period keeps its shape); its
-            // spread is taken as measured, not widened with the time unseen as a random
-            // walk's would be, which over an outage of an hour would order the budget.
+            // margin is taken as at the horizon, not widened with the time unseen (a
+            // random walk's spread by its square root, a rise under way by its pace at
+            // every step), which over an outage of an hour would order the budget.
+            let measured_at = h;
             let h = if unseen_s > 0.0 { h.max(step) } else { h };
+            let past_horizon = unseen_s > 0.0 && step > measured_at;
             let bound = |f: &SignalForecaster| {
+                if past_horizon && !quantiles.worst_case {
+                    let here = beyond_horizon(f, |s| f.forecast(s, z), step, measured_at)?;
+                    return rate_at_step(f, here, step, h);
+                }
                 if quantiles.worst_case {
                     rate_at_step(f, f.worst_case(step, z)?, step, h)
                 } else {
@@ -224,7 +248,17 @@ impl SlaPlanner {
                 let at_last_value = rate_forecasters
                     .iter()
                     .filter_map(|&(f, _)| {
-                        rate_at_step(f, f.with_last_values_bound(step, z)?, step, h)
+                        let here = if past_horizon {
+                            beyond_horizon(
+                                f,
+                                |s| f.with_last_values_bound(s, z),
+                                step,
+                                measured_at,
+                            )?
+                        } else {
+                            f.with_last_values_bound(step, z)?
+                        };
+                        rate_at_step(f, here, step, h)
                     })
                     .fold(f64::NEG_INFINITY, f64::max);
                 if at_last_value > load.lambda {
