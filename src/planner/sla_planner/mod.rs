@@ -514,6 +514,17 @@ impl SlaPlanner {
         })
     }
 
+    /// The quantiles a decision plans at: the rate at the headroom quantile's bound, the
+    /// lengths at their points, prefill for the prompts expected to miss.
+    fn planning_quantiles(&self) -> Quantiles {
+        Quantiles {
+            rate: self.cfg.headroom_quantile,
+            lengths: None,
+            expected_misses: true,
+            worst_case: false,
+        }
+    }
+
     /// Without a request count: holds, or, once the forecast's errors are measured, raises
     /// a role the forecast needs more of by the time a replica ordered now could be ready,
     /// counted from the newest interval seen. Nothing is scaled down on missing data; a
@@ -532,12 +543,7 @@ impl SlaPlanner {
             interval_s,
             step_s,
             0.0,
-            Quantiles {
-                rate: self.cfg.headroom_quantile,
-                lengths: None,
-                expected_misses: true,
-                worst_case: false,
-            },
+            self.planning_quantiles(),
             current,
             unseen_s,
         );
@@ -660,12 +666,7 @@ impl SlaPlanner {
             interval_s,
             step_s,
             backlog,
-            Quantiles {
-                rate: self.cfg.headroom_quantile,
-                lengths: None,
-                expected_misses: true,
-                worst_case: false,
-            },
+            self.planning_quantiles(),
             current,
             0.0,
         );
