@@ -126,11 +126,23 @@ prop_compose! {
     }
 }
 
+/// Up to two dozen minutes' observations, now and then after a gap (a few minutes, or
+/// months: longer than the forecasters remember).
 fn observations() -> impl Strategy<Value = Vec<Observation>> {
     (1usize..25).prop_flat_map(|n| {
-        (0..n)
-            .map(|i| observation(60.0 * (i + 1) as f64))
-            .collect::<Vec<_>>()
+        prop::collection::vec(
+            prop_oneof![8 => Just(0.0), 2 => Just(180.0), 1 => Just(1.0e7)],
+            n,
+        )
+        .prop_flat_map(|gaps| {
+            let mut t = 0.0;
+            gaps.iter()
+                .map(|gap| {
+                    t += 60.0 + gap;
+                    observation(t)
+                })
+                .collect::<Vec<_>>()
+        })
     })
 }
 
