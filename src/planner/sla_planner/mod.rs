@@ -559,6 +559,8 @@ impl SlaPlanner {
         reasons.extend(plan.solution.notes.iter().map(ToString::to_string));
         let (counts, notes) = self.stabilizer.apply(now_s, wish, current, None);
         reasons.extend(notes);
+        // The stabiliser never lowers a wish at or above what runs; kept explicit, as the
+        // promise this path makes (nothing scaled down on missing data).
         let counts = (counts.0.max(current.0), counts.1.max(current.1));
         self.finish(counts, reasons, &plan, step_s)
     }
