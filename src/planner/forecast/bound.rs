@@ -20,14 +20,35 @@ impl SignalForecaster {
         Some(sorted.into_iter().map(|e| e - ended).collect())
     }
 
-    /// The forecast's point `h` steps ahead, without its bound.
+    /// The forecast's point `h` steps ahead, without its bound, at most the ceiling of a
+    /// burst like those before it (`excursion_ceiling`).
     pub fn point(&self, h: usize) -> Option<f64> {
-        self.chosen_point(h).map(|(_, p)| p.max(0.0))
+        self.chosen_point(h)
+            .map(|(_, p)| self.under_ceiling(p).max(0.0))
     }
 
-    /// The forecast `h` steps ahead, with an upper bound `z` error deviations above; `None`
-    /// before the first value.
+    /// The forecast `h` steps ahead, with an upper bound `z` error deviations above, both at
+    /// most the ceiling of a burst like those before it (`excursion_ceiling`); `None` before
+    /// the first value.
     pub fn forecast(&self, h: usize, z: f64) -> Option<SignalForecast> {
+        let free = self.forecast_without_ceiling(h, z)?;
+        Some(SignalForecast {
+            point: self.under_ceiling(free.point),
+            upper: self.under_ceiling(free.upper),
+            method: free.method,
+        })
+    }
+
+    /// The ceiling of the burst under way, where it lowers the forecast `h` steps ahead at
+    /// `z` (its point or bound, or the last value's bound) below what it would be without.
+    pub fn ceiling_lowers(&self, h: usize, z: f64) -> Option<ExcursionCeiling> {
+        let ceiling = self.excursion_ceiling()?;
+        let free = self.forecast_without_ceiling(h, z)?;
+        let last_values = self.last_values_bound(z).unwrap_or(f64::NEG_INFINITY);
+        (free.upper.max(free.point).max(last_values) > ceiling.level).then_some(ceiling)
+    }
+
+    fn forecast_without_ceiling(&self, h: usize, z: f64) -> Option<SignalForecast> {
         let last = *self.history.back()?;
         let (i, point) = self.chosen_point(h)?;
         // The bound comes from this forecaster's own recent errors at the horizon: the
@@ -128,7 +149,7 @@ impl SignalForecaster {
             .and_then(|e| e.last().copied());
         Some(match (worst_rise, self.history.back()) {
             (Some(rise), Some(&last)) => SignalForecast {
-                upper: forecast.upper.max(last + rise),
+                upper: forecast.upper.max(self.under_ceiling(last + rise)),
                 ..forecast
             },
             _ => forecast,
@@ -155,14 +176,20 @@ impl SignalForecaster {
             return None;
         }
         let forecast = self.forecast(h, z)?;
-        let last = *self.history.back()?;
-        let misses = self.misses(CONSTANT, z)?;
-        let margin = empirical_quantile(&misses, standard_normal_cdf(z));
-        let bound = last + beyond_scatter(margin, z.max(0.0) * self.noise);
+        let bound = self.under_ceiling(self.last_values_bound(z)?);
         Some(SignalForecast {
             upper: forecast.upper.max(bound),
             ..forecast
         })
+    }
+
+    /// The last value and the quantile at `z` of its misses at the horizon, beyond the
+    /// counting scatter; `None` before they are measured.
+    fn last_values_bound(&self, z: f64) -> Option<f64> {
+        let last = *self.history.back()?;
+        let misses = self.misses(CONSTANT, z)?;
+        let margin = empirical_quantile(&misses, standard_normal_cdf(z));
+        Some(last + beyond_scatter(margin, z.max(0.0) * self.noise))
     }
 
     /// The bound's margin before the method's own errors at the horizon are known (they

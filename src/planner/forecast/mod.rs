@@ -23,7 +23,7 @@ mod excursions;
 mod methods;
 
 use excursions::Excursion;
-pub use excursions::RecurringPeak;
+pub use excursions::{ExcursionCeiling, RecurringPeak};
 pub use methods::{detect_period, lag_correlation};
 use methods::{least_squares_line, HoltWinters, Kalman};
 
@@ -1004,6 +1004,60 @@ mod tests {
             );
         }
         assert_eq!(f.recurring_peak(p90), None);
+    }
+
+    #[test]
+    fn a_burst_like_those_before_it_is_forecast_no_higher_than_their_peak() {
+        let p90 = normal_quantile(0.9);
+        // A level of 10 with bursts (25, 40, 40, then back) at irregular times, the SLA
+        // missed at each; then the onset of one more, rising to `onset`. Horizon 2.
+        let starts = [6, 19, 35, 47];
+        let run = |bursts_before: usize, onset: &[f64]| {
+            let mut f = SignalForecaster::new(ForecasterKind::Auto, None).with_excursions();
+            for i in 0..starts[bursts_before] {
+                let y = match starts.iter().find(|&&s| (s..s + 3).contains(&i)) {
+                    Some(s) if i == *s => 25.0,
+                    Some(_) => 40.0,
+                    None => 10.0 + (i % 2) as f64 * 0.5,
+                };
+                if y > 20.0 {
+                    f.note_missed();
+                }
+                f.observe(y, 2);
+            }
+            for &y in onset {
+                f.observe(y, 2);
+            }
+            f
+        };
+        // (bursts before, the new one so far, ceiling expected: level, excursions kept)
+        type Ceiling = Option<(f64, usize)>;
+        let cases: [(usize, &[f64], Ceiling); 5] = [
+            (0, &[25.0], None),
+            // One burst is no pattern: the next may be larger.
+            (1, &[25.0], None),
+            (2, &[25.0], Some((40.0, 2))),
+            (3, &[25.0, 38.0], Some((40.0, 3))),
+            // Past the peaks before it, it is not like them.
+            (2, &[25.0, 55.0], None),
+        ];
+        for (before, onset, want) in cases {
+            let f = run(before, onset);
+            let got = f.excursion_ceiling().map(|c| (c.level, c.excursions));
+            assert_eq!(got, want, "{before} bursts before, then {onset:?}");
+            let bound = f.forecast(2, p90).unwrap();
+            match want {
+                Some((level, _)) => {
+                    assert!(bound.upper <= level && bound.point <= level, "{bound:?}");
+                    assert!(f.ceiling_lowers(2, p90).is_some());
+                    assert!(f.point(3).unwrap() <= level);
+                }
+                None => {
+                    assert!(bound.upper >= *onset.last().unwrap(), "{bound:?}");
+                    assert_eq!(f.ceiling_lowers(2, p90), None);
+                }
+            }
+        }
     }
 
     #[test]

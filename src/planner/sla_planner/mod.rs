@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::forecast::{
-    empirical_quantile, standard_normal_cdf, ForecasterKind, RecurringPeak, SignalForecast,
-    SignalForecaster,
+    empirical_quantile, standard_normal_cdf, ExcursionCeiling, ForecasterKind, RecurringPeak,
+    SignalForecast, SignalForecaster,
 };
 use super::model::{
     itl_batch_z, normal_quantile, CorrectionConfig, Evidence, PerformanceModel,
@@ -1589,6 +1589,60 @@ mod tests {
 
     fn planned_rate(d: &Decision) -> f64 {
         d.forecast.expect("a forecast").requests_per_s
+    }
+
+    #[test]
+    fn a_bursts_onset_is_planned_for_no_higher_than_the_bursts_before_it_reached() {
+        // 10 req/s with bursts (a minute at 30 as one starts, one at 40, one at 20) starting
+        // at the minutes in `bursts`, the TTFT over its target in them; the decision at the
+        // end of minute 37, the first of one more.
+        let at_onset = |bursts: &[u32]| {
+            let ctx = crate::planner::test_context(
+                Sla {
+                    ttft_ms: 200.0,
+                    itl_ms: 10.0,
+                },
+                false,
+            );
+            let mut planner = SlaPlanner::new(ctx, PlannerConfig::default());
+            let mut last = Decision::default();
+            for minute in 1..=37u32 {
+                let rate = if minute == 37 || bursts.contains(&minute) {
+                    30.0
+                } else if bursts.contains(&(minute - 1)) {
+                    40.0
+                } else if bursts.contains(&(minute - 2)) {
+                    20.0
+                } else {
+                    10.0
+                };
+                let t = 60.0 * f64::from(minute);
+                let ttft = if rate > 10.0 { 250.0 } else { 80.0 };
+                let obs = Observation {
+                    ttft_ms: Some(LatencySummary {
+                        mean: Some(ttft * 0.6),
+                        p50: Some(ttft * 0.5),
+                        p90: Some(ttft),
+                        p99: Some(ttft * 1.5),
+                    }),
+                    ..steady_interval(t, 60.0, rate)
+                };
+                last = planner.decide(t, &obs);
+            }
+            last
+        };
+        let like = at_onset(&[5, 16, 28]);
+        assert!(
+            like.reasons[0].contains("a burst like the 3 before it"),
+            "{like:?}"
+        );
+        // The peak, and three deviations of the latest minute's count, at 30 req/s.
+        let ceiling = 40.0 + 3.0 * (30.0f64 * 60.0).sqrt() / 60.0;
+        assert!(planned_rate(&like) <= ceiling + 1e-9, "{like:?}");
+        // The first burst's onset is carried on as a rise.
+        let first = at_onset(&[]);
+        assert!(!first.reasons[0].contains("a burst like"), "{first:?}");
+        assert!(planned_rate(&first) > ceiling + 10.0, "{first:?}");
     }
 
     #[test]

@@ -40,8 +40,9 @@ fn beyond_horizon(
 /// the forecast's recent misses at the horizon (less a lag behind a trend that has ended, as
 /// the bound takes them), narrowed and raised by half a rise into the next step as the bound
 /// is, then lifted where the bound (`step_rate`'s, given as `bound`) was raised above their
-/// quantile `z` (a rise or a jump under way, which the misses behind have not seen). `None`
-/// until the misses are measured.
+/// quantile `z` (a rise or a jump under way, which the misses behind have not seen), and no
+/// higher than the ceiling of a burst like those before it. `None` until the misses are
+/// measured.
 pub(super) fn step_rate_outcomes(
     f: &SignalForecaster,
     step: usize,
@@ -55,7 +56,12 @@ pub(super) fn step_rate_outcomes(
     let nearer = (step as f64 / h.max(1) as f64).sqrt();
     let outcomes: Vec<f64> = misses.iter().map(|e| point + e * nearer + rise).collect();
     let lift = (bound - empirical_quantile(&outcomes, standard_normal_cdf(z))).max(0.0);
-    Some(outcomes.into_iter().map(|r| (r + lift).max(0.0)).collect())
+    Some(
+        outcomes
+            .into_iter()
+            .map(|r| f.under_ceiling(r + lift).max(0.0))
+            .collect(),
+    )
 }
 
 /// The quantiles a horizon is planned at: the rate's bound, and the lengths' (`None`: their
@@ -92,6 +98,8 @@ pub(super) struct HorizonPlan {
     /// What a step over before capacity ordered now could be ready asked for beyond what is
     /// there and the rest of the plan, said as a reason.
     pub(super) too_late: Option<String>,
+    /// The ceiling of a burst like those before it, where it lowered the rate's forecast.
+    pub(super) ceiling: Option<ExcursionCeiling>,
 }
 
 impl SlaPlanner {
@@ -373,6 +381,7 @@ impl SlaPlanner {
                     method: None,
                     recurring,
                     too_late: None,
+                    ceiling: None,
                 };
                 best = Some((plan, from));
             }
@@ -388,6 +397,9 @@ impl SlaPlanner {
                     self.ctx.startup_s
                 )
             });
+        plan.ceiling = rate_forecasters
+            .iter()
+            .find_map(|(f, _)| f.ceiling_lowers(last_step, z));
         plan.method = rate_forecasters
             .first()
             .and_then(|(f, _)| f.forecast(1, z))
@@ -419,6 +431,13 @@ impl SlaPlanner {
                 plan.step as f64 * step_s
             ),
             (None, None) => "the rate just seen".to_string(),
+        };
+        let source = match plan.ceiling {
+            Some(c) => format!(
+                "{source}; a burst like the {} before it, forecast to at most their highest peak, {:.2} req/s",
+                c.excursions, c.level
+            ),
+            None => source,
         };
         format!(
             "plan for {:.2} req/s ({source}), ISL {:.0}, OSL {:.0}: {}",
