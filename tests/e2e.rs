@@ -325,6 +325,18 @@ deployment:\n  interval_s: 10\n  startup_s: 5\n  scrape_s: 2\n  gpu_budget: 12\n
         log.contains("model corrections restored from Prometheus"),
         "{log}"
     );
+    // The history it warmed from holds the TTFT p90s (which tell the intervals that missed
+    // the SLA), read with the count and the lengths.
+    let warmed = log
+        .lines()
+        .find(|l| l.contains("forecasters warmed from Prometheus history"))
+        .unwrap_or_else(|| panic!("{log}"));
+    let warmed: serde_json::Value = serde_json::from_str(warmed).unwrap();
+    assert!(
+        warmed["with_latencies"].as_u64().is_some_and(|n| n > 0)
+            && warmed["intervals"].as_u64().is_some_and(|n| n > 0),
+        "{warmed}"
+    );
     assert!(
         (restored / learned - 1.0).abs() < 0.1,
         "the first decision after the restart plans with what was learned: {restored} against {learned}\n{log}"

@@ -28,9 +28,7 @@ pub struct Fault {
     pub message: String,
 }
 
-/// A past interval as the planner's forecasters take it (`SlaPlanner::warm`): its end,
-/// request count and mean input and output lengths.
-pub type PastInterval = (f64, f64, Option<f64>, Option<f64>);
+pub use crate::planner::sla_planner::PastInterval;
 
 /// Where observations come from.
 pub trait Signals {
@@ -488,7 +486,13 @@ mod tests {
                 .rev()
                 .map(|k| end_s - f64::from(k) * interval_s)
                 .filter(|_| self.kept)
-                .map(|t| (t, 20.0 * interval_s, Some(3000.0), Some(300.0)))
+                .map(|t| PastInterval {
+                    end_s: t,
+                    requests: 20.0 * interval_s,
+                    isl_mean: Some(3000.0),
+                    osl_mean: Some(300.0),
+                    ..Default::default()
+                })
                 .collect())
         }
     }

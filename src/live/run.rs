@@ -46,7 +46,14 @@ impl Signals for PrometheusSource {
 fn past_intervals(points: &[HistoryPoint]) -> Vec<PastInterval> {
     points
         .iter()
-        .map(|p| (p.time_s, p.requests, p.isl_mean, p.osl_mean))
+        .map(|p| PastInterval {
+            end_s: p.time_s,
+            requests: p.requests,
+            isl_mean: p.isl_mean,
+            osl_mean: p.osl_mean,
+            ttft_p90_ms: p.ttft_p90_ms,
+            itl_p90_ms: p.itl_p90_ms,
+        })
         .collect()
 }
 
@@ -257,9 +264,12 @@ pub async fn run(
     {
         Ok(points) => {
             let taken = planner.warm(&past_intervals(&points), cfg.interval_s);
+            // Intervals whose TTFT p90 came back: those that missed the SLA are told apart.
+            let with_latencies = points.iter().filter(|p| p.ttft_p90_ms.is_some()).count();
             info!(
                 message = "forecasters warmed from Prometheus history",
-                intervals = taken
+                intervals = taken,
+                with_latencies
             );
         }
         Err(e) => warn!(message = "no history to warm the forecasters; starting cold", error = %e),

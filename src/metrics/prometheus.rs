@@ -30,13 +30,16 @@ impl SourceError {
     }
 }
 
-/// One interval's figures for warming the forecasters: request rate, ISL and OSL means.
+/// One interval's figures for warming the forecasters: request count, ISL and OSL means,
+/// and the TTFT and ITL p90s that say whether it missed the SLA.
 #[derive(Debug, Clone, Copy)]
 pub struct HistoryPoint {
     pub time_s: f64,
     pub requests: f64,
     pub isl_mean: Option<f64>,
     pub osl_mean: Option<f64>,
+    pub ttft_p90_ms: Option<f64>,
+    pub itl_p90_ms: Option<f64>,
 }
 
 pub struct PrometheusSource {
@@ -234,7 +237,8 @@ impl PrometheusSource {
             .collect())
     }
 
-    /// The last `points` intervals of request count, ISL and OSL, oldest first.
+    /// The last `points` intervals of request count, ISL and OSL, and TTFT and ITL p90s,
+    /// oldest first.
     pub async fn history(
         &self,
         now_s: f64,
@@ -275,6 +279,9 @@ impl PrometheusSource {
         let req: Vec<(f64, f64)> = range(expand(&q.requests, interval_s, &f, None)).await?;
         let isl: Vec<(f64, f64)> = range(expand(&q.isl_mean, interval_s, &f, None)).await?;
         let osl: Vec<(f64, f64)> = range(expand(&q.osl_mean, interval_s, &f, None)).await?;
+        let p90 = |template: &str| expand(template, interval_s, &f, Some(0.9));
+        let ttft_p90: Vec<(f64, f64)> = range(p90(&q.ttft_quantile_ms)).await?;
+        let itl_p90: Vec<(f64, f64)> = range(p90(&q.itl_quantile_ms)).await?;
         let at = |v: &[(f64, f64)], t: f64| {
             v.iter()
                 .find(|p| (p.0 - t).abs() < 0.5)
@@ -289,6 +296,8 @@ impl PrometheusSource {
                 requests: n,
                 isl_mean: at(&isl, t),
                 osl_mean: at(&osl, t),
+                ttft_p90_ms: at(&ttft_p90, t),
+                itl_p90_ms: at(&itl_p90, t),
             })
             .collect())
     }

@@ -228,6 +228,22 @@ fn planned_steps(h: usize) -> Vec<usize> {
     steps
 }
 
+/// A past interval as the forecasters take it (`SlaPlanner::warm`): the history a restart
+/// reads back, or the intervals a metrics outage hid.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PastInterval {
+    /// Its end, on the clock `decide` is given.
+    pub end_s: f64,
+    /// Requests that arrived in it.
+    pub requests: f64,
+    pub isl_mean: Option<f64>,
+    pub osl_mean: Option<f64>,
+    /// Its TTFT and ITL p90s, ms: over the SLA's target, the interval missed it, and an
+    /// excursion of the load it falls in is remembered as one that needed capacity.
+    pub ttft_p90_ms: Option<f64>,
+    pub itl_p90_ms: Option<f64>,
+}
+
 impl SlaPlanner {
     pub fn new(mut ctx: PolicyContext, cfg: PlannerConfig) -> SlaPlanner {
         if cfg.mode == Mode::Aggregated {
@@ -279,19 +295,17 @@ impl SlaPlanner {
 
     /// Feeds past intervals to the forecasters without deciding: the history a restart
     /// reads back, or the intervals a metrics outage hid, read back once the metrics
-    /// answer again. Each is `(end_s, requests, isl_mean, osl_mean)`, oldest first, on the
-    /// clock `decide` is given. An interval the forecasters already took (one that begins
-    /// before the end of the last taken, by more than a twentieth of an interval of clock
-    /// jitter) is not taken twice, nor is one without a count; a stretch between the
-    /// intervals taken is filled as `decide` fills one (`fill_unseen`). Returns the number
-    /// taken.
-    pub fn warm(
-        &mut self,
-        history: &[(f64, f64, Option<f64>, Option<f64>)],
-        interval_s: f64,
-    ) -> usize {
+    /// answer again; oldest first. An interval the forecasters already took (one that
+    /// begins before the end of the last taken, by more than a twentieth of an interval of
+    /// clock jitter) is not taken twice, nor is one without a count; a stretch between the
+    /// intervals taken is filled as `decide` fills one (`fill_unseen`). An interval whose
+    /// TTFT or ITL p90 was over its target is noted as `decide` notes one
+    /// (`missed_the_sla`), so the bursts that needed capacity are remembered across a
+    /// restart. Returns the number taken.
+    pub fn warm(&mut self, history: &[PastInterval], interval_s: f64) -> usize {
         let mut taken = 0;
-        for &(end_s, requests, isl, osl) in history {
+        for past in history {
+            let (end_s, requests) = (past.end_s, past.requests);
             let start_s = end_s - interval_s;
             let seen = self
                 .fed_until_s
@@ -299,14 +313,27 @@ impl SlaPlanner {
             if seen || !(end_s.is_finite() && requests.is_finite() && requests >= 0.0) {
                 continue;
             }
+            let (isl, osl) = (past.isl_mean, past.osl_mean);
             self.fill_unseen(start_s, interval_s, requests / interval_s, isl, osl);
             self.fed_until_s = Some(end_s);
+            if self.missed_the_sla(past.ttft_p90_ms, past.itl_p90_ms) {
+                self.rate.note_missed();
+            }
             for pooled in self.pool.add(interval_s, requests, None, isl, osl) {
                 self.observe_pooled(&pooled, interval_s);
             }
             taken += 1;
         }
         taken
+    }
+
+    /// Whether an interval with these TTFT and ITL p90s missed the SLA: more than a tenth of
+    /// its requests were late, so an excursion of the load it falls in needed capacity that
+    /// was not there (`SignalForecaster::recurring_peak`). A p99 over the target may be the
+    /// slowest prompts alone.
+    fn missed_the_sla(&self, ttft_p90_ms: Option<f64>, itl_p90_ms: Option<f64>) -> bool {
+        ttft_p90_ms.is_some_and(|p90| p90 > self.ctx.sla.ttft_ms)
+            || itl_p90_ms.is_some_and(|p90| p90 > self.ctx.sla.itl_ms)
     }
 
     /// Fills the forecast steps between the end of the last interval the forecasters took
@@ -625,13 +652,10 @@ impl SlaPlanner {
         self.fed_until_s = Some(now_s);
         let silence = self.silence_hold(now_s, interval_s, requests);
         let step_s = self.pool.step_len_s(interval_s);
-        // An interval whose TTFT or ITL p90 is over its target lost more than a tenth of its
-        // requests: an excursion of the load it falls in needed capacity that was not there
-        // (`SignalForecaster::recurring_peak`). A p99 over it may be the slowest prompts alone.
-        let over = |t: Option<super::LatencySummary>, target: f64| {
-            t.and_then(|t| t.p90).is_some_and(|p90| p90 > target)
-        };
-        if over(obs.ttft_ms, self.ctx.sla.ttft_ms) || over(obs.itl_ms, self.ctx.sla.itl_ms) {
+        if self.missed_the_sla(
+            obs.ttft_ms.and_then(|t| t.p90),
+            obs.itl_ms.and_then(|t| t.p90),
+        ) {
             self.rate.note_missed();
         }
         for pooled in self.pool.add(
@@ -1977,11 +2001,53 @@ mod tests {
 
     /// Past intervals of a minute, ending at minute 1, 2, ..., as `warm` takes them: the
     /// counts given, a 2,000-token prompt and a 200-token output.
-    fn minutely(counts: &[f64]) -> Vec<(f64, f64, Option<f64>, Option<f64>)> {
+    fn minutely(counts: &[f64]) -> Vec<PastInterval> {
         (1..)
             .zip(counts)
-            .map(|(m, &n)| (60.0 * f64::from(m), n, Some(2000.0), Some(200.0)))
+            .map(|(m, &n)| PastInterval {
+                end_s: 60.0 * f64::from(m),
+                requests: n,
+                isl_mean: Some(2000.0),
+                osl_mean: Some(200.0),
+                ..Default::default()
+            })
             .collect()
+    }
+
+    #[test]
+    fn history_read_back_remembers_the_bursts_that_missed_the_sla() {
+        // 10 req/s with a minute at 40 now and then, the TTFT p90 over its 200 ms target in
+        // those minutes when `latencies`: the history a restart reads back, then a minute
+        // at 10.
+        let restarted = |latencies: bool| {
+            let mut planner = test_planner();
+            let history: Vec<PastInterval> = (1..=21u32)
+                .map(|minute| {
+                    let burst = [5, 10, 18].contains(&minute);
+                    PastInterval {
+                        end_s: 60.0 * f64::from(minute),
+                        requests: if burst { 2400.0 } else { 600.0 },
+                        isl_mean: Some(3000.0),
+                        osl_mean: Some(300.0),
+                        ttft_p90_ms: latencies.then_some(if burst { 900.0 } else { 80.0 }),
+                        itl_p90_ms: latencies.then_some(8.0),
+                    }
+                })
+                .collect();
+            assert_eq!(planner.warm(&history, 60.0), 21);
+            planner.decide(1320.0, &steady_interval(1320.0, 60.0, 10.0))
+        };
+        let kept = restarted(true);
+        assert!(
+            kept.reasons[0].contains("a peak the load came back from")
+                && (planned_rate(&kept) - 40.0).abs() < 1e-9,
+            "{kept:?}"
+        );
+        let blind = restarted(false);
+        assert!(
+            !blind.reasons[0].contains("a peak the load came back from"),
+            "{blind:?}"
+        );
     }
 
     #[test]
@@ -1989,21 +2055,17 @@ mod tests {
         let mut warmed = test_planner();
         let mut whole = test_planner();
         let history: Vec<_> = (1..=30)
-            .map(|m| {
-                let end_s = 60.0 * f64::from(m);
-                (
-                    end_s,
-                    ten_minute_wave(f64::from(m) - 0.5) * 60.0,
-                    None,
-                    None,
-                )
+            .map(|m| PastInterval {
+                end_s: 60.0 * f64::from(m),
+                requests: ten_minute_wave(f64::from(m) - 0.5) * 60.0,
+                ..Default::default()
             })
             .collect();
         assert_eq!(whole.warm(&history, 60.0), 30);
         // Minutes 16 to 18 are not in the history (Prometheus kept no samples of them).
         let holed: Vec<_> = history
             .iter()
-            .filter(|p| !(16.0..=18.0).contains(&(p.0 / 60.0)))
+            .filter(|p| !(16.0..=18.0).contains(&(p.end_s / 60.0)))
             .copied()
             .collect();
         assert_eq!(warmed.warm(&holed, 60.0), 27);
