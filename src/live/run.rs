@@ -10,7 +10,7 @@ use super::lease::Elector;
 use super::{
     drive, server, shutdown_signal, wall_clock, Actuator, Fault, Loop, PastInterval, Signals,
 };
-use crate::metrics::prometheus::{HistoryPoint, PrometheusSource};
+use crate::metrics::prometheus::PrometheusSource;
 use crate::planner::sla_planner::SlaPlanner;
 use crate::planner::{Observation, PolicyContext, RoleReplicas};
 use crate::profile::{load_profile, Profile};
@@ -34,27 +34,11 @@ impl Signals for PrometheusSource {
     ) -> Result<Vec<PastInterval>, Fault> {
         PrometheusSource::history(self, end_s, interval_s, points)
             .await
-            .map(|h| past_intervals(&h))
             .map_err(|e| Fault {
                 label: e.label(),
                 message: e.to_string(),
             })
     }
-}
-
-/// Prometheus's history as the planner takes it.
-fn past_intervals(points: &[HistoryPoint]) -> Vec<PastInterval> {
-    points
-        .iter()
-        .map(|p| PastInterval {
-            end_s: p.time_s,
-            requests: p.requests,
-            isl_mean: p.isl_mean,
-            osl_mean: p.osl_mean,
-            ttft_p90_ms: p.ttft_p90_ms,
-            itl_p90_ms: p.itl_p90_ms,
-        })
-        .collect()
 }
 
 impl Actuator for KubeScaler {
@@ -263,7 +247,7 @@ pub async fn run(
         .await
     {
         Ok(points) => {
-            let taken = planner.warm(&past_intervals(&points), cfg.interval_s);
+            let taken = planner.warm(&points, cfg.interval_s);
             // Intervals whose TTFT p90 came back: those that missed the SLA are told apart.
             let with_latencies = points.iter().filter(|p| p.ttft_p90_ms.is_some()).count();
             info!(

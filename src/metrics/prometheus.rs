@@ -6,6 +6,7 @@ use prometheus_http_query::response::Data;
 use prometheus_http_query::Client;
 
 use crate::live::config::{expand, matchers, PrometheusConfig};
+use crate::planner::sla_planner::PastInterval;
 use crate::planner::solver::Mode;
 use crate::planner::{LatencySummary, Observation, RoleKv};
 
@@ -28,18 +29,6 @@ impl SourceError {
             SourceError::NoData => "prometheus_no_data",
         }
     }
-}
-
-/// One interval's figures for warming the forecasters: request count, ISL and OSL means,
-/// and the TTFT and ITL p90s that say whether it missed the SLA.
-#[derive(Debug, Clone, Copy)]
-pub struct HistoryPoint {
-    pub time_s: f64,
-    pub requests: f64,
-    pub isl_mean: Option<f64>,
-    pub osl_mean: Option<f64>,
-    pub ttft_p90_ms: Option<f64>,
-    pub itl_p90_ms: Option<f64>,
 }
 
 pub struct PrometheusSource {
@@ -244,7 +233,7 @@ impl PrometheusSource {
         now_s: f64,
         interval_s: f64,
         points: u32,
-    ) -> Result<Vec<HistoryPoint>, SourceError> {
+    ) -> Result<Vec<PastInterval>, SourceError> {
         if points == 0 {
             return Ok(Vec::new());
         }
@@ -291,8 +280,8 @@ impl PrometheusSource {
         Ok(req
             .iter()
             .filter(|(_, n)| n.is_finite())
-            .map(|&(t, n)| HistoryPoint {
-                time_s: t,
+            .map(|&(t, n)| PastInterval {
+                end_s: t,
                 requests: n,
                 isl_mean: at(&isl, t),
                 osl_mean: at(&osl, t),
