@@ -1633,9 +1633,9 @@ mod tests {
             for minute in 1..=37u32 {
                 let rate = if minute == 37 || bursts.contains(&minute) {
                     30.0
-                } else if bursts.contains(&(minute - 1)) {
+                } else if bursts.contains(&(minute.saturating_sub(1))) {
                     40.0
-                } else if bursts.contains(&(minute - 2)) {
+                } else if bursts.contains(&(minute.saturating_sub(2))) {
                     20.0
                 } else {
                     10.0
