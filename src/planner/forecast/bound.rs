@@ -32,10 +32,13 @@ impl SignalForecaster {
     /// the first value.
     pub fn forecast(&self, h: usize, z: f64) -> Option<SignalForecast> {
         let free = self.forecast_without_ceiling(h, z)?;
-        Some(SignalForecast {
-            point: self.under_ceiling(free.point),
-            upper: self.under_ceiling(free.upper),
-            method: free.method,
+        Some(match self.excursion_ceiling() {
+            Some(c) => SignalForecast {
+                point: free.point.min(c.level),
+                upper: free.upper.min(c.level),
+                method: free.method,
+            },
+            None => free,
         })
     }
 

@@ -56,10 +56,11 @@ pub(super) fn step_rate_outcomes(
     let nearer = (step as f64 / h.max(1) as f64).sqrt();
     let outcomes: Vec<f64> = misses.iter().map(|e| point + e * nearer + rise).collect();
     let lift = (bound - empirical_quantile(&outcomes, standard_normal_cdf(z))).max(0.0);
+    let ceiling = f.excursion_ceiling().map_or(f64::INFINITY, |c| c.level);
     Some(
         outcomes
             .into_iter()
-            .map(|r| f.under_ceiling(r + lift).max(0.0))
+            .map(|r| (r + lift).min(ceiling).max(0.0))
             .collect(),
     )
 }
