@@ -106,6 +106,17 @@ fn prometheus_stopped_mid_run_holds_then_recovers() {
         p.output()
             .contains("\"message\":\"intervals the outage hid read back\"")
     });
+    // It says how many intervals were hidden, and how many of them Prometheus had kept
+    // (none while it was stopped, but it may scrape the last once it is back).
+    let log = p.output();
+    let line = log
+        .lines()
+        .find(|l| l.contains("intervals the outage hid read back"))
+        .unwrap();
+    let read_back: serde_json::Value = serde_json::from_str(line).unwrap();
+    let hidden = read_back["hidden"].as_u64().unwrap_or(0);
+    assert!(hidden >= 1, "{line}");
+    assert!(read_back["intervals"].as_u64().unwrap() <= hidden, "{line}");
     let (_, st) = http_get(status, "/api/v1/status").unwrap();
     let st: serde_json::Value = serde_json::from_str(&st).unwrap();
     assert!(

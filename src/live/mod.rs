@@ -186,8 +186,10 @@ impl<S: Signals, A: Actuator> Loop<S, A> {
                 let taken = self.planner.warm(&past, self.interval_s);
                 info!(
                     message = "intervals the outage hid read back",
+                    // `hidden`: intervals the planner could not read; `intervals`: how
+                    // many of them Prometheus had kept (the planner fills the rest).
                     intervals = taken,
-                    missed = points
+                    hidden = points
                 );
             }
             Err(f) => warn!(
