@@ -124,6 +124,11 @@ pub struct DeploymentSpec {
     pub mode: Mode,
     pub interval_s: f64,
     pub startup_s: f64,
+    /// The cold start the policies are told, when the simulated engines take another (a
+    /// configuration gone stale: a larger model, a slower image registry). Absent: `startup_s`.
+    /// `decide` plans with it in place of `startup_s`, as it does with `planner_profile`.
+    #[serde(default)]
+    pub planner_startup_s: Option<f64>,
     #[serde(default = "default_scrape")]
     pub scrape_s: f64,
     pub gpu_budget: u32,
@@ -537,6 +542,8 @@ fn positive(origin: &str, field: &str, v: f64) -> Result<(), InputError> {
 pub struct Checked {
     pub limits: Limits,
     pub startup_s: f64,
+    /// The cold start the policies are told: `deployment.planner_startup_s`, else `startup_s`.
+    pub told_startup_s: f64,
     pub profile: Profile,
 }
 
@@ -562,6 +569,14 @@ fn check_common(
             origin,
             "deployment.startup_s",
             format!("must be >= 0 (got {startup_s})"),
+        ));
+    }
+    let told_startup_s = d.planner_startup_s.unwrap_or(startup_s);
+    if !(told_startup_s.is_finite() && told_startup_s >= 0.0) {
+        return Err(field_err(
+            origin,
+            "deployment.planner_startup_s",
+            format!("must be >= 0 (got {told_startup_s})"),
         ));
     }
     let mut limits = Limits::build(
@@ -617,6 +632,7 @@ fn check_common(
     Ok(Checked {
         limits,
         startup_s,
+        told_startup_s,
         profile,
     })
 }
@@ -694,7 +710,7 @@ fn decide_setup_from(
         file.sla,
         checked.limits,
         file.deployment.interval_s,
-        checked.startup_s,
+        checked.told_startup_s,
     );
     let mut planner = file.planner;
     if file.deployment.mode == Mode::Aggregated {
@@ -729,6 +745,7 @@ pub fn prepare(
     let Checked {
         limits,
         startup_s,
+        told_startup_s,
         profile,
     } = check_common(
         &file.sla,
@@ -780,6 +797,7 @@ pub fn prepare(
         limits,
         interval_s: d.interval_s,
         startup_s,
+        told_startup_s,
         scrape_s: d.scrape_s,
         prefill_token_budget: d
             .prefill_token_budget
@@ -818,6 +836,12 @@ pub fn prepare(
         notes.push(format!(
             "the engines run profile {}; the planner, dynamo and threshold policies are told {} (the oracle and static:best search with the engines')",
             profile.name, planner_profile.name
+        ));
+    }
+    if sim.told_startup_s != sim.startup_s {
+        notes.push(format!(
+            "the engines take {:.0}s to start; the planner, dynamo and threshold policies are told {:.0}s (deployment.planner_startup_s; the oracle knows)",
+            sim.startup_s, sim.told_startup_s
         ));
     }
     if !sim.withhold.is_empty() {

@@ -715,6 +715,16 @@ fn a_field_set_on_the_command_line_is_checked_as_the_file_is() {
         ],
         &["deployment.interval_s", "must be a number > 0"],
     );
+    assert_input_error(
+        &[
+            "decide",
+            "--scenario",
+            "sin-5-45",
+            "--set",
+            "deployment.planner_startup_s=-5",
+        ],
+        &["deployment.planner_startup_s", "must be >= 0 (got -5)"],
+    );
     // Of several sets, the one that does not fit is named, and what it should be.
     assert_input_error(
         &[

@@ -1,7 +1,8 @@
 //! A planner told a profile that is not what its engines do (a stale profile, one measured
 //! on other hardware): `planner_profile` in a scenario, `--planner-profile` on the command
 //! line. The online correction has to find the difference; policies that see the whole run
-//! keep the engines' own profile.
+//! keep the engines' own profile. Likewise a cold start told shorter than the replicas take
+//! (`deployment.planner_startup_s`): the planner plans with the one its replicas show.
 
 mod common;
 
@@ -161,4 +162,60 @@ fn a_missing_planner_profile_is_an_input_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("nowhere.json"), "{stderr}");
+}
+
+/// A sinusoid on replicas that take 180 s to start, the planner told 60 s.
+const SLOW_STARTS: &str = "name: slow-starts
+seed: 5
+profile: default
+workload:
+  synthetic:
+    rate: { shape: sinusoid, min_rps: 5, max_rps: 30, period_s: 600 }
+    duration_s: 1500
+    isl: 3000
+    osl: 200
+sla: { ttft_ms: 400, itl_ms: 10 }
+deployment: { interval_s: 60, startup_s: 180, planner_startup_s: 60, gpu_budget: 16 }
+";
+
+#[test]
+fn a_planner_told_a_short_cold_start_plans_with_the_one_its_replicas_show() {
+    let told = tempfile::tempdir().unwrap();
+    let truth = tempfile::tempdir().unwrap();
+    let mismatched = simulate(told.path(), SLOW_STARTS, &["--policy", "oracle"]);
+    let matched = simulate(
+        truth.path(),
+        &SLOW_STARTS.replace("planner_startup_s: 60, ", ""),
+        &["--policy", "oracle"],
+    );
+    let notes = mismatched["scenario"]["notes"].to_string();
+    assert!(
+        notes.contains("the engines take 180s to start; the planner, dynamo and threshold policies are told 60s"),
+        "{notes}"
+    );
+    // The oracle knows the engines' cold start either way.
+    assert_eq!(
+        policy(&mismatched, "oracle")["gpu_hours"],
+        policy(&matched, "oracle")["gpu_hours"]
+    );
+    // Once its first replicas have started, the planner says it plans with their cold
+    // start; told the truth, it has nothing to say of it.
+    let reasons = |dir: &Path| -> Vec<String> {
+        let mut rdr = csv::Reader::from_path(dir.join("out/timeline_planner.csv")).unwrap();
+        let col = rdr
+            .headers()
+            .unwrap()
+            .iter()
+            .position(|h| h == "reasons")
+            .unwrap();
+        rdr.records().map(|r| r.unwrap()[col].to_string()).collect()
+    };
+    let planned: Vec<String> = reasons(told.path())
+        .into_iter()
+        .filter(|r| r.contains("cold start planned as"))
+        .collect();
+    assert!(planned.len() >= 10, "{planned:?}");
+    assert!(!reasons(truth.path())
+        .iter()
+        .any(|r| r.contains("cold start planned as")),);
 }

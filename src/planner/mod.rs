@@ -5,6 +5,7 @@
 //! behind `decide`.
 
 pub mod baselines;
+pub mod cold_start;
 pub mod forecast;
 pub mod harmonic;
 pub mod model;

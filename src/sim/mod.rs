@@ -98,6 +98,9 @@ pub struct SimConfig {
     pub interval_s: f64,
     /// Cold start of a new replica: GPUs are paid from the request, work starts after this.
     pub startup_s: f64,
+    /// The cold start the policies that cannot see the run are told (`startup_s` unless the
+    /// scenario's configuration has gone stale).
+    pub told_startup_s: f64,
     /// How often gauges (KV utilisation, queue) are sampled, as Prometheus scrapes them.
     pub scrape_s: f64,
     /// Tokens one prefill iteration may take (chunked prefill).

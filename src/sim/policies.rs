@@ -31,7 +31,7 @@ impl PolicyEnv<'_> {
             sla: self.sim.sla,
             limits: self.sim.limits,
             interval_s: self.sim.interval_s,
-            startup_s: self.sim.startup_s,
+            startup_s: self.sim.told_startup_s,
             prefill: self.planner_profile.prefill_model(),
             decode: self.planner_profile.decode_model(),
             max_context_tokens: self.sim.max_context_tokens,

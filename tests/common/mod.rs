@@ -40,6 +40,7 @@ pub fn sim_config(profile: &Profile, prefill: u32, decode: u32, duration_s: f64)
         },
         interval_s: 60.0,
         startup_s: 60.0,
+        told_startup_s: 60.0,
         scrape_s: 15.0,
         prefill_token_budget: profile.max_context_tokens as u32,
         kv_transfer: KvTransfer::default(),

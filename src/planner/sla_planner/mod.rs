@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::cold_start::ColdStarts;
 use super::forecast::{
     empirical_quantile, standard_normal_cdf, ExcursionCeiling, ForecasterKind, RecurringPeak,
     SignalForecast, SignalForecaster,
@@ -193,6 +194,9 @@ pub struct SlaPlanner {
     /// The end of the last interval whose request count reached the forecasters: an
     /// interval that begins later leaves a stretch nobody observed (`fill_unseen`).
     fed_until_s: Option<f64>,
+    /// How long the replicas took to start: the cold start planned with when longer than
+    /// the configured one (`cold_start_s`).
+    cold_starts: ColdStarts,
 }
 
 /// Arrivals the rate forecast must have expected in a silence for it to be taken as a gap:
@@ -274,7 +278,14 @@ impl SlaPlanner {
             found: None,
             silence: None,
             fed_until_s: None,
+            cold_starts: ColdStarts::default(),
         }
+    }
+
+    /// The cold start planned with: the configured one, or the replicas' own where they
+    /// have shown a longer one (`ColdStarts::planned_s`).
+    fn cold_start_s(&self) -> f64 {
+        self.cold_starts.planned_s(self.ctx.startup_s)
     }
 
     /// The rate, ISL and OSL forecasters as configured, with nothing seen, for steps of
@@ -490,7 +501,7 @@ impl SlaPlanner {
         } else {
             step_s
         };
-        ((next_decision_s + self.ctx.startup_s) / step_s)
+        ((next_decision_s + self.cold_start_s()) / step_s)
             .ceil()
             .clamp(1.0, MAX_HORIZON_STEPS as f64) as usize
     }
@@ -507,7 +518,7 @@ impl SlaPlanner {
     /// The index of the order standing a cold start before `now_s` (the newest made by
     /// then: it still says what was ready at that moment); `None` before the first order.
     fn standing_order(&self, now_s: f64) -> Option<usize> {
-        let since = now_s - self.ctx.startup_s.max(0.0);
+        let since = now_s - self.cold_start_s().max(0.0);
         self.ordered.iter().rposition(|&(t, _, _)| t <= since)
     }
 
@@ -620,23 +631,34 @@ impl Policy for SlaPlanner {
     /// from its latencies, size each role for the most any step of the horizon asks, then
     /// the holds, the stabiliser and the limits, each saying why.
     fn decide(&mut self, now_s: f64, obs: &Observation) -> Decision {
-        let decision = self.decide_now(now_s, obs);
+        self.cold_starts.observe(now_s, obs.replicas.as_ref());
+        let mut decision = self.decide_now(now_s, obs);
+        let interval_s = self.interval_of(obs);
+        decision.reasons.extend(
+            self.cold_starts
+                .reasons(now_s, self.ctx.startup_s, interval_s),
+        );
         self.note_ordered(now_s, decision.prefill, decision.decode);
         decision
     }
 }
 
 impl SlaPlanner {
+    /// The observation's interval, or the configured one where it gives none that is valid.
+    fn interval_of(&self, obs: &Observation) -> f64 {
+        if obs.interval_s.is_finite() && obs.interval_s > 0.0 {
+            obs.interval_s
+        } else {
+            self.ctx.interval_s
+        }
+    }
+
     /// `Policy::decide`, before the decision is noted as ordered.
     fn decide_now(&mut self, now_s: f64, obs: &Observation) -> Decision {
         if self.found.is_none() {
             self.found = Some(self.current(obs));
         }
-        let interval_s = if obs.interval_s.is_finite() && obs.interval_s > 0.0 {
-            obs.interval_s
-        } else {
-            self.ctx.interval_s
-        };
+        let interval_s = self.interval_of(obs);
         let requests = match obs.requests {
             Some(n) if n.is_finite() && n >= 0.0 => n,
             Some(_) => return self.hold(obs, "request count is not a number"),
@@ -677,7 +699,7 @@ impl SlaPlanner {
         let assumed_reason = assumed.map(|r| {
             format!(
                 "replicas not reported: taken as ordered, each ready {:.0}s after its order ({}P+{}D ready)",
-                self.ctx.startup_s, r.prefill.ready, r.decode.ready
+                self.cold_start_s(), r.prefill.ready, r.decode.ready
             )
         });
         let learned = self.learn(obs, obs.replicas.or(assumed), requests, interval_s);
@@ -1100,6 +1122,70 @@ mod tests {
             planner.as_ordered(400.0).map(counts),
             Some(((1, 0), (1, 0)))
         );
+    }
+
+    /// Drives `planner` through a load rising from 4 to 32 req/s over 16 minutes, on a
+    /// test double of a deployment whose replicas take `takes_s` to start: each role runs
+    /// the order standing `takes_s` before (releases at once), the rest of the newest
+    /// order starting. Returns the last decision.
+    fn rising_load_on_replicas_that_take(planner: &mut SlaPlanner, takes_s: f64) -> Decision {
+        let mut orders: Vec<(f64, u32, u32)> = vec![(0.0, 1, 1)];
+        let mut last = None;
+        for minute in 1..=16 {
+            let t = 60.0 * f64::from(minute);
+            let standing = orders
+                .iter()
+                .rev()
+                .find(|o| o.0 <= t - takes_s)
+                .copied()
+                .unwrap_or(orders[0]);
+            let newest = *orders.last().unwrap();
+            let role = |standing: u32, newest: u32| ReplicaState {
+                ready: standing.min(newest),
+                starting: newest.saturating_sub(standing),
+                draining: 0,
+            };
+            let obs = Observation {
+                time_s: t,
+                interval_s: 60.0,
+                requests: Some(60.0 * (2.0 + 2.0 * f64::from(minute))),
+                isl_mean: Some(2000.0),
+                osl_mean: Some(200.0),
+                replicas: Some(RoleReplicas {
+                    prefill: role(standing.1, newest.1),
+                    decode: role(standing.2, newest.2),
+                }),
+                ..Default::default()
+            };
+            let d = planner.decide(t, &obs);
+            orders.push((t, d.prefill, d.decode));
+            last = Some(d);
+        }
+        last.unwrap()
+    }
+
+    #[test]
+    fn replicas_slower_to_start_than_configured_lengthen_the_horizon() {
+        // Configured: 60 s. Replicas that start in 60 s leave it so; ones that take 180 s
+        // make the planner look further ahead, and say why.
+        let mut on_time = test_planner();
+        let d = rising_load_on_replicas_that_take(&mut on_time, 60.0);
+        assert_eq!(on_time.cold_start_s(), 60.0);
+        assert!(
+            !d.reasons.iter().any(|r| r.contains("cold start planned")),
+            "{:?}",
+            d.reasons
+        );
+        let mut slow = test_planner();
+        let d = rising_load_on_replicas_that_take(&mut slow, 180.0);
+        let planned = slow.cold_start_s();
+        assert!((150.0..=240.0).contains(&planned), "{planned}");
+        assert!(
+            slow.horizon_steps(60.0, 60.0) > on_time.horizon_steps(60.0, 60.0),
+            "{} steps",
+            slow.horizon_steps(60.0, 60.0)
+        );
+        assert_gives_reason(&d, "cold start planned as");
     }
 
     #[test]

@@ -131,7 +131,7 @@ impl SlaPlanner {
         } else {
             self.pool.span_s()
         };
-        let ready_after_s = since_newest_s + unseen_s + self.ctx.startup_s;
+        let ready_after_s = since_newest_s + unseen_s + self.cold_start_s();
         let last_step = if self.rate.is_empty() {
             h
         } else {
@@ -395,7 +395,7 @@ impl SlaPlanner {
                     "{} asked for {:.0}s ahead, before a replica ordered now could be ready ({:.0}s): not ordered",
                     self.counts(p, d),
                     step as f64 * step_s,
-                    self.ctx.startup_s
+                    self.cold_start_s()
                 )
             });
         plan.ceiling = rate_forecasters

@@ -88,7 +88,7 @@ impl SlaPlanner {
         let (since, before) = self.silence?;
         let lasted = now_s - since;
         let expected = before * lasted;
-        let patience = interval_s + self.ctx.startup_s;
+        let patience = interval_s + self.cold_start_s();
         (lasted < patience && expected >= SILENCE_EXPECTED).then(|| {
             format!(
                 "no scale-down: no requests for {lasted:.0}s where {before:.2} req/s were forecast ({expected:.0} expected); a silence shorter than an interval and a cold start ({patience:.0}s) is not taken for the load's end"
