@@ -156,8 +156,8 @@ impl ColdStarts {
         } else if planned > configured {
             let slowest = self.took.iter().map(|t| t.1).fold(0.0, f64::max);
             reasons.push(format!(
-                "cold start planned as {planned:.0}s, not the configured {configured:.0}s: the latest {} replicas to become ready took up to {slowest:.0}s from their order (median {planned:.0}s)",
-                self.took.len()
+                "cold start planned as {planned:.0}s, not the configured {configured:.0}s: the latest {} to become ready took up to {slowest:.0}s from their order (median {planned:.0}s)",
+                replicas(self.took.len())
             ));
         }
         let overdue_after = OVERDUE_COLD_STARTS * shown + interval_s;
@@ -171,12 +171,21 @@ impl ColdStarts {
                 .collect();
             if let Some(oldest) = overdue.iter().copied().reduce(f64::max) {
                 reasons.push(format!(
-                    "{name}: {} replicas starting for over {overdue_after:.0}s (the oldest {oldest:.0}s), more than twice the cold start of {shown:.0}s: still counted as capacity to come, and no more ordered in their place, which would wait as they do (a pod waiting for a free GPU, an image that does not pull?)",
-                    overdue.len()
+                    "{name}: {} starting for over {overdue_after:.0}s (the oldest {oldest:.0}s), more than twice the cold start of {shown:.0}s: still counted as capacity to come, and no more ordered in their place, which would wait as they do (a pod waiting for a free GPU, an image that does not pull?)",
+                    replicas(overdue.len())
                 ));
             }
         }
         reasons
+    }
+}
+
+/// "1 replica", "2 replicas".
+fn replicas(n: usize) -> String {
+    if n == 1 {
+        "1 replica".to_string()
+    } else {
+        format!("{n} replicas")
     }
 }
 
@@ -445,7 +454,7 @@ mod tests {
         let reasons = slow.reasons(300.0, 60.0, 60.0);
         assert_eq!(
             reasons,
-            vec!["cold start planned as 210s, not the configured 60s: the latest 1 replicas to become ready took up to 240s from their order (median 210s)".to_string()]
+            vec!["cold start planned as 210s, not the configured 60s: the latest 1 replica to become ready took up to 240s from their order (median 210s)".to_string()]
         );
         assert!(slow.reasons(300.0, 240.0, 60.0).is_empty());
     }
