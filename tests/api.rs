@@ -78,6 +78,7 @@ fn reads_are_open_and_shaped() {
     for name in [
         "sla_planner_requests_per_second",
         "sla_planner_forecast_requests_per_second",
+        "sla_planner_forecast_horizon_seconds",
         "sla_planner_latency_seconds{",
         "sla_planner_replicas{",
         "sla_planner_model_correction_ratio{",

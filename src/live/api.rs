@@ -388,6 +388,14 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         "Request rate the last decision planned for",
         d.forecast.map(|f| f.requests_per_s),
     );
+    // The interval and the cold start planned with: longer than configured where the
+    // replicas have shown a longer cold start.
+    gauge(
+        &mut reg,
+        "forecast_horizon_seconds",
+        "How far ahead the last decision planned",
+        d.forecast.map(|f| f.horizon_s),
+    );
     let lat: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>> = Family::default();
     for (metric, source, v) in [
         ("ttft", "observed_p99", o.ttft_ms.and_then(|l| l.p99)),
