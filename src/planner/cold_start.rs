@@ -8,7 +8,7 @@
 //!
 //! Only counts are seen, once an interval: a replica that became ready between two
 //! observations took more than the time from its order to the first and at most the time
-//! to the second. The order is the decision before the observation that first shows it
+//! to the second; one never seen starting, at most the time between them. The order is the decision before the observation that first shows it
 //! starting; replicas leave the starting count oldest first when they become ready, newest
 //! first when they are cancelled (Kubernetes' ReplicaSet controller removes the youngest of
 //! the pods not ready).
@@ -20,6 +20,9 @@ use super::{ReplicaState, RoleReplicas};
 /// Completed starts remembered, both roles together: the cold start planned with is their
 /// median, the typical start rather than the one slow node's.
 const STARTS_KEPT: usize = 8;
+/// Completed starts, all quicker than half the configured cold start, before the decision
+/// says the configured one may be too long.
+const QUICK_STARTS_TOLD: usize = 3;
 /// A replica starting for more than this many cold starts (and an interval, the
 /// observation's lag) is reported as overdue.
 const OVERDUE_COLD_STARTS: f64 = 2.0;
@@ -131,6 +134,11 @@ impl ColdStarts {
             .reduce(f64::max)
     }
 
+    /// The longest the latest completed starts may have taken.
+    fn slowest_s(&self) -> f64 {
+        self.took.iter().map(|t| t.1).fold(0.0, f64::max)
+    }
+
     /// Clock jitter allowed between a start as long as planned and the observation that
     /// sees it: a twentieth of the observations' spacing.
     fn jitter_s(&self) -> f64 {
@@ -154,10 +162,18 @@ impl ColdStarts {
                 "cold start planned as {planned:.0}s, not {not}: a replica has been starting for that long (up to twice the cold start is waited for)"
             ));
         } else if planned > configured {
-            let slowest = self.took.iter().map(|t| t.1).fold(0.0, f64::max);
+            let slowest = self.slowest_s();
             reasons.push(format!(
                 "cold start planned as {planned:.0}s, not the configured {configured:.0}s: the latest {} to become ready took up to {slowest:.0}s from their order (median {planned:.0}s)",
                 replicas(self.took.len())
+            ));
+        } else if self.took.len() >= QUICK_STARTS_TOLD && self.slowest_s() <= configured / 2.0 {
+            // Never planned with (a start seen quick may have found its image cached), but
+            // the operator may want to know: a longer horizon holds more GPUs ahead of a rise.
+            reasons.push(format!(
+                "the latest {} to become ready took at most {:.0}s from their order, under half the configured cold start of {configured:.0}s, which is still planned with",
+                replicas(self.took.len()),
+                self.slowest_s()
             ));
         }
         let overdue_after = OVERDUE_COLD_STARTS * shown + interval_s;
@@ -197,8 +213,14 @@ impl RoleStarts {
         // also lost replicas in the interval hides some of them, which then leave below as
         // cancelled, unmeasured.
         let rose = seen.ready.saturating_sub(self.ready) as usize;
-        let became_ready: Vec<Option<f64>> =
-            self.pending.drain(..rose.min(self.pending.len())).collect();
+        let started = rose.min(self.pending.len());
+        let mut became_ready: Vec<Option<f64>> = self.pending.drain(..started).collect();
+        // A rise no start seen explains: neither starting nor ready at the previous
+        // observation, so ordered at its decision or after, and ready within the spacing.
+        became_ready.extend(std::iter::repeat_n(
+            last_s,
+            (rose - started).min(STARTS_KEPT),
+        ));
         let starting = seen.starting as usize;
         // More starting than remain: ordered at the previous decision. Fewer: cancelled,
         // or failed, the youngest first.
@@ -457,6 +479,43 @@ mod tests {
             vec!["cold start planned as 210s, not the configured 60s: the latest 1 replica to become ready took up to 240s from their order (median 210s)".to_string()]
         );
         assert!(slow.reasons(300.0, 240.0, 60.0).is_empty());
+    }
+
+    #[test]
+    fn starts_far_quicker_than_configured_are_said_not_planned_with() {
+        // Three replicas, each ready by the observation after the one that showed it
+        // starting: at most 120 s, against 600 s configured.
+        let mut rows = vec![(0.0, (1, 0), (1, 0))];
+        for i in 0..3u32 {
+            let t = 180.0 * f64::from(i);
+            rows.push((t + 60.0, (1 + i, 1), (1, 0)));
+            rows.push((t + 120.0, (2 + i, 0), (1, 0)));
+            rows.push((t + 180.0, (2 + i, 0), (1, 0)));
+        }
+        let c = run(&rows);
+        assert_eq!(c.planned_s(600.0), 600.0);
+        assert_eq!(
+            c.reasons(540.0, 600.0, 60.0),
+            vec!["the latest 3 replicas to become ready took at most 120s from their order, under half the configured cold start of 600s, which is still planned with".to_string()]
+        );
+        // Replicas ready by the observation after their order, never seen starting, took
+        // at most the spacing: said the same way.
+        let unseen = run(&[
+            (0.0, (1, 0), (1, 0)),
+            (60.0, (2, 0), (1, 0)),
+            (120.0, (2, 0), (3, 0)),
+        ]);
+        assert_eq!(unseen.planned_s(600.0), 600.0);
+        assert!(
+            unseen.reasons(120.0, 600.0, 60.0)[0]
+                .starts_with("the latest 3 replicas to become ready took at most 60s"),
+            "{:?}",
+            unseen.reasons(120.0, 600.0, 60.0)
+        );
+        // Two starts are not yet enough to say so; nor are three against 180 s configured.
+        let two = run(&rows[..7]);
+        assert!(two.reasons(360.0, 600.0, 60.0).is_empty());
+        assert!(c.reasons(540.0, 180.0, 60.0).is_empty());
     }
 
     #[test]
