@@ -235,6 +235,10 @@ impl<S: Signals, A: Actuator> Loop<S, A> {
             }
         }
         let mut clean = true;
+        // The signals before the replicas: a source that advances a simulated deployment to
+        // `now_s` (`demo`) must have done so before its replicas are read, or they are an
+        // interval old, and replicas that started on time read as slow to start.
+        let signals = self.signals.observe(now_s, self.interval_s).await;
         let replicas = match self.actuator.replicas().await {
             Ok(r) => r,
             Err(f) => {
@@ -247,17 +251,13 @@ impl<S: Signals, A: Actuator> Loop<S, A> {
         // A source that answers with what no interval holds (a negative count or latency
         // from a custom query, a replica count past any cluster's) is a faulty signal, not a
         // load: the planner holds, as without the signal.
-        let observed = self
-            .signals
-            .observe(now_s, self.interval_s)
-            .await
-            .and_then(|mut o| {
-                o.replicas = Some(replicas);
-                o.validate().map(|()| o).map_err(|message| Fault {
-                    label: "invalid_signal",
-                    message,
-                })
-            });
+        let observed = signals.and_then(|mut o| {
+            o.replicas = Some(replicas);
+            o.validate().map(|()| o).map_err(|message| Fault {
+                label: "invalid_signal",
+                message,
+            })
+        });
         let obs = match observed {
             Ok(o) => {
                 self.read_back(now_s).await;
@@ -543,6 +543,40 @@ mod tests {
             // Read back, there is no gap left for the planner to fill; not kept, it fills it.
             assert_eq!(filled, !kept, "kept {kept}: {reasons:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_demos_replicas_are_read_at_the_ticks_time() {
+        // `demo`'s edges advance the simulated deployment when the signals are read: read
+        // after them, the replicas are the tick's own, so replicas that start in the
+        // scenario's cold start are seen to (read before, they were an interval old: a
+        // replica not quite ready at one tick was seen ready two ticks later, and the
+        // planner took it for slow to start).
+        let sc = crate::scenario::load("sin-5-45", &crate::scenario::Overrides::default())
+            .expect("a shipped scenario");
+        let mut sim = sc.sim.clone();
+        sim.duration_s = f64::INFINITY;
+        let deployment =
+            crate::sim::Deployment::new(sim, &sc.profile, sc.requests.clone(), sc.sim.initial);
+        let edges = sim_edges::SimEdges::new(deployment);
+        let planner = SlaPlanner::new(test_ctx(), sc.file.planner);
+        let mut lp = Loop::new(planner, edges.clone(), edges, 60.0, false, None);
+        let mut grew = false;
+        for minute in 1..=30 {
+            // Ticks a wall clock drives come a little early or late.
+            let jitter_s = if minute % 2 == 1 { 0.5 } else { 0.0 };
+            let now_s = 60.0 * f64::from(minute) + jitter_s;
+            lp.tick(now_s).await;
+            let st = lp.status.lock().unwrap().clone();
+            let seen = st.last_observation.and_then(|o| o.replicas).unwrap();
+            grew |= seen.prefill.ready > 1;
+            let reasons = st.last_decision.expect("a decision").reasons;
+            assert!(
+                !reasons.iter().any(|r| r.contains("cold start planned as")),
+                "at {now_s}s: {reasons:?}"
+            );
+        }
+        assert!(grew, "the ramp started replicas");
     }
 
     #[tokio::test]
