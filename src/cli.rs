@@ -823,11 +823,7 @@ fn run_demo(a: DemoArgs) -> anyhow::Result<()> {
         requests: &sc.requests,
     };
     let planner = SlaPlanner::new(env.context(), sc.file.planner);
-    let mut sim = sc.sim.clone();
-    sim.duration_s = f64::INFINITY;
-    let deployment =
-        crate::sim::Deployment::new(sim, &sc.profile, sc.requests.clone(), sc.sim.initial);
-    let edges = crate::live::sim_edges::SimEdges::new(deployment);
+    let edges = crate::live::sim_edges::SimEdges::of_scenario(&sc);
     let interval = sc.sim.interval_s;
     let end = sc.requests.last().map_or(0.0, |r| r.arrival_s) + 2.0 * interval;
     runtime()?.block_on(async move {

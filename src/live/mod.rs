@@ -554,11 +554,7 @@ mod tests {
         // planner took it for slow to start).
         let sc = crate::scenario::load("sin-5-45", &crate::scenario::Overrides::default())
             .expect("a shipped scenario");
-        let mut sim = sc.sim.clone();
-        sim.duration_s = f64::INFINITY;
-        let deployment =
-            crate::sim::Deployment::new(sim, &sc.profile, sc.requests.clone(), sc.sim.initial);
-        let edges = sim_edges::SimEdges::new(deployment);
+        let edges = sim_edges::SimEdges::of_scenario(&sc);
         let planner = SlaPlanner::new(test_ctx(), sc.file.planner);
         let mut lp = Loop::new(planner, edges.clone(), edges, 60.0, false, None);
         let mut grew = false;

@@ -19,6 +19,18 @@ impl SimEdges {
             deployment: Arc::new(Mutex::new(deployment)),
         }
     }
+
+    /// A scenario's deployment and workload, run for as long as it is advanced (`demo`).
+    pub fn of_scenario(sc: &crate::scenario::Scenario) -> SimEdges {
+        let mut sim = sc.sim.clone();
+        sim.duration_s = f64::INFINITY;
+        SimEdges::new(Deployment::new(
+            sim,
+            &sc.profile,
+            sc.requests.clone(),
+            sc.sim.initial,
+        ))
+    }
 }
 
 impl Signals for SimEdges {

@@ -152,6 +152,7 @@ impl ColdStarts {
         let shown = self.shown_s(configured);
         let planned = self.planned_s(configured);
         let mut reasons = Vec::new();
+        let slowest = self.slowest_s();
         if planned > shown {
             let not = if shown > configured {
                 format!("the {shown:.0}s the replicas' starts show")
@@ -162,18 +163,16 @@ impl ColdStarts {
                 "cold start planned as {planned:.0}s, not {not}: a replica has been starting for that long (up to twice the cold start is waited for)"
             ));
         } else if planned > configured {
-            let slowest = self.slowest_s();
             reasons.push(format!(
                 "cold start planned as {planned:.0}s, not the configured {configured:.0}s: the latest {} to become ready took up to {slowest:.0}s from their order (median {planned:.0}s)",
                 replicas(self.took.len())
             ));
-        } else if self.took.len() >= QUICK_STARTS_TOLD && self.slowest_s() <= configured / 2.0 {
+        } else if self.took.len() >= QUICK_STARTS_TOLD && slowest <= configured / 2.0 {
             // Never planned with (a start seen quick may have found its image cached), but
             // the operator may want to know: a longer horizon holds more GPUs ahead of a rise.
             reasons.push(format!(
-                "the latest {} to become ready took at most {:.0}s from their order, under half the configured cold start of {configured:.0}s, which is still planned with",
+                "the latest {} to become ready took at most {slowest:.0}s from their order, under half the configured cold start of {configured:.0}s, which is still planned with",
                 replicas(self.took.len()),
-                self.slowest_s()
             ));
         }
         let overdue_after = OVERDUE_COLD_STARTS * shown + interval_s;
