@@ -3,6 +3,7 @@
 //! with its reasons.
 
 use super::*;
+use crate::planner::Limits;
 
 /// Per-engine load (erlangs) taken as seen even when the window shows less: quiet intervals
 /// say nothing against a moderate load, and must not pin the engines a burst left.
@@ -40,6 +41,34 @@ pub(super) fn beyond_the_profile(model: &PerformanceModel, isl: f64, osl: f64) -
         ));
     }
     notes
+}
+
+/// Counts past the GPU budget (a hold, or the horizon's steps asking for different splits
+/// of it) give up one engine at a time, each from the role that loses the smaller share of
+/// its engines by it; on a tie prefill gives way, as decode is the cliff: a decode engine
+/// short fails nearly every request on the pool, a prefill engine short the prompts that
+/// wait longest. The limits' clip, shared with the other policies, gives ties to prefill:
+/// on the conversation trace at 5 GPUs the solver asked for 2P+3D, the scale-down window
+/// held prefill at 3, and the clip gave 3P+2D, whose two decode engines missed the ITL
+/// target for minutes. Never below the minimums; a role past its maximum is first clipped.
+pub fn shed_to_budget(limits: &Limits, (p, d): (u32, u32)) -> (u32, u32) {
+    if limits.gpus(p, d) <= limits.gpu_budget {
+        return (p, d);
+    }
+    let (mut p, mut d) = (p.min(limits.max_prefill), d.min(limits.max_decode));
+    while limits.gpus(p, d) > limits.gpu_budget {
+        let prefill_spare = p > limits.min_prefill;
+        let decode_spare = d > limits.min_decode;
+        // One of `p` against one of `d`: the larger role loses the smaller share.
+        if prefill_spare && (!decode_spare || p >= d) {
+            p -= 1;
+        } else if decode_spare {
+            d -= 1;
+        } else {
+            break; // the minimums past the budget: rejected when the limits are read
+        }
+    }
+    (p, d)
 }
 
 impl SlaPlanner {
@@ -149,11 +178,27 @@ impl SlaPlanner {
                 }
             }
         }
+        (p, d) = self.within_budget((p, d), reasons);
         // After the stabiliser, so its window remembers what the load asked for.
         if let Some(why) = silence.filter(|_| p < current.0 || d < current.1) {
             p = p.max(current.0);
             d = d.max(current.1);
             reasons.push(why);
+        }
+        (p, d)
+    }
+
+    /// `shed_to_budget`, saying so when it sheds anything.
+    fn within_budget(&self, asked: (u32, u32), reasons: &mut Vec<String>) -> (u32, u32) {
+        let limits = &self.ctx.limits;
+        let (p, d) = shed_to_budget(limits, asked);
+        if (p, d) != asked {
+            reasons.push(format!(
+                "GPU budget {} binds: {} held or asked for, {} kept (an engine at a time from the role it is the smaller share of; on a tie from prefill, as decode is the cliff)",
+                limits.gpu_budget,
+                self.counts(asked.0, asked.1),
+                self.counts(p, d)
+            ));
         }
         (p, d)
     }
@@ -208,5 +253,51 @@ impl SlaPlanner {
             corrections: Some(c),
             ..decision
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shed_to_budget_table() {
+        let limits = |budget: u32, min: (u32, u32)| Limits {
+            min_prefill: min.0,
+            max_prefill: 20,
+            min_decode: min.1,
+            max_decode: 100,
+            gpu_budget: budget,
+            gpus_per_prefill_engine: 1,
+            gpus_per_decode_engine: 1,
+        };
+        // (asked, budget, minimums) -> kept
+        let cases = [
+            // Within the budget: unchanged.
+            (((2, 3), 5, (1, 1)), (2, 3)),
+            // A tie: prefill gives way (a prefill hold no longer takes decode's engine).
+            (((3, 3), 5, (1, 1)), (2, 3)),
+            // The larger role loses the smaller share of its engines, whichever it is.
+            (((4, 3), 6, (1, 1)), (3, 3)),
+            (((3, 4), 6, (1, 1)), (3, 3)),
+            (((8, 2), 6, (1, 1)), (4, 2)),
+            // A role past its maximum is clipped first.
+            (((30, 3), 10, (1, 1)), (7, 3)),
+            // A role at its minimum leaves the other to give way.
+            (((2, 9), 6, (2, 1)), (2, 4)),
+            // Aggregated workers: no prefill pool.
+            (((0, 9), 6, (0, 1)), (0, 6)),
+        ];
+        for ((asked, budget, min), want) in cases {
+            let kept = shed_to_budget(&limits(budget, min), asked);
+            assert_eq!(kept, want, "{asked:?} at a budget of {budget}");
+        }
+        // Engines of several GPUs: the budget counts GPUs.
+        let wide = Limits {
+            gpus_per_prefill_engine: 2,
+            gpus_per_decode_engine: 4,
+            ..limits(16, (1, 1))
+        };
+        assert_eq!(shed_to_budget(&wide, (4, 3)), (2, 3));
     }
 }
