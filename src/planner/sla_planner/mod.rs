@@ -1628,6 +1628,56 @@ mod tests {
     }
 
     #[test]
+    fn a_hold_past_a_binding_budget_gives_way_from_prefill_not_from_the_decode_asked_for() {
+        // Under 5 GPUs, twelve minutes of long prompts and short outputs at 20 req/s ask for
+        // three prefill engines. Then the outputs lengthen and the plan moves a GPU to
+        // decode (2P+3D) while the scale-down window still holds prefill at 3: 3P+3D is past
+        // the budget, and on the tie prefill gives way. The limits' clip gives ties to
+        // prefill (3P+2D), which left decode an engine short of the load that moved to it.
+        let mut ctx = crate::planner::test_context(
+            Sla {
+                ttft_ms: 200.0,
+                itl_ms: 10.0,
+            },
+            false,
+        );
+        ctx.limits.gpu_budget = 5;
+        let mut planner = SlaPlanner::new(ctx, PlannerConfig::default());
+        let minute = |t: f64, isl: f64, osl: f64| Observation {
+            time_s: t,
+            interval_s: 60.0,
+            requests: Some(1200.0),
+            isl_mean: Some(isl),
+            osl_mean: Some(osl),
+            ..Default::default()
+        };
+        let mut t = 0.0;
+        let mut last = None;
+        for _ in 0..12 {
+            t += 60.0;
+            last = Some(planner.decide(t, &minute(t, 3000.0, 50.0)));
+        }
+        let before = last.unwrap();
+        assert_eq!(before.prefill, 3, "{before:?}");
+        let after = planner.decide(t + 60.0, &minute(t + 60.0, 1500.0, 400.0));
+        assert!(
+            after
+                .reasons
+                .iter()
+                .any(|r| r.starts_with("prefill: held at 3")),
+            "{after:?}"
+        );
+        assert_eq!((after.prefill, after.decode), (2, 3), "{after:?}");
+        assert!(
+            after
+                .reasons
+                .iter()
+                .any(|r| r.starts_with("GPU budget 5 binds: 3P+3D held or asked for, 2P+3D kept")),
+            "{after:?}"
+        );
+    }
+
+    #[test]
     fn prefill_is_sized_for_the_prompts_expected_to_miss_over_the_forecasts_misses() {
         // A load jumping about 90 req/s: planned for all prompts in time at the rate's p90
         // bound, prefill is sized for the highest minutes; for the share expected to miss
