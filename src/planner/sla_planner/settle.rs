@@ -51,11 +51,14 @@ pub(super) fn beyond_the_profile(model: &PerformanceModel, isl: f64, osl: f64) -
 /// on the conversation trace at 5 GPUs the solver asked for 2P+3D, the scale-down window
 /// held prefill at 3, and the clip gave 3P+2D, whose two decode engines missed the ITL
 /// target for minutes. Never below the minimums; a role past its maximum is first clipped.
+/// Engines of unequal GPU counts may leave GPUs over, which go back to what was asked for,
+/// decode first (an eight-GPU decode engine shed frees what eight prefill engines would).
 pub fn shed_to_budget(limits: &Limits, (p, d): (u32, u32)) -> (u32, u32) {
     if limits.gpus(p, d) <= limits.gpu_budget {
         return (p, d);
     }
-    let (mut p, mut d) = (p.min(limits.max_prefill), d.min(limits.max_decode));
+    let (p0, d0) = (p.min(limits.max_prefill), d.min(limits.max_decode));
+    let (mut p, mut d) = (p0, d0);
     while limits.gpus(p, d) > limits.gpu_budget {
         let prefill_spare = p > limits.min_prefill;
         let decode_spare = d > limits.min_decode;
@@ -66,6 +69,17 @@ pub fn shed_to_budget(limits: &Limits, (p, d): (u32, u32)) -> (u32, u32) {
             d -= 1;
         } else {
             break; // the minimums past the budget: rejected when the limits are read
+        }
+    }
+    // Engines of unequal GPU counts may leave GPUs over: back to what was asked for,
+    // decode first.
+    loop {
+        if d < d0 && limits.gpus(p, d + 1) <= limits.gpu_budget {
+            d += 1;
+        } else if p < p0 && limits.gpus(p + 1, d) <= limits.gpu_budget {
+            p += 1;
+        } else {
+            break;
         }
     }
     (p, d)
@@ -299,5 +313,11 @@ mod tests {
             ..limits(16, (1, 1))
         };
         assert_eq!(shed_to_budget(&wide, (4, 3)), (2, 3));
+        // A decode engine of eight GPUs frees what four prefill engines would.
+        let tp8 = Limits {
+            gpus_per_decode_engine: 8,
+            ..limits(12, (1, 1))
+        };
+        assert_eq!(shed_to_budget(&tp8, (4, 2)), (4, 1));
     }
 }
