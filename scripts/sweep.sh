@@ -15,7 +15,9 @@
 # Mooncake's synthetic one at 2, 6 and 12 copies, played at double and half speed, both
 # cold starts; 48 runs), cold (every shipped scenario at 300 and 600 s cold starts
 # but the four at 300 s in variants, 18 runs), shapes (the workloads in scripts/shapes/,
-# not shipped, at both cold starts; 14 runs). Needs python3 to read the JSON.
+# not shipped, at both cold starts; 14 runs), budgets (six scenarios under budgets of 4 to
+# 8 GPUs, both cold starts, but the five in variants; 55 runs). Needs python3 to read the
+# JSON.
 set -euo pipefail
 caller=$PWD
 cd "$(dirname "$0")/.."
@@ -184,6 +186,18 @@ EOF
             done; done; done
         done
         ;;
+    budgets)
+        # Budgets of 4 to 8 GPUs, where most of these six need more: which split of a budget
+        # that binds serves the most. The five runs variants holds are left to it.
+        for sc in sin-5-45 azure-conv-x8 azure-code-x8 mooncake-conv-x4 bursts-10-40 diurnal-2-40; do
+            for b in 4 5 6 7 8; do for st in 60 180; do
+                case "$sc $b $st" in
+                "azure-conv-x8 5 60" | "azure-conv-x8 5 180" | "bursts-10-40 6 60" | "bursts-10-40 6 180" | "sin-5-45 5 180") ;;
+                *) echo "$sc|budget $b, cold start $st s|--gpu-budget $b --startup-s $st" ;;
+                esac
+            done; done
+        done
+        ;;
     shapes)
         # Workload shapes no shipped scenario has (scripts/shapes/README.md).
         for sc in scripts/shapes/*.yaml; do
@@ -191,7 +205,7 @@ EOF
         done
         ;;
     *)
-        echo "unknown set: $set (shipped, variants, long, cold, scale, seeds, replays, shapes)" >&2
+        echo "unknown set: $set (shipped, variants, long, cold, scale, seeds, replays, shapes, budgets)" >&2
         exit 2
         ;;
     esac
