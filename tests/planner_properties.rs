@@ -342,7 +342,7 @@ proptest! {
         m.corrections.decode = k;
         m.corrections.decode_context = f;
         let l = limits(1, 64, 1, 64, 128);
-        let cfg = SolverConfig { ttft_quantile: 0.99, itl_batch_z: 2.33, kv_fraction: 0.9, mode: Mode::Disaggregated };
+        let cfg = SolverConfig { ttft_quantile: 0.99, itl_batch_z: 2.33, kv_fraction: 0.9, mode: Mode::Disaggregated, incumbent: None };
         let sla = Sla { ttft_ms: 500.0, itl_ms: 20.0 };
         let a = solve(&m, &sla, &l, &cfg, &Load { lambda, isl, osl, backlog_tokens: 0.0, drain_s: 60.0 });
         let b = solve(&m, &sla, &l, &cfg, &Load { lambda: lambda + more, isl, osl, backlog_tokens: 0.0, drain_s: 60.0 });

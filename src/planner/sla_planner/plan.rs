@@ -171,6 +171,12 @@ impl SlaPlanner {
             itl_batch_z: itl_batch_z(self.cfg.itl_quantile),
             kv_fraction: self.cfg.kv_fraction,
             mode: self.cfg.mode,
+            // A split of a binding budget away from the one running is weighed over a
+            // horizon once ready, the split between over the cold start.
+            incumbent: Some((
+                held,
+                self.cold_start_s() / (self.cold_start_s() + step_s).max(1.0),
+            )),
         };
         // Lengths: the forecast point, or its bound when asked (falling back to the last
         // seen, then to a mid-size request when nothing has been seen: with no traffic the

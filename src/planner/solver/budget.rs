@@ -24,13 +24,14 @@ pub(super) fn best_split_under_budget(
     p_need: u32,
     d_need: u32,
 ) -> BudgetSplit {
-    if let Some((p, d, expected)) = expected_split(model, sla, limits, cfg, load, p_need, d_need) {
+    if let Some(found) = expected_split(model, sla, limits, cfg, load, p_need, d_need) {
         return BudgetSplit {
-            prefill: p,
-            decode: d,
+            prefill: found.split.0,
+            decode: found.split.1,
             share: None,
             by_need: false,
-            expected: Some(expected),
+            expected: Some(found.expected),
+            passed_over: found.passed_over,
         };
     }
     let servable = largest_servable_share(model, sla, limits, cfg, load, p_need, d_need);
@@ -132,6 +133,7 @@ pub(super) fn best_split_under_budget(
             share,
             by_need: true,
             expected: None,
+            passed_over: None,
         };
     }
     BudgetSplit {
@@ -140,6 +142,7 @@ pub(super) fn best_split_under_budget(
         share,
         by_need: false,
         expected: None,
+        passed_over: None,
     }
 }
 
@@ -153,6 +156,9 @@ pub(super) struct BudgetSplit {
     pub(super) by_need: bool,
     /// Chosen for the most requests expected within both targets: that share.
     pub(super) expected: Option<f64>,
+    /// A split expected to serve more, not moved to: an engine moved between the roles
+    /// leaves one short before the other is served (`SolverConfig::incumbent`).
+    pub(super) passed_over: Option<((u32, u32), f64)>,
 }
 
 /// Shares of the planned load the expected split is weighed at. The plan is an upper bound
@@ -184,7 +190,7 @@ fn expected_split(
     load: &Load,
     p_need: u32,
     d_need: u32,
-) -> Option<(u32, u32, f64)> {
+) -> Option<ExpectedSplit> {
     let lo = limits.min_prefill;
     let hi = p_need.max(lo);
     if hi - lo > LINEAR_SEARCH {
@@ -205,13 +211,9 @@ fn expected_split(
     let c = &model.corrections;
     let terms = c.decode_terms();
     let largest_batch = largest_batch_within_itl(model, sla, cfg, load);
-    let mut best: Option<(f64, f64, u32, u32)> = None;
-    for p in lo..=hi {
-        let left = limits.gpu_budget.saturating_sub(p.saturating_mul(gp));
-        let d = (left / gd).min(d_need.max(limits.min_decode));
-        if d < limits.min_decode || limits.gpus(p, d) > limits.gpu_budget {
-            break;
-        }
+    // The share of requests within both targets on `p` and `d` engines, averaged over the
+    // parts, and the worse latency ratio at the whole load.
+    let expected_at = |p: u32, d: u32| {
         let mut sum = 0.0;
         let mut worse = UNREACHABLE;
         for (&share, part) in EXPECTED_AT_SHARES.iter().zip(&parts) {
@@ -246,15 +248,72 @@ fn expected_split(
                     .max(latency_ratio(itl.unwrap_or(f64::INFINITY), sla.itl_ms));
             }
         }
-        let expected = sum / parts.len() as f64;
-        let better = best
-            .is_none_or(|(e, w, _, _)| expected > e + 1e-3 || (expected > e - 1e-3 && worse < w));
-        if better {
-            best = Some((expected, worse, p, d));
+        (sum / parts.len() as f64, worse)
+    };
+    // Moving an engine from one role to the other: for a cold start the role that gave it
+    // is short and the other not yet served. A split away from the one running is worth
+    // its gain over a horizon once ready (a cold start and a step) less its loss over the
+    // cold start, in the split between them: it gives `weight` (the cold start's share)
+    // times that loss back. On the conversation trace at 5 GPUs the solver moved a GPU to
+    // prefill and back within three minutes, each time for a share a point or two higher,
+    // and each move left both roles an engine short for its cold start.
+    let incumbent = cfg
+        .incumbent
+        .filter(|&((p, d), _)| p >= lo && limits.gpus(p, d) <= limits.gpu_budget)
+        .map(|(counts, weight)| (counts, weight, expected_at(counts.0, counts.1).0));
+    struct Weighed {
+        score: f64,
+        worse: f64,
+        expected: f64,
+        split: (u32, u32),
+    }
+    let mut best: Option<Weighed> = None;
+    let mut most_expected: Option<(f64, (u32, u32))> = None;
+    for p in lo..=hi {
+        let left = limits.gpu_budget.saturating_sub(p.saturating_mul(gp));
+        let d = (left / gd).min(d_need.max(limits.min_decode));
+        if d < limits.min_decode || limits.gpus(p, d) > limits.gpu_budget {
+            break;
+        }
+        let (expected, worse) = expected_at(p, d);
+        let mut score = expected;
+        if let Some(((ip, id), weight, at_incumbent)) = incumbent {
+            let between = (p.min(ip), d.min(id));
+            if between != (ip, id) {
+                let there = expected_at(between.0, between.1.max(limits.min_decode)).0;
+                score -= weight * (at_incumbent - there).max(0.0);
+            }
+        }
+        let better = |(e, w): (f64, f64)| score > e + 1e-3 || (score > e - 1e-3 && worse < w);
+        if best.as_ref().is_none_or(|b| better((b.score, b.worse))) {
+            best = Some(Weighed {
+                score,
+                worse,
+                expected,
+                split: (p, d),
+            });
+        }
+        if most_expected.is_none_or(|(e, _)| expected > e + 1e-3) {
+            most_expected = Some((expected, (p, d)));
         }
     }
-    best.filter(|b| b.0 >= MIN_EXPECTED)
-        .map(|(e, _, p, d)| (p, d, e))
+    let best = best.filter(|b| b.expected >= MIN_EXPECTED)?;
+    let passed_over = most_expected
+        .filter(|&(e, split)| split != best.split && e > best.expected + 1e-3)
+        .map(|(e, split)| (split, e));
+    Some(ExpectedSplit {
+        split: best.split,
+        expected: best.expected,
+        passed_over,
+    })
+}
+
+/// The split `expected_split` found, the share of requests it is expected to serve, and the
+/// split expected to serve more that an engine's move would cost more than it gains.
+pub(super) struct ExpectedSplit {
+    pub(super) split: (u32, u32),
+    pub(super) expected: f64,
+    pub(super) passed_over: Option<((u32, u32), f64)>,
 }
 
 /// The largest decode batch whose ITL is within the target and whose reservations fit the
@@ -728,5 +787,42 @@ mod tests {
             expected_on_a_grid(&m, &l, s.prefill, s.decode) > decode_short + 0.1,
             "{decode_short}"
         );
+    }
+
+    #[test]
+    fn moving_an_engine_between_the_roles_is_weighed_against_what_it_costs_while_it_starts() {
+        // The split running is decode-short; the split serving the most keeps decode whole.
+        // Moving an engine leaves one fewer in a role before the other is served: priced at
+        // nothing the planner moves, priced past any gain it keeps the split running and
+        // says which it passed over. A deployment below the budget gives nothing up to grow.
+        let m = PerformanceModel::embedded_default();
+        let l = Load {
+            lambda: 50.0,
+            isl: 1400.0,
+            osl: 150.0,
+            ..load(0.0)
+        };
+        let need = solve(&m, &SLA, &limits(64), &CFG, &l);
+        let budget = limits(need.prefill + need.decode - 1);
+        let running = (need.prefill, need.decode - 1);
+        let best = (need.prefill - 1, need.decode);
+        let with = |incumbent, weight| SolverConfig {
+            incumbent: Some((incumbent, weight)),
+            ..CFG
+        };
+        let free = solve(&m, &SLA, &budget, &with(running, 0.0), &l);
+        assert_eq!((free.prefill, free.decode), best, "{free:?}");
+        let dear = solve(&m, &SLA, &budget, &with(running, 100.0), &l);
+        assert_eq!((dear.prefill, dear.decode), running, "{dear:?}");
+        let passed = format!("{}P+{}D, ", best.0, best.1);
+        assert!(
+            dear.notes.iter().any(|n| {
+                let n = n.to_string();
+                n.contains(&passed) && n.contains("not moved to")
+            }),
+            "{dear:?}"
+        );
+        let growing = solve(&m, &SLA, &budget, &with((1, 1), 100.0), &l);
+        assert_eq!((growing.prefill, growing.decode), best, "{growing:?}");
     }
 }

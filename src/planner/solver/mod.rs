@@ -45,6 +45,12 @@ pub struct SolverConfig {
     /// Share of the KV cache reservations may fill.
     pub kv_fraction: f64,
     pub mode: Mode,
+    /// The counts running or starting, and the weight of what moving an engine between
+    /// the roles costs while it starts against what it gains: the cold start over the cold
+    /// start and a forecast step. A binding budget's split away from those counts leaves
+    /// the role that gives an engine short at once and the other not yet served
+    /// (`budget::expected_split`). `None`: moves cost nothing.
+    pub incumbent: Option<((u32, u32), f64)>,
 }
 
 /// Replica counts and what the model expects of them.
@@ -328,6 +334,7 @@ fn solve_disaggregated(
             share: split.share,
             by_need: split.by_need,
             expected: split.expected,
+            passed_over: split.passed_over,
         });
         (split.prefill, split.decode)
     } else {
@@ -431,6 +438,7 @@ mod tests {
         itl_batch_z: 2.33,
         kv_fraction: 0.9,
         mode: Mode::Disaggregated,
+        incumbent: None,
     };
     pub(super) const SLA: Sla = Sla {
         ttft_ms: 200.0,

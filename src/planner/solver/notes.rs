@@ -53,6 +53,9 @@ pub enum SolverNote {
         by_need: bool,
         /// Chosen for the most requests expected to meet both targets: that share.
         expected: Option<f64>,
+        /// A split expected to serve more, and that share, not moved to for what an
+        /// engine's move between the roles costs while it starts.
+        passed_over: Option<((u32, u32), f64)>,
     },
     AggregatedMeets {
         workers: u32,
@@ -123,13 +126,22 @@ impl fmt::Display for SolverNote {
                 share,
                 by_need,
                 expected,
+                passed_over,
             } => {
                 if let Some(expected) = expected {
-                    return write!(
-                        f,
-                        "GPU budget {gpu_budget} binds: {p}P+{d}D needed; {bp}P+{bd}D expected to meet both targets for {:.0}% of requests at 50-100% of the planned load, the most of any split",
-                        100.0 * expected
-                    );
+                    return match passed_over {
+                        None => write!(
+                            f,
+                            "GPU budget {gpu_budget} binds: {p}P+{d}D needed; {bp}P+{bd}D expected to meet both targets for {:.0}% of requests at 50-100% of the planned load, the most of any split",
+                            100.0 * expected
+                        ),
+                        Some(((op, od), more)) => write!(
+                            f,
+                            "GPU budget {gpu_budget} binds: {p}P+{d}D needed; {bp}P+{bd}D expected to meet both targets for {:.0}% of requests at 50-100% of the planned load; {op}P+{od}D, {:.0}%, not moved to: an engine moved between the roles leaves one short while it starts, which costs more than it gains",
+                            100.0 * expected,
+                            100.0 * more
+                        ),
+                    };
                 }
                 let how = if by_need {
                     "shared in proportion to the needs, as no split keeps up with the whole load"
