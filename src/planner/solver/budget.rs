@@ -259,16 +259,8 @@ fn expected_split(
     // and each move left both roles an engine short for its cold start.
     let incumbent = cfg
         .incumbent
-        .filter(|&((p, d), _)| p >= lo && limits.gpus(p, d) <= limits.gpu_budget)
-        .map(|(counts, weight)| (counts, weight, expected_at(counts.0, counts.1).0));
-    struct Weighed {
-        score: f64,
-        worse: f64,
-        expected: f64,
-        split: (u32, u32),
-    }
-    let mut best: Option<Weighed> = None;
-    let mut most_expected: Option<(f64, (u32, u32))> = None;
+        .filter(|&((p, d), _)| p >= lo && limits.gpus(p, d) <= limits.gpu_budget);
+    let mut splits = Vec::new();
     for p in lo..=hi {
         let left = limits.gpu_budget.saturating_sub(p.saturating_mul(gp));
         let d = (left / gd).min(d_need.max(limits.min_decode));
@@ -276,25 +268,45 @@ fn expected_split(
             break;
         }
         let (expected, worse) = expected_at(p, d);
-        let mut score = expected;
-        if let Some(((ip, id), weight, at_incumbent)) = incumbent {
-            let between = (p.min(ip), d.min(id));
-            if between != (ip, id) {
-                let there = expected_at(between.0, between.1.max(limits.min_decode)).0;
-                score -= weight * (at_incumbent - there).max(0.0);
+        splits.push(((p, d), expected, worse));
+    }
+    // The split between the one running and `(p, d)`, when the move gives an engine up.
+    let between = |(p, d): (u32, u32)| {
+        let ((ip, id), _) = incumbent?;
+        let between = (p.min(ip), d.min(id).max(limits.min_decode));
+        (between != (ip, id)).then_some(between)
+    };
+    // A split that gives nothing up is worth what it serves: a split worth less than the
+    // best of those cannot win, and its cost (which only lowers it) is not worked out.
+    let free_best = splits
+        .iter()
+        .filter(|(split, _, _)| between(*split).is_none())
+        .map(|&(_, e, _)| e)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let mut at_incumbent = None;
+    let mut best: Option<Weighed> = None;
+    let mut most_expected: Option<(f64, (u32, u32))> = None;
+    for &(split, expected, worse) in &splits {
+        let score = match (between(split), incumbent) {
+            (Some(_), _) if expected <= free_best - 1e-3 => f64::NEG_INFINITY,
+            (Some(there), Some(((ip, id), weight))) => {
+                let running = *at_incumbent.get_or_insert_with(|| expected_at(ip, id).0);
+                expected - weight * (running - expected_at(there.0, there.1).0).max(0.0)
             }
-        }
-        let better = |(e, w): (f64, f64)| score > e + 1e-3 || (score > e - 1e-3 && worse < w);
-        if best.as_ref().is_none_or(|b| better((b.score, b.worse))) {
+            _ => expected,
+        };
+        let better =
+            |b: &Weighed| score > b.score + 1e-3 || (score > b.score - 1e-3 && worse < b.worse);
+        if best.as_ref().is_none_or(better) {
             best = Some(Weighed {
                 score,
                 worse,
                 expected,
-                split: (p, d),
+                split,
             });
         }
         if most_expected.is_none_or(|(e, _)| expected > e + 1e-3) {
-            most_expected = Some((expected, (p, d)));
+            most_expected = Some((expected, split));
         }
     }
     let best = best.filter(|b| b.expected >= MIN_EXPECTED)?;
@@ -306,6 +318,16 @@ fn expected_split(
         expected: best.expected,
         passed_over,
     })
+}
+
+/// A split of the budget as `expected_split` weighs it: what it is worth (what it is
+/// expected to serve, less what moving to it costs), its worse latency ratio, and what it
+/// is expected to serve.
+struct Weighed {
+    score: f64,
+    worse: f64,
+    expected: f64,
+    split: (u32, u32),
 }
 
 /// The split `expected_split` found, the share of requests it is expected to serve, and the
