@@ -1660,20 +1660,11 @@ mod tests {
         let before = last.unwrap();
         assert_eq!(before.prefill, 3, "{before:?}");
         let after = planner.decide(t + 60.0, &minute(t + 60.0, 1500.0, 400.0));
-        assert!(
-            after
-                .reasons
-                .iter()
-                .any(|r| r.starts_with("prefill: held at 3")),
-            "{after:?}"
-        );
+        assert_gives_reason(&after, "prefill: held at 3");
         assert_eq!((after.prefill, after.decode), (2, 3), "{after:?}");
-        assert!(
-            after
-                .reasons
-                .iter()
-                .any(|r| r.starts_with("GPU budget 5 binds: 3P+3D held or asked for, 2P+3D kept")),
-            "{after:?}"
+        assert_gives_reason(
+            &after,
+            "GPU budget 5 binds: 3P+3D held or asked for, 2P+3D kept",
         );
     }
 
