@@ -3,6 +3,27 @@
 
 use super::*;
 
+/// A reading that is a positive number.
+fn positive(v: Option<f64>) -> Option<f64> {
+    v.filter(|v| v.is_finite() && *v > 0.0)
+}
+
+/// Which of an interval's latencies may teach the model (`SlaPlanner::steadiness`).
+struct Steadiness {
+    /// The engines that prefilled the interval's prompts (aggregated: the workers).
+    prefill_engines: u32,
+    prefill_steady: bool,
+    decode_steady: bool,
+    /// A backlog's release reached decode in the interval.
+    flooded: bool,
+    /// The decode engines' KV utilisation, where it was full.
+    kv_full: Option<f64>,
+    /// Aggregated workers: the ITL their prompts' prefill interleaved with.
+    interleaved_itl_ms: Option<f64>,
+    /// Why latencies were set aside, when they were.
+    note: Option<String>,
+}
+
 impl SlaPlanner {
     /// Whether the interval was spent working off prompts queued before it: it began with
     /// more queued than the engines could clear within the TTFT target, and ended with
@@ -68,6 +89,97 @@ impl SlaPlanner {
         }
         let lambda = requests / interval_s;
         let prev = self.last_ready.replace((r.prefill.ready, r.decode.ready));
+        // Means, estimated from the percentiles where a source reports none.
+        let itl_mean = obs.itl_ms.and_then(|t| t.mean_or_estimate());
+        let ttft_mean = obs.ttft_ms.and_then(|t| t.mean_or_estimate());
+        let Steadiness {
+            prefill_engines,
+            prefill_steady,
+            decode_steady,
+            flooded,
+            kv_full,
+            interleaved_itl_ms,
+            note,
+        } = self.steadiness(
+            obs,
+            r,
+            prev,
+            (queued_before, queued),
+            (isl, osl),
+            interval_s,
+            (itl_mean, ttft_mean),
+        );
+        let prefill_known = self.cfg.mode == Mode::Disaggregated || itl_mean.is_some();
+        if let (Some(t), Some(mean)) = (obs.ttft_ms, ttft_mean) {
+            if prefill_engines > 0 && prefill_known {
+                self.model.learn_prefill(Evidence {
+                    lambda,
+                    engines: prefill_engines,
+                    isl,
+                    osl,
+                    observed_ms: mean,
+                    observed_tail_ms: positive(t.p99),
+                    steady: prefill_steady,
+                    observed_kv: None,
+                    weight: requests,
+                    interleaved_itl_ms,
+                });
+            }
+        }
+        if let (Some(t), Some(mean)) = (obs.itl_ms, itl_mean) {
+            let evidence = Evidence {
+                lambda,
+                engines: r.decode.ready,
+                isl,
+                osl,
+                observed_ms: mean,
+                observed_tail_ms: positive(t.p99),
+                steady: decode_steady,
+                observed_kv: obs
+                    .kv_utilization
+                    .and_then(|k| k.decode)
+                    .filter(|k| k.is_finite() && *k >= 0.0),
+                weight: requests,
+                interleaved_itl_ms,
+            };
+            // The KV per request in flight, from the engines that served the whole interval
+            // (those added during it served part: their KV reading is not the interval's),
+            // when its requests flowed, no backlog flooded in and the cache had room (a full
+            // one holds what fits, not what its requests would hold).
+            let served_all = match prev.map(|p| p.1) {
+                _ if r.decode.draining > 0 => None,
+                Some(before) => (before <= r.decode.ready).then_some(before),
+                None => Some(r.decode.ready),
+            };
+            if let Some(engines) = served_all.filter(|&n| n > 0) {
+                if !flooded && kv_full.is_none() && (decode_steady || mean <= self.ctx.sla.itl_ms) {
+                    self.model.learn_context(&Evidence {
+                        engines,
+                        ..evidence
+                    });
+                }
+            }
+            if r.decode.ready > 0 {
+                self.model.learn_decode(evidence);
+            }
+        }
+        note
+    }
+
+    /// Which of the interval's latencies describe engines in a steady state, and so may
+    /// teach the model: the engines that served all of it, no backlog worked off or
+    /// released into decode, a KV cache with room. Says why latencies were set aside.
+    #[allow(clippy::too_many_arguments)]
+    fn steadiness(
+        &mut self,
+        obs: &Observation,
+        r: RoleReplicas,
+        prev: Option<(u32, u32)>,
+        (queued_before, queued): (Option<f64>, Option<f64>),
+        (isl, osl): (f64, f64),
+        interval_s: f64,
+        (itl_mean, ttft_mean): (Option<f64>, Option<f64>),
+    ) -> Steadiness {
         let steady = |s: &crate::planner::ReplicaState, prev_ready: Option<u32>| {
             s.starting == 0 && s.draining == 0 && prev_ready == Some(s.ready)
         };
@@ -91,10 +203,6 @@ impl SlaPlanner {
         let prefill_steady = r.prefill.draining == 0
             && (prev.map(|p| p.0) == Some(r.prefill.ready) || ordered_fall)
             && (r.prefill.starting == 0 || kept_up);
-        let positive = |v: Option<f64>| v.filter(|v| v.is_finite() && *v > 0.0);
-        // Means, estimated from the percentiles where a source reports none.
-        let itl_mean = obs.itl_ms.and_then(|t| t.mean_or_estimate());
-        let ttft_mean = obs.ttft_ms.and_then(|t| t.mean_or_estimate());
         // A request's ITL is the mean over its whole output: those finishing in this
         // interval began up to a lifetime (their output at the ITL they saw) before it.
         // Most of them must have begun on the replicas running now, or the interval
@@ -164,60 +272,14 @@ impl SlaPlanner {
                 )
             })
         };
-        let prefill_known = self.cfg.mode == Mode::Disaggregated || itl_mean.is_some();
-        if let (Some(t), Some(mean)) = (obs.ttft_ms, ttft_mean) {
-            if prefill_engines > 0 && prefill_known {
-                self.model.learn_prefill(Evidence {
-                    lambda,
-                    engines: prefill_engines,
-                    isl,
-                    osl,
-                    observed_ms: mean,
-                    observed_tail_ms: positive(t.p99),
-                    steady: prefill_steady,
-                    observed_kv: None,
-                    weight: requests,
-                    interleaved_itl_ms,
-                });
-            }
+        Steadiness {
+            prefill_engines,
+            prefill_steady,
+            decode_steady,
+            flooded,
+            kv_full,
+            interleaved_itl_ms,
+            note,
         }
-        if let (Some(t), Some(mean)) = (obs.itl_ms, itl_mean) {
-            let evidence = Evidence {
-                lambda,
-                engines: r.decode.ready,
-                isl,
-                osl,
-                observed_ms: mean,
-                observed_tail_ms: positive(t.p99),
-                steady: decode_steady,
-                observed_kv: obs
-                    .kv_utilization
-                    .and_then(|k| k.decode)
-                    .filter(|k| k.is_finite() && *k >= 0.0),
-                weight: requests,
-                interleaved_itl_ms,
-            };
-            // The KV per request in flight, from the engines that served the whole interval
-            // (those added during it served part: their KV reading is not the interval's),
-            // when its requests flowed, no backlog flooded in and the cache had room (a full
-            // one holds what fits, not what its requests would hold).
-            let served_all = match prev.map(|p| p.1) {
-                _ if r.decode.draining > 0 => None,
-                Some(before) => (before <= r.decode.ready).then_some(before),
-                None => Some(r.decode.ready),
-            };
-            if let Some(engines) = served_all.filter(|&n| n > 0) {
-                if !flooded && kv_full.is_none() && (decode_steady || mean <= self.ctx.sla.itl_ms) {
-                    self.model.learn_context(&Evidence {
-                        engines,
-                        ..evidence
-                    });
-                }
-            }
-            if r.decode.ready > 0 {
-                self.model.learn_decode(evidence);
-            }
-        }
-        note
     }
 }

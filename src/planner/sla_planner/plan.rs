@@ -2,6 +2,7 @@
 //! role needs at any of them.
 
 use super::*;
+use crate::planner::solver::Solution;
 
 /// The rate step `step` of a horizon of `h` is sized for: the forecast's bound, narrower
 /// for nearer steps by the square root of the distance (the errors behind it were measured
@@ -82,7 +83,7 @@ pub(super) struct HorizonPlan {
     pub(super) prefill: u32,
     pub(super) decode: u32,
     /// The solver's answer at the step that asked the most (its expected latencies, notes).
-    pub(super) solution: crate::planner::solver::Solution,
+    pub(super) solution: Solution,
     pub(super) load: Load,
     /// That step, counted in forecast steps from the newest step seen (0: the rate just seen).
     pub(super) step: usize,
@@ -101,6 +102,287 @@ pub(super) struct HorizonPlan {
     pub(super) too_late: Option<String>,
     /// The ceiling of a burst like those before it, where it lowered the rate's forecast.
     pub(super) ceiling: Option<ExcursionCeiling>,
+}
+
+/// What a horizon's steps share while each is sized: the forecasters, the quantiles, the
+/// solver's settings and when capacity ordered now could be ready.
+struct Horizon<'a> {
+    planner: &'a SlaPlanner,
+    /// The rate forecasters, each with whether it is the copy that took the step under way
+    /// for a whole one.
+    rates: Vec<(&'a SignalForecaster, bool)>,
+    isl: &'a SignalForecaster,
+    osl: &'a SignalForecaster,
+    /// The rate just seen, which step 0 is sized for.
+    rate: f64,
+    backlog: f64,
+    quantiles: Quantiles,
+    z: f64,
+    length_z: Option<f64>,
+    solver: SolverConfig,
+    /// The steps ahead the forecast's errors were measured at.
+    measured_at: usize,
+    unseen_s: f64,
+    step_s: f64,
+    /// Time from the end of the newest step seen until a replica ordered now is ready.
+    ready_after_s: f64,
+    held: (u32, u32),
+    recurring_peak: Option<RecurringPeak>,
+}
+
+/// One step sized: the solver's answer, the load it was sized for and the forecaster
+/// whose bound that was, the peak planned for instead of the bound, and what the step
+/// asked for that could not be ready in time for it.
+struct StepPlan<'a> {
+    solution: Solution,
+    load: Load,
+    from: Option<(&'a SignalForecaster, bool)>,
+    recurring: Option<RecurringPeak>,
+    too_late: Option<(u32, u32)>,
+}
+
+impl<'a> Horizon<'a> {
+    /// The steps ahead the bound at `step` is narrowed over, and whether `step` lies past
+    /// the horizon its errors were measured at. While the count is missing the steps run
+    /// past that horizon: the forecast's point goes on (a period keeps its shape); its
+    /// margin is taken as at the horizon, not widened with the time unseen (a random
+    /// walk's spread by its square root, a rise under way by its pace at every step),
+    /// which over an outage of an hour would order the budget.
+    fn reach(&self, step: usize) -> (usize, bool) {
+        if self.unseen_s > 0.0 {
+            (self.measured_at.max(step), step > self.measured_at)
+        } else {
+            (self.measured_at, false)
+        }
+    }
+
+    /// The rate `f` bounds at `step` (its worst case where the quantiles ask for it).
+    fn bound(&self, f: &SignalForecaster, step: usize) -> Option<f64> {
+        let (h, past_horizon) = self.reach(step);
+        let z = self.z;
+        if past_horizon && !self.quantiles.worst_case {
+            let here = beyond_horizon(f, |s| f.forecast(s, z), step, self.measured_at)?;
+            return rate_at_step(f, here, step, h);
+        }
+        if self.quantiles.worst_case {
+            rate_at_step(f, f.worst_case(step, z)?, step, h)
+        } else {
+            step_rate(f, step, h, z)
+        }
+    }
+
+    /// A length's forecast point, or its bound when asked (falling back to the last seen,
+    /// then to `fallback` when nothing has been seen: with no traffic the rate is 0 anyway).
+    fn length(&self, f: &SignalForecaster, step: usize, fallback: f64) -> f64 {
+        f.forecast(step, self.length_z.unwrap_or(0.0))
+            .map(|x| match self.length_z {
+                Some(_) => x.upper.max(x.point),
+                None => x.point,
+            })
+            .map(|l| l.max(1.0))
+            .unwrap_or(fallback)
+    }
+
+    fn solve(&self, load: &Load) -> Solution {
+        let p = self.planner;
+        solve(&p.model, &p.ctx.sla, &p.ctx.limits, &self.solver, load)
+    }
+
+    /// Whether capacity ordered now is ready before `step` is over.
+    fn orderable(&self, step: usize) -> bool {
+        step as f64 * self.step_s > self.ready_after_s + 1e-6
+    }
+
+    /// Sizes one step: the load at the highest forecaster's bound (step 0: the rate just
+    /// seen), then decode raised to the last value's bound, the recurring peak, prefill for
+    /// the prompts expected to miss, and what comes too late held to what is there.
+    fn plan_step(&self, step: usize) -> StepPlan<'a> {
+        let (lambda, from) = if step == 0 {
+            (self.rate, None)
+        } else {
+            self.rates
+                .iter()
+                .filter_map(|&(f, partial)| Some((self.bound(f, step)?, Some((f, partial)))))
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .unwrap_or((self.rate, None))
+        };
+        let load = Load {
+            lambda,
+            isl: self.length(
+                self.isl,
+                step.max(1),
+                self.planner.ctx.prefill.max_profiled_isl() / 4.0,
+            ),
+            osl: self.length(self.osl, step.max(1), 256.0),
+            backlog_tokens: if step <= 1 { self.backlog } else { 0.0 },
+            // A forecast step, not the interval: a caller's tick of a second would
+            // otherwise ask for the queue gone by the next tick (a step is the interval
+            // itself from a minute up).
+            drain_s: self.step_s,
+        };
+        let mut solution = self.solve(&load);
+        if step > 0 && !self.quantiles.worst_case {
+            self.raise_decode_to_last_values_bound(step, &load, &mut solution);
+        }
+        let (load, mut solution, recurring) = self.at_recurring_peak(step, load, solution);
+        if recurring.is_none() && self.orderable(step) {
+            self.prefill_for_expected_misses(step, from, &load, &mut solution);
+        }
+        // A step over before capacity ordered now could be ready is served by what is
+        // there: it may keep that, not order more, which would come too late for it.
+        let mut too_late = None;
+        if step >= 1 && !self.orderable(step) {
+            let asked = (solution.prefill, solution.decode);
+            solution.prefill = asked.0.min(self.held.0);
+            solution.decode = asked.1.min(self.held.1);
+            if asked != (solution.prefill, solution.decode) {
+                too_late = Some(asked);
+            }
+        }
+        StepPlan {
+            solution,
+            load,
+            from,
+            recurring,
+            too_late,
+        }
+    }
+
+    /// Decode is a cliff: an engine short of the load fills its batch and every request on
+    /// it misses. Where the forecast is no clearly better than the last value, its bound
+    /// may sit below the last value's in a lull (its misses were measured while it stood
+    /// high), and decode is sized for the higher of the two. Prefill keeps the forecast's:
+    /// a prefill shortfall costs the prompts that wait longest.
+    fn raise_decode_to_last_values_bound(&self, step: usize, load: &Load, solution: &mut Solution) {
+        let (h, past_horizon) = self.reach(step);
+        let z = self.z;
+        let at_last_value = self
+            .rates
+            .iter()
+            .filter_map(|&(f, _)| {
+                let here = if past_horizon {
+                    beyond_horizon(
+                        f,
+                        |s| f.with_last_values_bound(s, z),
+                        step,
+                        self.measured_at,
+                    )?
+                } else {
+                    f.with_last_values_bound(step, z)?
+                };
+                rate_at_step(f, here, step, h)
+            })
+            .fold(f64::NEG_INFINITY, f64::max);
+        if at_last_value <= load.lambda {
+            return;
+        }
+        let raised = self.solve(&Load {
+            lambda: at_last_value,
+            ..*load
+        });
+        if !raised.meets || raised.decode <= solution.decode {
+            return;
+        }
+        let note = SolverNote::DecodeAtLastValuesBound {
+            decode: raised.decode,
+            at_bound: solution.decode,
+            rate: at_last_value,
+            aggregated: self.planner.cfg.mode == Mode::Aggregated,
+        };
+        match solution.notes.iter_mut().find(|n| {
+            matches!(
+                n,
+                SolverNote::DecodeBinds { .. } | SolverNote::AggregatedMeets { .. }
+            )
+        }) {
+            Some(binds) => *binds = note,
+            None => solution.notes.push(note),
+        }
+        solution.decode = raised.decode;
+        solution.expected_itl_ms =
+            decode_itl(&self.planner.model, &self.solver, load, raised.decode);
+    }
+
+    /// A peak the load keeps coming back to, more briefly than capacity can follow, is
+    /// planned for in between, where the limits and the budget allow it all: otherwise the
+    /// budget would be shared out for a load that is not there.
+    fn at_recurring_peak(
+        &self,
+        step: usize,
+        load: Load,
+        solution: Solution,
+    ) -> (Load, Solution, Option<RecurringPeak>) {
+        if let Some(peak) = self
+            .recurring_peak
+            .filter(|p| step > 0 && p.level > load.lambda)
+        {
+            let raised = Load {
+                lambda: peak.level,
+                ..load
+            };
+            let at_peak = self.solve(&raised);
+            if at_peak.meets {
+                return (raised, at_peak, Some(peak));
+            }
+        }
+        (load, solution, None)
+    }
+
+    /// Capacity ordered now serves this step: prefill is sized for the prompts expected to
+    /// miss over the rates the forecast may see, each as likely as a recent miss, not for
+    /// all to be in time at the rate of its bound (a p99 target at the p90 rate keeps the
+    /// share missing far below the 1% the target allows). Decode keeps the bound: a decode
+    /// engine short of a load fills its KV cache, and every request on it misses.
+    fn prefill_for_expected_misses(
+        &self,
+        step: usize,
+        from: Option<(&SignalForecaster, bool)>,
+        load: &Load,
+        solution: &mut Solution,
+    ) {
+        let p = self.planner;
+        if !self.quantiles.expected_misses
+            || p.cfg.mode != Mode::Disaggregated
+            || solution.prefill <= p.ctx.limits.min_prefill
+        {
+            return;
+        }
+        let (h, _) = self.reach(step);
+        // `load.lambda` is the bound of the forecaster `from` names (the highest).
+        let outcomes = from.and_then(|(f, _)| step_rate_outcomes(f, step, h, self.z, load.lambda));
+        let fewest = outcomes.as_ref().and_then(|rates| {
+            fewest_prefill_for_expected_misses(
+                &p.model,
+                &self.solver,
+                &p.ctx.sla,
+                &p.ctx.limits,
+                load,
+                rates,
+                solution.prefill - 1,
+            )
+            .map(|found| (found, rates.len()))
+        });
+        let Some(((prefill, share), outcomes)) = fewest else {
+            return;
+        };
+        let note = SolverNote::PrefillForExpectedMisses {
+            prefill,
+            at_bound: solution.prefill,
+            share,
+            allowed: 1.0 - self.solver.ttft_quantile,
+            outcomes,
+        };
+        match solution
+            .notes
+            .iter_mut()
+            .find(|n| matches!(n, SolverNote::PrefillBinds { .. }))
+        {
+            Some(binds) => *binds = note,
+            None => solution.notes.push(note),
+        }
+        solution.prefill = prefill;
+        solution.expected_ttft_ms = prefill_ttft(&p.model, &self.solver, load, prefill);
+    }
 }
 
 impl SlaPlanner {
@@ -154,243 +436,76 @@ impl SlaPlanner {
             copies
         });
         let committed = (!self.rate.is_empty()).then_some((&self.rate, &self.isl, &self.osl));
-        let (isl_forecaster, osl_forecaster) = match (committed, &provisional) {
+        let (isl, osl) = match (committed, &provisional) {
             (Some((_, i, o)), _) => (i, o),
             (None, Some((_, i, o))) => (i, o),
             (None, None) => (&self.isl, &self.osl),
         };
-        let rate_forecasters: Vec<(&SignalForecaster, bool)> = committed
-            .iter()
-            .map(|c| (c.0, false))
-            .chain(provisional.iter().map(|p| (&p.0, true)))
-            .collect();
-
         let z = normal_quantile(quantiles.rate);
-        let solver_cfg = SolverConfig {
-            ttft_quantile: self.cfg.ttft_quantile,
-            itl_batch_z: itl_batch_z(self.cfg.itl_quantile),
-            kv_fraction: self.cfg.kv_fraction,
-            mode: self.cfg.mode,
-            // A split of a binding budget away from the one running is weighed over a
-            // horizon once ready, the split between over the cold start.
-            incumbent: Some((
-                held,
-                self.cold_start_s() / (self.cold_start_s() + step_s).max(1.0),
-            )),
+        let horizon = Horizon {
+            planner: self,
+            rates: committed
+                .iter()
+                .map(|c| (c.0, false))
+                .chain(provisional.iter().map(|p| (&p.0, true)))
+                .collect(),
+            isl,
+            osl,
+            rate,
+            backlog,
+            quantiles,
+            z,
+            length_z: quantiles.lengths.map(normal_quantile),
+            solver: SolverConfig {
+                ttft_quantile: self.cfg.ttft_quantile,
+                itl_batch_z: itl_batch_z(self.cfg.itl_quantile),
+                kv_fraction: self.cfg.kv_fraction,
+                mode: self.cfg.mode,
+                // A split of a binding budget away from the one running is weighed over a
+                // horizon once ready, the split between over the cold start.
+                incumbent: Some((
+                    held,
+                    self.cold_start_s() / (self.cold_start_s() + step_s).max(1.0),
+                )),
+            },
+            measured_at: h,
+            unseen_s,
+            step_s,
+            ready_after_s,
+            held,
+            // The peak the load keeps coming back to, from the committed steps: a step
+            // under way is no excursion yet.
+            recurring_peak: committed.and_then(|c| c.0.recurring_peak(z)),
         };
-        // Lengths: the forecast point, or its bound when asked (falling back to the last
-        // seen, then to a mid-size request when nothing has been seen: with no traffic the
-        // rate is 0 anyway).
-        let length_z = quantiles.lengths.map(normal_quantile);
-        let length = |f: &SignalForecaster, step: usize, fallback: f64| {
-            f.forecast(step, length_z.unwrap_or(0.0))
-                .map(|x| match length_z {
-                    Some(_) => x.upper.max(x.point),
-                    None => x.point,
-                })
-                .map(|l| l.max(1.0))
-                .unwrap_or(fallback)
-        };
-        // The peak the load keeps coming back to, from the committed steps: a step under way
-        // is no excursion yet.
-        let recurring_peak = committed.and_then(|c| c.0.recurring_peak(z));
+        // The plan keeps the most each role needs at any step, with the step that last
+        // raised one of them (its load and the solver's notes are the decision's).
         let mut best: Option<(HorizonPlan, Option<(&SignalForecaster, bool)>)> = None;
         // The last step that asked for more than is there before more could be ready.
         let mut too_late: Option<((u32, u32), usize)> = None;
         // Step 0 is the interval just seen (a jump the forecasters have not caught up with);
         // steps 1..=last_step cover until capacity asked for at the next decision could be ready.
         for step in planned_steps(last_step) {
-            // The errors behind the bound were measured `h` steps ahead; nearer steps are
-            // surer, by the square root of the distance (as a random walk's spread grows).
-            // While the count is missing the steps run past the horizon the errors were
-            // measured at. The forecast's point goes on (a period keeps its shape); its
-            // margin is taken as at the horizon, not widened with the time unseen (a
-            // random walk's spread by its square root, a rise under way by its pace at
-            // every step), which over an outage of an hour would order the budget.
-            let measured_at = h;
-            let h = if unseen_s > 0.0 { h.max(step) } else { h };
-            let past_horizon = unseen_s > 0.0 && step > measured_at;
-            let bound = |f: &SignalForecaster| {
-                if past_horizon && !quantiles.worst_case {
-                    let here = beyond_horizon(f, |s| f.forecast(s, z), step, measured_at)?;
-                    return rate_at_step(f, here, step, h);
-                }
-                if quantiles.worst_case {
-                    rate_at_step(f, f.worst_case(step, z)?, step, h)
-                } else {
-                    step_rate(f, step, h, z)
-                }
-            };
-            let (lambda, from) = if step == 0 {
-                (rate, None)
-            } else {
-                rate_forecasters
-                    .iter()
-                    .filter_map(|&(f, partial)| Some((bound(f)?, Some((f, partial)))))
-                    .max_by(|a, b| a.0.total_cmp(&b.0))
-                    .unwrap_or((rate, None))
-            };
-            let mut load = Load {
-                lambda,
-                isl: length(
-                    isl_forecaster,
-                    step.max(1),
-                    self.ctx.prefill.max_profiled_isl() / 4.0,
-                ),
-                osl: length(osl_forecaster, step.max(1), 256.0),
-                backlog_tokens: if step <= 1 { backlog } else { 0.0 },
-                // A forecast step, not the interval: a caller's tick of a second would
-                // otherwise ask for the queue gone by the next tick (a step is the
-                // interval itself from a minute up).
-                drain_s: step_s,
-            };
-            let solve_at = |load: &Load| {
-                solve(
-                    &self.model,
-                    &self.ctx.sla,
-                    &self.ctx.limits,
-                    &solver_cfg,
-                    load,
-                )
-            };
-            let mut solution = solve_at(&load);
-            // Decode is a cliff: an engine short of the load fills its batch and every request
-            // on it misses. Where the forecast is no clearly better than the last value, its
-            // bound may sit below the last value's in a lull (its misses were measured while
-            // it stood high), and decode is sized for the higher of the two. Prefill keeps
-            // the forecast's: a prefill shortfall costs the prompts that wait longest.
-            if step > 0 && !quantiles.worst_case {
-                let at_last_value = rate_forecasters
-                    .iter()
-                    .filter_map(|&(f, _)| {
-                        let here = if past_horizon {
-                            beyond_horizon(
-                                f,
-                                |s| f.with_last_values_bound(s, z),
-                                step,
-                                measured_at,
-                            )?
-                        } else {
-                            f.with_last_values_bound(step, z)?
-                        };
-                        rate_at_step(f, here, step, h)
-                    })
-                    .fold(f64::NEG_INFINITY, f64::max);
-                if at_last_value > load.lambda {
-                    let raised = solve_at(&Load {
-                        lambda: at_last_value,
-                        ..load
-                    });
-                    if raised.meets && raised.decode > solution.decode {
-                        let note = SolverNote::DecodeAtLastValuesBound {
-                            decode: raised.decode,
-                            at_bound: solution.decode,
-                            rate: at_last_value,
-                            aggregated: self.cfg.mode == Mode::Aggregated,
-                        };
-                        match solution.notes.iter_mut().find(|n| {
-                            matches!(
-                                n,
-                                SolverNote::DecodeBinds { .. } | SolverNote::AggregatedMeets { .. }
-                            )
-                        }) {
-                            Some(binds) => *binds = note,
-                            None => solution.notes.push(note),
-                        }
-                        solution.decode = raised.decode;
-                        solution.expected_itl_ms =
-                            decode_itl(&self.model, &solver_cfg, &load, raised.decode);
-                    }
-                }
+            let planned = horizon.plan_step(step);
+            if let Some(asked) = planned.too_late {
+                too_late = Some((asked, step));
             }
-            // A peak the load keeps coming back to, more briefly than capacity can follow,
-            // is planned for in between, where the limits and the budget allow it all:
-            // otherwise the budget would be shared out for a load that is not there.
-            let mut recurring = None;
-            if let Some(peak) = recurring_peak.filter(|p| step > 0 && p.level > lambda) {
-                let raised = Load {
-                    lambda: peak.level,
-                    ..load
-                };
-                let at_peak = solve_at(&raised);
-                if at_peak.meets {
-                    (load, solution, recurring) = (raised, at_peak, Some(peak));
-                }
-            }
-            // Capacity ordered now serves this step: prefill is sized for the prompts expected
-            // to miss over the rates the forecast may see, each as likely as a recent miss,
-            // not for all to be in time at the rate of its bound (a p99 target at the p90
-            // rate keeps the share missing far below the 1% the target allows). Decode keeps
-            // the bound: a decode engine short of a load fills its KV cache, and every
-            // request on it misses.
-            let orderable = step as f64 * step_s > ready_after_s + 1e-6;
-            if quantiles.expected_misses
-                && orderable
-                && recurring.is_none()
-                && self.cfg.mode == Mode::Disaggregated
-                && solution.prefill > self.ctx.limits.min_prefill
-            {
-                // `lambda` is the bound of the forecaster `from` names (the highest).
-                let outcomes = from.and_then(|(f, _)| step_rate_outcomes(f, step, h, z, lambda));
-                let fewest = outcomes.as_ref().and_then(|rates| {
-                    fewest_prefill_for_expected_misses(
-                        &self.model,
-                        &solver_cfg,
-                        &self.ctx.sla,
-                        &self.ctx.limits,
-                        &load,
-                        rates,
-                        solution.prefill - 1,
-                    )
-                    .map(|found| (found, rates.len()))
-                });
-                if let Some(((prefill, share), outcomes)) = fewest {
-                    let note = SolverNote::PrefillForExpectedMisses {
-                        prefill,
-                        at_bound: solution.prefill,
-                        share,
-                        allowed: 1.0 - solver_cfg.ttft_quantile,
-                        outcomes,
-                    };
-                    match solution
-                        .notes
-                        .iter_mut()
-                        .find(|n| matches!(n, SolverNote::PrefillBinds { .. }))
-                    {
-                        Some(binds) => *binds = note,
-                        None => solution.notes.push(note),
-                    }
-                    solution.prefill = prefill;
-                    solution.expected_ttft_ms =
-                        prefill_ttft(&self.model, &solver_cfg, &load, prefill);
-                }
-            }
-            // A step over before capacity ordered now could be ready is served by what is
-            // there: it may keep that, not order more, which would come too late for it.
-            if step >= 1 && !orderable {
-                let asked = (solution.prefill, solution.decode);
-                solution.prefill = asked.0.min(held.0);
-                solution.decode = asked.1.min(held.1);
-                if asked != (solution.prefill, solution.decode) {
-                    too_late = Some((asked, step));
-                }
-            }
+            let solution = planned.solution;
             let (p, d) = best.as_ref().map_or((0, 0), |b| (b.0.prefill, b.0.decode));
             if best.is_none() || solution.prefill > p || solution.decode > d {
                 let plan = HorizonPlan {
                     prefill: solution.prefill.max(p),
                     decode: solution.decode.max(d),
                     solution,
-                    load,
+                    load: planned.load,
                     step,
                     last_step,
                     source: None,
                     method: None,
-                    recurring,
+                    recurring: planned.recurring,
                     too_late: None,
                     ceiling: None,
                 };
-                best = Some((plan, from));
+                best = Some((plan, planned.from));
             }
         }
         let (mut plan, from) = best.expect("at least one step");
@@ -404,10 +519,11 @@ impl SlaPlanner {
                     self.cold_start_s()
                 )
             });
-        plan.ceiling = rate_forecasters
+        let rates = &horizon.rates;
+        plan.ceiling = rates
             .iter()
             .find_map(|(f, _)| f.ceiling_lowers(last_step, z));
-        plan.method = rate_forecasters
+        plan.method = rates
             .first()
             .and_then(|(f, _)| f.forecast(1, z))
             .map(|f| f.method);
