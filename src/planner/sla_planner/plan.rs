@@ -115,6 +115,7 @@ struct Horizon<'a> {
     osl: &'a SignalForecaster,
     /// The rate just seen, which step 0 is sized for.
     rate: f64,
+    /// Prefill tokens queued now: worked off within a step at steps 0 and 1.
     backlog: f64,
     quantiles: Quantiles,
     z: f64,
