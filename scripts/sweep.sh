@@ -7,6 +7,12 @@
 #   scripts/sweep.sh [--bin PATH] SET... > after.tsv
 #   scripts/sweep.sh --compare before.tsv after.tsv
 #
+# With --decisions, each line's third field is instead a digest of the run's planner
+# timeline (every interval's counts, latencies and the decision's reasons): a change meant
+# to leave every decision as it was (a refactor) is shown to by `diff` of two such outputs.
+#
+#   scripts/sweep.sh --decisions [--bin PATH] SET... > after.tsv
+#
 # SETs: shipped (every shipped scenario at 60 and 180 s cold starts, 22 runs), variants
 # (one field changed: SLA, interval, cold start, GPUs per engine, budget; 107 runs), long
 # (decisions every 120 and 300 s, eight scenarios, both cold starts; 32 runs), scale (five
@@ -74,13 +80,18 @@ if [[ ${1:-} == --compare ]]; then
     exit
 fi
 
+decisions=0
+if [[ ${1:-} == --decisions ]]; then
+    decisions=1
+    shift
+fi
 bin=target/release/sla-planner
 if [[ ${1:-} == --bin ]]; then
-    [[ $# -ge 2 ]] || { echo "usage: $0 [--bin PATH] SET..." >&2; exit 2; }
+    [[ $# -ge 2 ]] || { echo "usage: $0 [--decisions] [--bin PATH] SET..." >&2; exit 2; }
     bin=$(from_caller "$2")
     shift 2
 fi
-[[ $# -ge 1 ]] || { echo "usage: $0 [--bin PATH] shipped|variants|long|cold|scale|seeds|replays|shapes..." >&2; exit 2; }
+[[ $# -ge 1 ]] || { echo "usage: $0 [--decisions] [--bin PATH] shipped|variants|long|cold|scale|seeds|replays|shapes|budgets..." >&2; exit 2; }
 [[ -x $bin ]] || { echo "$bin: not an executable (cargo build --release, or --bin PATH)" >&2; exit 2; }
 
 synthetic=(sin-5-45 sin-5-45-aggregated sin-5-45-budget8 flash-crowd step-10-30 diurnal-2-40 bursts-10-40)
@@ -212,8 +223,21 @@ EOF
 }
 
 one() {
-    local scenario variant args json
+    local scenario variant args json out digest
     IFS='|' read -r scenario variant args <<<"$1"
+    if [[ $decisions == 1 ]]; then
+        out=$(mktemp -d)
+        # shellcheck disable=SC2086 # the arguments are words
+        if ! "$bin" simulate --scenario "$scenario" $args --policy planner --out "$out" >/dev/null; then
+            echo "$scenario, $variant: simulate failed (above)" >&2
+            rm -rf "$out"
+            return 1
+        fi
+        digest=$(sha256sum "$out/timeline_planner.csv" | cut -c1-16)
+        rm -rf "$out"
+        printf '%s\t%s\t%s\n' "$scenario" "$variant" "$digest"
+        return
+    fi
     # shellcheck disable=SC2086 # the arguments are words
     if ! json=$("$bin" simulate --scenario "$scenario" $args --policy planner --json); then
         echo "$scenario, $variant: simulate failed (above)" >&2
@@ -226,7 +250,7 @@ sys.stdout.write("%s\t%s\t%.2f\t%.2f\n" % (sys.argv[1], sys.argv[2], 100 * p["sl
 ' "$scenario" "$variant" <<<"$json"
 }
 export -f one
-export bin
+export bin decisions
 
 for set in "$@"; do runs "$set"; done |
     xargs -d '\n' -P "$(nproc)" -I{} bash -c 'one "$1"' _ {} |
