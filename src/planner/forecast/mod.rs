@@ -1,10 +1,10 @@
 //! Load forecasting, per signal (request rate, ISL, OSL), one value per interval.
 //!
-//! Six forecasters learn from the same series: constant (last value), smoothed level,
+//! Seven forecasters learn from the same series: constant (last value), smoothed level,
 //! linear trend (least squares on a recent window), Holt-Winters (additive, for periodic
 //! load; the period is configured or found by autocorrelation), seasonal (the value a
-//! period before, when the load repeats closely) and a Kalman local-linear-trend filter.
-//! Each one's
+//! period before, when the load repeats closely), a Kalman local-linear-trend filter and a
+//! harmonic regression (a level and one fitted sinusoid, `harmonic.rs`). Each one's
 //! forecasts are scored against what then happened at the planning horizon; `auto` uses
 //! the one with the lowest recent error, and the prediction bound comes from that
 //! forecaster's own recent errors. Those arrive a horizon late, so the bound is widened
