@@ -92,15 +92,7 @@ impl SlaPlanner {
         // Means, estimated from the percentiles where a source reports none.
         let itl_mean = obs.itl_ms.and_then(|t| t.mean_or_estimate());
         let ttft_mean = obs.ttft_ms.and_then(|t| t.mean_or_estimate());
-        let Steadiness {
-            prefill_engines,
-            prefill_steady,
-            decode_steady,
-            flooded,
-            kv_full,
-            interleaved_itl_ms,
-            note,
-        } = self.steadiness(
+        let steadiness = self.steadiness(
             obs,
             r,
             prev,
@@ -111,18 +103,18 @@ impl SlaPlanner {
         );
         let prefill_known = self.cfg.mode == Mode::Disaggregated || itl_mean.is_some();
         if let (Some(t), Some(mean)) = (obs.ttft_ms, ttft_mean) {
-            if prefill_engines > 0 && prefill_known {
+            if steadiness.prefill_engines > 0 && prefill_known {
                 self.model.learn_prefill(Evidence {
                     lambda,
-                    engines: prefill_engines,
+                    engines: steadiness.prefill_engines,
                     isl,
                     osl,
                     observed_ms: mean,
                     observed_tail_ms: positive(t.p99),
-                    steady: prefill_steady,
+                    steady: steadiness.prefill_steady,
                     observed_kv: None,
                     weight: requests,
-                    interleaved_itl_ms,
+                    interleaved_itl_ms: steadiness.interleaved_itl_ms,
                 });
             }
         }
@@ -134,13 +126,13 @@ impl SlaPlanner {
                 osl,
                 observed_ms: mean,
                 observed_tail_ms: positive(t.p99),
-                steady: decode_steady,
+                steady: steadiness.decode_steady,
                 observed_kv: obs
                     .kv_utilization
                     .and_then(|k| k.decode)
                     .filter(|k| k.is_finite() && *k >= 0.0),
                 weight: requests,
-                interleaved_itl_ms,
+                interleaved_itl_ms: steadiness.interleaved_itl_ms,
             };
             // The KV per request in flight, from the engines that served the whole interval
             // (those added during it served part: their KV reading is not the interval's),
@@ -152,7 +144,10 @@ impl SlaPlanner {
                 None => Some(r.decode.ready),
             };
             if let Some(engines) = served_all.filter(|&n| n > 0) {
-                if !flooded && kv_full.is_none() && (decode_steady || mean <= self.ctx.sla.itl_ms) {
+                if !steadiness.flooded
+                    && steadiness.kv_full.is_none()
+                    && (steadiness.decode_steady || mean <= self.ctx.sla.itl_ms)
+                {
                     self.model.learn_context(&Evidence {
                         engines,
                         ..evidence
@@ -163,7 +158,7 @@ impl SlaPlanner {
                 self.model.learn_decode(evidence);
             }
         }
-        note
+        steadiness.note
     }
 
     /// Which of the interval's latencies describe engines in a steady state, and so may

@@ -129,16 +129,16 @@ impl fmt::Display for SolverNote {
                 passed_over,
             } => {
                 if let Some(expected) = expected {
+                    write!(
+                        f,
+                        "GPU budget {gpu_budget} binds: {p}P+{d}D needed; {bp}P+{bd}D expected to meet both targets for {:.0}% of requests at 50-100% of the planned load",
+                        100.0 * expected
+                    )?;
                     return match passed_over {
-                        None => write!(
-                            f,
-                            "GPU budget {gpu_budget} binds: {p}P+{d}D needed; {bp}P+{bd}D expected to meet both targets for {:.0}% of requests at 50-100% of the planned load, the most of any split",
-                            100.0 * expected
-                        ),
+                        None => write!(f, ", the most of any split"),
                         Some(((op, od), more)) => write!(
                             f,
-                            "GPU budget {gpu_budget} binds: {p}P+{d}D needed; {bp}P+{bd}D expected to meet both targets for {:.0}% of requests at 50-100% of the planned load; {op}P+{od}D, {:.0}%, not moved to: an engine moved between the roles leaves one short while it starts, which costs more than it gains",
-                            100.0 * expected,
+                            "; {op}P+{od}D, {:.0}%, not moved to: an engine moved between the roles leaves one short while it starts, which costs more than it gains",
                             100.0 * more
                         ),
                     };
