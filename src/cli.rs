@@ -160,7 +160,7 @@ pub struct SimulateArgs {
     /// A shipped scenario name (see simulations/) or a scenario YAML file.
     #[arg(long, default_value = "sin-5-45")]
     pub scenario: String,
-    /// Replay this trace instead of the scenario's workload (Mooncake JSONL, Azure or BurstGPT CSV).
+    /// Replay this trace instead of the scenario's workload (Mooncake JSONL; Azure, BurstGPT or plain CSV).
     #[arg(long)]
     pub trace: Option<PathBuf>,
     /// Trace format, when the extension and header do not tell.
@@ -224,6 +224,7 @@ pub enum TraceFormatArg {
     Mooncake,
     Azure,
     Burstgpt,
+    Plain,
 }
 
 impl From<TraceFormatArg> for TraceFormat {
@@ -232,6 +233,7 @@ impl From<TraceFormatArg> for TraceFormat {
             TraceFormatArg::Mooncake => TraceFormat::Mooncake,
             TraceFormatArg::Azure => TraceFormat::Azure,
             TraceFormatArg::Burstgpt => TraceFormat::Burstgpt,
+            TraceFormatArg::Plain => TraceFormat::Plain,
         }
     }
 }

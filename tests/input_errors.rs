@@ -353,6 +353,50 @@ fn azure_2024_and_burstgpt_are_read() {
 }
 
 #[test]
+fn a_plain_csv_trace_is_replayed_and_its_faults_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ok = write(
+        tmp.path(),
+        "mine.csv",
+        "request_id,arrival_ms,prompt_tokens,completion_tokens\nr1,0,100,10\nr2,500,200,20\nr3,1250,300,30\n",
+    );
+    let r = run(&["simulate", "--policy", "static:1,1", "--trace", &ok]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains(": 3 requests"), "{}", r.stdout);
+    // Forced, a file whose extension would say otherwise is read as plain CSV.
+    let txt = write(
+        tmp.path(),
+        "mine.txt",
+        "time_s,isl,osl\n0,100,10\n1,100,10\n",
+    );
+    let r = run(&[
+        "simulate",
+        "--policy",
+        "static:1,1",
+        "--trace",
+        &txt,
+        "--trace-format",
+        "plain",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains(": 2 requests"), "{}", r.stdout);
+    let unitless = write(tmp.path(), "u.csv", "timestamp,isl,osl\n0,100,10\n");
+    assert_input_error(
+        &["simulate", "--policy", "static:1,1", "--trace", &unitless],
+        &["u.csv", "line 1", "timestamp_s (seconds) or timestamp_ms"],
+    );
+    let bad_row = write(
+        tmp.path(),
+        "r.csv",
+        "arrival_s,isl,osl\n0,100,10\n1,none,10\n",
+    );
+    assert_input_error(
+        &["simulate", "--policy", "static:1,1", "--trace", &bad_row],
+        &["r.csv", "line 3", "column isl"],
+    );
+}
+
+#[test]
 fn trace_unknown_format() {
     let tmp = tempfile::tempdir().unwrap();
     let f = write(tmp.path(), "x.csv", "a,b,c\n1,2,3\n");

@@ -1,4 +1,5 @@
-//! Readers for recorded request traces: Mooncake JSONL, Azure LLM 2023/2024 CSV, BurstGPT CSV.
+//! Readers for recorded request traces: Mooncake JSONL, Azure LLM 2023/2024 CSV, BurstGPT CSV,
+//! and a plain CSV whose header names its columns and the time's unit.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -18,6 +19,9 @@ pub enum TraceFormat {
     Azure,
     /// `Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type`, seconds from start.
     Burstgpt,
+    /// Any CSV with one arrival-time column whose name gives its unit (`arrival_s`,
+    /// `timestamp_ms`, ...), one input-token and one output-token column (`PLAIN_*` below).
+    Plain,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -52,6 +56,98 @@ const BURSTGPT_HEADER: [&str; 6] = [
     "Total tokens",
     "Log Type",
 ];
+
+/// The plain format's column names, matched without regard to case. A trace names its
+/// time's unit: a bare `timestamp` is seconds in one tool's files and milliseconds in
+/// another's, and read the wrong way it plays the load a thousand times too fast or slow.
+const PLAIN_SECONDS: [&str; 4] = ["arrival_s", "time_s", "timestamp_s", "arrival_time_s"];
+const PLAIN_MILLISECONDS: [&str; 4] = ["arrival_ms", "time_ms", "timestamp_ms", "arrival_time_ms"];
+const PLAIN_INPUT: [&str; 5] = [
+    "input_tokens",
+    "input_length",
+    "prompt_tokens",
+    "context_tokens",
+    "isl",
+];
+const PLAIN_OUTPUT: [&str; 5] = [
+    "output_tokens",
+    "output_length",
+    "completion_tokens",
+    "generated_tokens",
+    "osl",
+];
+
+/// Where a plain CSV keeps its three fields, and the time column's scale to seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct PlainColumns {
+    time: usize,
+    seconds_per_unit: f64,
+    input: usize,
+    output: usize,
+}
+
+/// The one header column among `names`; none or two (a header that names a field twice,
+/// as `input_tokens` beside `prompt_tokens`) is an error rather than a silent pick.
+fn plain_column(header: &[String], names: &[&str], what: &str) -> Result<Option<usize>, String> {
+    let found: Vec<usize> = (0..header.len())
+        .filter(|&i| names.iter().any(|n| header[i].eq_ignore_ascii_case(n)))
+        .collect();
+    match found[..] {
+        [] => Ok(None),
+        [i] => Ok(Some(i)),
+        _ => Err(format!(
+            "columns {} {} name the {what}; keep one",
+            found
+                .iter()
+                .map(|&i| header[i].as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if found.len() == 2 { "both" } else { "all" }
+        )),
+    }
+}
+
+fn plain_columns(header: &[String]) -> Result<PlainColumns, String> {
+    let seconds = plain_column(header, &PLAIN_SECONDS, "arrival time")?;
+    let milliseconds = plain_column(header, &PLAIN_MILLISECONDS, "arrival time")?;
+    let (time, seconds_per_unit) = match (seconds, milliseconds) {
+        (Some(i), None) => (i, 1.0),
+        (None, Some(i)) => (i, 1e-3),
+        (Some(a), Some(b)) => {
+            return Err(format!(
+                "columns {} and {} both name the arrival time; keep one",
+                header[a], header[b]
+            ))
+        }
+        (None, None) => {
+            let bare = header.iter().find(|h| {
+                ["timestamp", "time", "arrival", "arrival_time"]
+                    .iter()
+                    .any(|n| h.eq_ignore_ascii_case(n))
+            });
+            return Err(match bare {
+                Some(h) => format!(
+                    "column {h} does not say its unit: name it {h}_s (seconds) or {h}_ms (milliseconds)"
+                ),
+                None => format!(
+                    "no arrival-time column: one of {} (seconds) or {} (milliseconds)",
+                    PLAIN_SECONDS.join(", "),
+                    PLAIN_MILLISECONDS.join(", ")
+                ),
+            });
+        }
+    };
+    let input = plain_column(header, &PLAIN_INPUT, "input tokens")?
+        .ok_or_else(|| format!("no input-token column: one of {}", PLAIN_INPUT.join(", ")))?;
+    let output = plain_column(header, &PLAIN_OUTPUT, "output tokens")?
+        .ok_or_else(|| format!("no output-token column: one of {}", PLAIN_OUTPUT.join(", ")))?;
+    Ok(PlainColumns {
+        time,
+        seconds_per_unit,
+        input,
+        output,
+    })
+}
 
 pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputError> {
     let file_name = path.display().to_string();
@@ -106,37 +202,46 @@ pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputEr
                 }
             }
         }
-        TraceFormat::Azure | TraceFormat::Burstgpt => {
+        TraceFormat::Azure | TraceFormat::Burstgpt | TraceFormat::Plain => {
             let mut csv_reader = csv::ReaderBuilder::new()
                 .has_headers(true)
                 .flexible(true)
                 .from_reader(reader);
-            let headers = csv_reader
-                .headers()
-                .map_err(|e| InputError::Trace {
-                    file: file_name.clone(),
-                    line: 1,
-                    message: e.to_string(),
-                })?
-                .clone();
-            let expected: &[&str] = if format == TraceFormat::Azure {
-                &AZURE_HEADER
-            } else {
-                &BURSTGPT_HEADER
+            let header_error = |message: String| InputError::Trace {
+                file: file_name.clone(),
+                line: 1,
+                message,
             };
-            let cols: Vec<usize> = expected
+            let headers: Vec<String> = csv_reader
+                .headers()
+                .map_err(|e| header_error(e.to_string()))?
                 .iter()
-                .map(|name| headers.iter().position(|h| h.trim() == *name))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| InputError::Trace {
-                    file: file_name.clone(),
-                    line: 1,
-                    message: format!(
-                        "header must have the columns {}; found {}",
-                        expected.join(","),
-                        headers.iter().collect::<Vec<_>>().join(",")
-                    ),
-                })?;
+                .map(|h| h.trim().to_string())
+                .collect();
+            // The columns of the time, the input tokens and the output tokens (Azure, plain),
+            // or of the whole BurstGPT header; and the time's unit in seconds (plain).
+            let (cols, seconds_per_unit) = if format == TraceFormat::Plain {
+                let c = plain_columns(&headers).map_err(header_error)?;
+                (vec![c.time, c.input, c.output], c.seconds_per_unit)
+            } else {
+                let expected: &[&str] = if format == TraceFormat::Azure {
+                    &AZURE_HEADER
+                } else {
+                    &BURSTGPT_HEADER
+                };
+                let cols = expected
+                    .iter()
+                    .map(|name| headers.iter().position(|h| h == name))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| {
+                        header_error(format!(
+                            "header must have the columns {}; found {}",
+                            expected.join(","),
+                            headers.join(",")
+                        ))
+                    })?;
+                (cols, 1.0)
+            };
             let mut record = csv::StringRecord::new();
             loop {
                 let line_no = csv_reader.position().line() + 1;
@@ -149,10 +254,12 @@ pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputEr
                     }
                 }
                 let line_no = record.position().map(|p| p.line()).unwrap_or(line_no);
-                let parsed = if format == TraceFormat::Azure {
-                    parse_azure_row(&record, &cols)
-                } else {
-                    parse_burstgpt_row(&record, &cols)
+                let parsed = match format {
+                    TraceFormat::Azure => parse_azure_row(&record, &cols),
+                    TraceFormat::Plain => {
+                        parse_plain_row(&record, &cols, &headers, seconds_per_unit)
+                    }
+                    _ => parse_burstgpt_row(&record, &cols),
                 };
                 match parsed {
                     Ok(Some(row)) => rows.push(row),
@@ -229,16 +336,25 @@ fn detect_format<R: Read>(
     if BURSTGPT_HEADER.iter().all(|h| header.contains(h)) {
         return Ok(TraceFormat::Burstgpt);
     }
-    Err(InputError::Trace {
-        file: file_name.into(),
-        line: 1,
-        message: format!(
-            "unknown trace format (header {first_line:?}); expected Mooncake JSONL, an Azure CSV header \
-             {} or a BurstGPT CSV header {}",
-            AZURE_HEADER.join(","),
-            BURSTGPT_HEADER.join(",")
-        ),
-    })
+    let header: Vec<String> = header
+        .iter()
+        .map(|h| h.trim_matches('"').to_string())
+        .collect();
+    match plain_columns(&header) {
+        Ok(_) => Ok(TraceFormat::Plain),
+        Err(why) => Err(InputError::Trace {
+            file: file_name.into(),
+            line: 1,
+            message: format!(
+                "unknown trace format (header {first_line:?}); expected Mooncake JSONL, an Azure CSV \
+                 header {}, a BurstGPT CSV header {}, or a plain CSV, whose header names an \
+                 arrival time with its unit, the input tokens and the output tokens \
+                 (e.g. arrival_s,input_tokens,output_tokens): {why}",
+                AZURE_HEADER.join(","),
+                BURSTGPT_HEADER.join(",")
+            ),
+        }),
+    }
 }
 
 #[derive(Deserialize)]
@@ -360,6 +476,31 @@ fn parse_burstgpt_row(
     Ok(Some((t, isl, osl)))
 }
 
+fn parse_plain_row(
+    record: &csv::StringRecord,
+    cols: &[usize],
+    header: &[String],
+    seconds_per_unit: f64,
+) -> Result<Option<(f64, u32, u32)>, String> {
+    let name = |i: usize| header[cols[i]].as_str();
+    let ts = field(record, cols, 0, name(0))?.trim();
+    let t: f64 = ts
+        .parse()
+        .map_err(|_| format!("column {} is not a number ({ts:?})", name(0)))?;
+    if !t.is_finite() || t < 0.0 {
+        return Err(format!("column {} must be >= 0 (got {t})", name(0)));
+    }
+    let isl = parse_token_field(field(record, cols, 1, name(1))?, name(1))?;
+    if isl == 0 {
+        return Err(format!(
+            "column {} is 0; a request has at least one input token",
+            name(1)
+        ));
+    }
+    let osl = parse_token_field(field(record, cols, 2, name(2))?, name(2))?;
+    Ok(Some((t * seconds_per_unit, isl, osl)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,6 +528,118 @@ mod tests {
         let t = read_trace(&path, &TraceReadOptions::default()).unwrap();
         assert_eq!(t.format, TraceFormat::Azure);
         assert_eq!((t.requests[0].isl, t.requests[0].osl), (4808, 10));
+    }
+
+    fn read_plain(dir: &Path, name: &str, text: &str) -> Result<Trace, InputError> {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        read_trace(&path, &TraceReadOptions::default())
+    }
+
+    #[test]
+    fn a_plain_csv_is_read_by_its_column_names_in_either_unit() {
+        let dir = tempfile::tempdir().unwrap();
+        let seconds = read_plain(
+            dir.path(),
+            "s.csv",
+            "arrival_s,input_tokens,output_tokens\n10.5,100,20\n10.0,200,0\n12.25,300,30\n",
+        )
+        .unwrap();
+        assert_eq!(seconds.format, TraceFormat::Plain);
+        let got: Vec<(f64, u32, u32)> = seconds
+            .requests
+            .iter()
+            .map(|r| (r.arrival_s, r.isl, r.osl))
+            .collect();
+        // Sorted, timed from the first arrival; a 0-token output kept as one token.
+        assert_eq!(got, [(0.0, 200, 1), (0.5, 100, 20), (2.25, 300, 30)]);
+        assert_eq!(seconds.zero_output_requests, 1);
+        // Other names, another order and case, a column more, and milliseconds.
+        let millis = read_plain(
+            dir.path(),
+            "ms.csv",
+            "Completion_Tokens,model,Timestamp_MS,PROMPT_TOKENS\n20,m,10500,100\n1,m,10000,200\n30,m,12250,300\n",
+        )
+        .unwrap();
+        let got_ms: Vec<(f64, u32, u32)> = millis
+            .requests
+            .iter()
+            .map(|r| (r.arrival_s, r.isl, r.osl))
+            .collect();
+        assert_eq!(got_ms, got);
+    }
+
+    #[test]
+    fn a_plain_header_that_leaves_a_field_unsure_is_refused_with_the_names_to_use() {
+        let header = |h: &str| -> Vec<String> { h.split(',').map(String::from).collect() };
+        let unsure = [
+            (
+                "timestamp,input_tokens,output_tokens",
+                "timestamp_s (seconds) or timestamp_ms",
+            ),
+            (
+                "arrival_s,arrival_ms,isl,osl",
+                "arrival_s and arrival_ms both name the arrival time",
+            ),
+            (
+                "time_s,timestamp_s,isl,osl",
+                "time_s, timestamp_s both name the arrival time",
+            ),
+            (
+                "arrival_s,input_tokens,prompt_tokens,osl",
+                "input_tokens, prompt_tokens both name the input tokens",
+            ),
+            (
+                "arrival_s,isl",
+                "no output-token column: one of output_tokens",
+            ),
+            (
+                "arrival_s,output_tokens",
+                "no input-token column: one of input_tokens",
+            ),
+            ("when,isl,osl", "no arrival-time column: one of arrival_s"),
+        ];
+        for (h, why) in unsure {
+            let err = plain_columns(&header(h)).unwrap_err();
+            assert!(err.contains(why), "{h}: {err}");
+        }
+        assert_eq!(
+            plain_columns(&header("osl,ISL,x,Arrival_Time_ms")).unwrap(),
+            PlainColumns {
+                time: 3,
+                seconds_per_unit: 1e-3,
+                input: 1,
+                output: 0
+            }
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let err = read_plain(dir.path(), "t.csv", "timestamp,isl,osl\n1,2,3\n").unwrap_err();
+        let err = err.to_string();
+        assert!(
+            err.contains("t.csv") && err.contains("line 1") && err.contains("timestamp_ms"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_plain_rows_errors_name_its_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        for (row, why) in [
+            ("soon,10,10", "column arrival_s is not a number"),
+            ("-1,10,10", "column arrival_s must be >= 0"),
+            ("1,0,10", "column isl is 0"),
+            ("1,10,2.5", "output_tokens must be a whole number"),
+            ("1,10", "column output_tokens is missing"),
+        ] {
+            let text = format!("arrival_s,isl,output_tokens\n0,5,5\n{row}\n");
+            let err = read_plain(dir.path(), "bad.csv", &text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("bad.csv") && err.contains("line 3") && err.contains(why),
+                "{row}: {err}"
+            );
+        }
     }
 
     #[test]
