@@ -160,7 +160,7 @@ pub struct SimulateArgs {
     /// A shipped scenario name (see simulations/) or a scenario YAML file.
     #[arg(long, default_value = "sin-5-45")]
     pub scenario: String,
-    /// Replay this trace instead of the scenario's workload (Mooncake JSONL; Azure, BurstGPT or plain CSV).
+    /// Replay this trace instead of the scenario's workload (Mooncake JSONL; Azure or BurstGPT CSV; plain CSV or JSONL).
     #[arg(long)]
     pub trace: Option<PathBuf>,
     /// Trace format, when the extension and header do not tell.

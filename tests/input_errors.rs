@@ -380,6 +380,23 @@ fn a_plain_csv_trace_is_replayed_and_its_faults_exit_2() {
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains(": 2 requests"), "{}", r.stdout);
+    // And so are JSON lines that name their fields as its header would.
+    let json = write(
+        tmp.path(),
+        "mine.out",
+        "{\"arrival_ms\": 0, \"isl\": 100, \"osl\": 10}\n{\"arrival_ms\": 900, \"isl\": 100, \"osl\": 10}\n{\"arrival_ms\": 1800, \"isl\": 100, \"osl\": 10}\n",
+    );
+    let r = run(&[
+        "simulate",
+        "--policy",
+        "static:1,1",
+        "--trace",
+        &json,
+        "--trace-format",
+        "plain",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains(": 3 requests"), "{}", r.stdout);
     let unitless = write(tmp.path(), "u.csv", "timestamp,isl,osl\n0,100,10\n");
     assert_input_error(
         &["simulate", "--policy", "static:1,1", "--trace", &unitless],

@@ -1,5 +1,5 @@
 //! Readers for recorded request traces: Mooncake JSONL, Azure LLM 2023/2024 CSV, BurstGPT CSV,
-//! and a plain CSV whose header names its columns and the time's unit.
+//! and a plain CSV or JSONL whose header or keys name its fields and the time's unit.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -19,8 +19,9 @@ pub enum TraceFormat {
     Azure,
     /// `Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type`, seconds from start.
     Burstgpt,
-    /// Any CSV with one arrival-time column whose name gives its unit (`arrival_s`,
-    /// `timestamp_ms`, ...), one input-token and one output-token column (`PLAIN_*` below).
+    /// Any CSV, or JSON lines, with one arrival-time field whose name gives its unit
+    /// (`arrival_s`, `timestamp_ms`, ...), one input-token and one output-token field
+    /// (`PLAIN_*` below).
     Plain,
 }
 
@@ -88,7 +89,12 @@ struct PlainColumns {
 
 /// The one header column among `names`; none or two (a header that names a field twice,
 /// as `input_tokens` beside `prompt_tokens`) is an error rather than a silent pick.
-fn plain_column(header: &[String], names: &[&str], what: &str) -> Result<Option<usize>, String> {
+fn plain_column(
+    header: &[String],
+    names: &[&str],
+    what: &str,
+    noun: &str,
+) -> Result<Option<usize>, String> {
     let found: Vec<usize> = (0..header.len())
         .filter(|&i| names.iter().any(|n| header[i].eq_ignore_ascii_case(n)))
         .collect();
@@ -96,7 +102,7 @@ fn plain_column(header: &[String], names: &[&str], what: &str) -> Result<Option<
         [] => Ok(None),
         [i] => Ok(Some(i)),
         _ => Err(format!(
-            "columns {} {} name the {what}; keep one",
+            "{noun}s {} {} name the {what}; keep one",
             found
                 .iter()
                 .map(|&i| header[i].as_str())
@@ -107,15 +113,17 @@ fn plain_column(header: &[String], names: &[&str], what: &str) -> Result<Option<
     }
 }
 
-fn plain_columns(header: &[String]) -> Result<PlainColumns, String> {
-    let seconds = plain_column(header, &PLAIN_SECONDS, "arrival time")?;
-    let milliseconds = plain_column(header, &PLAIN_MILLISECONDS, "arrival time")?;
+/// `noun` is what the header's names are called in messages: a CSV's columns, a JSON line's
+/// keys.
+fn plain_columns(header: &[String], noun: &str) -> Result<PlainColumns, String> {
+    let seconds = plain_column(header, &PLAIN_SECONDS, "arrival time", noun)?;
+    let milliseconds = plain_column(header, &PLAIN_MILLISECONDS, "arrival time", noun)?;
     let (time, seconds_per_unit) = match (seconds, milliseconds) {
         (Some(i), None) => (i, 1.0),
         (None, Some(i)) => (i, 1e-3),
         (Some(a), Some(b)) => {
             return Err(format!(
-                "columns {} and {} both name the arrival time; keep one",
+                "{noun}s {} and {} both name the arrival time; keep one",
                 header[a], header[b]
             ))
         }
@@ -127,20 +135,20 @@ fn plain_columns(header: &[String]) -> Result<PlainColumns, String> {
             });
             return Err(match bare {
                 Some(h) => format!(
-                    "column {h} does not say its unit: name it {h}_s (seconds) or {h}_ms (milliseconds)"
+                    "{noun} {h} does not say its unit: name it {h}_s (seconds) or {h}_ms (milliseconds)"
                 ),
                 None => format!(
-                    "no arrival-time column: one of {} (seconds) or {} (milliseconds)",
+                    "no arrival-time {noun}: one of {} (seconds) or {} (milliseconds)",
                     PLAIN_SECONDS.join(", "),
                     PLAIN_MILLISECONDS.join(", ")
                 ),
             });
         }
     };
-    let input = plain_column(header, &PLAIN_INPUT, "input tokens")?
-        .ok_or_else(|| format!("no input-token column: one of {}", PLAIN_INPUT.join(", ")))?;
-    let output = plain_column(header, &PLAIN_OUTPUT, "output tokens")?
-        .ok_or_else(|| format!("no output-token column: one of {}", PLAIN_OUTPUT.join(", ")))?;
+    let input = plain_column(header, &PLAIN_INPUT, "input tokens", noun)?
+        .ok_or_else(|| format!("no input-token {noun}: one of {}", PLAIN_INPUT.join(", ")))?;
+    let output = plain_column(header, &PLAIN_OUTPUT, "output tokens", noun)?
+        .ok_or_else(|| format!("no output-token {noun}: one of {}", PLAIN_OUTPUT.join(", ")))?;
     Ok(PlainColumns {
         time,
         seconds_per_unit,
@@ -184,88 +192,99 @@ pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputEr
             })
         }
     };
-    match format {
-        TraceFormat::Mooncake => {
-            for (i, line) in reader.lines().enumerate() {
-                let line_no = i as u64 + 1;
-                let line = line.map_err(|e| InputError::Trace {
+    // Mooncake's lines, or plain ones that name their fields as JSON keys.
+    let json_lines = format == TraceFormat::Mooncake
+        || (format == TraceFormat::Plain && starts_json(&mut reader, &file_name)?);
+    if json_lines {
+        // Plain JSON lines name their fields as the first line does.
+        let mut plain: Option<PlainKeys> = None;
+        for (i, line) in reader.lines().enumerate() {
+            let line_no = i as u64 + 1;
+            let line = line.map_err(|e| InputError::Trace {
+                file: file_name.clone(),
+                line: line_no,
+                message: e.to_string(),
+            })?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            if format == TraceFormat::Plain && plain.is_none() {
+                plain = Some(plain_keys(&line).map_err(|message| InputError::Trace {
                     file: file_name.clone(),
                     line: line_no,
-                    message: e.to_string(),
-                })?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match parse_mooncake_line(&line) {
-                    Ok(row) => rows.push(row),
-                    Err(m) => on_bad(&mut out, line_no, m)?,
-                }
+                    message,
+                })?);
+            }
+            let parsed = match &plain {
+                Some(keys) => parse_plain_json_line(&line, keys),
+                None => parse_mooncake_line(&line),
+            };
+            match parsed {
+                Ok(row) => rows.push(row),
+                Err(m) => on_bad(&mut out, line_no, m)?,
             }
         }
-        TraceFormat::Azure | TraceFormat::Burstgpt | TraceFormat::Plain => {
-            let mut csv_reader = csv::ReaderBuilder::new()
-                .has_headers(true)
-                .flexible(true)
-                .from_reader(reader);
-            let header_error = |message: String| InputError::Trace {
-                file: file_name.clone(),
-                line: 1,
-                message,
-            };
-            let headers: Vec<String> = csv_reader
-                .headers()
-                .map_err(|e| header_error(e.to_string()))?
-                .iter()
-                .map(|h| h.trim().to_string())
-                .collect();
-            // The columns of the time, the input tokens and the output tokens (Azure, plain),
-            // or of the whole BurstGPT header; and the time's unit in seconds (plain).
-            let (cols, seconds_per_unit) = if format == TraceFormat::Plain {
-                let c = plain_columns(&headers).map_err(header_error)?;
-                (vec![c.time, c.input, c.output], c.seconds_per_unit)
+    } else {
+        let mut csv_reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(reader);
+        let header_error = |message: String| InputError::Trace {
+            file: file_name.clone(),
+            line: 1,
+            message,
+        };
+        let headers: Vec<String> = csv_reader
+            .headers()
+            .map_err(|e| header_error(e.to_string()))?
+            .iter()
+            .map(|h| h.trim().to_string())
+            .collect();
+        // The columns of the time, the input tokens and the output tokens (Azure, plain),
+        // or of the whole BurstGPT header; and the time's unit in seconds (plain).
+        let (cols, seconds_per_unit) = if format == TraceFormat::Plain {
+            let c = plain_columns(&headers, "column").map_err(header_error)?;
+            (vec![c.time, c.input, c.output], c.seconds_per_unit)
+        } else {
+            let expected: &[&str] = if format == TraceFormat::Azure {
+                &AZURE_HEADER
             } else {
-                let expected: &[&str] = if format == TraceFormat::Azure {
-                    &AZURE_HEADER
-                } else {
-                    &BURSTGPT_HEADER
-                };
-                let cols = expected
-                    .iter()
-                    .map(|name| headers.iter().position(|h| h == name))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| {
-                        header_error(format!(
-                            "header must have the columns {}; found {}",
-                            expected.join(","),
-                            headers.join(",")
-                        ))
-                    })?;
-                (cols, 1.0)
+                &BURSTGPT_HEADER
             };
-            let mut record = csv::StringRecord::new();
-            loop {
-                let line_no = csv_reader.position().line() + 1;
-                match csv_reader.read_record(&mut record) {
-                    Ok(false) => break,
-                    Ok(true) => {}
-                    Err(e) => {
-                        on_bad(&mut out, line_no, e.to_string())?;
-                        continue;
-                    }
+            let cols = expected
+                .iter()
+                .map(|name| headers.iter().position(|h| h == name))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    header_error(format!(
+                        "header must have the columns {}; found {}",
+                        expected.join(","),
+                        headers.join(",")
+                    ))
+                })?;
+            (cols, 1.0)
+        };
+        let mut record = csv::StringRecord::new();
+        loop {
+            let line_no = csv_reader.position().line() + 1;
+            match csv_reader.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => {
+                    on_bad(&mut out, line_no, e.to_string())?;
+                    continue;
                 }
-                let line_no = record.position().map(|p| p.line()).unwrap_or(line_no);
-                let parsed = match format {
-                    TraceFormat::Azure => parse_azure_row(&record, &cols),
-                    TraceFormat::Plain => {
-                        parse_plain_row(&record, &cols, &headers, seconds_per_unit)
-                    }
-                    _ => parse_burstgpt_row(&record, &cols),
-                };
-                match parsed {
-                    Ok(Some(row)) => rows.push(row),
-                    Ok(None) => out.failed_rows_skipped += 1,
-                    Err(m) => on_bad(&mut out, line_no, m)?,
-                }
+            }
+            let line_no = record.position().map(|p| p.line()).unwrap_or(line_no);
+            let parsed = match format {
+                TraceFormat::Azure => parse_azure_row(&record, &cols),
+                TraceFormat::Plain => parse_plain_row(&record, &cols, &headers, seconds_per_unit),
+                _ => parse_burstgpt_row(&record, &cols),
+            };
+            match parsed {
+                Ok(Some(row)) => rows.push(row),
+                Ok(None) => out.failed_rows_skipped += 1,
+                Err(m) => on_bad(&mut out, line_no, m)?,
             }
         }
     }
@@ -313,21 +332,42 @@ fn detect_format<R: Read>(
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    if ext == "jsonl" || ext == "json" {
-        return Ok(TraceFormat::Mooncake);
-    }
     let buf = reader.fill_buf().map_err(|e| InputError::TraceFile {
         file: file_name.into(),
         message: e.to_string(),
     })?;
     let first_line = String::from_utf8_lossy(buf)
         .lines()
-        .next()
+        .find(|line| !line.trim().is_empty())
         .unwrap_or("")
         .trim()
         .to_string();
-    if first_line.starts_with('{') {
-        return Ok(TraceFormat::Mooncake);
+    if ext == "jsonl" || ext == "json" || first_line.starts_with('{') {
+        // Mooncake's lines carry `timestamp`; lines that name their fields as the plain
+        // CSV's header does are plain. A first line that is not a JSON object is left to
+        // Mooncake's reader, whose error names the line and what is wrong with it.
+        let Ok(object) =
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&first_line)
+        else {
+            return Ok(TraceFormat::Mooncake);
+        };
+        if object.contains_key("timestamp") {
+            return Ok(TraceFormat::Mooncake);
+        }
+        return match plain_keys(&first_line) {
+            Ok(_) => Ok(TraceFormat::Plain),
+            Err(why) => Err(InputError::Trace {
+                file: file_name.into(),
+                line: 1,
+                message: format!(
+                    "unknown trace format (keys {}); expected Mooncake JSON lines \
+                     (timestamp in milliseconds, input_length, output_length) or plain ones, \
+                     whose keys name an arrival time with its unit, the input tokens and the \
+                     output tokens (e.g. arrival_s, input_tokens, output_tokens): {why}",
+                    object.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            }),
+        };
     }
     let header: Vec<&str> = first_line.split(',').map(|s| s.trim()).collect();
     if AZURE_HEADER.iter().all(|h| header.contains(h)) {
@@ -340,7 +380,7 @@ fn detect_format<R: Read>(
         .iter()
         .map(|h| h.trim_matches('"').to_string())
         .collect();
-    match plain_columns(&header) {
+    match plain_columns(&header, "column") {
         Ok(_) => Ok(TraceFormat::Plain),
         Err(why) => Err(InputError::Trace {
             file: file_name.into(),
@@ -476,6 +516,75 @@ fn parse_burstgpt_row(
     Ok(Some((t, isl, osl)))
 }
 
+/// Whether the trace's first character, past any blank lines, opens a JSON object.
+fn starts_json<R: Read>(reader: &mut BufReader<R>, file_name: &str) -> Result<bool, InputError> {
+    let buf = reader.fill_buf().map_err(|e| InputError::TraceFile {
+        file: file_name.into(),
+        message: e.to_string(),
+    })?;
+    Ok(buf.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'))
+}
+
+/// The keys of a plain JSON line that hold its three fields, and the time's scale.
+#[derive(Debug, Clone, PartialEq)]
+struct PlainKeys {
+    time: String,
+    seconds_per_unit: f64,
+    input: String,
+    output: String,
+}
+
+fn plain_keys(line: &str) -> Result<PlainKeys, String> {
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(line).map_err(|e| {
+            format!(
+                "not a JSON object: {}",
+                crate::error::without_place(&e.to_string())
+            )
+        })?;
+    let keys: Vec<String> = object.keys().cloned().collect();
+    let c = plain_columns(&keys, "key")?;
+    Ok(PlainKeys {
+        time: keys[c.time].clone(),
+        seconds_per_unit: c.seconds_per_unit,
+        input: keys[c.input].clone(),
+        output: keys[c.output].clone(),
+    })
+}
+
+fn parse_plain_json_line(line: &str, keys: &PlainKeys) -> Result<(f64, u32, u32), String> {
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(line).map_err(|e| {
+            format!(
+                "not a JSON object: {} (column {})",
+                crate::error::without_place(&e.to_string()),
+                e.column()
+            )
+        })?;
+    let number = |key: &str| -> Result<Option<f64>, String> {
+        match object.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| format!("field {key} is not a number ({v})")),
+        }
+    };
+    let t = number(&keys.time)?.ok_or_else(|| format!("field {} is missing", keys.time))?;
+    if !t.is_finite() || t < 0.0 {
+        return Err(format!("field {} must be >= 0 (got {t})", keys.time));
+    }
+    let isl = tokens(number(&keys.input)?, &keys.input)?;
+    if isl == 0 {
+        return Err(format!(
+            "field {} is 0; a request has at least one input token",
+            keys.input
+        ));
+    }
+    let osl = tokens(number(&keys.output)?, &keys.output)?;
+    Ok((t * keys.seconds_per_unit, isl, osl))
+}
+
 fn parse_plain_row(
     record: &csv::StringRecord,
     cols: &[usize],
@@ -570,6 +679,75 @@ mod tests {
     }
 
     #[test]
+    fn plain_json_lines_are_read_by_their_keys_and_mooncakes_by_its_timestamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let arrivals = |t: &Trace| -> Vec<(f64, u32, u32)> {
+            t.requests
+                .iter()
+                .map(|r| (r.arrival_s, r.isl, r.osl))
+                .collect()
+        };
+        let seconds = read_plain(
+            dir.path(),
+            "s.jsonl",
+            "\n{\"arrival_s\": 3.5, \"input_tokens\": 100, \"output_tokens\": 20, \"id\": \"a\"}\n{\"arrival_s\": 3, \"input_tokens\": 200, \"output_tokens\": 2}\n",
+        )
+        .unwrap();
+        assert_eq!(seconds.format, TraceFormat::Plain);
+        assert_eq!(arrivals(&seconds), [(0.0, 200, 2), (0.5, 100, 20)]);
+        // Milliseconds under other names, in a file whose extension says nothing.
+        let millis = read_plain(
+            dir.path(),
+            "ms.log",
+            "{\"ISL\": 200, \"osl\": 2, \"timestamp_ms\": 3000}\n{\"ISL\": 100, \"osl\": 20, \"timestamp_ms\": 3500}\n",
+        )
+        .unwrap();
+        assert_eq!(arrivals(&millis), arrivals(&seconds));
+        let mooncake = read_plain(
+            dir.path(),
+            "m.jsonl",
+            "{\"timestamp\": 3000, \"input_length\": 200, \"output_length\": 2, \"hash_ids\": [1]}\n",
+        )
+        .unwrap();
+        assert_eq!(mooncake.format, TraceFormat::Mooncake);
+        for (text, line, why) in [
+            (
+                "{\"time\": 1, \"isl\": 1, \"osl\": 1}\n",
+                "line 1",
+                "key time does not say its unit",
+            ),
+            (
+                "{\"time_s\": 1, \"isl\": 1, \"osl\": 1}\n{\"time_s\": 2, \"isl\": 1}\n",
+                "line 2",
+                "field osl is missing",
+            ),
+            (
+                "{\"time_s\": 1, \"isl\": \"7\", \"osl\": 1}\n",
+                "line 1",
+                "field isl is not a number",
+            ),
+            (
+                "{\"time_s\": -2, \"isl\": 7, \"osl\": 1}\n",
+                "line 1",
+                "field time_s must be >= 0",
+            ),
+            (
+                "{\"time_s\": 1, \"isl\": 0, \"osl\": 1}\n",
+                "line 1",
+                "field isl is 0",
+            ),
+        ] {
+            let err = read_plain(dir.path(), "bad.jsonl", text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("bad.jsonl") && err.contains(line) && err.contains(why),
+                "{text}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn a_plain_header_that_leaves_a_field_unsure_is_refused_with_the_names_to_use() {
         let header = |h: &str| -> Vec<String> { h.split(',').map(String::from).collect() };
         let unsure = [
@@ -600,11 +778,11 @@ mod tests {
             ("when,isl,osl", "no arrival-time column: one of arrival_s"),
         ];
         for (h, why) in unsure {
-            let err = plain_columns(&header(h)).unwrap_err();
+            let err = plain_columns(&header(h), "column").unwrap_err();
             assert!(err.contains(why), "{h}: {err}");
         }
         assert_eq!(
-            plain_columns(&header("osl,ISL,x,Arrival_Time_ms")).unwrap(),
+            plain_columns(&header("osl,ISL,x,Arrival_Time_ms"), "column").unwrap(),
             PlainColumns {
                 time: 3,
                 seconds_per_unit: 1e-3,
