@@ -344,8 +344,9 @@ fn detect_format<R: Read>(
         .to_string();
     if ext == "jsonl" || ext == "json" || first_line.starts_with('{') {
         // Mooncake's lines carry `timestamp`; lines that name their fields as the plain
-        // CSV's header does are plain. A first line that is not a JSON object is left to
-        // Mooncake's reader, whose error names the line and what is wrong with it.
+        // CSV's header does are plain. A first line that is not a JSON object, or a
+        // Mooncake line short of a field, is left to Mooncake's reader, whose error names
+        // the line and what is wrong with it (and which `--skip-bad-lines` may skip).
         let Ok(object) =
             serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&first_line)
         else {
@@ -354,8 +355,12 @@ fn detect_format<R: Read>(
         if object.contains_key("timestamp") {
             return Ok(TraceFormat::Mooncake);
         }
+        let mooncakes = ["input_length", "output_length", "hash_ids"];
         return match plain_keys(&first_line) {
             Ok(_) => Ok(TraceFormat::Plain),
+            Err(_) if mooncakes.iter().any(|k| object.contains_key(*k)) => {
+                Ok(TraceFormat::Mooncake)
+            }
             Err(why) => Err(InputError::Trace {
                 file: file_name.into(),
                 line: 1,
