@@ -721,6 +721,12 @@ mod tests {
                 "line 1",
                 "key time does not say its unit",
             ),
+            // A Mooncake line short of its timestamp is Mooncake's error, not an unknown format.
+            (
+                "{\"input_length\": 1, \"output_length\": 1}\n",
+                "line 1",
+                "field timestamp is missing",
+            ),
             (
                 "{\"time_s\": 1, \"isl\": 1, \"osl\": 1}\n{\"time_s\": 2, \"isl\": 1}\n",
                 "line 2",
