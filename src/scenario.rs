@@ -1042,6 +1042,9 @@ fn trace_notes(t: &crate::workload::Trace, transform: &TraceTransform, notes: &m
             t.requests.len()
         ));
     }
+    if let Some(fields) = &t.plain_fields {
+        notes.push(format!("plain trace: {fields}"));
+    }
     if t.bad_lines_skipped > 0 {
         notes.push(format!(
             "{} malformed trace lines skipped ({})",

@@ -363,6 +363,16 @@ fn a_plain_csv_trace_is_replayed_and_its_faults_exit_2() {
     let r = run(&["simulate", "--policy", "static:1,1", "--trace", &ok]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains(": 3 requests"), "{}", r.stdout);
+    // The run says how it read the times, so a unit named wrongly shows.
+    assert!(
+        (r.stdout.clone() + &r.stderr).contains(
+            "plain trace: arrival times from arrival_ms in milliseconds, input tokens from \
+             prompt_tokens, output tokens from completion_tokens"
+        ),
+        "{} {}",
+        r.stdout,
+        r.stderr
+    );
     // Forced, a file whose extension would say otherwise is read as plain CSV.
     let txt = write(
         tmp.path(),

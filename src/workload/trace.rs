@@ -46,6 +46,8 @@ pub struct Trace {
     pub failed_rows_skipped: u64,
     /// Requests with 0 output tokens, kept as 1-token outputs (the first token is still made).
     pub zero_output_requests: u64,
+    /// A plain trace's fields as read, so the run can say which unit its times were read in.
+    pub plain_fields: Option<String>,
 }
 
 const AZURE_HEADER: [&str; 3] = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"];
@@ -173,6 +175,7 @@ pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputEr
         bad_line_examples: Vec::new(),
         failed_rows_skipped: 0,
         zero_output_requests: 0,
+        plain_fields: None,
     };
     // Raw rows: (timestamp in seconds on the trace's own clock, isl, osl).
     let mut rows: Vec<(f64, u32, u32)> = Vec::new();
@@ -209,11 +212,18 @@ pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputEr
                 continue;
             }
             if format == TraceFormat::Plain && plain.is_none() {
-                plain = Some(plain_keys(&line).map_err(|message| InputError::Trace {
+                let keys = plain_keys(&line).map_err(|message| InputError::Trace {
                     file: file_name.clone(),
                     line: line_no,
                     message,
-                })?);
+                })?;
+                out.plain_fields = Some(describe_plain(
+                    &keys.time,
+                    keys.seconds_per_unit,
+                    &keys.input,
+                    &keys.output,
+                ));
+                plain = Some(keys);
             }
             let parsed = match &plain {
                 Some(keys) => parse_plain_json_line(&line, keys),
@@ -244,6 +254,12 @@ pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputEr
         // or of the whole BurstGPT header; and the time's unit in seconds (plain).
         let (cols, seconds_per_unit) = if format == TraceFormat::Plain {
             let c = plain_columns(&headers, "column").map_err(header_error)?;
+            out.plain_fields = Some(describe_plain(
+                &headers[c.time],
+                c.seconds_per_unit,
+                &headers[c.input],
+                &headers[c.output],
+            ));
             (vec![c.time, c.input, c.output], c.seconds_per_unit)
         } else {
             let expected: &[&str] = if format == TraceFormat::Azure {
@@ -519,6 +535,17 @@ fn parse_burstgpt_row(
         return Err("column Request tokens is 0; a request has at least one input token".into());
     }
     Ok(Some((t, isl, osl)))
+}
+
+fn describe_plain(time: &str, seconds_per_unit: f64, input: &str, output: &str) -> String {
+    let unit = if seconds_per_unit == 1.0 {
+        "seconds"
+    } else {
+        "milliseconds"
+    };
+    format!(
+        "arrival times from {time} in {unit}, input tokens from {input}, output tokens from {output}"
+    )
 }
 
 /// Whether the trace's first character, past any blank lines, opens a JSON object.
