@@ -517,6 +517,18 @@ fn run_simulate(a: SimulateArgs) -> anyhow::Result<()> {
             println!("note: {n}");
         }
         print!("{}", report::table(&run.summary.policies));
+        let hits: Vec<String> = run
+            .summary
+            .policies
+            .iter()
+            .filter_map(|p| {
+                let share = p.prefix_cache_hit_share?;
+                Some(format!("{} {:.1}%", p.name, 100.0 * share))
+            })
+            .collect();
+        if !hits.is_empty() {
+            println!("prompt tokens found in a prefix cache: {}", hits.join(", "));
+        }
         println!("wall time {:.2} s", run.summary.wall_time_s);
         if let Some(dir) = &a.out {
             println!(

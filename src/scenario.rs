@@ -11,7 +11,7 @@ use crate::planner::sla_planner::PlannerConfig;
 use crate::planner::solver::Mode;
 use crate::planner::{Limits, PolicyContext, Sla};
 use crate::profile::{load_profile, Profile};
-use crate::sim::{KvTransfer, SimConfig};
+use crate::sim::{KvTransfer, PrefixCache, SimConfig};
 use crate::workload::{
     read_trace, Request, SyntheticSpec, TraceFormat, TraceReadOptions, TraceTransform,
 };
@@ -163,6 +163,22 @@ pub struct DeploymentSpec {
     /// within one sees its time, interval and the replicas only.
     #[serde(default)]
     pub signal_outages: Vec<SignalOutage>,
+    /// Prefill engines that keep prompts' prefix blocks and compute only what a prompt
+    /// lacks, for a trace that names the blocks (Mooncake's `hash_ids`).
+    #[serde(default)]
+    pub prefix_cache: Option<PrefixCacheSpec>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefixCacheSpec {
+    /// Tokens one named block stands for: Mooncake's traces hash blocks of 512.
+    #[serde(default = "mooncake_block_tokens")]
+    pub block_tokens: u32,
+}
+
+fn mooncake_block_tokens() -> u32 {
+    512
 }
 
 /// A span of a dry run in which the metrics are out: `from_s` < a decision's time <= `to_s`.
@@ -773,7 +789,9 @@ pub fn prepare(
 
     let mut notes = Vec::new();
     let seed = ov.seed.unwrap_or(file.seed);
-    let (requests, workload_source) = requests_of(&file, origin, base, ov, seed, &mut notes)?;
+    let (requests, workload_source, blocks) =
+        requests_of(&file, origin, base, ov, seed, &mut notes)?;
+    let prefix_cache = prefix_cache_of(d, &requests, blocks, origin)?;
     let span = requests.last().map(|r| r.arrival_s).unwrap_or(0.0);
     let duration_s = match (&file.workload.synthetic, file.duration_s) {
         (_, Some(v)) => {
@@ -810,6 +828,7 @@ pub fn prepare(
         aggregated,
         withhold: d.withhold.clone(),
         signal_outages: signal_outages(origin, &d.signal_outages)?,
+        prefix_cache,
     };
     if explicit.is_none() {
         // Sized for the first interval + cold start, as the oracle starts: the capacity a
@@ -893,7 +912,7 @@ fn requests_of(
     ov: &Overrides,
     seed: u64,
     notes: &mut Vec<String>,
-) -> Result<(Vec<Request>, String), InputError> {
+) -> Result<(Vec<Request>, String, Vec<u64>), InputError> {
     let workload = match (&file.workload.synthetic, &file.workload.trace) {
         (Some(s), None) => Workload::Synthetic(s),
         (None, Some(t)) => Workload::Trace(t),
@@ -905,7 +924,7 @@ fn requests_of(
             ))
         }
     };
-    let (requests, source) = match (&ov.trace, &workload) {
+    let (requests, source, blocks) = match (&ov.trace, &workload) {
         (Some(path), _) => {
             ov.transform.validate().map_err(InputError::Usage)?;
             let trace = read_trace(
@@ -926,7 +945,7 @@ fn requests_of(
                     path.display()
                 )));
             }
-            (requests, format!("trace {}", path.display()))
+            (requests, format!("trace {}", path.display()), trace.blocks)
         }
         (None, Workload::Trace(t)) => {
             t.transform
@@ -961,7 +980,7 @@ fn requests_of(
                     ),
                 ));
             }
-            (requests, format!("trace {}", path.display()))
+            (requests, format!("trace {}", path.display()), trace.blocks)
         }
         (None, Workload::Synthetic(s)) => {
             s.validate()
@@ -975,7 +994,11 @@ fn requests_of(
             )?;
             s.check_size()
                 .map_err(|m| part_err(origin, "workload.synthetic", &m))?;
-            (s.generate(seed), format!("synthetic, seed {seed}"))
+            (
+                s.generate(seed),
+                format!("synthetic, seed {seed}"),
+                Vec::new(),
+            )
         }
     };
     if requests.is_empty() {
@@ -985,7 +1008,47 @@ fn requests_of(
         };
         return Err(field_err(origin, field, "holds no requests"));
     }
-    Ok((requests, source))
+    Ok((requests, source, blocks))
+}
+
+/// The prefix caching a scenario asks for, checked against its deployment and workload.
+fn prefix_cache_of(
+    d: &DeploymentSpec,
+    requests: &[Request],
+    blocks: Vec<u64>,
+    origin: &str,
+) -> Result<Option<PrefixCache>, InputError> {
+    let Some(spec) = d.prefix_cache else {
+        return Ok(None);
+    };
+    let field = "deployment.prefix_cache";
+    if d.mode == Mode::Aggregated {
+        return Err(field_err(
+            origin,
+            field,
+            "is simulated for prefill engines; an aggregated deployment's workers prefill \
+             every prompt whole",
+        ));
+    }
+    if !(1..=1 << 20).contains(&spec.block_tokens) {
+        return Err(field_err(
+            origin,
+            &format!("{field}.block_tokens"),
+            format!("must be 1 to 1048576 tokens (got {})", spec.block_tokens),
+        ));
+    }
+    if !requests.iter().any(|r| r.prefix.len > 0) {
+        return Err(field_err(
+            origin,
+            field,
+            "the workload names no prompt's prefix blocks: prefix caching needs a trace that \
+             does (Mooncake's hash_ids)",
+        ));
+    }
+    Ok(Some(PrefixCache {
+        block_tokens: spec.block_tokens,
+        blocks: blocks.into(),
+    }))
 }
 
 /// The replicas the scenario starts with, when it names them; `None` for `auto` (or

@@ -4,18 +4,14 @@ mod common;
 
 use sla_planner::planner::baselines::StaticPolicy;
 use sla_planner::profile::{load_profile, Profile};
-use sla_planner::sim::simulate;
-use sla_planner::workload::{LengthDist, RateShape, Request, SyntheticSpec};
+use sla_planner::sim::{simulate, PrefixCache, PrefixTokens, SimConfig};
+use sla_planner::workload::{LengthDist, PrefixBlocks, RateShape, Request, SyntheticSpec};
 
 fn one_at_a_time(isls: &[u32], osl: u32) -> Vec<Request> {
     // 30 s apart: every request finds the deployment empty.
     isls.iter()
         .enumerate()
-        .map(|(i, &isl)| Request {
-            arrival_s: 1.0 + 30.0 * i as f64,
-            isl,
-            osl,
-        })
+        .map(|(i, &isl)| Request::new(1.0 + 30.0 * i as f64, isl, osl))
         .collect()
 }
 
@@ -126,17 +122,9 @@ fn an_aggregated_worker_stretches_its_decode_steps_while_it_prefills() {
     // by about the share of the worker's time spent prefilling; on separate prefill and
     // decode engines the answer's steps are as they would be alone.
     let profile = Profile::embedded_default();
-    let long = Request {
-        arrival_s: 1.0,
-        isl: 1000,
-        osl: 3000,
-    };
+    let long = Request::new(1.0, 1000, 3000);
     let prompts: Vec<Request> = (0..40)
-        .map(|i| Request {
-            arrival_s: 2.0 + 0.5 * i as f64,
-            isl: 3000,
-            osl: 2,
-        })
+        .map(|i| Request::new(2.0 + 0.5 * i as f64, 3000, 2))
         .collect();
     let alone = {
         let res = simulate(
@@ -247,4 +235,94 @@ fn decode_surface_is_monotone_in_kv_usage() {
             last = itl;
         }
     }
+}
+
+/// A request of `isl` tokens whose first `isl / 512` whole blocks are the pool's from `start`.
+fn with_blocks(at: f64, isl: u32, start: u32, copy: u32) -> Request {
+    Request {
+        prefix: PrefixBlocks {
+            start,
+            len: isl / 512,
+            copy,
+        },
+        ..Request::new(at, isl, 2)
+    }
+}
+
+fn caching(profile: &Profile, prefill: u32, blocks: Vec<u64>, duration_s: f64) -> SimConfig {
+    let mut cfg = common::sim_config(profile, prefill, 1, duration_s);
+    cfg.prefix_cache = Some(PrefixCache {
+        block_tokens: 512,
+        blocks: blocks.into(),
+    });
+    cfg
+}
+
+#[test]
+fn a_prompt_whose_prefix_an_engine_holds_is_prefilled_from_there() {
+    let profile = Profile::embedded_default();
+    let model = profile.prefill_model();
+    // Blocks 0-5 twice (a conversation's second turn repeats its first), then the same
+    // blocks in a second copy of the trace, which shares nothing with the first.
+    let blocks: Vec<u64> = (0..6).collect();
+    let isl = 3172; // six whole blocks, and 100 tokens of the turn's own
+    let requests = vec![
+        with_blocks(1.0, isl, 0, 0),
+        with_blocks(30.0, isl, 0, 0),
+        with_blocks(60.0, isl, 0, 1),
+    ];
+    let run = |cfg: &SimConfig| {
+        let res = simulate(cfg, &profile, &requests, &mut StaticPolicy::new(1, 1), None);
+        let ttft: Vec<f64> = res.outcomes.iter().map(|o| o.ttft_ms as f64).collect();
+        (ttft, res.prefix_tokens)
+    };
+    let (whole, none) = run(&common::sim_config(&profile, 1, 1, 120.0));
+    assert_eq!(none, None);
+    let (cached, tokens) = run(&caching(&profile, 1, blocks, 120.0));
+    let alone = model.ttft_ms(isl as f64);
+    for t in whole.iter().chain([&cached[0], &cached[2]]) {
+        assert!((t - alone).abs() / alone < 0.01, "{t} against {alone}");
+    }
+    // The six blocks are found: what is left costs the rest of the prompt, after the
+    // cached tokens, and the iteration's overhead.
+    let rest = model.overhead_ms() + model.chunk_cost_ms(3072.0, isl as f64);
+    assert!(
+        (cached[1] - rest).abs() / rest < 0.01,
+        "{} against {rest}",
+        cached[1]
+    );
+    assert!(cached[1] < alone / 2.0);
+    assert_eq!(
+        tokens,
+        Some(PrefixTokens {
+            prompt: 3 * u64::from(isl),
+            cached: 3072,
+        })
+    );
+}
+
+#[test]
+fn a_prompt_goes_to_the_engine_that_holds_its_prefix() {
+    let profile = Profile::embedded_default();
+    let model = profile.prefill_model();
+    let isl = 2048;
+    // Two conversations' first turns land one on each of two engines (the second finds the
+    // first engine busy); a later turn of the second conversation finds both idle and goes
+    // where its prefix is, not to the first engine by its index.
+    let blocks: Vec<u64> = (0..8).collect();
+    let requests = vec![
+        with_blocks(1.0, isl, 0, 0),
+        with_blocks(1.001, isl, 4, 0),
+        with_blocks(30.0, isl + 100, 4, 0),
+    ];
+    let res = simulate(
+        &caching(&profile, 2, blocks, 90.0),
+        &profile,
+        &requests,
+        &mut StaticPolicy::new(2, 1),
+        None,
+    );
+    let later = res.outcomes[2].ttft_ms as f64;
+    let rest = model.overhead_ms() + model.chunk_cost_ms(isl as f64, (isl + 100) as f64);
+    assert!((later - rest).abs() / rest < 0.01, "{later} against {rest}");
 }

@@ -871,3 +871,90 @@ fn load_scale_errors_name_the_flag() {
         assert_input_error(&all, needles);
     }
 }
+
+#[test]
+fn prefix_caching_needs_prefill_engines_and_a_trace_that_names_blocks() {
+    assert_input_error(
+        &[
+            "simulate",
+            "--policy",
+            "static:1,1",
+            "--set",
+            "deployment.prefix_cache={}",
+        ],
+        &[
+            "deployment.prefix_cache",
+            "names no prompt's prefix blocks",
+            "hash_ids",
+        ],
+    );
+    assert_input_error(
+        &[
+            "simulate",
+            "--scenario",
+            "sin-5-45-aggregated",
+            "--policy",
+            "static:0,2",
+            "--set",
+            "deployment.prefix_cache={}",
+        ],
+        &["deployment.prefix_cache", "aggregated"],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let turns = (0..20)
+        .map(|i| {
+            format!(
+                "{{\"timestamp\": {}, \"input_length\": 1100, \"output_length\": 5, \"hash_ids\": [7, 8]}}\n",
+                i * 3000
+            )
+        })
+        .collect::<String>();
+    let f = write(tmp.path(), "turns.jsonl", &turns);
+    for (value, field) in [
+        ("{block_tokens: 0}", "deployment.prefix_cache.block_tokens"),
+        ("{blocks: 512}", "blocks"),
+    ] {
+        assert_input_error(
+            &[
+                "simulate",
+                "--policy",
+                "static:1,1",
+                "--trace",
+                &f,
+                "--set",
+                &format!("deployment.prefix_cache={value}"),
+            ],
+            &[field],
+        );
+    }
+    // Each turn after the first finds its two blocks (1,024 of its 1,100 tokens).
+    let r = run(&[
+        "simulate",
+        "--policy",
+        "static:1,1",
+        "--trace",
+        &f,
+        "--set",
+        "deployment.prefix_cache={}",
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let share = summary["policies"][0]["prefix_cache_hit_share"]
+        .as_f64()
+        .unwrap();
+    let want = 19.0 * 1024.0 / (20.0 * 1100.0);
+    assert!((share - want).abs() < 1e-4, "{share} against {want}");
+    let r = run(&[
+        "simulate",
+        "--policy",
+        "static:1,1",
+        "--trace",
+        &f,
+        "--json",
+    ]);
+    let summary: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(summary["policies"][0]
+        .get("prefix_cache_hit_share")
+        .is_none());
+}

@@ -74,6 +74,9 @@ pub struct PolicySummary {
     /// Of those, the ones that undid the role's previous change within `REVERSAL_WINDOW_S`
     /// (up then down, or down then up): thrashing.
     pub reversals: u32,
+    /// With prefix caching: the share of prompt tokens found in the engine's cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix_cache_hit_share: Option<f64>,
 }
 
 /// A change that undoes the one before it within this long is counted as a reversal: five
@@ -184,6 +187,13 @@ impl PolicySummary {
             gpu_hours_after_warmup: round6(gpu_hours_after_warmup(r)),
             scale_changes: changes,
             reversals,
+            prefix_cache_hit_share: r.prefix_tokens.map(|t| {
+                round6(if t.prompt > 0 {
+                    t.cached as f64 / t.prompt as f64
+                } else {
+                    0.0
+                })
+            }),
         }
     }
 }
@@ -567,6 +577,7 @@ mod tests {
             max_prefill: 0,
             max_decode: 0,
             end_s: 0.0,
+            prefix_tokens: None,
         }
     }
 

@@ -150,8 +150,15 @@ impl PrefillEngine {
     }
 
     pub fn enqueue(&mut self, id: u32, isl: u32) {
-        self.queue.push_back((id, 0));
-        self.queued_tokens += isl as u64;
+        self.enqueue_past_cached(id, isl, 0);
+    }
+
+    /// Queues a prompt whose first `cached` tokens (fewer than `isl`) are in the engine's
+    /// prefix cache: it is prefilled from there, each chunk costing what it does after them.
+    pub fn enqueue_past_cached(&mut self, id: u32, isl: u32, cached: u32) {
+        let cached = cached.min(isl.saturating_sub(1));
+        self.queue.push_back((id, cached));
+        self.queued_tokens += (isl - cached) as u64;
     }
 
     /// Tokens held in this engine's KV cache: what is prefilled so far plus the batch in flight.

@@ -13,6 +13,7 @@
 mod engine;
 pub mod oracle;
 pub mod policies;
+mod prefix_cache;
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
@@ -24,6 +25,8 @@ use crate::planner::{Limits, Observation, Policy, ReplicaState, RoleReplicas, Sl
 use crate::profile::{DecodeModel, PrefillModel, Profile};
 use crate::workload::Request;
 use engine::{DecodeEngine, Life, PrefillEngine, Replica, Worker};
+use prefix_cache::BlockCache;
+pub use prefix_cache::PrefixCache;
 
 /// KV cache transfer from prefill to decode: `base_ms + per_1k_tokens_ms * isl / 1000`.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
@@ -118,6 +121,9 @@ pub struct SimConfig {
     pub aggregated: bool,
     /// Signals the policies are not shown (the timeline keeps them).
     pub withhold: Vec<Signal>,
+    /// Prefill engines keep the prompts' prefix blocks and compute only what they lack
+    /// (`deployment.prefix_cache`); `None`: every prompt is prefilled whole.
+    pub prefix_cache: Option<PrefixCache>,
     /// Spans `(from_s, to_s)` in which the policies are shown no signal at all: a decision
     /// at a time within one (after `from_s`, up to `to_s`) sees its time, interval and the
     /// replicas only, as the live loop shows the planner a metrics read that failed.
@@ -182,6 +188,15 @@ pub struct SimResult {
     pub max_prefill: u32,
     pub max_decode: u32,
     pub end_s: f64,
+    /// With prefix caching: the prompt tokens routed to prefill engines, and how many of
+    /// them were found in the engine's cache.
+    pub prefix_tokens: Option<PrefixTokens>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PrefixTokens {
+    pub prompt: u64,
+    pub cached: u64,
 }
 
 /// The pool an engine is in.
@@ -285,6 +300,9 @@ pub struct Deployment {
     target: (u32, u32),
     max_prefill: u32,
     max_decode: u32,
+    /// Each prefill engine's prefix blocks, by its index (with prefix caching).
+    block_caches: Vec<BlockCache>,
+    prefix_tokens: PrefixTokens,
 }
 
 /// Runs one policy over one workload.
@@ -346,6 +364,7 @@ pub fn simulate(
         max_prefill: sim.max_prefill,
         max_decode: sim.max_decode,
         end_s,
+        prefix_tokens: cfg.prefix_cache.is_some().then_some(sim.prefix_tokens),
     }
 }
 
@@ -422,6 +441,8 @@ impl Deployment {
             target: (p0, d0),
             max_prefill: 0,
             max_decode: 0,
+            block_caches: Vec::new(),
+            prefix_tokens: PrefixTokens::default(),
             requests,
             cfg,
         };
@@ -790,17 +811,53 @@ impl Deployment {
         }
     }
 
+    /// Queues a prompt at the ready prefill engine with the fewest prompt tokens to compute.
+    /// With prefix caching those are the engine's queue and what the prompt lacks there, so
+    /// a prompt goes where its prefix is unless the queue there costs more than the prefix
+    /// saves (as a KV-aware router weighs overlap against load).
     fn route_prefill(&mut self, id: u32) {
+        let r = self.requests[id as usize];
+        let cached_at = |sim: &Deployment, i: usize| -> u32 {
+            let (Some(pc), Some(cache)) = (&sim.cfg.prefix_cache, sim.block_caches.get(i)) else {
+                return 0;
+            };
+            let hits = cache.leading_hits(r.prefix.keys(&pc.blocks)) as u64;
+            (hits * u64::from(pc.block_tokens)).min(u64::from(r.isl.saturating_sub(1))) as u32
+        };
         let best = (0..self.prefill.len())
             .filter(|&i| self.prefill[i].life == Life::Ready)
-            .min_by_key(|&i| (self.prefill[i].queued_tokens, i));
+            .map(|i| (i, cached_at(self, i)))
+            .min_by_key(|&(i, cached)| {
+                (self.prefill[i].queued_tokens + u64::from(r.isl - cached), i)
+            });
         match best {
-            Some(i) => {
-                let isl = self.requests[id as usize].isl;
-                self.prefill[i].enqueue(id, isl);
+            Some((i, cached)) => {
+                if self.cfg.prefix_cache.is_some() {
+                    self.prefix_tokens.prompt += u64::from(r.isl);
+                    self.prefix_tokens.cached += u64::from(cached);
+                }
+                self.prefill[i].enqueue_past_cached(id, r.isl, cached);
                 self.start_prefill(i);
             }
             None => self.prefill_backlog.push_back(id),
+        }
+    }
+
+    /// With prefix caching, engine `i` keeps the blocks of the prompts it has prefilled.
+    fn cache_prefilled(&mut self, i: usize, ids: &[u32]) {
+        let Some(pc) = &self.cfg.prefix_cache else {
+            return;
+        };
+        if self.block_caches.len() <= i {
+            // An engine's cache holds as many blocks as its KV cache holds tokens.
+            let capacity =
+                (self.decode_model.max_kv_tokens() / f64::from(pc.block_tokens.max(1))) as usize;
+            self.block_caches
+                .resize_with(i + 1, || BlockCache::new(capacity));
+        }
+        for &id in ids {
+            let prefix = self.requests[id as usize].prefix;
+            self.block_caches[i].use_blocks(prefix.keys(&pc.blocks));
         }
     }
 
@@ -838,6 +895,7 @@ impl Deployment {
             }
             Event::PrefillDone(i) => {
                 let done = self.prefill[i as usize].finish_batch(&self.requests);
+                self.cache_prefilled(i as usize, &done);
                 for id in done {
                     let r = self.requests[id as usize];
                     let transfer = self.cfg.kv_transfer.seconds(r.isl);

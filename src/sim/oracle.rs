@@ -467,11 +467,7 @@ mod tests {
             ttft_ms: 200.0,
             itl_ms: 10.0,
         };
-        let request = |osl| Request {
-            arrival_s: 0.0,
-            isl: 1000,
-            osl,
-        };
+        let request = |osl| Request::new(0.0, 1000, osl);
         let bulk: Vec<Request> = (0..1000).map(|_| request(300)).collect();
         let stay = in_flight_s(&sla, &bulk);
         assert!((stay - 3.2).abs() < 1e-9, "{stay}");

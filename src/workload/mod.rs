@@ -16,6 +16,46 @@ pub struct Request {
     pub arrival_s: f64,
     pub isl: u32,
     pub osl: u32,
+    /// The prompt's prefix blocks, where the trace names them (Mooncake's `hash_ids`).
+    pub prefix: PrefixBlocks,
+}
+
+impl Request {
+    /// A request whose prompt shares no named prefix.
+    pub fn new(arrival_s: f64, isl: u32, osl: u32) -> Request {
+        Request {
+            arrival_s,
+            isl,
+            osl,
+            prefix: PrefixBlocks::NONE,
+        }
+    }
+}
+
+/// A prompt's prefix blocks: `len` hashes from `start` in the trace's block pool, in the
+/// prompt's order, each standing for `block_tokens` tokens (equal hashes, equal content).
+/// A copy of a replicated trace has its own `copy` number, so its prompts share blocks
+/// with each other as the trace's do, and not with another copy's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PrefixBlocks {
+    pub start: u32,
+    pub len: u32,
+    pub copy: u32,
+}
+
+impl PrefixBlocks {
+    pub const NONE: PrefixBlocks = PrefixBlocks {
+        start: 0,
+        len: 0,
+        copy: 0,
+    };
+
+    /// The block keys, each a pool hash told apart by copy.
+    pub fn keys<'p>(&self, pool: &'p [u64]) -> impl Iterator<Item = u64> + 'p {
+        let salt = u64::from(self.copy).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let range = self.start as usize..(self.start + self.len) as usize;
+        pool.get(range).unwrap_or(&[]).iter().map(move |h| h ^ salt)
+    }
 }
 
 /// Reshaping of a recorded trace, applied in the order window, time scale, replication,
@@ -151,6 +191,10 @@ impl TraceTransform {
                     };
                     Request {
                         arrival_s: first + wrapped,
+                        prefix: PrefixBlocks {
+                            copy: j,
+                            ..r.prefix
+                        },
                         ..*r
                     }
                 }));
@@ -176,14 +220,42 @@ mod tests {
     use super::*;
 
     fn reqs(times: &[f64]) -> Vec<Request> {
-        times
+        times.iter().map(|&t| Request::new(t, 10, 5)).collect()
+    }
+
+    #[test]
+    fn each_copy_of_a_trace_has_its_own_prefix_blocks() {
+        let pool = [10u64, 11, 12];
+        let first = Request {
+            prefix: PrefixBlocks {
+                start: 1,
+                len: 2,
+                copy: 0,
+            },
+            ..Request::new(5.0, 1500, 10)
+        };
+        let t = TraceTransform {
+            window: Some(Window {
+                start_s: 1.0,
+                end_s: 100.0,
+            }),
+            time_scale: Some(2.0),
+            replicate: Some(3),
+            ..Default::default()
+        };
+        let copies = t.apply(vec![first], 1);
+        assert_eq!(copies.len(), 3);
+        let mut keys: Vec<Vec<u64>> = copies
             .iter()
-            .map(|&t| Request {
-                arrival_s: t,
-                isl: 10,
-                osl: 5,
-            })
-            .collect()
+            .map(|r| r.prefix.keys(&pool).collect())
+            .collect();
+        // The first copy's keys are the trace's own; no two copies share one.
+        assert!(keys.contains(&vec![11, 12]));
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), 3);
+        assert!(keys.iter().all(|k| k.len() == 2));
+        assert_eq!(PrefixBlocks::NONE.keys(&pool).count(), 0);
     }
 
     #[test]

@@ -490,11 +490,7 @@ impl SyntheticSpec {
             if u * lambda_max <= self.rate.rate_at(t) {
                 let isl = self.isl.sample(&mut rng);
                 let osl = self.osl.sample(&mut rng);
-                out.push(Request {
-                    arrival_s: t,
-                    isl,
-                    osl,
-                });
+                out.push(Request::new(t, isl, osl));
             }
         }
         out

@@ -7,7 +7,7 @@ use std::path::Path;
 use chrono::{DateTime, NaiveDateTime};
 use serde::{Deserialize, Serialize};
 
-use super::Request;
+use super::{PrefixBlocks, Request};
 use crate::error::InputError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +48,9 @@ pub struct Trace {
     pub zero_output_requests: u64,
     /// A plain trace's fields as read, so the run can say which unit its times were read in.
     pub plain_fields: Option<String>,
+    /// The prefix blocks' hashes of every request that names them (Mooncake's `hash_ids`),
+    /// each request's in order; a request's `prefix` is its range.
+    pub blocks: Vec<u64>,
 }
 
 const AZURE_HEADER: [&str; 3] = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"];
@@ -176,9 +179,10 @@ pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputEr
         failed_rows_skipped: 0,
         zero_output_requests: 0,
         plain_fields: None,
+        blocks: Vec::new(),
     };
-    // Raw rows: (timestamp in seconds on the trace's own clock, isl, osl).
-    let mut rows: Vec<(f64, u32, u32)> = Vec::new();
+    // Raw rows: (timestamp in seconds on the trace's own clock, isl, osl, prefix blocks).
+    let mut rows: Vec<(f64, u32, u32, PrefixBlocks)> = Vec::new();
     let on_bad = |out: &mut Trace, line: u64, message: String| -> Result<(), InputError> {
         if opts.skip_bad_lines {
             out.bad_lines_skipped += 1;
@@ -226,11 +230,19 @@ pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputEr
                 plain = Some(keys);
             }
             let parsed = match &plain {
-                Some(keys) => parse_plain_json_line(&line, keys),
+                Some(keys) => parse_plain_json_line(&line, keys).map(|row| (row, Vec::new())),
                 None => parse_mooncake_line(&line),
             };
             match parsed {
-                Ok(row) => rows.push(row),
+                Ok(((t, isl, osl), hashes)) => {
+                    let prefix = PrefixBlocks {
+                        start: out.blocks.len() as u32,
+                        len: hashes.len() as u32,
+                        copy: 0,
+                    };
+                    out.blocks.extend(hashes);
+                    rows.push((t, isl, osl, prefix));
+                }
                 Err(m) => on_bad(&mut out, line_no, m)?,
             }
         }
@@ -298,7 +310,7 @@ pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputEr
                 _ => parse_burstgpt_row(&record, &cols),
             };
             match parsed {
-                Ok(Some(row)) => rows.push(row),
+                Ok(Some((t, isl, osl))) => rows.push((t, isl, osl, PrefixBlocks::NONE)),
                 Ok(None) => out.failed_rows_skipped += 1,
                 Err(m) => on_bad(&mut out, line_no, m)?,
             }
@@ -308,7 +320,7 @@ pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputEr
     let t0 = rows.first().map(|r| r.0).unwrap_or(0.0);
     out.requests = rows
         .into_iter()
-        .map(|(t, isl, osl)| {
+        .map(|(t, isl, osl, prefix)| {
             if osl == 0 {
                 out.zero_output_requests += 1;
             }
@@ -316,6 +328,7 @@ pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputEr
                 arrival_s: t - t0,
                 isl,
                 osl: osl.max(1),
+                prefix,
             }
         })
         .collect();
@@ -423,6 +436,9 @@ struct MooncakeLine {
     timestamp: Option<f64>,
     input_length: Option<f64>,
     output_length: Option<f64>,
+    /// One hash per 512-token block of the prompt, from its start; equal hashes, equal
+    /// content (a reusable KV prefix).
+    hash_ids: Option<Vec<u64>>,
 }
 
 fn tokens(v: Option<f64>, field: &str) -> Result<u32, String> {
@@ -435,13 +451,26 @@ fn tokens(v: Option<f64>, field: &str) -> Result<u32, String> {
     Ok(v as u32)
 }
 
-fn parse_mooncake_line(line: &str) -> Result<(f64, u32, u32), String> {
+/// A request as a line gives it: arrival (seconds on the trace's clock), input and output
+/// tokens.
+type Row = (f64, u32, u32);
+
+/// A Mooncake line's request and prefix block hashes (none if absent).
+fn parse_mooncake_line(line: &str) -> Result<(Row, Vec<u64>), String> {
     // The line is the trace's; serde's own "line 1" would name the wrong one.
-    let m: MooncakeLine = serde_json::from_str(line).map_err(|e| {
+    let de = &mut serde_json::Deserializer::from_str(line);
+    let m: MooncakeLine = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let field = if path == "." {
+            String::new()
+        } else {
+            format!("field {path}: ")
+        };
         format!(
-            "not a JSON object of the Mooncake format: {} (column {})",
-            crate::error::without_place(&e.to_string()),
-            e.column()
+            "not a JSON object of the Mooncake format: {field}{} (column {})",
+            crate::error::without_place(&inner.to_string()),
+            inner.column()
         )
     })?;
     let ts = m.timestamp.ok_or("field timestamp is missing")?;
@@ -454,7 +483,8 @@ fn parse_mooncake_line(line: &str) -> Result<(f64, u32, u32), String> {
     if isl == 0 {
         return Err("field input_length is 0; a request has at least one input token".into());
     }
-    Ok((ts / 1000.0, isl, tokens(m.output_length, "output_length")?))
+    let osl = tokens(m.output_length, "output_length")?;
+    Ok(((ts / 1000.0, isl, osl), m.hash_ids.unwrap_or_default()))
 }
 
 fn parse_token_field(s: &str, name: &str) -> Result<u32, String> {
@@ -495,10 +525,7 @@ fn field<'r>(
     })
 }
 
-fn parse_azure_row(
-    record: &csv::StringRecord,
-    cols: &[usize],
-) -> Result<Option<(f64, u32, u32)>, String> {
+fn parse_azure_row(record: &csv::StringRecord, cols: &[usize]) -> Result<Option<Row>, String> {
     let t = parse_azure_timestamp(field(record, cols, 0, "TIMESTAMP")?)?;
     let isl = parse_token_field(field(record, cols, 1, "ContextTokens")?, "ContextTokens")?;
     if isl == 0 {
@@ -511,10 +538,7 @@ fn parse_azure_row(
     Ok(Some((t, isl, osl)))
 }
 
-fn parse_burstgpt_row(
-    record: &csv::StringRecord,
-    cols: &[usize],
-) -> Result<Option<(f64, u32, u32)>, String> {
+fn parse_burstgpt_row(record: &csv::StringRecord, cols: &[usize]) -> Result<Option<Row>, String> {
     let ts = field(record, cols, 0, "Timestamp")?.trim();
     let t: f64 = ts
         .parse()
@@ -584,7 +608,7 @@ fn plain_keys(line: &str) -> Result<PlainKeys, String> {
     })
 }
 
-fn parse_plain_json_line(line: &str, keys: &PlainKeys) -> Result<(f64, u32, u32), String> {
+fn parse_plain_json_line(line: &str, keys: &PlainKeys) -> Result<Row, String> {
     let object: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(line).map_err(|e| {
             format!(
@@ -622,7 +646,7 @@ fn parse_plain_row(
     cols: &[usize],
     header: &[String],
     seconds_per_unit: f64,
-) -> Result<Option<(f64, u32, u32)>, String> {
+) -> Result<Option<Row>, String> {
     let name = |i: usize| header[cols[i]].as_str();
     let ts = field(record, cols, 0, name(0))?.trim();
     let t: f64 = ts
@@ -675,6 +699,36 @@ mod tests {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
         read_trace(&path, &TraceReadOptions::default())
+    }
+
+    #[test]
+    fn mooncake_hash_ids_are_kept_as_each_requests_prefix_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = read_plain(
+            dir.path(),
+            "m.jsonl",
+            "{\"timestamp\": 3000, \"input_length\": 900, \"output_length\": 2, \"hash_ids\": [0, 5]}\n\
+             {\"timestamp\": 0, \"input_length\": 600, \"output_length\": 2}\n\
+             {\"timestamp\": 6000, \"input_length\": 1200, \"output_length\": 2, \"hash_ids\": [0, 5, 9]}\n",
+        )
+        .unwrap();
+        let keys: Vec<Vec<u64>> = t
+            .requests
+            .iter()
+            .map(|r| r.prefix.keys(&t.blocks).collect())
+            .collect();
+        assert_eq!(keys, [vec![], vec![0, 5], vec![0, 5, 9]]);
+        let err = read_plain(
+            dir.path(),
+            "bad.jsonl",
+            "{\"timestamp\": 0, \"input_length\": 9, \"output_length\": 2, \"hash_ids\": [1.5]}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("bad.jsonl") && err.contains("line 1") && err.contains("hash_ids[0]"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -875,7 +929,7 @@ mod tests {
                 r#"{"timestamp": 1500, "input_length": 10, "output_length": 3, "hash_ids": [1]}"#
             )
             .unwrap(),
-            (1.5, 10, 3)
+            ((1.5, 10, 3), vec![1])
         );
     }
 }

@@ -51,6 +51,7 @@ pub fn sim_config(profile: &Profile, prefill: u32, decode: u32, duration_s: f64)
         aggregated: false,
         withhold: Vec::new(),
         signal_outages: Vec::new(),
+        prefix_cache: None,
     }
 }
 
@@ -424,10 +425,6 @@ pub fn terminate(p: &mut Proc, timeout_s: u64) -> std::process::ExitStatus {
 /// `n` requests of `isl` and `osl` tokens arriving evenly at `per_s` a second from time 0.
 pub fn steady_requests(n: usize, per_s: f64, isl: u32, osl: u32) -> Vec<Request> {
     (0..n)
-        .map(|i| Request {
-            arrival_s: i as f64 / per_s,
-            isl,
-            osl,
-        })
+        .map(|i| Request::new(i as f64 / per_s, isl, osl))
         .collect()
 }
