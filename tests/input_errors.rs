@@ -40,6 +40,13 @@ fn assert_input_error(args: &[&str], needles: &[&str]) {
     }
 }
 
+/// `simulate` of `trace` under one static deployment, with `extra` arguments.
+fn replay_args<'a>(trace: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["simulate", "--policy", "static:1,1", "--trace", trace];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// Writes a Dynamo-layout profile directory from the embedded profile, with `edit` applied
 /// to the decode arrays by name.
 fn write_profile_dir(dir: &Path, edit: impl Fn(&str, &mut Vec<f64>), drop_array: Option<&str>) {
@@ -360,7 +367,7 @@ fn a_plain_csv_trace_is_replayed_and_its_faults_exit_2() {
         "mine.csv",
         "request_id,arrival_ms,prompt_tokens,completion_tokens\nr1,0,100,10\nr2,500,200,20\nr3,1250,300,30\n",
     );
-    let r = run(&["simulate", "--policy", "static:1,1", "--trace", &ok]);
+    let r = run(&replay_args(&ok, &[]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains(": 3 requests"), "{}", r.stdout);
     // The run says how it read the times, so a unit named wrongly shows.
@@ -373,43 +380,28 @@ fn a_plain_csv_trace_is_replayed_and_its_faults_exit_2() {
         r.stdout,
         r.stderr
     );
-    // Forced, a file whose extension would say otherwise is read as plain CSV.
-    let txt = write(
-        tmp.path(),
-        "mine.txt",
-        "time_s,isl,osl\n0,100,10\n1,100,10\n",
-    );
-    let r = run(&[
-        "simulate",
-        "--policy",
-        "static:1,1",
-        "--trace",
-        &txt,
-        "--trace-format",
-        "plain",
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.contains(": 2 requests"), "{}", r.stdout);
-    // And so are JSON lines that name their fields as its header would.
-    let json = write(
-        tmp.path(),
-        "mine.out",
-        "{\"arrival_ms\": 0, \"isl\": 100, \"osl\": 10}\n{\"arrival_ms\": 900, \"isl\": 100, \"osl\": 10}\n{\"arrival_ms\": 1800, \"isl\": 100, \"osl\": 10}\n",
-    );
-    let r = run(&[
-        "simulate",
-        "--policy",
-        "static:1,1",
-        "--trace",
-        &json,
-        "--trace-format",
-        "plain",
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.contains(": 3 requests"), "{}", r.stdout);
+    // Forced, a file whose extension would say otherwise is read as plain CSV, and so are
+    // JSON lines that name their fields as its header would.
+    for (name, text, requests) in [
+        ("mine.txt", "time_s,isl,osl\n0,100,10\n1,100,10\n", 2),
+        (
+            "mine.out",
+            "{\"arrival_ms\": 0, \"isl\": 100, \"osl\": 10}\n{\"arrival_ms\": 900, \"isl\": 100, \"osl\": 10}\n{\"arrival_ms\": 1800, \"isl\": 100, \"osl\": 10}\n",
+            3,
+        ),
+    ] {
+        let f = write(tmp.path(), name, text);
+        let r = run(&replay_args(&f, &["--trace-format", "plain"]));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(
+            r.stdout.contains(&format!(": {requests} requests")),
+            "{}",
+            r.stdout
+        );
+    }
     let unitless = write(tmp.path(), "u.csv", "timestamp,isl,osl\n0,100,10\n");
     assert_input_error(
-        &["simulate", "--policy", "static:1,1", "--trace", &unitless],
+        &replay_args(&unitless, &[]),
         &["u.csv", "line 1", "timestamp_s (seconds) or timestamp_ms"],
     );
     let bad_row = write(
@@ -418,7 +410,7 @@ fn a_plain_csv_trace_is_replayed_and_its_faults_exit_2() {
         "arrival_s,isl,osl\n0,100,10\n1,none,10\n",
     );
     assert_input_error(
-        &["simulate", "--policy", "static:1,1", "--trace", &bad_row],
+        &replay_args(&bad_row, &[]),
         &["r.csv", "line 3", "column isl"],
     );
 }
@@ -914,30 +906,14 @@ fn prefix_caching_needs_prefill_engines_and_a_trace_that_names_blocks() {
         ("{block_tokens: 0}", "deployment.prefix_cache.block_tokens"),
         ("{blocks: 512}", "blocks"),
     ] {
-        assert_input_error(
-            &[
-                "simulate",
-                "--policy",
-                "static:1,1",
-                "--trace",
-                &f,
-                "--set",
-                &format!("deployment.prefix_cache={value}"),
-            ],
-            &[field],
-        );
+        let set = format!("deployment.prefix_cache={value}");
+        assert_input_error(&replay_args(&f, &["--set", &set]), &[field]);
     }
     // Each turn after the first finds its two blocks (1,024 of its 1,100 tokens).
-    let r = run(&[
-        "simulate",
-        "--policy",
-        "static:1,1",
-        "--trace",
+    let r = run(&replay_args(
         &f,
-        "--set",
-        "deployment.prefix_cache={}",
-        "--json",
-    ]);
+        &["--set", "deployment.prefix_cache={}", "--json"],
+    ));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let summary: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let share = summary["policies"][0]["prefix_cache_hit_share"]
