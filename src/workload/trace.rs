@@ -83,7 +83,8 @@ const PLAIN_OUTPUT: [&str; 5] = [
     "osl",
 ];
 
-/// Where a plain CSV keeps its three fields, and the time column's scale to seconds.
+/// Where a plain header (a CSV's columns, or a JSON line's keys) keeps its three fields, by
+/// position, and the time's scale to seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct PlainColumns {
     time: usize,
@@ -92,8 +93,9 @@ struct PlainColumns {
     output: usize,
 }
 
-/// The one header column among `names`; none or two (a header that names a field twice,
-/// as `input_tokens` beside `prompt_tokens`) is an error rather than a silent pick.
+/// The one header name among `names`, `None` if there is none; two or more (a header that
+/// names a field twice, as `input_tokens` beside `prompt_tokens`) are an error rather than
+/// a silent pick.
 fn plain_column(
     header: &[String],
     names: &[&str],
@@ -118,8 +120,8 @@ fn plain_column(
     }
 }
 
-/// `noun` is what the header's names are called in messages: a CSV's columns, a JSON line's
-/// keys.
+/// Where a plain header keeps its fields, or why it cannot be read as one. `noun` is what
+/// its names are called in messages: a CSV's columns, a JSON line's keys.
 fn plain_columns(header: &[String], noun: &str) -> Result<PlainColumns, String> {
     let seconds = plain_column(header, &PLAIN_SECONDS, "arrival time", noun)?;
     let milliseconds = plain_column(header, &PLAIN_MILLISECONDS, "arrival time", noun)?;
