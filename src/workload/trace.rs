@@ -164,6 +164,18 @@ fn plain_columns(header: &[String], noun: &str) -> Result<PlainColumns, String> 
     })
 }
 
+impl PlainColumns {
+    /// The header's names at these positions.
+    fn named(&self, header: &[String]) -> PlainKeys {
+        PlainKeys {
+            time: header[self.time].clone(),
+            seconds_per_unit: self.seconds_per_unit,
+            input: header[self.input].clone(),
+            output: header[self.output].clone(),
+        }
+    }
+}
+
 pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputError> {
     let file_name = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| InputError::io(path, e))?;
@@ -223,12 +235,7 @@ pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputEr
                     line: line_no,
                     message,
                 })?;
-                out.plain_fields = Some(describe_plain(
-                    &keys.time,
-                    keys.seconds_per_unit,
-                    &keys.input,
-                    &keys.output,
-                ));
+                out.plain_fields = Some(keys.describe());
                 plain = Some(keys);
             }
             let parsed = match &plain {
@@ -265,16 +272,12 @@ pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputEr
             .map(|h| h.trim().to_string())
             .collect();
         // The columns of the time, the input tokens and the output tokens (Azure, plain),
-        // or of the whole BurstGPT header; and the time's unit in seconds (plain).
-        let (cols, seconds_per_unit) = if format == TraceFormat::Plain {
+        // or of the whole BurstGPT header; and a plain header's names and time unit.
+        let (cols, plain) = if format == TraceFormat::Plain {
             let c = plain_columns(&headers, "column").map_err(header_error)?;
-            out.plain_fields = Some(describe_plain(
-                &headers[c.time],
-                c.seconds_per_unit,
-                &headers[c.input],
-                &headers[c.output],
-            ));
-            (vec![c.time, c.input, c.output], c.seconds_per_unit)
+            let keys = c.named(&headers);
+            out.plain_fields = Some(keys.describe());
+            (vec![c.time, c.input, c.output], Some(keys))
         } else {
             let expected: &[&str] = if format == TraceFormat::Azure {
                 &AZURE_HEADER
@@ -292,7 +295,7 @@ pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputEr
                         headers.join(",")
                     ))
                 })?;
-            (cols, 1.0)
+            (cols, None)
         };
         let mut record = csv::StringRecord::new();
         loop {
@@ -306,10 +309,10 @@ pub fn read_trace(path: &Path, opts: &TraceReadOptions) -> Result<Trace, InputEr
                 }
             }
             let line_no = record.position().map(|p| p.line()).unwrap_or(line_no);
-            let parsed = match format {
-                TraceFormat::Azure => parse_azure_row(&record, &cols),
-                TraceFormat::Plain => parse_plain_row(&record, &cols, &headers, seconds_per_unit),
-                _ => parse_burstgpt_row(&record, &cols),
+            let parsed = match (&plain, format) {
+                (Some(keys), _) => parse_plain_row(&record, &cols, keys),
+                (None, TraceFormat::Azure) => parse_azure_row(&record, &cols),
+                (None, _) => parse_burstgpt_row(&record, &cols),
             };
             match parsed {
                 Ok(Some((t, isl, osl))) => rows.push((t, isl, osl, PrefixBlocks::NONE)),
@@ -378,16 +381,14 @@ fn detect_format<R: Read>(
         // CSV's header does are plain. A first line that is not a JSON object, or a
         // Mooncake line short of a field, is left to Mooncake's reader, whose error names
         // the line and what is wrong with it (and which `--skip-bad-lines` may skip).
-        let Ok(object) =
-            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&first_line)
-        else {
+        let Ok(object) = serde_json::from_str::<JsonObject>(&first_line) else {
             return Ok(TraceFormat::Mooncake);
         };
         if object.contains_key("timestamp") {
             return Ok(TraceFormat::Mooncake);
         }
         let mooncakes = ["input_length", "output_length", "hash_ids"];
-        return match plain_keys(&first_line) {
+        return match plain_keys_of(&object) {
             Ok(_) => Ok(TraceFormat::Plain),
             Err(_) if mooncakes.iter().any(|k| object.contains_key(*k)) => {
                 Ok(TraceFormat::Mooncake)
@@ -481,20 +482,32 @@ fn parse_mooncake_line(line: &str) -> Result<(Row, Vec<u64>), String> {
             "field timestamp must be milliseconds >= 0 (got {ts})"
         ));
     }
-    let isl = tokens(m.input_length, "input_length")?;
-    if isl == 0 {
-        return Err("field input_length is 0; a request has at least one input token".into());
-    }
+    let isl = input_tokens(m.input_length, "input_length", "field")?;
     let osl = tokens(m.output_length, "output_length")?;
     Ok(((ts / 1000.0, isl, osl), m.hash_ids.unwrap_or_default()))
 }
 
-fn parse_token_field(s: &str, name: &str) -> Result<u32, String> {
+/// A CSV cell's number, or an error naming its column.
+fn cell_number(s: &str, name: &str) -> Result<f64, String> {
     let s = s.trim();
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("column {name} is not a number ({s:?})"))?;
-    tokens(Some(v), name)
+    s.parse()
+        .map_err(|_| format!("column {name} is not a number ({s:?})"))
+}
+
+fn parse_token_field(s: &str, name: &str) -> Result<u32, String> {
+    tokens(Some(cell_number(s, name)?), name)
+}
+
+/// A prompt's tokens: a whole number, and at least one. `noun` is what the trace calls
+/// `name` in messages: a field, a column.
+fn input_tokens(v: Option<f64>, name: &str, noun: &str) -> Result<u32, String> {
+    let isl = tokens(v, name)?;
+    if isl == 0 {
+        return Err(format!(
+            "{noun} {name} is 0; a request has at least one input token"
+        ));
+    }
+    Ok(isl)
 }
 
 /// Azure timestamps as seconds since the Unix epoch; 2023 naive with 7 fractional digits,
@@ -529,10 +542,8 @@ fn field<'r>(
 
 fn parse_azure_row(record: &csv::StringRecord, cols: &[usize]) -> Result<Option<Row>, String> {
     let t = parse_azure_timestamp(field(record, cols, 0, "TIMESTAMP")?)?;
-    let isl = parse_token_field(field(record, cols, 1, "ContextTokens")?, "ContextTokens")?;
-    if isl == 0 {
-        return Err("column ContextTokens is 0; a request has at least one input token".into());
-    }
+    let isl = cell_number(field(record, cols, 1, "ContextTokens")?, "ContextTokens")?;
+    let isl = input_tokens(Some(isl), "ContextTokens", "column")?;
     let osl = parse_token_field(
         field(record, cols, 2, "GeneratedTokens")?,
         "GeneratedTokens",
@@ -563,17 +574,6 @@ fn parse_burstgpt_row(record: &csv::StringRecord, cols: &[usize]) -> Result<Opti
     Ok(Some((t, isl, osl)))
 }
 
-fn describe_plain(time: &str, seconds_per_unit: f64, input: &str, output: &str) -> String {
-    let unit = if seconds_per_unit == 1.0 {
-        "seconds"
-    } else {
-        "milliseconds"
-    };
-    format!(
-        "arrival times from {time} in {unit}, input tokens from {input}, output tokens from {output}"
-    )
-}
-
 /// Whether the trace's first character, past any blank lines, opens a JSON object.
 fn starts_json<R: Read>(reader: &mut BufReader<R>, file_name: &str) -> Result<bool, InputError> {
     let buf = reader.fill_buf().map_err(|e| InputError::TraceFile {
@@ -583,7 +583,8 @@ fn starts_json<R: Read>(reader: &mut BufReader<R>, file_name: &str) -> Result<bo
     Ok(buf.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'))
 }
 
-/// The keys of a plain JSON line that hold its three fields, and the time's scale.
+/// The names of a plain trace's three fields (a CSV's columns, a JSON line's keys), and the
+/// time's scale to seconds.
 #[derive(Debug, Clone, PartialEq)]
 struct PlainKeys {
     time: String,
@@ -592,33 +593,54 @@ struct PlainKeys {
     output: String,
 }
 
+impl PlainKeys {
+    /// How the trace was read, for the run's notes.
+    fn describe(&self) -> String {
+        let unit = if self.seconds_per_unit == 1.0 {
+            "seconds"
+        } else {
+            "milliseconds"
+        };
+        format!(
+            "arrival times from {} in {unit}, input tokens from {}, output tokens from {}",
+            self.time, self.input, self.output
+        )
+    }
+
+    /// A plain row's arrival, in seconds, from its time in the trace's unit.
+    fn arrival_s(&self, t: f64, noun: &str) -> Result<f64, String> {
+        if !t.is_finite() || t < 0.0 {
+            return Err(format!("{noun} {} must be >= 0 (got {t})", self.time));
+        }
+        Ok(t * self.seconds_per_unit)
+    }
+}
+
+type JsonObject = serde_json::Map<String, serde_json::Value>;
+
 fn plain_keys(line: &str) -> Result<PlainKeys, String> {
-    let object: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(line).map_err(|e| {
-            format!(
-                "not a JSON object: {}",
-                crate::error::without_place(&e.to_string())
-            )
-        })?;
+    let object: JsonObject = serde_json::from_str(line).map_err(|e| {
+        format!(
+            "not a JSON object: {}",
+            crate::error::without_place(&e.to_string())
+        )
+    })?;
+    plain_keys_of(&object)
+}
+
+fn plain_keys_of(object: &JsonObject) -> Result<PlainKeys, String> {
     let keys: Vec<String> = object.keys().cloned().collect();
-    let c = plain_columns(&keys, "key")?;
-    Ok(PlainKeys {
-        time: keys[c.time].clone(),
-        seconds_per_unit: c.seconds_per_unit,
-        input: keys[c.input].clone(),
-        output: keys[c.output].clone(),
-    })
+    Ok(plain_columns(&keys, "key")?.named(&keys))
 }
 
 fn parse_plain_json_line(line: &str, keys: &PlainKeys) -> Result<Row, String> {
-    let object: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(line).map_err(|e| {
-            format!(
-                "not a JSON object: {} (column {})",
-                crate::error::without_place(&e.to_string()),
-                e.column()
-            )
-        })?;
+    let object: JsonObject = serde_json::from_str(line).map_err(|e| {
+        format!(
+            "not a JSON object: {} (column {})",
+            crate::error::without_place(&e.to_string()),
+            e.column()
+        )
+    })?;
     let number = |key: &str| -> Result<Option<f64>, String> {
         match object.get(key) {
             None | Some(serde_json::Value::Null) => Ok(None),
@@ -629,43 +651,23 @@ fn parse_plain_json_line(line: &str, keys: &PlainKeys) -> Result<Row, String> {
         }
     };
     let t = number(&keys.time)?.ok_or_else(|| format!("field {} is missing", keys.time))?;
-    if !t.is_finite() || t < 0.0 {
-        return Err(format!("field {} must be >= 0 (got {t})", keys.time));
-    }
-    let isl = tokens(number(&keys.input)?, &keys.input)?;
-    if isl == 0 {
-        return Err(format!(
-            "field {} is 0; a request has at least one input token",
-            keys.input
-        ));
-    }
+    let t = keys.arrival_s(t, "field")?;
+    let isl = input_tokens(number(&keys.input)?, &keys.input, "field")?;
     let osl = tokens(number(&keys.output)?, &keys.output)?;
-    Ok((t * keys.seconds_per_unit, isl, osl))
+    Ok((t, isl, osl))
 }
 
 fn parse_plain_row(
     record: &csv::StringRecord,
     cols: &[usize],
-    header: &[String],
-    seconds_per_unit: f64,
+    keys: &PlainKeys,
 ) -> Result<Option<Row>, String> {
-    let name = |i: usize| header[cols[i]].as_str();
-    let ts = field(record, cols, 0, name(0))?.trim();
-    let t: f64 = ts
-        .parse()
-        .map_err(|_| format!("column {} is not a number ({ts:?})", name(0)))?;
-    if !t.is_finite() || t < 0.0 {
-        return Err(format!("column {} must be >= 0 (got {t})", name(0)));
-    }
-    let isl = parse_token_field(field(record, cols, 1, name(1))?, name(1))?;
-    if isl == 0 {
-        return Err(format!(
-            "column {} is 0; a request has at least one input token",
-            name(1)
-        ));
-    }
-    let osl = parse_token_field(field(record, cols, 2, name(2))?, name(2))?;
-    Ok(Some((t * seconds_per_unit, isl, osl)))
+    let t = cell_number(field(record, cols, 0, &keys.time)?, &keys.time)?;
+    let t = keys.arrival_s(t, "column")?;
+    let isl = cell_number(field(record, cols, 1, &keys.input)?, &keys.input)?;
+    let isl = input_tokens(Some(isl), &keys.input, "column")?;
+    let osl = parse_token_field(field(record, cols, 2, &keys.output)?, &keys.output)?;
+    Ok(Some((t, isl, osl)))
 }
 
 #[cfg(test)]
