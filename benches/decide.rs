@@ -41,6 +41,7 @@ fn observation(i: usize, interval_s: f64) -> Observation {
             decode: Some(0.02 * rate / 10.0),
         }),
         queued_prefill_tokens: Some(1000.0),
+        prefix_cache_hit_rate: None,
         replicas: Some(RoleReplicas {
             prefill: ReplicaState {
                 ready: 4,

@@ -62,6 +62,7 @@ fn the_schema_names_every_field_the_types_serialise_and_their_ceilings() {
             decode: Some(0.1),
         }),
         queued_prefill_tokens: Some(1.0),
+        prefix_cache_hit_rate: Some(0.5),
         replicas: Some(RoleReplicas {
             prefill: state,
             decode: state,
@@ -239,7 +240,7 @@ fn the_schema_and_decide_agree_on_each_line() {
         (
             json!({"requests": 1200, "isl_mean": 3000, "osl_mean": 300, "ttft_ms": latency,
             "itl_ms": {"mean": 7, "p99": 9}, "kv_utilization": {"prefill": 0.1, "decode": 0.3},
-            "queued_prefill_tokens": 0, "requests_second_half": 600,
+            "queued_prefill_tokens": 0, "requests_second_half": 600, "prefix_cache_hit_rate": 0.3,
             "replicas": {"prefill": {"ready": 2, "starting": 1}, "decode": {"ready": 2, "draining": 1}}}),
             true,
         ),
@@ -264,6 +265,15 @@ fn the_schema_and_decide_agree_on_each_line() {
         (json!({"requests": 600, "osl_mean": -3}), false),
         (
             json!({"requests": 600, "kv_utilization": {"decode": 1.5}}),
+            false,
+        ),
+        (json!({"requests": 600, "prefix_cache_hit_rate": 1}), true),
+        (
+            json!({"requests": 600, "prefix_cache_hit_rate": 1.2}),
+            false,
+        ),
+        (
+            json!({"requests": 600, "prefix_cache_hit_rate": -0.1}),
             false,
         ),
         (json!({"requests": 600, "ttft_ms": {"p99": 1e9}}), false),

@@ -62,6 +62,7 @@ prop_compose! {
         itl in latency(),
         kv in prop::option::of(0.0f64..1.0),
         queued in prop::option::of(0.0f64..1e7),
+        hit_rate in prop::option::of(0.0f64..=1.0),
         replicas in prop::option::of((0u32..20, 0u32..5, 0u32..20, 0u32..5)),
     ) -> Observation {
         Observation {
@@ -75,6 +76,7 @@ prop_compose! {
             itl_ms: itl,
             kv_utilization: kv.map(|k| RoleKv { prefill: None, decode: Some(k) }),
             queued_prefill_tokens: queued,
+            prefix_cache_hit_rate: hit_rate,
             replicas: replicas.map(|(pr, ps, dr, ds)| RoleReplicas {
                 prefill: ReplicaState { ready: pr, starting: ps, draining: 0 },
                 decode: ReplicaState { ready: dr, starting: ds, draining: 0 },
@@ -105,6 +107,7 @@ prop_compose! {
         kv in prop::option::of(0.0f64..=1.0),
         queued in prop::option::of(up_to(0.0, ceilings::QUEUED_TOKENS)),
         counts in prop::option::of(prop::array::uniform4(prop_oneof![0u32..4, Just(MAX_REPLICAS)])),
+        hit_rate in prop::option::of(prop_oneof![Just(0.0), Just(1.0), 0.0f64..=1.0]),
     ) -> Observation {
         let summary = latency.map(|m| LatencySummary { mean: Some(m), p50: Some(m), p90: Some(m), p99: Some(m) });
         Observation {
@@ -118,6 +121,7 @@ prop_compose! {
             itl_ms: summary,
             kv_utilization: kv.map(|k| RoleKv { prefill: Some(k), decode: Some(k) }),
             queued_prefill_tokens: queued,
+            prefix_cache_hit_rate: hit_rate,
             replicas: counts.map(|[pr, ps, dr, ds]| RoleReplicas {
                 prefill: ReplicaState { ready: pr, starting: ps, draining: 0 },
                 decode: ReplicaState { ready: dr, starting: ds, draining: 0 },
@@ -344,9 +348,28 @@ proptest! {
         let l = limits(1, 64, 1, 64, 128);
         let cfg = SolverConfig { ttft_quantile: 0.99, itl_batch_z: 2.33, kv_fraction: 0.9, mode: Mode::Disaggregated, incumbent: None };
         let sla = Sla { ttft_ms: 500.0, itl_ms: 20.0 };
-        let a = solve(&m, &sla, &l, &cfg, &Load { lambda, isl, osl, backlog_tokens: 0.0, drain_s: 60.0 });
-        let b = solve(&m, &sla, &l, &cfg, &Load { lambda: lambda + more, isl, osl, backlog_tokens: 0.0, drain_s: 60.0 });
+        let a = solve(&m, &sla, &l, &cfg, &Load { lambda, isl, prefill_isl: isl, osl, backlog_tokens: 0.0, drain_s: 60.0 });
+        let b = solve(&m, &sla, &l, &cfg, &Load { lambda: lambda + more, isl, prefill_isl: isl, osl, backlog_tokens: 0.0, drain_s: 60.0 });
         prop_assert!(b.prefill >= a.prefill && b.decode >= a.decode, "{a:?} then {b:?}");
+    }
+
+    /// More of each prompt found in the prefix caches leaves prefill less to compute:
+    /// never more prefill engines, and decode, which holds whole prompts, as before.
+    #[test]
+    fn more_cached_never_more_prefill(lambda in 0.0f64..80.0, isl in 50.0f64..12000.0, osl in 2.0f64..2000.0, share in 0.0f64..1.0, more in 0.0f64..1.0) {
+        let p = Profile::embedded_default();
+        let prefill = p.prefill_model();
+        let m = PerformanceModel::new(p.prefill_model(), p.decode_model(), CorrectionConfig::default());
+        let l = limits(1, 64, 1, 64, 128);
+        let cfg = SolverConfig { ttft_quantile: 0.99, itl_batch_z: 2.33, kv_fraction: 0.9, mode: Mode::Disaggregated, incumbent: None };
+        let sla = Sla { ttft_ms: 500.0, itl_ms: 20.0 };
+        let at = |share: f64| Load { lambda, isl, prefill_isl: prefill.isl_past_cached(isl, share * isl), osl, backlog_tokens: 0.0, drain_s: 60.0 };
+        let less = at(share);
+        let most = at((share + more).min(1.0));
+        prop_assert!(most.prefill_isl <= less.prefill_isl && less.prefill_isl <= isl);
+        let a = solve(&m, &sla, &l, &cfg, &less);
+        let b = solve(&m, &sla, &l, &cfg, &most);
+        prop_assert!(b.prefill <= a.prefill && b.decode == a.decode, "{a:?} then {b:?}");
     }
 }
 

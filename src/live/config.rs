@@ -102,6 +102,9 @@ pub struct Queries {
     pub itl_quantile_ms: String,
     pub kv_usage: String,
     pub queued_requests: String,
+    /// The share of prompt tokens the prefill workers found in their prefix caches, over
+    /// `$filter` naming their component (aggregated: the workers').
+    pub prefix_cache_hit_rate: String,
 }
 
 impl Default for Queries {
@@ -124,6 +127,7 @@ impl Default for Queries {
             itl_quantile_ms: quantile("dynamo_frontend_inter_token_latency_seconds"),
             kv_usage: "avg(avg_over_time(dynamo_component_kvstats_gpu_cache_usage_percent{$filter}[$window]))".into(),
             queued_requests: "avg(avg_over_time(dynamo_frontend_queued_requests{$filter}[$window]))".into(),
+            prefix_cache_hit_rate: "avg(avg_over_time(dynamo_component_kvstats_gpu_prefix_cache_hit_rate{$filter}[$window]))".into(),
         }
     }
 }

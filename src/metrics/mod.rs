@@ -20,6 +20,9 @@ pub struct IntervalAccumulator {
     kv_prefill: GaugeMean,
     kv_decode: GaugeMean,
     queued_prefill_tokens: GaugeMean,
+    /// Prompt tokens routed to prefill engines that cache prefixes, and of those the ones
+    /// found cached; none routed without a cache.
+    prefix_tokens: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -65,6 +68,13 @@ impl IntervalAccumulator {
         }
     }
 
+    /// A prompt of `isl` tokens routed to a prefill engine holding its first `cached`.
+    pub fn on_prefix_lookup(&mut self, isl: u32, cached: u32) {
+        let (prompt, found) = self.prefix_tokens.get_or_insert((0, 0));
+        *prompt += u64::from(isl);
+        *found += u64::from(cached);
+    }
+
     /// One scrape of the gauges: mean KV utilisation per role (0..1) and queued prefill tokens.
     pub fn on_scrape(
         &mut self,
@@ -104,6 +114,10 @@ impl IntervalAccumulator {
             itl_ms: LatencySummary::of(&mut a.itl_ms),
             kv_utilization: (kv.prefill.is_some() || kv.decode.is_some()).then_some(kv),
             queued_prefill_tokens: a.queued_prefill_tokens.mean(),
+            prefix_cache_hit_rate: a
+                .prefix_tokens
+                .filter(|&(prompt, _)| prompt > 0)
+                .map(|(prompt, found)| found as f64 / prompt as f64),
             replicas: Some(replicas),
         };
         // Keep the sample buffers' capacity for the next interval.
@@ -145,11 +159,23 @@ mod tests {
         assert!((o.kv_utilization.unwrap().decode.unwrap() - 0.6).abs() < 1e-12);
         assert_eq!(o.kv_utilization.unwrap().prefill, Some(0.1));
         assert_eq!(o.queued_prefill_tokens, Some(100.0));
+        assert_eq!(o.prefix_cache_hit_rate, None, "no cache, no hit rate");
         assert_eq!(x.completions, 2);
         let (o2, _) = acc.take(120.0, 60.0, RoleReplicas::default());
         assert_eq!(o2.requests, Some(0.0));
         assert_eq!(o2.requests_second_half, Some(0.0));
         assert_eq!(o2.isl_mean, None);
         assert!(o2.ttft_ms.is_none());
+    }
+
+    #[test]
+    fn the_hit_rate_is_the_share_of_the_intervals_prompt_tokens_found_cached() {
+        let mut acc = IntervalAccumulator::default();
+        acc.on_prefix_lookup(1000, 0);
+        acc.on_prefix_lookup(3000, 2048);
+        let (o, _) = acc.take(60.0, 60.0, RoleReplicas::default());
+        assert_eq!(o.prefix_cache_hit_rate, Some(2048.0 / 4000.0));
+        let (o2, _) = acc.take(120.0, 60.0, RoleReplicas::default());
+        assert_eq!(o2.prefix_cache_hit_rate, None, "each interval its own");
     }
 }

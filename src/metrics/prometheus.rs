@@ -149,7 +149,8 @@ impl PrometheusSource {
         };
         let ttft = latency(&q.ttft_mean_ms, &q.ttft_quantile_ms).await?;
         let itl = latency(&q.itl_mean_ms, &q.itl_quantile_ms).await?;
-        // KV usage: Dynamo exports a fraction; a value above 1 is read as a percentage.
+        // KV usage and the prefix hit rate: Dynamo exports fractions; a value above 1 is
+        // read as a percentage.
         let kv = |v: Option<f64>| {
             v.map(|x| if x > 1.0 { x / 100.0 } else { x })
                 .map(|x| x.clamp(0.0, 1.0))
@@ -173,6 +174,19 @@ impl PrometheusSource {
                 None,
             ))
             .await?);
+        // The prompts' prefill runs on the prefill workers, or on the aggregated ones.
+        let prefill_workers = match self.mode {
+            Mode::Disaggregated => &self.cfg.prefill_component,
+            Mode::Aggregated => &self.cfg.decode_component,
+        };
+        let hit_rate = kv(self
+            .scalar(expand(
+                &q.prefix_cache_hit_rate,
+                w,
+                &self.component_filter(prefill_workers),
+                None,
+            ))
+            .await?);
         let queued = self.scalar(expand(&q.queued_requests, w, &f, None)).await?;
         Ok(Observation {
             time_s: now_s,
@@ -187,8 +201,12 @@ impl PrometheusSource {
                 prefill: kv_p,
                 decode: kv_d,
             }),
-            // The frontend counts queued requests; at the mean ISL that is the prefill backlog.
-            queued_prefill_tokens: queued.zip(isl).map(|(n, isl)| n * isl),
+            // The frontend counts queued requests; at the mean ISL, less what the prefix
+            // caches hold, that is the prefill backlog.
+            queued_prefill_tokens: queued
+                .zip(isl)
+                .map(|(n, isl)| n * isl * (1.0 - hit_rate.unwrap_or(0.0))),
+            prefix_cache_hit_rate: hit_rate,
             replicas: None,
         })
     }

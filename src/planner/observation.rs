@@ -152,6 +152,11 @@ pub struct Observation {
     pub kv_utilization: Option<RoleKv>,
     #[serde(default)]
     pub queued_prefill_tokens: Option<f64>,
+    /// The share of the interval's prompt tokens the prefill engines found in their prefix
+    /// caches, 0..1 (Dynamo: the workers' `gpu_prefix_cache_hit_rate`); prefill is sized
+    /// for the rest. `None`: nothing is taken as cached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_cache_hit_rate: Option<f64>,
     #[serde(default)]
     pub replicas: Option<RoleReplicas>,
 }
@@ -259,6 +264,14 @@ impl Observation {
                         ));
                     }
                 }
+            }
+        }
+        if let Some(x) = self.prefix_cache_hit_rate {
+            if !(0.0..=1.0).contains(&x) {
+                return Err(format!(
+                    "prefix_cache_hit_rate: must be in 0..1 (got {})",
+                    shown(x)
+                ));
             }
         }
         if let Some(k) = self.kv_utilization {

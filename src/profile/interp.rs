@@ -88,6 +88,41 @@ impl PrefillModel {
         lerp_extend(&self.isl, &self.ttft, isl.max(0.0)).max(self.overhead_ms)
     }
 
+    /// The shortest ISL whose prefill alone takes `ms` (0 at or below the iteration
+    /// overhead; past the last point, along the last segment's line).
+    pub fn isl_taking_ms(&self, ms: f64) -> f64 {
+        let (xs, ys) = (&self.isl, &self.ttft);
+        if ms.is_nan() || ms <= self.overhead_ms {
+            return 0.0;
+        }
+        for i in 1..xs.len() {
+            if ys[i] >= ms {
+                let (x0, x1, y0, y1) = (xs[i - 1], xs[i], ys[i - 1], ys[i]);
+                return x0 + (x1 - x0) * ((ms - y0) / (y1 - y0)).clamp(0.0, 1.0);
+            }
+        }
+        let n = xs.len() - 1;
+        let slope = (ys[n] - ys[n - 1]) / (xs[n] - xs[n - 1]);
+        if slope > 0.0 {
+            xs[n] + (ms - ys[n]) / slope
+        } else {
+            xs[n]
+        }
+    }
+
+    /// The ISL whose prefill alone costs what a prompt of `isl` tokens does when its first
+    /// `cached` tokens are in the engine's prefix cache: the iteration overhead and the
+    /// profile's cost of the chunk past the cached prefix, as the simulator charges it.
+    /// `isl` itself with nothing cached.
+    pub fn isl_past_cached(&self, isl: f64, cached: f64) -> f64 {
+        if cached.is_nan() || cached <= 0.0 {
+            return isl;
+        }
+        let cached = cached.min(isl);
+        self.isl_taking_ms(self.overhead_ms + self.chunk_cost_ms(cached, isl))
+            .min(isl)
+    }
+
     /// Fixed cost of one prefill iteration, ms.
     pub fn overhead_ms(&self) -> f64 {
         self.overhead_ms
@@ -417,5 +452,32 @@ mod tests {
         assert_eq!(lerp_extend(&xs, &ys, 0.0), 0.0);
         assert_eq!(lerp_extend(&xs, &ys, 6.0), 40.0);
         assert_eq!(lerp_extend(&xs, &ys, 4.0), 30.0);
+    }
+
+    #[test]
+    fn a_prompt_past_its_cached_prefix_costs_what_its_equivalent_isl_does() {
+        let m = crate::profile::Profile::embedded_default().prefill_model();
+        for isl in [500.0, 3000.0, 12_000.0, 60_000.0] {
+            // Nothing cached: the prompt itself, bit for bit.
+            assert_eq!(m.isl_past_cached(isl, 0.0).to_bits(), isl.to_bits());
+            for share in [0.1, 0.5, 0.9] {
+                let cached = share * isl;
+                let equivalent = m.isl_past_cached(isl, cached);
+                let past_cache_ms = m.overhead_ms() + m.chunk_cost_ms(cached, isl);
+                assert!(
+                    (m.ttft_ms(equivalent) - past_cache_ms).abs() < 1e-6 * past_cache_ms,
+                    "{isl} {share}: {equivalent}"
+                );
+                // Shorter than the prompt. Not always longer than its uncached part: where
+                // the profile's cost per token falls with length (an engine busier on a
+                // longer prompt), the chunk after the prefix costs less than as many
+                // tokens from the start.
+                assert!(
+                    equivalent > 0.0 && equivalent < isl,
+                    "{isl} {share}: {equivalent}"
+                );
+            }
+        }
+        assert_eq!(m.isl_taking_ms(m.overhead_ms()), 0.0);
     }
 }

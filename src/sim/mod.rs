@@ -835,6 +835,7 @@ impl Deployment {
                 if self.cfg.prefix_cache.is_some() {
                     self.prefix_tokens.prompt += u64::from(r.isl);
                     self.prefix_tokens.cached += u64::from(cached);
+                    self.acc.on_prefix_lookup(r.isl, cached);
                 }
                 self.prefill[i].enqueue_past_cached(id, r.isl, cached);
                 self.start_prefill(i);

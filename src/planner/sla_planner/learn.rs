@@ -39,15 +39,15 @@ impl SlaPlanner {
         before: Option<f64>,
         now: Option<f64>,
         engines: u32,
-        isl: f64,
+        prompt: PromptWork,
     ) -> bool {
         let (Some(before), Some(now)) = (before, now) else {
             return false;
         };
-        if now >= before || engines == 0 || isl <= 0.0 {
+        if now >= before || engines == 0 || prompt.computed_tokens <= 0.0 {
             return false;
         }
-        self.clear_ms(before, engines, isl) > self.ctx.sla.ttft_ms
+        self.clear_ms(before, engines, prompt) > self.ctx.sla.ttft_ms
     }
 
     /// Whether the queue grew during the interval by more than the engines clear within
@@ -57,16 +57,17 @@ impl SlaPlanner {
         before: Option<f64>,
         now: Option<f64>,
         engines: u32,
-        isl: f64,
+        prompt: PromptWork,
     ) -> Option<bool> {
         let (before, now) = (before?, now?);
-        Some(now > before && self.clear_ms(now - before, engines, isl) > self.ctx.sla.ttft_ms)
+        Some(now > before && self.clear_ms(now - before, engines, prompt) > self.ctx.sla.ttft_ms)
     }
 
-    /// How long `engines` (at least one) take to prefill `tokens` queued in prompts of
-    /// `isl` tokens, ms.
-    fn clear_ms(&self, tokens: f64, engines: u32, isl: f64) -> f64 {
-        tokens / isl * self.model.prefill_service_ms(isl) / f64::from(engines.max(1))
+    /// How long `engines` (at least one) take to prefill `tokens` queued to compute, in
+    /// prompts like `prompt`, ms.
+    fn clear_ms(&self, tokens: f64, engines: u32, prompt: PromptWork) -> f64 {
+        tokens / prompt.computed_tokens * self.model.prefill_service_ms(prompt.prefill_isl)
+            / f64::from(engines.max(1))
     }
 
     /// Feeds the interval's latencies to the model; says when they were set aside.
@@ -88,6 +89,12 @@ impl SlaPlanner {
             return None;
         }
         let lambda = requests / interval_s;
+        // Its prompts as prefill worked on them, past what the prefix caches held.
+        let prompt = PromptWork::new(
+            &self.ctx.prefill,
+            isl,
+            obs.prefix_cache_hit_rate.unwrap_or(0.0),
+        );
         let prev = self.last_ready.replace((r.prefill.ready, r.decode.ready));
         // Means, estimated from the percentiles where a source reports none.
         let itl_mean = obs.itl_ms.and_then(|t| t.mean_or_estimate());
@@ -97,7 +104,7 @@ impl SlaPlanner {
             r,
             prev,
             (queued_before, queued),
-            (isl, osl),
+            (prompt, osl),
             interval_s,
             (itl_mean, ttft_mean),
         );
@@ -107,7 +114,7 @@ impl SlaPlanner {
                 self.model.learn_prefill(Evidence {
                     lambda,
                     engines: steadiness.prefill_engines,
-                    isl,
+                    isl: prompt.prefill_isl,
                     osl,
                     observed_ms: mean,
                     observed_tail_ms: positive(t.p99),
@@ -171,7 +178,7 @@ impl SlaPlanner {
         r: RoleReplicas,
         prev: Option<(u32, u32)>,
         (queued_before, queued): (Option<f64>, Option<f64>),
-        (isl, osl): (f64, f64),
+        (prompt, osl): (PromptWork, f64),
         interval_s: f64,
         (itl_mean, ttft_mean): (Option<f64>, Option<f64>),
     ) -> Steadiness {
@@ -184,7 +191,7 @@ impl SlaPlanner {
         // state of the model does not describe, and the scale-up under way answers it.
         // Unknown queue, unknown: set aside as before.
         let kept_up =
-            self.built_backlog(queued_before, queued, r.prefill.ready, isl) == Some(false);
+            self.built_backlog(queued_before, queued, r.prefill.ready, prompt) == Some(false);
         // So are those that remained after a scale-down this planner ordered: the ones
         // removed took no arrival after the decision, at the interval's start, and once
         // gone (none draining) they hold none of its prompts. Such an interval tests the
@@ -229,7 +236,7 @@ impl SlaPlanner {
             Mode::Disaggregated => (r.prefill.ready, prefill_steady, None),
             Mode::Aggregated => (r.decode.ready, decode_steady, itl_mean),
         };
-        let working_off = self.working_off_backlog(queued_before, queued, prefill_engines, isl);
+        let working_off = self.working_off_backlog(queued_before, queued, prefill_engines, prompt);
         // A backlog being worked off reaches decode as a flood the interval's arrivals and
         // its closing KV reading do not show (its requests' ITL spans the flood: 33 ms median
         // on four engines holding a quarter of their KV, read as engines twice as slow); an

@@ -23,9 +23,11 @@ use super::{Decision, Forecast, Observation, Policy, PolicyContext, ReplicaState
 
 mod learn;
 mod plan;
+mod prefix;
 mod settle;
 
 use plan::{HorizonPlan, Quantiles};
+use prefix::{CachedShares, PromptWork};
 use settle::beyond_the_profile;
 pub use settle::{untested_load_floor, LOAD_TESTED_FLOOR};
 
@@ -197,6 +199,8 @@ pub struct SlaPlanner {
     /// How long the replicas took to start: the cold start planned with when longer than
     /// the configured one (`cold_start_s`).
     cold_starts: ColdStarts,
+    /// The share of prompt tokens the prefill engines' prefix caches held lately.
+    cached_shares: CachedShares,
 }
 
 /// Arrivals the rate forecast must have expected in a silence for it to be taken as a gap:
@@ -279,6 +283,7 @@ impl SlaPlanner {
             silence: None,
             fed_until_s: None,
             cold_starts: ColdStarts::default(),
+            cached_shares: CachedShares::default(),
         }
     }
 
@@ -594,6 +599,7 @@ impl SlaPlanner {
             self.counts(wish.0, wish.1)
         )];
         reasons.push(self.plan_reason(&plan, step_s));
+        reasons.extend(self.cached_reason(&plan));
         reasons.extend(plan.solution.notes.iter().map(ToString::to_string));
         let (counts, notes) = self.stabilizer.apply(now_s, wish, current, None);
         reasons.extend(notes);
@@ -703,6 +709,11 @@ impl SlaPlanner {
             )
         });
         let learned = self.learn(obs, obs.replicas.or(assumed), requests, interval_s);
+        self.cached_shares.observe(
+            obs.prefix_cache_hit_rate,
+            requests,
+            self.cfg.correction.window,
+        );
         let backlog = obs
             .queued_prefill_tokens
             .filter(|q| q.is_finite() && *q > 0.0)
@@ -749,6 +760,7 @@ impl SlaPlanner {
         });
 
         let mut reasons = vec![self.plan_reason(&plan, step_s)];
+        reasons.extend(self.cached_reason(&plan));
         reasons.extend(assumed_reason);
         reasons.extend(unseen);
         if backlog > 0.0 {
@@ -1205,6 +1217,61 @@ mod tests {
     }
 
     #[test]
+    fn prefill_speed_is_learned_against_what_the_prefix_caches_left_to_compute() {
+        // Engines as profiled, half of each 2,000-token prompt found cached: the TTFT is
+        // that of the prompt's uncached part, and the speed learned is the profile's. Read
+        // against whole prompts, the engines would look three times faster than they are.
+        let mut planner = test_planner();
+        let computed = planner.ctx.prefill.isl_past_cached(2000.0, 1000.0);
+        let ttft_ms = planner.ctx.prefill.ttft_ms(computed);
+        for minute in 1..=10 {
+            let mut obs = interval_on_2p2d(60.0 * f64::from(minute), ttft_ms, 0.0);
+            obs.prefix_cache_hit_rate = Some(0.5);
+            planner.decide(obs.time_s, &obs);
+        }
+        let learned = planner.model.corrections;
+        assert!(
+            (0.8..1.25).contains(&learned.prefill),
+            "{learned:?} at {ttft_ms} ms"
+        );
+    }
+
+    #[test]
+    fn a_queue_of_tokens_to_compute_is_planned_as_the_whole_prompts_it_stands_for() {
+        // Half of each 3,000-token prompt found cached: 300,000 queued tokens to compute
+        // are 200 prompts, 600,000 of their tokens; the solver counts prompts by the ISL.
+        let mut planner = test_planner();
+        for minute in 1..=3 {
+            let t = 60.0 * f64::from(minute);
+            let obs = Observation {
+                prefix_cache_hit_rate: Some(0.5),
+                ..steady_interval(t, 60.0, 10.0)
+            };
+            planner.decide(t, &obs);
+        }
+        let plan = planner.plan_horizon(
+            10.0,
+            60.0,
+            60.0,
+            3.0e5,
+            planner.planning_quantiles(),
+            (1, 1),
+            0.0,
+        );
+        assert!(
+            plan.step <= 1,
+            "the queue sets the plan: step {}",
+            plan.step
+        );
+        assert_eq!(plan.load.isl, 3000.0);
+        assert!(
+            (plan.load.backlog_tokens - 6.0e5).abs() < 1.0,
+            "{}",
+            plan.load.backlog_tokens
+        );
+    }
+
+    #[test]
     fn percentiles_without_means_teach_the_engines_speed() {
         // A source that reports TTFT and ITL percentiles but no means, of prefill engines
         // about three times slower than the profile (a median prompt of 2,000 tokens at
@@ -1498,6 +1565,47 @@ mod tests {
     }
 
     /// An interval of `interval_s` seconds with `rate` req/s arriving, evenly over it.
+    #[test]
+    fn prefill_is_sized_for_what_the_prefix_caches_leave_and_for_the_least_they_held_lately() {
+        // The same minutes at 40 req/s of 3,000-token prompts, told and not told that half
+        // of the prompt tokens were found cached: prefill takes fewer engines with the
+        // cache, decode (holding whole prompts) as many. One minute at a tenth cached is
+        // planned for until the window forgets it.
+        let minute = |t: f64, hit_rate: Option<f64>| Observation {
+            prefix_cache_hit_rate: hit_rate,
+            ..steady_interval(t, 60.0, 40.0)
+        };
+        let run = |hit_rate: Option<f64>| {
+            let mut planner = test_planner();
+            let mut last = None;
+            for m in 1..=12 {
+                let t = 60.0 * m as f64;
+                last = Some(planner.decide(t, &minute(t, hit_rate)));
+            }
+            (planner, last.unwrap())
+        };
+        let (_, uncached) = run(None);
+        let (mut planner, cached) = run(Some(0.5));
+        assert!(cached.prefill < uncached.prefill, "{cached:?} {uncached:?}");
+        assert_eq!(cached.decode, uncached.decode, "{cached:?} {uncached:?}");
+        assert_gives_reason(
+            &cached,
+            "prefill sized for prompts past the prefix caches: 50% of prompt tokens found cached",
+        );
+        assert!(
+            !uncached.reasons.iter().any(|r| r.contains("prefix caches")),
+            "{uncached:?}"
+        );
+        let dropped = planner.decide(13.0 * 60.0, &minute(13.0 * 60.0, Some(0.1)));
+        assert!(dropped.prefill > cached.prefill, "{dropped:?} {cached:?}");
+        let back = planner.decide(14.0 * 60.0, &minute(14.0 * 60.0, Some(0.5)));
+        assert_eq!(back.prefill, dropped.prefill, "{back:?}");
+        assert_gives_reason(
+            &back,
+            "prefill sized for prompts past the prefix caches: 10%",
+        );
+    }
+
     fn steady_interval(time_s: f64, interval_s: f64, rate: f64) -> Observation {
         let requests = (rate * interval_s).round();
         Observation {

@@ -115,8 +115,11 @@ struct Horizon<'a> {
     osl: &'a SignalForecaster,
     /// The rate just seen, which step 0 is sized for.
     rate: f64,
-    /// Prefill tokens queued now: worked off within a step at steps 0 and 1.
+    /// Prefill tokens queued now (to compute, past the prefix caches' hits): worked off
+    /// within a step at steps 0 and 1.
     backlog: f64,
+    /// The share of prompt tokens planned as found in the prefix caches.
+    cached_share: f64,
     quantiles: Quantiles,
     z: f64,
     length_z: Option<f64>,
@@ -207,15 +210,22 @@ impl<'a> Horizon<'a> {
                 .max_by(|a, b| a.0.total_cmp(&b.0))
                 .unwrap_or((self.rate, None))
         };
+        let isl = self.length(
+            self.isl,
+            step.max(1),
+            self.planner.ctx.prefill.max_profiled_isl() / 4.0,
+        );
+        let work = PromptWork::new(&self.planner.ctx.prefill, isl, self.cached_share);
         let load = Load {
             lambda,
-            isl: self.length(
-                self.isl,
-                step.max(1),
-                self.planner.ctx.prefill.max_profiled_isl() / 4.0,
-            ),
+            isl,
+            prefill_isl: work.prefill_isl,
             osl: self.length(self.osl, step.max(1), 256.0),
-            backlog_tokens: if step <= 1 { self.backlog } else { 0.0 },
+            backlog_tokens: if step <= 1 {
+                work.as_prompt_tokens(self.backlog, isl)
+            } else {
+                0.0
+            },
             // A forecast step, not the interval: a caller's tick of a second would
             // otherwise ask for the queue gone by the next tick (a step is the interval
             // itself from a minute up).
@@ -454,6 +464,11 @@ impl SlaPlanner {
             osl,
             rate,
             backlog,
+            // At the lengths' points, the share planned for; at their bounds, the least.
+            cached_share: match quantiles.lengths {
+                None => self.cached_shares.planned(),
+                Some(_) => self.cached_shares.least(),
+            },
             quantiles,
             z,
             length_z: quantiles.lengths.map(normal_quantile),

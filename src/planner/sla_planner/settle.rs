@@ -93,7 +93,7 @@ impl SlaPlanner {
         if self.cfg.mode != Mode::Disaggregated || wish >= current {
             return None;
         }
-        let offered = load.lambda * self.model.prefill_service_ms(load.isl) / 1000.0;
+        let offered = load.lambda * self.model.prefill_service_ms(load.prefill_isl) / 1000.0;
         let seen = self.model.prefill_load_seen();
         let floor = untested_load_floor(offered, seen).filter(|&f| f > wish)?;
         let to = floor.min(current);

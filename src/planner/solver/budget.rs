@@ -218,8 +218,8 @@ fn expected_split(
         let mut worse = UNREACHABLE;
         for (&share, part) in EXPECTED_AT_SHARES.iter().zip(&parts) {
             let lambda = effective_lambda(part);
-            let queue = model.prefill_queue(lambda, p, part.isl);
-            let variability = model.waiting_variability(lambda, p, part.isl);
+            let queue = model.prefill_queue(lambda, p, part.prefill_isl);
+            let variability = model.waiting_variability(lambda, p, part.prefill_isl);
             let in_ttft = quantile_within(|q| {
                 queue.slowest_quantile_ms(q, c.prefill_tail, variability) <= sla.ttft_ms
             });
@@ -572,6 +572,7 @@ mod tests {
         for (budget, lambda) in [(100, 16.0), (300, 40.0), (1000, 16.0), (1000, 120.0)] {
             let l = Load {
                 isl: 100_000.0,
+                prefill_isl: 100_000.0,
                 ..load(lambda)
             };
             let need = |limits: &Limits| {
@@ -639,6 +640,7 @@ mod tests {
             Load {
                 lambda: 1000.0,
                 isl: 2100.0,
+                prefill_isl: 2100.0,
                 osl: 26.0,
                 backlog_tokens: 2.0e5,
                 drain_s: 60.0,
@@ -648,6 +650,7 @@ mod tests {
             Load {
                 lambda: 60.0,
                 isl: 500.0,
+                prefill_isl: 500.0,
                 osl: 1500.0,
                 ..load(0.0)
             },
@@ -703,8 +706,8 @@ mod tests {
                 ..*l
             };
             let lambda = effective_lambda(&part);
-            let queue = m.prefill_queue(lambda, p, part.isl);
-            let variability = m.waiting_variability(lambda, p, part.isl);
+            let queue = m.prefill_queue(lambda, p, part.prefill_isl);
+            let variability = m.waiting_variability(lambda, p, part.prefill_isl);
             let ttft = grid()
                 .rfind(|&q| {
                     queue.slowest_quantile_ms(q, c.prefill_tail, variability) <= SLA.ttft_ms
@@ -743,6 +746,7 @@ mod tests {
             Load {
                 lambda: 50.0,
                 isl: 1400.0,
+                prefill_isl: 1400.0,
                 osl: 150.0,
                 ..load(0.0)
             },
@@ -751,6 +755,7 @@ mod tests {
             Load {
                 lambda: 40.0,
                 isl: 1000.0,
+                prefill_isl: 1000.0,
                 osl: 250.0,
                 ..load(0.0)
             },
@@ -769,6 +774,7 @@ mod tests {
         let code = Load {
             lambda: 500.0,
             isl: 2100.0,
+            prefill_isl: 2100.0,
             osl: 26.0,
             backlog_tokens: 2.0e5,
             drain_s: 60.0,
@@ -821,6 +827,7 @@ mod tests {
         let l = Load {
             lambda: 50.0,
             isl: 1400.0,
+            prefill_isl: 1400.0,
             osl: 150.0,
             ..load(0.0)
         };

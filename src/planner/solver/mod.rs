@@ -28,9 +28,14 @@ pub enum Mode {
 pub struct Load {
     /// Requests per second.
     pub lambda: f64,
+    /// The prompts' length: what decode holds in its KV cache.
     pub isl: f64,
+    /// The prompt length as prefill costs it: `isl`, or with a prefix cache the length
+    /// whose prefill alone costs what a prompt's uncached part does
+    /// (`PrefillModel::isl_past_cached`).
+    pub prefill_isl: f64,
     pub osl: f64,
-    /// Prefill tokens already queued, to be worked off within `drain_s` on top of the load
+    /// Prompt tokens already queued (whole prompts: `isl` each), to be worked off within `drain_s` on top of the load
     /// (and their requests decoded within it).
     pub backlog_tokens: f64,
     pub drain_s: f64,
@@ -80,11 +85,11 @@ fn effective_lambda(load: &Load) -> f64 {
 pub fn prefill_ttft(model: &PerformanceModel, cfg: &SolverConfig, load: &Load, p: u32) -> f64 {
     let lambda = effective_lambda(load);
     model
-        .prefill_queue(lambda, p, load.isl)
+        .prefill_queue(lambda, p, load.prefill_isl)
         .slowest_quantile_ms(
             cfg.ttft_quantile,
             model.corrections.prefill_tail,
-            model.waiting_variability(lambda, p, load.isl),
+            model.waiting_variability(lambda, p, load.prefill_isl),
         )
 }
 
@@ -107,17 +112,19 @@ fn prefill_meets(
 ) -> Option<f64> {
     let (service, allowance) = wait_allowance_ms(model, load, sla)?;
     let lambda = effective_lambda(load);
-    let at = model.prefill_queue(lambda, p, load.isl).at_quantile(
-        cfg.ttft_quantile,
-        model.waiting_variability(lambda, p, load.isl),
-    );
+    let at = model
+        .prefill_queue(lambda, p, load.prefill_isl)
+        .at_quantile(
+            cfg.ttft_quantile,
+            model.waiting_variability(lambda, p, load.prefill_isl),
+        );
     (at.ms() - service <= allowance).then(|| at.slowest_ms(model.corrections.prefill_tail))
 }
 
 /// The typical prompt's own time and the wait the TTFT target leaves the prompts
 /// (`prefill_meets`), ms; `None` when the typical prompt alone misses the target.
 fn wait_allowance_ms(model: &PerformanceModel, load: &Load, sla: &Sla) -> Option<(f64, f64)> {
-    let service = model.prefill_service_ms(load.isl);
+    let service = model.prefill_service_ms(load.prefill_isl);
     let slack = sla.ttft_ms - service;
     if slack <= 0.0 {
         return None;
@@ -149,8 +156,11 @@ pub fn expected_prefill_misses(
         };
         let lambda = effective_lambda(&at);
         let share = model
-            .prefill_queue(lambda, p, load.isl)
-            .share_waiting_beyond(allowance, model.waiting_variability(lambda, p, load.isl));
+            .prefill_queue(lambda, p, load.prefill_isl)
+            .share_waiting_beyond(
+                allowance,
+                model.waiting_variability(lambda, p, load.prefill_isl),
+            );
         missed += rate * share;
         requests += rate;
     }
@@ -289,7 +299,7 @@ fn solve_disaggregated(
     load: &Load,
 ) -> Solution {
     let mut notes = Vec::new();
-    let alone_ms = model.prefill_service_ms(load.isl) * model.corrections.prefill_tail;
+    let alone_ms = model.prefill_service_ms(load.prefill_isl) * model.corrections.prefill_tail;
     if alone_ms >= sla.ttft_ms {
         notes.push(SolverNote::SlowestPromptsMiss { alone_ms });
     }
@@ -366,7 +376,7 @@ fn solve_aggregated(
     load: &Load,
 ) -> Solution {
     let lambda = effective_lambda(load);
-    let service = model.prefill_service_ms(load.isl);
+    let service = model.prefill_service_ms(load.prefill_isl);
     let latencies = |w: u32| -> (f64, f64) {
         let per_worker = lambda / w as f64;
         let batch_itl = decode_itl(model, cfg, load, w);
@@ -386,7 +396,7 @@ fn solve_aggregated(
         let ttft = PrefillQueue::new(lambda, w, service + itl, 0.0).slowest_quantile_ms(
             cfg.ttft_quantile,
             model.corrections.prefill_tail,
-            model.waiting_variability(lambda, w, load.isl),
+            model.waiting_variability(lambda, w, load.prefill_isl),
         );
         (ttft, itl)
     };
@@ -449,6 +459,7 @@ mod tests {
         Load {
             lambda,
             isl: 3000.0,
+            prefill_isl: 3000.0,
             osl: 300.0,
             backlog_tokens: 0.0,
             drain_s: 60.0,
