@@ -383,3 +383,47 @@ deployment:\n  interval_s: 10\n  startup_s: 5\n  scrape_s: 2\n  gpu_budget: 12\n
     );
     assert!(terminate(&mut other, 20).success());
 }
+
+#[test]
+fn the_prefix_caches_hit_rate_is_read_through_a_real_prometheus() {
+    // Mooncake's conversations replayed on prefill engines that cache prompt prefixes: the
+    // emulated workers export their hit rate under Dynamo's name, and the live source's
+    // default query reads it (and counts the queue past it).
+    let dir = tempfile::tempdir().unwrap();
+    let trace = shared_data().join("traces/mooncake_conversation.jsonl");
+    let scenario = dir.path().join("cached.yaml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "name: cached\nprofile: default\nworkload:\n  trace:\n    file: {}\n    transform: {{ replicate: 4, replicate_shift_s: 15, spread_s: 3 }}\n\
+sla: {{ ttft_ms: 1000, itl_ms: 10 }}\ndeployment:\n  interval_s: 10\n  startup_s: 5\n  gpu_budget: 16\n  prefix_cache: {{}}\n",
+            trace.display()
+        ),
+    )
+    .unwrap();
+    let (_emulator, _prometheus, _api, prom) =
+        emulated_cluster(dir.path(), &scenario.display().to_string(), &[]);
+    let cfg: sla_planner::live::config::PrometheusConfig =
+        serde_yaml_ng::from_str(&format!("url: http://127.0.0.1:{prom}\ntimeout_s: 3\n")).unwrap();
+    let source = sla_planner::metrics::prometheus::PrometheusSource::new(
+        &cfg,
+        sla_planner::planner::solver::Mode::Disaggregated,
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut seen = None;
+    wait_for("a prefix cache hit rate in Prometheus", 90, || {
+        seen = runtime
+            .block_on(source.observe(0.0, 10.0))
+            .ok()
+            .filter(|o| o.prefix_cache_hit_rate.is_some_and(|h| h > 0.0));
+        seen.is_some()
+    });
+    let obs = seen.unwrap();
+    let hit_rate = obs.prefix_cache_hit_rate.unwrap();
+    assert!(
+        hit_rate < 0.5,
+        "a few conversations' turns found cached: {obs:?}"
+    );
+    assert!(obs.isl_mean.is_some(), "{obs:?}");
+}

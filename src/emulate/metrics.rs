@@ -31,7 +31,13 @@ pub struct DynamoMetrics {
     inflight: Gauge,
     queued: Gauge,
     kv: Family<Labels, Gauge<f64, AtomicU64>>,
+    prefix_hit_rate: Family<Labels, Gauge<f64, AtomicU64>>,
+    /// The last prompts' `(tokens, tokens found cached)`, which the hit rate is over.
+    lookups: Mutex<std::collections::VecDeque<(u32, u32)>>,
 }
+
+/// The prompts a worker's prefix cache hit rate is over: vLLM's window.
+const HIT_RATE_WINDOW: usize = 1000;
 
 impl DynamoMetrics {
     pub fn new(model: &str, namespace: &str) -> DynamoMetrics {
@@ -56,6 +62,8 @@ impl DynamoMetrics {
             inflight: Gauge::default(),
             queued: Gauge::default(),
             kv: Family::default(),
+            prefix_hit_rate: Family::default(),
+            lookups: Mutex::new(std::collections::VecDeque::new()),
         };
         reg.register(
             "dynamo_frontend_requests",
@@ -102,6 +110,11 @@ impl DynamoMetrics {
             "KV cache usage of the component's workers (0..1)",
             m.kv.clone(),
         );
+        reg.register(
+            "dynamo_component_kvstats_gpu_prefix_cache_hit_rate",
+            "Share of the last prompts' tokens the component's workers found in their prefix caches (0..1)",
+            m.prefix_hit_rate.clone(),
+        );
         *m.registry.lock().expect("metrics lock") = root;
         m
     }
@@ -133,7 +146,25 @@ impl DynamoMetrics {
                         self.itl.observe(itl);
                     }
                 }
+                Record::PrefixLookup { isl, cached } => {
+                    let mut lookups = self.lookups.lock().expect("metrics lock");
+                    lookups.push_back((isl, cached));
+                    if lookups.len() > HIT_RATE_WINDOW {
+                        lookups.pop_front();
+                    }
+                }
             }
+        }
+        // Exported once prompts have been looked up: without prefix caching there is none.
+        let lookups = self.lookups.lock().expect("metrics lock");
+        let prompt: u64 = lookups.iter().map(|&(isl, _)| u64::from(isl)).sum();
+        if prompt > 0 {
+            let found: u64 = lookups.iter().map(|&(_, cached)| u64::from(cached)).sum();
+            let component = if aggregated { "backend" } else { "prefill" };
+            let labels = vec![("dynamo_component".to_string(), component.to_string())];
+            self.prefix_hit_rate
+                .get_or_create(&labels)
+                .set(found as f64 / prompt as f64);
         }
         self.inflight.set(inflight as i64);
         self.queued.set(queued as i64);
@@ -169,4 +200,39 @@ pub fn routes(state: Arc<State>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit_rate_line(m: &DynamoMetrics) -> Option<String> {
+        m.encode()
+            .lines()
+            .find(|l| l.starts_with("dynamo_component_kvstats_gpu_prefix_cache_hit_rate{"))
+            .map(str::to_string)
+    }
+
+    #[test]
+    fn the_prefix_hit_rate_is_the_last_thousand_prompts_share_and_absent_without_a_cache() {
+        let m = DynamoMetrics::new("m", "ns");
+        m.update(&[Record::Arrival { isl: 100 }], None, None, 0, 0, false);
+        assert_eq!(hit_rate_line(&m), None, "no cache, no hit rate");
+        let lookup = |isl, cached| Record::PrefixLookup { isl, cached };
+        m.update(
+            &[lookup(1000, 0), lookup(3000, 2000)],
+            None,
+            None,
+            0,
+            0,
+            false,
+        );
+        let line = hit_rate_line(&m).unwrap();
+        assert!(line.contains("dynamo_component=\"prefill\""), "{line}");
+        assert!(line.ends_with(" 0.5"), "{line}");
+        // A thousand prompts later the first two are out of the window.
+        let all_cached: Vec<Record> = (0..HIT_RATE_WINDOW).map(|_| lookup(10, 9)).collect();
+        m.update(&all_cached, None, None, 0, 0, false);
+        assert!(hit_rate_line(&m).unwrap().ends_with(" 0.9"));
+    }
 }

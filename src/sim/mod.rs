@@ -264,6 +264,12 @@ pub enum Record {
         itl_s: Option<f64>,
         duration_s: f64,
     },
+    /// With prefix caching, a prompt routed to a prefill engine holding its first `cached`
+    /// tokens.
+    PrefixLookup {
+        isl: u32,
+        cached: u32,
+    },
 }
 
 /// A simulated deployment that can be stepped: the dry run drives it tick by tick, the
@@ -836,6 +842,9 @@ impl Deployment {
                     self.prefix_tokens.prompt += u64::from(r.isl);
                     self.prefix_tokens.cached += u64::from(cached);
                     self.acc.on_prefix_lookup(r.isl, cached);
+                    if let Some(rec) = &mut self.records {
+                        rec.push(Record::PrefixLookup { isl: r.isl, cached });
+                    }
                 }
                 self.prefill[i].enqueue_past_cached(id, r.isl, cached);
                 self.start_prefill(i);
