@@ -22,8 +22,9 @@
 # cold starts; 48 runs), cold (every shipped scenario at 300 and 600 s cold starts
 # but the four at 300 s in variants, 18 runs), shapes (the workloads in scripts/shapes/,
 # not shipped, at both cold starts; 14 runs), budgets (six scenarios under budgets of 4 to
-# 8 GPUs, both cold starts, but the five in variants; 55 runs). Needs python3 to read the
-# JSON.
+# 8 GPUs, both cold starts, but the five in variants; 55 runs), cache (Mooncake's traces
+# replayed with prefix caching: the shipped conversation scenario and the synthetic trace
+# at 2, 4 and 8 copies, both cold starts; 8 runs). Needs python3 to read the JSON.
 set -euo pipefail
 caller=$PWD
 cd "$(dirname "$0")/.."
@@ -91,7 +92,7 @@ if [[ ${1:-} == --bin ]]; then
     bin=$(from_caller "$2")
     shift 2
 fi
-[[ $# -ge 1 ]] || { echo "usage: $0 [--decisions] [--bin PATH] shipped|variants|long|cold|scale|seeds|replays|shapes|budgets..." >&2; exit 2; }
+[[ $# -ge 1 ]] || { echo "usage: $0 [--decisions] [--bin PATH] shipped|variants|long|cold|scale|seeds|replays|shapes|budgets|cache..." >&2; exit 2; }
 [[ -x $bin ]] || { echo "$bin: not an executable (cargo build --release, or --bin PATH)" >&2; exit 2; }
 
 synthetic=(sin-5-45 sin-5-45-aggregated sin-5-45-budget8 flash-crowd step-10-30 diurnal-2-40 bursts-10-40)
@@ -209,6 +210,16 @@ EOF
             done; done
         done
         ;;
+    cache)
+        # Mooncake's traces replayed with prefix caching: the shipped conversation scenario,
+        # and the synthetic trace at 2, 4 and 8 copies (docs/evaluation.md, "Prefix caching").
+        for st in 60 180; do
+            echo "mooncake-conv-x4|prefix caching, cold start $st s|--set deployment.prefix_cache={} --startup-s $st"
+            for k in 2 4 8; do
+                echo "mooncake-conv-x4|mooncake_synthetic.jsonl x$k, prefix caching, cold start $st s|--trace ../shared/data/traces/mooncake_synthetic.jsonl --replicate $k --set deployment.prefix_cache={} --startup-s $st"
+            done
+        done
+        ;;
     shapes)
         # Workload shapes no shipped scenario has (scripts/shapes/README.md).
         for sc in scripts/shapes/*.yaml; do
@@ -216,7 +227,7 @@ EOF
         done
         ;;
     *)
-        echo "unknown set: $set (shipped, variants, long, cold, scale, seeds, replays, shapes, budgets)" >&2
+        echo "unknown set: $set (shipped, variants, long, cold, scale, seeds, replays, shapes, budgets, cache)" >&2
         exit 2
         ;;
     esac
