@@ -220,7 +220,11 @@ pub const TAIL_QUANTILE: f64 = 0.99;
 pub struct Evidence {
     pub lambda: f64,
     pub engines: u32,
+    /// The prompts' length: what decode holds.
     pub isl: f64,
+    /// The prompt length as prefill costs it (`Load::prefill_isl`): `isl` without a prefix
+    /// cache.
+    pub prefill_isl: f64,
     pub osl: f64,
     pub observed_ms: f64,
     /// The observed p99 (TTFT or ITL), when known.
@@ -478,7 +482,8 @@ impl PerformanceModel {
             .iter()
             .filter(|e| e.steady && e.engines > 0)
             .map(|e| {
-                self.load_per_prefill_engine(e.lambda, e.engines, e.isl) * self.corrections.prefill
+                self.load_per_prefill_engine(e.lambda, e.engines, e.prefill_isl)
+                    * self.corrections.prefill
             })
             .reduce(f64::max)
     }
@@ -493,7 +498,7 @@ impl PerformanceModel {
         }
         push_window(&mut self.prefill_evidence, e, self.cfg.window);
         if e.steady && e.engines > 0 {
-            let load = self.load_per_prefill_engine(e.lambda, e.engines, e.isl);
+            let load = self.load_per_prefill_engine(e.lambda, e.engines, e.prefill_isl);
             if load.is_finite() {
                 self.prefill_load_tested =
                     Some(self.prefill_load_tested.map_or(load, |t| t.max(load)));
@@ -509,7 +514,10 @@ impl PerformanceModel {
             return;
         }
         let memo = RefCell::new(std::mem::take(&mut self.queue_memo));
-        let profile_ms: Vec<f64> = ev.iter().map(|e| self.prefill.ttft_ms(e.isl)).collect();
+        let profile_ms: Vec<f64> = ev
+            .iter()
+            .map(|e| self.prefill.ttft_ms(e.prefill_isl))
+            .collect();
         let overhead_ms = self.prefill.overhead_ms();
         let queue_of = |i: usize, k: f64| {
             let e = &ev[i];
@@ -671,7 +679,7 @@ impl PerformanceModel {
         let stretch_at = |e: &Evidence, z: f64| match e.interleaved_itl_ms {
             Some(itl) => interleaved_stretch(
                 e.lambda / f64::from(e.engines.max(1)),
-                prefill_speed * prefill.ttft_ms(e.isl),
+                prefill_speed * prefill.ttft_ms(e.prefill_isl),
                 e.osl * itl / 1000.0,
                 z,
             ),
@@ -807,6 +815,7 @@ mod tests {
             lambda: 0.5 * one_erlang,
             engines: 2,
             isl,
+            prefill_isl: isl,
             osl: 300.0,
             observed_ms: 100.0,
             observed_tail_ms: None,
@@ -915,6 +924,7 @@ mod tests {
                 lambda: 10.0,
                 engines: 1,
                 isl: 3000.0,
+                prefill_isl: 3000.0,
                 osl: 300.0,
                 observed_ms: expected(0.9),
                 observed_tail_ms: None,
@@ -947,6 +957,7 @@ mod tests {
             lambda,
             engines: 1,
             isl,
+            prefill_isl: isl,
             osl,
             observed_ms: mean,
             observed_tail_ms: Some(p99),
@@ -992,6 +1003,7 @@ mod tests {
             lambda,
             engines: 3,
             isl: 2200.0,
+            prefill_isl: 2200.0,
             osl: 25.0,
             observed_ms,
             observed_tail_ms: Some(observed_tail_ms),
@@ -1040,6 +1052,7 @@ mod tests {
                     lambda,
                     engines: 1,
                     isl: 3000.0,
+                    prefill_isl: 3000.0,
                     osl: 300.0,
                     observed_ms: mean,
                     observed_tail_ms: Some(tail),
@@ -1094,6 +1107,7 @@ mod tests {
             lambda: 1.0,
             engines: 1,
             isl: 3000.0,
+            prefill_isl: 3000.0,
             osl: 300.0,
             observed_ms: 1000.0,
             observed_tail_ms: None,
@@ -1133,6 +1147,7 @@ mod tests {
                     lambda: 0.2,
                     engines: 4,
                     isl: 3000.0,
+                    prefill_isl: 3000.0,
                     osl: 300.0,
                     observed_ms: service,
                     observed_tail_ms: Some(service),
@@ -1196,6 +1211,7 @@ mod tests {
             lambda,
             engines,
             isl,
+            prefill_isl: isl,
             osl,
             observed_ms: itl,
             observed_tail_ms: None,

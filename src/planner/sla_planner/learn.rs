@@ -114,7 +114,8 @@ impl SlaPlanner {
                 self.model.learn_prefill(Evidence {
                     lambda,
                     engines: steadiness.prefill_engines,
-                    isl: prompt.prefill_isl,
+                    isl,
+                    prefill_isl: prompt.prefill_isl,
                     osl,
                     observed_ms: mean,
                     observed_tail_ms: positive(t.p99),
@@ -130,6 +131,7 @@ impl SlaPlanner {
                 lambda,
                 engines: r.decode.ready,
                 isl,
+                prefill_isl: prompt.prefill_isl,
                 osl,
                 observed_ms: mean,
                 observed_tail_ms: positive(t.p99),
