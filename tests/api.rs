@@ -79,6 +79,7 @@ fn reads_are_open_and_shaped() {
         "sla_planner_requests_per_second",
         "sla_planner_forecast_requests_per_second",
         "sla_planner_forecast_horizon_seconds",
+        "sla_planner_prefix_cache_hit_ratio",
         "sla_planner_latency_seconds{",
         "sla_planner_replicas{",
         "sla_planner_model_correction_ratio{",

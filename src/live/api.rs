@@ -396,6 +396,12 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         "How far ahead the last decision planned",
         d.forecast.map(|f| f.horizon_s),
     );
+    gauge(
+        &mut reg,
+        "prefix_cache_hit_ratio",
+        "Share of the last interval's prompt tokens the prefill workers found cached",
+        o.prefix_cache_hit_rate,
+    );
     let lat: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>> = Family::default();
     for (metric, source, v) in [
         ("ttft", "observed_p99", o.ttft_ms.and_then(|l| l.p99)),
