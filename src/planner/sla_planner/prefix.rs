@@ -3,8 +3,8 @@
 
 use super::*;
 
-/// The share of prompt tokens the caches held over the last intervals with enough prompts
-/// to tell, and the ISL prefill works on at a share.
+/// The share of prompt tokens the caches held in each of the last intervals with enough
+/// prompts to tell (the correction window's).
 #[derive(Debug, Clone, Default)]
 pub(super) struct CachedShares {
     /// Newest last; a missing reading counts as nothing cached.
