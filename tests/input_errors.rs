@@ -293,12 +293,9 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 fn trace_malformed_line_names_file_and_line() {
     let tmp = tempfile::tempdir().unwrap();
     let f = write(tmp.path(), "t.jsonl", "{\"timestamp\": 0, \"input_length\": 100, \"output_length\": 10}\n{\"timestamp\": 5, \"input_length\": \"x\"}\n");
-    assert_input_error(
-        &["simulate", "--policy", "static:1,1", "--trace", &f],
-        &["t.jsonl, line 2: ", "(column "],
-    );
+    assert_input_error(&replay_args(&f, &[]), &["t.jsonl, line 2: ", "(column "]);
     // The JSON reader's own place ("line 1", each line being read alone) is not repeated.
-    let r = run(&["simulate", "--policy", "static:1,1", "--trace", &f]);
+    let r = run(&replay_args(&f, &[]));
     assert!(!r.stderr.contains("line 1"), "{}", r.stderr);
 }
 
@@ -310,14 +307,7 @@ fn skip_bad_lines_reports_how_many() {
         "t.jsonl",
         "{\"timestamp\": 0, \"input_length\": 100, \"output_length\": 10}\nnot json\n{\"timestamp\": 1000, \"input_length\": 0, \"output_length\": 10}\n{\"timestamp\": 2000, \"input_length\": 100, \"output_length\": 10}\n",
     );
-    let r = run(&[
-        "simulate",
-        "--policy",
-        "static:1,1",
-        "--trace",
-        &f,
-        "--skip-bad-lines",
-    ]);
+    let r = run(&replay_args(&f, &["--skip-bad-lines"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stdout.contains("2 malformed trace lines skipped")
@@ -333,24 +323,21 @@ fn skip_bad_lines_reports_how_many() {
 fn azure_bad_timestamp_names_line() {
     let tmp = tempfile::tempdir().unwrap();
     let f = write(tmp.path(), "a.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9799600,4808,10\nlater,3180,8\n");
-    assert_input_error(
-        &["simulate", "--policy", "static:1,1", "--trace", &f],
-        &["a.csv", "line 3", "TIMESTAMP"],
-    );
+    assert_input_error(&replay_args(&f, &[]), &["a.csv", "line 3", "TIMESTAMP"]);
 }
 
 #[test]
 fn azure_2024_and_burstgpt_are_read() {
     let tmp = tempfile::tempdir().unwrap();
     let a = write(tmp.path(), "a24.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2024-05-10 00:00:00.009930+00:00,100,10\n2024-05-10 00:00:01+00:00,200,20\n");
-    let r = run(&["simulate", "--policy", "static:1,1", "--trace", &a]);
+    let r = run(&replay_args(&a, &[]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let b = write(
         tmp.path(),
         "b.csv",
         "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n5,ChatGPT,472,18,490,Conversation log\n6,GPT-4,1000,0,1000,Conversation log\n7.5,ChatGPT,300,40,340,API log\n",
     );
-    let r = run(&["simulate", "--policy", "static:1,1", "--trace", &b]);
+    let r = run(&replay_args(&b, &[]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stdout.contains("1 rows marked failed") && r.stdout.contains(": 2 requests"),
@@ -419,30 +406,18 @@ fn a_plain_csv_trace_is_replayed_and_its_faults_exit_2() {
 fn trace_unknown_format() {
     let tmp = tempfile::tempdir().unwrap();
     let f = write(tmp.path(), "x.csv", "a,b,c\n1,2,3\n");
-    assert_input_error(
-        &["simulate", "--policy", "static:1,1", "--trace", &f],
-        &["x.csv", "unknown trace format"],
-    );
+    assert_input_error(&replay_args(&f, &[]), &["x.csv", "unknown trace format"]);
 }
 
 #[test]
 fn trace_missing_or_empty() {
     assert_input_error(
-        &[
-            "simulate",
-            "--policy",
-            "static:1,1",
-            "--trace",
-            "/nonexistent/t.jsonl",
-        ],
+        &replay_args("/nonexistent/t.jsonl", &[]),
         &["/nonexistent/t.jsonl"],
     );
     let tmp = tempfile::tempdir().unwrap();
     let f = write(tmp.path(), "e.jsonl", "\n");
-    assert_input_error(
-        &["simulate", "--policy", "static:1,1", "--trace", &f],
-        &["e.jsonl", "no requests"],
-    );
+    assert_input_error(&replay_args(&f, &[]), &["e.jsonl", "no requests"]);
 }
 
 #[test]
@@ -468,9 +443,7 @@ fn transforms_need_a_trace_and_sane_values() {
         ),
     ];
     for (flags, needles) in cases {
-        let mut args = vec!["simulate", "--policy", "static:1,1", "--trace", &f];
-        args.extend_from_slice(flags);
-        assert_input_error(&args, needles);
+        assert_input_error(&replay_args(&f, flags), needles);
     }
     let scenario = write(
         tmp.path(),
@@ -921,14 +894,7 @@ fn prefix_caching_needs_prefill_engines_and_a_trace_that_names_blocks() {
         .unwrap();
     let want = 19.0 * 1024.0 / (20.0 * 1100.0);
     assert!((share - want).abs() < 1e-4, "{share} against {want}");
-    let r = run(&[
-        "simulate",
-        "--policy",
-        "static:1,1",
-        "--trace",
-        &f,
-        "--json",
-    ]);
+    let r = run(&replay_args(&f, &["--json"]));
     let summary: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert!(summary["policies"][0]
         .get("prefix_cache_hit_share")
