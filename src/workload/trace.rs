@@ -705,6 +705,14 @@ mod tests {
         read_trace(&path, &TraceReadOptions::default())
     }
 
+    /// Each request's arrival, input and output tokens.
+    fn arrivals(t: &Trace) -> Vec<(f64, u32, u32)> {
+        t.requests
+            .iter()
+            .map(|r| (r.arrival_s, r.isl, r.osl))
+            .collect()
+    }
+
     #[test]
     fn mooncake_hash_ids_are_kept_as_each_requests_prefix_blocks() {
         let dir = tempfile::tempdir().unwrap();
@@ -745,11 +753,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(seconds.format, TraceFormat::Plain);
-        let got: Vec<(f64, u32, u32)> = seconds
-            .requests
-            .iter()
-            .map(|r| (r.arrival_s, r.isl, r.osl))
-            .collect();
+        let got = arrivals(&seconds);
         // Sorted, timed from the first arrival; a 0-token output kept as one token.
         assert_eq!(got, [(0.0, 200, 1), (0.5, 100, 20), (2.25, 300, 30)]);
         assert_eq!(seconds.zero_output_requests, 1);
@@ -760,23 +764,12 @@ mod tests {
             "Completion_Tokens,model,Timestamp_MS,PROMPT_TOKENS\n20,m,10500,100\n1,m,10000,200\n30,m,12250,300\n",
         )
         .unwrap();
-        let got_ms: Vec<(f64, u32, u32)> = millis
-            .requests
-            .iter()
-            .map(|r| (r.arrival_s, r.isl, r.osl))
-            .collect();
-        assert_eq!(got_ms, got);
+        assert_eq!(arrivals(&millis), got);
     }
 
     #[test]
     fn plain_json_lines_are_read_by_their_keys_and_mooncakes_by_its_timestamp() {
         let dir = tempfile::tempdir().unwrap();
-        let arrivals = |t: &Trace| -> Vec<(f64, u32, u32)> {
-            t.requests
-                .iter()
-                .map(|r| (r.arrival_s, r.isl, r.osl))
-                .collect()
-        };
         let seconds = read_plain(
             dir.path(),
             "s.jsonl",
