@@ -151,42 +151,45 @@ impl PrometheusSource {
         let itl = latency(&q.itl_mean_ms, &q.itl_quantile_ms).await?;
         // KV usage and the prefix hit rate: Dynamo exports fractions; a value above 1 is
         // read as a percentage.
-        let kv = |v: Option<f64>| {
+        let fraction = |v: Option<f64>| {
             v.map(|x| if x > 1.0 { x / 100.0 } else { x })
                 .map(|x| x.clamp(0.0, 1.0))
         };
         let kv_p = match self.mode {
-            Mode::Disaggregated => kv(self
-                .scalar(expand(
+            Mode::Disaggregated => fraction(
+                self.scalar(expand(
                     &q.kv_usage,
                     w,
                     &self.component_filter(&self.cfg.prefill_component),
                     None,
                 ))
-                .await?),
+                .await?,
+            ),
             Mode::Aggregated => None,
         };
-        let kv_d = kv(self
-            .scalar(expand(
+        let kv_d = fraction(
+            self.scalar(expand(
                 &q.kv_usage,
                 w,
                 &self.component_filter(&self.cfg.decode_component),
                 None,
             ))
-            .await?);
+            .await?,
+        );
         // The prompts' prefill runs on the prefill workers, or on the aggregated ones.
         let prefill_workers = match self.mode {
             Mode::Disaggregated => &self.cfg.prefill_component,
             Mode::Aggregated => &self.cfg.decode_component,
         };
-        let hit_rate = kv(self
-            .scalar(expand(
+        let hit_rate = fraction(
+            self.scalar(expand(
                 &q.prefix_cache_hit_rate,
                 w,
                 &self.component_filter(prefill_workers),
                 None,
             ))
-            .await?);
+            .await?,
+        );
         let queued = self.scalar(expand(&q.queued_requests, w, &f, None)).await?;
         Ok(Observation {
             time_s: now_s,
