@@ -1022,14 +1022,6 @@ fn prefix_cache_of(
         return Ok(None);
     };
     let field = "deployment.prefix_cache";
-    if d.mode == Mode::Aggregated {
-        return Err(field_err(
-            origin,
-            field,
-            "is simulated for prefill engines; an aggregated deployment's workers prefill \
-             every prompt whole",
-        ));
-    }
     if !(1..=1 << 20).contains(&spec.block_tokens) {
         return Err(field_err(
             origin,

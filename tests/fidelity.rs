@@ -326,3 +326,114 @@ fn a_prompt_goes_to_the_engine_that_holds_its_prefix() {
     let rest = model.overhead_ms() + model.chunk_cost_ms(isl as f64, (isl + 100) as f64);
     assert!((later - rest).abs() / rest < 0.01, "{later} against {rest}");
 }
+
+#[test]
+fn an_aggregated_worker_prefills_from_the_prefix_it_holds() {
+    let profile = Profile::embedded_default();
+    let model = profile.prefill_model();
+    // As on a prefill engine: a conversation's second turn finds the first's six blocks.
+    let isl = 3172;
+    let requests = vec![with_blocks(1.0, isl, 0, 0), with_blocks(30.0, isl, 0, 0)];
+    let mut cfg = aggregated(&profile, 1, 90.0);
+    cfg.prefix_cache = caching(&profile, 0, (0..6).collect(), 90.0).prefix_cache;
+    let res = simulate(
+        &cfg,
+        &profile,
+        &requests,
+        &mut StaticPolicy::new(0, 1),
+        None,
+    );
+    let alone = model.ttft_ms(isl as f64);
+    let first = res.outcomes[0].ttft_ms as f64;
+    assert!(
+        (first - alone).abs() / alone < 0.01,
+        "{first} against {alone}"
+    );
+    let rest = model.overhead_ms() + model.chunk_cost_ms(3072.0, isl as f64);
+    let second = res.outcomes[1].ttft_ms as f64;
+    assert!(
+        (second - rest).abs() / rest < 0.01,
+        "{second} against {rest}"
+    );
+    assert_eq!(
+        res.prefix_tokens,
+        Some(PrefixTokens {
+            prompt: 2 * u64::from(isl),
+            cached: 3072,
+        })
+    );
+}
+
+#[test]
+fn an_aggregated_workers_cache_holds_what_its_decoding_leaves_of_the_kv() {
+    // Long answers decoding on the one worker keep all but 4,210 tokens of its KV for
+    // their output. A prompt of 6 blocks, then one of 8 other blocks: the cache has room
+    // for 8 blocks, so the first prompt's go, and its conversation's next turn finds none.
+    // Without the second prompt (or on a prefill engine, whose whole KV caches) it finds
+    // all six.
+    let profile = Profile::embedded_default();
+    let max_kv = profile.decode_model().max_kv_tokens() as u64;
+    let (answer_isl, answer_osl) = (10u64, 16_000u64);
+    let kept_free = 4210;
+    let answers_kv = max_kv - kept_free;
+    let full = answers_kv / (answer_isl + answer_osl);
+    let mut requests: Vec<Request> = (0..full)
+        .map(|i| Request::new(0.1 + 0.001 * i as f64, 10, answer_osl as u32))
+        .collect();
+    let last = answers_kv - full * (answer_isl + answer_osl);
+    assert!(last > answer_isl, "the answers' KV is made up exactly");
+    requests.push(Request::new(0.5, 10, (last - answer_isl) as u32));
+    let turn = |at: f64| with_blocks(at, 3172, 0, 0);
+    let other = with_blocks(5.0, 4196, 6, 0); // blocks 6..14, all its own
+    let blocks: Vec<u64> = (0..14).collect();
+    let found = |requests: Vec<Request>| {
+        let mut cfg = aggregated(&profile, 1, 40.0);
+        cfg.prefix_cache = caching(&profile, 0, blocks.clone(), 40.0).prefix_cache;
+        let res = simulate(
+            &cfg,
+            &profile,
+            &requests,
+            &mut StaticPolicy::new(0, 1),
+            None,
+        );
+        let served = res.outcomes.iter().filter(|o| o.ttft_ms > 0.0).count();
+        assert_eq!(
+            served,
+            requests.len(),
+            "every prompt was admitted and prefilled"
+        );
+        res.prefix_tokens.expect("caching").cached
+    };
+    let mut with_other = requests.clone();
+    with_other.extend([turn(1.0), other, turn(30.0)]);
+    let mut without = requests;
+    without.extend([turn(1.0), turn(30.0)]);
+    assert_eq!(found(without), 3072, "six blocks kept");
+    assert_eq!(found(with_other), 0, "evicted by the other prompt's eight");
+}
+
+#[test]
+fn a_prompt_goes_to_the_worker_that_holds_its_prefix() {
+    let profile = Profile::embedded_default();
+    let model = profile.prefill_model();
+    let isl = 2048;
+    // As among prefill engines: the second conversation's first turn finds the first
+    // worker busy; its later turn goes where its prefix is, not to the first by index.
+    let requests = vec![
+        with_blocks(1.0, isl, 0, 0),
+        with_blocks(1.001, isl, 4, 0),
+        with_blocks(30.0, isl + 100, 4, 0),
+    ];
+    let mut cfg = aggregated(&profile, 2, 90.0);
+    cfg.prefix_cache = caching(&profile, 0, (0..8).collect(), 90.0).prefix_cache;
+    let res = simulate(
+        &cfg,
+        &profile,
+        &requests,
+        &mut StaticPolicy::new(0, 2),
+        None,
+    );
+    let later = res.outcomes[2].ttft_ms as f64;
+    let rest = model.overhead_ms() + model.chunk_cost_ms(isl as f64, (isl + 100) as f64);
+    assert!((later - rest).abs() / rest < 0.01, "{later} against {rest}");
+}

@@ -838,7 +838,7 @@ fn load_scale_errors_name_the_flag() {
 }
 
 #[test]
-fn prefix_caching_needs_prefill_engines_and_a_trace_that_names_blocks() {
+fn prefix_caching_needs_a_trace_that_names_blocks() {
     assert_input_error(
         &[
             "simulate",
@@ -852,18 +852,6 @@ fn prefix_caching_needs_prefill_engines_and_a_trace_that_names_blocks() {
             "names no prompt's prefix blocks",
             "hash_ids",
         ],
-    );
-    assert_input_error(
-        &[
-            "simulate",
-            "--scenario",
-            "sin-5-45-aggregated",
-            "--policy",
-            "static:0,2",
-            "--set",
-            "deployment.prefix_cache={}",
-        ],
-        &["deployment.prefix_cache", "aggregated"],
     );
     let tmp = tempfile::tempdir().unwrap();
     let turns = (0..20)
@@ -894,6 +882,28 @@ fn prefix_caching_needs_prefill_engines_and_a_trace_that_names_blocks() {
         .unwrap();
     let want = 19.0 * 1024.0 / (20.0 * 1100.0);
     assert!((share - want).abs() < 1e-4, "{share} against {want}");
+    // Aggregated workers cache the prompts they prefill as well.
+    let r = run(&[
+        "simulate",
+        "--policy",
+        "static:0,1",
+        "--trace",
+        &f,
+        "--set",
+        "deployment.mode=aggregated",
+        "--set",
+        "deployment.prefix_cache={}",
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let share = summary["policies"][0]["prefix_cache_hit_share"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (share - want).abs() < 1e-4,
+        "aggregated: {share} against {want}"
+    );
     let r = run(&replay_args(&f, &["--json"]));
     let summary: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert!(summary["policies"][0]

@@ -805,6 +805,15 @@ fn withheld_signals_are_not_shown_to_the_policy_and_the_timeline_keeps_them() {
         && o.itl_ms.is_none()
         && o.kv_utilization.is_none()
         && o.replicas.is_none()));
+    // These requests name no prefix blocks; an observation with a hit rate shows the rule.
+    let mut cached = full[0].clone();
+    cached.prefix_cache_hit_rate = Some(0.4);
+    let without = |signal| sla_planner::sim::withholding(&cached, &[signal]);
+    assert_eq!(
+        without(Signal::PrefixCacheHitRate).prefix_cache_hit_rate,
+        None
+    );
+    assert_eq!(without(Signal::Replicas).prefix_cache_hit_rate, Some(0.4));
 }
 
 #[test]

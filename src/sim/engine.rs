@@ -149,10 +149,6 @@ impl PrefillEngine {
         self.queue.len()
     }
 
-    pub fn enqueue(&mut self, id: u32, isl: u32) {
-        self.enqueue_past_cached(id, isl, 0);
-    }
-
     /// Queues a prompt whose first `cached` tokens (fewer than `isl`) are in the engine's
     /// prefix cache: it is prefilled from there, each chunk costing what it does after them.
     pub fn enqueue_past_cached(&mut self, id: u32, isl: u32, cached: u32) {
@@ -338,6 +334,8 @@ pub struct Worker {
     pub decode: DecodeEngine,
     /// KV reserved for everything admitted: prompts queued and requests decoding.
     pub reserved_tokens: u64,
+    /// The part of `reserved_tokens` kept for output: what the prefix cache cannot use.
+    pub reserved_output_tokens: u64,
 }
 
 impl Worker {
@@ -349,6 +347,7 @@ impl Worker {
             prefill: PrefillEngine::new(now, Life::Ready),
             decode: DecodeEngine::new(now, Life::Ready),
             reserved_tokens: 0,
+            reserved_output_tokens: 0,
         }
     }
 
@@ -365,10 +364,18 @@ impl Worker {
         self.prefill.queue_len() + self.decode.batch_len() as usize
     }
 
-    /// Queues a prompt, reserving its whole KV.
-    pub fn enqueue(&mut self, id: u32, r: Request) {
+    /// Queues a prompt whose first `cached` tokens are in the worker's prefix cache,
+    /// reserving its whole KV (the cached blocks too: on the safe side of sharing them).
+    pub fn enqueue(&mut self, id: u32, r: Request, cached: u32) {
         self.reserved_tokens += r.isl as u64 + r.osl as u64;
-        self.prefill.enqueue(id, r.isl);
+        self.reserved_output_tokens += r.osl as u64;
+        self.prefill.enqueue_past_cached(id, r.isl, cached);
+    }
+
+    /// KV tokens the prefix cache may hold: all but what is kept for admitted requests'
+    /// output. Their prompts' blocks are cached blocks themselves, shared, as in vLLM.
+    pub fn cache_room_tokens(&self, max_kv_tokens: f64) -> f64 {
+        (max_kv_tokens - self.reserved_output_tokens as f64).max(0.0)
     }
 
     /// Tokens in this worker's KV cache: the decoding batch's and the prompts prefilled so far.
@@ -407,8 +414,7 @@ impl Worker {
             Vec::new()
         };
         for &id in &finished {
-            let r = requests[id as usize];
-            self.reserved_tokens -= r.isl as u64 + r.osl as u64;
+            self.release(requests[id as usize]);
         }
         let prefilled = if self.prefill.is_busy() {
             self.prefill.finish_batch(requests)
@@ -425,8 +431,9 @@ impl Worker {
         // was made at `enqueue`, and the decode engine's is not read for a worker.
     }
 
-    /// A request that needs no decoding (one output token) leaves after its prefill.
+    /// Frees a request's KV: it finished decoding, or needed none (one output token).
     pub fn release(&mut self, r: Request) {
         self.reserved_tokens -= r.isl as u64 + r.osl as u64;
+        self.reserved_output_tokens -= r.osl as u64;
     }
 }

@@ -63,6 +63,8 @@ pub enum Signal {
     QueuedPrefillTokens,
     /// The replicas per role and state (a source that does not report them).
     Replicas,
+    /// The prefix caches' hit rate (engines that cache but do not export it).
+    PrefixCacheHitRate,
 }
 
 /// The observation with the `withheld` signals left out, as a policy is shown it.
@@ -88,6 +90,7 @@ pub fn withholding(obs: &Observation, withheld: &[Signal]) -> Observation {
             Signal::KvUtilization => seen.kv_utilization = None,
             Signal::QueuedPrefillTokens => seen.queued_prefill_tokens = None,
             Signal::Replicas => seen.replicas = None,
+            Signal::PrefixCacheHitRate => seen.prefix_cache_hit_rate = None,
         }
     }
     seen
@@ -306,7 +309,7 @@ pub struct Deployment {
     target: (u32, u32),
     max_prefill: u32,
     max_decode: u32,
-    /// Each prefill engine's prefix blocks, by its index (with prefix caching).
+    /// Each prefill engine's (or aggregated worker's) prefix blocks, by its index (with prefix caching).
     block_caches: Vec<BlockCache>,
     prefix_tokens: PrefixTokens,
 }
@@ -784,7 +787,8 @@ impl Deployment {
     }
 
     /// Queues waiting requests, in arrival order, at the ready worker with room for their
-    /// KV and the fewest prompt tokens queued.
+    /// KV and the fewest prompt tokens to compute: its queue, and what the prompt lacks in
+    /// its prefix cache there (with prefix caching), as `route_prefill` weighs them.
     fn admit_to_workers(&mut self) {
         let max_kv = self.decode_model.max_kv_tokens() as u64;
         while let Some(&id) = self.worker_waiting.front() {
@@ -795,13 +799,16 @@ impl Deployment {
                     let w = &self.workers[i];
                     has_room(w.life, w.reserved_tokens, w.requests(), r, max_kv, cap)
                 })
-                .min_by_key(|&i| {
+                .map(|i| (i, self.cached_at(i, r)))
+                .min_by_key(|&(i, cached)| {
                     let w = &self.workers[i];
-                    (w.prefill.queued_tokens, w.reserved_tokens, i)
+                    let to_compute = w.prefill.queued_tokens + u64::from(r.isl - cached);
+                    (to_compute, w.reserved_tokens, i)
                 });
-            let Some(i) = best else { break };
+            let Some((i, cached)) = best else { break };
             self.worker_waiting.pop_front();
-            self.workers[i].enqueue(id, r);
+            self.note_prefix_lookup(r.isl, cached);
+            self.workers[i].enqueue(id, r, cached);
             self.start_worker(i);
         }
     }
@@ -823,29 +830,15 @@ impl Deployment {
     /// saves (as a KV-aware router weighs overlap against load).
     fn route_prefill(&mut self, id: u32) {
         let r = self.requests[id as usize];
-        let cached_at = |sim: &Deployment, i: usize| -> u32 {
-            let (Some(pc), Some(cache)) = (&sim.cfg.prefix_cache, sim.block_caches.get(i)) else {
-                return 0;
-            };
-            let hits = cache.leading_hits(r.prefix.keys(&pc.blocks)) as u64;
-            (hits * u64::from(pc.block_tokens)).min(u64::from(r.isl.saturating_sub(1))) as u32
-        };
         let best = (0..self.prefill.len())
             .filter(|&i| self.prefill[i].life == Life::Ready)
-            .map(|i| (i, cached_at(self, i)))
+            .map(|i| (i, self.cached_at(i, r)))
             .min_by_key(|&(i, cached)| {
                 (self.prefill[i].queued_tokens + u64::from(r.isl - cached), i)
             });
         match best {
             Some((i, cached)) => {
-                if self.cfg.prefix_cache.is_some() {
-                    self.prefix_tokens.prompt += u64::from(r.isl);
-                    self.prefix_tokens.cached += u64::from(cached);
-                    self.acc.on_prefix_lookup(r.isl, cached);
-                    if let Some(rec) = &mut self.records {
-                        rec.push(Record::PrefixLookup { isl: r.isl, cached });
-                    }
-                }
+                self.note_prefix_lookup(r.isl, cached);
                 self.prefill[i].enqueue_past_cached(id, r.isl, cached);
                 self.start_prefill(i);
             }
@@ -853,21 +846,44 @@ impl Deployment {
         }
     }
 
-    /// With prefix caching, engine `i` keeps the blocks of the prompts it has prefilled.
-    fn cache_prefilled(&mut self, i: usize, ids: &[u32]) {
+    /// The tokens of `r`'s prompt that engine (or worker) `i` holds in its prefix cache:
+    /// the run of its blocks from the first, all but the prompt's last token at most.
+    fn cached_at(&self, i: usize, r: Request) -> u32 {
+        let (Some(pc), Some(cache)) = (&self.cfg.prefix_cache, self.block_caches.get(i)) else {
+            return 0;
+        };
+        let hits = cache.leading_hits(r.prefix.keys(&pc.blocks)) as u64;
+        (hits * u64::from(pc.block_tokens)).min(u64::from(r.isl.saturating_sub(1))) as u32
+    }
+
+    /// Counts a prompt's lookup in the prefix caches, when there are caches.
+    fn note_prefix_lookup(&mut self, isl: u32, cached: u32) {
+        if self.cfg.prefix_cache.is_none() {
+            return;
+        }
+        self.prefix_tokens.prompt += u64::from(isl);
+        self.prefix_tokens.cached += u64::from(cached);
+        self.acc.on_prefix_lookup(isl, cached);
+        if let Some(rec) = &mut self.records {
+            rec.push(Record::PrefixLookup { isl, cached });
+        }
+    }
+
+    /// With prefix caching, engine or worker `i` keeps the blocks of the prompts it has
+    /// prefilled, in as many blocks as `room_tokens` of KV hold: a prefill engine's whole
+    /// KV cache, an aggregated worker's less what its admitted requests keep for output.
+    fn cache_prefilled(&mut self, i: usize, ids: &[u32], room_tokens: f64) {
         let Some(pc) = &self.cfg.prefix_cache else {
             return;
         };
         if self.block_caches.len() <= i {
-            // An engine's cache holds as many blocks as its KV cache holds tokens.
-            let capacity =
-                (self.decode_model.max_kv_tokens() / f64::from(pc.block_tokens.max(1))) as usize;
-            self.block_caches
-                .resize_with(i + 1, || BlockCache::new(capacity));
+            self.block_caches.resize_with(i + 1, || BlockCache::new(0));
         }
+        let cache = &mut self.block_caches[i];
+        cache.set_capacity((room_tokens / f64::from(pc.block_tokens.max(1))) as usize);
         for &id in ids {
             let prefix = self.requests[id as usize].prefix;
-            self.block_caches[i].use_blocks(prefix.keys(&pc.blocks));
+            cache.use_blocks(prefix.keys(&pc.blocks));
         }
     }
 
@@ -905,7 +921,7 @@ impl Deployment {
             }
             Event::PrefillDone(i) => {
                 let done = self.prefill[i as usize].finish_batch(&self.requests);
-                self.cache_prefilled(i as usize, &done);
+                self.cache_prefilled(i as usize, &done, self.decode_model.max_kv_tokens());
                 for id in done {
                     let r = self.requests[id as usize];
                     let transfer = self.cfg.kv_transfer.seconds(r.isl);
@@ -932,6 +948,9 @@ impl Deployment {
                 let now = self.now;
                 let (prefilled, finished) =
                     self.workers[i as usize].finish_iteration(&self.requests);
+                let room =
+                    self.workers[i as usize].cache_room_tokens(self.decode_model.max_kv_tokens());
+                self.cache_prefilled(i as usize, &prefilled, room);
                 for id in finished {
                     self.complete(id, now);
                 }

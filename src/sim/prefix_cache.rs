@@ -51,6 +51,12 @@ impl BlockCache {
         hits
     }
 
+    /// Sets how many blocks it may hold from the next use on (an aggregated worker's cache
+    /// has what its decoding leaves of the KV).
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity;
+    }
+
     /// Marks `keys` as just used (a prompt's blocks once it is prefilled), evicting the
     /// least recently used blocks beyond the capacity.
     pub fn use_blocks(&mut self, keys: impl Iterator<Item = u64>) {
