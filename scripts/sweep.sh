@@ -24,7 +24,9 @@
 # not shipped, at both cold starts; 14 runs), budgets (six scenarios under budgets of 4 to
 # 8 GPUs, both cold starts, but the five in variants; 55 runs), cache (Mooncake's traces
 # replayed with prefix caching: the shipped conversation scenario and the synthetic trace
-# at 2, 4 and 8 copies, both cold starts; 8 runs). Needs python3 to read the JSON.
+# at 2, 4 and 8 copies, both cold starts; 8 runs), aggregated (aggregated workers on
+# Mooncake's traces with and without prefix caching, and long prompts with short answers,
+# both cold starts; 20 runs). Needs python3 to read the JSON.
 set -euo pipefail
 caller=$PWD
 cd "$(dirname "$0")/.."
@@ -92,7 +94,7 @@ if [[ ${1:-} == --bin ]]; then
     bin=$(from_caller "$2")
     shift 2
 fi
-[[ $# -ge 1 ]] || { echo "usage: $0 [--decisions] [--bin PATH] shipped|variants|long|cold|scale|seeds|replays|shapes|budgets|cache..." >&2; exit 2; }
+[[ $# -ge 1 ]] || { echo "usage: $0 [--decisions] [--bin PATH] shipped|variants|long|cold|scale|seeds|replays|shapes|budgets|cache|aggregated..." >&2; exit 2; }
 [[ -x $bin ]] || { echo "$bin: not an executable (cargo build --release, or --bin PATH)" >&2; exit 2; }
 
 synthetic=(sin-5-45 sin-5-45-aggregated sin-5-45-budget8 flash-crowd step-10-30 diurnal-2-40 bursts-10-40)
@@ -220,6 +222,25 @@ EOF
             done
         done
         ;;
+    aggregated)
+        # Aggregated workers beyond sin-5-45-aggregated: Mooncake's traces (prompts chunked
+        # 2,048 tokens at a time into the decode steps, as that scenario's), with and without
+        # prefix caching, and long prompts with short answers, whose lives are shorter than
+        # a prompt's prefill (docs/evaluation.md, "Aggregated workers").
+        local agg="--set deployment.mode=aggregated --set deployment.prefill_token_budget=2048"
+        local short="--set workload.synthetic.isl=7000 --set workload.synthetic.osl=50 --set sla.ttft_ms=1000"
+        for st in 60 180; do
+            for cache in "" " --set deployment.prefix_cache={}"; do
+                local named=${cache:+, prefix caching}
+                echo "mooncake-conv-x4|aggregated$named, cold start $st s|$agg$cache --startup-s $st"
+                for k in 2 4 8; do
+                    echo "mooncake-conv-x4|mooncake_synthetic.jsonl x$k, aggregated$named, cold start $st s|--trace ../shared/data/traces/mooncake_synthetic.jsonl --replicate $k $agg$cache --startup-s $st"
+                done
+            done
+            echo "sin-5-45-aggregated|ISL 7000, OSL 50, cold start $st s|$short --startup-s $st"
+            echo "sin-5-45-aggregated|4 req/s, ISL 7000, OSL 50, cold start $st s|$short --set workload.synthetic.rate={\"shape\":\"constant\",\"rps\":4} --startup-s $st"
+        done
+        ;;
     shapes)
         # Workload shapes no shipped scenario has (scripts/shapes/README.md).
         for sc in scripts/shapes/*.yaml; do
@@ -227,7 +248,7 @@ EOF
         done
         ;;
     *)
-        echo "unknown set: $set (shipped, variants, long, cold, scale, seeds, replays, shapes, budgets, cache)" >&2
+        echo "unknown set: $set (shipped, variants, long, cold, scale, seeds, replays, shapes, budgets, cache, aggregated)" >&2
         exit 2
         ;;
     esac
