@@ -226,8 +226,9 @@ EOF
         # Aggregated workers beyond sin-5-45-aggregated: Mooncake's traces (prompts chunked
         # 2,048 tokens at a time into the decode steps, as that scenario's), with and without
         # prefix caching, and long prompts with short answers, whose lives are shorter than
-        # a prompt's prefill (docs/evaluation.md, "Aggregated workers").
-        local agg="--set deployment.mode=aggregated --set deployment.prefill_token_budget=2048"
+        # a prompt's prefill (docs/evaluation.md, "Aggregated workers"). The planner is told
+        # the simulator's router, as sin-5-45-aggregated tells it.
+        local agg="--set deployment.mode=aggregated --set deployment.prefill_token_budget=2048 --set planner.router=kv"
         local short="--set workload.synthetic.isl=7000 --set workload.synthetic.osl=50 --set sla.ttft_ms=1000"
         for st in 60 180; do
             for cache in "" " --set deployment.prefix_cache={}"; do

@@ -325,3 +325,52 @@ fn a_field_set_on_the_command_line_is_the_configs_own() {
     assert_eq!(code, 2);
     assert!(err.contains("planner.headroom_quantile"), "{err}");
 }
+
+#[test]
+fn aggregated_workers_are_sized_for_the_router_named() {
+    // Prompts of 7,000 tokens, answers of 50, 4 req/s. Sent to the least loaded worker
+    // (Dynamo's KV router), a prompt rides a short answer's steps only when no worker is
+    // idle: fewer workers meet the ITL target than when sent in turn, and the reason says
+    // what was assumed.
+    let line = |t: f64| {
+        serde_json::json!({
+            "time_s": t, "interval_s": 60, "requests": 240, "isl_mean": 7000, "osl_mean": 50,
+            "replicas": {"prefill": {}, "decode": {"ready": 4}}
+        })
+        .to_string()
+            + "\n"
+    };
+    let input = line(60.0) + &line(120.0);
+    let workers = |router: &str| {
+        let set = format!("planner.router={router}");
+        let args = [
+            "--scenario",
+            "sin-5-45-aggregated",
+            "--set",
+            "sla.ttft_ms=1000",
+            "--set",
+            &set,
+        ];
+        let (code, out, err) = decide(&args, &input);
+        assert_eq!(code, 0, "{err}");
+        let last = &out[1];
+        let reasons = last["reasons"].to_string();
+        (last["decode"].as_u64().unwrap(), reasons)
+    };
+    let (in_turn, said) = workers("round-robin");
+    assert!(!said.contains("router kv"), "{said}");
+    let (least_loaded, said) = workers("kv");
+    assert!(said.contains("router kv"), "{said}");
+    assert!(least_loaded < in_turn, "{least_loaded} against {in_turn}");
+    let (code, _, err) = decide(
+        &[
+            "--scenario",
+            "sin-5-45-aggregated",
+            "--set",
+            "planner.router=fastest",
+        ],
+        "",
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("planner.router"), "{err}");
+}

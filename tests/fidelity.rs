@@ -250,12 +250,35 @@ fn with_blocks(at: f64, isl: u32, start: u32, copy: u32) -> Request {
 }
 
 fn caching(profile: &Profile, prefill: u32, blocks: Vec<u64>, duration_s: f64) -> SimConfig {
-    let mut cfg = common::sim_config(profile, prefill, 1, duration_s);
+    with_cache(common::sim_config(profile, prefill, 1, duration_s), blocks)
+}
+
+fn with_cache(mut cfg: SimConfig, blocks: Vec<u64>) -> SimConfig {
     cfg.prefix_cache = Some(PrefixCache {
         block_tokens: 512,
         blocks: blocks.into(),
     });
     cfg
+}
+
+/// `engines` prefill engines (and a decode engine), then `engines` aggregated workers, each
+/// caching prefixes of `blocks`, with the counts a static policy holds them at.
+fn caching_both_ways(
+    profile: &Profile,
+    engines: u32,
+    blocks: Vec<u64>,
+    duration_s: f64,
+) -> [(SimConfig, (u32, u32)); 2] {
+    [
+        (
+            caching(profile, engines, blocks.clone(), duration_s),
+            (engines, 1),
+        ),
+        (
+            with_cache(aggregated(profile, engines, duration_s), blocks),
+            (0, engines),
+        ),
+    ]
 }
 
 #[test]
@@ -271,34 +294,41 @@ fn a_prompt_whose_prefix_an_engine_holds_is_prefilled_from_there() {
         with_blocks(30.0, isl, 0, 0),
         with_blocks(60.0, isl, 0, 1),
     ];
-    let run = |cfg: &SimConfig| {
-        let res = simulate(cfg, &profile, &requests, &mut StaticPolicy::new(1, 1), None);
+    let run = |cfg: &SimConfig, (p, d): (u32, u32)| {
+        let res = simulate(cfg, &profile, &requests, &mut StaticPolicy::new(p, d), None);
         let ttft: Vec<f64> = res.outcomes.iter().map(|o| o.ttft_ms as f64).collect();
         (ttft, res.prefix_tokens)
     };
-    let (whole, none) = run(&common::sim_config(&profile, 1, 1, 120.0));
+    let (whole, none) = run(&common::sim_config(&profile, 1, 1, 120.0), (1, 1));
     assert_eq!(none, None);
-    let (cached, tokens) = run(&caching(&profile, 1, blocks, 120.0));
     let alone = model.ttft_ms(isl as f64);
-    for t in whole.iter().chain([&cached[0], &cached[2]]) {
-        assert!((t - alone).abs() / alone < 0.01, "{t} against {alone}");
+    // On a prefill engine, and on an aggregated worker (idle but for the prompt).
+    for (cfg, counts) in caching_both_ways(&profile, 1, blocks, 120.0) {
+        let (cached, tokens) = run(&cfg, counts);
+        for t in whole.iter().chain([&cached[0], &cached[2]]) {
+            assert!(
+                (t - alone).abs() / alone < 0.01,
+                "{counts:?}: {t} against {alone}"
+            );
+        }
+        // The six blocks are found: what is left costs the rest of the prompt, after the
+        // cached tokens, and the iteration's overhead.
+        let rest = model.overhead_ms() + model.chunk_cost_ms(3072.0, isl as f64);
+        assert!(
+            (cached[1] - rest).abs() / rest < 0.01,
+            "{counts:?}: {} against {rest}",
+            cached[1]
+        );
+        assert!(cached[1] < alone / 2.0);
+        assert_eq!(
+            tokens,
+            Some(PrefixTokens {
+                prompt: 3 * u64::from(isl),
+                cached: 3072,
+            }),
+            "{counts:?}"
+        );
     }
-    // The six blocks are found: what is left costs the rest of the prompt, after the
-    // cached tokens, and the iteration's overhead.
-    let rest = model.overhead_ms() + model.chunk_cost_ms(3072.0, isl as f64);
-    assert!(
-        (cached[1] - rest).abs() / rest < 0.01,
-        "{} against {rest}",
-        cached[1]
-    );
-    assert!(cached[1] < alone / 2.0);
-    assert_eq!(
-        tokens,
-        Some(PrefixTokens {
-            prompt: 3 * u64::from(isl),
-            cached: 3072,
-        })
-    );
 }
 
 #[test]
@@ -308,60 +338,28 @@ fn a_prompt_goes_to_the_engine_that_holds_its_prefix() {
     let isl = 2048;
     // Two conversations' first turns land one on each of two engines (the second finds the
     // first engine busy); a later turn of the second conversation finds both idle and goes
-    // where its prefix is, not to the first engine by its index.
-    let blocks: Vec<u64> = (0..8).collect();
+    // where its prefix is, not to the first engine by its index. Among prefill engines and
+    // among aggregated workers alike.
     let requests = vec![
         with_blocks(1.0, isl, 0, 0),
         with_blocks(1.001, isl, 4, 0),
         with_blocks(30.0, isl + 100, 4, 0),
     ];
-    let res = simulate(
-        &caching(&profile, 2, blocks, 90.0),
-        &profile,
-        &requests,
-        &mut StaticPolicy::new(2, 1),
-        None,
-    );
-    let later = res.outcomes[2].ttft_ms as f64;
-    let rest = model.overhead_ms() + model.chunk_cost_ms(isl as f64, (isl + 100) as f64);
-    assert!((later - rest).abs() / rest < 0.01, "{later} against {rest}");
-}
-
-#[test]
-fn an_aggregated_worker_prefills_from_the_prefix_it_holds() {
-    let profile = Profile::embedded_default();
-    let model = profile.prefill_model();
-    // As on a prefill engine: a conversation's second turn finds the first's six blocks.
-    let isl = 3172;
-    let requests = vec![with_blocks(1.0, isl, 0, 0), with_blocks(30.0, isl, 0, 0)];
-    let mut cfg = aggregated(&profile, 1, 90.0);
-    cfg.prefix_cache = caching(&profile, 0, (0..6).collect(), 90.0).prefix_cache;
-    let res = simulate(
-        &cfg,
-        &profile,
-        &requests,
-        &mut StaticPolicy::new(0, 1),
-        None,
-    );
-    let alone = model.ttft_ms(isl as f64);
-    let first = res.outcomes[0].ttft_ms as f64;
-    assert!(
-        (first - alone).abs() / alone < 0.01,
-        "{first} against {alone}"
-    );
-    let rest = model.overhead_ms() + model.chunk_cost_ms(3072.0, isl as f64);
-    let second = res.outcomes[1].ttft_ms as f64;
-    assert!(
-        (second - rest).abs() / rest < 0.01,
-        "{second} against {rest}"
-    );
-    assert_eq!(
-        res.prefix_tokens,
-        Some(PrefixTokens {
-            prompt: 2 * u64::from(isl),
-            cached: 3072,
-        })
-    );
+    for (cfg, (p, d)) in caching_both_ways(&profile, 2, (0..8).collect(), 90.0) {
+        let res = simulate(
+            &cfg,
+            &profile,
+            &requests,
+            &mut StaticPolicy::new(p, d),
+            None,
+        );
+        let later = res.outcomes[2].ttft_ms as f64;
+        let rest = model.overhead_ms() + model.chunk_cost_ms(isl as f64, (isl + 100) as f64);
+        assert!(
+            (later - rest).abs() / rest < 0.01,
+            "{p}P+{d}D: {later} against {rest}"
+        );
+    }
 }
 
 #[test]
@@ -387,8 +385,7 @@ fn an_aggregated_workers_cache_holds_what_its_decoding_leaves_of_the_kv() {
     let other = with_blocks(5.0, 4196, 6, 0); // blocks 6..14, all its own
     let blocks: Vec<u64> = (0..14).collect();
     let found = |requests: Vec<Request>| {
-        let mut cfg = aggregated(&profile, 1, 40.0);
-        cfg.prefix_cache = caching(&profile, 0, blocks.clone(), 40.0).prefix_cache;
+        let cfg = with_cache(aggregated(&profile, 1, 40.0), blocks.clone());
         let res = simulate(
             &cfg,
             &profile,
@@ -410,30 +407,4 @@ fn an_aggregated_workers_cache_holds_what_its_decoding_leaves_of_the_kv() {
     without.extend([turn(1.0), turn(30.0)]);
     assert_eq!(found(without), 3072, "six blocks kept");
     assert_eq!(found(with_other), 0, "evicted by the other prompt's eight");
-}
-
-#[test]
-fn a_prompt_goes_to_the_worker_that_holds_its_prefix() {
-    let profile = Profile::embedded_default();
-    let model = profile.prefill_model();
-    let isl = 2048;
-    // As among prefill engines: the second conversation's first turn finds the first
-    // worker busy; its later turn goes where its prefix is, not to the first by index.
-    let requests = vec![
-        with_blocks(1.0, isl, 0, 0),
-        with_blocks(1.001, isl, 4, 0),
-        with_blocks(30.0, isl + 100, 4, 0),
-    ];
-    let mut cfg = aggregated(&profile, 2, 90.0);
-    cfg.prefix_cache = caching(&profile, 0, (0..8).collect(), 90.0).prefix_cache;
-    let res = simulate(
-        &cfg,
-        &profile,
-        &requests,
-        &mut StaticPolicy::new(0, 2),
-        None,
-    );
-    let later = res.outcomes[2].ttft_ms as f64;
-    let rest = model.overhead_ms() + model.chunk_cost_ms(isl as f64, (isl + 100) as f64);
-    assert!((later - rest).abs() / rest < 0.01, "{later} against {rest}");
 }

@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 
-use sla_planner::planner::model::{CorrectionConfig, PerformanceModel};
+use sla_planner::planner::model::{CorrectionConfig, PerformanceModel, Router};
 use sla_planner::planner::sla_planner::{PlannerConfig, SlaPlanner};
 use sla_planner::planner::solver::{solve, Load, Mode, SolverConfig};
 use sla_planner::planner::{
@@ -251,10 +251,11 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn never_outside_limits_or_budget(obs in observations(), min_p in 1u32..3, min_d in 1u32..3, extra in 0u32..8, budget in 4u32..20, aggregated in any::<bool>()) {
+    fn never_outside_limits_or_budget(obs in observations(), min_p in 1u32..3, min_d in 1u32..3, extra in 0u32..8, budget in 4u32..20, aggregated in any::<bool>(), kv in any::<bool>()) {
         let l = limits(min_p, min_p + extra, min_d, min_d + extra, budget.max(min_p + min_d));
         let mode = if aggregated { Mode::Aggregated } else { Mode::Disaggregated };
-        let mut planner = SlaPlanner::new(context(l), PlannerConfig { mode, ..PlannerConfig::default() });
+        let router = if kv { Router::Kv } else { Router::RoundRobin };
+        let mut planner = SlaPlanner::new(context(l), PlannerConfig { mode, router, ..PlannerConfig::default() });
         for o in &obs {
             let d = planner.decide(o.time_s, o);
             if aggregated {
@@ -341,16 +342,31 @@ proptest! {
     #[test]
     fn more_load_never_fewer_replicas(lambda in 0.0f64..80.0, more in 0.0f64..40.0, isl in 50.0f64..12000.0, osl in 2.0f64..2000.0, v in 0.2f64..5.0, k in 0.5f64..2.0, f in 0.25f64..4.0) {
         let p = Profile::embedded_default();
-        let mut m = PerformanceModel::new(p.prefill_model(), p.decode_model(), CorrectionConfig::default());
+        let mut m = PerformanceModel::new(p.prefill_model(), p.decode_model(), CorrectionConfig::default(), Router::default());
         m.corrections.prefill_variability = v;
         m.corrections.decode = k;
         m.corrections.decode_context = f;
         let l = limits(1, 64, 1, 64, 128);
-        let cfg = SolverConfig { ttft_quantile: 0.99, itl_batch_z: 2.33, kv_fraction: 0.9, mode: Mode::Disaggregated, incumbent: None };
+        let cfg = SolverConfig { ttft_quantile: 0.99, itl_batch_z: 2.33, kv_fraction: 0.9, mode: Mode::Disaggregated, router: Router::default(), incumbent: None };
         let sla = Sla { ttft_ms: 500.0, itl_ms: 20.0 };
         let a = solve(&m, &sla, &l, &cfg, &Load { lambda, isl, prefill_isl: isl, osl, backlog_tokens: 0.0, drain_s: 60.0 });
         let b = solve(&m, &sla, &l, &cfg, &Load { lambda: lambda + more, isl, prefill_isl: isl, osl, backlog_tokens: 0.0, drain_s: 60.0 });
         prop_assert!(b.prefill >= a.prefill && b.decode >= a.decode, "{a:?} then {b:?}");
+    }
+
+    /// Aggregated workers, behind either router: more load never fewer workers.
+    #[test]
+    fn more_load_never_fewer_workers(lambda in 0.0f64..80.0, more in 0.0f64..40.0, isl in 50.0f64..12000.0, osl in 2.0f64..2000.0, k in 0.5f64..2.0, kv in any::<bool>()) {
+        let p = Profile::embedded_default();
+        let router = if kv { Router::Kv } else { Router::RoundRobin };
+        let mut m = PerformanceModel::new(p.prefill_model(), p.decode_model(), CorrectionConfig::default(), router);
+        m.corrections.decode = k;
+        let l = limits(0, 0, 1, 64, 64);
+        let cfg = SolverConfig { ttft_quantile: 0.99, itl_batch_z: 2.33, kv_fraction: 0.9, mode: Mode::Aggregated, router, incumbent: None };
+        let sla = Sla { ttft_ms: 1000.0, itl_ms: 20.0 };
+        let at = |lambda| Load { lambda, isl, prefill_isl: isl, osl, backlog_tokens: 0.0, drain_s: 60.0 };
+        let (a, b) = (solve(&m, &sla, &l, &cfg, &at(lambda)), solve(&m, &sla, &l, &cfg, &at(lambda + more)));
+        prop_assert!(b.decode >= a.decode, "{a:?} then {b:?}");
     }
 
     /// More of each prompt found in the prefix caches leaves prefill less to compute:
@@ -359,9 +375,9 @@ proptest! {
     fn more_cached_never_more_prefill(lambda in 0.0f64..80.0, isl in 50.0f64..12000.0, osl in 2.0f64..2000.0, share in 0.0f64..1.0, more in 0.0f64..1.0) {
         let p = Profile::embedded_default();
         let prefill = p.prefill_model();
-        let m = PerformanceModel::new(p.prefill_model(), p.decode_model(), CorrectionConfig::default());
+        let m = PerformanceModel::new(p.prefill_model(), p.decode_model(), CorrectionConfig::default(), Router::default());
         let l = limits(1, 64, 1, 64, 128);
-        let cfg = SolverConfig { ttft_quantile: 0.99, itl_batch_z: 2.33, kv_fraction: 0.9, mode: Mode::Disaggregated, incumbent: None };
+        let cfg = SolverConfig { ttft_quantile: 0.99, itl_batch_z: 2.33, kv_fraction: 0.9, mode: Mode::Disaggregated, router: Router::default(), incumbent: None };
         let sla = Sla { ttft_ms: 500.0, itl_ms: 20.0 };
         let at = |share: f64| Load { lambda, isl, prefill_isl: prefill.isl_past_cached(isl, share * isl), osl, backlog_tokens: 0.0, drain_s: 60.0 };
         let less = at(share);

@@ -1,6 +1,8 @@
 //! Decode: the batch Little's law gives at a load, the ITL the profile gives at that batch,
 //! and the stretch aggregated workers' prefill adds.
 
+use serde::{Deserialize, Serialize};
+
 use super::normal_quantile;
 use crate::profile::DecodeModel;
 
@@ -31,6 +33,61 @@ pub fn interleaved_stretch(lambda_per_worker: f64, service_ms: f64, life_s: f64,
     } else {
         f64::INFINITY
     }
+}
+
+/// How the frontend sends prompts to aggregated workers (Dynamo's `--router-mode`): it sets
+/// how many land on a worker while it decodes, and so how much they stretch its steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Router {
+    /// In turn (Dynamo's default) or at random: every worker takes its share of the
+    /// prompts, busy or not.
+    #[default]
+    #[serde(alias = "random")]
+    RoundRobin,
+    /// To the least loaded worker (Dynamo's KV router weighs each worker's active blocks,
+    /// as the simulator's router weighs its queue and reservations): a prompt joins a busy
+    /// worker only when none is idle.
+    Kv,
+}
+
+impl Router {
+    /// The rate at which prompts land on one worker decoding a request, of `lambda` a
+    /// second over `workers`. In turn, a worker's share. To the least loaded, only when no
+    /// worker is idle: with requests in flight spread evenly, when the others in flight
+    /// (Poisson, at `lambda` times a request's time on a worker, its prefill and its life
+    /// of `life_s`) fill the other `workers - 1`; then it is one of `workers`.
+    pub fn landing_rate(self, lambda: f64, workers: u32, life_s: f64, service_ms: f64) -> f64 {
+        let w = workers.max(1);
+        let share = lambda / f64::from(w);
+        match self {
+            Router::RoundRobin => share,
+            Router::Kv => {
+                let in_flight = lambda * (life_s + service_ms / 1000.0);
+                share * poisson_at_least(in_flight, w - 1)
+            }
+        }
+    }
+}
+
+/// `P(N >= k)` for `N` Poisson with mean `mean`.
+fn poisson_at_least(mean: f64, k: u32) -> f64 {
+    if k == 0 || !mean.is_finite() {
+        return 1.0;
+    }
+    if mean <= 0.0 {
+        return 0.0;
+    }
+    // Summed in logs: e^-mean underflows for a mean of a few hundred.
+    let mut log_term = -mean;
+    let mut below = 0.0;
+    for i in 0..k {
+        if i > 0 {
+            log_term += mean.ln() - f64::from(i).ln();
+        }
+        below += log_term.exp();
+    }
+    (1.0 - below).clamp(0.0, 1.0)
 }
 
 /// What is learned of decode engines against their profile: `speed` multiplies the
@@ -238,6 +295,32 @@ mod tests {
         assert!((short - 1.0 / (1.0 - (0.5 + 0.1 * 10f64.sqrt()))).abs() < 1e-9);
         // A whole worker's time or more: no step ends.
         assert!(interleaved_stretch(20.0, 50.0, 3.0, 0.0).is_infinite());
+    }
+
+    #[test]
+    fn a_kv_router_sends_prompts_to_a_busy_worker_only_when_none_is_idle() {
+        // In turn: each worker its share, busy or not.
+        assert_eq!(
+            Router::RoundRobin.landing_rate(4.0, 3, 0.25, 139.0),
+            4.0 / 3.0
+        );
+        // To the least loaded: 4 req/s of 0.389 s on a worker is 1.556 in flight; the
+        // other two workers are both busy with P(N >= 2) = 1 - e^-1.556 (1 + 1.556).
+        let in_flight: f64 = 4.0 * (0.25 + 0.139);
+        let all_busy = 1.0 - (-in_flight).exp() * (1.0 + in_flight);
+        let kv = Router::Kv.landing_rate(4.0, 3, 0.25, 139.0);
+        assert!((kv - 4.0 / 3.0 * all_busy).abs() < 1e-12, "{kv}");
+        assert!(kv < 0.5 * 4.0 / 3.0);
+        // Busy everywhere (45 req/s, 8 workers, 2.5 s lives): a worker's share, as in turn.
+        let busy = Router::Kv.landing_rate(45.0, 8, 2.5, 61.0);
+        assert!((busy - 45.0 / 8.0).abs() < 1e-9, "{busy}");
+        // A lone worker takes every prompt.
+        assert_eq!(Router::Kv.landing_rate(4.0, 1, 0.25, 139.0), 4.0);
+        // The Poisson tail in logs: finite and right far past where e^-mean underflows.
+        assert!((poisson_at_least(1000.0, 900) - 1.0).abs() < 1e-3);
+        let tail = poisson_at_least(1000.0, 1100);
+        assert!(tail > 0.0005 && tail < 0.002, "{tail}");
+        assert_eq!(poisson_at_least(0.0, 3), 0.0);
     }
 
     #[test]

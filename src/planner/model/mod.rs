@@ -27,7 +27,7 @@ use crate::profile::{DecodeModel, PrefillModel};
 
 pub use decode::{
     decode_itl_at_batch, decode_itl_ms, decode_itl_within, decode_mean_batch, interleaved_stretch,
-    itl_batch_z, DecodeCorrection,
+    itl_batch_z, DecodeCorrection, Router,
 };
 pub use fit::fit_correction;
 use queue::QueueMemo;
@@ -307,6 +307,8 @@ pub struct PerformanceModel {
     pub decode: DecodeModel,
     pub corrections: Corrections,
     cfg: CorrectionConfig,
+    /// How prompts reach aggregated workers (their decode learning reads it).
+    router: Router,
     prefill_evidence: Vec<Evidence>,
     /// The most load per prefill engine (erlangs at the profile's speed) among the steady
     /// intervals learned from: how far the learned waiting has been checked
@@ -328,6 +330,7 @@ impl PerformanceModel {
             p.prefill_model(),
             p.decode_model(),
             CorrectionConfig::default(),
+            Router::default(),
         )
     }
 
@@ -335,12 +338,14 @@ impl PerformanceModel {
         prefill: PrefillModel,
         decode: DecodeModel,
         cfg: CorrectionConfig,
+        router: Router,
     ) -> PerformanceModel {
         PerformanceModel {
             prefill,
             decode,
             corrections: Corrections::default(),
             cfg,
+            router,
             prefill_evidence: Vec::new(),
             prefill_load_tested: None,
             decode_evidence: Vec::new(),
@@ -676,13 +681,14 @@ impl PerformanceModel {
         // prefill, as the aggregated solver expects them to: the mean share for the mean
         // ITL; for the p99, the share the p99 request saw (`stretch_at`, below).
         let (prefill, prefill_speed) = (&self.prefill, self.corrections.prefill);
+        let router = self.router;
         let stretch_at = |e: &Evidence, z: f64| match e.interleaved_itl_ms {
-            Some(itl) => interleaved_stretch(
-                e.lambda / f64::from(e.engines.max(1)),
-                prefill_speed * prefill.ttft_ms(e.prefill_isl),
-                e.osl * itl / 1000.0,
-                z,
-            ),
+            Some(itl) => {
+                let service = prefill_speed * prefill.ttft_ms(e.prefill_isl);
+                let life_s = e.osl * itl / 1000.0;
+                let landing = router.landing_rate(e.lambda, e.engines, life_s, service);
+                interleaved_stretch(landing, service, life_s, z)
+            }
             None => 1.0,
         };
         let stretches: Vec<f64> = ev.iter().map(|e| stretch_at(e, 0.0)).collect();
@@ -891,6 +897,7 @@ mod tests {
                 enabled: false,
                 ..CorrectionConfig::default()
             },
+            Router::default(),
         );
         assert!(off.restore(&values).is_empty());
         assert_eq!(off.corrections, Corrections::default());

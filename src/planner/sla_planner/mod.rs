@@ -10,7 +10,7 @@ use super::forecast::{
     SignalForecast, SignalForecaster,
 };
 use super::model::{
-    itl_batch_z, normal_quantile, CorrectionConfig, Evidence, PerformanceModel,
+    itl_batch_z, normal_quantile, CorrectionConfig, Evidence, PerformanceModel, Router,
     UNTESTED_LOAD_STRETCH,
 };
 use super::solver::{
@@ -64,6 +64,10 @@ pub struct PlannerConfig {
     pub kv_fraction: f64,
     #[serde(default)]
     pub mode: Mode,
+    /// How the frontend sends prompts to aggregated workers: round-robin (Dynamo's
+    /// default; random too) or kv (to the least loaded worker).
+    #[serde(default)]
+    pub router: Router,
     #[serde(default)]
     pub correction: CorrectionConfig,
     #[serde(default)]
@@ -101,6 +105,7 @@ impl Default for PlannerConfig {
             itl_quantile: default_quantile(),
             kv_fraction: default_kv_fraction(),
             mode: Mode::default(),
+            router: Router::default(),
             correction: CorrectionConfig::default(),
             stabilizer: StabilizerConfig::default(),
         }
@@ -262,7 +267,12 @@ impl SlaPlanner {
         }
         let pool = StepPool::new(cfg.forecast_step_s, ctx.startup_s);
         let (rate, isl, osl) = Self::fresh_forecasters(&cfg, pool.step_len_s(ctx.interval_s));
-        let model = PerformanceModel::new(ctx.prefill.clone(), ctx.decode.clone(), cfg.correction);
+        let model = PerformanceModel::new(
+            ctx.prefill.clone(),
+            ctx.decode.clone(),
+            cfg.correction,
+            cfg.router,
+        );
         SlaPlanner {
             name: "planner".into(),
             rate,
@@ -921,6 +931,59 @@ mod tests {
         assert!(b.decode > a.decode * 1.4, "{a:?} {b:?}");
         assert_eq!((told.prefill, slowed.prefill), (0, 0));
         assert!(slowed.decode > told.decode, "{told:?}\n{slowed:?}");
+    }
+
+    #[test]
+    fn aggregated_workers_decode_speed_is_read_against_the_router_named() {
+        // 4 req/s of 7,000-token prompts with answers of 50 on three workers, their ITL
+        // little stretched. Sent in turn, each worker would take 1.33 prompts a second
+        // while it decodes; to the least loaded, about half as many. The ITL is read
+        // against the stretch the router named gives, so the same workers read slower
+        // behind a kv router than in turn (and plan as they learned).
+        let taught = |router| {
+            let ctx = crate::planner::test_context(
+                Sla {
+                    ttft_ms: 1000.0,
+                    itl_ms: 10.0,
+                },
+                true,
+            );
+            let cfg = PlannerConfig {
+                mode: Mode::Aggregated,
+                router,
+                ..Default::default()
+            };
+            let mut planner = SlaPlanner::new(ctx, cfg);
+            let latency = |mean: f64| LatencySummary {
+                mean: Some(mean),
+                p50: None,
+                p90: None,
+                p99: Some(mean * 1.3),
+            };
+            for i in 1..=12 {
+                let obs = Observation {
+                    time_s: 60.0 * i as f64,
+                    interval_s: 60.0,
+                    requests: Some(240.0),
+                    isl_mean: Some(7000.0),
+                    osl_mean: Some(50.0),
+                    ttft_ms: Some(latency(160.0)),
+                    itl_ms: Some(latency(5.0)),
+                    replicas: Some(RoleReplicas {
+                        prefill: ReplicaState::default(),
+                        decode: ReplicaState {
+                            ready: 3,
+                            ..Default::default()
+                        },
+                    }),
+                    ..Default::default()
+                };
+                planner.decide(obs.time_s, &obs);
+            }
+            planner.model.corrections.decode
+        };
+        let (in_turn, least_loaded) = (taught(Router::RoundRobin), taught(Router::Kv));
+        assert!(least_loaded > in_turn * 1.05, "{least_loaded} {in_turn}");
     }
 
     /// Asserts that one of the decision's reasons begins with `prefix`.

@@ -477,6 +477,7 @@ impl SlaPlanner {
                 itl_batch_z: itl_batch_z(self.cfg.itl_quantile),
                 kv_fraction: self.cfg.kv_fraction,
                 mode: self.cfg.mode,
+                router: self.cfg.router,
                 // A split of a binding budget away from the one running is weighed over a
                 // horizon once ready, the split between over the cold start.
                 incumbent: Some((

@@ -8,7 +8,9 @@ mod notes;
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{decode_itl_within, interleaved_stretch, PerformanceModel, PrefillQueue};
+use super::model::{
+    decode_itl_within, interleaved_stretch, PerformanceModel, PrefillQueue, Router,
+};
 use super::{Limits, Sla};
 use budget::best_split_under_budget;
 pub use notes::SolverNote;
@@ -50,6 +52,8 @@ pub struct SolverConfig {
     /// Share of the KV cache reservations may fill.
     pub kv_fraction: f64,
     pub mode: Mode,
+    /// How prompts reach aggregated workers.
+    pub router: Router,
     /// The counts running or starting, and the weight of what moving an engine between
     /// the roles costs while it starts against what it gains: the cold start over the cold
     /// start and a forecast step. A binding budget's split away from those counts leaves
@@ -384,8 +388,9 @@ fn solve_aggregated(
         // it swing as the batch does, and the request at the ITL quantile sees that swing.
         let life_s =
             load.osl * batch_itl * interleaved_stretch(per_worker, service, 0.0, 0.0) / 1000.0;
+        let landing = cfg.router.landing_rate(lambda, w, life_s, service);
         let z = cfg.itl_batch_z * model.corrections.decode_variability;
-        let itl = batch_itl * interleaved_stretch(per_worker, service, life_s, z);
+        let itl = batch_itl * interleaved_stretch(landing, service, life_s, z);
         if !itl.is_finite() {
             return (f64::INFINITY, f64::INFINITY);
         }
@@ -410,10 +415,19 @@ fn solve_aggregated(
     })
     .map(|(w, (t, i))| (w, t, i));
     let (w, t, i, note) = match meeting {
-        Some((w, t, i)) => (w, t, i, SolverNote::AggregatedMeets { workers: w }),
+        Some((w, t, i)) => {
+            let note = SolverNote::AggregatedMeets {
+                workers: w,
+                router: cfg.router,
+            };
+            (w, t, i, note)
+        }
         None => {
             let (t, i) = latencies(max_w);
-            let note = SolverNote::AggregatedOutOfReach { max_workers: max_w };
+            let note = SolverNote::AggregatedOutOfReach {
+                max_workers: max_w,
+                router: cfg.router,
+            };
             (max_w, t, i, note)
         }
     };
@@ -448,6 +462,7 @@ mod tests {
         itl_batch_z: 2.33,
         kv_fraction: 0.9,
         mode: Mode::Disaggregated,
+        router: Router::RoundRobin,
         incumbent: None,
     };
     pub(super) const SLA: Sla = Sla {
@@ -752,5 +767,45 @@ mod tests {
             "{agg:?} vs {dis:?}"
         );
         assert!(agg.expected_itl_ms <= SLA.itl_ms && agg.expected_ttft_ms <= SLA.ttft_ms);
+    }
+
+    #[test]
+    fn aggregated_workers_behind_a_kv_router_take_fewer_for_short_answers() {
+        // Prompts of 7,000 tokens with answers of 50: an answer lives 0.25 s, shorter than
+        // a prompt's prefill (139 ms) twice over. Sent in turn, a worker decoding one takes
+        // prompts at its share; sent to the least loaded, only once no worker is idle.
+        let m = PerformanceModel::embedded_default();
+        let sla = Sla {
+            ttft_ms: 1000.0,
+            itl_ms: 10.0,
+        };
+        let routed = |router, lambda, isl, osl| {
+            let cfg = SolverConfig {
+                mode: Mode::Aggregated,
+                router,
+                ..CFG
+            };
+            let at = Load {
+                lambda,
+                isl,
+                prefill_isl: isl,
+                osl,
+                ..load(lambda)
+            };
+            let s = solve(&m, &sla, &limits(32), &cfg, &at);
+            assert!(s.meets, "{s:?}");
+            s.decode
+        };
+        let in_turn = routed(Router::RoundRobin, 4.0, 7000.0, 50.0);
+        let least_loaded = routed(Router::Kv, 4.0, 7000.0, 50.0);
+        assert!(
+            in_turn >= 8 && least_loaded <= 4,
+            "{in_turn} {least_loaded}"
+        );
+        // Every worker busy (45 req/s of answers of 300): the same either way.
+        assert_eq!(
+            routed(Router::RoundRobin, 45.0, 3000.0, 300.0),
+            routed(Router::Kv, 45.0, 3000.0, 300.0)
+        );
     }
 }

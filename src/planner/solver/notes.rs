@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::planner::model::Router;
+
 /// What bound a solution's counts. Kept as values and written out only for the solution a
 /// decision keeps: a decision solves every step to the horizon (and a recurring peak's), so
 /// most solutions are dropped, and formatting their notes cost more than some searches.
@@ -59,9 +61,11 @@ pub enum SolverNote {
     },
     AggregatedMeets {
         workers: u32,
+        router: Router,
     },
     AggregatedOutOfReach {
         max_workers: u32,
+        router: Router,
     },
 }
 
@@ -161,13 +165,27 @@ impl fmt::Display for SolverNote {
                     ),
                 }
             }
-            SolverNote::AggregatedMeets { workers } => {
-                write!(f, "aggregated: {workers} workers meet TTFT and ITL")
-            }
-            SolverNote::AggregatedOutOfReach { max_workers } => write!(
+            SolverNote::AggregatedMeets { workers, router } => write!(
                 f,
-                "aggregated: targets out of reach even at {max_workers} workers"
+                "aggregated: {workers} workers meet TTFT and ITL{}",
+                routed(router)
+            ),
+            SolverNote::AggregatedOutOfReach {
+                max_workers,
+                router,
+            } => write!(
+                f,
+                "aggregated: targets out of reach even at {max_workers} workers{}",
+                routed(router)
             ),
         }
+    }
+}
+
+/// What the aggregated model assumes of the router, where it is not Dynamo's default.
+fn routed(router: Router) -> &'static str {
+    match router {
+        Router::RoundRobin => "",
+        Router::Kv => " (router kv: prompts join a busy worker only when none is idle)",
     }
 }
