@@ -309,7 +309,8 @@ pub struct Deployment {
     target: (u32, u32),
     max_prefill: u32,
     max_decode: u32,
-    /// Each prefill engine's (or aggregated worker's) prefix blocks, by its index (with prefix caching).
+    /// Each prefill engine's (or aggregated worker's) prefix blocks, by its index (with
+    /// prefix caching).
     block_caches: Vec<BlockCache>,
     prefix_tokens: PrefixTokens,
 }

@@ -370,8 +370,9 @@ fn solve_disaggregated(
 
 /// Aggregated workers interleave prefill chunks with decode steps. A worker busy with
 /// prefill for a share `u` of its time stretches each decode step by `1 / (1 - u)` (at the
-/// ITL quantile, the share the prompts arriving in a request's lifetime swing to), and a
-/// prefill waits for the step in flight.
+/// ITL quantile, the share the prompts arriving in a request's lifetime swing to; the
+/// prompts a decoding worker takes are as `cfg.router` sends them), and a prefill waits
+/// for the step in flight.
 fn solve_aggregated(
     model: &PerformanceModel,
     sla: &Sla,
@@ -772,7 +773,7 @@ mod tests {
     #[test]
     fn aggregated_workers_behind_a_kv_router_take_fewer_for_short_answers() {
         // Prompts of 7,000 tokens with answers of 50: an answer lives 0.25 s, shorter than
-        // a prompt's prefill (139 ms) twice over. Sent in turn, a worker decoding one takes
+        // two prompts' prefill (139 ms each). Sent in turn, a worker decoding one takes
         // prompts at its share; sent to the least loaded, only once no worker is idle.
         let m = PerformanceModel::embedded_default();
         let sla = Sla {
