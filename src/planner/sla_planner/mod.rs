@@ -874,37 +874,32 @@ mod tests {
         assert_eq!((third.prefill, third.decode), (first.prefill, first.decode));
     }
 
-    fn aggregated_planner_taught(slower: f64) -> (SlaPlanner, Decision) {
-        let ctx = crate::planner::test_context(
-            Sla {
-                ttft_ms: 300.0,
-                itl_ms: 20.0,
-            },
-            true,
-        );
-        let mut planner = SlaPlanner::new(
-            ctx,
-            PlannerConfig {
-                mode: Mode::Aggregated,
-                ..Default::default()
-            },
-        );
-        let latency = |mean: f64, p99: f64| LatencySummary {
-            mean: Some(mean * slower),
-            p50: None,
-            p90: None,
-            p99: Some(p99 * slower),
+    /// An aggregated planner behind `router` after twelve steady minutes on three workers:
+    /// `requests` a minute of the mean lengths `isl` and `osl`, at the latencies given.
+    fn aggregated_planner_taught_on(
+        sla: Sla,
+        router: Router,
+        (requests, isl, osl): (f64, f64, f64),
+        ttft: LatencySummary,
+        itl: LatencySummary,
+    ) -> (SlaPlanner, Decision) {
+        let ctx = crate::planner::test_context(sla, true);
+        let cfg = PlannerConfig {
+            mode: Mode::Aggregated,
+            router,
+            ..Default::default()
         };
+        let mut planner = SlaPlanner::new(ctx, cfg);
         let mut last = Decision::default();
         for i in 1..=12 {
             let obs = Observation {
                 time_s: 60.0 * i as f64,
                 interval_s: 60.0,
-                requests: Some(300.0),
-                isl_mean: Some(2000.0),
-                osl_mean: Some(200.0),
-                ttft_ms: Some(latency(60.0, 90.0)),
-                itl_ms: Some(latency(7.0, 8.0)),
+                requests: Some(requests),
+                isl_mean: Some(isl),
+                osl_mean: Some(osl),
+                ttft_ms: Some(ttft),
+                itl_ms: Some(itl),
                 replicas: Some(RoleReplicas {
                     prefill: ReplicaState::default(),
                     decode: ReplicaState {
@@ -917,6 +912,31 @@ mod tests {
             last = planner.decide(obs.time_s, &obs);
         }
         (planner, last)
+    }
+
+    /// A mean and a p99 alone.
+    fn mean_and_p99(mean: f64, p99: f64) -> LatencySummary {
+        LatencySummary {
+            mean: Some(mean),
+            p50: None,
+            p90: None,
+            p99: Some(p99),
+        }
+    }
+
+    fn aggregated_planner_taught(slower: f64) -> (SlaPlanner, Decision) {
+        let sla = Sla {
+            ttft_ms: 300.0,
+            itl_ms: 20.0,
+        };
+        let latency = |mean: f64, p99: f64| mean_and_p99(mean * slower, p99 * slower);
+        aggregated_planner_taught_on(
+            sla,
+            Router::default(),
+            (300.0, 2000.0, 200.0),
+            latency(60.0, 90.0),
+            latency(7.0, 8.0),
+        )
     }
 
     #[test]
@@ -941,45 +961,13 @@ mod tests {
         // against the stretch the router named gives, so the same workers read slower
         // behind a kv router than in turn (and plan as they learned).
         let taught = |router| {
-            let ctx = crate::planner::test_context(
-                Sla {
-                    ttft_ms: 1000.0,
-                    itl_ms: 10.0,
-                },
-                true,
-            );
-            let cfg = PlannerConfig {
-                mode: Mode::Aggregated,
-                router,
-                ..Default::default()
+            let sla = Sla {
+                ttft_ms: 1000.0,
+                itl_ms: 10.0,
             };
-            let mut planner = SlaPlanner::new(ctx, cfg);
-            let latency = |mean: f64| LatencySummary {
-                mean: Some(mean),
-                p50: None,
-                p90: None,
-                p99: Some(mean * 1.3),
-            };
-            for i in 1..=12 {
-                let obs = Observation {
-                    time_s: 60.0 * i as f64,
-                    interval_s: 60.0,
-                    requests: Some(240.0),
-                    isl_mean: Some(7000.0),
-                    osl_mean: Some(50.0),
-                    ttft_ms: Some(latency(160.0)),
-                    itl_ms: Some(latency(5.0)),
-                    replicas: Some(RoleReplicas {
-                        prefill: ReplicaState::default(),
-                        decode: ReplicaState {
-                            ready: 3,
-                            ..Default::default()
-                        },
-                    }),
-                    ..Default::default()
-                };
-                planner.decide(obs.time_s, &obs);
-            }
+            let (ttft, itl) = (mean_and_p99(160.0, 208.0), mean_and_p99(5.0, 6.5));
+            let (planner, _) =
+                aggregated_planner_taught_on(sla, router, (240.0, 7000.0, 50.0), ttft, itl);
             planner.model.corrections.decode
         };
         let (in_turn, least_loaded) = (taught(Router::RoundRobin), taught(Router::Kv));
