@@ -167,6 +167,10 @@ pub struct DeploymentSpec {
     /// lacks, for a trace that names the blocks (Mooncake's `hash_ids`).
     #[serde(default)]
     pub prefix_cache: Option<PrefixCacheSpec>,
+    /// How the frontend sends requests to the engines: `least-loaded` (the default) or
+    /// `round-robin`.
+    #[serde(default)]
+    pub router: crate::sim::Routing,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -829,6 +833,7 @@ pub fn prepare(
         withhold: d.withhold.clone(),
         signal_outages: signal_outages(origin, &d.signal_outages)?,
         prefix_cache,
+        router: d.router,
     };
     if explicit.is_none() {
         // Sized for the first interval + cold start, as the oracle starts: the capacity a

@@ -4,7 +4,7 @@ mod common;
 
 use sla_planner::planner::baselines::StaticPolicy;
 use sla_planner::profile::{load_profile, Profile};
-use sla_planner::sim::{simulate, PrefixCache, PrefixTokens, SimConfig};
+use sla_planner::sim::{simulate, PrefixCache, PrefixTokens, Routing, SimConfig};
 use sla_planner::workload::{LengthDist, PrefixBlocks, RateShape, Request, SyntheticSpec};
 
 fn one_at_a_time(isls: &[u32], osl: u32) -> Vec<Request> {
@@ -407,4 +407,99 @@ fn an_aggregated_workers_cache_holds_what_its_decoding_leaves_of_the_kv() {
     without.extend([turn(1.0), turn(30.0)]);
     assert_eq!(found(without), 3072, "six blocks kept");
     assert_eq!(found(with_other), 0, "evicted by the other prompt's eight");
+}
+
+/// A scenario's deployment routing requests as `router` says.
+fn routed(mut cfg: SimConfig, router: Routing) -> SimConfig {
+    cfg.router = router;
+    cfg
+}
+
+#[test]
+fn a_round_robin_router_sends_prompts_in_turn_whatever_each_engine_holds() {
+    let profile = Profile::embedded_default();
+    // A long prompt, then two short ones a millisecond apart, on two engines (prefill
+    // engines, then aggregated workers). The first short one goes to the idle engine either
+    // way; the second goes where the least work is queued (beside the first short one), or
+    // in turn (behind the long one).
+    let requests = vec![
+        Request::new(1.0, 8000, 2),
+        Request::new(1.001, 100, 2),
+        Request::new(1.002, 100, 2),
+    ];
+    let pools = [
+        (common::sim_config(&profile, 2, 1, 60.0), (2, 1)),
+        (aggregated(&profile, 2, 60.0), (0, 2)),
+    ];
+    for (cfg, (p, d)) in pools {
+        let ttft = |router| -> Vec<f64> {
+            let res = simulate(
+                &routed(cfg.clone(), router),
+                &profile,
+                &requests,
+                &mut StaticPolicy::new(p, d),
+                None,
+            );
+            res.outcomes.iter().map(|o| o.ttft_ms as f64).collect()
+        };
+        let (least_loaded, in_turn) = (ttft(Routing::LeastLoaded), ttft(Routing::RoundRobin));
+        let long = least_loaded[0];
+        assert!(
+            least_loaded[2] < long / 4.0,
+            "aggregated {}: least loaded {least_loaded:?}",
+            cfg.aggregated
+        );
+        assert!(
+            in_turn[2] > long,
+            "aggregated {}: in turn {in_turn:?}",
+            cfg.aggregated
+        );
+        assert_eq!(in_turn[0], long);
+        assert!(
+            in_turn[1] < long / 4.0,
+            "aggregated {}: in turn {in_turn:?}",
+            cfg.aggregated
+        );
+    }
+}
+
+#[test]
+fn a_round_robin_router_admits_to_decode_engines_in_turn() {
+    let profile = Profile::embedded_default();
+    // A long context, then two short ones, each prefilled alone: the second short one is
+    // batched beside the other short one (the most free KV) or, in turn, beside the long
+    // context, whose steps take longer.
+    let requests = vec![
+        Request::new(1.0, 12_000, 3000),
+        Request::new(4.0, 100, 3000),
+        Request::new(7.0, 100, 300),
+    ];
+    let itl = |router| {
+        let cfg = routed(common::sim_config(&profile, 1, 2, 120.0), router);
+        let res = simulate(
+            &cfg,
+            &profile,
+            &requests,
+            &mut StaticPolicy::new(1, 2),
+            None,
+        );
+        (res.outcomes[1].itl_ms as f64, res.outcomes[2].itl_ms as f64)
+    };
+    let ((_, least_loaded), (first_in_turn, in_turn)) =
+        (itl(Routing::LeastLoaded), itl(Routing::RoundRobin));
+    let model = profile.decode_model();
+    let beside_short = model.itl_ms(0.0, 250.0);
+    assert!(
+        least_loaded < beside_short * 1.05,
+        "{least_loaded:.3} vs {beside_short:.3} ms"
+    );
+    // In turn, the first short one had the second engine to itself.
+    assert!(
+        first_in_turn < beside_short * 1.05,
+        "{first_in_turn:.3} vs {beside_short:.3} ms"
+    );
+    assert!(
+        in_turn > least_loaded * 1.05,
+        "in turn {in_turn:.3} ms, least loaded {least_loaded:.3} ms"
+    );
 }

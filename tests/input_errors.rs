@@ -474,7 +474,7 @@ fn scenario_errors_name_the_field() {
     let tmp = tempfile::tempdir().unwrap();
     let base = include_str!("../simulations/sin-5-45.yaml");
     // (file, text replaced, replacement, what the error must name)
-    let cases: [(&str, &str, &str, &[&str]); 15] = [
+    let cases: [(&str, &str, &str, &[&str]); 16] = [
         ("typo.yaml", "interval_s: 60", "interval: 60", &["interval"]),
         // A top-level field is named by the error itself, not as a field path.
         (
@@ -555,6 +555,17 @@ fn scenario_errors_name_the_field() {
                 "deployment.withhold",
                 "unknown variant `percentile`",
                 "percentiles",
+            ],
+        ),
+        // A router the simulator has no such name for.
+        (
+            "router.yaml",
+            "gpus_per_decode_engine: 1",
+            "gpus_per_decode_engine: 1\n  router: fastest",
+            &[
+                "deployment.router",
+                "unknown variant `fastest`",
+                "round-robin",
             ],
         ),
         // An outage that ends before it begins.

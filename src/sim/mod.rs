@@ -131,6 +131,37 @@ pub struct SimConfig {
     /// at a time within one (after `from_s`, up to `to_s`) sees its time, interval and the
     /// replicas only, as the live loop shows the planner a metrics read that failed.
     pub signal_outages: Vec<(f64, f64)>,
+    /// How the frontend sends requests to the engines (`deployment.router`).
+    pub router: Routing,
+}
+
+/// How the simulated frontend picks the engine (or worker) a request goes to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Routing {
+    /// The least loaded: the prefill engine (or worker) with the fewest tokens to compute,
+    /// the decode engine with the most free KV, as a KV-aware router weighs load.
+    #[default]
+    LeastLoaded,
+    /// In turn, whatever each holds (Dynamo's default `--router-mode round-robin`): the next
+    /// ready engine after the last one sent to, skipping only those without KV room for
+    /// the request where room is required (decode engines, aggregated workers).
+    RoundRobin,
+}
+
+/// The engine after `last` (wrapping round `n`) that `eligible` accepts, for a router that
+/// sends in turn.
+fn next_in_turn(last: Option<usize>, n: usize, eligible: impl Fn(usize) -> bool) -> Option<usize> {
+    let start = last.map_or(0, |l| l + 1);
+    (0..n).map(|k| (start + k) % n).find(|&i| eligible(i))
+}
+
+/// The last engine of each pool a router sending in turn sent to.
+#[derive(Debug, Default, Clone, Copy)]
+struct Turns {
+    prefill: Option<usize>,
+    decode: Option<usize>,
+    workers: Option<usize>,
 }
 
 /// The observation a policy is shown at `t`: blank but for the time, interval and replicas
@@ -313,6 +344,7 @@ pub struct Deployment {
     /// prefix caching).
     block_caches: Vec<BlockCache>,
     prefix_tokens: PrefixTokens,
+    turns: Turns,
 }
 
 /// Runs one policy over one workload.
@@ -453,6 +485,7 @@ impl Deployment {
             max_decode: 0,
             block_caches: Vec::new(),
             prefix_tokens: PrefixTokens::default(),
+            turns: Turns::default(),
             requests,
             cfg,
         };
@@ -795,18 +828,24 @@ impl Deployment {
         while let Some(&id) = self.worker_waiting.front() {
             let r = self.requests[id as usize];
             let cap = self.cfg.max_decode_batch;
-            let best = (0..self.workers.len())
-                .filter(|&i| {
-                    let w = &self.workers[i];
-                    has_room(w.life, w.reserved_tokens, w.requests(), r, max_kv, cap)
-                })
-                .map(|i| (i, self.cached_at(i, r)))
-                .min_by_key(|&(i, cached)| {
-                    let w = &self.workers[i];
-                    let to_compute = w.prefill.queued_tokens + u64::from(r.isl - cached);
-                    (to_compute, w.reserved_tokens, i)
-                });
+            let room = |i: usize| {
+                let w = &self.workers[i];
+                has_room(w.life, w.reserved_tokens, w.requests(), r, max_kv, cap)
+            };
+            let best = match self.cfg.router {
+                Routing::LeastLoaded => (0..self.workers.len())
+                    .filter(|&i| room(i))
+                    .map(|i| (i, self.cached_at(i, r)))
+                    .min_by_key(|&(i, cached)| {
+                        let w = &self.workers[i];
+                        let to_compute = w.prefill.queued_tokens + u64::from(r.isl - cached);
+                        (to_compute, w.reserved_tokens, i)
+                    }),
+                Routing::RoundRobin => next_in_turn(self.turns.workers, self.workers.len(), room)
+                    .map(|i| (i, self.cached_at(i, r))),
+            };
             let Some((i, cached)) = best else { break };
+            self.turns.workers = Some(i);
             self.worker_waiting.pop_front();
             self.note_prefix_lookup(r.isl, cached);
             self.workers[i].enqueue(id, r, cached);
@@ -831,14 +870,20 @@ impl Deployment {
     /// saves (as a KV-aware router weighs overlap against load).
     fn route_prefill(&mut self, id: u32) {
         let r = self.requests[id as usize];
-        let best = (0..self.prefill.len())
-            .filter(|&i| self.prefill[i].life == Life::Ready)
-            .map(|i| (i, self.cached_at(i, r)))
-            .min_by_key(|&(i, cached)| {
-                (self.prefill[i].queued_tokens + u64::from(r.isl - cached), i)
-            });
+        let ready = |i: usize| self.prefill[i].life == Life::Ready;
+        let best = match self.cfg.router {
+            Routing::LeastLoaded => (0..self.prefill.len())
+                .filter(|&i| ready(i))
+                .map(|i| (i, self.cached_at(i, r)))
+                .min_by_key(|&(i, cached)| {
+                    (self.prefill[i].queued_tokens + u64::from(r.isl - cached), i)
+                }),
+            Routing::RoundRobin => next_in_turn(self.turns.prefill, self.prefill.len(), ready)
+                .map(|i| (i, self.cached_at(i, r))),
+        };
         match best {
             Some((i, cached)) => {
+                self.turns.prefill = Some(i);
                 self.note_prefix_lookup(r.isl, cached);
                 self.prefill[i].enqueue_past_cached(id, r.isl, cached);
                 self.start_prefill(i);
@@ -1039,14 +1084,19 @@ impl Deployment {
         while let Some(&id) = self.decode_waiting.front() {
             let r = self.requests[id as usize];
             let cap = self.cfg.max_decode_batch;
-            let best = (0..self.decode.len())
-                .filter(|&i| {
-                    let e = &self.decode[i];
-                    let batch = e.batch_len() as usize;
-                    has_room(e.life, e.reserved_tokens, batch, r, max_kv, cap)
-                })
-                .min_by_key(|&i| (self.decode[i].reserved_tokens, i));
+            let room = |i: usize| {
+                let e = &self.decode[i];
+                let batch = e.batch_len() as usize;
+                has_room(e.life, e.reserved_tokens, batch, r, max_kv, cap)
+            };
+            let best = match self.cfg.router {
+                Routing::LeastLoaded => (0..self.decode.len())
+                    .filter(|&i| room(i))
+                    .min_by_key(|&i| (self.decode[i].reserved_tokens, i)),
+                Routing::RoundRobin => next_in_turn(self.turns.decode, self.decode.len(), room),
+            };
             let Some(i) = best else { break };
+            self.turns.decode = Some(i);
             self.decode_waiting.pop_front();
             self.decode[i].admit(id, r);
             self.start_decode(i);

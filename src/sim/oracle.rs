@@ -201,8 +201,9 @@ fn fewest_reaching(
 }
 
 /// The most replicas of a role that `n` requests can keep apart: beyond it the router never
-/// reaches the engines added (it picks the lowest-numbered of the least loaded, and at most
-/// `n - 1` other requests are ever in flight), so a search need not run them.
+/// reaches the engines added (it picks the lowest-numbered of the least loaded, or the next
+/// in turn from the first, and at most `n - 1` other requests are ever in flight), so a
+/// search need not run them.
 fn reachable_by(n: usize, lo: u32, hi: u32) -> u32 {
     hi.min(u32::try_from(n).unwrap_or(u32::MAX).max(lo))
 }
