@@ -330,8 +330,8 @@ fn a_field_set_on_the_command_line_is_the_configs_own() {
 fn aggregated_workers_are_sized_for_the_router_named() {
     // Prompts of 7,000 tokens, answers of 50, 4 req/s. Sent to the least loaded worker
     // (Dynamo's KV router), a prompt rides a short answer's steps only when no worker is
-    // idle: fewer workers meet the ITL target than when sent in turn, and the reason says
-    // what was assumed.
+    // idle, and sent in turn only a whole turn after the answer's own: fewer workers meet
+    // the ITL target than when sent at random, and the reason says what was assumed.
     let line = |t: f64| {
         serde_json::json!({
             "time_s": t, "interval_s": 60, "requests": 240, "isl_mean": 7000, "osl_mean": 50,
@@ -357,11 +357,17 @@ fn aggregated_workers_are_sized_for_the_router_named() {
         let reasons = last["reasons"].to_string();
         (last["decode"].as_u64().unwrap(), reasons)
     };
+    let (at_random, said) = workers("random");
+    assert!(said.contains("router random"), "{said}");
     let (in_turn, said) = workers("round-robin");
-    assert!(!said.contains("router kv"), "{said}");
+    assert!(!said.contains("router"), "{said}");
     let (least_loaded, said) = workers("kv");
     assert!(said.contains("router kv"), "{said}");
-    assert!(least_loaded < in_turn, "{least_loaded} against {in_turn}");
+    assert!(
+        least_loaded < at_random,
+        "{least_loaded} against {at_random}"
+    );
+    assert!(in_turn < at_random, "{in_turn} against {at_random}");
     let (code, _, err) = decide(
         &[
             "--scenario",

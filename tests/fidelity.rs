@@ -503,3 +503,29 @@ fn a_round_robin_router_admits_to_decode_engines_in_turn() {
         "in turn {in_turn:.3} ms, least loaded {least_loaded:.3} ms"
     );
 }
+
+#[test]
+fn a_random_router_sends_two_prompts_to_one_engine_about_half_the_time() {
+    let profile = Profile::embedded_default();
+    // A hundred pairs of prompts a millisecond apart, 10 s between pairs, on two engines.
+    // Weighing load or in turn, the second of a pair never waits for the first; at random,
+    // it lands on the same engine (and waits) about half the time.
+    let requests: Vec<Request> = (0..100)
+        .flat_map(|k| {
+            let at = 1.0 + 10.0 * f64::from(k);
+            [Request::new(at, 3000, 2), Request::new(at + 0.001, 3000, 2)]
+        })
+        .collect();
+    let waited = |router| {
+        let cfg = routed(common::sim_config(&profile, 2, 1, 1010.0), router);
+        let res = simulate(&cfg, &profile, &requests, &mut StaticPolicy::new(2, 1), None);
+        res.outcomes
+            .chunks(2)
+            .filter(|pair| pair[1].ttft_ms > 1.5 * pair[0].ttft_ms)
+            .count()
+    };
+    assert_eq!(waited(Routing::LeastLoaded), 0);
+    assert_eq!(waited(Routing::RoundRobin), 0);
+    let at_random = waited(Routing::Random);
+    assert!((30..=70).contains(&at_random), "{at_random} of 100 pairs");
+}

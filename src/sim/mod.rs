@@ -18,6 +18,8 @@ mod prefix_cache;
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
 
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::IntervalAccumulator;
@@ -147,6 +149,18 @@ pub enum Routing {
     /// ready engine after the last one sent to, skipping only those without KV room for
     /// the request where room is required (decode engines, aggregated workers).
     RoundRobin,
+    /// At random among those (`--router-mode random`), from a fixed seed: a run replays
+    /// alike.
+    Random,
+}
+
+/// The seed of the simulated frontend's random router.
+const RANDOM_ROUTER_SEED: u64 = 0x5eed;
+
+/// One of the engines `eligible` accepts, drawn uniformly.
+fn drawn(rng: &mut Pcg64, n: usize, eligible: impl Fn(usize) -> bool) -> Option<usize> {
+    let open: Vec<usize> = (0..n).filter(|&i| eligible(i)).collect();
+    (!open.is_empty()).then(|| open[rng.random_range(0..open.len())])
 }
 
 /// The engine after `last` (wrapping round `n`) that `eligible` accepts, for a router that
@@ -345,6 +359,8 @@ pub struct Deployment {
     block_caches: Vec<BlockCache>,
     prefix_tokens: PrefixTokens,
     turns: Turns,
+    /// The random router's dice.
+    router_rng: Pcg64,
 }
 
 /// Runs one policy over one workload.
@@ -486,6 +502,7 @@ impl Deployment {
             block_caches: Vec::new(),
             prefix_tokens: PrefixTokens::default(),
             turns: Turns::default(),
+            router_rng: Pcg64::seed_from_u64(RANDOM_ROUTER_SEED),
             requests,
             cfg,
         };
@@ -843,6 +860,8 @@ impl Deployment {
                     }),
                 Routing::RoundRobin => next_in_turn(self.turns.workers, self.workers.len(), room)
                     .map(|i| (i, self.cached_at(i, r))),
+                Routing::Random => drawn(&mut self.router_rng, self.workers.len(), room)
+                    .map(|i| (i, self.cached_at(i, r))),
             };
             let Some((i, cached)) = best else { break };
             self.turns.workers = Some(i);
@@ -879,6 +898,8 @@ impl Deployment {
                     (self.prefill[i].queued_tokens + u64::from(r.isl - cached), i)
                 }),
             Routing::RoundRobin => next_in_turn(self.turns.prefill, self.prefill.len(), ready)
+                .map(|i| (i, self.cached_at(i, r))),
+            Routing::Random => drawn(&mut self.router_rng, self.prefill.len(), ready)
                 .map(|i| (i, self.cached_at(i, r))),
         };
         match best {
@@ -1094,6 +1115,7 @@ impl Deployment {
                     .filter(|&i| room(i))
                     .min_by_key(|&i| (self.decode[i].reserved_tokens, i)),
                 Routing::RoundRobin => next_in_turn(self.turns.decode, self.decode.len(), room),
+                Routing::Random => drawn(&mut self.router_rng, self.decode.len(), room),
             };
             let Some(i) = best else { break };
             self.turns.decode = Some(i);

@@ -40,11 +40,12 @@ pub fn interleaved_stretch(lambda_per_worker: f64, service_ms: f64, life_s: f64,
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Router {
-    /// In turn (Dynamo's default) or at random: every worker takes its share of the
-    /// prompts, busy or not.
+    /// In turn (Dynamo's default): every worker takes every `workers`-th prompt, busy or
+    /// not.
     #[default]
-    #[serde(alias = "random")]
     RoundRobin,
+    /// At random: every worker takes its share of the prompts, busy or not.
+    Random,
     /// To the least loaded worker (Dynamo's KV router weighs each worker's active blocks,
     /// as the simulator's router weighs its queue and reservations): a prompt joins a busy
     /// worker only when none is idle.
@@ -53,21 +54,59 @@ pub enum Router {
 
 impl Router {
     /// The rate at which prompts land on one worker decoding a request, of `lambda` a
-    /// second over `workers`. In turn, a worker's share. To the least loaded, only when no
-    /// worker is idle: with requests in flight spread evenly, when the others in flight
-    /// (Poisson, at `lambda` times a request's time on a worker, its prefill and its life
-    /// of `life_s`) fill the other `workers - 1`; then it is one of `workers`.
+    /// second over `workers`, over the request's time on the worker (its prefill and its
+    /// life of `life_s`). At random, a worker's share. In turn, the worker that took the
+    /// request takes the next prompt `workers` arrivals later: of the `N` arrivals (Poisson,
+    /// at `lambda` times that time) it takes `floor(N / workers)`, the share less the
+    /// partial turn, and none while fewer than `workers` come. To the least loaded, only
+    /// when no worker is idle: with requests in flight spread evenly, when the others in
+    /// flight fill the other `workers - 1`; then it is one of `workers`.
     pub fn landing_rate(self, lambda: f64, workers: u32, life_s: f64, service_ms: f64) -> f64 {
         let w = workers.max(1);
         let share = lambda / f64::from(w);
+        let on_worker_s = life_s + service_ms / 1000.0;
         match self {
-            Router::RoundRobin => share,
-            Router::Kv => {
-                let in_flight = lambda * (life_s + service_ms / 1000.0);
-                share * poisson_at_least(in_flight, w - 1)
+            Router::Random => share,
+            Router::RoundRobin if on_worker_s > 0.0 => {
+                poisson_floor_mean(lambda * on_worker_s, w) / on_worker_s
             }
+            Router::RoundRobin => share,
+            Router::Kv => share * poisson_at_least(lambda * on_worker_s, w - 1),
         }
     }
+}
+
+/// `E[floor(N / k)]` for `N` Poisson with mean `mean`: summed over the terms within twelve
+/// standard deviations of the mode (from ratios of neighbouring terms, so a mean of
+/// millions costs thousands of terms and nothing underflows); beyond, they add less than
+/// 1e-30 of the whole. At most `mean / k`.
+fn poisson_floor_mean(mean: f64, k: u32) -> f64 {
+    let k = f64::from(k.max(1));
+    if !mean.is_finite() {
+        return mean;
+    }
+    if mean <= 0.0 {
+        return 0.0;
+    }
+    let mode = mean.floor();
+    let reach = (12.0 * mean.sqrt()).ceil() + 12.0;
+    let (mut weight, mut weighted) = (1.0, (mode / k).floor());
+    let mut term = 1.0;
+    let mut j = mode;
+    while j > 0.0 && j > mode - reach {
+        term *= j / mean;
+        j -= 1.0;
+        weight += term;
+        weighted += term * (j / k).floor();
+    }
+    let (mut term, mut j) = (1.0, mode);
+    while j < mode + reach {
+        j += 1.0;
+        term *= mean / j;
+        weight += term;
+        weighted += term * (j / k).floor();
+    }
+    (weighted / weight).min(mean / k)
 }
 
 /// `P(N >= k)` for `N` Poisson with mean `mean`.
@@ -299,11 +338,8 @@ mod tests {
 
     #[test]
     fn a_kv_router_sends_prompts_to_a_busy_worker_only_when_none_is_idle() {
-        // In turn: each worker its share, busy or not.
-        assert_eq!(
-            Router::RoundRobin.landing_rate(4.0, 3, 0.25, 139.0),
-            4.0 / 3.0
-        );
+        // At random: each worker its share, busy or not.
+        assert_eq!(Router::Random.landing_rate(4.0, 3, 0.25, 139.0), 4.0 / 3.0);
         // To the least loaded: 4 req/s of 0.389 s on a worker is 1.556 in flight; the
         // other two workers are both busy with P(N >= 2) = 1 - e^-1.556 (1 + 1.556).
         let in_flight: f64 = 4.0 * (0.25 + 0.139);
@@ -316,6 +352,32 @@ mod tests {
         assert!((busy - 45.0 / 8.0).abs() < 1e-9, "{busy}");
         // A lone worker takes every prompt.
         assert_eq!(Router::Kv.landing_rate(4.0, 1, 0.25, 139.0), 4.0);
+        // In turn, 1.556 arrivals in a request's 0.389 s on a worker: the worker takes the
+        // third after its own, and the sixth (N >= 3 and N >= 6), 0.548 a second.
+        let terms =
+            |n: u32| (0..n).map(|j| in_flight.powi(j as i32) / f64::from((1..=j).product::<u32>()));
+        let at_least = |n: u32| 1.0 - (-in_flight).exp() * terms(n).sum::<f64>();
+        let in_turn = Router::RoundRobin.landing_rate(4.0, 3, 0.25, 139.0);
+        let want = (at_least(3) + at_least(6) + at_least(9)) / (0.25 + 0.139);
+        assert!((in_turn - want).abs() < 1e-6, "{in_turn} {want}");
+        assert!((0.54..0.56).contains(&in_turn), "{in_turn}");
+        // Busy everywhere, in turn too takes the share, less the turn not yet complete:
+        // 45 req/s over 2.561 s is 115 arrivals, of which a worker takes floor(N / 8).
+        let busy = Router::RoundRobin.landing_rate(45.0, 8, 2.5, 61.0);
+        let share_less_turn = (45.0 * 2.561 - 3.5) / 8.0 / 2.561;
+        assert!(
+            (busy - share_less_turn).abs() < 1e-3,
+            "{busy} {share_less_turn}"
+        );
+        // A lone worker takes every prompt, in turn too.
+        let alone = Router::RoundRobin.landing_rate(4.0, 1, 0.25, 139.0);
+        assert!((alone - 4.0).abs() < 1e-12, "{alone}");
+        // The floor's mean from the mode outward: finite and right where e^-mean
+        // underflows, and never above the share.
+        let big = poisson_floor_mean(1.0e6, 7);
+        assert!((big - (1.0e6 - 3.0) / 7.0).abs() < 1e-3, "{big}");
+        assert_eq!(poisson_floor_mean(0.0, 3), 0.0);
+        assert!(poisson_floor_mean(2.0, 1) <= 2.0 && poisson_floor_mean(2.0, 1) > 1.999_999);
         // The Poisson tail in logs: finite and right far past where e^-mean underflows.
         assert!((poisson_at_least(1000.0, 900) - 1.0).abs() < 1e-3);
         let tail = poisson_at_least(1000.0, 1100);

@@ -956,10 +956,10 @@ mod tests {
     #[test]
     fn aggregated_workers_decode_speed_is_read_against_the_router_named() {
         // 4 req/s of 7,000-token prompts with answers of 50 on three workers, their ITL
-        // little stretched. Sent in turn, each worker would take 1.33 prompts a second
+        // little stretched. Sent at random, each worker would take 1.33 prompts a second
         // while it decodes; to the least loaded, about half as many. The ITL is read
         // against the stretch the router named gives, so the same workers read slower
-        // behind a kv router than in turn (and plan as they learned).
+        // behind a kv router than at random (and plan as they learned).
         let taught = |router| {
             let sla = Sla {
                 ttft_ms: 1000.0,
@@ -970,8 +970,11 @@ mod tests {
                 aggregated_planner_taught_on(sla, router, (240.0, 7000.0, 50.0), ttft, itl);
             planner.model.corrections.decode
         };
-        let (in_turn, least_loaded) = (taught(Router::RoundRobin), taught(Router::Kv));
-        assert!(least_loaded > in_turn * 1.05, "{least_loaded} {in_turn}");
+        let (at_random, least_loaded) = (taught(Router::Random), taught(Router::Kv));
+        assert!(
+            least_loaded > at_random * 1.05,
+            "{least_loaded} {at_random}"
+        );
     }
 
     /// Asserts that one of the decision's reasons begins with `prefix`.

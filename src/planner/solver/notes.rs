@@ -186,6 +186,9 @@ impl fmt::Display for SolverNote {
 fn routed(router: Router) -> &'static str {
     match router {
         Router::RoundRobin => "",
+        Router::Random => {
+            " (router random: every worker takes its share of the prompts, busy or not)"
+        }
         Router::Kv => " (router kv: prompts join a busy worker only when none is idle)",
     }
 }
