@@ -26,7 +26,9 @@
 # replayed with prefix caching: the shipped conversation scenario and the synthetic trace
 # at 2, 4 and 8 copies, both cold starts; 8 runs), aggregated (aggregated workers on
 # Mooncake's traces with and without prefix caching, and long prompts with short answers,
-# both cold starts; 20 runs). Needs python3 to read the JSON.
+# both cold starts; 20 runs), routers (a frontend routing in turn or at random, the planner
+# told so: the shipped sinusoid and real traces, and aggregated workers; 32 runs). Needs
+# python3 to read the JSON.
 set -euo pipefail
 caller=$PWD
 cd "$(dirname "$0")/.."
@@ -94,7 +96,7 @@ if [[ ${1:-} == --bin ]]; then
     bin=$(from_caller "$2")
     shift 2
 fi
-[[ $# -ge 1 ]] || { echo "usage: $0 [--decisions] [--bin PATH] shipped|variants|long|cold|scale|seeds|replays|shapes|budgets|cache|aggregated..." >&2; exit 2; }
+[[ $# -ge 1 ]] || { echo "usage: $0 [--decisions] [--bin PATH] shipped|variants|long|cold|scale|seeds|replays|shapes|budgets|cache|aggregated|routers..." >&2; exit 2; }
 [[ -x $bin ]] || { echo "$bin: not an executable (cargo build --release, or --bin PATH)" >&2; exit 2; }
 
 synthetic=(sin-5-45 sin-5-45-aggregated sin-5-45-budget8 flash-crowd step-10-30 diurnal-2-40 bursts-10-40)
@@ -242,6 +244,26 @@ EOF
             echo "sin-5-45-aggregated|4 req/s, ISL 7000, OSL 50, cold start $st s|$short --set workload.synthetic.rate={\"shape\":\"constant\",\"rps\":4} --startup-s $st"
         done
         ;;
+    routers)
+        # A frontend that routes in turn or at random (deployment.router; the other sets
+        # route to the least loaded), the planner told so: sin-5-45 and the real-trace
+        # scenarios, and aggregated workers on sin-5-45, Mooncake's traces and long prompts
+        # with short answers, both cold starts (docs/evaluation.md, "Other routers").
+        local agg="--set deployment.mode=aggregated --set deployment.prefill_token_budget=2048"
+        local short="--set workload.synthetic.isl=7000 --set workload.synthetic.osl=50 --set sla.ttft_ms=1000"
+        for router in round-robin random; do
+            local told="--set deployment.router=$router --set planner.router=$router"
+            for st in 60 180; do
+                local run="router $router, cold start $st s"
+                for sc in sin-5-45 azure-conv-x8 azure-code-x8 mooncake-conv-x4 sin-5-45-aggregated; do
+                    echo "$sc|$run|$told --startup-s $st"
+                done
+                echo "mooncake-conv-x4|aggregated, $run|$agg $told --startup-s $st"
+                echo "mooncake-conv-x4|mooncake_synthetic.jsonl x4, aggregated, $run|--trace ../shared/data/traces/mooncake_synthetic.jsonl --replicate 4 $agg $told --startup-s $st"
+                echo "sin-5-45-aggregated|4 req/s, ISL 7000, OSL 50, $run|$short --set workload.synthetic.rate={\"shape\":\"constant\",\"rps\":4} $told --startup-s $st"
+            done
+        done
+        ;;
     shapes)
         # Workload shapes no shipped scenario has (scripts/shapes/README.md).
         for sc in scripts/shapes/*.yaml; do
@@ -249,7 +271,7 @@ EOF
         done
         ;;
     *)
-        echo "unknown set: $set (shipped, variants, long, cold, scale, seeds, replays, shapes, budgets, cache, aggregated)" >&2
+        echo "unknown set: $set (shipped, variants, long, cold, scale, seeds, replays, shapes, budgets, cache, aggregated, routers)" >&2
         exit 2
         ;;
     esac

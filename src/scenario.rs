@@ -167,8 +167,8 @@ pub struct DeploymentSpec {
     /// lacks, for a trace that names the blocks (Mooncake's `hash_ids`).
     #[serde(default)]
     pub prefix_cache: Option<PrefixCacheSpec>,
-    /// How the frontend sends requests to the engines: `least-loaded` (the default) or
-    /// `round-robin`.
+    /// How the frontend sends requests to the engines: `least-loaded` (the default),
+    /// `round-robin` or `random`.
     #[serde(default)]
     pub router: crate::sim::Routing,
 }

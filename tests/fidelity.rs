@@ -518,7 +518,13 @@ fn a_random_router_sends_two_prompts_to_one_engine_about_half_the_time() {
         .collect();
     let waited = |router| {
         let cfg = routed(common::sim_config(&profile, 2, 1, 1010.0), router);
-        let res = simulate(&cfg, &profile, &requests, &mut StaticPolicy::new(2, 1), None);
+        let res = simulate(
+            &cfg,
+            &profile,
+            &requests,
+            &mut StaticPolicy::new(2, 1),
+            None,
+        );
         res.outcomes
             .chunks(2)
             .filter(|pair| pair[1].ttft_ms > 1.5 * pair[0].ttft_ms)
