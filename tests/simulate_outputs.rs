@@ -5,6 +5,8 @@ mod common;
 
 use std::process::Command;
 
+use sla_planner::sim::Routing;
+
 fn simulate_into(dir: &std::path::Path) -> serde_json::Value {
     let out = Command::new(common::bin())
         .args([
@@ -390,10 +392,21 @@ fn run_static(
     prefill: u32,
     decode: u32,
 ) -> Vec<sla_planner::sim::Outcome> {
+    run_static_routed(requests, prefill, decode, Routing::LeastLoaded)
+}
+
+/// `run_static` behind `router`.
+fn run_static_routed(
+    requests: &[sla_planner::workload::Request],
+    prefill: u32,
+    decode: u32,
+    router: Routing,
+) -> Vec<sla_planner::sim::Outcome> {
     use sla_planner::planner::baselines::StaticPolicy;
     use sla_planner::profile::Profile;
     let profile = Profile::embedded_default();
     let mut cfg = common::sim_config(&profile, prefill, decode, 0.0);
+    cfg.router = router;
     cfg.limits.max_prefill = prefill.max(1);
     cfg.limits.max_decode = decode.max(1);
     cfg.limits.gpu_budget = prefill + decode;
@@ -404,7 +417,8 @@ fn run_static(
 /// The oracle's and `static:best`'s searches rest on two things the simulator does: a
 /// request's first token does not wait on the decode engines, so prefill is searched beside
 /// the fewest; and engines beyond the requests in flight are never reached (the router picks
-/// the lowest-numbered of the least loaded), so no search runs more engines than requests.
+/// the lowest-numbered of the least loaded, or the next in turn from the first), so no
+/// search runs more engines than requests. A router drawing at random reaches them.
 #[test]
 fn decode_engines_delay_no_first_token_and_engines_beyond_the_requests_serve_none() {
     // Twice the requests one decode engine's KV cache holds, arriving at 50 a second: some
@@ -428,6 +442,11 @@ fn decode_engines_delay_no_first_token_and_engines_beyond_the_requests_serve_non
     let few = &burst[..40];
     assert_eq!(run_static(few, 40, 40), run_static(few, 200, 200));
     assert_ne!(run_static(few, 10, 10), run_static(few, 40, 40));
+    let in_turn = |p, d| run_static_routed(few, p, d, Routing::RoundRobin);
+    assert_eq!(in_turn(40, 40), in_turn(200, 200));
+    assert_ne!(in_turn(10, 10), in_turn(40, 40));
+    let at_random = |p, d| run_static_routed(few, p, d, Routing::Random);
+    assert_ne!(at_random(40, 40), at_random(200, 200));
 }
 
 #[test]

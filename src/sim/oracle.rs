@@ -3,7 +3,7 @@
 //! start ahead of need, since it knows the future; it is the bound other policies are
 //! measured against, not a policy anyone can run.
 
-use super::{simulate, SimConfig};
+use super::{simulate, Routing, SimConfig};
 use crate::planner::baselines::{SchedulePolicy, StaticPolicy};
 use crate::planner::solver::first_passing;
 use crate::planner::{Decision, Observation, Policy, Sla};
@@ -203,9 +203,15 @@ fn fewest_reaching(
 /// The most replicas of a role that `n` requests can keep apart: beyond it the router never
 /// reaches the engines added (it picks the lowest-numbered of the least loaded, or the next
 /// in turn from the first, and at most `n - 1` other requests are ever in flight), so a
-/// search need not run them.
-fn reachable_by(n: usize, lo: u32, hi: u32) -> u32 {
-    hi.min(u32::try_from(n).unwrap_or(u32::MAX).max(lo))
+/// search need not run them. A router drawing at random reaches them all, and fewer land
+/// together on more: no cap.
+fn reachable_by(router: Routing, n: usize, lo: u32, hi: u32) -> u32 {
+    match router {
+        Routing::Random => hi,
+        Routing::LeastLoaded | Routing::RoundRobin => {
+            hi.min(u32::try_from(n).unwrap_or(u32::MAX).max(lo))
+        }
+    }
 }
 
 /// The cheapest static `(prefill, decode)` that meets `target` for interval `k`'s requests,
@@ -283,8 +289,8 @@ fn need_within(
     // The interval's own requests, in the window's time.
     let counted = (start - warm, end - warm);
     let (max_p, max_d) = role_caps(l);
-    let max_p = reachable_by(window.len(), l.min_prefill, max_p);
-    let max_d = reachable_by(window.len(), l.min_decode, max_d);
+    let max_p = reachable_by(cfg.router, window.len(), l.min_prefill, max_p);
+    let max_d = reachable_by(cfg.router, window.len(), l.min_decode, max_d);
     if cfg.aggregated {
         // Workers do both: the fewest that meet both targets.
         let w = fewest_reaching(l.min_decode, max_d, target, |w| {
@@ -373,8 +379,8 @@ pub fn best_static(
         (ttft, itl, both)
     };
     let (max_p, max_d) = role_caps(l);
-    let max_p = reachable_by(requests.len(), l.min_prefill, max_p);
-    let max_d = reachable_by(requests.len(), l.min_decode, max_d);
+    let max_p = reachable_by(cfg.router, requests.len(), l.min_prefill, max_p);
+    let max_d = reachable_by(cfg.router, requests.len(), l.min_decode, max_d);
     let fits = |p: u32, d: u32| l.gpus(p, d) <= l.gpu_budget;
     // Each role alone first, then grow the weaker until both hold: prefill beside the fewest
     // decode engines (they do not touch the first token), decode beside the prefill found.
