@@ -837,9 +837,10 @@ impl Deployment {
         }
     }
 
-    /// Queues waiting requests, in arrival order, at the ready worker with room for their
-    /// KV and the fewest prompt tokens to compute: its queue, and what the prompt lacks in
-    /// its prefix cache there (with prefix caching), as `route_prefill` weighs them.
+    /// Queues waiting requests, in arrival order, at a ready worker with room for their KV:
+    /// the next in turn, one drawn at random, or (least loaded) the one with the fewest
+    /// prompt tokens to compute: its queue, and what the prompt lacks in its prefix cache
+    /// there (with prefix caching), as `route_prefill` weighs them.
     fn admit_to_workers(&mut self) {
         let max_kv = self.decode_model.max_kv_tokens() as u64;
         while let Some(&id) = self.worker_waiting.front() {
@@ -883,10 +884,11 @@ impl Deployment {
         }
     }
 
-    /// Queues a prompt at the ready prefill engine with the fewest prompt tokens to compute.
-    /// With prefix caching those are the engine's queue and what the prompt lacks there, so
-    /// a prompt goes where its prefix is unless the queue there costs more than the prefix
-    /// saves (as a KV-aware router weighs overlap against load).
+    /// Queues a prompt at a ready prefill engine: the next in turn, one drawn at random, or
+    /// (least loaded) the one with the fewest prompt tokens to compute. With prefix caching
+    /// those are the engine's queue and what the prompt lacks there, so a prompt goes where
+    /// its prefix is unless the queue there costs more than the prefix saves (as a KV-aware
+    /// router weighs overlap against load).
     fn route_prefill(&mut self, id: u32) {
         let r = self.requests[id as usize];
         let ready = |i: usize| self.prefill[i].life == Life::Ready;
@@ -1099,7 +1101,8 @@ impl Deployment {
         self.acc.on_completion(r.osl, itl);
     }
 
-    /// Admits waiting requests in arrival order to the ready decode engine with the most room.
+    /// Admits waiting requests in arrival order to a ready decode engine with room: the next
+    /// in turn, one drawn at random, or (least loaded) the one with the most room.
     fn admit_waiting(&mut self) {
         let max_kv = self.decode_model.max_kv_tokens() as u64;
         while let Some(&id) = self.decode_waiting.front() {

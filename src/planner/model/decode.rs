@@ -77,9 +77,10 @@ impl Router {
 }
 
 /// `E[floor(N / k)]` for `N` Poisson with mean `mean`: summed over the terms within twelve
-/// standard deviations of the mode (from ratios of neighbouring terms, so a mean of
-/// millions costs thousands of terms and nothing underflows); beyond, they add less than
-/// 1e-30 of the whole. At most `mean / k`.
+/// standard deviations of the mode (from ratios of neighbouring terms, so nothing
+/// underflows); beyond, they add less than 1e-30 of the whole. At most `mean / k`. Where
+/// the standard deviation is many times `k`, `N mod k` is as good as uniform, and the mean
+/// is `(mean - (k - 1) / 2) / k` without the sum.
 fn poisson_floor_mean(mean: f64, k: u32) -> f64 {
     let k = f64::from(k.max(1));
     if !mean.is_finite() {
@@ -87,6 +88,9 @@ fn poisson_floor_mean(mean: f64, k: u32) -> f64 {
     }
     if mean <= 0.0 {
         return 0.0;
+    }
+    if mean.sqrt() > UNIFORM_REMAINDER_SPREAD * k {
+        return (mean - (k - 1.0) / 2.0) / k;
     }
     let mode = mean.floor();
     let reach = (12.0 * mean.sqrt()).ceil() + 12.0;
@@ -108,6 +112,11 @@ fn poisson_floor_mean(mean: f64, k: u32) -> f64 {
     }
     (weighted / weight).min(mean / k)
 }
+
+/// Standard deviations of a Poisson count, in multiples of `k`, past which its remainder
+/// modulo `k` is taken as uniform (`poisson_floor_mean`): the remainder's departure from
+/// uniform falls as `exp(-2 (pi sd / k)^2)`, below 1e-300 here.
+const UNIFORM_REMAINDER_SPREAD: f64 = 10.0;
 
 /// `P(N >= k)` for `N` Poisson with mean `mean`.
 fn poisson_at_least(mean: f64, k: u32) -> f64 {
@@ -377,6 +386,11 @@ mod tests {
         let big = poisson_floor_mean(1.0e6, 7);
         assert!((big - (1.0e6 - 3.0) / 7.0).abs() < 1e-3, "{big}");
         assert_eq!(poisson_floor_mean(0.0, 3), 0.0);
+        // Either side of where the remainder is taken as uniform, the sum and the form agree.
+        let (k, sd) = (5u32, 10.0 * 5.0);
+        let summed = poisson_floor_mean(sd * sd * 0.999, k);
+        let uniform = (sd * sd * 0.999 - 2.0) / 5.0;
+        assert!((summed - uniform).abs() < 1e-9, "{summed} {uniform}");
         assert!(poisson_floor_mean(2.0, 1) <= 2.0 && poisson_floor_mean(2.0, 1) > 1.999_999);
         // The Poisson tail in logs: finite and right far past where e^-mean underflows.
         assert!((poisson_at_least(1000.0, 900) - 1.0).abs() < 1e-3);
