@@ -157,25 +157,51 @@ pub enum Routing {
 /// The seed of the simulated frontend's random router.
 const RANDOM_ROUTER_SEED: u64 = 0x5eed;
 
-/// One of the engines `eligible` accepts, drawn uniformly.
-fn drawn(rng: &mut Pcg64, n: usize, eligible: impl Fn(usize) -> bool) -> Option<usize> {
-    let open: Vec<usize> = (0..n).filter(|&i| eligible(i)).collect();
-    (!open.is_empty()).then(|| open[rng.random_range(0..open.len())])
+/// The simulated frontend: it picks the engine (or worker) of a pool each request goes to,
+/// as its `Routing` says, and keeps what sending in turn and at random need.
+struct FrontendRouter {
+    routing: Routing,
+    /// The last engine each pool sent to (`Pool` order), for sending in turn.
+    last: [Option<usize>; 3],
+    /// The dice of the random router.
+    rng: Pcg64,
 }
 
-/// The engine after `last` (wrapping round `n`) that `eligible` accepts, for a router that
-/// sends in turn.
-fn next_in_turn(last: Option<usize>, n: usize, eligible: impl Fn(usize) -> bool) -> Option<usize> {
-    let start = last.map_or(0, |l| l + 1);
-    (0..n).map(|k| (start + k) % n).find(|&i| eligible(i))
-}
+impl FrontendRouter {
+    fn new(routing: Routing) -> FrontendRouter {
+        FrontendRouter {
+            routing,
+            last: [None; 3],
+            rng: Pcg64::seed_from_u64(RANDOM_ROUTER_SEED),
+        }
+    }
 
-/// The last engine of each pool a router sending in turn sent to.
-#[derive(Debug, Default, Clone, Copy)]
-struct Turns {
-    prefill: Option<usize>,
-    decode: Option<usize>,
-    workers: Option<usize>,
+    /// One of the pool's `n` engines that `eligible` accepts: the next in turn after the
+    /// last one sent to, one drawn uniformly, or what `least_loaded` picks among them.
+    fn pick(
+        &mut self,
+        pool: Pool,
+        n: usize,
+        eligible: impl Fn(usize) -> bool,
+        least_loaded: impl FnOnce(&dyn Fn(usize) -> bool) -> Option<usize>,
+    ) -> Option<usize> {
+        let last = &mut self.last[pool as usize];
+        let chosen = match self.routing {
+            Routing::LeastLoaded => least_loaded(&eligible),
+            Routing::RoundRobin => {
+                let start = last.map_or(0, |l| l + 1);
+                (0..n).map(|k| (start + k) % n).find(|&i| eligible(i))
+            }
+            Routing::Random => {
+                let open: Vec<usize> = (0..n).filter(|&i| eligible(i)).collect();
+                (!open.is_empty()).then(|| open[self.rng.random_range(0..open.len())])
+            }
+        };
+        if chosen.is_some() {
+            *last = chosen;
+        }
+        chosen
+    }
 }
 
 /// The observation a policy is shown at `t`: blank but for the time, interval and replicas
@@ -358,9 +384,7 @@ pub struct Deployment {
     /// prefix caching).
     block_caches: Vec<BlockCache>,
     prefix_tokens: PrefixTokens,
-    turns: Turns,
-    /// The random router's dice.
-    router_rng: Pcg64,
+    router: FrontendRouter,
 }
 
 /// Runs one policy over one workload.
@@ -501,8 +525,7 @@ impl Deployment {
             max_decode: 0,
             block_caches: Vec::new(),
             prefix_tokens: PrefixTokens::default(),
-            turns: Turns::default(),
-            router_rng: Pcg64::seed_from_u64(RANDOM_ROUTER_SEED),
+            router: FrontendRouter::new(cfg.router),
             requests,
             cfg,
         };
@@ -846,26 +869,26 @@ impl Deployment {
         while let Some(&id) = self.worker_waiting.front() {
             let r = self.requests[id as usize];
             let cap = self.cfg.max_decode_batch;
+            let workers = &self.workers;
+            let cached = |i| cached_tokens(&self.cfg.prefix_cache, &self.block_caches, i, r);
             let room = |i: usize| {
-                let w = &self.workers[i];
+                let w = &workers[i];
                 has_room(w.life, w.reserved_tokens, w.requests(), r, max_kv, cap)
             };
-            let best = match self.cfg.router {
-                Routing::LeastLoaded => (0..self.workers.len())
-                    .filter(|&i| room(i))
-                    .map(|i| (i, self.cached_at(i, r)))
-                    .min_by_key(|&(i, cached)| {
-                        let w = &self.workers[i];
-                        let to_compute = w.prefill.queued_tokens + u64::from(r.isl - cached);
-                        (to_compute, w.reserved_tokens, i)
-                    }),
-                Routing::RoundRobin => next_in_turn(self.turns.workers, self.workers.len(), room)
-                    .map(|i| (i, self.cached_at(i, r))),
-                Routing::Random => drawn(&mut self.router_rng, self.workers.len(), room)
-                    .map(|i| (i, self.cached_at(i, r))),
+            let least_loaded = |room: &dyn Fn(usize) -> bool| {
+                (0..workers.len()).filter(|&i| room(i)).min_by_key(|&i| {
+                    let w = &workers[i];
+                    let to_compute = w.prefill.queued_tokens + u64::from(r.isl - cached(i));
+                    (to_compute, w.reserved_tokens, i)
+                })
             };
-            let Some((i, cached)) = best else { break };
-            self.turns.workers = Some(i);
+            let Some(i) = self
+                .router
+                .pick(Pool::Workers, workers.len(), room, least_loaded)
+            else {
+                break;
+            };
+            let cached = cached(i);
             self.worker_waiting.pop_front();
             self.note_prefix_lookup(r.isl, cached);
             self.workers[i].enqueue(id, r, cached);
@@ -891,38 +914,25 @@ impl Deployment {
     /// router weighs overlap against load).
     fn route_prefill(&mut self, id: u32) {
         let r = self.requests[id as usize];
-        let ready = |i: usize| self.prefill[i].life == Life::Ready;
-        let best = match self.cfg.router {
-            Routing::LeastLoaded => (0..self.prefill.len())
+        let prefill = &self.prefill;
+        let cached = |i| cached_tokens(&self.cfg.prefix_cache, &self.block_caches, i, r);
+        let ready = |i: usize| prefill[i].life == Life::Ready;
+        let least_loaded = |ready: &dyn Fn(usize) -> bool| {
+            (0..prefill.len())
                 .filter(|&i| ready(i))
-                .map(|i| (i, self.cached_at(i, r)))
-                .min_by_key(|&(i, cached)| {
-                    (self.prefill[i].queued_tokens + u64::from(r.isl - cached), i)
-                }),
-            Routing::RoundRobin => next_in_turn(self.turns.prefill, self.prefill.len(), ready)
-                .map(|i| (i, self.cached_at(i, r))),
-            Routing::Random => drawn(&mut self.router_rng, self.prefill.len(), ready)
-                .map(|i| (i, self.cached_at(i, r))),
+                .min_by_key(|&i| (prefill[i].queued_tokens + u64::from(r.isl - cached(i)), i))
         };
-        match best {
-            Some((i, cached)) => {
-                self.turns.prefill = Some(i);
-                self.note_prefix_lookup(r.isl, cached);
-                self.prefill[i].enqueue_past_cached(id, r.isl, cached);
-                self.start_prefill(i);
-            }
-            None => self.prefill_backlog.push_back(id),
-        }
-    }
-
-    /// The tokens of `r`'s prompt that engine (or worker) `i` holds in its prefix cache:
-    /// the run of its blocks from the first, all but the prompt's last token at most.
-    fn cached_at(&self, i: usize, r: Request) -> u32 {
-        let (Some(pc), Some(cache)) = (&self.cfg.prefix_cache, self.block_caches.get(i)) else {
-            return 0;
+        let Some(i) = self
+            .router
+            .pick(Pool::Prefill, prefill.len(), ready, least_loaded)
+        else {
+            self.prefill_backlog.push_back(id);
+            return;
         };
-        let hits = cache.leading_hits(r.prefix.keys(&pc.blocks)) as u64;
-        (hits * u64::from(pc.block_tokens)).min(u64::from(r.isl.saturating_sub(1))) as u32
+        let cached = cached(i);
+        self.note_prefix_lookup(r.isl, cached);
+        self.prefill[i].enqueue_past_cached(id, r.isl, cached);
+        self.start_prefill(i);
     }
 
     /// Counts a prompt's lookup in the prefix caches, when there are caches.
@@ -1108,25 +1118,44 @@ impl Deployment {
         while let Some(&id) = self.decode_waiting.front() {
             let r = self.requests[id as usize];
             let cap = self.cfg.max_decode_batch;
+            let decode = &self.decode;
             let room = |i: usize| {
-                let e = &self.decode[i];
+                let e = &decode[i];
                 let batch = e.batch_len() as usize;
                 has_room(e.life, e.reserved_tokens, batch, r, max_kv, cap)
             };
-            let best = match self.cfg.router {
-                Routing::LeastLoaded => (0..self.decode.len())
+            let most_room = |room: &dyn Fn(usize) -> bool| {
+                (0..decode.len())
                     .filter(|&i| room(i))
-                    .min_by_key(|&i| (self.decode[i].reserved_tokens, i)),
-                Routing::RoundRobin => next_in_turn(self.turns.decode, self.decode.len(), room),
-                Routing::Random => drawn(&mut self.router_rng, self.decode.len(), room),
+                    .min_by_key(|&i| (decode[i].reserved_tokens, i))
             };
-            let Some(i) = best else { break };
-            self.turns.decode = Some(i);
+            let Some(i) = self
+                .router
+                .pick(Pool::Decode, decode.len(), room, most_room)
+            else {
+                break;
+            };
             self.decode_waiting.pop_front();
             self.decode[i].admit(id, r);
             self.start_decode(i);
         }
     }
+}
+
+/// The tokens of `r`'s prompt that engine (or worker) `i` holds in its prefix cache (none
+/// without prefix caching): the run of its blocks from the first, all but the prompt's
+/// last token at most.
+fn cached_tokens(
+    prefix_cache: &Option<PrefixCache>,
+    caches: &[BlockCache],
+    i: usize,
+    r: Request,
+) -> u32 {
+    let (Some(pc), Some(cache)) = (prefix_cache, caches.get(i)) else {
+        return 0;
+    };
+    let hits = cache.leading_hits(r.prefix.keys(&pc.blocks)) as u64;
+    (hits * u64::from(pc.block_tokens)).min(u64::from(r.isl.saturating_sub(1))) as u32
 }
 
 /// Whether a ready engine holding `reserved` KV tokens and `requests` requests can take `r`:
