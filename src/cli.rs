@@ -6,7 +6,7 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::InputError;
-use crate::planner::shown;
+use crate::planner::{shown, Observation};
 use crate::report::{self, PolicySummary, ScenarioInfo, Summary};
 use crate::scenario::{self, Overrides};
 use crate::sim::policies::{build_policy, check_policy_spec, PolicyEnv};
@@ -137,6 +137,10 @@ pub struct DecideArgs {
     /// `--set planner.headroom_quantile=0.95`.
     #[arg(long = "set", value_name = "FIELD=VALUE")]
     pub sets: Vec<String>,
+    /// Read on past fields an observation does not have, naming each once on stderr,
+    /// instead of answering the line with an error (for a tool whose lines carry more).
+    #[arg(long)]
+    pub ignore_unknown_fields: bool,
 }
 
 #[derive(Args, Debug)]
@@ -638,33 +642,102 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<()> {
 /// The share of an interval that may overlap the previous observation's: clock jitter.
 const OVERLAP_ALLOWED: f64 = 0.05;
 
+/// How `decide` answers a field that an observation does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownFields {
+    /// The line is answered with an error naming the field: a typo must not pass silently.
+    Reject,
+    /// The line is decided without the field; the caller names it.
+    Ignore,
+}
+
+/// `decide`'s answer to one input line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecideAnswer {
+    /// The decision, or an error naming the field, as one JSON line.
+    pub text: String,
+    /// The line was a valid observation and was decided.
+    pub decided: bool,
+    /// Fields of the line that an observation does not have (`ttft_ms.p95`), read past.
+    pub ignored: Vec<String>,
+}
+
+/// One line of JSON read as an observation: the observation and the paths of the fields it
+/// does not have, or the error, prefixed with the field it is about.
+pub fn read_observation(line: &str) -> Result<(Observation, Vec<String>), String> {
+    let mut ignored = Vec::new();
+    let mut note = |path: serde_ignored::Path| ignored.push(field_path(&path));
+    let de = &mut serde_json::Deserializer::from_str(line);
+    let parsed: Result<Observation, _> =
+        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(&mut *de, &mut note));
+    let obs = parsed.map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("field {path}: {}", e.inner())
+        }
+    })?;
+    // A second value on the line (two observations run together) would go unread.
+    de.end().map_err(|e| {
+        format!(
+            "more on the line after the observation, from column {}: one observation a line",
+            e.column()
+        )
+    })?;
+    Ok((obs, ignored))
+}
+
+/// A field's path as the observation's documentation writes it, `ttft_ms.p95`: the keys
+/// and indices from the line's root, with none of serde's steps into an `Option`.
+fn field_path(path: &serde_ignored::Path) -> String {
+    use serde_ignored::Path;
+    let mut steps = Vec::new();
+    let mut at = path;
+    loop {
+        at = match at {
+            Path::Root => break,
+            Path::Map { parent, key } => {
+                steps.push(key.clone());
+                parent
+            }
+            Path::Seq { parent, index } => {
+                steps.push(index.to_string());
+                parent
+            }
+            Path::Some { parent }
+            | Path::NewtypeStruct { parent }
+            | Path::NewtypeVariant { parent } => parent,
+        };
+    }
+    steps.reverse();
+    steps.join(".")
+}
+
 /// One input line of `decide`, answered: the decision, or an error naming the field.
 pub fn decide_line(
     policy: &mut dyn crate::planner::Policy,
     line: &str,
     line_no: u64,
     last_time_s: &mut Option<f64>,
-) -> (String, bool) {
-    let de = &mut serde_json::Deserializer::from_str(line);
-    let parsed: Result<crate::planner::Observation, _> = serde_path_to_error::deserialize(de);
-    let err = |msg: String| {
-        (
-            serde_json::json!({ "line": line_no, "error": msg }).to_string(),
-            false,
-        )
+    unknown: UnknownFields,
+) -> DecideAnswer {
+    let err = |msg: String| DecideAnswer {
+        text: serde_json::json!({ "line": line_no, "error": msg }).to_string(),
+        decided: false,
+        ignored: Vec::new(),
     };
-    let obs = match parsed {
-        Ok(o) => o,
-        Err(e) => {
-            let path = e.path().to_string();
-            let field = if path == "." {
-                String::new()
-            } else {
-                format!("field {path}: ")
-            };
-            return err(format!("{field}{}", e.inner()));
+    let (obs, ignored) = match read_observation(line) {
+        Ok(read) => read,
+        Err(msg) => return err(msg),
+    };
+    if unknown == UnknownFields::Reject {
+        if let Some(field) = ignored.first() {
+            return err(format!(
+                "field {field}: not a field of an observation (docs/decide.md lists them; `decide --ignore-unknown-fields` reads on past such fields)"
+            ));
         }
-    };
+    }
     if let Err(m) = obs.validate() {
         return err(format!("field {m}"));
     }
@@ -693,10 +766,11 @@ pub fn decide_line(
     }
     *last_time_s = Some(obs.time_s);
     let decision = policy.decide(obs.time_s, &obs);
-    (
-        serde_json::to_string(&decision).expect("plain data serialises"),
-        true,
-    )
+    DecideAnswer {
+        text: serde_json::to_string(&decision).expect("plain data serialises"),
+        decided: true,
+        ignored,
+    }
 }
 
 fn run_decide(a: DecideArgs) -> anyhow::Result<()> {
@@ -707,16 +781,29 @@ fn run_decide(a: DecideArgs) -> anyhow::Result<()> {
     let mut planner = crate::planner::sla_planner::SlaPlanner::new(ctx, cfg);
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();
+    let unknown = if a.ignore_unknown_fields {
+        UnknownFields::Ignore
+    } else {
+        UnknownFields::Reject
+    };
     let mut bad = 0u64;
     let mut last_time_s = None;
+    // Each field read past is named once, at the first line that carries it.
+    let mut named = std::collections::BTreeSet::new();
     for (i, line) in stdin.lock().lines().enumerate() {
         let line = line.map_err(|e| InputError::Usage(format!("stdin: {e}")))?;
         if line.trim().is_empty() {
             continue;
         }
-        let (text, ok) = decide_line(&mut planner, &line, i as u64 + 1, &mut last_time_s);
-        bad += u64::from(!ok);
-        writeln!(out, "{text}")?;
+        let line_no = i as u64 + 1;
+        let answer = decide_line(&mut planner, &line, line_no, &mut last_time_s, unknown);
+        for field in answer.ignored {
+            if named.insert(field.clone()) {
+                eprintln!("warning: line {line_no}: field {field} is not a field of an observation; read past, here and on later lines");
+            }
+        }
+        bad += u64::from(!answer.decided);
+        writeln!(out, "{}", answer.text)?;
         out.flush()?;
     }
     if bad > 0 {

@@ -119,6 +119,75 @@ fn malformed_lines_get_an_error_naming_the_field_and_the_run_goes_on() {
 }
 
 #[test]
+fn fields_an_observation_lacks_are_errors_unless_decide_is_told_to_read_past_them() {
+    // A tool's lines may carry more than an observation: its own metadata, a p95.
+    let with_extras = |t: f64, requests: f64, ready: (u32, u32)| {
+        let mut o: serde_json::Value = serde_json::from_str(&obs(t, requests, ready)).unwrap();
+        o["gpus"] = 8.into();
+        o["ttft_ms"]["p95"] = 120.into();
+        o["replicas"]["prefill"]["pending"] = 1.into();
+        o.to_string()
+    };
+    let lines = [
+        with_extras(60.0, 300.0, (1, 1)),
+        with_extras(120.0, 2700.0, (1, 1)),
+        with_extras(180.0, 2700.0, (2, 2)),
+    ];
+    let input = lines.join("\n") + "\n";
+
+    let (code, out, err) = decide(&["--scenario", "sin-5-45"], &input);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(out.len(), 3);
+    let first = out[0]["error"].as_str().unwrap();
+    assert!(
+        first.starts_with("field ")
+            && ["gpus", "ttft_ms.p95", "replicas.prefill.pending"]
+                .iter()
+                .any(|f| first.starts_with(&format!("field {f}: ")))
+            && first.contains("--ignore-unknown-fields"),
+        "names the field as the docs write it, and the way past it: {first}"
+    );
+
+    let (code, read_past, err) = decide(
+        &["--scenario", "sin-5-45", "--ignore-unknown-fields"],
+        &input,
+    );
+    assert_eq!(code, 0, "{err}");
+    // Decided as the same lines without the extras are.
+    let plain = [
+        obs(60.0, 300.0, (1, 1)),
+        obs(120.0, 2700.0, (1, 1)),
+        obs(180.0, 2700.0, (2, 2)),
+    ]
+    .join("\n")
+        + "\n";
+    let (_, expected, _) = decide(&["--scenario", "sin-5-45"], &plain);
+    assert_eq!(read_past, expected);
+    // Each field read past is named on stderr once, at its first line.
+    for field in ["gpus", "ttft_ms.p95", "replicas.prefill.pending"] {
+        let named = format!("line 1: field {field} is not a field of an observation");
+        assert_eq!(err.matches(&named).count(), 1, "{field}: {err}");
+    }
+    assert_eq!(err.matches("warning:").count(), 3, "{err}");
+}
+
+#[test]
+fn a_line_holds_one_observation() {
+    let input = format!(
+        "{} {}\n",
+        obs(60.0, 300.0, (1, 1)),
+        obs(120.0, 300.0, (1, 1))
+    );
+    let (code, out, err) = decide(&["--scenario", "sin-5-45"], &input);
+    assert_eq!(code, 2, "{err}");
+    let error = out[0]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("more on the line after the observation") && error.contains("column"),
+        "{error}"
+    );
+}
+
+#[test]
 fn intervals_may_not_overlap_beyond_clock_jitter() {
     let line = |t: f64, interval: f64| {
         serde_json::json!({"time_s": t, "interval_s": interval, "requests": 600}).to_string()

@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 /// Mean and percentiles of one latency over an interval, milliseconds. Each may be missing
 /// (a source that reports the mean and the p99 only); what is there is used.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct LatencySummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mean: Option<f64>,
@@ -67,7 +66,6 @@ pub fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct RoleKv {
     #[serde(default)]
     pub prefill: Option<f64>,
@@ -100,7 +98,6 @@ pub mod ceilings {
 
 /// Replicas of one role by lifecycle state.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
 pub struct ReplicaState {
     #[serde(default)]
     pub ready: u32,
@@ -119,16 +116,16 @@ impl ReplicaState {
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
 pub struct RoleReplicas {
     pub prefill: ReplicaState,
     pub decode: ReplicaState,
 }
 
 /// What the last interval showed, as Prometheus and the DGD status would show it.
-/// Any signal may be missing.
+/// Any signal may be missing. A field this type (or one within it) does not have is not
+/// denied by serde here: `decide` finds it as it reads the line (`cli::read_observation`)
+/// and answers it as an error, or names it and reads on when told to.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct Observation {
     /// End of the interval, seconds (any epoch; only differences matter).
     pub time_s: f64,
