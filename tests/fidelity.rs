@@ -2,7 +2,7 @@
 
 mod common;
 
-use sla_planner::planner::baselines::StaticPolicy;
+use sla_planner::planner::baselines::{SchedulePolicy, StaticPolicy};
 use sla_planner::profile::{load_profile, Profile};
 use sla_planner::sim::{simulate, PrefixCache, PrefixTokens, Routing, SimConfig};
 use sla_planner::workload::{LengthDist, PrefixBlocks, RateShape, Request, SyntheticSpec};
@@ -501,6 +501,91 @@ fn a_round_robin_router_admits_to_decode_engines_in_turn() {
     assert!(
         in_turn > least_loaded * 1.05,
         "in turn {in_turn:.3} ms, least loaded {least_loaded:.3} ms"
+    );
+}
+
+#[test]
+fn in_turn_a_request_waits_at_a_full_engine_while_another_has_room() {
+    let profile = Profile::embedded_default();
+    // Engines that hold one request each. A long answer holds the first, a short one
+    // passes through the second, then a third request comes. Least loaded, it goes to the
+    // free second engine; in turn, to the first, where it waits for the long answer to
+    // finish, as Dynamo's router without a busy threshold sends it there and the engine
+    // queues it. On decode engines the wait is after the first token (its ITL); on
+    // aggregated workers, before it (its TTFT).
+    let requests = vec![
+        Request::new(1.0, 1000, 3000),
+        Request::new(2.0, 1000, 10),
+        Request::new(5.0, 1000, 100),
+    ];
+    let pools = [
+        (common::sim_config(&profile, 1, 2, 60.0), (1, 2)),
+        (aggregated(&profile, 2, 60.0), (0, 2)),
+    ];
+    for (cfg, (p, d)) in pools {
+        let third = |router| {
+            let mut cfg = routed(cfg.clone(), router);
+            cfg.max_decode_batch = Some(1);
+            let res = simulate(
+                &cfg,
+                &profile,
+                &requests,
+                &mut StaticPolicy::new(p, d),
+                None,
+            );
+            let o = res.outcomes[2];
+            if cfg.aggregated {
+                o.ttft_ms as f64
+            } else {
+                o.itl_ms as f64
+            }
+        };
+        let (least_loaded, in_turn) = (third(Routing::LeastLoaded), third(Routing::RoundRobin));
+        // The long answer has some 2,000 steps, nine seconds, left to make when the third
+        // request comes: spread over the third's 99 steps, 90 ms more each.
+        assert!(
+            in_turn > 10.0 * least_loaded,
+            "aggregated {}: in turn {in_turn:.1} ms, least loaded {least_loaded:.1} ms",
+            cfg.aggregated
+        );
+    }
+}
+
+#[test]
+fn a_request_waiting_at_an_engine_that_drains_goes_back_to_the_router() {
+    let profile = Profile::embedded_default();
+    // Decode engines of one request each, in turn. A long answer of short context on the
+    // first engine, a shorter answer of long context on the second; the third request goes
+    // to the first, in turn, and waits. At 5 s the deployment shrinks to one decode engine:
+    // the first (the least KV reserved) drains, and the third request goes back to the
+    // router, to wait at the second engine instead and decode when its answer is done,
+    // long before the first engine's is.
+    let requests = vec![
+        Request::new(1.0, 10, 5000),
+        Request::new(1.5, 8000, 1500),
+        Request::new(2.0, 100, 100),
+    ];
+    let mut cfg = routed(
+        common::sim_config(&profile, 1, 2, 60.0),
+        Routing::RoundRobin,
+    );
+    cfg.max_decode_batch = Some(1);
+    cfg.interval_s = 5.0;
+    let mut policy = SchedulePolicy::new("shrink".into(), vec![(0.0, 1, 2), (5.0, 1, 1)]);
+    let res = simulate(&cfg, &profile, &requests, &mut policy, None);
+    let finish = |i: usize, arrival: f64, osl: f64| {
+        let o = res.outcomes[i];
+        arrival + (o.ttft_ms as f64 + o.itl_ms as f64 * (osl - 1.0)) / 1000.0
+    };
+    let (long, shorter, third) = (
+        finish(0, 1.0, 5000.0),
+        finish(1, 1.5, 1500.0),
+        finish(2, 2.0, 100.0),
+    );
+    assert!(third.is_finite(), "the third request was served");
+    assert!(
+        third > shorter && third < shorter + 2.0 && third < long - 5.0,
+        "the third finished at {third:.1} s; the second engine's answer at {shorter:.1} s, the first's at {long:.1} s"
     );
 }
 

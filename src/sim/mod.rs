@@ -146,11 +146,13 @@ pub enum Routing {
     #[default]
     LeastLoaded,
     /// In turn, whatever each holds (Dynamo's default `--router-mode round-robin`): the next
-    /// ready engine after the last one sent to, skipping only those without KV room for
-    /// the request where room is required (decode engines, aggregated workers).
+    /// ready engine after the last one sent to. A request sent to a decode engine or an
+    /// aggregated worker without KV room for it waits there until the room frees, as
+    /// Dynamo's push router without a busy threshold (its default) sends it all the same
+    /// and the engine queues it.
     RoundRobin,
-    /// At random among those (`--router-mode random`), from a fixed seed: a run replays
-    /// alike.
+    /// At random among the ready engines (`--router-mode random`), from a fixed seed: a run
+    /// replays alike. Requests wait at an engine without room as in turn.
     Random,
 }
 
@@ -369,8 +371,14 @@ pub struct Deployment {
     worker_waiting: VecDeque<u32>,
     /// Requests waiting for any ready prefill engine (only when none is ready).
     prefill_backlog: VecDeque<u32>,
-    /// Requests whose KV has arrived but no decode engine has room.
+    /// Requests whose KV has arrived but no decode engine has room (least loaded), or none
+    /// is ready.
     decode_waiting: VecDeque<u32>,
+    /// Requests sent to each decode engine (by index) in turn or at random and waiting
+    /// there for KV room, in the order they came.
+    decode_held: Vec<VecDeque<u32>>,
+    /// The same at each aggregated worker.
+    worker_held: Vec<VecDeque<u32>>,
     /// Engines ordered but not placed yet, in the order they were ordered: the GPUs they
     /// need are still held by replicas draining (a pod pending until the scheduler finds
     /// room). Counted as starting; their GPUs and cold start begin when placed.
@@ -517,6 +525,8 @@ impl Deployment {
             worker_waiting: VecDeque::new(),
             prefill_backlog: VecDeque::new(),
             decode_waiting: VecDeque::new(),
+            decode_held: Vec::new(),
+            worker_held: Vec::new(),
             pending: Vec::new(),
             acc: IntervalAccumulator::default(),
             records: None,
@@ -561,6 +571,16 @@ impl Deployment {
             + self.prefill_backlog.len()
             + self.decode_waiting.len()
             + self.worker_waiting.len()
+            + self.held()
+    }
+
+    /// Requests waiting at an engine for KV room.
+    fn held(&self) -> usize {
+        self.decode_held
+            .iter()
+            .chain(&self.worker_held)
+            .map(VecDeque::len)
+            .sum()
     }
 
     /// Requests waiting for a prefill or a decode slot.
@@ -575,7 +595,11 @@ impl Deployment {
             .iter()
             .map(|e| e.prefill.queue_len().saturating_sub(1))
             .sum();
-        p + w + self.prefill_backlog.len() + self.decode_waiting.len() + self.worker_waiting.len()
+        p + w
+            + self.prefill_backlog.len()
+            + self.decode_waiting.len()
+            + self.worker_waiting.len()
+            + self.held()
     }
 
     /// Mean KV utilisation (0..1) of ready engines per role, and queued prefill tokens.
@@ -621,6 +645,7 @@ impl Deployment {
             .prefill_backlog
             .iter()
             .chain(&self.worker_waiting)
+            .chain(self.worker_held.iter().flatten())
             .map(|&r| self.requests[r as usize].isl as u64)
             .sum::<u64>();
         (kv_p, kv_d, queued as f64)
@@ -775,6 +800,12 @@ impl Deployment {
             self.decode
                 .push(DecodeEngine::new(f64::INFINITY, Life::Starting));
         }
+        let decode = &self.decode;
+        if release_held(&mut self.decode_held, &mut self.decode_waiting, |i| {
+            decode[i].life != Life::Ready
+        }) {
+            self.admit_waiting();
+        }
     }
 
     fn scale_workers(&mut self, target: u32) {
@@ -783,6 +814,12 @@ impl Deployment {
                 .push((Pool::Workers, self.workers.len() as u32));
             self.workers
                 .push(Worker::new(f64::INFINITY, Life::Starting));
+        }
+        let workers = &self.workers;
+        if release_held(&mut self.worker_held, &mut self.worker_waiting, |i| {
+            workers[i].life != Life::Ready
+        }) {
+            self.admit_to_workers();
         }
     }
 
@@ -860,11 +897,14 @@ impl Deployment {
         }
     }
 
-    /// Queues waiting requests, in arrival order, at a ready worker with room for their KV:
-    /// the next in turn, one drawn at random, or (least loaded) the one with the fewest
-    /// prompt tokens to compute: its queue, and what the prompt lacks in its prefix cache
-    /// there (with prefix caching), as `route_prefill` weighs them.
+    /// Queues waiting requests, in arrival order, at the ready worker with room for their KV
+    /// and the fewest prompt tokens to compute: its queue, and what the prompt lacks in its
+    /// prefix cache there (with prefix caching), as `route_prefill` weighs them. In turn or
+    /// at random, sends them on whatever each worker holds (`send_waiting_to_workers`).
     fn admit_to_workers(&mut self) {
+        if self.router.routing != Routing::LeastLoaded {
+            return self.send_waiting_to_workers();
+        }
         let max_kv = self.decode_model.max_kv_tokens() as u64;
         while let Some(&id) = self.worker_waiting.front() {
             let r = self.requests[id as usize];
@@ -894,6 +934,43 @@ impl Deployment {
             self.workers[i].enqueue(id, r, cached);
             self.start_worker(i);
         }
+    }
+
+    /// Sends waiting requests, in arrival order, to a ready worker in turn or at random,
+    /// whatever it holds: each waits there until the worker has room for its KV.
+    fn send_waiting_to_workers(&mut self) {
+        while let Some(&id) = self.worker_waiting.front() {
+            let workers = &self.workers;
+            let ready = |i: usize| workers[i].life == Life::Ready;
+            let Some(i) = self
+                .router
+                .pick(Pool::Workers, workers.len(), ready, |_| None)
+            else {
+                break;
+            };
+            self.worker_waiting.pop_front();
+            held_at(&mut self.worker_held, i).push_back(id);
+            self.admit_held_at_worker(i);
+        }
+    }
+
+    /// Queues the requests waiting at worker `i`, in the order they came, while it has room
+    /// for their KV, and starts an iteration if it has work.
+    fn admit_held_at_worker(&mut self, i: usize) {
+        let max_kv = self.decode_model.max_kv_tokens() as u64;
+        let cap = self.cfg.max_decode_batch;
+        while let Some(&id) = self.worker_held.get(i).and_then(VecDeque::front) {
+            let r = self.requests[id as usize];
+            let w = &self.workers[i];
+            if !has_room(w.life, w.reserved_tokens, w.requests(), r, max_kv, cap) {
+                break;
+            }
+            self.worker_held[i].pop_front();
+            let cached = cached_tokens(&self.cfg.prefix_cache, &self.block_caches, i, r);
+            self.note_prefix_lookup(r.isl, cached);
+            self.workers[i].enqueue(id, r, cached);
+        }
+        self.start_worker(i);
     }
 
     fn start_worker(&mut self, i: usize) {
@@ -976,6 +1053,30 @@ impl Deployment {
         }
     }
 
+    /// Admits the requests waiting at decode engine `i`, in the order they came, while it
+    /// has room for their KV, and starts a step if it has a batch.
+    fn admit_held_at_decode(&mut self, i: usize) {
+        let max_kv = self.decode_model.max_kv_tokens() as u64;
+        let cap = self.cfg.max_decode_batch;
+        while let Some(&id) = self.decode_held.get(i).and_then(VecDeque::front) {
+            let r = self.requests[id as usize];
+            let e = &self.decode[i];
+            if !has_room(
+                e.life,
+                e.reserved_tokens,
+                e.batch_len() as usize,
+                r,
+                max_kv,
+                cap,
+            ) {
+                break;
+            }
+            self.decode_held[i].pop_front();
+            self.decode[i].admit(id, r);
+        }
+        self.start_decode(i);
+    }
+
     fn start_decode(&mut self, i: usize) {
         if let Some(ms) = self.decode[i].start_step(&self.decode_model) {
             self.schedule(self.now + ms / 1000.0, Event::DecodeStep(i as u32));
@@ -1044,7 +1145,7 @@ impl Deployment {
                 if self.workers[i as usize].leave_if_drained(now) {
                     self.place_pending();
                 } else {
-                    self.start_worker(i as usize);
+                    self.admit_held_at_worker(i as usize);
                 }
                 self.admit_to_workers();
             }
@@ -1057,7 +1158,7 @@ impl Deployment {
                 if self.decode[i as usize].leave_if_drained(now) {
                     self.place_pending();
                 } else {
-                    self.start_decode(i as usize);
+                    self.admit_held_at_decode(i as usize);
                 }
                 self.admit_waiting();
             }
@@ -1111,9 +1212,26 @@ impl Deployment {
         self.acc.on_completion(r.osl, itl);
     }
 
-    /// Admits waiting requests in arrival order to a ready decode engine with room: the next
-    /// in turn, one drawn at random, or (least loaded) the one with the most room.
+    /// Admits waiting requests in arrival order to the ready decode engine with the most
+    /// room; in turn or at random, sends them to a ready engine whatever it holds, to wait
+    /// there for room.
     fn admit_waiting(&mut self) {
+        if self.router.routing != Routing::LeastLoaded {
+            while let Some(&id) = self.decode_waiting.front() {
+                let decode = &self.decode;
+                let ready = |i: usize| decode[i].life == Life::Ready;
+                let Some(i) = self
+                    .router
+                    .pick(Pool::Decode, decode.len(), ready, |_| None)
+                else {
+                    break;
+                };
+                self.decode_waiting.pop_front();
+                held_at(&mut self.decode_held, i).push_back(id);
+                self.admit_held_at_decode(i);
+            }
+            return;
+        }
         let max_kv = self.decode_model.max_kv_tokens() as u64;
         while let Some(&id) = self.decode_waiting.front() {
             let r = self.requests[id as usize];
@@ -1140,6 +1258,36 @@ impl Deployment {
             self.start_decode(i);
         }
     }
+}
+
+/// The requests waiting at engine `i`, the list grown to reach it.
+fn held_at(held: &mut Vec<VecDeque<u32>>, i: usize) -> &mut VecDeque<u32> {
+    if held.len() <= i {
+        held.resize_with(i + 1, VecDeque::new);
+    }
+    &mut held[i]
+}
+
+/// Moves the requests waiting at engines that `leaving` names (no longer ready: draining)
+/// back to the router, ahead of those waiting there, in the order they came. Returns
+/// whether any moved.
+fn release_held(
+    held: &mut [VecDeque<u32>],
+    waiting: &mut VecDeque<u32>,
+    leaving: impl Fn(usize) -> bool,
+) -> bool {
+    let mut back: Vec<u32> = Vec::new();
+    for (i, h) in held.iter_mut().enumerate() {
+        if !h.is_empty() && leaving(i) {
+            back.extend(h.drain(..));
+        }
+    }
+    // Request ids are in arrival order.
+    back.sort_unstable();
+    for &id in back.iter().rev() {
+        waiting.push_front(id);
+    }
+    !back.is_empty()
 }
 
 /// The tokens of `r`'s prompt that engine (or worker) `i` holds in its prefix cache (none
