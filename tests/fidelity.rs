@@ -4,7 +4,7 @@ mod common;
 
 use sla_planner::planner::baselines::{SchedulePolicy, StaticPolicy};
 use sla_planner::profile::{load_profile, Profile};
-use sla_planner::sim::{simulate, PrefixCache, PrefixTokens, Routing, SimConfig};
+use sla_planner::sim::{simulate, Outcome, PrefixCache, PrefixTokens, Routing, SimConfig};
 use sla_planner::workload::{LengthDist, PrefixBlocks, RateShape, Request, SyntheticSpec};
 
 fn one_at_a_time(isls: &[u32], osl: u32) -> Vec<Request> {
@@ -415,6 +415,25 @@ fn routed(mut cfg: SimConfig, router: Routing) -> SimConfig {
     cfg
 }
 
+/// The two kinds of pool a router test runs on, with the replicas each holds: `(p, d)`
+/// prefill and decode engines, and two aggregated workers.
+fn both_pools(profile: &Profile, (p, d): (u32, u32)) -> [(SimConfig, (u32, u32)); 2] {
+    [
+        (common::sim_config(profile, p, d, 60.0), (p, d)),
+        (aggregated(profile, 2, 60.0), (0, 2)),
+    ]
+}
+
+/// Each request's outcome on `cfg`'s deployment held at `(p, d)` replicas.
+fn outcomes(
+    cfg: &SimConfig,
+    profile: &Profile,
+    requests: &[Request],
+    (p, d): (u32, u32),
+) -> Vec<Outcome> {
+    simulate(cfg, profile, requests, &mut StaticPolicy::new(p, d), None).outcomes
+}
+
 #[test]
 fn a_round_robin_router_sends_prompts_in_turn_whatever_each_engine_holds() {
     let profile = Profile::embedded_default();
@@ -427,20 +446,12 @@ fn a_round_robin_router_sends_prompts_in_turn_whatever_each_engine_holds() {
         Request::new(1.001, 100, 2),
         Request::new(1.002, 100, 2),
     ];
-    let pools = [
-        (common::sim_config(&profile, 2, 1, 60.0), (2, 1)),
-        (aggregated(&profile, 2, 60.0), (0, 2)),
-    ];
-    for (cfg, (p, d)) in pools {
+    for (cfg, replicas) in both_pools(&profile, (2, 1)) {
         let ttft = |router| -> Vec<f64> {
-            let res = simulate(
-                &routed(cfg.clone(), router),
-                &profile,
-                &requests,
-                &mut StaticPolicy::new(p, d),
-                None,
-            );
-            res.outcomes.iter().map(|o| o.ttft_ms as f64).collect()
+            outcomes(&routed(cfg.clone(), router), &profile, &requests, replicas)
+                .iter()
+                .map(|o| o.ttft_ms as f64)
+                .collect()
         };
         let (least_loaded, in_turn) = (ttft(Routing::LeastLoaded), ttft(Routing::RoundRobin));
         let long = least_loaded[0];
@@ -518,22 +529,11 @@ fn in_turn_a_request_waits_at_a_full_engine_while_another_has_room() {
         Request::new(2.0, 1000, 10),
         Request::new(5.0, 1000, 100),
     ];
-    let pools = [
-        (common::sim_config(&profile, 1, 2, 60.0), (1, 2)),
-        (aggregated(&profile, 2, 60.0), (0, 2)),
-    ];
-    for (cfg, (p, d)) in pools {
+    for (cfg, replicas) in both_pools(&profile, (1, 2)) {
         let third = |router| {
             let mut cfg = routed(cfg.clone(), router);
             cfg.max_decode_batch = Some(1);
-            let res = simulate(
-                &cfg,
-                &profile,
-                &requests,
-                &mut StaticPolicy::new(p, d),
-                None,
-            );
-            let o = res.outcomes[2];
+            let o = outcomes(&cfg, &profile, &requests, replicas)[2];
             if cfg.aggregated {
                 o.ttft_ms as f64
             } else {
