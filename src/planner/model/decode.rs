@@ -48,7 +48,9 @@ pub enum Router {
     Random,
     /// To the least loaded worker (Dynamo's KV router weighs each worker's active blocks,
     /// as the simulator's router weighs its queue and reservations): a prompt joins a busy
-    /// worker only when none is idle.
+    /// worker only when none is idle. Dynamo's `least-loaded` mode (the fewest requests in
+    /// flight) does the same, and is read as this.
+    #[serde(alias = "least-loaded")]
     Kv,
 }
 
@@ -327,6 +329,17 @@ pub fn decode_itl_within(
 mod tests {
     use super::*;
     use crate::profile::Profile;
+
+    #[test]
+    fn dynamos_router_modes_are_read_by_their_names() {
+        let read = |mode: &str| serde_json::from_value::<Router>(serde_json::json!(mode));
+        assert_eq!(read("round-robin").unwrap(), Router::RoundRobin);
+        assert_eq!(read("random").unwrap(), Router::Random);
+        assert_eq!(read("kv").unwrap(), Router::Kv);
+        assert_eq!(read("least-loaded").unwrap(), Router::Kv);
+        // Between random and least loaded: not one the model has, so not taken for either.
+        assert!(read("power-of-two").is_err());
+    }
 
     #[test]
     fn an_interleaving_worker_stretches_by_its_prefill_share_and_its_swing() {
