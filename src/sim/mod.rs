@@ -374,8 +374,9 @@ pub struct Deployment {
     /// Requests whose KV has arrived but no decode engine has room (least loaded), or none
     /// is ready.
     decode_waiting: VecDeque<u32>,
-    /// Requests sent to each decode engine (by index) in turn or at random and waiting
-    /// there for KV room, in the order they came.
+    /// Requests sent to each decode engine (by index) and waiting there for KV room, in the
+    /// order they came (in turn or at random; the least-loaded router sends only where
+    /// there is room).
     decode_held: Vec<VecDeque<u32>>,
     /// The same at each aggregated worker.
     worker_held: Vec<VecDeque<u32>>,
@@ -897,23 +898,26 @@ impl Deployment {
         }
     }
 
-    /// Queues waiting requests, in arrival order, at the ready worker with room for their KV
-    /// and the fewest prompt tokens to compute: its queue, and what the prompt lacks in its
-    /// prefix cache there (with prefix caching), as `route_prefill` weighs them. In turn or
-    /// at random, sends them on whatever each worker holds (`send_waiting_to_workers`).
+    /// Sends waiting requests, in arrival order, to a ready worker, where each waits until
+    /// the worker has room for its KV. The least-loaded router sends only to a worker with
+    /// room, the one with the fewest prompt tokens to compute (its queue, and what the
+    /// prompt lacks in its prefix cache there, as `route_prefill` weighs them), and holds the
+    /// request while none has room; in turn or at random, whatever each worker holds.
     fn admit_to_workers(&mut self) {
-        if self.router.routing != Routing::LeastLoaded {
-            return self.send_waiting_to_workers();
-        }
         let max_kv = self.decode_model.max_kv_tokens() as u64;
+        let weighs_load = self.router.routing == Routing::LeastLoaded;
         while let Some(&id) = self.worker_waiting.front() {
             let r = self.requests[id as usize];
             let cap = self.cfg.max_decode_batch;
             let workers = &self.workers;
             let cached = |i| cached_tokens(&self.cfg.prefix_cache, &self.block_caches, i, r);
-            let room = |i: usize| {
+            let eligible = |i: usize| {
                 let w = &workers[i];
-                has_room(w.life, w.reserved_tokens, w.requests(), r, max_kv, cap)
+                if weighs_load {
+                    has_room(w.life, w.reserved_tokens, w.requests(), r, max_kv, cap)
+                } else {
+                    w.life == Life::Ready
+                }
             };
             let least_loaded = |room: &dyn Fn(usize) -> bool| {
                 (0..workers.len()).filter(|&i| room(i)).min_by_key(|&i| {
@@ -924,27 +928,7 @@ impl Deployment {
             };
             let Some(i) = self
                 .router
-                .pick(Pool::Workers, workers.len(), room, least_loaded)
-            else {
-                break;
-            };
-            let cached = cached(i);
-            self.worker_waiting.pop_front();
-            self.note_prefix_lookup(r.isl, cached);
-            self.workers[i].enqueue(id, r, cached);
-            self.start_worker(i);
-        }
-    }
-
-    /// Sends waiting requests, in arrival order, to a ready worker in turn or at random,
-    /// whatever it holds: each waits there until the worker has room for its KV.
-    fn send_waiting_to_workers(&mut self) {
-        while let Some(&id) = self.worker_waiting.front() {
-            let workers = &self.workers;
-            let ready = |i: usize| workers[i].life == Life::Ready;
-            let Some(i) = self
-                .router
-                .pick(Pool::Workers, workers.len(), ready, |_| None)
+                .pick(Pool::Workers, workers.len(), eligible, least_loaded)
             else {
                 break;
             };
@@ -1212,35 +1196,25 @@ impl Deployment {
         self.acc.on_completion(r.osl, itl);
     }
 
-    /// Admits waiting requests in arrival order to the ready decode engine with the most
-    /// room; in turn or at random, sends them to a ready engine whatever it holds, to wait
-    /// there for room.
+    /// Sends waiting requests, in arrival order, to a ready decode engine, where each waits
+    /// until the engine has room for its KV. The least-loaded router sends only to an engine
+    /// with room, the one with the most, and holds the request while none has room; in turn
+    /// or at random, whatever each engine holds.
     fn admit_waiting(&mut self) {
-        if self.router.routing != Routing::LeastLoaded {
-            while let Some(&id) = self.decode_waiting.front() {
-                let decode = &self.decode;
-                let ready = |i: usize| decode[i].life == Life::Ready;
-                let Some(i) = self
-                    .router
-                    .pick(Pool::Decode, decode.len(), ready, |_| None)
-                else {
-                    break;
-                };
-                self.decode_waiting.pop_front();
-                held_at(&mut self.decode_held, i).push_back(id);
-                self.admit_held_at_decode(i);
-            }
-            return;
-        }
         let max_kv = self.decode_model.max_kv_tokens() as u64;
+        let weighs_load = self.router.routing == Routing::LeastLoaded;
         while let Some(&id) = self.decode_waiting.front() {
             let r = self.requests[id as usize];
             let cap = self.cfg.max_decode_batch;
             let decode = &self.decode;
-            let room = |i: usize| {
+            let eligible = |i: usize| {
                 let e = &decode[i];
-                let batch = e.batch_len() as usize;
-                has_room(e.life, e.reserved_tokens, batch, r, max_kv, cap)
+                if weighs_load {
+                    let batch = e.batch_len() as usize;
+                    has_room(e.life, e.reserved_tokens, batch, r, max_kv, cap)
+                } else {
+                    e.life == Life::Ready
+                }
             };
             let most_room = |room: &dyn Fn(usize) -> bool| {
                 (0..decode.len())
@@ -1249,13 +1223,13 @@ impl Deployment {
             };
             let Some(i) = self
                 .router
-                .pick(Pool::Decode, decode.len(), room, most_room)
+                .pick(Pool::Decode, decode.len(), eligible, most_room)
             else {
                 break;
             };
             self.decode_waiting.pop_front();
-            self.decode[i].admit(id, r);
-            self.start_decode(i);
+            held_at(&mut self.decode_held, i).push_back(id);
+            self.admit_held_at_decode(i);
         }
     }
 }
