@@ -400,6 +400,21 @@ fn dry_run_applicable(
         planner_profile: &sc.planner_profile,
         requests: &sc.requests,
     };
+    // Each policy writes its own timeline: two of one name would write one file, the
+    // second run's over the first's.
+    let mut stems = std::collections::BTreeMap::new();
+    for spec in &specs {
+        if let Some(earlier) = stems.insert(crate::report::file_stem(spec), spec) {
+            return Err(InputError::Usage(format!(
+                "--policy {spec:?} is given twice{}: each policy is run once",
+                if earlier == spec {
+                    String::new()
+                } else {
+                    format!(" (as {earlier:?}, the same name in its timeline file)")
+                }
+            )));
+        }
+    }
     let mut policies = Vec::new();
     for spec in &specs {
         policies.push(build_policy(spec, &env)?);

@@ -446,6 +446,29 @@ pub fn parse_with_sets<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// `value` with the fields `sets` names changed, read back as its type reads a file: what
+/// a set breaks is named by its field (`stabilizer.tolerance: invalid type ...`).
+pub fn with_sets<T>(value: &T, sets: &[(String, serde_yaml_ng::Value)]) -> Result<T, String>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let mut doc = serde_yaml_ng::to_value(value).map_err(|e| e.to_string())?;
+    for (path, v) in sets {
+        set_field(&mut doc, path, v.clone()).map_err(|m| format!("{path}: {m}"))?;
+    }
+    // Through text, as `parse_with_sets` reads a file: YAML's scalars are typed by what
+    // reads them.
+    let edited = serde_yaml_ng::to_string(&doc).map_err(|e| e.to_string())?;
+    serde_yaml_ng::from_str(&edited).map_err(|e| {
+        let msg = e.to_string();
+        let (field, message) = path_and_message(crate::error::without_place(&msg));
+        match field {
+            Some(f) => format!("{f}: {message}"),
+            None => message.to_string(),
+        }
+    })
+}
+
 /// Reads the `--set FIELD=VALUE` arguments, in order.
 pub fn parse_sets(args: &[String]) -> Result<Vec<(String, serde_yaml_ng::Value)>, InputError> {
     args.iter().map(|kv| parse_set(kv)).collect()
@@ -453,16 +476,26 @@ pub fn parse_sets(args: &[String]) -> Result<Vec<(String, serde_yaml_ng::Value)>
 
 /// Reads one `--set FIELD=VALUE`: the field's dotted path and its value as YAML.
 fn parse_set(arg: &str) -> Result<(String, serde_yaml_ng::Value), InputError> {
-    let usage = |m: &str| InputError::Usage(format!("--set {arg:?}: {m}"));
+    field_assignment(arg, "sla.ttft_ms=500", "deployment.interval_s")
+        .map_err(|m| InputError::Usage(format!("--set {arg:?}: {m}")))
+}
+
+/// One `FIELD=VALUE`: the field's dotted path and its value read as YAML. The examples
+/// name a field where this one is read (an assignment, and a dotted path).
+pub fn field_assignment(
+    arg: &str,
+    example: &str,
+    dotted_example: &str,
+) -> Result<(String, serde_yaml_ng::Value), String> {
     let (path, value) = arg
         .split_once('=')
-        .ok_or_else(|| usage("expected FIELD=VALUE, as in sla.ttft_ms=500"))?;
+        .ok_or_else(|| format!("expected FIELD=VALUE, as in {example}"))?;
     if path.is_empty() || path.split('.').any(str::is_empty) {
-        return Err(usage(
-            "the field is a dotted path, as in deployment.interval_s",
+        return Err(format!(
+            "the field is a dotted path, as in {dotted_example}"
         ));
     }
-    let value = serde_yaml_ng::from_str(value).map_err(|e| usage(&e.to_string()))?;
+    let value = serde_yaml_ng::from_str(value).map_err(|e| e.to_string())?;
     Ok((path.to_string(), value))
 }
 

@@ -662,6 +662,39 @@ fn unknown_scenario_and_policy() {
 }
 
 #[test]
+fn a_planner_variants_settings_are_checked_as_the_scenarios_are() {
+    let variant = |spec: &str, needles: &[&str]| {
+        assert_input_error(
+            &["simulate", "--policy", "static:1,1", "--policy", spec],
+            needles,
+        )
+    };
+    variant("planner:", &["planner:headroom_quantile=0.95"]);
+    variant("planner:headroom_quantile", &["expected FIELD=VALUE"]);
+    variant(
+        "planner:no_such_field=1",
+        &["unknown field `no_such_field`"],
+    );
+    variant(
+        "planner:headroom_quantile=2",
+        &["headroom_quantile: must be in (0, 1) (got 2)"],
+    );
+    variant(
+        "planner:stabilizer.tolerance=abc",
+        &["stabilizer.tolerance: invalid type"],
+    );
+    variant(
+        "planner:mode=aggregated",
+        &["mode: is the simulated deployment's (deployment.mode)"],
+    );
+    // Two policies of one name would write one timeline file.
+    assert_input_error(
+        &["simulate", "--policy", "planner", "--policy", "planner"],
+        &["--policy \"planner\" is given twice"],
+    );
+}
+
+#[test]
 fn schedule_file_errors_name_the_line() {
     let tmp = tempfile::tempdir().unwrap();
     let f = write(

@@ -513,6 +513,63 @@ fn a_field_set_on_the_command_line_runs_as_the_file_edited() {
 }
 
 #[test]
+fn planner_variants_run_side_by_side_each_as_its_settings_set_on_the_scenario_would() {
+    let outcome = |p: &serde_json::Value| {
+        (
+            p["name"].as_str().unwrap().to_string(),
+            p["slo_attainment"].as_f64().unwrap(),
+            p["gpu_hours"].as_f64().unwrap(),
+            p["scale_changes"].as_u64().unwrap(),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let variant = "planner:headroom_quantile=0.97; stabilizer.scale_down_window_s=300";
+    let together = common::run_json(&[
+        "simulate",
+        "--scenario",
+        "sin-5-45",
+        "--policy",
+        "planner",
+        "--policy",
+        variant,
+        "--json",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    let rows: Vec<_> = together["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(outcome)
+        .collect();
+    let alone = |sets: &[&str]| {
+        let mut args = vec!["simulate", "--scenario", "sin-5-45", "--policy", "planner"];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        args.push("--json");
+        outcome(&common::run_json(&args)["policies"][0])
+    };
+    assert_eq!(rows[0], alone(&[]));
+    let set = alone(&[
+        "planner.headroom_quantile=0.97",
+        "planner.stabilizer.scale_down_window_s=300",
+    ]);
+    assert_eq!(rows[1], (variant.to_string(), set.1, set.2, set.3));
+    assert_ne!((rows[0].1, rows[0].2), (rows[1].1, rows[1].2), "{rows:?}");
+    // Each writes its own timeline, named by its spec.
+    for stem in [
+        "planner",
+        "planner_headroom_quantile_0.97__stabilizer.scale_down_window_s_300",
+    ] {
+        assert!(
+            dir.path().join(format!("timeline_{stem}.csv")).is_file(),
+            "{stem}"
+        );
+    }
+}
+
+#[test]
 fn a_trace_whose_arrivals_share_their_instants_is_named_and_can_be_spread() {
     // Ten requests every 3 s, as a release that rounds its timestamps writes them.
     let dir = tempfile::tempdir().unwrap();

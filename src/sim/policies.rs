@@ -11,7 +11,7 @@ use crate::planner::{Policy, PolicyContext};
 use crate::profile::Profile;
 use crate::workload::Request;
 
-pub const POLICY_SPECS: &str = "planner | static:P,D | static:best | schedule:FILE | dynamo | dynamo:no-correction | threshold | oracle | oracle:TARGET | budget-at-start";
+pub const POLICY_SPECS: &str = "planner | planner:FIELD=VALUE[;FIELD=VALUE...] | static:P,D | static:best | schedule:FILE | dynamo | dynamo:no-correction | threshold | oracle | oracle:TARGET | budget-at-start";
 
 /// What policies may be built from. Only the bounds (the oracle, `static:best`,
 /// `budget-at-start`) read `requests`.
@@ -54,6 +54,7 @@ pub fn check_policy_spec(spec: &str) -> Result<(), InputError> {
         ("static", Some("best")) => Ok(()),
         ("static", Some(a)) => parse_static(spec, a).map(|_| ()),
         ("schedule", Some(f)) if !f.is_empty() => Ok(()),
+        ("planner", Some(a)) => parse_planner_sets(spec, a).map(|_| ()),
         ("planner", None)
         | ("dynamo", None)
         | ("dynamo", Some("no-correction"))
@@ -78,6 +79,53 @@ fn parse_static(spec: &str, a: &str) -> Result<(u32, u32), InputError> {
         .parse()
         .map_err(|_| usage(spec, "D must be a whole number"))?;
     Ok((p, d))
+}
+
+/// A planner variant's settings, `planner:FIELD=VALUE[;FIELD=VALUE...]`: each field a
+/// dotted path within the `planner:` section of a scenario, each value read as YAML, as
+/// `--set planner.FIELD=VALUE` reads it. The variant runs beside the scenario's own planner.
+fn parse_planner_sets(
+    spec: &str,
+    a: &str,
+) -> Result<Vec<(String, serde_yaml_ng::Value)>, InputError> {
+    let sets: Vec<_> = a
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            crate::scenario::field_assignment(
+                s,
+                "planner:headroom_quantile=0.95",
+                "planner:stabilizer.scale_down_window_s=300",
+            )
+            .map_err(|m| usage(spec, &format!("{s:?}: {m}")))
+        })
+        .collect::<Result<_, _>>()?;
+    if sets.is_empty() {
+        return Err(usage(
+            spec,
+            "planner: takes the settings it changes, as in planner:headroom_quantile=0.95",
+        ));
+    }
+    Ok(sets)
+}
+
+/// The scenario's planner settings with a variant's changed, checked as the scenario's are.
+fn planner_variant(spec: &str, a: &str, base: &PlannerConfig) -> Result<PlannerConfig, InputError> {
+    let sets = parse_planner_sets(spec, a)?;
+    let field_err = |m: String| {
+        InputError::Usage(format!(
+            "--policy {spec:?}: {m} (the fields of the planner: section, docs/planner.md)"
+        ))
+    };
+    let cfg = crate::scenario::with_sets(base, &sets).map_err(field_err)?;
+    if cfg.mode != base.mode {
+        return Err(field_err(
+            "mode: is the simulated deployment's (deployment.mode), not a planner variant's".into(),
+        ));
+    }
+    cfg.validate().map_err(field_err)?;
+    Ok(cfg)
 }
 
 fn parse_target(spec: &str, t: &str) -> Result<f64, InputError> {
@@ -146,7 +194,11 @@ pub fn build_policy(spec: &str, env: &PolicyEnv) -> Result<Box<dyn Policy>, Inpu
                 rows.to_vec(),
             ))
         }
-        ("planner", _) => Box::new(SlaPlanner::new(env.context(), env.planner)),
+        ("planner", None) => Box::new(SlaPlanner::new(env.context(), env.planner)),
+        ("planner", Some(a)) => {
+            let cfg = planner_variant(spec, a, &env.planner)?;
+            Box::new(SlaPlanner::new(env.context(), cfg).named(spec))
+        }
         ("dynamo", a) => Box::new(DynamoPolicy::new(env.context(), a.is_none())),
         ("threshold", _) => Box::new(ThresholdPolicy::new(env.context())),
         ("oracle", a) => {

@@ -297,6 +297,13 @@ impl SlaPlanner {
         }
     }
 
+    /// The same planner shown under another name: a dry run's variant with its own
+    /// settings is named by its `--policy` spec.
+    pub fn named(mut self, name: impl Into<String>) -> SlaPlanner {
+        self.name = name.into();
+        self
+    }
+
     /// The cold start planned with: the configured one, or the replicas' own where they
     /// have shown a longer one (`ColdStarts::planned_s`).
     fn cold_start_s(&self) -> f64 {
