@@ -49,6 +49,36 @@ const MR: f64 = 170.0;
 const MT: f64 = 28.0;
 const MB: f64 = 40.0;
 
+/// Characters of a legend line that fit the right margin at the legend's type size.
+const LEGEND_CHARS: usize = 19;
+/// The height of a legend name's second and later lines.
+const LEGEND_LINE: f64 = 13.0;
+
+/// A legend name in lines of at most `LEGEND_CHARS`, broken after a `;`, `,`, `:`, `=` or
+/// space where one falls within a line (the settings of a planner variant), else within a
+/// word; spaces at a break are dropped.
+fn legend_lines(name: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut rest: Vec<char> = name.chars().collect();
+    while rest.len() > LEGEND_CHARS {
+        let cut = rest[..LEGEND_CHARS]
+            .iter()
+            .rposition(|c| matches!(c, ';' | ',' | ':' | '=' | ' '))
+            .map_or(LEGEND_CHARS, |p| p + 1);
+        let line: String = rest[..cut].iter().collect();
+        lines.push(line.trim_end().to_string());
+        rest = rest[cut..]
+            .iter()
+            .copied()
+            .skip_while(|c| *c == ' ')
+            .collect();
+    }
+    if !rest.is_empty() || lines.is_empty() {
+        lines.push(rest.into_iter().collect());
+    }
+    lines
+}
+
 /// Round tick positions covering `[lo, hi]`.
 pub fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
     if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
@@ -245,23 +275,36 @@ impl LineChart {
             );
         }
         s.push_str(r#"<g class="legend">"#);
+        let mut y = MT + 10.0;
         for (i, ser) in self.series.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
-            let y = MT + 10.0 + i as f64 * 16.0;
             let x = W - MR + 12.0;
             let dash = if ser.dashed {
                 r#" stroke-dasharray="5 3""#
             } else {
                 ""
             };
+            // A long name (a planner variant's settings) wraps within the margin, each line
+            // under the one before, rather than running off the chart.
+            let lines = legend_lines(&ser.name);
             let _ = write!(
                 s,
-                r#"<line x1="{x}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="{color}" stroke-width="2"{dash}/><text x="{:.1}" y="{:.1}">{}</text>"#,
+                r#"<line x1="{x}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="{color}" stroke-width="2"{dash}/><text x="{:.1}" y="{:.1}">"#,
                 x + 18.0,
                 x + 24.0,
                 y + 4.0,
-                esc(&ser.name)
             );
+            for (k, line) in lines.iter().enumerate() {
+                let dy = if k == 0 { 0.0 } else { LEGEND_LINE };
+                let _ = write!(
+                    s,
+                    r#"<tspan x="{:.1}" dy="{dy}">{}</tspan>"#,
+                    x + 24.0,
+                    esc(line)
+                );
+            }
+            s.push_str("</text>");
+            y += 16.0 + LEGEND_LINE * (lines.len() - 1) as f64;
         }
         s.push_str("</g></svg>");
         s
@@ -271,6 +314,37 @@ impl LineChart {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_legend_names_wrap_at_their_settings_and_short_ones_stay_whole() {
+        assert_eq!(legend_lines("planner"), ["planner"]);
+        assert_eq!(legend_lines("static:best=4,4"), ["static:best=4,4"]);
+        let lines =
+            legend_lines("planner:headroom_quantile=0.97; stabilizer.scale_down_window_s=300");
+        assert_eq!(
+            lines,
+            [
+                "planner:",
+                "headroom_quantile=",
+                "0.97;",
+                "stabilizer.scale_do",
+                "wn_window_s=300"
+            ]
+        );
+        assert!(
+            lines.iter().all(|l| l.chars().count() <= LEGEND_CHARS),
+            "{lines:?}"
+        );
+        assert_eq!(
+            lines.concat().replace(' ', ""),
+            "planner:headroom_quantile=0.97;stabilizer.scale_down_window_s=300"
+        );
+        // A word longer than a line is broken within it.
+        let long = "x".repeat(45);
+        let lines = legend_lines(&long);
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines.concat(), long);
+    }
 
     #[test]
     fn ticks_are_round() {
