@@ -557,6 +557,13 @@ fn planner_variants_run_side_by_side_each_as_its_settings_set_on_the_scenario_wo
     ]);
     assert_eq!(rows[1], (variant.to_string(), set.1, set.2, set.3));
     assert_ne!((rows[0].1, rows[0].2), (rows[1].1, rows[1].2), "{rows:?}");
+    // The summary records each planner's settings: the variant's as changed, the rest kept.
+    let settings = |i: usize| &together["policies"][i]["settings"];
+    assert_eq!(settings(0)["headroom_quantile"], 0.9);
+    assert_eq!(settings(1)["headroom_quantile"], 0.97);
+    assert_eq!(settings(0)["stabilizer"]["scale_down_window_s"], 120.0);
+    assert_eq!(settings(1)["stabilizer"]["scale_down_window_s"], 300.0);
+    assert_eq!(settings(0)["prior_error"], settings(1)["prior_error"]);
     // Each writes its own timeline, named by its spec.
     for stem in [
         "planner",

@@ -73,6 +73,11 @@ pub trait Policy: Send {
         None
     }
     fn decide(&mut self, now_s: f64, obs: &Observation) -> Decision;
+    /// The settings the policy decides by, where it has any to show: a dry run's summary
+    /// records them beside its figures, so two planner variants' runs say what each was.
+    fn settings(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// A policy context for unit tests: the embedded profile, up to 16 engines per role (no

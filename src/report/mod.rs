@@ -46,6 +46,9 @@ fn round3(x: f64) -> f64 {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PolicySummary {
     pub name: String,
+    /// The settings the policy decided by (the planner's, each variant's its own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings: Option<serde_json::Value>,
     pub requests: usize,
     pub completed: usize,
     pub rejected: usize,
@@ -161,6 +164,7 @@ impl PolicySummary {
         let (changes, reversals) = scale_changes(r);
         PolicySummary {
             name: r.policy.clone(),
+            settings: r.settings.clone(),
             requests: r.outcomes.len(),
             completed: served.len(),
             rejected: r.outcomes.len() - served.len(),
@@ -571,6 +575,7 @@ mod tests {
             .collect();
         SimResult {
             policy: "test".into(),
+            settings: None,
             outcomes: Vec::new(),
             timeline,
             gpu_seconds: 0.0,

@@ -258,6 +258,8 @@ pub struct IntervalRow {
 #[derive(Debug, Clone)]
 pub struct SimResult {
     pub policy: String,
+    /// The policy's settings (`Policy::settings`), where it has any.
+    pub settings: Option<serde_json::Value>,
     pub outcomes: Vec<Outcome>,
     pub timeline: Vec<IntervalRow>,
     pub gpu_seconds: f64,
@@ -449,6 +451,7 @@ pub fn simulate(
     fill_attainment(&mut timeline, &sim.outcomes, &sim.flight, cfg);
     SimResult {
         policy: policy.name().to_string(),
+        settings: policy.settings(),
         outcomes: sim.outcomes,
         timeline,
         gpu_seconds,

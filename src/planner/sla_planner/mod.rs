@@ -650,6 +650,10 @@ impl Policy for SlaPlanner {
         &self.name
     }
 
+    fn settings(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(self.cfg).ok()
+    }
+
     /// Observation in, decision out: take the interval (pooled into forecast steps), learn
     /// from its latencies, size each role for the most any step of the horizon asks, then
     /// the holds, the stabiliser and the limits, each saying why.
