@@ -193,7 +193,7 @@ pub struct SimulateArgs {
     /// (a stale or borrowed profile); the oracle and static:best keep the engines' own.
     #[arg(long)]
     pub planner_profile: Option<PathBuf>,
-    /// Policy to run (repeatable): planner | static:P,D | static:best | schedule:FILE | dynamo | dynamo:no-correction | threshold | oracle | oracle:TARGET | budget-at-start.
+    /// Policy to run (repeatable): planner | planner:FIELD=VALUE[;FIELD=VALUE...] (a variant with those settings changed) | static:P,D | static:best | schedule:FILE | dynamo | dynamo:no-correction | threshold | oracle | oracle:TARGET | budget-at-start.
     #[arg(long = "policy")]
     pub policies: Vec<String>,
     /// Cold start of a new replica, seconds (overrides the scenario).
