@@ -729,9 +729,31 @@ fn field_path(path: &serde_ignored::Path) -> String {
     steps.join(".")
 }
 
+/// Whether the line's `replicas` leaves out `prefill`, which serde fills with zeros (read
+/// after the line has parsed as an observation, so this second, lenient read cannot fail
+/// where that one passed).
+fn replicas_without_prefill(line: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        replicas: Option<Roles>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Roles {
+        prefill: Option<serde::de::IgnoredAny>,
+    }
+    matches!(
+        serde_json::from_str::<Line>(line),
+        Ok(Line {
+            replicas: Some(Roles { prefill: None })
+        })
+    )
+}
+
 /// One input line of `decide`, answered: the decision, or an error naming the field.
+/// `mode` is the deployment's: only aggregated workers may leave `replicas.prefill` out.
 pub fn decide_line(
     policy: &mut dyn crate::planner::Policy,
+    mode: crate::planner::solver::Mode,
     line: &str,
     line_no: u64,
     last_time_s: &mut Option<f64>,
@@ -755,6 +777,9 @@ pub fn decide_line(
     }
     if let Err(m) = obs.validate() {
         return err(format!("field {m}"));
+    }
+    if mode == crate::planner::solver::Mode::Disaggregated && replicas_without_prefill(line) {
+        return err("field replicas.prefill: missing: a disaggregated deployment reports its prefill engines' counts beside decode's (`{}` where none are known; only aggregated workers, reported under decode, leave it out)".to_string());
     }
     // Observations describe consecutive intervals; one out of order would be planned as if
     // time had gone back (windows and forecasts would read it as new).
@@ -793,6 +818,7 @@ fn run_decide(a: DecideArgs) -> anyhow::Result<()> {
     let sets = crate::scenario::parse_sets(&a.sets)?;
     let (ctx, cfg) =
         crate::scenario::decide_setup(a.scenario.as_deref(), a.config.as_deref(), &sets)?;
+    let mode = cfg.mode;
     let mut planner = crate::planner::sla_planner::SlaPlanner::new(ctx, cfg);
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();
@@ -811,7 +837,14 @@ fn run_decide(a: DecideArgs) -> anyhow::Result<()> {
             continue;
         }
         let line_no = i as u64 + 1;
-        let answer = decide_line(&mut planner, &line, line_no, &mut last_time_s, unknown);
+        let answer = decide_line(
+            &mut planner,
+            mode,
+            &line,
+            line_no,
+            &mut last_time_s,
+            unknown,
+        );
         for field in answer.ignored {
             if named.insert(field.clone()) {
                 eprintln!("warning: line {line_no}: field {field} is not a field of an observation; read past, here and on later lines");

@@ -449,3 +449,44 @@ fn aggregated_workers_are_sized_for_the_router_named() {
     assert_eq!(code, 2);
     assert!(err.contains("planner.router"), "{err}");
 }
+
+#[test]
+fn only_aggregated_workers_may_leave_the_prefill_counts_out() {
+    // Aggregated workers are reported under `decode`; a line may leave `prefill` out and is
+    // decided as with `prefill: {}`. A disaggregated deployment's prefill counts left out
+    // would read as no prefill engines, so that line is an error naming the field.
+    let line = |t: f64, with_prefill: bool| {
+        let mut v = serde_json::json!({
+            "time_s": t, "interval_s": 60, "requests": 600, "isl_mean": 3000, "osl_mean": 300,
+            "itl_ms": {"mean": 7}, "ttft_ms": {"mean": 90},
+            "replicas": {"decode": {"ready": 3}}
+        });
+        if with_prefill {
+            v["replicas"]["prefill"] = serde_json::json!({});
+        }
+        v.to_string() + "\n"
+    };
+    let run = |scenario: &str, with_prefill: bool| {
+        let input = line(60.0, with_prefill) + &line(120.0, with_prefill);
+        decide(&["--scenario", scenario], &input)
+    };
+    let (code, left_out, err) = run("sin-5-45-aggregated", false);
+    assert_eq!(code, 0, "{err}");
+    let (_, given, _) = run("sin-5-45-aggregated", true);
+    assert_eq!(left_out, given);
+    assert!(left_out[1]["decode"].as_u64().unwrap() > 0, "{left_out:?}");
+
+    let (code, out, err) = run("sin-5-45", false);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(out.len(), 2, "one answer a line");
+    for answer in &out {
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with("field replicas.prefill: missing"),
+            "{answer}"
+        );
+    }
+    let (code, out, err) = run("sin-5-45", true);
+    assert_eq!(code, 0, "{err}");
+    assert!(out[1]["prefill"].as_u64().unwrap() > 0, "{out:?}");
+}

@@ -336,3 +336,18 @@ fn the_schema_and_decide_agree_on_each_line() {
         );
     }
 }
+
+#[test]
+fn the_schema_leaves_the_prefill_counts_to_the_mode() {
+    // The schema cannot see the deployment's mode: it takes a line without
+    // `replicas.prefill`, which aggregated workers may send and `decide` then decides. (A
+    // disaggregated deployment's `decide` answers it as an error: tests/decide.rs.)
+    let lines = vec![json!({"time_s": 60, "interval_s": 60, "requests": 600,
+        "replicas": {"decode": {"ready": 3}}})];
+    let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let (code, answers, err) = common::decide(&["--scenario", "sin-5-45-aggregated"], &input);
+    assert_eq!(code, 0, "{err}");
+    let (valid, complaints) = validate(&schema(), &lines, &answers);
+    assert!(valid[0], "the schema refused {}", lines[0]);
+    assert!(complaints[0].is_empty(), "{:?}", complaints[0]);
+}

@@ -117,6 +117,10 @@ impl ReplicaState {
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RoleReplicas {
+    /// May be left out of a line only where there is no prefill pool (aggregated workers
+    /// are reported under `decode`); `decide` answers it as missing on a disaggregated
+    /// deployment, where zeros would read as no prefill engines (`cli::decide_line`).
+    #[serde(default)]
     pub prefill: ReplicaState,
     pub decode: ReplicaState,
 }
