@@ -537,6 +537,18 @@ fn within_intervals(
     duration_s: f64,
     interval_s: f64,
 ) -> Result<(), InputError> {
+    // A run shorter than one interval has no decision in it: every policy would run as it
+    // starts, and a comparison of them would compare nothing.
+    if duration_s < interval_s {
+        return Err(field_err(
+            origin,
+            field,
+            format!(
+                "the run ({duration_s} s) is shorter than one decision interval \
+                 (deployment.interval_s, {interval_s} s): no policy would decide"
+            ),
+        ));
+    }
     let n = (duration_s / interval_s).ceil();
     if n <= MAX_INTERVALS {
         return Ok(());
@@ -590,6 +602,27 @@ fn positive(origin: &str, field: &str, v: f64) -> Result<(), InputError> {
     }
 }
 
+/// The longest span of time a setting may name, seconds: a day. Control loops decide every
+/// seconds to minutes and replicas start within minutes; a longer value is a unit mixed up,
+/// which the simulator would step through for hours, or a timer could not hold.
+pub const MAX_SETTING_S: f64 = crate::planner::ceilings::INTERVAL_S;
+
+/// `v` is a time in seconds from `least` (included where `zero_ok`, else excluded) to a day.
+pub fn seconds_within_a_day(field: &str, v: f64, zero_ok: bool) -> Result<(), (String, String)> {
+    let from = if zero_ok { v >= 0.0 } else { v > 0.0 };
+    if v.is_finite() && from && v <= MAX_SETTING_S {
+        return Ok(());
+    }
+    let least = if zero_ok { ">= 0" } else { "> 0" };
+    Err((
+        field.to_string(),
+        format!(
+            "must be {least} and at most {MAX_SETTING_S} s (a day) (got {})",
+            crate::planner::shown(v)
+        ),
+    ))
+}
+
 /// What every user of a deployment description needs checked: the SLA, the limits, the
 /// planner's settings, and the profile, loaded.
 pub struct Checked {
@@ -611,26 +644,18 @@ fn check_common(
 ) -> Result<Checked, InputError> {
     positive(origin, "sla.ttft_ms", sla.ttft_ms)?;
     positive(origin, "sla.itl_ms", sla.itl_ms)?;
-    positive(origin, "deployment.interval_s", d.interval_s)?;
-    positive(origin, "deployment.scrape_s", d.scrape_s)?;
     planner
         .validate()
         .map_err(|m| part_err(origin, "planner", &m))?;
     let startup_s = ov.startup_s.unwrap_or(d.startup_s);
-    if !(startup_s.is_finite() && startup_s >= 0.0) {
-        return Err(field_err(
-            origin,
-            "deployment.startup_s",
-            format!("must be >= 0 (got {startup_s})"),
-        ));
-    }
     let told_startup_s = d.planner_startup_s.unwrap_or(startup_s);
-    if !(told_startup_s.is_finite() && told_startup_s >= 0.0) {
-        return Err(field_err(
-            origin,
-            "deployment.planner_startup_s",
-            format!("must be >= 0 (got {told_startup_s})"),
-        ));
+    for (field, v, zero_ok) in [
+        ("deployment.interval_s", d.interval_s, false),
+        ("deployment.scrape_s", d.scrape_s, false),
+        ("deployment.startup_s", startup_s, true),
+        ("deployment.planner_startup_s", told_startup_s, true),
+    ] {
+        seconds_within_a_day(field, v, zero_ok).map_err(|(f, m)| field_err(origin, &f, m))?;
     }
     let mut limits = Limits::build(
         ov.gpu_budget.unwrap_or(d.gpu_budget),
@@ -675,8 +700,16 @@ fn check_common(
             d.kv_transfer.per_1k_tokens_ms,
         ),
     ] {
-        if !(v.is_finite() && v >= 0.0) {
-            return Err(field_err(origin, f, format!("must be >= 0 (got {v})")));
+        let most = crate::planner::ceilings::LATENCY_MS;
+        if !(v.is_finite() && v >= 0.0 && v <= most) {
+            return Err(field_err(
+                origin,
+                f,
+                format!(
+                    "must be >= 0 and at most {most} ms (a day) (got {})",
+                    crate::planner::shown(v)
+                ),
+            ));
         }
     }
 

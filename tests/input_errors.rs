@@ -474,7 +474,7 @@ fn scenario_errors_name_the_field() {
     let tmp = tempfile::tempdir().unwrap();
     let base = include_str!("../simulations/sin-5-45.yaml");
     // (file, text replaced, replacement, what the error must name)
-    let cases: [(&str, &str, &str, &[&str]); 16] = [
+    let cases: [(&str, &str, &str, &[&str]); 19] = [
         ("typo.yaml", "interval_s: 60", "interval: 60", &["interval"]),
         // A top-level field is named by the error itself, not as a field path.
         (
@@ -495,6 +495,26 @@ fn scenario_errors_name_the_field() {
             "duration_s: 1800",
             "duration_s: 1.0e9",
             &["field workload.synthetic.duration_s: the run would span 16666667 intervals"],
+        ),
+        // A run with no decision in it.
+        (
+            "short.yaml",
+            "duration_s: 1800",
+            "duration_s: 50",
+            &["field workload.synthetic.duration_s: the run (50 s) is shorter than one decision interval (deployment.interval_s, 60 s)"],
+        ),
+        // Lengths that are not the distribution asked for.
+        (
+            "cap.yaml",
+            "isl: 3000",
+            "isl: {dist: lognormal, mean: 3000, cv: 1, max: 2000}",
+            &["field workload.synthetic.isl: lognormal: max (2000) is below the mean (3000)"],
+        ),
+        (
+            "inf.yaml",
+            "osl: 300",
+            "osl: {dist: normal, mean: .inf, sd: 1}",
+            &["field workload.synthetic.osl: normal: needs mean >= 1"],
         ),
         (
             "top.yaml",
@@ -793,7 +813,7 @@ fn a_field_set_on_the_command_line_is_checked_as_the_file_is() {
             "--set",
             "deployment.interval_s=-5",
         ],
-        &["deployment.interval_s", "must be a number > 0"],
+        &["deployment.interval_s", "must be > 0"],
     );
     assert_input_error(
         &[
@@ -803,7 +823,10 @@ fn a_field_set_on_the_command_line_is_checked_as_the_file_is() {
             "--set",
             "deployment.planner_startup_s=-5",
         ],
-        &["deployment.planner_startup_s", "must be >= 0 (got -5)"],
+        &[
+            "deployment.planner_startup_s",
+            "must be >= 0 and at most 86400 s (a day) (got -5)",
+        ],
     );
     // Of several sets, the one that does not fit is named, and what it should be.
     assert_input_error(
@@ -953,4 +976,49 @@ fn prefix_caching_needs_a_trace_that_names_blocks() {
     assert!(summary["policies"][0]
         .get("prefix_cache_hit_share")
         .is_none());
+}
+
+#[test]
+fn times_past_a_day_are_refused_before_any_run_or_timer() {
+    // A decision interval, cold start or timeout past a day is a unit mixed up. The
+    // simulator stepped through one for as long as it was (a trace replay with decisions
+    // 1e300 s apart never ended), and a timer cannot hold one.
+    for (set, named) in [
+        ("deployment.interval_s=1e300", "deployment.interval_s"),
+        ("deployment.startup_s=1e12", "deployment.startup_s"),
+        (
+            "deployment.planner_startup_s=90000",
+            "deployment.planner_startup_s",
+        ),
+        ("deployment.scrape_s=1e6", "deployment.scrape_s"),
+        (
+            "deployment.kv_transfer.base_ms=1e300",
+            "deployment.kv_transfer.base_ms",
+        ),
+    ] {
+        assert_input_error(
+            &["simulate", "--scenario", "sin-5-45", "--set", set],
+            &[&format!("field {named}: must be"), "(a day)"],
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = common::run_config(tmp.path(), "days", 9090, 6443, "");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    for (from, to, named) in [
+        ("interval_s: 10", "interval_s: 1.0e300", "interval_s"),
+        ("startup_s: 5", "startup_s: 90000", "startup_s"),
+        (
+            "  timeout_s: 3\n  history",
+            "  timeout_s: 1.0e300\n  history",
+            "prometheus.timeout_s",
+        ),
+    ] {
+        assert!(text.contains(from), "the run config changed: {from}");
+        std::fs::write(&cfg, text.replacen(from, to, 1)).unwrap();
+        let path = cfg.display().to_string();
+        assert_input_error(
+            &["run", "--config", &path],
+            &[&format!("field {named}: must be"), "(a day)"],
+        );
+    }
 }

@@ -245,22 +245,24 @@ impl RunConfig {
                 Err(bad(file, field, format!("must be a number > 0 (got {v})")))
             }
         };
-        pos("interval_s", self.interval_s)?;
-        if !(self.startup_s.is_finite() && self.startup_s >= 0.0) {
-            return Err(bad(
-                file,
-                "startup_s",
-                format!("must be >= 0 (got {})", self.startup_s),
-            ));
-        }
         pos("sla.ttft_ms", self.sla.ttft_ms)?;
         pos("sla.itl_ms", self.sla.itl_ms)?;
-        pos("prometheus.timeout_s", self.prometheus.timeout_s)?;
-        pos("kubernetes.timeout_s", self.kubernetes.timeout_s)?;
-        pos(
-            "leader_election.lease_duration_s",
-            self.leader_election.lease_duration_s,
-        )?;
+        // Each becomes a timer (or a horizon): past a day it is a unit mixed up, and past
+        // what a `Duration` holds it could not be set at all.
+        for (field, v, zero_ok) in [
+            ("interval_s", self.interval_s, false),
+            ("startup_s", self.startup_s, true),
+            ("prometheus.timeout_s", self.prometheus.timeout_s, false),
+            ("kubernetes.timeout_s", self.kubernetes.timeout_s, false),
+            (
+                "leader_election.lease_duration_s",
+                self.leader_election.lease_duration_s,
+                false,
+            ),
+        ] {
+            crate::scenario::seconds_within_a_day(field, v, zero_ok)
+                .map_err(|(f, m)| bad(file, &f, m))?;
+        }
         let url = &self.prometheus.url;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(bad(

@@ -384,19 +384,28 @@ impl LengthDist {
                 Err(format!("uniform: needs 1 <= min <= max (got {min}, {max})"))
             }
             LengthDist::Dist(DistSpec::Normal { mean, sd })
-                if !(*mean >= 1.0 && *sd >= 0.0 && sd.is_finite()) =>
+                if !(*mean >= 1.0 && mean.is_finite() && *sd >= 0.0 && sd.is_finite()) =>
             {
                 Err(format!(
                     "normal: needs mean >= 1 and sd >= 0 (got {mean}, {sd})"
                 ))
             }
             LengthDist::Dist(DistSpec::Lognormal { mean, cv, .. })
-                if !(*mean >= 1.0 && *cv > 0.0 && cv.is_finite()) =>
+                if !(*mean >= 1.0 && mean.is_finite() && *cv > 0.0 && cv.is_finite()) =>
             {
                 Err(format!(
                     "lognormal: needs mean >= 1 and cv > 0 (got {mean}, {cv})"
                 ))
             }
+            // A cap below the mean would clip nearly every draw to it: lengths of `max`, not
+            // the mean asked for.
+            LengthDist::Dist(DistSpec::Lognormal {
+                mean,
+                max: Some(max),
+                ..
+            }) if f64::from(*max) < *mean => Err(format!(
+                "lognormal: max ({max}) is below the mean ({mean}); the lengths would be clipped to it"
+            )),
             LengthDist::Dist(DistSpec::Exponential { mean })
                 if !(*mean >= 1.0 && mean.is_finite()) =>
             {
