@@ -607,7 +607,7 @@ fn positive(origin: &str, field: &str, v: f64) -> Result<(), InputError> {
 /// which the simulator would step through for hours, or a timer could not hold.
 pub const MAX_SETTING_S: f64 = crate::planner::ceilings::INTERVAL_S;
 
-/// `v` is a time in seconds from `least` (included where `zero_ok`, else excluded) to a day.
+/// `v` is a time in seconds above 0 (or from 0, where `zero_ok`) and at most a day.
 pub fn seconds_within_a_day(field: &str, v: f64, zero_ok: bool) -> Result<(), (String, String)> {
     let from = if zero_ok { v >= 0.0 } else { v > 0.0 };
     if v.is_finite() && from && v <= MAX_SETTING_S {

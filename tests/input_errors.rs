@@ -514,7 +514,7 @@ fn scenario_errors_name_the_field() {
             "inf.yaml",
             "osl: 300",
             "osl: {dist: normal, mean: .inf, sd: 1}",
-            &["field workload.synthetic.osl: normal: needs mean >= 1"],
+            &["field workload.synthetic.osl: normal: needs a finite mean >= 1"],
         ),
         (
             "top.yaml",

@@ -387,14 +387,14 @@ impl LengthDist {
                 if !(*mean >= 1.0 && mean.is_finite() && *sd >= 0.0 && sd.is_finite()) =>
             {
                 Err(format!(
-                    "normal: needs mean >= 1 and sd >= 0 (got {mean}, {sd})"
+                    "normal: needs a finite mean >= 1 and sd >= 0 (got {mean}, {sd})"
                 ))
             }
             LengthDist::Dist(DistSpec::Lognormal { mean, cv, .. })
                 if !(*mean >= 1.0 && mean.is_finite() && *cv > 0.0 && cv.is_finite()) =>
             {
                 Err(format!(
-                    "lognormal: needs mean >= 1 and cv > 0 (got {mean}, {cv})"
+                    "lognormal: needs a finite mean >= 1 and cv > 0 (got {mean}, {cv})"
                 ))
             }
             // A cap below the mean would clip nearly every draw to it: lengths of `max`, not
@@ -409,7 +409,7 @@ impl LengthDist {
             LengthDist::Dist(DistSpec::Exponential { mean })
                 if !(*mean >= 1.0 && mean.is_finite()) =>
             {
-                Err(format!("exponential: needs mean >= 1 (got {mean})"))
+                Err(format!("exponential: needs a finite mean >= 1 (got {mean})"))
             }
             LengthDist::Dist(_) => Ok(()),
         }
