@@ -779,7 +779,7 @@ pub fn decide_line(
         return err(format!("field {m}"));
     }
     if mode == crate::planner::solver::Mode::Disaggregated && replicas_without_prefill(line) {
-        return err("field replicas.prefill: missing: a disaggregated deployment reports its prefill engines' counts beside decode's (`{}` where none are known; only aggregated workers, reported under decode, leave it out)".to_string());
+        return err("field replicas.prefill: missing: a disaggregated deployment reports its prefill engines' counts beside decode's, or leaves `replicas` out where they are not known (only aggregated workers, reported under decode, leave `prefill` out)".to_string());
     }
     // Observations describe consecutive intervals; one out of order would be planned as if
     // time had gone back (windows and forecasts would read it as new).
