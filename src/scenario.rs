@@ -557,8 +557,10 @@ fn within_intervals(
         origin,
         field,
         format!(
-            "the run would span {n:.0} intervals of {interval_s} s ({duration_s:.0} s); at most \
-             {MAX_INTERVALS:.0}: shorten it or lengthen deployment.interval_s"
+            "the run would span {} intervals of {interval_s} s ({} s); at most \
+             {MAX_INTERVALS:.0}: shorten it or lengthen deployment.interval_s",
+            crate::planner::shown(n),
+            crate::planner::shown(duration_s.round())
         ),
     ))
 }
