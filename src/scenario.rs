@@ -607,21 +607,19 @@ fn positive(origin: &str, field: &str, v: f64) -> Result<(), InputError> {
 /// The longest span of time a setting may name, seconds: a day. Control loops decide every
 /// seconds to minutes and replicas start within minutes; a longer value is a unit mixed up,
 /// which the simulator would step through for hours, or a timer could not hold.
-pub const MAX_SETTING_S: f64 = crate::planner::ceilings::INTERVAL_S;
+const MAX_SETTING_S: f64 = crate::planner::ceilings::INTERVAL_S;
 
-/// `v` is a time in seconds above 0 (or from 0, where `zero_ok`) and at most a day.
-pub fn seconds_within_a_day(field: &str, v: f64, zero_ok: bool) -> Result<(), (String, String)> {
+/// Checks that `v` is a time in seconds above 0 (or from 0, where `zero_ok`) and at most a
+/// day; the error is the message, for the caller to name its field.
+pub fn seconds_within_a_day(v: f64, zero_ok: bool) -> Result<(), String> {
     let from = if zero_ok { v >= 0.0 } else { v > 0.0 };
     if v.is_finite() && from && v <= MAX_SETTING_S {
         return Ok(());
     }
     let least = if zero_ok { ">= 0" } else { "> 0" };
-    Err((
-        field.to_string(),
-        format!(
-            "must be {least} and at most {MAX_SETTING_S} s (a day) (got {})",
-            crate::planner::shown(v)
-        ),
+    Err(format!(
+        "must be {least} and at most {MAX_SETTING_S} s (a day) (got {})",
+        crate::planner::shown(v)
     ))
 }
 
@@ -657,7 +655,7 @@ fn check_common(
         ("deployment.startup_s", startup_s, true),
         ("deployment.planner_startup_s", told_startup_s, true),
     ] {
-        seconds_within_a_day(field, v, zero_ok).map_err(|(f, m)| field_err(origin, &f, m))?;
+        seconds_within_a_day(v, zero_ok).map_err(|m| field_err(origin, field, m))?;
     }
     let mut limits = Limits::build(
         ov.gpu_budget.unwrap_or(d.gpu_budget),

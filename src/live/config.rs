@@ -260,8 +260,7 @@ impl RunConfig {
                 false,
             ),
         ] {
-            crate::scenario::seconds_within_a_day(field, v, zero_ok)
-                .map_err(|(f, m)| bad(file, &f, m))?;
+            crate::scenario::seconds_within_a_day(v, zero_ok).map_err(|m| bad(file, field, m))?;
         }
         let url = &self.prometheus.url;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
