@@ -519,6 +519,7 @@ fn run_simulate(a: SimulateArgs) -> anyhow::Result<()> {
         report::write_summary(dir, &run.summary)?;
         for r in &run.results {
             report::write_timeline(dir, r)?;
+            report::write_exchanges(dir, r)?;
         }
         let html = report::render_html(&run.summary, &run.results);
         let path = dir.join("report.html");
@@ -551,7 +552,7 @@ fn run_simulate(a: SimulateArgs) -> anyhow::Result<()> {
         println!("wall time {:.2} s", run.summary.wall_time_s);
         if let Some(dir) = &a.out {
             println!(
-                "wrote {}/summary.json, timeline_*.csv, report.html",
+                "wrote {}/summary.json, timeline_*.csv, observations_*.jsonl, decisions_*.jsonl, report.html",
                 dir.display()
             );
         }

@@ -490,3 +490,89 @@ fn only_aggregated_workers_may_leave_the_prefill_counts_out() {
     assert_eq!(code, 0, "{err}");
     assert!(out[1]["prefill"].as_u64().unwrap() > 0, "{out:?}");
 }
+
+/// The observations a dry run showed its planner, fed to `decide` with the same scenario
+/// and settings, are answered with the decisions the planner made in the run: `decide` is
+/// the same core, and the files `simulate --out` writes are lines it reads and prints.
+#[test]
+fn decide_answers_a_dry_runs_observations_with_the_dry_runs_decisions() {
+    let variant = "planner:headroom_quantile=0.95";
+    // Aggregated workers at a 180 s cold start, percentiles withheld and a metrics outage
+    // (what the planner is shown differs from what happened); a real trace's first 20
+    // minutes with the prefix caches its prompts name.
+    let runs: [(&[&str], &[&str]); 2] = [
+        (
+            &[
+                "--scenario",
+                "sin-5-45-aggregated",
+                "--startup-s",
+                "180",
+                "--set",
+                "deployment.withhold=[percentiles]",
+                "--set",
+                "deployment.signal_outages=[{from_s: 600, to_s: 800}]",
+                "--policy",
+                "planner",
+                "--policy",
+                variant,
+            ],
+            &[
+                "--scenario",
+                "sin-5-45-aggregated",
+                "--set",
+                "deployment.startup_s=180",
+            ],
+        ),
+        (
+            &[
+                "--scenario",
+                "mooncake-conv-x4",
+                "--set",
+                "workload.trace.transform.window={start_s: 0, end_s: 1200}",
+                "--set",
+                "deployment.prefix_cache={}",
+                "--policy",
+                "planner",
+            ],
+            &["--scenario", "mooncake-conv-x4"],
+        ),
+    ];
+    for (simulate, told) in runs {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().to_str().unwrap();
+        let mut args = vec!["simulate"];
+        args.extend(simulate);
+        args.extend(["--out", out]);
+        common::run_stdout(&args);
+        let policies: &[(&str, &[&str])] = if simulate.contains(&variant) {
+            &[
+                ("planner", &[]),
+                (
+                    "planner_headroom_quantile_0.95",
+                    &["--set", "planner.headroom_quantile=0.95"],
+                ),
+            ]
+        } else {
+            &[("planner", &[])]
+        };
+        for (stem, sets) in policies {
+            let read = |name: &str| {
+                std::fs::read_to_string(dir.path().join(format!("{name}_{stem}.jsonl"))).unwrap()
+            };
+            let (observations, decided) = (read("observations"), read("decisions"));
+            let mut args = told.to_vec();
+            args.extend(*sets);
+            let (code, answers, err) = decide(&args, &observations);
+            assert_eq!(code, 0, "{simulate:?}, {stem}: {err}");
+            let decided: Vec<serde_json::Value> = decided
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert!(decided.len() > 15, "{simulate:?}: {} lines", decided.len());
+            assert_eq!(answers.len(), decided.len(), "{simulate:?}, {stem}");
+            for (k, (answer, made)) in answers.iter().zip(&decided).enumerate() {
+                assert_eq!(answer, made, "{simulate:?}, {stem}: line {}", k + 1);
+            }
+        }
+    }
+}

@@ -351,3 +351,50 @@ fn the_schema_leaves_the_prefill_counts_to_the_mode() {
     assert!(valid[0], "the schema refused {}", lines[0]);
     assert!(complaints[0].is_empty(), "{:?}", complaints[0]);
 }
+
+/// The lines `simulate --out` writes for `decide` (`observations_<policy>.jsonl`,
+/// `decisions_<policy>.jsonl`) are the schema's: every observation an `observation`, every
+/// decision an `output`, under each kind of policy.
+#[test]
+fn a_dry_runs_observations_and_decisions_are_the_schemas_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let stems = ["planner", "static_2_2", "dynamo", "oracle"];
+    common::run_stdout(&[
+        "simulate",
+        "--scenario",
+        "sin-5-45",
+        "--set",
+        "deployment.signal_outages=[{from_s: 600, to_s: 700}]",
+        "--policy",
+        "planner",
+        "--policy",
+        "static:2,2",
+        "--policy",
+        "dynamo",
+        "--policy",
+        "oracle",
+        "--out",
+        out,
+    ]);
+    let lines = |name: &str, stem: &str| -> Vec<Value> {
+        std::fs::read_to_string(dir.path().join(format!("{name}_{stem}.jsonl")))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let schema = schema();
+    for stem in stems {
+        let (observations, decisions) = (lines("observations", stem), lines("decisions", stem));
+        assert_eq!(observations.len(), decisions.len(), "{stem}");
+        assert!(observations.len() > 25, "{stem}: {}", observations.len());
+        let (valid, complaints) = validate(&schema, &observations, &decisions);
+        for (k, ok) in valid.iter().enumerate() {
+            assert!(ok, "{stem}: observation {}: {}", k + 1, observations[k]);
+        }
+        for (k, c) in complaints.iter().enumerate() {
+            assert!(c.is_empty(), "{stem}: decision {}: {c:?}", k + 1);
+        }
+    }
+}

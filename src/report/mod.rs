@@ -1,5 +1,6 @@
-//! What a dry run writes: `summary.json`, `timeline_<policy>.csv`, `report.html`, and the
-//! table printed in the terminal.
+//! What a dry run writes: `summary.json`, `timeline_<policy>.csv`, the observations and
+//! decisions of each policy as `decide` lines (`observations_<policy>.jsonl`,
+//! `decisions_<policy>.jsonl`), `report.html`, and the table printed in the terminal.
 
 mod html;
 pub mod svg;
@@ -331,6 +332,37 @@ itl_p50_ms,itl_p90_ms,itl_p99_ms,kv_decode,queued_prefill_tokens,attainment,reas
     std::fs::write(&path, out).map_err(|e| InputError::io(&path, e))
 }
 
+/// `observations_<policy>.jsonl`: every observation the policy was shown, one per line as
+/// `decide` reads it (missing signals left out); `decisions_<policy>.jsonl`: its decision
+/// to each, as `decide` prints one. For the planner (and a variant, its settings `--set`
+/// on `decide`), `decide --scenario` answers the first file with the second.
+pub fn write_exchanges(dir: &Path, r: &SimResult) -> Result<(), InputError> {
+    let stem = file_stem(&r.policy);
+    let (mut shown, mut decided) = (String::new(), String::new());
+    for (observation, decision) in &r.exchanges {
+        let mut line = serde_json::to_value(observation).expect("plain data serialises");
+        drop_nulls(&mut line);
+        shown.push_str(&line.to_string());
+        shown.push('\n');
+        decided.push_str(&serde_json::to_string(decision).expect("plain data serialises"));
+        decided.push('\n');
+    }
+    for (name, text) in [("observations", shown), ("decisions", decided)] {
+        let path = dir.join(format!("{name}_{stem}.jsonl"));
+        std::fs::write(&path, text).map_err(|e| InputError::io(&path, e))?;
+    }
+    Ok(())
+}
+
+/// Removes the fields whose value is null, at every depth: a signal the observation lacks
+/// is left out of its line, as a source without it would send it.
+fn drop_nulls(v: &mut serde_json::Value) {
+    if let serde_json::Value::Object(map) = v {
+        map.retain(|_, field| !field.is_null());
+        map.values_mut().for_each(drop_nulls);
+    }
+}
+
 /// The comparison table printed in the terminal (and pasted into the README).
 pub fn table(policies: &[PolicySummary]) -> String {
     let header = [
@@ -578,6 +610,7 @@ mod tests {
             settings: None,
             outcomes: Vec::new(),
             timeline,
+            exchanges: Vec::new(),
             gpu_seconds: 0.0,
             max_prefill: 0,
             max_decode: 0,

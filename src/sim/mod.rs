@@ -23,7 +23,7 @@ use rand_pcg::Pcg64;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::IntervalAccumulator;
-use crate::planner::{Limits, Observation, Policy, ReplicaState, RoleReplicas, Sla};
+use crate::planner::{Decision, Limits, Observation, Policy, ReplicaState, RoleReplicas, Sla};
 use crate::profile::{DecodeModel, PrefillModel, Profile};
 use crate::workload::Request;
 use engine::{DecodeEngine, Life, PrefillEngine, Replica, Worker};
@@ -262,6 +262,10 @@ pub struct SimResult {
     pub settings: Option<serde_json::Value>,
     pub outcomes: Vec<Outcome>,
     pub timeline: Vec<IntervalRow>,
+    /// Every observation the policy was shown (signals withheld and outages applied) and
+    /// its decision, in order, the first at time 0: the lines `decide` would be given and
+    /// answer (`observations_<policy>.jsonl`, `decisions_<policy>.jsonl`).
+    pub exchanges: Vec<(Observation, Decision)>,
     pub gpu_seconds: f64,
     pub max_prefill: u32,
     pub max_decode: u32,
@@ -418,6 +422,7 @@ pub fn simulate(
     };
     let d = policy.decide(0.0, &first_obs);
     sim.apply_targets(d.prefill, d.decode);
+    let mut exchanges = vec![(first_obs, d)];
 
     let mut next_tick = cfg.interval_s;
     while next_tick <= cfg.duration_s + 1e-9 {
@@ -425,7 +430,8 @@ pub fn simulate(
         let t = next_tick;
         let replicas = sim.replica_states();
         let (obs, extras) = sim.acc.take(t, cfg.interval_s, replicas);
-        let decision = policy.decide(t, &shown(&obs, t, cfg));
+        let seen = shown(&obs, t, cfg);
+        let decision = policy.decide(t, &seen);
         sim.apply_targets(decision.prefill, decision.decode);
         timeline.push(IntervalRow {
             observation: obs,
@@ -434,8 +440,9 @@ pub fn simulate(
             target_prefill: sim.target.0,
             target_decode: sim.target.1,
             gpus: sim.gpus_held(),
-            reasons: decision.reasons,
+            reasons: decision.reasons.clone(),
         });
+        exchanges.push((seen, decision));
         next_tick += cfg.interval_s;
     }
     sim.advance_to(f64::INFINITY, progress);
@@ -454,6 +461,7 @@ pub fn simulate(
         settings: policy.settings(),
         outcomes: sim.outcomes,
         timeline,
+        exchanges,
         gpu_seconds,
         max_prefill: sim.max_prefill,
         max_decode: sim.max_decode,
