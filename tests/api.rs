@@ -254,6 +254,51 @@ fn an_aggregated_deployment_takes_worker_limits_and_refuses_prefill_ones() {
     assert!(st["decision"]["decode"].as_u64().unwrap() <= 3, "{st}");
 }
 
+/// The observations the loop kept, replayed through `decide` with the demo's scenario, give
+/// back the loop's decisions: one core behind the live loop and the pipe, and lines each
+/// reads as the other writes them.
+#[test]
+fn the_loops_observations_replayed_through_decide_give_its_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_demo, port) = start_demo(dir.path(), 60.0, None);
+    wait_for("eight decisions", 60, || {
+        json(port, "/api/v1/status")["ticks"].as_u64().unwrap() >= 8
+    });
+    let lines = |path: &str| {
+        let (code, body) = http(port, "GET", path, None, None);
+        assert_eq!(code, 200, "{path}: {body}");
+        body
+    };
+    let observations = lines("/api/v1/observations");
+    let decisions = lines("/api/v1/decisions");
+    let (code, answers, err) = decide(&["--scenario", "sin-5-45"], &observations);
+    assert_eq!(code, 0, "{err}");
+    let made: Vec<Value> = decisions
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(answers.len() >= 8, "{observations}");
+    // The loop may have decided again between the two reads.
+    assert!(made.len() >= answers.len(), "{decisions}");
+    for (k, (answer, kept)) in answers.iter().zip(&made).enumerate() {
+        assert_eq!(answer, kept, "tick {}", k + 1);
+    }
+    // `since` keeps the later ticks, as for the history.
+    let first: Value = serde_json::from_str(observations.lines().next().unwrap()).unwrap();
+    let since = first["time_s"].as_f64().unwrap();
+    let later = lines(&format!("/api/v1/observations?since={since}"));
+    assert!(later.lines().count() >= answers.len() - 1, "{later}");
+    assert!(
+        later.lines().all(|l| {
+            let o: Value = serde_json::from_str(l).unwrap();
+            o["time_s"].as_f64().unwrap() > since
+        }),
+        "{later}"
+    );
+    let (code, body) = http(port, "GET", "/api/v1/decisions?since=soon", None, None);
+    assert_eq!(code, 400, "{body}");
+}
+
 #[test]
 fn openapi_documents_exactly_the_routes() {
     use serde::Deserialize;

@@ -32,6 +32,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
     ("GET", "/api/v1/status"),
     ("GET", "/api/v1/history"),
+    ("GET", "/api/v1/observations"),
+    ("GET", "/api/v1/decisions"),
     ("GET", "/api/v1/config"),
     ("POST", "/api/v1/control/pause"),
     ("POST", "/api/v1/control/resume"),
@@ -211,20 +213,31 @@ async fn status(State(s): State<ApiState>) -> Json<StatusDto> {
     })
 }
 
+/// The `since` of a history query: ticks with `time_s` above it, all without one; `None`
+/// for a query that does not parse (`bad_since`).
+fn since(query: Result<Query<HistoryQuery>, QueryRejection>) -> Option<f64> {
+    query
+        .ok()
+        .map(|Query(q)| q.since.unwrap_or(f64::NEG_INFINITY))
+}
+
+/// A bad query is answered as every other refusal is: JSON, with the field named.
+fn bad_since() -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "since: must be a number (seconds)",
+        Some("since"),
+    )
+}
+
 async fn history(
     State(s): State<ApiState>,
     query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Response {
-    // A bad query is answered as every other refusal is: JSON, with the field named.
-    let Ok(Query(q)) = query else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "since: must be a number (seconds)",
-            Some("since"),
-        );
+    let Some(since) = since(query) else {
+        return bad_since();
     };
     let st = s.status.lock().expect("status lock");
-    let since = q.since.unwrap_or(f64::NEG_INFINITY);
     Json(HistoryDto {
         ticks: st
             .history
@@ -234,6 +247,44 @@ async fn history(
             .collect(),
     })
     .into_response()
+}
+
+/// The kept ticks' lines, one per tick, as JSON lines: what `decide` reads or prints.
+fn tick_lines(
+    s: &ApiState,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+    line: impl Fn(&TickRecord) -> String,
+) -> Response {
+    let Some(since) = since(query) else {
+        return bad_since();
+    };
+    let st = s.status.lock().expect("status lock");
+    let body: String = st
+        .history
+        .iter()
+        .filter(|t| t.time_s > since)
+        .map(|t| line(t) + "\n")
+        .collect();
+    ([(header::CONTENT_TYPE, "application/jsonl")], body).into_response()
+}
+
+/// The observations the planner was shown, as `decide` lines: replayed through `decide`
+/// with another configuration, they say what it would have decided.
+async fn observations(
+    State(s): State<ApiState>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Response {
+    tick_lines(&s, query, |t| t.observation.decide_line())
+}
+
+/// The planner's decisions to those observations, as `decide` prints them.
+async fn decisions(
+    State(s): State<ApiState>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Response {
+    tick_lines(&s, query, |t| {
+        serde_json::to_string(&t.decision).expect("plain data serialises")
+    })
 }
 
 async fn config(State(s): State<ApiState>) -> Json<serde_json::Value> {
@@ -514,6 +565,8 @@ pub fn routes(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status))
         .route("/api/v1/history", get(history))
+        .route("/api/v1/observations", get(observations))
+        .route("/api/v1/decisions", get(decisions))
         .route("/api/v1/config", get(config))
         .route("/api/v1/control/pause", post(pause))
         .route("/api/v1/control/resume", post(resume))

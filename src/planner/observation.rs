@@ -162,6 +162,14 @@ pub struct Observation {
     pub replicas: Option<RoleReplicas>,
 }
 
+/// Removes the fields whose value is null, at every depth.
+fn drop_nulls(v: &mut serde_json::Value) {
+    if let serde_json::Value::Object(map) = v {
+        map.retain(|_, field| !field.is_null());
+        map.values_mut().for_each(drop_nulls);
+    }
+}
+
 /// A number as an error message shows it: in full where that is short, in exponent form
 /// where it would run to hundreds of digits (`1e300`) or zeros (`1e-300`).
 pub fn shown(x: f64) -> String {
@@ -174,6 +182,15 @@ pub fn shown(x: f64) -> String {
 }
 
 impl Observation {
+    /// This observation as one line `decide` reads (no newline), its missing signals left
+    /// out as a source without them would send it: what `simulate --out` and the live
+    /// API's `/api/v1/observations` give, to replay through `decide`.
+    pub fn decide_line(&self) -> String {
+        let mut line = serde_json::to_value(self).expect("plain data serialises");
+        drop_nulls(&mut line);
+        line.to_string()
+    }
+
     /// Checks values a JSON reader cannot: ranges, and magnitudes no deployment reports
     /// ([`ceilings`]). The message starts with the field's name.
     pub fn validate(&self) -> Result<(), String> {

@@ -340,9 +340,7 @@ pub fn write_exchanges(dir: &Path, r: &SimResult) -> Result<(), InputError> {
     let stem = file_stem(&r.policy);
     let (mut shown, mut decided) = (String::new(), String::new());
     for (observation, decision) in &r.exchanges {
-        let mut line = serde_json::to_value(observation).expect("plain data serialises");
-        drop_nulls(&mut line);
-        shown.push_str(&line.to_string());
+        shown.push_str(&observation.decide_line());
         shown.push('\n');
         decided.push_str(&serde_json::to_string(decision).expect("plain data serialises"));
         decided.push('\n');
@@ -352,15 +350,6 @@ pub fn write_exchanges(dir: &Path, r: &SimResult) -> Result<(), InputError> {
         std::fs::write(&path, text).map_err(|e| InputError::io(&path, e))?;
     }
     Ok(())
-}
-
-/// Removes the fields whose value is null, at every depth: a signal the observation lacks
-/// is left out of its line, as a source without it would send it.
-fn drop_nulls(v: &mut serde_json::Value) {
-    if let serde_json::Value::Object(map) = v {
-        map.retain(|_, field| !field.is_null());
-        map.values_mut().for_each(drop_nulls);
-    }
 }
 
 /// The comparison table printed in the terminal (and pasted into the README).
