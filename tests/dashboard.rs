@@ -92,6 +92,12 @@ fn charts_hold_data_and_the_decision_log_has_entries() {
         dom.contains("TTFT p99 target binds") || dom.contains("plan for"),
         "reasons are shown"
     );
+    for route in ["/api/v1/observations", "/api/v1/decisions"] {
+        assert!(
+            dom.contains(&format!("href=\"{route}\"")),
+            "a link to {route}"
+        );
+    }
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let out = chromium(&[format!("--screenshot={}", shot.display()), url]);
     assert!(

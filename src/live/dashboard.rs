@@ -32,6 +32,9 @@ td.num {{ text-align: right; white-space: nowrap; }}
 </div>
 <h2>Decisions</h2>
 <table id="decisions"><thead><tr><th>time</th><th>prefill</th><th>decode</th><th>reasons</th></tr></thead><tbody></tbody></table>
+<p id="downloads">The kept ticks as <code>sla-planner decide</code> lines, to replay with another configuration:
+<a href="/api/v1/observations" download="observations.jsonl">observations</a>,
+<a href="/api/v1/decisions" download="decisions.jsonl">decisions</a>.</p>
 <script>const PALETTE = {palette};</script>
 <script>{SCRIPT}</script>
 </body></html>
