@@ -130,7 +130,8 @@ pub struct DecideArgs {
     /// Take the SLA, limits, profile and planner settings from this scenario (name or file).
     #[arg(long, conflicts_with = "config")]
     pub scenario: Option<String>,
-    /// Take them from this config file (the profile, sla, deployment and planner sections of a scenario).
+    /// Take them from this config file: the profile, sla, deployment and planner sections of a
+    /// scenario, or `run`'s own config (decided as the running planner decides).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Set one field of the scenario or config file (repeatable), as `simulate --set` does:
@@ -817,8 +818,22 @@ pub fn decide_line(
 fn run_decide(a: DecideArgs) -> anyhow::Result<()> {
     use std::io::{BufRead, Write};
     let sets = crate::scenario::parse_sets(&a.sets)?;
-    let (ctx, cfg) =
-        crate::scenario::decide_setup(a.scenario.as_deref(), a.config.as_deref(), &sets)?;
+    let (ctx, cfg) = match a.config.as_deref() {
+        Some(path) => {
+            use crate::live::config::RunConfig;
+            let text = crate::error::read_text(path)?;
+            if RunConfig::is_its_text(&text) {
+                // `run`'s own config: decide as the running planner does.
+                let cfg = RunConfig::parse(&text, &path.display().to_string(), &sets)?;
+                let dir = path.parent().unwrap_or(std::path::Path::new(""));
+                let profile = crate::live::run::profile_of(&cfg, dir)?;
+                crate::live::run::planner_setup(&cfg, &profile)?
+            } else {
+                crate::scenario::decide_setup(None, Some(path), &sets)?
+            }
+        }
+        None => crate::scenario::decide_setup(a.scenario.as_deref(), None, &sets)?,
+    };
     let mode = cfg.mode;
     let mut planner = crate::planner::sla_planner::SlaPlanner::new(ctx, cfg);
     let stdin = std::io::stdin();
@@ -852,8 +867,13 @@ fn run_decide(a: DecideArgs) -> anyhow::Result<()> {
             }
         }
         bad += u64::from(!answer.decided);
-        writeln!(out, "{}", answer.text)?;
-        out.flush()?;
+        if let Err(e) = writeln!(out, "{}", answer.text).and_then(|()| out.flush()) {
+            // The reader has gone (`decide ... | head`): no one is left to answer.
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(());
+            }
+            return Err(e.into());
+        }
     }
     if bad > 0 {
         return Err(InputError::Usage(format!(

@@ -277,6 +277,56 @@ fn config_file_and_its_errors() {
     );
 }
 
+/// `decide --config` takes `run`'s own config, as the running planner reads it: the shipped
+/// ConfigMap's, at the shipped sinusoid's cold start, decides as that scenario does; its
+/// errors name the file and the field, and its profile is found from the file's folder.
+#[test]
+fn decide_takes_runs_own_config() {
+    use serde::Deserialize;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let map = std::fs::read_to_string(root.join("deploy/configmap.yaml")).unwrap();
+    let map = serde_json::Value::deserialize(serde_yaml_ng::Deserializer::from_str(&map)).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let run_yaml = tmp.path().join("config.yaml");
+    std::fs::write(&run_yaml, map["data"]["config.yaml"].as_str().unwrap()).unwrap();
+    let run_yaml = run_yaml.to_str().unwrap();
+    let input: String = [
+        obs(60.0, 600.0, (1, 1)),
+        obs(120.0, 1500.0, (2, 2)),
+        obs(180.0, 2400.0, (4, 3)),
+        obs(240.0, 1200.0, (4, 4)),
+    ]
+    .join("\n")
+        + "\n";
+    let (code, as_run, err) = decide(&["--config", run_yaml, "--set", "startup_s=60"], &input);
+    assert_eq!(code, 0, "{err}");
+    let (code, as_scenario, err) = decide(&["--scenario", "sin-5-45"], &input);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(as_run, as_scenario);
+    // Its own cold start (180 s) plans further ahead.
+    let (code, own, err) = decide(&["--config", run_yaml], &input);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(own[0]["forecast"]["horizon_s"], 240.0, "{}", own[0]);
+
+    let (code, _, err) = decide(
+        &["--config", run_yaml, "--set", "planner.headroom_quantile=2"],
+        "",
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("config {run_yaml}: "))
+            && err.contains("planner.headroom_quantile: must be in (0, 1) (got 2)"),
+        "{err}"
+    );
+    let (code, _, err) = decide(
+        &["--config", run_yaml, "--set", "profile=profiles/none.json"],
+        "",
+    );
+    assert_eq!(code, 2, "{err}");
+    let missing = tmp.path().join("profiles/none.json");
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+}
+
 #[test]
 fn a_latency_summary_may_hold_some_of_its_fields() {
     // A source that reports the mean and the p99 only: the planner learns from what is

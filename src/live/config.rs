@@ -230,11 +230,27 @@ fn bad(file: &str, field: &str, message: impl Into<String>) -> InputError {
 impl RunConfig {
     pub fn load(path: &Path) -> Result<RunConfig, InputError> {
         let text = crate::error::read_text(path)?;
-        let origin = path.display().to_string();
-        let cfg: RunConfig = serde_yaml_ng::from_str(&text)
-            .map_err(|e| crate::scenario::yaml_err(&origin, e).in_config())?;
-        cfg.validate(&origin).map_err(InputError::in_config)?;
+        RunConfig::parse(&text, &path.display().to_string(), &[])
+    }
+
+    /// A config from its text, with fields changed by `--set` (as `decide --config` takes
+    /// one), checked as a file is; errors name `origin`.
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        sets: &[(String, serde_yaml_ng::Value)],
+    ) -> Result<RunConfig, InputError> {
+        let cfg: RunConfig =
+            crate::scenario::parse_with_sets(text, origin, sets).map_err(InputError::in_config)?;
+        cfg.validate(origin).map_err(InputError::in_config)?;
         Ok(cfg)
+    }
+
+    /// Whether a config text is `run`'s (it names the Prometheus or the Kubernetes side)
+    /// rather than a `decide` config's sections of a scenario.
+    pub fn is_its_text(text: &str) -> bool {
+        serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text)
+            .is_ok_and(|doc| doc.get("prometheus").is_some() || doc.get("kubernetes").is_some())
     }
 
     pub fn validate(&self, file: &str) -> Result<(), InputError> {

@@ -10,7 +10,9 @@ use super::lease::Elector;
 use super::{
     drive, server, shutdown_signal, wall_clock, Actuator, Fault, Loop, PastInterval, Signals,
 };
+use crate::error::InputError;
 use crate::metrics::prometheus::PrometheusSource;
+use crate::planner::sla_planner::PlannerConfig;
 use crate::planner::sla_planner::SlaPlanner;
 use crate::planner::{Observation, PolicyContext, RoleReplicas};
 use crate::profile::{load_profile, Profile};
@@ -63,10 +65,30 @@ impl Actuator for KubeScaler {
     }
 }
 
+/// The profile a config names: the embedded one for `default`, else a profiler directory
+/// or profile file, from the config file's folder.
+pub fn profile_of(cfg: &RunConfig, config_dir: &std::path::Path) -> Result<Profile, InputError> {
+    if cfg.profile == "default" {
+        Ok(Profile::embedded_default())
+    } else {
+        load_profile(&config_dir.join(&cfg.profile))
+    }
+}
+
 pub fn planner_for(cfg: &RunConfig, profile: &Profile) -> anyhow::Result<SlaPlanner> {
+    let (ctx, planner) = planner_setup(cfg, profile)?;
+    Ok(SlaPlanner::new(ctx, planner))
+}
+
+/// The planner's context and settings a config gives: what `run` decides with, and
+/// `decide --config` given the same file.
+pub fn planner_setup(
+    cfg: &RunConfig,
+    profile: &Profile,
+) -> anyhow::Result<(PolicyContext, PlannerConfig)> {
     let limits = cfg.limits().map_err(|(f, m)| anyhow::anyhow!("{f}: {m}"))?;
     let ctx = PolicyContext::new(profile, cfg.sla, limits, cfg.interval_s, cfg.startup_s);
-    Ok(SlaPlanner::new(ctx, cfg.planner))
+    Ok((ctx, cfg.planner))
 }
 
 /// What the profile says of engines given another number of GPUs than it was measured on:
@@ -146,11 +168,7 @@ async fn connect_with_retries(cfg: &RunConfig) -> anyhow::Result<KubeScaler> {
 /// unreachable API server or Prometheus, or a graph that does not fit, is an error; a
 /// Prometheus that answers with no traffic yet is said, not an error.
 pub async fn check(cfg: RunConfig, config_dir: &std::path::Path) -> anyhow::Result<()> {
-    let profile = if cfg.profile == "default" {
-        Profile::embedded_default()
-    } else {
-        load_profile(&config_dir.join(&cfg.profile))?
-    };
+    let profile = profile_of(&cfg, config_dir)?;
     planner_for(&cfg, &profile)?;
     let limits = cfg.limits().map_err(|(f, m)| anyhow::anyhow!("{f}: {m}"))?;
     println!(
@@ -223,11 +241,7 @@ pub async fn run(
     listen: Option<SocketAddr>,
     api_token: Option<String>,
 ) -> anyhow::Result<()> {
-    let profile = if cfg.profile == "default" {
-        Profile::embedded_default()
-    } else {
-        load_profile(&config_dir.join(&cfg.profile))?
-    };
+    let profile = profile_of(&cfg, config_dir)?;
     let mut planner = planner_for(&cfg, &profile)?;
     for warning in engine_size_warnings(&cfg, &profile)? {
         warn!(message = "engines sized otherwise than the profile", detail = %warning);
