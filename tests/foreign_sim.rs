@@ -1,0 +1,382 @@
+//! `decide` in closed loop with a simulator that is not this project's: a test double of a
+//! deployment whose engines follow laws of their own, as an external tool's would. Prefill
+//! engines serve one prompt at a time from one shared queue (no batching) in a fixed time;
+//! decode engines run their batch as a fluid at an ITL linear in the batch, unrelated to the
+//! profile's curve. The planner is told the embedded profile and must learn the rest.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use rand::SeedableRng;
+use rand_distr::{Distribution, Exp};
+use serde_json::{json, Value};
+
+const ISL: f64 = 3000.0;
+const OSL: f64 = 300.0;
+const INTERVAL_S: f64 = 60.0;
+const COLD_START_S: f64 = 60.0;
+const TTFT_MS: f64 = 200.0;
+const ITL_MS: f64 = 10.0;
+const WARMUP_S: f64 = 600.0;
+
+/// How the simulated engines differ from each other run to run.
+#[derive(Clone, Copy)]
+struct Engines {
+    /// One prompt's prefill, ms.
+    prefill_ms: f64,
+    /// ITL at a batch of `b` requests on an engine: `base + per_request * b`, ms.
+    itl_base_ms: f64,
+    itl_per_request_ms: f64,
+}
+
+struct Request {
+    arrival_s: f64,
+    first_token_s: Option<f64>,
+    done_s: Option<f64>,
+}
+
+/// A decode engine's batch: (request, tokens left, decoding since).
+type Batch = Vec<(usize, f64, f64)>;
+
+struct Deployment {
+    engines: Engines,
+    /// Ready-at times of the prefill engines, and when each is next free.
+    prefill: Vec<(f64, f64)>,
+    /// Ready-at times of the decode engines, and their batches.
+    decode: Vec<(f64, Batch)>,
+    queue: VecDeque<usize>,
+    requests: Vec<Request>,
+    gpu_s: f64,
+}
+
+impl Deployment {
+    fn new(engines: Engines, prefill: usize, decode: usize) -> Deployment {
+        Deployment {
+            engines,
+            prefill: vec![(0.0, 0.0); prefill],
+            decode: (0..decode).map(|_| (0.0, Vec::new())).collect(),
+            queue: VecDeque::new(),
+            requests: Vec::new(),
+            gpu_s: 0.0,
+        }
+    }
+
+    /// Runs the second from `t` to `t + 1`.
+    fn second(&mut self, t: f64) {
+        let end = t + 1.0;
+        // Each queued prompt, in order, to the prefill engine free first.
+        while let Some(&id) = self.queue.front() {
+            let arrival = self.requests[id].arrival_s;
+            let Some((k, free)) = self
+                .prefill
+                .iter()
+                .enumerate()
+                .map(|(k, &(ready, free))| (k, ready.max(free).max(arrival)))
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+            else {
+                break;
+            };
+            if free >= end || arrival >= end {
+                break;
+            }
+            self.queue.pop_front();
+            let first = free + self.engines.prefill_ms / 1000.0;
+            self.prefill[k].1 = first;
+            self.requests[id].first_token_s = Some(first);
+            let joined = self
+                .decode
+                .iter_mut()
+                .filter(|(ready, _)| *ready <= first)
+                .min_by_key(|(_, batch)| batch.len());
+            match joined {
+                Some((_, batch)) => batch.push((id, OSL, first)),
+                // No decode engine is ready yet: the first that will be.
+                None => {
+                    let (_, batch) = self
+                        .decode
+                        .iter_mut()
+                        .min_by(|a, b| a.0.total_cmp(&b.0))
+                        .expect("at least one decode engine");
+                    batch.push((id, OSL, first));
+                }
+            }
+        }
+        // Decode as a fluid over the second, at the ITL of the batch it began with.
+        for (ready, batch) in &mut self.decode {
+            let from = t.max(*ready);
+            if batch.is_empty() || from >= end {
+                continue;
+            }
+            let itl_ms =
+                self.engines.itl_base_ms + self.engines.itl_per_request_ms * batch.len() as f64;
+            let tokens_per_s = 1000.0 / itl_ms;
+            batch.retain_mut(|(id, left, since)| {
+                let start = from.max(*since);
+                if start >= end {
+                    return true;
+                }
+                let can = (end - start) * tokens_per_s;
+                if *left <= can {
+                    self.requests[*id].done_s = Some(start + *left / tokens_per_s);
+                    false
+                } else {
+                    *left -= can;
+                    true
+                }
+            });
+        }
+        self.gpu_s += (self.prefill.len() + self.decode.len()) as f64;
+    }
+
+    /// Orders the counts: new engines ready a cold start from `now`, surplus ones gone at
+    /// once (the newest first), their requests to the engines left.
+    fn scale(&mut self, now: f64, prefill: usize, decode: usize) {
+        self.prefill
+            .resize(prefill.max(1), (now + COLD_START_S, 0.0));
+        while self.decode.len() < decode {
+            self.decode.push((now + COLD_START_S, Vec::new()));
+        }
+        while self.decode.len() > decode.max(1) {
+            let (_, moved) = self.decode.pop().expect("more than one");
+            for r in moved {
+                let (_, batch) = self
+                    .decode
+                    .iter_mut()
+                    .min_by_key(|(_, b)| b.len())
+                    .expect("an engine left");
+                batch.push(r);
+            }
+        }
+    }
+
+    fn replicas(&self, now: f64) -> Value {
+        let count = |readies: Vec<f64>| {
+            let ready = readies.iter().filter(|&&r| r <= now).count();
+            json!({"ready": ready, "starting": readies.len() - ready})
+        };
+        json!({
+            "prefill": count(self.prefill.iter().map(|p| p.0).collect()),
+            "decode": count(self.decode.iter().map(|d| d.0).collect()),
+        })
+    }
+
+    /// The observation of the interval ending at `now`, as a `decide` line.
+    fn observation(&self, now: f64, arrivals: usize, second_half: usize) -> Value {
+        let within = |t: Option<f64>| t.is_some_and(|t| t > now - INTERVAL_S && t <= now);
+        let mut ttft: Vec<f64> = self
+            .requests
+            .iter()
+            .filter(|r| within(r.first_token_s))
+            .map(|r| (r.first_token_s.unwrap() - r.arrival_s) * 1000.0)
+            .collect();
+        let mut itl: Vec<f64> = self
+            .requests
+            .iter()
+            .filter(|r| within(r.done_s))
+            .map(itl_ms)
+            .collect();
+        let mut obs = json!({
+            "time_s": now, "interval_s": INTERVAL_S, "requests": arrivals,
+            "requests_second_half": second_half, "isl_mean": ISL, "osl_mean": OSL,
+            "queued_prefill_tokens": self.queue.len() as f64 * ISL,
+            "replicas": self.replicas(now),
+        });
+        if let Some(s) = summary(&mut ttft) {
+            obs["ttft_ms"] = s;
+        }
+        if let Some(s) = summary(&mut itl) {
+            obs["itl_ms"] = s;
+        }
+        obs
+    }
+}
+
+fn itl_ms(r: &Request) -> f64 {
+    (r.done_s.unwrap() - r.first_token_s.unwrap()) * 1000.0 / OSL
+}
+
+fn summary(v: &mut [f64]) -> Option<Value> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((q * v.len() as f64) as usize).min(v.len() - 1)];
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    Some(json!({"mean": mean, "p50": at(0.5), "p90": at(0.9), "p99": at(0.99)}))
+}
+
+/// Dynamo's sinusoid, as `sin-5-45`'s: 5 to 45 req/s over 600 s.
+fn rate(t: f64) -> f64 {
+    25.0 - 20.0 * (2.0 * std::f64::consts::PI * t / 600.0).cos()
+}
+
+struct Run {
+    attainment: f64,
+    attainment_after_warmup: f64,
+    gpu_hours: f64,
+    gpu_hours_after_warmup: f64,
+    most_gpus: usize,
+}
+
+/// Thirty minutes of the sinusoid on `engines`, sized by `decide --scenario sin-5-45`, or
+/// held at `fixed` (prefill, decode) engines.
+fn run(engines: Engines, fixed: Option<(usize, usize)>) -> Run {
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(7);
+    let (p0, d0) = fixed.unwrap_or((1, 1));
+    let mut dep = Deployment::new(engines, p0, d0);
+    let mut planner = fixed.is_none().then(|| {
+        Command::new(common::bin())
+            .args(["decide", "--scenario", "sin-5-45"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("decide starts")
+    });
+    let mut answers = planner
+        .as_mut()
+        .map(|p| BufReader::new(p.stdout.take().unwrap()).lines());
+    let (mut arrivals, mut second_half) = (0, 0);
+    let (mut most_gpus, mut gpu_s_at_warmup) = (p0 + d0, 0.0);
+    let duration_s = 1800.0;
+    let mut t = 0.0;
+    // Arrivals stop at the end; the seconds after serve what is left.
+    while t < duration_s
+        || dep.queue.len() + dep.decode.iter().map(|d| d.1.len()).sum::<usize>() > 0
+    {
+        if t < duration_s {
+            let gap = Exp::new(rate(t)).unwrap();
+            let mut at = t + gap.sample(&mut rng);
+            while at < t + 1.0 {
+                dep.queue.push_back(dep.requests.len());
+                dep.requests.push(Request {
+                    arrival_s: at,
+                    first_token_s: None,
+                    done_s: None,
+                });
+                arrivals += 1;
+                if at % INTERVAL_S >= INTERVAL_S / 2.0 {
+                    second_half += 1;
+                }
+                at += gap.sample(&mut rng);
+            }
+        }
+        dep.second(t);
+        t += 1.0;
+        if t == WARMUP_S {
+            gpu_s_at_warmup = dep.gpu_s;
+        }
+        if t <= duration_s && t % INTERVAL_S == 0.0 {
+            if let (Some(p), Some(lines)) = (planner.as_mut(), answers.as_mut()) {
+                let obs = dep.observation(t, arrivals, second_half);
+                let stdin = p.stdin.as_mut().unwrap();
+                writeln!(stdin, "{obs}").unwrap();
+                stdin.flush().unwrap();
+                let line = lines.next().expect("an answer").unwrap();
+                let d: Value = serde_json::from_str(&line).unwrap();
+                assert!(d.get("error").is_none(), "at {t}s: {d} for {obs}");
+                let (p, d) = (
+                    d["prefill"].as_u64().unwrap() as usize,
+                    d["decode"].as_u64().unwrap() as usize,
+                );
+                assert!(p >= 1 && d >= 1 && p + d <= 12, "at {t}s: {p}P+{d}D");
+                dep.scale(t, p, d);
+                most_gpus = most_gpus.max(p + d);
+            }
+            (arrivals, second_half) = (0, 0);
+        }
+    }
+    if let Some(mut p) = planner {
+        drop(p.stdin.take());
+        assert!(p.wait().unwrap().success());
+    }
+    let meets = |r: &Request| {
+        r.done_s.is_some()
+            && (r.first_token_s.unwrap() - r.arrival_s) * 1000.0 <= TTFT_MS
+            && itl_ms(r) <= ITL_MS
+    };
+    let share = |from_s: f64| {
+        let all: Vec<&Request> = dep
+            .requests
+            .iter()
+            .filter(|r| r.arrival_s >= from_s)
+            .collect();
+        all.iter().filter(|r| meets(r)).count() as f64 / all.len() as f64
+    };
+    Run {
+        attainment: share(0.0),
+        attainment_after_warmup: share(WARMUP_S),
+        gpu_hours: dep.gpu_s / 3600.0,
+        gpu_hours_after_warmup: (dep.gpu_s - gpu_s_at_warmup) / 3600.0,
+        most_gpus,
+    }
+}
+
+/// The cheapest fixed deployment that meets 99% after the warm-up on these engines.
+fn cheapest_static(engines: Engines) -> (usize, usize, Run) {
+    let mut best: Option<(usize, usize, Run)> = None;
+    for p in 1..=8 {
+        for d in 1..=8 {
+            let r = run(engines, Some((p, d)));
+            let cheaper = best.as_ref().is_none_or(|b| p + d < b.0 + b.1);
+            if r.attainment_after_warmup >= 0.99 && cheaper {
+                best = Some((p, d, r));
+            }
+        }
+    }
+    best.expect("a fixed deployment within 8+8 meets 99%")
+}
+
+#[test]
+fn the_planner_behind_decide_meets_the_sla_on_engines_it_was_not_profiled_on() {
+    let like_the_profile = Engines {
+        prefill_ms: 61.3,
+        itl_base_ms: 5.0,
+        itl_per_request_ms: 0.06,
+    };
+    let cases = [
+        ("engines as profiled", like_the_profile),
+        (
+            "decode 1.3 times slower",
+            Engines {
+                itl_base_ms: 6.5,
+                itl_per_request_ms: 0.078,
+                ..like_the_profile
+            },
+        ),
+        (
+            "prefill 1.5 times slower",
+            Engines {
+                prefill_ms: 92.0,
+                ..like_the_profile
+            },
+        ),
+    ];
+    for (name, engines) in cases {
+        let planned = run(engines, None);
+        let (p, d, fixed) = cheapest_static(engines);
+        let report = format!(
+            "{name}: planner {:.2}% ({:.2}% after warm-up) at {:.2} GPU-hours ({:.2} after), \
+             most {} GPUs; cheapest static {p}P+{d}D {:.2}% at {:.2} ({:.2} after)",
+            100.0 * planned.attainment,
+            100.0 * planned.attainment_after_warmup,
+            planned.gpu_hours,
+            planned.gpu_hours_after_warmup,
+            planned.most_gpus,
+            100.0 * fixed.attainment,
+            fixed.gpu_hours,
+            fixed.gpu_hours_after_warmup,
+        );
+        eprintln!("{report}");
+        // Once it has seen the load and the engines, the targets hold...
+        assert!(planned.attainment_after_warmup >= 0.99, "{report}");
+        // ... for no more than a third again what the right fixed deployment costs.
+        assert!(
+            planned.gpu_hours_after_warmup <= 1.3 * fixed.gpu_hours_after_warmup,
+            "{report}"
+        );
+    }
+}
