@@ -822,7 +822,7 @@ fn run_decide(a: DecideArgs) -> anyhow::Result<()> {
         Some(path) => {
             use crate::live::config::RunConfig;
             let text = crate::error::read_text(path)?;
-            if RunConfig::is_its_text(&text) {
+            if RunConfig::recognises(&text) {
                 // `run`'s own config: decide as the running planner does.
                 let cfg = RunConfig::parse(&text, &path.display().to_string(), &sets)?;
                 let dir = path.parent().unwrap_or(std::path::Path::new(""));

@@ -246,9 +246,9 @@ impl RunConfig {
         Ok(cfg)
     }
 
-    /// Whether a config text is `run`'s (it names the Prometheus or the Kubernetes side)
-    /// rather than a `decide` config's sections of a scenario.
-    pub fn is_its_text(text: &str) -> bool {
+    /// Whether a config text is one of these, `run`'s (it names the Prometheus or the
+    /// Kubernetes side), rather than a `decide` config's sections of a scenario.
+    pub fn recognises(text: &str) -> bool {
         serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text)
             .is_ok_and(|doc| doc.get("prometheus").is_some() || doc.get("kubernetes").is_some())
     }
