@@ -824,10 +824,7 @@ fn run_decide(a: DecideArgs) -> anyhow::Result<()> {
             let text = crate::error::read_text(path)?;
             if RunConfig::recognises(&text) {
                 // `run`'s own config: decide as the running planner does.
-                let cfg = RunConfig::parse(&text, &path.display().to_string(), &sets)?;
-                let dir = path.parent().unwrap_or(std::path::Path::new(""));
-                let profile = crate::live::run::profile_of(&cfg, dir)?;
-                crate::live::run::planner_setup(&cfg, &profile)?
+                crate::live::run::decide_setup(&text, path, &sets)?
             } else {
                 crate::scenario::decide_setup(None, Some(path), &sets)?
             }

@@ -80,9 +80,21 @@ pub fn planner_for(cfg: &RunConfig, profile: &Profile) -> anyhow::Result<SlaPlan
     Ok(SlaPlanner::new(ctx, planner))
 }
 
+/// What `decide --config` decides with, given `run`'s own config (`text`, read from
+/// `path`, with `--set` fields): the file checked, and its profile found, as `run` does.
+pub fn decide_setup(
+    text: &str,
+    path: &std::path::Path,
+    sets: &[(String, serde_yaml_ng::Value)],
+) -> anyhow::Result<(PolicyContext, PlannerConfig)> {
+    let cfg = RunConfig::parse(text, &path.display().to_string(), sets)?;
+    let profile = profile_of(&cfg, path.parent().unwrap_or(std::path::Path::new("")))?;
+    planner_setup(&cfg, &profile)
+}
+
 /// The planner's context and settings a config gives: what `run` decides with, and
 /// `decide --config` given the same file.
-pub fn planner_setup(
+fn planner_setup(
     cfg: &RunConfig,
     profile: &Profile,
 ) -> anyhow::Result<(PolicyContext, PlannerConfig)> {
