@@ -865,9 +865,10 @@ fn run_decide(a: DecideArgs) -> anyhow::Result<()> {
         }
         bad += u64::from(!answer.decided);
         if let Err(e) = writeln!(out, "{}", answer.text).and_then(|()| out.flush()) {
-            // The reader has gone (`decide ... | head`): no one is left to answer.
+            // The reader has gone (`decide ... | head`): no one is left to answer, but the
+            // exit code still says whether the lines read so far were valid.
             if e.kind() == std::io::ErrorKind::BrokenPipe {
-                return Ok(());
+                break;
             }
             return Err(e.into());
         }

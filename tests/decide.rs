@@ -626,3 +626,38 @@ fn decide_answers_a_dry_runs_observations_with_the_dry_runs_decisions() {
         }
     }
 }
+
+/// A reader that goes away (`decide ... | head -1`) ends `decide` quietly: no error about
+/// the pipe, and the exit code still says whether the lines read were valid.
+#[test]
+fn a_reader_that_goes_away_ends_decide_quietly() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    for (first, code) in [(obs(60.0, 300.0, (1, 1)), 0), ("not json".to_string(), 2)] {
+        let mut child = Command::new(common::bin())
+            .args(["decide", "--scenario", "sin-5-45"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "{first}").unwrap();
+        let mut answers = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        answers.read_line(&mut line).unwrap();
+        drop(answers);
+        // Lines after the reader left: decide stops at the first answer it cannot write
+        // (and the pipe to it may close under these writes).
+        for k in 2..200 {
+            if writeln!(stdin, "{}", obs(60.0 * f64::from(k), 300.0, (1, 1))).is_err() {
+                break;
+            }
+        }
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{first}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{stderr}");
+    }
+}
