@@ -63,6 +63,15 @@ impl SlaPlanner {
         Some(now > before && self.clear_ms(now - before, engines, prompt) > self.ctx.sla.ttft_ms)
     }
 
+    /// The prefill tokens queued on average over an interval whose prompts waited `ttft_ms`
+    /// on average at `lambda` requests/s, by Little's law: the arrivals times the wait past
+    /// a prompt's own prefill. What a source without a queue reading shows of its queue.
+    fn queue_from_waits(&self, lambda: f64, ttft_ms: f64, prompt: PromptWork) -> Option<f64> {
+        let waited_ms = ttft_ms - self.model.prefill_service_ms(prompt.prefill_isl);
+        let tokens = lambda * waited_ms.max(0.0) / 1000.0 * prompt.computed_tokens;
+        tokens.is_finite().then_some(tokens)
+    }
+
     /// How long `engines` (at least one) take to prefill `tokens` queued to compute, in
     /// prompts like `prompt`, ms.
     fn clear_ms(&self, tokens: f64, engines: u32, prompt: PromptWork) -> f64 {
@@ -82,6 +91,7 @@ impl SlaPlanner {
             .queued_prefill_tokens
             .filter(|q| q.is_finite() && *q >= 0.0);
         let queued_before = std::mem::replace(&mut self.last_queued, queued);
+        let estimated_before = self.last_queue_estimate.take();
         let (Some(r), Some(isl), Some(osl)) = (replicas, obs.isl_mean, obs.osl_mean) else {
             return None;
         };
@@ -99,11 +109,15 @@ impl SlaPlanner {
         // Means, estimated from the percentiles where a source reports none.
         let itl_mean = obs.itl_ms.and_then(|t| t.mean_or_estimate());
         let ttft_mean = obs.ttft_ms.and_then(|t| t.mean_or_estimate());
+        self.last_queue_estimate = ttft_mean
+            .filter(|_| queued.is_none())
+            .and_then(|m| self.queue_from_waits(lambda, m, prompt));
         let steadiness = self.steadiness(
             obs,
             r,
             prev,
             (queued_before, queued),
+            (estimated_before, self.last_queue_estimate),
             (prompt, osl),
             interval_s,
             (itl_mean, ttft_mean),
@@ -180,6 +194,7 @@ impl SlaPlanner {
         r: RoleReplicas,
         prev: Option<(u32, u32)>,
         (queued_before, queued): (Option<f64>, Option<f64>),
+        (estimated_before, estimated): (Option<f64>, Option<f64>),
         (prompt, osl): (PromptWork, f64),
         interval_s: f64,
         (itl_mean, ttft_mean): (Option<f64>, Option<f64>),
@@ -247,19 +262,33 @@ impl SlaPlanner {
         // past its target waited behind one, and its release floods decode, in that
         // interval and the next, as a backlog worked off does (learnt as slowness, it held
         // decode out of reach at twice the engines it needed, with prefill starved of
-        // GPUs). Prefill still learns from it: engines slower than the profile show so too.
+        // GPUs). Prefill still learns from a backlog that builds: engines slower than the
+        // profile show so too.
         let waited_now = ttft_mean.is_some_and(|m| m > self.ctx.sla.ttft_ms);
         let waited_before = std::mem::replace(&mut self.last_waited_out, waited_now);
         let waited_out = queued.is_none() && (waited_now || waited_before);
-        let prefill_steady = prefill_steady && !working_off;
+        // Nor, without a queue reading, does prefill learn from an interval that worked off
+        // the queue its waits and the last interval's imply: its TTFT tail holds the
+        // backlog's waits (one such minute, p99 1.45 s where the engines' own prompts took
+        // 92 ms, was read as the slowest prompts x7 and a waiting variability of 18, and
+        // prefill looked out of reach at any count for ten minutes).
+        let worked_off_unseen = queued.is_none()
+            && self.working_off_backlog(estimated_before, estimated, prefill_engines, prompt);
+        let prefill_steady = prefill_steady && !working_off && !worked_off_unseen;
         // Either way a backlog's release reached decode.
-        let flooded = working_off || waited_out;
+        let flooded = working_off || worked_off_unseen || waited_out;
         let decode_steady = decode_steady && !flooded;
         let note = if working_off {
             Some(format!(
                 "latencies not learned from: the queue ({:.0} tokens, down from {:.0}) was a backlog being worked off",
                 queued.unwrap_or(0.0),
                 queued_before.unwrap_or(0.0)
+            ))
+        } else if worked_off_unseen {
+            Some(format!(
+                "latencies not learned from: with no queue reading, the queue the mean TTFT gives by Little's law (about {:.0} tokens, down from {:.0}) was a backlog being worked off, whose release floods decode",
+                estimated.unwrap_or(0.0),
+                estimated_before.unwrap_or(0.0)
             ))
         } else if waited_out {
             Some("ITL not learned from: prompts waited past the TTFT target on average in this interval or the last, and with no queue reading that is a backlog whose release floods decode".to_string())

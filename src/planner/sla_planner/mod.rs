@@ -187,6 +187,9 @@ pub struct SlaPlanner {
     /// Whether the previous observation's prompts waited past the TTFT target on average:
     /// without a queue reading, the sign that an interval began behind a backlog.
     last_waited_out: bool,
+    /// Without a queue reading, the prefill tokens the previous interval's waits imply were
+    /// queued (`queue_from_waits`), to tell an interval spent working off a backlog.
+    last_queue_estimate: Option<f64>,
     /// The planner's own decisions `(time_s, prefill, decode)` back to the newest one a cold
     /// start old: what runs, for a source that does not report replicas.
     ordered: Vec<(f64, u32, u32)>,
@@ -287,6 +290,7 @@ impl SlaPlanner {
             last_ready: None,
             last_queued: None,
             last_waited_out: false,
+            last_queue_estimate: None,
             ordered: Vec::new(),
             decode_unsettled_at: None,
             found: None,

@@ -597,10 +597,54 @@ fn without_a_queue_reading_prompts_that_waited_out_their_target_keep_decode_from
     let (calm, _) = after(20_000.0, 6.0);
     let (flooded, decision) = after(20_000.0, 30.0);
     assert_eq!(flooded.decode, calm.decode, "{calm:?} -> {flooded:?}");
-    assert_gives_reason(&decision, "ITL not learned from");
+    // (The last minute worked off the backlog the one before it implies: prefill learns
+    // nothing from it either.)
+    assert_gives_reason(
+        &decision,
+        "latencies not learned from: with no queue reading",
+    );
     // Where the prompts did not wait, an ITL that high is the engines', and is learned.
     let (slow, _) = after(80.0, 30.0);
     assert!(slow.decode > calm.decode, "{calm:?} -> {slow:?}");
+}
+
+#[test]
+fn without_a_queue_reading_an_interval_working_off_the_queue_its_waits_imply_teaches_nothing() {
+    // No queue is read. Ten calm minutes on 2P+2D (TTFT 80 ms), one whose prompts waited
+    // 20 s on average (a backlog, by Little's law some 200 prompts queued), then one whose
+    // mean TTFT is back near the engines' own time but whose p99 holds the backlog's last
+    // waits. The last is the backlog being worked off: not the engines' speed, nor the
+    // prompts' spread, nor the load's burstiness.
+    let after = |last_ttft_ms: f64| {
+        let mut planner = test_planner();
+        let mut decision = None;
+        for minute in 1..=12 {
+            let ttft_ms = match minute {
+                11 => 20_000.0,
+                12 => last_ttft_ms,
+                _ => 80.0,
+            };
+            let mut obs = interval_on_2p2d(60.0 * f64::from(minute), ttft_ms, 0.0);
+            obs.queued_prefill_tokens = None;
+            if minute == 12 {
+                // The backlog's last prompts, seconds late, are its tail.
+                obs.ttft_ms.as_mut().unwrap().p99 = Some(1500.0);
+            }
+            decision = Some(planner.decide(obs.time_s, &obs));
+        }
+        (planner.model.corrections, decision.unwrap())
+    };
+    let (calm, _) = after(80.0);
+    let (working_off, decision) = after(150.0);
+    assert_eq!(working_off, calm, "{calm:?} -> {working_off:?}");
+    assert_gives_reason(
+        &decision,
+        "latencies not learned from: with no queue reading",
+    );
+    // Waits that go on growing are a backlog the engines do not keep up with, learned as
+    // with a queue reading that grows.
+    let (growing, _) = after(40_000.0);
+    assert!(growing.prefill > calm.prefill, "{calm:?} -> {growing:?}");
 }
 
 #[test]
