@@ -1,8 +1,9 @@
 //! `decide` in closed loop with a simulator that is not this project's: a test double of a
 //! deployment whose engines follow laws of their own, as an external tool's would. Prefill
-//! engines serve one prompt at a time from one shared queue (no batching) in a fixed time;
-//! decode engines run their batch as a fluid at an ITL linear in the batch, unrelated to the
-//! profile's curve. The planner is told the embedded profile and must learn the rest.
+//! engines serve one prompt at a time from one shared queue (no batching) in a time in
+//! proportion to its length; decode engines run their batch as a fluid at an ITL linear in
+//! the batch, unrelated to the profile's curve. The planner is told the embedded profile and
+//! must learn the rest.
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 use rand::SeedableRng;
-use rand_distr::{Distribution, Exp};
+use rand_distr::{Distribution, Exp, LogNormal};
 use serde_json::{json, Value};
 
 const ISL: f64 = 3000.0;
@@ -22,17 +23,22 @@ const TTFT_MS: f64 = 200.0;
 const ITL_MS: f64 = 10.0;
 const WARMUP_S: f64 = 600.0;
 
-/// How the simulated engines differ from each other run to run.
+/// How the simulated engines (and the prompts they serve) differ from each other run to run.
 #[derive(Clone, Copy)]
 struct Engines {
-    /// One prompt's prefill, ms.
+    /// The prefill of a prompt of `ISL` tokens, ms; others take it in proportion to their
+    /// length.
     prefill_ms: f64,
+    /// The prompts' lengths: log-normal with mean `ISL` and this standard deviation of
+    /// their logarithm; 0 for all of `ISL`.
+    isl_sigma: f64,
     /// ITL at a batch of `b` requests on an engine: `base + per_request * b`, ms.
     itl_base_ms: f64,
     itl_per_request_ms: f64,
 }
 
 struct Request {
+    isl: f64,
     arrival_s: f64,
     first_token_s: Option<f64>,
     done_s: Option<f64>,
@@ -83,7 +89,7 @@ impl Deployment {
                 break;
             }
             self.queue.pop_front();
-            let first = free + self.engines.prefill_ms / 1000.0;
+            let first = free + self.engines.prefill_ms * self.requests[id].isl / ISL / 1000.0;
             self.prefill[k].1 = first;
             self.requests[id].first_token_s = Some(first);
             let joined = self
@@ -164,7 +170,7 @@ impl Deployment {
     }
 
     /// The observation of the interval ending at `now`, as a `decide` line.
-    fn observation(&self, now: f64, arrivals: usize, second_half: usize) -> Value {
+    fn observation(&self, now: f64, arrivals: usize, second_half: usize, isl_mean: f64) -> Value {
         let within = |t: Option<f64>| t.is_some_and(|t| t > now - INTERVAL_S && t <= now);
         let mut ttft: Vec<f64> = self
             .requests
@@ -180,8 +186,8 @@ impl Deployment {
             .collect();
         let mut obs = json!({
             "time_s": now, "interval_s": INTERVAL_S, "requests": arrivals,
-            "requests_second_half": second_half, "isl_mean": ISL, "osl_mean": OSL,
-            "queued_prefill_tokens": self.queue.len() as f64 * ISL,
+            "requests_second_half": second_half, "isl_mean": isl_mean, "osl_mean": OSL,
+            "queued_prefill_tokens": self.queue.iter().map(|&id| self.requests[id].isl).sum::<f64>(),
             "replicas": self.replicas(now),
         });
         if let Some(s) = summary(&mut ttft) {
@@ -242,7 +248,10 @@ fn run(engines: Engines, fixed: Option<(usize, usize)>, withheld: &[&str]) -> Ru
     let mut answers = planner
         .as_mut()
         .map(|p| BufReader::new(p.stdout.take().unwrap()).lines());
-    let (mut arrivals, mut second_half) = (0, 0);
+    let (mut arrivals, mut second_half, mut isl_sum) = (0, 0, 0.0);
+    let sigma = engines.isl_sigma;
+    let isl_law =
+        LogNormal::new(ISL.ln() - sigma * sigma / 2.0, sigma.max(f64::MIN_POSITIVE)).unwrap();
     let (mut most_gpus, mut gpu_s_at_warmup) = (p0 + d0, 0.0);
     let mut out_of_reach = Vec::new();
     let duration_s = 1800.0;
@@ -256,7 +265,14 @@ fn run(engines: Engines, fixed: Option<(usize, usize)>, withheld: &[&str]) -> Ru
             let mut at = t + gap.sample(&mut rng);
             while at < t + 1.0 {
                 dep.queue.push_back(dep.requests.len());
+                let isl = if sigma > 0.0 {
+                    isl_law.sample(&mut rng)
+                } else {
+                    ISL
+                };
+                isl_sum += isl;
                 dep.requests.push(Request {
+                    isl,
                     arrival_s: at,
                     first_token_s: None,
                     done_s: None,
@@ -275,7 +291,12 @@ fn run(engines: Engines, fixed: Option<(usize, usize)>, withheld: &[&str]) -> Ru
         }
         if t <= duration_s && t % INTERVAL_S == 0.0 {
             if let (Some(p), Some(lines)) = (planner.as_mut(), answers.as_mut()) {
-                let mut obs = dep.observation(t, arrivals, second_half);
+                let isl_mean = if arrivals > 0 {
+                    isl_sum / arrivals as f64
+                } else {
+                    ISL
+                };
+                let mut obs = dep.observation(t, arrivals, second_half, isl_mean);
                 for field in withheld {
                     obs.as_object_mut().unwrap().remove(*field);
                 }
@@ -299,7 +320,7 @@ fn run(engines: Engines, fixed: Option<(usize, usize)>, withheld: &[&str]) -> Ru
                 dep.scale(t, p, d);
                 most_gpus = most_gpus.max(p + d);
             }
-            (arrivals, second_half) = (0, 0);
+            (arrivals, second_half, isl_sum) = (0, 0, 0.0);
         }
     }
     if let Some(mut p) = planner {
@@ -348,6 +369,7 @@ fn cheapest_static(engines: Engines) -> (usize, usize, Run) {
 fn the_planner_behind_decide_meets_the_sla_on_engines_it_was_not_profiled_on() {
     let like_the_profile = Engines {
         prefill_ms: 61.3,
+        isl_sigma: 0.0,
         itl_base_ms: 5.0,
         itl_per_request_ms: 0.06,
     };
@@ -365,6 +387,13 @@ fn the_planner_behind_decide_meets_the_sla_on_engines_it_was_not_profiled_on() {
             "prefill 1.5 times slower",
             Engines {
                 prefill_ms: 92.0,
+                ..like_the_profile
+            },
+        ),
+        (
+            "prompts of spread lengths",
+            Engines {
+                isl_sigma: 0.5,
                 ..like_the_profile
             },
         ),
