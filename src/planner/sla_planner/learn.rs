@@ -271,7 +271,7 @@ impl SlaPlanner {
         // the queue its waits and the last interval's imply: its TTFT tail holds the
         // backlog's waits (one such minute, p99 1.45 s where the engines' own prompts took
         // 92 ms, was read as the slowest prompts x7 and a waiting variability of 18, and
-        // prefill looked out of reach at any count for ten minutes).
+        // prefill looked out of reach at any count for eleven minutes).
         let worked_off_unseen = queued.is_none()
             && self.working_off_backlog(estimated_before, estimated, prefill_engines, prompt);
         let prefill_steady = prefill_steady && !working_off && !worked_off_unseen;
