@@ -826,10 +826,14 @@ fn run_decide(a: DecideArgs) -> anyhow::Result<()> {
                 // `run`'s own config: decide as the running planner does.
                 crate::live::run::decide_setup(&text, path, &sets)?
             } else {
-                crate::scenario::decide_setup(None, Some(path), &sets)?
+                let source = crate::scenario::DecideSource::Config { text: &text, path };
+                crate::scenario::decide_setup(source, &sets)?
             }
         }
-        None => crate::scenario::decide_setup(a.scenario.as_deref(), None, &sets)?,
+        None => {
+            let source = crate::scenario::DecideSource::Scenario(a.scenario.as_deref());
+            crate::scenario::decide_setup(source, &sets)?
+        }
     };
     let mode = cfg.mode;
     let mut planner = crate::planner::sla_planner::SlaPlanner::new(ctx, cfg);

@@ -736,37 +736,41 @@ pub struct DecideFile {
     pub planner: PlannerConfig,
 }
 
-/// The planner's context and settings for `decide`, from a scenario (name or file) or a
-/// config file.
+/// Where `decide` takes its settings from: a scenario (by name or file; `None` for the
+/// default), or a config file's text, already read, and its path.
+#[derive(Debug, Clone, Copy)]
+pub enum DecideSource<'a> {
+    Scenario(Option<&'a str>),
+    Config { text: &'a str, path: &'a Path },
+}
+
+/// The planner's context and settings for `decide`, from a scenario or a config file.
 pub fn decide_setup(
-    scenario: Option<&str>,
-    config: Option<&Path>,
+    source: DecideSource,
     sets: &[(String, serde_yaml_ng::Value)],
 ) -> Result<(PolicyContext, PlannerConfig), InputError> {
-    let setup = decide_setup_from(scenario, config, sets);
-    match config {
-        Some(_) => setup.map_err(InputError::in_config),
-        None => setup,
+    let setup = decide_setup_from(source, sets);
+    match source {
+        DecideSource::Config { .. } => setup.map_err(InputError::in_config),
+        DecideSource::Scenario(_) => setup,
     }
 }
 
 fn decide_setup_from(
-    scenario: Option<&str>,
-    config: Option<&Path>,
+    source: DecideSource,
     sets: &[(String, serde_yaml_ng::Value)],
 ) -> Result<(PolicyContext, PlannerConfig), InputError> {
-    let (file, origin, base) = match (scenario, config) {
-        (_, Some(path)) => {
-            let text = crate::error::read_text(path)?;
+    let (file, origin, base) = match source {
+        DecideSource::Config { text, path } => {
             let origin = path.display().to_string();
-            let f: DecideFile = parse_with_sets(&text, &origin, sets)?;
+            let f: DecideFile = parse_with_sets(text, &origin, sets)?;
             (
                 f,
                 origin,
                 path.parent().map(Path::to_path_buf).unwrap_or_default(),
             )
         }
-        (name, None) => {
+        DecideSource::Scenario(name) => {
             let (text, origin, base) = find(name.unwrap_or("sin-5-45"))?;
             let s: ScenarioFile = parse_with_sets(&text, &origin, sets)?;
             (
