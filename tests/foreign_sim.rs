@@ -2,8 +2,8 @@
 //! deployment whose engines follow laws of their own, as an external tool's would. Prefill
 //! engines serve one prompt at a time from one shared queue (no batching) in a time in
 //! proportion to its length; decode engines run their batch as a fluid at an ITL linear in
-//! the batch, unrelated to the profile's curve. The planner is told the embedded profile and
-//! must learn the rest.
+//! the batch, unrelated to the profile's curve. Their KV caches hold the profile's 945,029
+//! tokens each. The planner is told the embedded profile and must learn the rest.
 
 mod common;
 
@@ -22,6 +22,9 @@ const COLD_START_S: f64 = 60.0;
 const TTFT_MS: f64 = 200.0;
 const ITL_MS: f64 = 10.0;
 const WARMUP_S: f64 = 600.0;
+/// A decode engine's KV cache, tokens: the profile's (`max_kv_tokens`), so that the double's
+/// KV utilisation reads in the profile's terms.
+const KV_TOKENS: f64 = 945_029.0;
 
 /// How the simulated engines (and the prompts they serve) differ from each other run to run.
 #[derive(Clone, Copy)]
@@ -56,6 +59,9 @@ struct Deployment {
     queue: VecDeque<usize>,
     requests: Vec<Request>,
     gpu_s: f64,
+    /// The decode engines' KV utilisation summed over the seconds since the last observation.
+    kv_sum: f64,
+    kv_seconds: f64,
 }
 
 impl Deployment {
@@ -67,6 +73,8 @@ impl Deployment {
             queue: VecDeque::new(),
             requests: Vec::new(),
             gpu_s: 0.0,
+            kv_sum: 0.0,
+            kv_seconds: 0.0,
         }
     }
 
@@ -135,6 +143,16 @@ impl Deployment {
             });
         }
         self.gpu_s += (self.prefill.len() + self.decode.len()) as f64;
+        // A request holds its prompt and the output so far.
+        let held: f64 = self
+            .decode
+            .iter()
+            .flat_map(|(_, batch)| batch)
+            .map(|&(id, left, _)| self.requests[id].isl + OSL - left)
+            .sum();
+        let ready = self.decode.iter().filter(|(r, _)| *r <= end).count().max(1);
+        self.kv_sum += held / (ready as f64 * KV_TOKENS);
+        self.kv_seconds += 1.0;
     }
 
     /// Orders the counts: new engines ready a cold start from `now`, surplus ones gone at
@@ -170,7 +188,13 @@ impl Deployment {
     }
 
     /// The observation of the interval ending at `now`, as a `decide` line.
-    fn observation(&self, now: f64, arrivals: usize, second_half: usize, isl_mean: f64) -> Value {
+    fn observation(
+        &mut self,
+        now: f64,
+        arrivals: usize,
+        second_half: usize,
+        isl_mean: f64,
+    ) -> Value {
         let within = |t: Option<f64>| t.is_some_and(|t| t > now - INTERVAL_S && t <= now);
         let mut ttft: Vec<f64> = self
             .requests
@@ -189,7 +213,10 @@ impl Deployment {
             "requests_second_half": second_half, "isl_mean": isl_mean, "osl_mean": OSL,
             "queued_prefill_tokens": self.queue.iter().map(|&id| self.requests[id].isl).sum::<f64>(),
             "replicas": self.replicas(now),
+            // The mean over the interval, as the field is defined.
+            "kv_utilization": {"decode": self.kv_sum / self.kv_seconds.max(1.0)},
         });
+        (self.kv_sum, self.kv_seconds) = (0.0, 0.0);
         if let Some(s) = summary(&mut ttft) {
             obs["ttft_ms"] = s;
         }
@@ -399,13 +426,18 @@ fn the_planner_behind_decide_meets_the_sla_on_engines_it_was_not_profiled_on() {
         ),
     ];
     // Every signal this double has, and only those the observation names
-    // (`requests_second_half` is not one) less the optional replicas and queue: the
-    // planner then takes its orders as what runs.
+    // (`requests_second_half` is not one) less the optional replicas, queue and KV
+    // utilisation: the planner then takes its orders as what runs.
     let lines: [(&str, &[&str]); 2] = [
         ("every signal", &[]),
         (
-            "the issue's fields, no replicas or queue",
-            &["requests_second_half", "replicas", "queued_prefill_tokens"],
+            "the issue's fields, no replicas, queue or KV",
+            &[
+                "requests_second_half",
+                "replicas",
+                "queued_prefill_tokens",
+                "kv_utilization",
+            ],
         ),
     ];
     for (name, engines) in cases {
