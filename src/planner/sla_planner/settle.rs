@@ -43,6 +43,30 @@ pub(super) fn beyond_the_profile(model: &PerformanceModel, isl: f64, osl: f64) -
     notes
 }
 
+/// How far the learned KV per request may stand from the mean lengths' before an operator
+/// hears what else it may mean: outputs spread as widely as an exponential's (a coefficient
+/// of variation of 1) hold about twice it.
+const KV_PER_REQUEST_PLAUSIBLE: f64 = 2.0;
+
+/// The KV per request learned is read from the decode engines' KV utilisation against the
+/// profile's cache. Far from the mean lengths' it may be the requests (outputs of widely
+/// varied length, a prefix cache), or a cache not the profile's size, which the model cannot
+/// tell apart: the decode engines' ITL is then read at a KV the engines do not hold, and
+/// decode sized by a curve that is not theirs. The operator can check which.
+pub(super) fn kv_per_request_note(context: f64, profile_kv_tokens: f64) -> Option<String> {
+    if context > KV_PER_REQUEST_PLAUSIBLE {
+        Some(format!(
+            "KV per request x{context:.2}: decode requests in flight hold {context:.2} times the KV their mean lengths say; outputs of widely varied length do that, and so does a KV cache smaller than the profile's ({profile_kv_tokens:.0} tokens an engine), under which the profile's ITL curve is read at more KV than the engines hold: check the engines' KV capacity against the profile"
+        ))
+    } else if context < 1.0 / KV_PER_REQUEST_PLAUSIBLE {
+        Some(format!(
+            "KV per request x{context:.2}: decode requests in flight hold {context:.2} times the KV their mean lengths say; a prefix cache or long prompts with short outputs do that, and so does a KV cache larger than the profile's ({profile_kv_tokens:.0} tokens an engine), under which the profile's ITL curve is read at less KV than the engines hold: check the engines' KV capacity against the profile"
+        ))
+    } else {
+        None
+    }
+}
+
 /// Counts past the GPU budget (a hold, or the horizon's steps asking for different splits
 /// of it) give up one engine at a time, each from the role that loses the smaller share of
 /// its engines by it; on a tie prefill gives way, as decode is the cliff: a decode engine
@@ -253,6 +277,10 @@ impl SlaPlanner {
                 pinned.join(", ")
             ));
         }
+        if let Some(note) = kv_per_request_note(c.decode_context, self.model.decode.max_kv_tokens())
+        {
+            decision.reasons.push(note);
+        }
         self.last = Some((decision.prefill, decision.decode));
         Decision {
             forecast: Some(Forecast {
@@ -273,6 +301,39 @@ impl SlaPlanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kv_per_request_far_from_the_mean_lengths_names_the_profile_as_a_cause() {
+        // (learned KV per request) -> a note, and which way
+        let cases = [
+            (1.0, None),
+            (1.6, None),
+            (2.0, None),
+            (
+                2.37,
+                Some("smaller than the profile's (945029 tokens an engine)"),
+            ),
+            (0.5, None),
+            (
+                0.4,
+                Some("larger than the profile's (945029 tokens an engine)"),
+            ),
+        ];
+        for (context, expected) in cases {
+            let note = kv_per_request_note(context, 945_029.0);
+            match expected {
+                None => assert!(note.is_none(), "x{context}: {note:?}"),
+                Some(text) => {
+                    let note = note.unwrap_or_else(|| panic!("x{context}: no note"));
+                    assert!(note.contains(text), "x{context}: {note}");
+                    assert!(
+                        note.starts_with(&format!("KV per request x{context:.2}")),
+                        "{note}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn shed_to_budget_table() {
