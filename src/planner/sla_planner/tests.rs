@@ -1890,3 +1890,73 @@ fn a_queue_is_worked_off_within_a_forecast_step_not_by_the_next_tick() {
         tick.reasons
     );
 }
+
+#[test]
+fn a_kv_per_request_read_past_twice_the_mean_lengths_is_named_with_the_profile_as_a_cause() {
+    // Steady decode engines whose KV reads 1.5 or 2.4 times what the mean lengths hold:
+    // the first is outputs of varied length, the second as likely a cache smaller than the
+    // profile's, and the decision says so once it is learned.
+    let (lambda, isl, osl, itl_ms, engines) = (12.0, 200.0, 1500.0, 8.0, 4u32);
+    let last_reasons = |truth: f64| {
+        let mut planner = test_planner();
+        let max_kv = planner.model.decode.max_kv_tokens();
+        let batch = lambda / f64::from(engines) * (osl - 1.0) * itl_ms / 1000.0;
+        let kv = batch * truth * (isl + osl / 2.0) / max_kv;
+        let latency = |ms: f64| LatencySummary {
+            mean: Some(ms),
+            p50: Some(ms),
+            p90: Some(ms),
+            p99: Some(ms),
+        };
+        let mut reasons = Vec::new();
+        for k in 1..=10u32 {
+            let t = 60.0 * f64::from(k);
+            reasons = planner
+                .decide(
+                    t,
+                    &Observation {
+                        time_s: t,
+                        interval_s: 60.0,
+                        requests: Some(lambda * 60.0),
+                        isl_mean: Some(isl),
+                        osl_mean: Some(osl),
+                        ttft_ms: Some(latency(50.0)),
+                        itl_ms: Some(latency(itl_ms)),
+                        kv_utilization: Some(RoleKv {
+                            prefill: None,
+                            decode: Some(kv),
+                        }),
+                        replicas: Some(RoleReplicas {
+                            prefill: ReplicaState {
+                                ready: 2,
+                                ..Default::default()
+                            },
+                            decode: ReplicaState {
+                                ready: engines,
+                                ..Default::default()
+                            },
+                        }),
+                        ..Default::default()
+                    },
+                )
+                .reasons;
+        }
+        (planner.model.corrections.decode_context, reasons)
+    };
+    let (learned, reasons) = last_reasons(1.5);
+    assert!((learned - 1.5).abs() < 0.1, "{learned}");
+    assert!(
+        !reasons.iter().any(|r| r.contains("KV cache smaller")),
+        "{reasons:?}"
+    );
+    let (learned, reasons) = last_reasons(2.4);
+    assert!(learned > 2.0, "{learned}");
+    let note = reasons
+        .iter()
+        .find(|r| r.starts_with(&format!("KV per request x{learned:.2}:")))
+        .unwrap_or_else(|| panic!("no note: {reasons:?}"));
+    assert!(
+        note.contains("KV cache smaller than the profile's"),
+        "{note}"
+    );
+}
