@@ -936,6 +936,51 @@ fn slow_start_context() -> PolicyContext {
     }
 }
 
+/// A decode load whose every latency is one value, for the KV-per-request tests.
+struct DecodeLoad {
+    lambda: f64,
+    isl: f64,
+    osl: f64,
+    itl_ms: f64,
+}
+
+impl DecodeLoad {
+    /// The minute to `t` on two prefill engines and `decode_ready` decode engines whose KV
+    /// read `kv`.
+    fn observation(&self, t: f64, kv: f64, decode_ready: u32) -> Observation {
+        let latency = |ms: f64| LatencySummary {
+            mean: Some(ms),
+            p50: Some(ms),
+            p90: Some(ms),
+            p99: Some(ms),
+        };
+        Observation {
+            time_s: t,
+            interval_s: 60.0,
+            requests: Some(self.lambda * 60.0),
+            isl_mean: Some(self.isl),
+            osl_mean: Some(self.osl),
+            ttft_ms: Some(latency(50.0)),
+            itl_ms: Some(latency(self.itl_ms)),
+            kv_utilization: Some(RoleKv {
+                prefill: None,
+                decode: Some(kv),
+            }),
+            replicas: Some(RoleReplicas {
+                prefill: ReplicaState {
+                    ready: 2,
+                    ..Default::default()
+                },
+                decode: ReplicaState {
+                    ready: decode_ready,
+                    ..Default::default()
+                },
+            }),
+            ..Default::default()
+        }
+    }
+}
+
 #[test]
 fn the_kv_per_decode_request_is_read_while_engines_are_added_from_those_that_served() {
     // Requests holding 1.5 times the KV of their mean lengths (long outputs of varied
@@ -949,6 +994,12 @@ fn the_kv_per_decode_request_is_read_while_engines_are_added_from_those_that_ser
     let run = |itl_ms: f64| {
         let mut planner = test_planner();
         let max_kv = planner.model.decode.max_kv_tokens();
+        let load = DecodeLoad {
+            lambda,
+            isl,
+            osl,
+            itl_ms,
+        };
         let mut before = None;
         for k in 0..8u32 {
             let ready = 2 + 2 * k;
@@ -956,39 +1007,7 @@ fn the_kv_per_decode_request_is_read_while_engines_are_added_from_those_that_ser
             let batch = lambda / f64::from(serving) * (osl - 1.0) * itl_ms / 1000.0;
             let kv = batch * truth * (isl + osl / 2.0) / max_kv;
             let t = 60.0 * f64::from(k + 1);
-            let latency = |ms: f64| LatencySummary {
-                mean: Some(ms),
-                p50: Some(ms),
-                p90: Some(ms),
-                p99: Some(ms),
-            };
-            planner.decide(
-                t,
-                &Observation {
-                    time_s: t,
-                    interval_s: 60.0,
-                    requests: Some(lambda * 60.0),
-                    isl_mean: Some(isl),
-                    osl_mean: Some(osl),
-                    ttft_ms: Some(latency(50.0)),
-                    itl_ms: Some(latency(itl_ms)),
-                    kv_utilization: Some(RoleKv {
-                        prefill: None,
-                        decode: Some(kv),
-                    }),
-                    replicas: Some(RoleReplicas {
-                        prefill: ReplicaState {
-                            ready: 2,
-                            ..Default::default()
-                        },
-                        decode: ReplicaState {
-                            ready,
-                            ..Default::default()
-                        },
-                    }),
-                    ..Default::default()
-                },
-            );
+            planner.decide(t, &load.observation(t, kv, ready));
             before = Some(ready);
         }
         planner.model.corrections.decode_context
@@ -1902,44 +1921,16 @@ fn a_kv_per_request_read_past_twice_the_mean_lengths_is_named_with_the_profile_a
         let max_kv = planner.model.decode.max_kv_tokens();
         let batch = lambda / f64::from(engines) * (osl - 1.0) * itl_ms / 1000.0;
         let kv = batch * truth * (isl + osl / 2.0) / max_kv;
-        let latency = |ms: f64| LatencySummary {
-            mean: Some(ms),
-            p50: Some(ms),
-            p90: Some(ms),
-            p99: Some(ms),
+        let load = DecodeLoad {
+            lambda,
+            isl,
+            osl,
+            itl_ms,
         };
         let mut reasons = Vec::new();
         for k in 1..=10u32 {
             let t = 60.0 * f64::from(k);
-            reasons = planner
-                .decide(
-                    t,
-                    &Observation {
-                        time_s: t,
-                        interval_s: 60.0,
-                        requests: Some(lambda * 60.0),
-                        isl_mean: Some(isl),
-                        osl_mean: Some(osl),
-                        ttft_ms: Some(latency(50.0)),
-                        itl_ms: Some(latency(itl_ms)),
-                        kv_utilization: Some(RoleKv {
-                            prefill: None,
-                            decode: Some(kv),
-                        }),
-                        replicas: Some(RoleReplicas {
-                            prefill: ReplicaState {
-                                ready: 2,
-                                ..Default::default()
-                            },
-                            decode: ReplicaState {
-                                ready: engines,
-                                ..Default::default()
-                            },
-                        }),
-                        ..Default::default()
-                    },
-                )
-                .reasons;
+            reasons = planner.decide(t, &load.observation(t, kv, engines)).reasons;
         }
         (planner.model.corrections.decode_context, reasons)
     };
