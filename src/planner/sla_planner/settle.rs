@@ -54,17 +54,20 @@ const KV_PER_REQUEST_PLAUSIBLE: f64 = 2.0;
 /// tell apart: the decode engines' ITL is then read at a KV the engines do not hold, and
 /// decode sized by a curve that is not theirs. The operator can check which.
 pub(super) fn kv_per_request_note(context: f64, profile_kv_tokens: f64) -> Option<String> {
-    if context > KV_PER_REQUEST_PLAUSIBLE {
-        Some(format!(
-            "KV per request x{context:.2}: decode requests in flight hold {context:.2} times the KV their mean lengths say; outputs of widely varied length do that, and so does a KV cache smaller than the profile's ({profile_kv_tokens:.0} tokens an engine), under which the profile's ITL curve is read at more KV than the engines hold: check the engines' KV capacity against the profile"
-        ))
+    let (requests, cache, read_at) = if context > KV_PER_REQUEST_PLAUSIBLE {
+        ("outputs of widely varied length", "smaller", "more")
     } else if context < 1.0 / KV_PER_REQUEST_PLAUSIBLE {
-        Some(format!(
-            "KV per request x{context:.2}: decode requests in flight hold {context:.2} times the KV their mean lengths say; a prefix cache or long prompts with short outputs do that, and so does a KV cache larger than the profile's ({profile_kv_tokens:.0} tokens an engine), under which the profile's ITL curve is read at less KV than the engines hold: check the engines' KV capacity against the profile"
-        ))
+        (
+            "a prefix cache or long prompts with short outputs",
+            "larger",
+            "less",
+        )
     } else {
-        None
-    }
+        return None;
+    };
+    Some(format!(
+        "KV per request x{context:.2}: decode requests in flight hold {context:.2} times the KV their mean lengths say; {requests} do that, and so does a KV cache {cache} than the profile's ({profile_kv_tokens:.0} tokens an engine), under which the profile's ITL curve is read at {read_at} KV than the engines hold: check the engines' KV capacity against the profile"
+    ))
 }
 
 /// Counts past the GPU budget (a hold, or the horizon's steps asking for different splits
