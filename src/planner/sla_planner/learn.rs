@@ -123,6 +123,19 @@ impl SlaPlanner {
             (itl_mean, ttft_mean),
         );
         let prefill_known = self.cfg.mode == Mode::Disaggregated || itl_mean.is_some();
+        // An interval that began behind more queued prompts than its engines clear within
+        // the TTFT target, and did not work them off, still shows the engines' speed (its
+        // prompts mostly waited, so the fit weighs it little), but not their tail: its p99
+        // is the wait behind that backlog, not the slowest prompts or the arrivals'
+        // burstiness. Read as those, one minute behind 7.6M tokens on four engines of one
+        // prompt length taught the slowest prompts x4.5 and a waiting variability of 10,
+        // the TTFT target looked out of reach at any count, and decode was squeezed to one
+        // engine under the budget for six minutes.
+        let behind_backlog = queued_before
+            .filter(|&q| {
+                self.clear_ms(q, steadiness.prefill_engines, prompt) > self.ctx.sla.ttft_ms
+            })
+            .filter(|_| steadiness.prefill_steady);
         if let (Some(t), Some(mean)) = (obs.ttft_ms, ttft_mean) {
             if steadiness.prefill_engines > 0 && prefill_known {
                 self.model.learn_prefill(Evidence {
@@ -132,7 +145,7 @@ impl SlaPlanner {
                     prefill_isl: prompt.prefill_isl,
                     osl,
                     observed_ms: mean,
-                    observed_tail_ms: positive(t.p99),
+                    observed_tail_ms: positive(t.p99).filter(|_| behind_backlog.is_none()),
                     steady: steadiness.prefill_steady,
                     observed_kv: None,
                     weight: requests,
@@ -181,7 +194,13 @@ impl SlaPlanner {
                 self.model.learn_decode(evidence);
             }
         }
-        steadiness.note
+        steadiness.note.or_else(|| {
+            let queued_before = behind_backlog?;
+            obs.ttft_ms.and_then(|t| positive(t.p99))?;
+            Some(format!(
+                "TTFT p99 not learned from: its prompts waited behind {queued_before:.0} tokens queued before the interval"
+            ))
+        })
     }
 
     /// Which of the interval's latencies describe engines in a steady state, and so may

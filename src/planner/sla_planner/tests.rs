@@ -352,6 +352,45 @@ fn an_interval_spent_working_off_a_backlog_teaches_nothing() {
 }
 
 #[test]
+fn a_backlog_from_before_the_interval_teaches_no_tail() {
+    // After a burst queued 4M prompt tokens, the queue went on growing on the same two
+    // engines. The interval's p99 is the wait behind that backlog: however far past the
+    // mean it lies, it teaches neither the slowest prompts nor the waiting variability.
+    let after = |queued_before: f64, mean_ms: f64, p99_ms: f64| {
+        let mut planner = planner_after_a_burst();
+        let mut grew = interval_on_2p2d(660.0, 20_000.0, queued_before);
+        planner.decide(grew.time_s, &grew);
+        grew = interval_on_2p2d(720.0, mean_ms, queued_before * 1.5);
+        if let Some(t) = grew.ttft_ms.as_mut() {
+            t.p99 = Some(p99_ms);
+        }
+        let decision = planner.decide(grew.time_s, &grew);
+        (planner.model.corrections, decision)
+    };
+    let tail = |c: super::super::model::Corrections| (c.prefill_tail, c.prefill_variability);
+    let (near, _) = after(4.0e6, 30_000.0, 31_000.0);
+    let (far, decision) = after(4.0e6, 30_000.0, 90_000.0);
+    assert_eq!(tail(near), tail(far));
+    assert_gives_reason(
+        &decision,
+        "TTFT p99 not learned from: its prompts waited behind",
+    );
+    // An interval that began with a queue its engines clear within the target is read
+    // whole: a p99 five times its mean is the prompts' own tail or the arrivals' bursts.
+    let (near, _) = after(1000.0, 200.0, 300.0);
+    let (far, decision) = after(1000.0, 200.0, 1000.0);
+    assert!(tail(far) > tail(near), "{near:?} -> {far:?}");
+    assert!(
+        !decision
+            .reasons
+            .iter()
+            .any(|r| r.starts_with("TTFT p99 not learned")),
+        "{:?}",
+        decision.reasons
+    );
+}
+
+#[test]
 fn replicas_not_reported_are_taken_as_ordered_a_cold_start_after_the_order() {
     let mut ctx = crate::planner::test_context(
         Sla {
