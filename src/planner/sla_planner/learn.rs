@@ -79,24 +79,24 @@ impl SlaPlanner {
             / f64::from(engines.max(1))
     }
 
-    /// Feeds the interval's latencies to the model; says when they were set aside.
+    /// Feeds the interval's latencies to the model; says which were set aside.
     pub(super) fn learn(
         &mut self,
         obs: &Observation,
         replicas: Option<RoleReplicas>,
         requests: f64,
         interval_s: f64,
-    ) -> Option<String> {
+    ) -> Vec<String> {
         let queued = obs
             .queued_prefill_tokens
             .filter(|q| q.is_finite() && *q >= 0.0);
         let queued_before = std::mem::replace(&mut self.last_queued, queued);
         let estimated_before = self.last_queue_estimate.take();
         let (Some(r), Some(isl), Some(osl)) = (replicas, obs.isl_mean, obs.osl_mean) else {
-            return None;
+            return Vec::new();
         };
         if requests < MIN_EVIDENCE_REQUESTS || !isl.is_finite() || !osl.is_finite() {
-            return None;
+            return Vec::new();
         }
         let lambda = requests / interval_s;
         // Its prompts as prefill worked on them, past what the prefix caches held.
@@ -194,13 +194,14 @@ impl SlaPlanner {
                 self.model.learn_decode(evidence);
             }
         }
-        steadiness.note.or_else(|| {
-            let queued_before = behind_backlog?;
-            obs.ttft_ms.and_then(|t| positive(t.p99))?;
-            Some(format!(
-                "TTFT p99 not learned from: its prompts waited behind {queued_before:.0} tokens queued before the interval"
-            ))
-        })
+        let tail_set_aside = behind_backlog
+            .filter(|_| obs.ttft_ms.and_then(|t| positive(t.p99)).is_some())
+            .map(|queued_before| {
+                format!(
+                    "TTFT p99 not learned from: its prompts waited behind {queued_before:.0} tokens queued before the interval"
+                )
+            });
+        steadiness.note.into_iter().chain(tail_set_aside).collect()
     }
 
     /// Which of the interval's latencies describe engines in a steady state, and so may
