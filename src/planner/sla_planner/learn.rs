@@ -291,9 +291,18 @@ impl SlaPlanner {
         // the queue its waits and the last interval's imply: its TTFT tail holds the
         // backlog's waits (one such minute, p99 1.45 s where the engines' own prompts took
         // 92 ms, was read as the slowest prompts x7 and a waiting variability of 18, and
-        // prefill looked out of reach at any count for eleven minutes).
+        // prefill looked out of reach at any count for eleven minutes). The last interval's
+        // waits give its mean queue, not the queue this one began with: where this one's
+        // p99 met the TTFT target, no more than one prompt in a hundred waited long behind
+        // anything, and its latencies are the engines' own (two-minute intervals on engines
+        // 1.5 times slower than the profile, every prompt 92 ms alone in the one after the
+        // first ramp's backlog, had prefill read as the profile until the next peak).
         let worked_off_unseen = queued.is_none()
-            && self.working_off_backlog(estimated_before, estimated, prefill_engines, prompt);
+            && self.working_off_backlog(estimated_before, estimated, prefill_engines, prompt)
+            && obs
+                .ttft_ms
+                .and_then(|t| positive(t.p99))
+                .is_none_or(|p99| p99 > self.ctx.sla.ttft_ms);
         let prefill_steady = prefill_steady && !working_off && !worked_off_unseen;
         // Either way a backlog's release reached decode.
         let flooded = working_off || worked_off_unseen || waited_out;

@@ -636,11 +636,10 @@ fn without_a_queue_reading_prompts_that_waited_out_their_target_keep_decode_from
     let (calm, _) = after(20_000.0, 6.0);
     let (flooded, decision) = after(20_000.0, 30.0);
     assert_eq!(flooded.decode, calm.decode, "{calm:?} -> {flooded:?}");
-    // (The last minute worked off the backlog the one before it implies: prefill learns
-    // nothing from it either.)
+    // (Its prompts met the TTFT target, p99 and all: prefill learns from it.)
     assert_gives_reason(
         &decision,
-        "latencies not learned from: with no queue reading",
+        "ITL not learned from: prompts waited past the TTFT target",
     );
     // Where the prompts did not wait, an ITL that high is the engines', and is learned.
     let (slow, _) = after(80.0, 30.0);
@@ -654,7 +653,7 @@ fn without_a_queue_reading_an_interval_working_off_the_queue_its_waits_imply_tea
     // mean TTFT is back near the engines' own time but whose p99 holds the backlog's last
     // waits. The last is the backlog being worked off: not the engines' speed, nor the
     // prompts' spread, nor the load's burstiness.
-    let after = |last_ttft_ms: f64| {
+    let after = |last_ttft_ms: f64, last_p99_ms: f64| {
         let mut planner = test_planner();
         let mut decision = None;
         for minute in 1..=12 {
@@ -666,15 +665,15 @@ fn without_a_queue_reading_an_interval_working_off_the_queue_its_waits_imply_tea
             let mut obs = interval_on_2p2d(60.0 * f64::from(minute), ttft_ms, 0.0);
             obs.queued_prefill_tokens = None;
             if minute == 12 {
-                // The backlog's last prompts, seconds late, are its tail.
-                obs.ttft_ms.as_mut().unwrap().p99 = Some(1500.0);
+                obs.ttft_ms.as_mut().unwrap().p99 = Some(last_p99_ms);
             }
             decision = Some(planner.decide(obs.time_s, &obs));
         }
         (planner.model.corrections, decision.unwrap())
     };
-    let (calm, _) = after(80.0);
-    let (working_off, decision) = after(150.0);
+    // The backlog's last prompts, seconds late, are its tail.
+    let (calm, _) = after(80.0, 1500.0);
+    let (working_off, decision) = after(150.0, 1500.0);
     assert_eq!(working_off, calm, "{calm:?} -> {working_off:?}");
     assert_gives_reason(
         &decision,
@@ -682,8 +681,20 @@ fn without_a_queue_reading_an_interval_working_off_the_queue_its_waits_imply_tea
     );
     // Waits that go on growing are a backlog the engines do not keep up with, learned as
     // with a queue reading that grows.
-    let (growing, _) = after(40_000.0);
+    let (growing, _) = after(40_000.0, 1500.0);
     assert!(growing.prefill > calm.prefill, "{calm:?} -> {growing:?}");
+    // An interval whose own p99 met the TTFT target held no backlog's waits, whatever the
+    // last one's imply: its prompts, slower than the calm minutes', are the engines' own.
+    let (within, decision) = after(150.0, 190.0);
+    assert!(within.prefill > calm.prefill, "{calm:?} -> {within:?}");
+    assert!(
+        !decision
+            .reasons
+            .iter()
+            .any(|r| r.starts_with("latencies not learned from")),
+        "{:?}",
+        decision.reasons
+    );
 }
 
 #[test]
