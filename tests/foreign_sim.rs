@@ -54,6 +54,21 @@ struct Engines {
     itl_per_request_ms: f64,
 }
 
+/// Engines whose prompt of `ISL` tokens takes the profile's time alone (61.3 ms), and the
+/// test's base case.
+const LIKE_THE_PROFILE: Engines = Engines {
+    prefill_ms: 61.3,
+    isl_sigma: 0.0,
+    itl_base_ms: 5.0,
+    itl_per_request_ms: 0.06,
+};
+
+/// Prefill 1.5 times slower than the profile; every prompt of `ISL` tokens, 92 ms alone.
+const PREFILL_SLOWER: Engines = Engines {
+    prefill_ms: 92.0,
+    ..LIKE_THE_PROFILE
+};
+
 struct Request {
     isl: f64,
     arrival_s: f64,
@@ -275,6 +290,19 @@ struct Run {
     out_of_reach: Vec<(f64, String)>,
 }
 
+impl Run {
+    /// Attainment and GPU-hours, over the run and after the warm-up.
+    fn summary(&self) -> String {
+        format!(
+            "{:.2}% ({:.2}% after warm-up) at {:.2} GPU-hours ({:.2} after)",
+            100.0 * self.attainment,
+            100.0 * self.attainment_after_warmup,
+            self.gpu_hours,
+            self.gpu_hours_after_warmup,
+        )
+    }
+}
+
 /// Thirty minutes of the sinusoid on `engines` in `setting`, sized by `decide --scenario
 /// sin-5-45` (told the setting's cold start) from lines without the fields `withheld`, or
 /// held at `fixed` (prefill, decode) engines.
@@ -419,34 +447,22 @@ fn cheapest_static(engines: Engines) -> (usize, usize, Run) {
 
 #[test]
 fn the_planner_behind_decide_meets_the_sla_on_engines_it_was_not_profiled_on() {
-    let like_the_profile = Engines {
-        prefill_ms: 61.3,
-        isl_sigma: 0.0,
-        itl_base_ms: 5.0,
-        itl_per_request_ms: 0.06,
-    };
     let cases = [
-        ("engines as profiled", like_the_profile),
+        ("engines as profiled", LIKE_THE_PROFILE),
         (
             "decode 1.3 times slower",
             Engines {
                 itl_base_ms: 6.5,
                 itl_per_request_ms: 0.078,
-                ..like_the_profile
+                ..LIKE_THE_PROFILE
             },
         ),
-        (
-            "prefill 1.5 times slower",
-            Engines {
-                prefill_ms: 92.0,
-                ..like_the_profile
-            },
-        ),
+        ("prefill 1.5 times slower", PREFILL_SLOWER),
         (
             "prompts of spread lengths",
             Engines {
                 isl_sigma: 0.5,
-                ..like_the_profile
+                ..LIKE_THE_PROFILE
             },
         ),
     ];
@@ -470,13 +486,9 @@ fn the_planner_behind_decide_meets_the_sla_on_engines_it_was_not_profiled_on() {
         for (shown, withheld) in lines {
             let planned = run(engines, AS_TESTED, None, withheld);
             let report = format!(
-                "{name}, {shown}: planner {:.2}% ({:.2}% after warm-up) at {:.2} GPU-hours \
-                 ({:.2} after), most {} GPUs; cheapest static {p}P+{d}D {:.2}% at {:.2} \
-                 ({:.2} after)",
-                100.0 * planned.attainment,
-                100.0 * planned.attainment_after_warmup,
-                planned.gpu_hours,
-                planned.gpu_hours_after_warmup,
+                "{name}, {shown}: planner {}, most {} GPUs; cheapest static {p}P+{d}D {:.2}% \
+                 at {:.2} ({:.2} after)",
+                planned.summary(),
                 planned.most_gpus,
                 100.0 * fixed.attainment,
                 fixed.gpu_hours,
@@ -511,25 +523,15 @@ fn a_queue_the_first_ramp_left_is_not_learned_as_the_engines_tail() {
     // slowest prompts and the arrivals' burstiness, it had the slowest prompts take 379
     // ms alone, no count meeting the target for nine minutes, and decode squeezed to one
     // engine under the budget (96.52% after the warm-up).
-    let engines = Engines {
-        prefill_ms: 92.0,
-        isl_sigma: 0.0,
-        itl_base_ms: 5.0,
-        itl_per_request_ms: 0.06,
-    };
     let setting = Setting {
         seed: 3,
         cold_start_s: 180.0,
         ..AS_TESTED
     };
-    let planned = run(engines, setting, None, &[]);
+    let planned = run(PREFILL_SLOWER, setting, None, &[]);
     let report = format!(
-        "planner {:.2}% ({:.2}% after warm-up) at {:.2} GPU-hours ({:.2} after); found out \
-         of reach: {:?}",
-        100.0 * planned.attainment,
-        100.0 * planned.attainment_after_warmup,
-        planned.gpu_hours,
-        planned.gpu_hours_after_warmup,
+        "planner {}; found out of reach: {:?}",
+        planned.summary(),
         planned.out_of_reach
     );
     eprintln!("{report}");
@@ -553,25 +555,13 @@ fn two_minute_intervals_without_a_queue_reading_learn_slower_prefill_before_the_
     // off (the interval before it waited seconds on average), that interval had taught
     // nothing, and prefill was sized as the profile until the next peak had missed (80.74%
     // after the warm-up).
-    let engines = Engines {
-        prefill_ms: 92.0,
-        isl_sigma: 0.0,
-        itl_base_ms: 5.0,
-        itl_per_request_ms: 0.06,
-    };
     let setting = Setting {
         cold_start_s: 180.0,
         interval_s: 120.0,
         ..AS_TESTED
     };
-    let planned = run(engines, setting, None, &["queued_prefill_tokens"]);
-    let report = format!(
-        "planner {:.2}% ({:.2}% after warm-up) at {:.2} GPU-hours ({:.2} after)",
-        100.0 * planned.attainment,
-        100.0 * planned.attainment_after_warmup,
-        planned.gpu_hours,
-        planned.gpu_hours_after_warmup,
-    );
+    let planned = run(PREFILL_SLOWER, setting, None, &["queued_prefill_tokens"]);
+    let report = format!("planner {}", planned.summary());
     eprintln!("{report}");
     assert!(planned.attainment_after_warmup >= 0.99, "{report}");
 }

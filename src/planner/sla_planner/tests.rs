@@ -193,6 +193,14 @@ fn assert_gives_reason(decision: &Decision, prefix: &str) {
     );
 }
 
+fn assert_gives_no_reason(decision: &Decision, prefix: &str) {
+    assert!(
+        !decision.reasons.iter().any(|r| r.starts_with(prefix)),
+        "a reason begins with {prefix:?}: {:?}",
+        decision.reasons
+    );
+}
+
 /// A planner on two prefill and two decode engines that has seen ten calm intervals,
 /// then one in which a burst left 4M prefill tokens queued.
 fn planner_after_a_burst() -> SlaPlanner {
@@ -380,14 +388,7 @@ fn a_backlog_from_before_the_interval_teaches_no_tail() {
     let (near, _) = after(1000.0, 200.0, 300.0);
     let (far, decision) = after(1000.0, 200.0, 1000.0);
     assert!(tail(far) > tail(near), "{near:?} -> {far:?}");
-    assert!(
-        !decision
-            .reasons
-            .iter()
-            .any(|r| r.starts_with("TTFT p99 not learned")),
-        "{:?}",
-        decision.reasons
-    );
+    assert_gives_no_reason(&decision, "TTFT p99 not learned");
 }
 
 #[test]
@@ -687,14 +688,7 @@ fn without_a_queue_reading_an_interval_working_off_the_queue_its_waits_imply_tea
     // last one's imply: its prompts, slower than the calm minutes', are the engines' own.
     let (within, decision) = after(150.0, 190.0);
     assert!(within.prefill > calm.prefill, "{calm:?} -> {within:?}");
-    assert!(
-        !decision
-            .reasons
-            .iter()
-            .any(|r| r.starts_with("latencies not learned from")),
-        "{:?}",
-        decision.reasons
-    );
+    assert_gives_no_reason(&decision, "latencies not learned from");
 }
 
 #[test]
