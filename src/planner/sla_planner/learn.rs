@@ -13,6 +13,9 @@ struct Steadiness {
     /// The engines that prefilled the interval's prompts (aggregated: the workers).
     prefill_engines: u32,
     prefill_steady: bool,
+    /// The interval's TTFT p99 may teach the prompts' tail (it did not begin behind a
+    /// backlog).
+    prefill_tail_steady: bool,
     decode_steady: bool,
     /// A backlog's release reached decode in the interval.
     flooded: bool,
@@ -20,8 +23,8 @@ struct Steadiness {
     kv_full: Option<f64>,
     /// Aggregated workers: the ITL their prompts' prefill interleaved with.
     interleaved_itl_ms: Option<f64>,
-    /// Why latencies were set aside, when they were.
-    note: Option<String>,
+    /// Why latencies were set aside, where they were.
+    notes: Vec<String>,
 }
 
 impl SlaPlanner {
@@ -123,19 +126,6 @@ impl SlaPlanner {
             (itl_mean, ttft_mean),
         );
         let prefill_known = self.cfg.mode == Mode::Disaggregated || itl_mean.is_some();
-        // An interval that began behind more queued prompts than its engines clear within
-        // the TTFT target, and did not work them off, still shows the engines' speed (its
-        // prompts mostly waited, so the fit weighs it little), but not their tail: its p99
-        // is the wait behind that backlog, not the slowest prompts or the arrivals'
-        // burstiness. Read as those, one minute behind 7.6M tokens on four engines of one
-        // prompt length taught the slowest prompts x4.5 and a waiting variability of 10,
-        // the TTFT target looked out of reach at any count, and decode was squeezed to one
-        // engine under the budget for six minutes.
-        let behind_backlog = queued_before
-            .filter(|&q| {
-                self.clear_ms(q, steadiness.prefill_engines, prompt) > self.ctx.sla.ttft_ms
-            })
-            .filter(|_| steadiness.prefill_steady);
         if let (Some(t), Some(mean)) = (obs.ttft_ms, ttft_mean) {
             if steadiness.prefill_engines > 0 && prefill_known {
                 self.model.learn_prefill(Evidence {
@@ -145,7 +135,7 @@ impl SlaPlanner {
                     prefill_isl: prompt.prefill_isl,
                     osl,
                     observed_ms: mean,
-                    observed_tail_ms: positive(t.p99).filter(|_| behind_backlog.is_none()),
+                    observed_tail_ms: positive(t.p99).filter(|_| steadiness.prefill_tail_steady),
                     steady: steadiness.prefill_steady,
                     observed_kv: None,
                     weight: requests,
@@ -194,14 +184,7 @@ impl SlaPlanner {
                 self.model.learn_decode(evidence);
             }
         }
-        let tail_set_aside = behind_backlog
-            .filter(|_| obs.ttft_ms.and_then(|t| positive(t.p99)).is_some())
-            .map(|queued_before| {
-                format!(
-                    "TTFT p99 not learned from: its prompts waited behind {queued_before:.0} tokens queued before the interval"
-                )
-            });
-        steadiness.note.into_iter().chain(tail_set_aside).collect()
+        steadiness.notes
     }
 
     /// Which of the interval's latencies describe engines in a steady state, and so may
@@ -297,13 +280,22 @@ impl SlaPlanner {
         // anything, and its latencies are the engines' own (two-minute intervals on engines
         // 1.5 times slower than the profile, every prompt 92 ms alone in the one after the
         // first ramp's backlog, had prefill read as the profile until the next peak).
+        let ttft_p99 = obs.ttft_ms.and_then(|t| positive(t.p99));
         let worked_off_unseen = queued.is_none()
             && self.working_off_backlog(estimated_before, estimated, prefill_engines, prompt)
-            && obs
-                .ttft_ms
-                .and_then(|t| positive(t.p99))
-                .is_none_or(|p99| p99 > self.ctx.sla.ttft_ms);
+            && ttft_p99.is_none_or(|p99| p99 > self.ctx.sla.ttft_ms);
         let prefill_steady = prefill_steady && !working_off && !worked_off_unseen;
+        // An interval that began behind more queued prompts than its engines clear within
+        // the TTFT target, and did not work them off, still shows the engines' speed (its
+        // prompts mostly waited, so the fit weighs it little), but not their tail: its p99
+        // is the wait behind that backlog, not the slowest prompts or the arrivals'
+        // burstiness. Read as those, one minute behind 7.6M tokens on four engines of one
+        // prompt length taught the slowest prompts x4.5 and a waiting variability of 10,
+        // the TTFT target looked out of reach at any count, and decode was squeezed to one
+        // engine under the budget for six minutes.
+        let behind_backlog = queued_before.filter(|&q| {
+            prefill_steady && self.clear_ms(q, prefill_engines, prompt) > self.ctx.sla.ttft_ms
+        });
         // Either way a backlog's release reached decode.
         let flooded = working_off || worked_off_unseen || waited_out;
         let decode_steady = decode_steady && !flooded;
@@ -334,14 +326,21 @@ impl SlaPlanner {
                 )
             })
         };
+        let mut notes: Vec<String> = note.into_iter().collect();
+        if let (Some(queued_before), Some(_)) = (behind_backlog, ttft_p99) {
+            notes.push(format!(
+                "TTFT p99 not learned from: its prompts waited behind {queued_before:.0} tokens queued before the interval"
+            ));
+        }
         Steadiness {
             prefill_engines,
             prefill_steady,
+            prefill_tail_steady: behind_backlog.is_none(),
             decode_steady,
             flooded,
             kv_full,
             interleaved_itl_ms,
-            note,
+            notes,
         }
     }
 }
