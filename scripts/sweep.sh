@@ -27,8 +27,10 @@
 # at 2, 4 and 8 copies, both cold starts; 8 runs), aggregated (aggregated workers on
 # Mooncake's traces with and without prefix caching, and long prompts with short answers,
 # both cold starts; 20 runs), routers (a frontend routing in turn or at random, the planner
-# told so: the shipped sinusoid and real traces, and aggregated workers; 32 runs). Needs
-# python3 to read the JSON.
+# told so: the shipped sinusoid and real traces, and aggregated workers; 32 runs),
+# histograms (every shipped scenario at both cold starts, its percentiles read through
+# Dynamo's default histogram buckets, the planner told so; 22 runs). Needs python3 to
+# read the JSON.
 set -euo pipefail
 caller=$PWD
 cd "$(dirname "$0")/.."
@@ -96,7 +98,7 @@ if [[ ${1:-} == --bin ]]; then
     bin=$(from_caller "$2")
     shift 2
 fi
-[[ $# -ge 1 ]] || { echo "usage: $0 [--decisions] [--bin PATH] shipped|variants|long|cold|scale|seeds|replays|shapes|budgets|cache|aggregated|routers..." >&2; exit 2; }
+[[ $# -ge 1 ]] || { echo "usage: $0 [--decisions] [--bin PATH] shipped|variants|long|cold|scale|seeds|replays|shapes|budgets|cache|aggregated|routers|histograms..." >&2; exit 2; }
 [[ -x $bin ]] || { echo "$bin: not an executable (cargo build --release, or --bin PATH)" >&2; exit 2; }
 
 synthetic=(sin-5-45 sin-5-45-aggregated sin-5-45-budget8 flash-crowd step-10-30 diurnal-2-40 bursts-10-40)
@@ -264,6 +266,16 @@ EOF
             done
         done
         ;;
+    histograms)
+        # Percentiles as a live deployment reads them: histogram_quantile over Dynamo's
+        # default buckets (docs/evaluation.md, "Percentiles read through histogram buckets").
+        for sc in sin-5-45 sin-5-45-aggregated sin-5-45-budget8 sin-5-45-2h azure-conv-x8 \
+            azure-code-x8 mooncake-conv-x4 flash-crowd step-10-30 diurnal-2-40 bursts-10-40; do
+            for st in 60 180; do
+                echo "$sc|Dynamo's buckets, cold start $st s|--set deployment.latency_percentiles=dynamo --startup-s $st"
+            done
+        done
+        ;;
     shapes)
         # Workload shapes no shipped scenario has (scripts/shapes/README.md).
         for sc in scripts/shapes/*.yaml; do
@@ -271,7 +283,7 @@ EOF
         done
         ;;
     *)
-        echo "unknown set: $set (shipped, variants, long, cold, scale, seeds, replays, shapes, budgets, cache, aggregated, routers)" >&2
+        echo "unknown set: $set (shipped, variants, long, cold, scale, seeds, replays, shapes, budgets, cache, aggregated, routers, histograms)" >&2
         exit 2
         ;;
     esac

@@ -396,7 +396,7 @@ fn dry_run_applicable(
     }
     let env = PolicyEnv {
         sim: &sc.sim,
-        planner: sc.file.planner,
+        planner: sc.file.planner.clone(),
         profile: &sc.profile,
         planner_profile: &sc.planner_profile,
         requests: &sc.requests,
@@ -989,12 +989,12 @@ fn run_demo(a: DemoArgs) -> anyhow::Result<()> {
     });
     let env = PolicyEnv {
         sim: &sc.sim,
-        planner: sc.file.planner,
+        planner: sc.file.planner.clone(),
         profile: &sc.profile,
         planner_profile: &sc.planner_profile,
         requests: &sc.requests,
     };
-    let planner = SlaPlanner::new(env.context(), sc.file.planner);
+    let planner = SlaPlanner::new(env.context(), sc.file.planner.clone());
     let edges = crate::live::sim_edges::SimEdges::of_scenario(&sc);
     let interval = sc.sim.interval_s;
     let end = sc.requests.last().map_or(0.0, |r| r.arrival_s) + 2.0 * interval;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::InputError;
+use crate::planner::percentiles::LatencyPercentiles;
 use crate::planner::sla_planner::PlannerConfig;
 use crate::planner::solver::Mode;
 use crate::planner::{Limits, PolicyContext, Sla};
@@ -171,6 +172,11 @@ pub struct DeploymentSpec {
     /// `round-robin` or `random`.
     #[serde(default)]
     pub router: crate::sim::Routing,
+    /// How the policies' TTFT and ITL percentiles are read: `exact` (the default: from the
+    /// interval's requests), `dynamo` (`histogram_quantile` over the buckets Dynamo's
+    /// frontend ships with), or `{ttft_s: [...], itl_s: [...]}`.
+    #[serde(default)]
+    pub latency_percentiles: LatencyPercentiles,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -859,6 +865,11 @@ pub fn prepare(
         ));
     }
     file.planner.mode = file.deployment.mode;
+    // The planner reads its deployment's percentiles as they are made, as the live loop
+    // reads Prometheus's, unless the scenario tells it otherwise.
+    if file.planner.latency_percentiles.is_none() {
+        file.planner.latency_percentiles = Some(file.deployment.latency_percentiles.clone());
+    }
     let d = &file.deployment;
 
     let mut notes = Vec::new();
@@ -904,6 +915,13 @@ pub fn prepare(
         signal_outages: signal_outages(origin, &d.signal_outages)?,
         prefix_cache,
         router: d.router,
+        latency_histograms: d.latency_percentiles.histograms().map_err(|(field, e)| {
+            field_err(
+                origin,
+                &format!("deployment.latency_percentiles.{field}"),
+                e,
+            )
+        })?,
     };
     if explicit.is_none() {
         // Sized for the first interval + cold start, as the oracle starts: the capacity a
@@ -952,6 +970,28 @@ pub fn prepare(
         notes.push(format!(
             "the policies are not shown {} (deployment.withhold); the timeline keeps them",
             names.join(", ")
+        ));
+    }
+    let percentiles = &file.deployment.latency_percentiles;
+    let told = file
+        .planner
+        .latency_percentiles
+        .as_ref()
+        .unwrap_or(percentiles);
+    if *percentiles != LatencyPercentiles::Exact || told != percentiles {
+        let how = |p: &LatencyPercentiles| match p {
+            LatencyPercentiles::Exact => "exact".to_string(),
+            LatencyPercentiles::Dynamo => "through Dynamo's default histogram buckets".to_string(),
+            LatencyPercentiles::Buckets { ttft_s, itl_s } => format!(
+                "through histogram buckets of the scenario's ({} TTFT, {} ITL)",
+                ttft_s.len(),
+                itl_s.len()
+            ),
+        };
+        notes.push(format!(
+            "TTFT and ITL percentiles are read {} (deployment.latency_percentiles); the planner takes them as read {}",
+            how(percentiles),
+            how(told)
         ));
     }
     for &(from, to) in &sim.signal_outages {

@@ -165,6 +165,15 @@ fn replicas_follow_a_load_ramp_through_a_real_prometheus() {
             .any(|l| l.contains("\"message\":\"decision\"") && l.contains("\"reasons\"")),
         "{log}"
     );
+    // The percentiles are read as Prometheus made them: through the buckets of the
+    // frontend's histograms (Dynamo's default, TTFT bounds at 0.1 and 0.22 s), found in
+    // Prometheus at start or once its first requests were served.
+    assert!(
+        log.lines().any(|l| l.contains("latency percentiles")
+            && l.contains("read through Prometheus's histogram buckets")
+            && l.contains("0.1,0.22,0.47")),
+        "{log}"
+    );
     // Every call made is declared (and so granted: tests/deploy.rs checks the Role against
     // the declaration); every declared call but the 409 re-read was made.
     let used = observed_calls(&state);

@@ -12,10 +12,11 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::State;
+use crate::planner::percentiles::dynamo_log_bounds;
 use crate::sim::Record;
 
 type Labels = Vec<(String, String)>;
@@ -54,11 +55,12 @@ impl DynamoMetrics {
         let m = DynamoMetrics {
             registry: Mutex::new(Registry::default()),
             requests: Counter::default(),
-            ttft: Histogram::new(exponential_buckets(0.005, 1.6, 22)),
-            itl: Histogram::new(exponential_buckets(0.001, 1.4, 22)),
-            duration: Histogram::new(exponential_buckets(0.05, 1.6, 22)),
-            isl: Histogram::new(exponential_buckets(16.0, 2.0, 12)),
-            osl: Histogram::new(exponential_buckets(4.0, 2.0, 12)),
+            // The buckets Dynamo's frontend exports by default.
+            ttft: Histogram::new(dynamo_log_bounds(0.001, 480.0, 18)),
+            itl: Histogram::new(dynamo_log_bounds(0.001, 2.0, 13)),
+            duration: Histogram::new(dynamo_log_bounds(1.0, 512.0, 10)),
+            isl: Histogram::new(dynamo_log_bounds(50.0, 128_000.0, 12)),
+            osl: Histogram::new(dynamo_log_bounds(50.0, 32_000.0, 10)),
             inflight: Gauge::default(),
             queued: Gauge::default(),
             kv: Family::default(),

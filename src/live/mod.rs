@@ -49,6 +49,15 @@ pub trait Signals {
     ) -> impl Future<Output = Result<Vec<PastInterval>, Fault>> + Send {
         std::future::ready(Ok(Vec::new()))
     }
+
+    /// The buckets the source's latency percentiles are read through, once it has found
+    /// them where it had not at start (a histogram has series only after its first
+    /// request); the planner then reads its percentiles through them. `None` otherwise.
+    fn latency_buckets_found(
+        &mut self,
+    ) -> impl Future<Output = Option<crate::planner::percentiles::LatencyPercentiles>> + Send {
+        std::future::ready(None)
+    }
 }
 
 /// Where replica counts go, and where the current ones are read.
@@ -261,6 +270,10 @@ impl<S: Signals, A: Actuator> Loop<S, A> {
         let obs = match observed {
             Ok(o) => {
                 self.read_back(now_s).await;
+                if let Some(found) = self.signals.latency_buckets_found().await {
+                    info!(message = "latency percentiles now read through Prometheus's histogram buckets", buckets = %serde_json::to_string(&found).unwrap_or_default());
+                    self.planner.read_percentiles_through(found);
+                }
                 o
             }
             Err(f) => {

@@ -12,6 +12,7 @@ use super::{
 };
 use crate::error::InputError;
 use crate::metrics::prometheus::PrometheusSource;
+use crate::planner::percentiles::LatencyPercentiles;
 use crate::planner::sla_planner::PlannerConfig;
 use crate::planner::sla_planner::SlaPlanner;
 use crate::planner::{Observation, PolicyContext, RoleReplicas};
@@ -40,6 +41,15 @@ impl Signals for PrometheusSource {
                 label: e.label(),
                 message: e.to_string(),
             })
+    }
+
+    async fn latency_buckets_found(&mut self) -> Option<LatencyPercentiles> {
+        if !self.looking_for_buckets {
+            return None;
+        }
+        let found = self.latency_buckets().await.ok().flatten()?;
+        self.looking_for_buckets = false;
+        Some(found)
     }
 }
 
@@ -100,7 +110,7 @@ fn planner_setup(
 ) -> anyhow::Result<(PolicyContext, PlannerConfig)> {
     let limits = cfg.limits().map_err(|(f, m)| anyhow::anyhow!("{f}: {m}"))?;
     let ctx = PolicyContext::new(profile, cfg.sla, limits, cfg.interval_s, cfg.startup_s);
-    Ok((ctx, cfg.planner))
+    Ok((ctx, cfg.planner.clone()))
 }
 
 /// What the profile says of engines given another number of GPUs than it was measured on:
@@ -244,7 +254,51 @@ pub async fn check(cfg: RunConfig, config_dir: &std::path::Path) -> anyhow::Resu
         ),
         Err(e) => return Err(anyhow::anyhow!("prometheus: {}: {e}", cfg.prometheus.url)),
     }
+    match &cfg.planner.latency_percentiles {
+        Some(told) => println!(
+            "latency percentiles: as planner.latency_percentiles says ({})",
+            serde_json::to_string(told).unwrap_or_default()
+        ),
+        None => match source.latency_buckets().await {
+            Ok(Some(LatencyPercentiles::Buckets { ttft_s, itl_s })) => println!(
+                "latency percentiles: read through Prometheus's buckets, TTFT {} from {} to {} s, ITL {} from {} to {} s",
+                ttft_s.len(),
+                ttft_s[0],
+                ttft_s[ttft_s.len() - 1],
+                itl_s.len(),
+                itl_s[0],
+                itl_s[itl_s.len() - 1],
+            ),
+            _ => println!(
+                "latency percentiles: no TTFT and ITL histogram buckets in Prometheus yet; run takes Dynamo's default buckets until it finds them"
+            ),
+        },
+    }
     Ok(())
+}
+
+/// How the percentiles the planner reads were made, where the config does not say: through
+/// the buckets Prometheus's TTFT and ITL histograms have, or, before they have any series,
+/// Dynamo's default buckets (what its frontend exports unless `DYN_METRICS_TTFT_*` and
+/// `DYN_METRICS_ITL_*` say otherwise).
+async fn latency_percentiles_of(source: &mut PrometheusSource) -> LatencyPercentiles {
+    // Until it finds them, the loop looks for them at each decision.
+    source.looking_for_buckets = true;
+    match source.latency_buckets().await {
+        Ok(Some(found)) => {
+            source.looking_for_buckets = false;
+            info!(message = "latency percentiles read through Prometheus's histogram buckets", buckets = %serde_json::to_string(&found).unwrap_or_default());
+            found
+        }
+        Ok(None) => {
+            info!(message = "no TTFT and ITL histogram buckets in Prometheus yet; percentiles taken as read through Dynamo's default buckets");
+            LatencyPercentiles::Dynamo
+        }
+        Err(e) => {
+            warn!(message = "could not read the histograms' buckets; percentiles taken as read through Dynamo's default buckets", error = %e);
+            LatencyPercentiles::Dynamo
+        }
+    }
 }
 
 pub async fn run(
@@ -254,12 +308,16 @@ pub async fn run(
     api_token: Option<String>,
 ) -> anyhow::Result<()> {
     let profile = profile_of(&cfg, config_dir)?;
+    let mut source = PrometheusSource::new(&cfg.prometheus, cfg.planner.mode)?;
+    let mut cfg = cfg;
+    if cfg.planner.latency_percentiles.is_none() {
+        cfg.planner.latency_percentiles = Some(latency_percentiles_of(&mut source).await);
+    }
     let mut planner = planner_for(&cfg, &profile)?;
     for warning in engine_size_warnings(&cfg, &profile)? {
         warn!(message = "engines sized otherwise than the profile", detail = %warning);
     }
     let fingerprint = profile.fingerprint();
-    let source = PrometheusSource::new(&cfg.prometheus, cfg.planner.mode)?;
     let scaler = connect_with_retries(&cfg).await?;
     info!(message = "connected", dgd = %cfg.kubernetes.dgd, namespace = %cfg.kubernetes.namespace, scales = %scaler.topology);
 

@@ -2,10 +2,13 @@
 //!
 //! [`IntervalAccumulator`] collects what a Dynamo frontend and its workers would export
 //! during one interval (arrivals, first tokens, completions, gauge samples at scrape times)
-//! and summarises it the way the PromQL queries of a live deployment do.
+//! and summarises it the way the PromQL queries of a live deployment do: latency
+//! percentiles exact, or read through histogram buckets as `histogram_quantile` reads them
+//! ([`crate::planner::percentiles`]).
 
 pub mod prometheus;
 
+use crate::planner::percentiles::{Buckets, LatencyHistograms};
 use crate::planner::{LatencySummary, Observation, RoleKv, RoleReplicas};
 
 #[derive(Debug, Default, Clone)]
@@ -23,6 +26,8 @@ pub struct IntervalAccumulator {
     /// Prompt tokens routed to prefill engines that cache prefixes, and of those the ones
     /// found cached; none routed without a cache.
     prefix_tokens: Option<(u64, u64)>,
+    /// The buckets latency percentiles are read through; `None`: exact.
+    histograms: Option<LatencyHistograms>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -50,6 +55,14 @@ pub struct IntervalExtras {
 }
 
 impl IntervalAccumulator {
+    /// An accumulator whose percentiles are read through `histograms` (exact for `None`).
+    pub fn reading_percentiles_through(histograms: Option<LatencyHistograms>) -> Self {
+        IntervalAccumulator {
+            histograms,
+            ..Default::default()
+        }
+    }
+
     pub fn on_arrival(&mut self, at_s: f64, isl: u32) {
         self.arrival_times.push(at_s);
         self.isl_sum += isl as f64;
@@ -110,8 +123,8 @@ impl IntervalAccumulator {
             ),
             isl_mean: (arrivals > 0).then(|| a.isl_sum / arrivals as f64),
             osl_mean: (a.completions > 0).then(|| a.osl_sum / a.completions as f64),
-            ttft_ms: LatencySummary::of(&mut a.ttft_ms),
-            itl_ms: LatencySummary::of(&mut a.itl_ms),
+            ttft_ms: summary(&mut a.ttft_ms, a.histograms.as_ref().map(|h| &h.ttft)),
+            itl_ms: summary(&mut a.itl_ms, a.histograms.as_ref().map(|h| &h.itl)),
             kv_utilization: (kv.prefill.is_some() || kv.decode.is_some()).then_some(kv),
             queued_prefill_tokens: a.queued_prefill_tokens.mean(),
             prefix_cache_hit_rate: a
@@ -127,6 +140,7 @@ impl IntervalAccumulator {
         self.ttft_ms = a.ttft_ms;
         self.itl_ms = a.itl_ms;
         self.arrival_times = a.arrival_times;
+        self.histograms = a.histograms;
         (
             obs,
             IntervalExtras {
@@ -134,6 +148,21 @@ impl IntervalAccumulator {
             },
         )
     }
+}
+
+/// The samples' exact mean (a histogram's `_sum` over its `_count`), and their percentiles
+/// exact or as `histogram_quantile` reads them from `buckets`.
+fn summary(samples: &mut [f64], buckets: Option<&Buckets>) -> Option<LatencySummary> {
+    let exact = LatencySummary::of(samples)?;
+    let Some(buckets) = buckets else {
+        return Some(exact);
+    };
+    Some(LatencySummary {
+        p50: buckets.quantile(samples, 0.50),
+        p90: buckets.quantile(samples, 0.90),
+        p99: buckets.quantile(samples, 0.99),
+        ..exact
+    })
 }
 
 #[cfg(test)]
@@ -166,6 +195,34 @@ mod tests {
         assert_eq!(o2.requests_second_half, Some(0.0));
         assert_eq!(o2.isl_mean, None);
         assert!(o2.ttft_ms.is_none());
+    }
+
+    #[test]
+    fn percentiles_read_through_histograms_keep_the_exact_mean() {
+        let histograms = LatencyHistograms {
+            ttft: Buckets::dynamo_ttft(),
+            itl: Buckets::dynamo_itl(),
+        };
+        let mut acc = IntervalAccumulator::reading_percentiles_through(Some(histograms));
+        for i in 0..100 {
+            acc.on_completion(100, Some(7.0 + 0.004 * f64::from(i)));
+        }
+        let (o, _) = acc.take(60.0, 60.0, RoleReplicas::default());
+        let itl = o.itl_ms.unwrap();
+        // All within the bucket from 6.7 to 13 ms: read linearly across it.
+        assert!(
+            (itl.p99.unwrap() - (6.7 + 6.3 * 0.99)).abs() < 1e-9,
+            "{itl:?}"
+        );
+        assert!(
+            (itl.p50.unwrap() - (6.7 + 6.3 * 0.5)).abs() < 1e-9,
+            "{itl:?}"
+        );
+        assert!((itl.mean.unwrap() - 7.198).abs() < 1e-9, "{itl:?}");
+        // The next interval reads through them too.
+        acc.on_completion(100, Some(7.0));
+        let (o2, _) = acc.take(120.0, 60.0, RoleReplicas::default());
+        assert!(o2.itl_ms.unwrap().p99.unwrap() > 12.9);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use prometheus_http_query::response::Data;
 use prometheus_http_query::Client;
 
 use crate::live::config::{expand, matchers, PrometheusConfig};
+use crate::planner::percentiles::LatencyPercentiles;
 use crate::planner::sla_planner::PastInterval;
 use crate::planner::solver::Mode;
 use crate::planner::{LatencySummary, Observation, RoleKv};
@@ -37,6 +38,8 @@ pub struct PrometheusSource {
     timeout: Duration,
     /// Aggregated workers report their KV as the decode component; there is no prefill one.
     mode: Mode,
+    /// The latency histograms' buckets are still to be found (`latency_buckets`).
+    pub looking_for_buckets: bool,
 }
 
 impl PrometheusSource {
@@ -73,6 +76,7 @@ impl PrometheusSource {
             cfg: cfg.clone(),
             timeout,
             mode,
+            looking_for_buckets: false,
         })
     }
 
@@ -247,6 +251,43 @@ impl PrometheusSource {
             .collect())
     }
 
+    /// The buckets Prometheus's TTFT and ITL histograms have, as the quantile queries read
+    /// them: `Ok(None)` where either query reads no `_seconds_bucket` series or Prometheus
+    /// holds none yet (no request served).
+    pub async fn latency_buckets(&self) -> Result<Option<LatencyPercentiles>, SourceError> {
+        let q = &self.cfg.queries;
+        let ttft = self.bucket_bounds_s(&q.ttft_quantile_ms).await?;
+        let itl = self.bucket_bounds_s(&q.itl_quantile_ms).await?;
+        Ok(ttft
+            .zip(itl)
+            .map(|(ttft_s, itl_s)| LatencyPercentiles::Buckets { ttft_s, itl_s }))
+    }
+
+    /// The finite upper bounds, seconds, of the `_seconds_bucket` series a quantile query
+    /// reads (their `le` labels), ascending.
+    async fn bucket_bounds_s(&self, quantile_query: &str) -> Result<Option<Vec<f64>>, SourceError> {
+        let Some(metric) = seconds_bucket_metric(quantile_query) else {
+            return Ok(None);
+        };
+        let q = format!("count by (le) ({metric}{{{}}})", self.frontend_filter());
+        let fut = self.client.query(q).get();
+        let res = tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| SourceError::Timeout(self.timeout))?
+            .map_err(|e| SourceError::Query(e.to_string()))?;
+        let Data::Vector(series) = res.data() else {
+            return Ok(None);
+        };
+        let mut bounds: Vec<f64> = series
+            .iter()
+            .filter_map(|s| s.metric().get("le")?.parse::<f64>().ok())
+            .filter(|b| b.is_finite())
+            .collect();
+        bounds.sort_by(f64::total_cmp);
+        bounds.dedup();
+        Ok((!bounds.is_empty()).then_some(bounds))
+    }
+
     /// The last `points` intervals of request count, ISL and OSL, and TTFT and ITL p90s,
     /// oldest first.
     pub async fn history(
@@ -310,5 +351,38 @@ impl PrometheusSource {
                 itl_p90_ms: at(&itl_p90, t),
             })
             .collect())
+    }
+}
+
+/// The histogram a quantile query reads: its first metric name ending in
+/// `_seconds_bucket`, the unit the bounds are taken in.
+fn seconds_bucket_metric(query: &str) -> Option<&str> {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    query.split(|c: char| !is_name(c)).find(|word| {
+        word.ends_with("_seconds_bucket") && !word.starts_with(|c: char| c.is_ascii_digit())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_histogram_a_quantile_query_reads_is_found_by_its_seconds_bucket_name() {
+        let q = "1000 * histogram_quantile($q, sum by (le) (rate(dynamo_frontend_time_to_first_token_seconds_bucket{$filter}[$window])))";
+        assert_eq!(
+            seconds_bucket_metric(q),
+            Some("dynamo_frontend_time_to_first_token_seconds_bucket")
+        );
+        assert_eq!(
+            seconds_bucket_metric("my:ttft_seconds_bucket"),
+            Some("my:ttft_seconds_bucket")
+        );
+        // Another unit, or no histogram at all: nothing to read the bounds from.
+        assert_eq!(
+            seconds_bucket_metric("histogram_quantile($q, rate(ttft_ms_bucket[1m]))"),
+            None
+        );
+        assert_eq!(seconds_bucket_metric("avg(ttft_p99_seconds)"), None);
     }
 }

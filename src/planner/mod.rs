@@ -10,6 +10,7 @@ pub mod forecast;
 pub mod harmonic;
 pub mod model;
 mod observation;
+pub mod percentiles;
 pub mod sla_planner;
 pub mod solver;
 pub mod stabilizer;

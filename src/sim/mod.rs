@@ -135,6 +135,10 @@ pub struct SimConfig {
     pub signal_outages: Vec<(f64, f64)>,
     /// How the frontend sends requests to the engines (`deployment.router`).
     pub router: Routing,
+    /// The buckets the observations' latency percentiles are read through, as
+    /// `histogram_quantile` reads a live deployment's (`deployment.latency_percentiles`);
+    /// `None`: exact.
+    pub latency_histograms: Option<crate::planner::percentiles::LatencyHistograms>,
 }
 
 /// How the simulated frontend picks the engine (or worker) a request goes to.
@@ -540,7 +544,7 @@ impl Deployment {
             decode_held: Vec::new(),
             worker_held: Vec::new(),
             pending: Vec::new(),
-            acc: IntervalAccumulator::default(),
+            acc: IntervalAccumulator::reading_percentiles_through(cfg.latency_histograms.clone()),
             records: None,
             target: (p0, d0),
             max_prefill: 0,

@@ -194,7 +194,7 @@ pub fn build_policy(spec: &str, env: &PolicyEnv) -> Result<Box<dyn Policy>, Inpu
                 rows.to_vec(),
             ))
         }
-        ("planner", None) => Box::new(SlaPlanner::new(env.context(), env.planner)),
+        ("planner", None) => Box::new(SlaPlanner::new(env.context(), env.planner.clone())),
         ("planner", Some(a)) => {
             let cfg = planner_variant(spec, a, &env.planner)?;
             Box::new(SlaPlanner::new(env.context(), cfg).named(spec))

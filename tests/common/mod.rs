@@ -53,6 +53,7 @@ pub fn sim_config(profile: &Profile, prefill: u32, decode: u32, duration_s: f64)
         signal_outages: Vec::new(),
         prefix_cache: None,
         router: Default::default(),
+        latency_histograms: None,
     }
 }
 

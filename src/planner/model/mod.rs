@@ -23,6 +23,7 @@ use std::cell::RefCell;
 
 use serde::{Deserialize, Serialize};
 
+use crate::planner::percentiles::LatencyHistograms;
 use crate::profile::{DecodeModel, PrefillModel};
 
 pub use decode::{
@@ -319,6 +320,9 @@ pub struct PerformanceModel {
     /// lengths', weight), one per interval that gave one (`learn_context`).
     context_reads: Vec<(f64, f64)>,
     queue_memo: QueueMemo,
+    /// The buckets the observed percentiles were read through (`None`: exact): the
+    /// expected ones are read through them too before they are compared.
+    histograms: Option<LatencyHistograms>,
 }
 
 impl PerformanceModel {
@@ -351,7 +355,13 @@ impl PerformanceModel {
             decode_evidence: Vec::new(),
             context_reads: Vec::new(),
             queue_memo: QueueMemo::default(),
+            histograms: None,
         }
+    }
+
+    /// Reads the observed percentiles through `histograms` from now on.
+    pub fn read_percentiles_through(&mut self, histograms: Option<LatencyHistograms>) {
+        self.histograms = histograms;
     }
 
     /// Service time of one prefill at this ISL, corrected, ms.
@@ -605,8 +615,15 @@ impl PerformanceModel {
                 .iter()
                 .map(|q| q.at_quantile(TAIL_QUANTILE, v))
                 .collect();
+            // Through a histogram, the reading of a tail whose p90 is the typical prompt's.
+            let ttft_buckets = self.histograms.as_ref().map(|h| &h.ttft);
+            let as_read = |q: &PrefillQueue, p99: f64, v: f64| match ttft_buckets {
+                Some(b) => b.tail_reading(TAIL_QUANTILE, p99, 0.9, q.quantile_ms(0.9, v)),
+                None => p99,
+            };
             t = fit_correction(&ev, tlo, thi, self.fading(c.prefill_tail), |i, e, t| {
-                e.observed_tail_ms.map(|o| (at_p99[i].slowest_ms(t), o))
+                e.observed_tail_ms
+                    .map(|o| (as_read(&queues[i], at_p99[i].slowest_ms(t), v), o))
             })
             .unwrap_or(t);
             v = fit_correction(
@@ -617,7 +634,7 @@ impl PerformanceModel {
                 |i, e, v| {
                     e.observed_tail_ms.map(|o| {
                         let p99 = queues[i].at_quantile(TAIL_QUANTILE, v).slowest_ms(t);
-                        (p99, o)
+                        (as_read(&queues[i], p99, v), o)
                     })
                 },
             )
@@ -734,6 +751,8 @@ impl PerformanceModel {
         }
         let k = terms(self.corrections.decode);
         let z = itl_batch_z(TAIL_QUANTILE);
+        let z90 = itl_batch_z(0.9);
+        let itl_buckets = self.histograms.as_ref().map(|h| &h.itl);
         let (lo, hi) = DECODE_VARIABILITY_RANGE;
         // The mean batch does not depend on the variability: solved once per interval.
         let batches: Vec<Option<f64>> = ev
@@ -747,10 +766,17 @@ impl PerformanceModel {
             self.fading(self.corrections.decode_variability),
             |i, e, w| {
                 let observed = e.observed_tail_ms?;
-                let expected = batches[i]
-                    .and_then(|n| decode_itl_at_batch(model, k, n, e.isl, e.osl, z * w, 4.0))
-                    .unwrap_or(f64::INFINITY);
-                Some((expected * stretch_at(e, z * w), observed))
+                let at_z = |z: f64| {
+                    batches[i]
+                        .and_then(|n| decode_itl_at_batch(model, k, n, e.isl, e.osl, z * w, 4.0))
+                        .unwrap_or(f64::INFINITY)
+                        * stretch_at(e, z * w)
+                };
+                let expected = match itl_buckets {
+                    Some(b) => b.tail_reading(TAIL_QUANTILE, at_z(z), 0.9, at_z(z90)),
+                    None => at_z(z),
+                };
+                Some((expected, observed))
             },
         );
         if let Some(w) = fit {

@@ -13,6 +13,7 @@ use super::model::{
     itl_batch_z, normal_quantile, CorrectionConfig, Evidence, PerformanceModel, Router,
     UNTESTED_LOAD_STRETCH,
 };
+use super::percentiles::LatencyPercentiles;
 use super::solver::{
     decode_itl, fewest_prefill_for_expected_misses, prefill_ttft, solve, Load, Mode, SolverConfig,
     SolverNote,
@@ -32,7 +33,7 @@ use settle::beyond_the_profile;
 pub use settle::{untested_load_floor, LOAD_TESTED_FLOOR};
 
 /// The planner's settings; every field has a default (`docs/planner.md`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlannerConfig {
     /// constant | smoothed | linear | holt-winters | kalman | seasonal | harmonic | auto
@@ -68,6 +69,14 @@ pub struct PlannerConfig {
     /// default; random too) or kv (to the least loaded worker).
     #[serde(default)]
     pub router: Router,
+    /// How the observations' TTFT and ITL percentiles were read: `exact`, `dynamo`
+    /// (`histogram_quantile` over the buckets Dynamo's frontend ships with) or `{ttft_s:
+    /// [...], itl_s: [...]}` (bucket bounds, seconds). The model's expected percentiles are
+    /// read through the same buckets before they are compared with them. Absent: exact; in
+    /// a simulation the deployment's (`deployment.latency_percentiles`), in `run` the
+    /// buckets Prometheus's histograms have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_percentiles: Option<LatencyPercentiles>,
     #[serde(default)]
     pub correction: CorrectionConfig,
     #[serde(default)]
@@ -106,6 +115,7 @@ impl Default for PlannerConfig {
             kv_fraction: default_kv_fraction(),
             mode: Mode::default(),
             router: Router::default(),
+            latency_percentiles: None,
             correction: CorrectionConfig::default(),
             stabilizer: StabilizerConfig::default(),
         }
@@ -162,6 +172,10 @@ impl PlannerConfig {
         }
         if c.window == 0 {
             return Err("correction.window: must be at least 1".into());
+        }
+        if let Some(p) = &self.latency_percentiles {
+            p.histograms()
+                .map_err(|(field, e)| format!("latency_percentiles.{field}: {e}"))?;
         }
         self.stabilizer.validate()
     }
@@ -270,11 +284,17 @@ impl SlaPlanner {
         }
         let pool = StepPool::new(cfg.forecast_step_s, ctx.startup_s);
         let (rate, isl, osl) = Self::fresh_forecasters(&cfg, pool.step_len_s(ctx.interval_s));
-        let model = PerformanceModel::new(
+        let mut model = PerformanceModel::new(
             ctx.prefill.clone(),
             ctx.decode.clone(),
             cfg.correction,
             cfg.router,
+        );
+        // Checked by `PlannerConfig::validate`.
+        model.read_percentiles_through(
+            cfg.latency_percentiles
+                .as_ref()
+                .and_then(|p| p.histograms().ok().flatten()),
         );
         SlaPlanner {
             name: "planner".into(),
@@ -458,6 +478,14 @@ impl SlaPlanner {
     }
 
     /// Changes the limits from the next decision on (checked by the caller).
+    /// Reads the observations' percentiles through `how` from now on (the live loop,
+    /// once it has found the buckets of Prometheus's histograms).
+    pub fn read_percentiles_through(&mut self, how: LatencyPercentiles) {
+        let histograms = how.histograms().ok().flatten();
+        self.model.read_percentiles_through(histograms);
+        self.cfg.latency_percentiles = Some(how);
+    }
+
     pub fn set_limits(&mut self, limits: crate::planner::Limits) {
         self.ctx.limits = limits;
     }
@@ -655,7 +683,7 @@ impl Policy for SlaPlanner {
     }
 
     fn settings(&self) -> Option<serde_json::Value> {
-        serde_json::to_value(self.cfg).ok()
+        serde_json::to_value(&self.cfg).ok()
     }
 
     /// Observation in, decision out: take the interval (pooled into forecast steps), learn
