@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use prometheus_http_query::response::Data;
+use prometheus_http_query::response::{Data, InstantVector};
 use prometheus_http_query::Client;
 
 use crate::live::config::{expand, matchers, PrometheusConfig};
@@ -107,6 +107,19 @@ impl PrometheusSource {
             Data::Matrix(_) => None,
         };
         Ok(v.filter(|x| x.is_finite()))
+    }
+
+    /// One instant query's series; none where the answer is not a vector.
+    async fn series(&self, promql: String) -> Result<Vec<InstantVector>, SourceError> {
+        let fut = self.client.query(promql).get();
+        let res = tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| SourceError::Timeout(self.timeout))?
+            .map_err(|e| SourceError::Query(e.to_string()))?;
+        Ok(match res.into_inner().0 {
+            Data::Vector(v) => v,
+            _ => Vec::new(),
+        })
     }
 
     /// Reads the last interval. A failed or empty request count is an error (the planner
@@ -233,15 +246,9 @@ impl PrometheusSource {
             matchers(deployment),
             window_s.round().max(1.0) as u64
         );
-        let fut = self.client.query(q).get();
-        let res = tokio::time::timeout(self.timeout, fut)
-            .await
-            .map_err(|_| SourceError::Timeout(self.timeout))?
-            .map_err(|e| SourceError::Query(e.to_string()))?;
-        let Data::Vector(series) = res.data() else {
-            return Ok(Vec::new());
-        };
-        Ok(series
+        Ok(self
+            .series(q)
+            .await?
             .iter()
             .filter_map(|s| {
                 let kind = s.metric().get("kind")?;
@@ -270,15 +277,9 @@ impl PrometheusSource {
             return Ok(None);
         };
         let q = format!("count by (le) ({metric}{{{}}})", self.frontend_filter());
-        let fut = self.client.query(q).get();
-        let res = tokio::time::timeout(self.timeout, fut)
-            .await
-            .map_err(|_| SourceError::Timeout(self.timeout))?
-            .map_err(|e| SourceError::Query(e.to_string()))?;
-        let Data::Vector(series) = res.data() else {
-            return Ok(None);
-        };
-        let mut bounds: Vec<f64> = series
+        let mut bounds: Vec<f64> = self
+            .series(q)
+            .await?
             .iter()
             .filter_map(|s| s.metric().get("le")?.parse::<f64>().ok())
             .filter(|b| b.is_finite())
