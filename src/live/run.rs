@@ -44,12 +44,7 @@ impl Signals for PrometheusSource {
     }
 
     async fn latency_buckets_found(&mut self) -> Option<LatencyPercentiles> {
-        if !self.looking_for_buckets {
-            return None;
-        }
-        let found = self.latency_buckets().await.ok().flatten()?;
-        self.looking_for_buckets = false;
-        Some(found)
+        self.buckets_found_since().await
     }
 }
 
@@ -277,30 +272,6 @@ pub async fn check(cfg: RunConfig, config_dir: &std::path::Path) -> anyhow::Resu
     Ok(())
 }
 
-/// How the percentiles the planner reads were made, where the config does not say: through
-/// the buckets Prometheus's TTFT and ITL histograms have, or, before they have any series,
-/// Dynamo's default buckets (what its frontend exports unless `DYN_METRICS_TTFT_*` and
-/// `DYN_METRICS_ITL_*` say otherwise).
-async fn latency_percentiles_of(source: &mut PrometheusSource) -> LatencyPercentiles {
-    // Until it finds them, the loop looks for them at each decision.
-    source.looking_for_buckets = true;
-    match source.latency_buckets().await {
-        Ok(Some(found)) => {
-            source.looking_for_buckets = false;
-            info!(message = "latency percentiles read through Prometheus's histogram buckets", buckets = %serde_json::to_string(&found).unwrap_or_default());
-            found
-        }
-        Ok(None) => {
-            info!(message = "no TTFT and ITL histogram buckets in Prometheus yet; percentiles taken as read through Dynamo's default buckets");
-            LatencyPercentiles::Dynamo
-        }
-        Err(e) => {
-            warn!(message = "could not read the histograms' buckets; percentiles taken as read through Dynamo's default buckets", error = %e);
-            LatencyPercentiles::Dynamo
-        }
-    }
-}
-
 pub async fn run(
     cfg: RunConfig,
     config_dir: &std::path::Path,
@@ -311,7 +282,7 @@ pub async fn run(
     let mut source = PrometheusSource::new(&cfg.prometheus, cfg.planner.mode)?;
     let mut cfg = cfg;
     if cfg.planner.latency_percentiles.is_none() {
-        cfg.planner.latency_percentiles = Some(latency_percentiles_of(&mut source).await);
+        cfg.planner.latency_percentiles = Some(source.latency_percentiles().await);
     }
     let mut planner = planner_for(&cfg, &profile)?;
     for warning in engine_size_warnings(&cfg, &profile)? {

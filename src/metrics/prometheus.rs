@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use prometheus_http_query::response::{Data, InstantVector};
 use prometheus_http_query::Client;
+use tracing::{info, warn};
 
 use crate::live::config::{expand, matchers, PrometheusConfig};
 use crate::planner::percentiles::LatencyPercentiles;
@@ -38,8 +39,9 @@ pub struct PrometheusSource {
     timeout: Duration,
     /// Aggregated workers report their KV as the decode component; there is no prefill one.
     mode: Mode,
-    /// The latency histograms' buckets are still to be found (`latency_buckets`).
-    pub looking_for_buckets: bool,
+    /// The latency histograms' buckets were not found at start and are still looked for
+    /// (`buckets_found_since`).
+    looking_for_buckets: bool,
 }
 
 impl PrometheusSource {
@@ -268,6 +270,35 @@ impl PrometheusSource {
         Ok(ttft
             .zip(itl)
             .map(|(ttft_s, itl_s)| LatencyPercentiles::Buckets { ttft_s, itl_s }))
+    }
+
+    /// How the percentiles were read, for a planner not told: through the buckets
+    /// Prometheus's histograms have, or, before they have any series (no request served
+    /// yet) or when they cannot be read, Dynamo's default buckets; then they are looked for
+    /// again at each `buckets_found_since`.
+    pub async fn latency_percentiles(&mut self) -> LatencyPercentiles {
+        match self.latency_buckets().await {
+            Ok(Some(found)) => {
+                info!(message = "latency percentiles read through Prometheus's histogram buckets", buckets = %serde_json::to_string(&found).unwrap_or_default());
+                self.looking_for_buckets = false;
+                return found;
+            }
+            Ok(None) => info!(message = "no TTFT and ITL histogram buckets in Prometheus yet; percentiles taken as read through Dynamo's default buckets"),
+            Err(e) => warn!(message = "could not read the histograms' buckets; percentiles taken as read through Dynamo's default buckets", error = %e),
+        }
+        self.looking_for_buckets = true;
+        LatencyPercentiles::Dynamo
+    }
+
+    /// The buckets, once found where `latency_percentiles` did not find them; `None`
+    /// otherwise.
+    pub async fn buckets_found_since(&mut self) -> Option<LatencyPercentiles> {
+        if !self.looking_for_buckets {
+            return None;
+        }
+        let found = self.latency_buckets().await.ok().flatten()?;
+        self.looking_for_buckets = false;
+        Some(found)
     }
 
     /// The finite upper bounds, seconds, of the `_seconds_bucket` series a quantile query

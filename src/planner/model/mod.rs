@@ -615,15 +615,18 @@ impl PerformanceModel {
                 .iter()
                 .map(|q| q.at_quantile(TAIL_QUANTILE, v))
                 .collect();
-            // Through a histogram, the reading of a tail whose p90 is the typical prompt's.
+            // Through a histogram, the reading of a tail whose p90 is the typical prompt's
+            // (the spread fit tries its values at this variability: read once).
             let ttft_buckets = self.histograms.as_ref().map(|h| &h.ttft);
-            let as_read = |q: &PrefillQueue, p99: f64, v: f64| match ttft_buckets {
-                Some(b) => b.tail_reading(TAIL_QUANTILE, p99, 0.9, q.quantile_ms(0.9, v)),
-                None => p99,
+            let p90_at = |q: &PrefillQueue, v: f64| ttft_buckets.map(|_| q.quantile_ms(0.9, v));
+            let as_read = |p99: f64, p90: Option<f64>| match (ttft_buckets, p90) {
+                (Some(b), Some(p90)) => b.tail_reading(TAIL_QUANTILE, p99, 0.9, p90),
+                _ => p99,
             };
+            let at_p90: Vec<Option<f64>> = queues.iter().map(|q| p90_at(q, v)).collect();
             t = fit_correction(&ev, tlo, thi, self.fading(c.prefill_tail), |i, e, t| {
                 e.observed_tail_ms
-                    .map(|o| (as_read(&queues[i], at_p99[i].slowest_ms(t), v), o))
+                    .map(|o| (as_read(at_p99[i].slowest_ms(t), at_p90[i]), o))
             })
             .unwrap_or(t);
             v = fit_correction(
@@ -634,7 +637,7 @@ impl PerformanceModel {
                 |i, e, v| {
                     e.observed_tail_ms.map(|o| {
                         let p99 = queues[i].at_quantile(TAIL_QUANTILE, v).slowest_ms(t);
-                        (as_read(&queues[i], p99, v), o)
+                        (as_read(p99, p90_at(&queues[i], v)), o)
                     })
                 },
             )
