@@ -29,8 +29,10 @@
 # both cold starts; 20 runs), routers (a frontend routing in turn or at random, the planner
 # told so: the shipped sinusoid and real traces, and aggregated workers; 32 runs),
 # histograms (every shipped scenario at both cold starts, its percentiles read through
-# Dynamo's default histogram buckets, the planner told so; 22 runs). Needs python3 to
-# read the JSON.
+# Dynamo's default histogram buckets, the planner told so; 22 runs), tokens (every shipped
+# scenario at both cold starts, its ITL observed per token gap as Dynamo's frontend
+# observes it, with exact percentiles and through Dynamo's buckets; 44 runs). Needs
+# python3 to read the JSON.
 set -euo pipefail
 caller=$PWD
 cd "$(dirname "$0")/.."
@@ -98,7 +100,7 @@ if [[ ${1:-} == --bin ]]; then
     bin=$(from_caller "$2")
     shift 2
 fi
-[[ $# -ge 1 ]] || { echo "usage: $0 [--decisions] [--bin PATH] shipped|variants|long|cold|scale|seeds|replays|shapes|budgets|cache|aggregated|routers|histograms..." >&2; exit 2; }
+[[ $# -ge 1 ]] || { echo "usage: $0 [--decisions] [--bin PATH] shipped|variants|long|cold|scale|seeds|replays|shapes|budgets|cache|aggregated|routers|histograms|tokens..." >&2; exit 2; }
 [[ -x $bin ]] || { echo "$bin: not an executable (cargo build --release, or --bin PATH)" >&2; exit 2; }
 
 synthetic=(sin-5-45 sin-5-45-aggregated sin-5-45-budget8 flash-crowd step-10-30 diurnal-2-40 bursts-10-40)
@@ -276,6 +278,18 @@ EOF
             done
         done
         ;;
+    tokens)
+        # ITL observed per token gap, as Dynamo's frontend feeds its histogram (docs/
+        # evaluation.md, "ITL observed per token gap"); through Dynamo's buckets as well,
+        # as a live deployment's readings are made.
+        for sc in sin-5-45 sin-5-45-aggregated sin-5-45-budget8 sin-5-45-2h azure-conv-x8 \
+            azure-code-x8 mooncake-conv-x4 flash-crowd step-10-30 diurnal-2-40 bursts-10-40; do
+            for st in 60 180; do
+                echo "$sc|per token gap, cold start $st s|--set deployment.itl_observed=per_token --startup-s $st"
+                echo "$sc|per token gap, Dynamo's buckets, cold start $st s|--set deployment.itl_observed=per_token --set deployment.latency_percentiles=dynamo --startup-s $st"
+            done
+        done
+        ;;
     shapes)
         # Workload shapes no shipped scenario has (scripts/shapes/README.md).
         for sc in scripts/shapes/*.yaml; do
@@ -283,7 +297,7 @@ EOF
         done
         ;;
     *)
-        echo "unknown set: $set (shipped, variants, long, cold, scale, seeds, replays, shapes, budgets, cache, aggregated, routers, histograms)" >&2
+        echo "unknown set: $set (shipped, variants, long, cold, scale, seeds, replays, shapes, budgets, cache, aggregated, routers, histograms, tokens)" >&2
         exit 2
         ;;
     esac

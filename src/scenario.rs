@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::InputError;
+use crate::metrics::ItlObserved;
 use crate::planner::percentiles::LatencyPercentiles;
 use crate::planner::sla_planner::PlannerConfig;
 use crate::planner::solver::Mode;
@@ -177,6 +178,11 @@ pub struct DeploymentSpec {
     /// frontend ships with), or `{ttft_s: [...], itl_s: [...]}`.
     #[serde(default)]
     pub latency_percentiles: LatencyPercentiles,
+    /// How ITL is observed: `per_request` (each request's mean, as the SLA counts it) or
+    /// `per_token` (each token gap, as Dynamo's frontend feeds its histogram). Attainment
+    /// is counted per request either way.
+    #[serde(default)]
+    pub itl_observed: ItlObserved,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -915,6 +921,7 @@ pub fn prepare(
         signal_outages: signal_outages(origin, &d.signal_outages)?,
         prefix_cache,
         router: d.router,
+        itl_observed: d.itl_observed,
         latency_histograms: d.latency_percentiles.histograms().map_err(|(field, e)| {
             field_err(
                 origin,
@@ -993,6 +1000,11 @@ pub fn prepare(
             how(percentiles),
             how(told)
         ));
+    }
+    if file.deployment.itl_observed == ItlObserved::PerToken {
+        notes.push(
+            "ITL is observed once per token gap, as Dynamo's frontend observes it (deployment.itl_observed); the planner takes its percentiles as the requests' (docs/evaluation.md, \"ITL observed per token gap\")".to_string(),
+        );
     }
     for &(from, to) in &sim.signal_outages {
         notes.push(format!(

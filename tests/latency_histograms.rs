@@ -10,18 +10,7 @@ use std::process::Command;
 
 /// Attainment and GPU-hours of the planner on `scenario` with `sets`.
 fn planner_on(scenario: &str, sets: &[&str]) -> (f64, f64) {
-    let mut args = vec![
-        "simulate",
-        "--scenario",
-        scenario,
-        "--policy",
-        "planner",
-        "--json",
-    ];
-    for s in sets {
-        args.extend(["--set", s]);
-    }
-    let summary = common::run_json(&args);
+    let summary = common::simulate_json(scenario, "planner", sets);
     let p = &summary["policies"][0];
     (
         p["slo_attainment"].as_f64().unwrap(),

@@ -487,20 +487,7 @@ fn a_field_set_on_the_command_line_runs_as_the_file_edited() {
     ]);
     assert_eq!(set, planner(&["--scenario", file.to_str().unwrap()]));
     assert_ne!(set, planner(&["--scenario", "sin-5-45"]));
-    let static_with = |sets: &[&str]| {
-        let mut args = vec![
-            "simulate",
-            "--scenario",
-            "sin-5-45",
-            "--policy",
-            "static:4,4",
-        ];
-        for set in sets {
-            args.extend(["--set", set]);
-        }
-        args.push("--json");
-        common::run_json(&args)
-    };
+    let static_with = |sets: &[&str]| common::simulate_json("sin-5-45", "static:4,4", sets);
     // The summary says what was set.
     let s = static_with(&["sla.ttft_ms=500"]);
     assert_eq!(

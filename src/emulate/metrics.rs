@@ -137,15 +137,14 @@ impl DynamoMetrics {
                     self.isl.observe(isl as f64);
                 }
                 Record::FirstToken { ttft_s } => self.ttft.observe(ttft_s),
-                Record::Completion {
-                    osl,
-                    itl_s,
-                    duration_s,
-                } => {
+                Record::Completion { osl, duration_s } => {
                     self.osl.observe(osl as f64);
                     self.duration.observe(duration_s);
-                    if let Some(itl) = itl_s {
-                        self.itl.observe(itl);
+                }
+                // Dynamo's frontend observes ITL once per token gap.
+                Record::TokenGaps { gap_s, count } => {
+                    for _ in 0..count {
+                        self.itl.observe(gap_s);
                     }
                 }
                 Record::PrefixLookup { isl, cached } => {
@@ -213,6 +212,38 @@ mod tests {
             .lines()
             .find(|l| l.starts_with("dynamo_component_kvstats_gpu_prefix_cache_hit_rate{"))
             .map(str::to_string)
+    }
+
+    #[test]
+    fn itl_is_observed_once_per_token_gap_as_dynamos_frontend_observes_it() {
+        let m = DynamoMetrics::new("m", "ns");
+        let records = [
+            Record::TokenGaps {
+                gap_s: 0.005,
+                count: 3,
+            },
+            Record::TokenGaps {
+                gap_s: 0.012,
+                count: 1,
+            },
+            Record::Completion {
+                osl: 5,
+                duration_s: 0.3,
+            },
+        ];
+        m.update(&records, None, None, 0, 0, false);
+        let text = m.encode();
+        let line = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("no {name} in {text}"))
+                .to_string()
+        };
+        let count = line("dynamo_frontend_inter_token_latency_seconds_count");
+        assert!(count.ends_with(" 4"), "{count}");
+        let sum = line("dynamo_frontend_inter_token_latency_seconds_sum");
+        let sum: f64 = sum.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!((sum - 0.027).abs() < 1e-12, "{sum}");
     }
 
     #[test]

@@ -1,15 +1,29 @@
 //! Observations in: turning raw signals into the [`Observation`] a policy reads.
 //!
 //! [`IntervalAccumulator`] collects what a Dynamo frontend and its workers would export
-//! during one interval (arrivals, first tokens, completions, gauge samples at scrape times)
-//! and summarises it the way the PromQL queries of a live deployment do: latency
-//! percentiles exact, or read through histogram buckets as `histogram_quantile` reads them
-//! ([`crate::planner::percentiles`]).
+//! during one interval (arrivals, first tokens, completions or token gaps, gauge samples at
+//! scrape times) and summarises it the way the PromQL queries of a live deployment do:
+//! latency percentiles exact, or read through histogram buckets as `histogram_quantile`
+//! reads them ([`crate::planner::percentiles`]); ITL per request, or per token gap as
+//! Dynamo's frontend observes it ([`ItlObserved`]).
 
 pub mod prometheus;
 
 use crate::planner::percentiles::{Buckets, LatencyHistograms};
 use crate::planner::{LatencySummary, Observation, RoleKv, RoleReplicas};
+
+/// How a deployment observes ITL: once per request, its mean over its tokens (what the SLA
+/// counts, and what a tool with per-request records reports), or once per token gap, as
+/// Dynamo's frontend feeds its ITL histogram. Percentiles of token gaps are not those of
+/// requests: a request's mean smooths the batch over its life, and its first gap (from
+/// its first token to the end of its first decode step) stands alone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItlObserved {
+    #[default]
+    PerRequest,
+    PerToken,
+}
 
 #[derive(Debug, Default, Clone)]
 pub struct IntervalAccumulator {
@@ -20,6 +34,9 @@ pub struct IntervalAccumulator {
     osl_sum: f64,
     ttft_ms: Vec<f64>,
     itl_ms: Vec<f64>,
+    /// Token gaps `(ms, how many)`, when ITL is observed per token.
+    itl_gaps: Vec<(f64, u32)>,
+    itl_observed: ItlObserved,
     kv_prefill: GaugeMean,
     kv_decode: GaugeMean,
     queued_prefill_tokens: GaugeMean,
@@ -72,12 +89,30 @@ impl IntervalAccumulator {
         self.ttft_ms.push(ttft_ms);
     }
 
-    /// A finished request; `itl_ms` is `None` for a single-token output.
+    /// ITL observed `how`: per token gap ([`Self::on_token_gaps`]), as Dynamo's frontend
+    /// observes it, or once per finished request (its mean).
+    pub fn observing_itl(mut self, how: ItlObserved) -> Self {
+        self.itl_observed = how;
+        self
+    }
+
+    pub fn observes_itl_per_token(&self) -> bool {
+        self.itl_observed == ItlObserved::PerToken
+    }
+
+    /// A finished request; `itl_ms` (its mean) is `None` for a single-token output.
     pub fn on_completion(&mut self, osl: u32, itl_ms: Option<f64>) {
         self.completions += 1;
         self.osl_sum += osl as f64;
-        if let Some(itl) = itl_ms {
+        if let Some(itl) = itl_ms.filter(|_| !self.observes_itl_per_token()) {
             self.itl_ms.push(itl);
+        }
+    }
+
+    /// `count` tokens streamed, each `ms` after the request's token before it.
+    pub fn on_token_gaps(&mut self, ms: f64, count: u32) {
+        if self.observes_itl_per_token() && count > 0 {
+            self.itl_gaps.push((ms, count));
         }
     }
 
@@ -124,7 +159,11 @@ impl IntervalAccumulator {
             isl_mean: (arrivals > 0).then(|| a.isl_sum / arrivals as f64),
             osl_mean: (a.completions > 0).then(|| a.osl_sum / a.completions as f64),
             ttft_ms: summary(&mut a.ttft_ms, a.histograms.as_ref().map(|h| &h.ttft)),
-            itl_ms: summary(&mut a.itl_ms, a.histograms.as_ref().map(|h| &h.itl)),
+            itl_ms: if a.observes_itl_per_token() {
+                weighted_summary(&mut a.itl_gaps, a.histograms.as_ref().map(|h| &h.itl))
+            } else {
+                summary(&mut a.itl_ms, a.histograms.as_ref().map(|h| &h.itl))
+            },
             kv_utilization: (kv.prefill.is_some() || kv.decode.is_some()).then_some(kv),
             queued_prefill_tokens: a.queued_prefill_tokens.mean(),
             prefix_cache_hit_rate: a
@@ -136,9 +175,12 @@ impl IntervalAccumulator {
         // Keep the sample buffers' capacity for the next interval.
         a.ttft_ms.clear();
         a.itl_ms.clear();
+        a.itl_gaps.clear();
         a.arrival_times.clear();
         self.ttft_ms = a.ttft_ms;
         self.itl_ms = a.itl_ms;
+        self.itl_gaps = a.itl_gaps;
+        self.itl_observed = a.itl_observed;
         self.arrival_times = a.arrival_times;
         self.histograms = a.histograms;
         (
@@ -162,6 +204,41 @@ fn summary(samples: &mut [f64], buckets: Option<&Buckets>) -> Option<LatencySumm
         p90: buckets.quantile(samples, 0.90),
         p99: buckets.quantile(samples, 0.99),
         ..exact
+    })
+}
+
+/// [`summary`] of weighted samples `(ms, count)`: each value observed `count` times.
+fn weighted_summary(
+    samples: &mut [(f64, u32)],
+    buckets: Option<&Buckets>,
+) -> Option<LatencySummary> {
+    samples.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut running = 0.0;
+    let cumulative: Vec<f64> = samples
+        .iter()
+        .map(|&(_, n)| {
+            running += n as f64;
+            running
+        })
+        .collect();
+    if running <= 0.0 {
+        return None;
+    }
+    let mean = samples.iter().map(|&(ms, n)| ms * n as f64).sum::<f64>() / running;
+    let at = |q: f64| match buckets {
+        Some(b) => b.quantile_weighted(samples, &cumulative, q),
+        None => {
+            // Nearest rank: the first value whose running count reaches `ceil(q * n)`.
+            let rank = (q * running).ceil().max(1.0);
+            let i = cumulative.partition_point(|&c| c < rank);
+            Some(samples[i.min(samples.len() - 1)].0)
+        }
+    };
+    Some(LatencySummary {
+        mean: Some(mean),
+        p50: at(0.50),
+        p90: at(0.90),
+        p99: at(0.99),
     })
 }
 
@@ -223,6 +300,50 @@ mod tests {
         acc.on_completion(100, Some(7.0));
         let (o2, _) = acc.take(120.0, 60.0, RoleReplicas::default());
         assert!(o2.itl_ms.unwrap().p99.unwrap() > 12.9);
+    }
+
+    #[test]
+    fn token_gaps_read_as_that_many_observations_and_request_means_go_unread() {
+        // A hundred gaps, unsorted, one value in two lots; the p90's and the p99's ranks
+        // fall on a value's last gap.
+        let gaps = [(5.1, 8), (4.4, 60), (12.5, 1), (4.4, 30), (9.0, 1)];
+        let expanded = || {
+            let mut all: Vec<f64> = gaps
+                .iter()
+                .flat_map(|&(ms, n)| std::iter::repeat_n(ms, n as usize))
+                .collect();
+            all.sort_by(f64::total_cmp);
+            all
+        };
+        let dynamo = LatencyHistograms {
+            ttft: Buckets::dynamo_ttft(),
+            itl: Buckets::dynamo_itl(),
+        };
+        for histograms in [None, Some(dynamo)] {
+            let buckets = histograms.as_ref().map(|h| h.itl.clone());
+            let mut acc = IntervalAccumulator::reading_percentiles_through(histograms)
+                .observing_itl(ItlObserved::PerToken);
+            for &(ms, n) in &gaps {
+                acc.on_token_gaps(ms, n);
+            }
+            acc.on_completion(300, Some(50.0));
+            let (o, _) = acc.take(60.0, 60.0, RoleReplicas::default());
+            let got = o.itl_ms.unwrap();
+            let mut all = expanded();
+            let mut want = summary(&mut all, buckets.as_ref()).unwrap();
+            // A mean of 100 gaps summed in another order.
+            assert!((got.mean.unwrap() - want.mean.unwrap()).abs() < 1e-9);
+            want.mean = got.mean;
+            assert_eq!(got, want, "{buckets:?}");
+            assert!(
+                got.p99.unwrap() > 5.1,
+                "the longest gaps are the tail: {got:?}"
+            );
+            // The next interval starts empty, and stays per token.
+            acc.on_completion(10, Some(8.0));
+            let (o2, _) = acc.take(120.0, 60.0, RoleReplicas::default());
+            assert_eq!(o2.itl_ms, None);
+        }
     }
 
     #[test]

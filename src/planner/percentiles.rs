@@ -220,15 +220,43 @@ impl Buckets {
     /// count reaches the rank `q * n`, linear from its lower bound to its upper one; in the
     /// `+Inf` bucket, the highest finite bound. `None` without samples.
     pub fn quantile(&self, sorted: &[f64], q: f64) -> Option<f64> {
-        let n = sorted.len() as f64;
         if sorted.is_empty() {
             return None;
         }
+        self.quantile_of_counts(sorted.len() as f64, q, |upper| {
+            sorted.partition_point(|&x| x <= upper) as f64
+        })
+    }
+
+    /// [`Self::quantile`] of weighted samples: `(ms, count)` ascending by ms, with `cumulative`
+    /// their running count (as many observations of each value as its count).
+    pub fn quantile_weighted(
+        &self,
+        sorted: &[(f64, u32)],
+        cumulative: &[f64],
+        q: f64,
+    ) -> Option<f64> {
+        let &total = cumulative.last()?;
+        if total <= 0.0 {
+            return None;
+        }
+        self.quantile_of_counts(total, q, |upper| {
+            let i = sorted.partition_point(|&(x, _)| x <= upper);
+            if i == 0 {
+                0.0
+            } else {
+                cumulative[i - 1]
+            }
+        })
+    }
+
+    /// `histogram_quantile` over `n` observations, `cumulative(le)` of them at or below `le`.
+    fn quantile_of_counts(&self, n: f64, q: f64, cumulative: impl Fn(f64) -> f64) -> Option<f64> {
         let rank = q * n;
         let mut below = 0.0;
         let mut lower = 0.0;
         for &upper in &self.0 {
-            let cumulative = sorted.partition_point(|&x| x <= upper) as f64;
+            let cumulative = cumulative(upper);
             if cumulative >= rank {
                 if upper <= 0.0 {
                     return Some(upper);

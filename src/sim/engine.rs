@@ -233,6 +233,19 @@ pub struct DecodeEngine {
     /// Admitted while a step was running; they join at the next step.
     joining: Vec<u32>,
     stepping: bool,
+    /// Joined since the last step began: their first decode step is the next.
+    fresh: Vec<u32>,
+    /// In the step running, their first: their token gap runs from their first token.
+    first_step: Vec<u32>,
+    step_started_s: f64,
+}
+
+/// The token gaps one decode step ends: `steady` requests each waited the step's `step_ms`;
+/// `first` made their second token, their gap measured from their first.
+pub struct StepGaps<'a> {
+    pub step_ms: f64,
+    pub steady: u32,
+    pub first: &'a [u32],
 }
 
 impl DecodeEngine {
@@ -248,6 +261,9 @@ impl DecodeEngine {
             finishing: BinaryHeap::new(),
             joining: Vec::new(),
             stepping: false,
+            fresh: Vec::new(),
+            first_step: Vec::new(),
+            step_started_s: now,
         }
     }
 
@@ -277,20 +293,33 @@ impl DecodeEngine {
         self.active += 1;
         // The first token came from prefill; decode makes the other osl - 1.
         self.live_tokens += r.isl as f64 + 1.0;
+        self.fresh.push(id);
         self.finishing
             .push(Reverse((self.steps_done + (r.osl as u64 - 1), id)));
     }
 
     /// Starts a step if not stepping and the batch is not empty; returns its duration in ms,
     /// the profile's ITL at this engine's KV usage and mean context.
-    pub fn start_step(&mut self, model: &DecodeModel) -> Option<f64> {
+    pub fn start_step(&mut self, model: &DecodeModel, now: f64) -> Option<f64> {
         if self.stepping || self.active == 0 {
             return None;
         }
         self.stepping = true;
+        self.step_started_s = now;
+        self.first_step.clear();
+        std::mem::swap(&mut self.first_step, &mut self.fresh);
         let kv = self.live_tokens / model.max_kv_tokens();
         let context = self.live_tokens / self.active as f64;
         Some(model.itl_ms(kv, context))
+    }
+
+    /// The token gaps the step in flight ends at `now`; call before [`Self::finish_step`].
+    pub fn step_gaps(&self, now: f64) -> StepGaps<'_> {
+        StepGaps {
+            step_ms: (now - self.step_started_s) * 1000.0,
+            steady: self.active - self.first_step.len() as u32,
+            first: &self.first_step,
+        }
     }
 
     /// Ends the step: every running request made one token. Returns those now finished.
@@ -392,11 +421,12 @@ impl Worker {
         prefill_model: &PrefillModel,
         decode_model: &DecodeModel,
         budget: u32,
+        now: f64,
     ) -> Option<f64> {
         if self.is_busy() {
             return None;
         }
-        let step = self.decode.start_step(decode_model);
+        let step = self.decode.start_step(decode_model, now);
         let chunk = self.prefill.start_batch(requests, prefill_model, budget);
         match (step, chunk) {
             (Some(s), Some(c)) => Some(s + (c - prefill_model.overhead_ms()).max(0.0)),

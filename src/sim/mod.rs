@@ -22,7 +22,7 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::IntervalAccumulator;
+use crate::metrics::{IntervalAccumulator, ItlObserved};
 use crate::planner::{Decision, Limits, Observation, Policy, ReplicaState, RoleReplicas, Sla};
 use crate::profile::{DecodeModel, PrefillModel, Profile};
 use crate::workload::Request;
@@ -139,6 +139,8 @@ pub struct SimConfig {
     /// `histogram_quantile` reads a live deployment's (`deployment.latency_percentiles`);
     /// `None`: exact.
     pub latency_histograms: Option<crate::planner::percentiles::LatencyHistograms>,
+    /// ITL observed per request or per token gap (`deployment.itl_observed`).
+    pub itl_observed: ItlObserved,
 }
 
 /// How the simulated frontend picks the engine (or worker) a request goes to.
@@ -328,6 +330,39 @@ impl Ord for Scheduled {
     }
 }
 
+/// The token gaps a decode step ends at `now`: counted by the accumulator when it observes
+/// ITL per token, and recorded for the emulator, whose frontend observes ITL as Dynamo's
+/// does, once per token gap.
+fn observe_token_gaps(
+    acc: &mut IntervalAccumulator,
+    records: &mut Option<Vec<Record>>,
+    flight: &[InFlight],
+    e: &DecodeEngine,
+    now: f64,
+) {
+    if !acc.observes_itl_per_token() && records.is_none() {
+        return;
+    }
+    let gaps = e.step_gaps(now);
+    let firsts = gaps
+        .first
+        .iter()
+        .map(|&id| (now - flight[id as usize].first_token_s) * 1000.0);
+    for (ms, count) in std::iter::once((gaps.step_ms, gaps.steady)).chain(firsts.map(|ms| (ms, 1)))
+    {
+        if count == 0 {
+            continue;
+        }
+        acc.on_token_gaps(ms, count);
+        if let Some(rec) = records {
+            rec.push(Record::TokenGaps {
+                gap_s: ms / 1000.0,
+                count,
+            });
+        }
+    }
+}
+
 /// Per-request state while in flight.
 #[derive(Debug, Clone, Copy, Default)]
 struct InFlight {
@@ -347,8 +382,12 @@ pub enum Record {
     },
     Completion {
         osl: u32,
-        itl_s: Option<f64>,
         duration_s: f64,
+    },
+    /// `count` tokens streamed, each `gap_s` after the request's token before it.
+    TokenGaps {
+        gap_s: f64,
+        count: u32,
     },
     /// With prefix caching, a prompt routed to a prefill engine holding its first `cached`
     /// tokens.
@@ -544,7 +583,8 @@ impl Deployment {
             decode_held: Vec::new(),
             worker_held: Vec::new(),
             pending: Vec::new(),
-            acc: IntervalAccumulator::reading_percentiles_through(cfg.latency_histograms.clone()),
+            acc: IntervalAccumulator::reading_percentiles_through(cfg.latency_histograms.clone())
+                .observing_itl(cfg.itl_observed),
             records: None,
             target: (p0, d0),
             max_prefill: 0,
@@ -559,7 +599,7 @@ impl Deployment {
         sim
     }
 
-    /// Keeps a [`Record`] of every arrival, first token and completion from now on.
+    /// Keeps a [`Record`] of every arrival, first token, token gap and completion from now on.
     pub fn record(&mut self) {
         self.records.get_or_insert_with(Vec::new);
     }
@@ -978,6 +1018,7 @@ impl Deployment {
             &self.prefill_model,
             &self.decode_model,
             self.cfg.prefill_token_budget,
+            self.now,
         ) {
             self.schedule(self.now + ms / 1000.0, Event::WorkerStep(i as u32));
         }
@@ -1077,7 +1118,7 @@ impl Deployment {
     }
 
     fn start_decode(&mut self, i: usize) {
-        if let Some(ms) = self.decode[i].start_step(&self.decode_model) {
+        if let Some(ms) = self.decode[i].start_step(&self.decode_model, self.now) {
             self.schedule(self.now + ms / 1000.0, Event::DecodeStep(i as u32));
         }
     }
@@ -1125,6 +1166,10 @@ impl Deployment {
             }
             Event::WorkerStep(i) => {
                 let now = self.now;
+                if self.workers[i as usize].decode.is_stepping() {
+                    let decode = &self.workers[i as usize].decode;
+                    observe_token_gaps(&mut self.acc, &mut self.records, &self.flight, decode, now);
+                }
                 let (prefilled, finished) =
                     self.workers[i as usize].finish_iteration(&self.requests);
                 let room =
@@ -1150,6 +1195,8 @@ impl Deployment {
             }
             Event::DecodeStep(i) => {
                 let now = self.now;
+                let decode = &self.decode[i as usize];
+                observe_token_gaps(&mut self.acc, &mut self.records, &self.flight, decode, now);
                 let finished = self.decode[i as usize].finish_step(&self.requests);
                 for id in finished {
                     self.complete(id, now);
@@ -1204,7 +1251,6 @@ impl Deployment {
         if let Some(rec) = &mut self.records {
             rec.push(Record::Completion {
                 osl: r.osl,
-                itl_s: itl.map(|x| x / 1000.0),
                 duration_s: now - r.arrival_s,
             });
         }

@@ -54,6 +54,7 @@ pub fn sim_config(profile: &Profile, prefill: u32, decode: u32, duration_s: f64)
         prefix_cache: None,
         router: Default::default(),
         latency_histograms: None,
+        itl_observed: Default::default(),
     }
 }
 
@@ -113,6 +114,22 @@ pub fn run_stdout(args: &[&str]) -> String {
 /// its standard output as JSON.
 pub fn run_json(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&run_stdout(args)).unwrap()
+}
+
+/// `simulate --json` of `scenario` under `policy` with each of `sets` set: the summary.
+pub fn simulate_json(scenario: &str, policy: &str, sets: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "simulate",
+        "--scenario",
+        scenario,
+        "--policy",
+        policy,
+        "--json",
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    run_json(&args)
 }
 
 /// A child process killed when dropped, its output kept in files.
