@@ -103,6 +103,9 @@ fi
 [[ $# -ge 1 ]] || { echo "usage: $0 [--decisions] [--bin PATH] shipped|variants|long|cold|scale|seeds|replays|shapes|budgets|cache|aggregated|routers|histograms|tokens..." >&2; exit 2; }
 [[ -x $bin ]] || { echo "$bin: not an executable (cargo build --release, or --bin PATH)" >&2; exit 2; }
 
+# Every shipped scenario, and the synthetic ones among them.
+shipped=(sin-5-45 sin-5-45-aggregated sin-5-45-budget8 sin-5-45-2h azure-conv-x8 azure-code-x8
+    mooncake-conv-x4 flash-crowd step-10-30 diurnal-2-40 bursts-10-40)
 synthetic=(sin-5-45 sin-5-45-aggregated sin-5-45-budget8 flash-crowd step-10-30 diurnal-2-40 bursts-10-40)
 
 # Eight scenarios decided every IV seconds, for each IV given, at both cold starts.
@@ -122,8 +125,7 @@ runs() {
     local set=$1 sc st iv k s pair
     case $set in
     shipped)
-        for sc in sin-5-45 sin-5-45-aggregated sin-5-45-budget8 sin-5-45-2h azure-conv-x8 \
-            azure-code-x8 mooncake-conv-x4 flash-crowd step-10-30 diurnal-2-40 bursts-10-40; do
+        for sc in "${shipped[@]}"; do
             for st in 60 180; do echo "$sc|cold start $st s|--startup-s $st"; done
         done
         ;;
@@ -166,8 +168,7 @@ EOF
     cold)
         # Cold starts of five and ten minutes (a large model's weights loading); the four
         # runs at 300 s that variants holds are left to it, so the sets can be run together.
-        for sc in sin-5-45 sin-5-45-aggregated sin-5-45-budget8 sin-5-45-2h azure-conv-x8 \
-            azure-code-x8 mooncake-conv-x4 flash-crowd step-10-30 diurnal-2-40 bursts-10-40; do
+        for sc in "${shipped[@]}"; do
             for st in 300 600; do
                 case "$sc $st" in
                 "azure-conv-x8 300" | "azure-code-x8 300" | "mooncake-conv-x4 300" | "diurnal-2-40 300") ;;
@@ -271,8 +272,7 @@ EOF
     histograms)
         # Percentiles as a live deployment reads them: histogram_quantile over Dynamo's
         # default buckets (docs/evaluation.md, "Percentiles read through histogram buckets").
-        for sc in sin-5-45 sin-5-45-aggregated sin-5-45-budget8 sin-5-45-2h azure-conv-x8 \
-            azure-code-x8 mooncake-conv-x4 flash-crowd step-10-30 diurnal-2-40 bursts-10-40; do
+        for sc in "${shipped[@]}"; do
             for st in 60 180; do
                 echo "$sc|Dynamo's buckets, cold start $st s|--set deployment.latency_percentiles=dynamo --startup-s $st"
             done
@@ -282,8 +282,7 @@ EOF
         # ITL observed per token gap, as Dynamo's frontend feeds its histogram (docs/
         # evaluation.md, "ITL observed per token gap"); through Dynamo's buckets as well,
         # as a live deployment's readings are made.
-        for sc in sin-5-45 sin-5-45-aggregated sin-5-45-budget8 sin-5-45-2h azure-conv-x8 \
-            azure-code-x8 mooncake-conv-x4 flash-crowd step-10-30 diurnal-2-40 bursts-10-40; do
+        for sc in "${shipped[@]}"; do
             for st in 60 180; do
                 echo "$sc|per token gap, cold start $st s|--set deployment.itl_observed=per_token --startup-s $st"
                 echo "$sc|per token gap, Dynamo's buckets, cold start $st s|--set deployment.itl_observed=per_token --set deployment.latency_percentiles=dynamo --startup-s $st"
