@@ -158,18 +158,7 @@ fn the_sla_is_counted_per_request_however_itl_is_observed_and_a_bad_name_is_an_i
         attainment(&[]),
         attainment(&["deployment.itl_observed=per_token"])
     );
-    let out = std::process::Command::new(common::bin())
-        .args([
-            "simulate",
-            "--scenario",
-            "sin-5-45",
-            "--set",
-            "deployment.itl_observed=per_gap",
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = common::simulate_input_error("deployment.itl_observed=per_gap");
     assert!(
         err.contains("deployment.itl_observed") && err.contains("per_token"),
         "{err}"

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::process::Command;
-
 /// Attainment and GPU-hours of the planner on `scenario` with `sets`.
 fn planner_on(scenario: &str, sets: &[&str]) -> (f64, f64) {
     let summary = common::simulate_json(scenario, "planner", sets);
@@ -38,38 +36,22 @@ fn a_planner_told_the_histograms_buckets_spends_about_what_exact_percentiles_cos
     assert!(not_told.1 >= 1.15 * exact.1, "{report}");
 }
 
-/// `simulate` on `sin-5-45` with `set`: an input error (exit code 2); its message.
-fn input_error(set: &str) -> String {
-    let out = Command::new(common::bin())
-        .args([
-            "simulate",
-            "--scenario",
-            "sin-5-45",
-            "--policy",
-            "planner",
-            "--set",
-            set,
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    err
-}
-
 #[test]
 fn bucket_bounds_that_do_not_rise_are_an_input_error_naming_the_field() {
-    let err = input_error("deployment.latency_percentiles={ttft_s: [0.1, 0.05], itl_s: [0.01]}");
+    let err = common::simulate_input_error(
+        "deployment.latency_percentiles={ttft_s: [0.1, 0.05], itl_s: [0.01]}",
+    );
     assert!(
         err.contains("deployment.latency_percentiles.ttft_s") && err.contains("0.05 follows 0.1"),
         "{err}"
     );
-    let err = input_error("planner.latency_percentiles={ttft_s: [0.1], itl_s: []}");
+    let err =
+        common::simulate_input_error("planner.latency_percentiles={ttft_s: [0.1], itl_s: []}");
     assert!(
         err.contains("planner.latency_percentiles.itl_s") && err.contains("at least one bound"),
         "{err}"
     );
-    let err = input_error("planner.latency_percentiles=dynamic");
+    let err = common::simulate_input_error("planner.latency_percentiles=dynamic");
     assert!(
         err.contains("planner.latency_percentiles") && err.contains("dynamic"),
         "{err}"

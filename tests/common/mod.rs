@@ -132,6 +132,26 @@ pub fn simulate_json(scenario: &str, policy: &str, sets: &[&str]) -> serde_json:
     run_json(&args)
 }
 
+/// `simulate` of `sin-5-45` under the planner with `set` set: an input error (exit code
+/// 2); its message.
+pub fn simulate_input_error(set: &str) -> String {
+    let out = std::process::Command::new(bin())
+        .args([
+            "simulate",
+            "--scenario",
+            "sin-5-45",
+            "--policy",
+            "planner",
+            "--set",
+            set,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    err
+}
+
 /// A child process killed when dropped, its output kept in files.
 pub struct Proc {
     pub child: std::process::Child,
