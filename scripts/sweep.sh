@@ -31,8 +31,9 @@
 # histograms (every shipped scenario at both cold starts, its percentiles read through
 # Dynamo's default histogram buckets, the planner told so; 22 runs), tokens (every shipped
 # scenario at both cold starts, its ITL observed per token gap as Dynamo's frontend
-# observes it, with exact percentiles and through Dynamo's buckets; 44 runs). Needs
-# python3 to read the JSON.
+# observes it, with exact percentiles and through Dynamo's buckets; 44 runs), light (the
+# real traces at one copy and sin-5-45 at a tenth of its rate, both cold starts; 10 runs).
+# Needs python3 to read the JSON.
 set -euo pipefail
 caller=$PWD
 cd "$(dirname "$0")/.."
@@ -100,7 +101,7 @@ if [[ ${1:-} == --bin ]]; then
     bin=$(from_caller "$2")
     shift 2
 fi
-[[ $# -ge 1 ]] || { echo "usage: $0 [--decisions] [--bin PATH] shipped|variants|long|cold|scale|seeds|replays|shapes|budgets|cache|aggregated|routers|histograms|tokens..." >&2; exit 2; }
+[[ $# -ge 1 ]] || { echo "usage: $0 [--decisions] [--bin PATH] shipped|variants|long|cold|scale|seeds|replays|shapes|budgets|cache|aggregated|routers|histograms|tokens|light..." >&2; exit 2; }
 [[ -x $bin ]] || { echo "$bin: not an executable (cargo build --release, or --bin PATH)" >&2; exit 2; }
 
 # Every shipped scenario, and the synthetic ones among them.
@@ -289,6 +290,18 @@ EOF
             done
         done
         ;;
+    light)
+        # Light loads, where one engine more doubles a role (docs/evaluation.md, "Beyond the
+        # shipped scenarios"): the real traces at one copy, each with its scenario's SLA and
+        # budget, and sin-5-45's sinusoid at a tenth of its rate (0.2 to 2 req/s).
+        for st in 60 180; do
+            for sc in azure-conv-x8 azure-code-x8 mooncake-conv-x4; do
+                echo "$sc|one copy, cold start $st s|--set workload.trace.transform.replicate=1 --startup-s $st"
+            done
+            echo "mooncake-conv-x4|mooncake_synthetic.jsonl x1, cold start $st s|--trace ../shared/data/traces/mooncake_synthetic.jsonl --replicate 1 --startup-s $st"
+            echo "sin-5-45|0.2 to 2 req/s, cold start $st s|--set workload.synthetic.rate.min_rps=0.2 --set workload.synthetic.rate.max_rps=2 --startup-s $st"
+        done
+        ;;
     shapes)
         # Workload shapes no shipped scenario has (scripts/shapes/README.md).
         for sc in scripts/shapes/*.yaml; do
@@ -296,7 +309,7 @@ EOF
         done
         ;;
     *)
-        echo "unknown set: $set (shipped, variants, long, cold, scale, seeds, replays, shapes, budgets, cache, aggregated, routers, histograms, tokens)" >&2
+        echo "unknown set: $set (shipped, variants, long, cold, scale, seeds, replays, shapes, budgets, cache, aggregated, routers, histograms, tokens, light)" >&2
         exit 2
         ;;
     esac
