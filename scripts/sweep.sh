@@ -32,7 +32,7 @@
 # Dynamo's default histogram buckets, the planner told so; 22 runs), tokens (every shipped
 # scenario at both cold starts, its ITL observed per token gap as Dynamo's frontend
 # observes it, with exact percentiles and through Dynamo's buckets; 44 runs), light (the
-# real traces at one copy and sin-5-45 at a tenth of its rate, both cold starts; 10 runs).
+# real traces at one copy and sin-5-45 at 0.2 to 2 req/s, both cold starts; 10 runs).
 # Needs python3 to read the JSON.
 set -euo pipefail
 caller=$PWD
@@ -293,7 +293,7 @@ EOF
     light)
         # Light loads, where one engine more doubles a role (docs/evaluation.md, "Beyond the
         # shipped scenarios"): the real traces at one copy, each with its scenario's SLA and
-        # budget, and sin-5-45's sinusoid at a tenth of its rate (0.2 to 2 req/s).
+        # budget, and sin-5-45's sinusoid at 0.2 to 2 req/s rather than 5 to 45.
         for st in 60 180; do
             for sc in azure-conv-x8 azure-code-x8 mooncake-conv-x4; do
                 echo "$sc|one copy, cold start $st s|--set workload.trace.transform.replicate=1 --startup-s $st"
