@@ -682,6 +682,12 @@ pub struct DecideAnswer {
 /// One line of JSON read as an observation: the observation and the paths of the fields it
 /// does not have, or the error, prefixed with the field it is about.
 pub fn read_observation(line: &str) -> Result<(Observation, Vec<String>), String> {
+    if let Some(at) = array_for_an_object(line) {
+        return Err(match at {
+            None => "an observation is a JSON object, one a line: got an array".to_string(),
+            Some(field) => format!("field {field}: an object expected, got an array"),
+        });
+    }
     let mut ignored = Vec::new();
     let mut note = |path: serde_ignored::Path| ignored.push(field_path(&path));
     let de = &mut serde_json::Deserializer::from_str(line);
@@ -703,6 +709,35 @@ pub fn read_observation(line: &str) -> Result<(Observation, Vec<String>), String
         )
     })?;
     Ok((obs, ignored))
+}
+
+/// The parts of an observation that are objects, as JSON pointers below the line's root.
+const OBJECT_PARTS: [&str; 6] = [
+    "/ttft_ms",
+    "/itl_ms",
+    "/kv_utilization",
+    "/replicas",
+    "/replicas/prefill",
+    "/replicas/decode",
+];
+
+/// Where the line holds an array in place of an object: `Some(None)` for the whole line,
+/// `Some(Some(field))` for a part of it. serde reads an array into a struct's fields in
+/// order, so `[60, 60, 600]` would be read as an observation at 60 s; no field of an
+/// observation is a list, and an array is a mistake to name, not fields by position.
+fn array_for_an_object(line: &str) -> Option<Option<String>> {
+    if !line.contains('[') {
+        return None;
+    }
+    // Not JSON at all: the deserializer says where.
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    if value.is_array() {
+        return Some(None);
+    }
+    OBJECT_PARTS
+        .iter()
+        .find(|at| value.pointer(at).is_some_and(serde_json::Value::is_array))
+        .map(|at| Some(at[1..].replace('/', ".")))
 }
 
 /// A field's path as the observation's documentation writes it, `ttft_ms.p95`: the keys

@@ -119,6 +119,37 @@ fn malformed_lines_get_an_error_naming_the_field_and_the_run_goes_on() {
 }
 
 #[test]
+fn an_array_is_neither_an_observation_nor_a_part_of_one() {
+    let input = [
+        "[60, 60, 600, 300, 3000, 300]".to_string(),
+        r#"{"time_s": 60, "interval_s": 60, "requests": 600, "itl_ms": [7, 6, 8, 9]}"#.to_string(),
+        r#"{"time_s": 60, "interval_s": 60, "replicas": {"prefill": [2, 0, 0], "decode": {}}}"#
+            .to_string(),
+        // A list under a field an observation lacks is read past like any such field.
+        r#"{"time_s": 60, "interval_s": 60, "requests": 600, "tags": ["a"]}"#.to_string(),
+    ]
+    .join("\n");
+    let (code, out, err) = decide(
+        &["--scenario", "sin-5-45", "--ignore-unknown-fields"],
+        &input,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(
+        out[0]["error"],
+        "an observation is a JSON object, one a line: got an array"
+    );
+    assert_eq!(
+        out[1]["error"],
+        "field itl_ms: an object expected, got an array"
+    );
+    assert_eq!(
+        out[2]["error"],
+        "field replicas.prefill: an object expected, got an array"
+    );
+    assert!(out[3]["prefill"].is_u64(), "{}", out[3]);
+}
+
+#[test]
 fn fields_an_observation_lacks_are_errors_unless_decide_is_told_to_read_past_them() {
     // A tool's lines may carry more than an observation: its own metadata, a p95.
     let with_extras = |t: f64, requests: f64, ready: (u32, u32)| {

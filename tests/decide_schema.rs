@@ -294,6 +294,15 @@ fn the_schema_and_decide_agree_on_each_line() {
         (json!({"requests": 600, "interval_s": 0}), false),
         (json!({"requests": 600, "interval_s": 172800}), false),
         (json!({"requests": "600"}), false),
+        // serde would read an array into the summary's fields in order.
+        (
+            json!({"requests": 600, "ttft_ms": [70, 65, 90, 130]}),
+            false,
+        ),
+        (
+            json!({"requests": 600, "replicas": {"prefill": {}, "decode": [3, 0, 0]}}),
+            false,
+        ),
     ];
     let observations: Vec<Value> = bodies
         .iter()
