@@ -170,6 +170,10 @@ fn writes_need_the_token_validate_and_apply_at_the_next_decision() {
     let (code, body) = put_limits("{\"max_prefil\": 2}");
     assert_eq!(code, 422, "{body}");
     assert!(body.contains("max_prefil"));
+    // Not limits by position either.
+    let (code, body) = put_limits("[1, 2, 1, 2, 4]");
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("an array"), "{body}");
     // A cap of 2 per role binds on sin-5-45, whose peak needs 4+4.
     let (code, body) = put_limits("{\"max_prefill\": 2, \"max_decode\": 2}");
     assert_eq!(code, 200, "{body}");

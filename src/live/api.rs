@@ -353,6 +353,16 @@ async fn set_limits(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) 
     if let Some(r) = authorize(&s, &headers) {
         return r;
     }
+    // serde reads an array into a struct's fields in order: `[1, 2]` would set the minimum
+    // and maximum prefill counts. Limits are named, each of them.
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not a limits object: an array; name each limit (`{\"max_prefill\": 4}`)",
+            None,
+        );
+    }
     let de = &mut serde_json::Deserializer::from_slice(&body);
     let update: LimitsUpdate = match serde_path_to_error::deserialize(de) {
         Ok(u) => u,
