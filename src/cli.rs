@@ -885,18 +885,17 @@ fn run_decide(a: DecideArgs) -> anyhow::Result<()> {
     let mut named = std::collections::BTreeSet::new();
     for (i, line) in stdin.lock().lines().enumerate() {
         let line = line.map_err(|e| InputError::Usage(format!("stdin: {e}")))?;
+        // A file saved by a Windows editor may start with a byte order mark, as input files
+        // are read past one (`error::read_text`).
+        let line = match line.strip_prefix(crate::error::BYTE_ORDER_MARK) {
+            Some(rest) if i == 0 => rest,
+            _ => line.as_str(),
+        };
         if line.trim().is_empty() {
             continue;
         }
         let line_no = i as u64 + 1;
-        let answer = decide_line(
-            &mut planner,
-            mode,
-            &line,
-            line_no,
-            &mut last_time_s,
-            unknown,
-        );
+        let answer = decide_line(&mut planner, mode, line, line_no, &mut last_time_s, unknown);
         for field in answer.ignored {
             if named.insert(field.clone()) {
                 eprintln!("warning: line {line_no}: field {field} is not a field of an observation; read past, here and on later lines");

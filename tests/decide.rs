@@ -119,6 +119,20 @@ fn malformed_lines_get_an_error_naming_the_field_and_the_run_goes_on() {
 }
 
 #[test]
+fn a_byte_order_mark_before_the_first_line_is_read_past() {
+    // As a file saved by a Windows editor starts; on a later line it is no observation.
+    let input = format!(
+        "\u{feff}{}\n\u{feff}{}\n",
+        obs(60.0, 300.0, (1, 1)),
+        obs(120.0, 300.0, (1, 1))
+    );
+    let (code, out, _) = decide(&["--scenario", "sin-5-45"], &input);
+    assert_eq!(code, 2);
+    assert!(out[0]["prefill"].is_u64(), "{}", out[0]);
+    assert_eq!(out[1]["line"], 2, "{}", out[1]);
+}
+
+#[test]
 fn an_array_is_neither_an_observation_nor_a_part_of_one() {
     let input = [
         "[60, 60, 600, 300, 3000, 300]".to_string(),
