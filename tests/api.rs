@@ -71,6 +71,16 @@ fn reads_are_open_and_shaped() {
         Some(Value::from("since")),
         "{body}"
     );
+    // A parameter the query lacks is named, not read past (all ticks would come back).
+    let (code, body) = http(port, "GET", "/api/v1/history?limit=5", None, None);
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body)
+            .map(|v| v["field"].clone())
+            .ok(),
+        Some(Value::from("limit")),
+        "{body}"
+    );
     let cfg = json(port, "/api/v1/config");
     assert!(cfg["sla"].is_object() && cfg["limits"].is_object());
     let (code, metrics) = http(port, "GET", "/metrics", None, None);

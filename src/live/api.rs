@@ -151,7 +151,10 @@ pub struct HistoryDto {
     pub ticks: Vec<TickDto>,
 }
 
+/// A history query: `since` alone. A parameter it lacks (a typo, a `limit` it does not
+/// have) is refused rather than read past, as the whole history would come back unfiltered.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     pub since: Option<f64>,
 }
@@ -213,29 +216,40 @@ async fn status(State(s): State<ApiState>) -> Json<StatusDto> {
     })
 }
 
-/// The `since` of a history query: ticks with `time_s` above it, all without one; `None`
-/// for a query that does not parse (`bad_since`).
-fn since(query: Result<Query<HistoryQuery>, QueryRejection>) -> Option<f64> {
-    query
-        .ok()
-        .map(|Query(q)| q.since.unwrap_or(f64::NEG_INFINITY))
-}
-
-/// A bad query is answered as every other refusal is: JSON, with the field named.
-fn bad_since() -> Response {
-    error(
-        StatusCode::BAD_REQUEST,
-        "since: must be a number (seconds)",
-        Some("since"),
-    )
+/// The `since` of a history query: ticks with `time_s` above it, all without one. A query
+/// that does not parse is answered as every other refusal is: JSON, the parameter named.
+fn since(query: Result<Query<HistoryQuery>, QueryRejection>) -> Result<f64, Box<Response>> {
+    match query {
+        Ok(Query(q)) => Ok(q.since.unwrap_or(f64::NEG_INFINITY)),
+        Err(rejection) => {
+            let text = rejection.body_text();
+            let unknown = text
+                .contains("unknown field")
+                .then(|| text.split('`').nth(1))
+                .flatten();
+            Err(Box::new(match unknown {
+                Some(name) => error(
+                    StatusCode::BAD_REQUEST,
+                    format!("{name}: not a parameter of this query (it takes `since`)"),
+                    Some(name),
+                ),
+                None => error(
+                    StatusCode::BAD_REQUEST,
+                    "since: must be a number (seconds)",
+                    Some("since"),
+                ),
+            }))
+        }
+    }
 }
 
 async fn history(
     State(s): State<ApiState>,
     query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Response {
-    let Some(since) = since(query) else {
-        return bad_since();
+    let since = match since(query) {
+        Ok(since) => since,
+        Err(refused) => return *refused,
     };
     let st = s.status.lock().expect("status lock");
     Json(HistoryDto {
@@ -255,8 +269,9 @@ fn tick_lines(
     query: Result<Query<HistoryQuery>, QueryRejection>,
     line: impl Fn(&TickRecord) -> String,
 ) -> Response {
-    let Some(since) = since(query) else {
-        return bad_since();
+    let since = match since(query) {
+        Ok(since) => since,
+        Err(refused) => return *refused,
     };
     let st = s.status.lock().expect("status lock");
     let body: String = st
