@@ -216,6 +216,12 @@ async fn status(State(s): State<ApiState>) -> Json<StatusDto> {
     })
 }
 
+/// The field serde names in an "unknown field `name`, expected ..." message.
+fn unknown_field(msg: &str) -> Option<&str> {
+    let (_, after) = msg.split_once("unknown field `")?;
+    after.split('`').next()
+}
+
 /// The `since` of a history query: ticks with `time_s` above it, all without one. A query
 /// that does not parse is answered as every other refusal is: JSON, the parameter named.
 fn since(query: Result<Query<HistoryQuery>, QueryRejection>) -> Result<f64, Box<Response>> {
@@ -223,11 +229,7 @@ fn since(query: Result<Query<HistoryQuery>, QueryRejection>) -> Result<f64, Box<
         Ok(Query(q)) => Ok(q.since.unwrap_or(f64::NEG_INFINITY)),
         Err(rejection) => {
             let text = rejection.body_text();
-            let unknown = text
-                .contains("unknown field")
-                .then(|| text.split('`').nth(1))
-                .flatten();
-            Err(Box::new(match unknown {
+            Err(Box::new(match unknown_field(&text) {
                 Some(name) => error(
                     StatusCode::BAD_REQUEST,
                     format!("{name}: not a parameter of this query (it takes `since`)"),
@@ -387,10 +389,8 @@ async fn set_limits(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) 
             let msg = e.inner().to_string();
             let field = if path != "." {
                 Some(path)
-            } else if msg.starts_with("unknown field") {
-                msg.split('`').nth(1).map(str::to_string)
             } else {
-                None
+                unknown_field(&msg).map(str::to_string)
             };
             return error(
                 StatusCode::UNPROCESSABLE_ENTITY,
