@@ -179,6 +179,20 @@ impl<'a> ItlAtContext<'a> {
         }
     }
 
+    /// The least measured KV usage above `kv_usage` in either row: past it the curve may
+    /// bend. `None` past the last of both, where the curve is one straight line.
+    pub fn next_point(&self, kv_usage: f64) -> Option<f64> {
+        let next = |row: &DecodeRow| {
+            row.kv
+                .get(row.kv.partition_point(|&k| k <= kv_usage))
+                .copied()
+        };
+        match (next(self.lower), self.upper.and_then(|(b, _)| next(b))) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        }
+    }
+
     /// Reads along this curve that each start where the last one fell.
     pub fn walk(self) -> ItlWalk<'a> {
         ItlWalk {
@@ -189,8 +203,8 @@ impl<'a> ItlAtContext<'a> {
 }
 
 /// `ItlAtContext::itl_ms`, the same values, for reads at KV usages close to each other (a
-/// fixed point's iterates rise a little at a time): each row's segment is found from the
-/// one the last read fell in rather than by a search of the whole row.
+/// fixed point's search reads the curve's measured points in turn): each row's segment is
+/// found from the one the last read fell in rather than by a search of the whole row.
 #[derive(Debug, Clone)]
 pub struct ItlWalk<'a> {
     curve: ItlAtContext<'a>,

@@ -244,12 +244,11 @@ pub fn decode_mean_batch(
     mean_batch_unless(model, correction, lambda, engines, isl, osl, |_, _| false)
 }
 
-/// `decode_mean_batch`, given up (`None`) as soon as `hopeless(n, itl_ms)` holds for an
-/// iterate `n` and the corrected ITL at that mean batch. The iterates rise to the fixed
-/// point (the profile's ITL never falls as the batch grows), so a bound one of them
-/// crosses, the mean batch crosses too: a search for the fewest engines stops solving a
-/// count that cannot do as soon as that shows (near capacity the iterates creep up for
-/// dozens of steps).
+/// `decode_mean_batch`, given up (`None`) as soon as `hopeless(n, itl_ms)` holds for a
+/// batch `n` below the fixed point and the corrected ITL at it. The profile's ITL never
+/// falls as the batch grows, so a bound crossed below the fixed point is crossed at it
+/// too: a search for the fewest engines stops solving a count that cannot do as soon as
+/// that shows.
 fn mean_batch_unless(
     model: &DecodeModel,
     correction: DecodeCorrection,
@@ -269,27 +268,58 @@ fn mean_batch_unless(
     let context = correction.context(isl, osl);
     let reservation = correction.reservation(isl, osl);
     let max_kv = model.max_kv_tokens();
-    // Fixed point n = per_engine * osl * itl(n) / 1000; it grows monotonically from n = 0,
-    // and diverges when the engine cannot keep up.
+    // Fixed point n = g(n) = per_engine * osl * itl(n) / 1000. The profile's ITL is a
+    // straight line between measured KV usages (and flat below one request), so g is too:
+    // from n = 0, where g is above n, each straight piece is tried in turn and the first
+    // that crosses n holds the fixed point, found exactly. Where none does, g's last line
+    // rises as fast as n or faster: the engine cannot keep up.
     let tokens_per_request = (osl - 1.0).max(0.0);
-    let mut curve = model.at_context(context.max(1.0)).walk();
-    let mut n: f64 = 0.0;
-    for _ in 0..200 {
-        let kv = n.max(1.0) * context / max_kv;
-        let itl = correction.speed * curve.itl_ms(kv);
-        if hopeless(n, itl) {
-            return None;
-        }
-        let next = per_engine * tokens_per_request * itl / 1000.0;
-        if (next - n).abs() < 1e-6 * next.max(1.0) {
-            return Some(next);
-        }
-        n = next;
-        if n * reservation > max_kv * 4.0 {
-            return None;
-        }
+    let curve = model.at_context(context.max(1.0));
+    let kv_of = |n: f64| n.max(1.0) * context / max_kv;
+    let mut walk = curve.walk();
+    let mut g = |kv: f64| {
+        let itl = correction.speed * walk.itl_ms(kv);
+        (per_engine * tokens_per_request * itl / 1000.0, itl)
+    };
+    // Past this many requests an engine's batch reserves four times its KV: diverging.
+    let too_many = |n: f64| n * reservation > max_kv * 4.0;
+    let (lone, lone_itl) = g(kv_of(0.0));
+    if hopeless(0.0, lone_itl) {
+        return None;
     }
-    Some(n)
+    // Below one request the ITL is a lone request's.
+    if lone <= 1.0 {
+        return Some(lone);
+    }
+    let (mut n, mut kv, mut above) = (1.0, kv_of(1.0), lone - 1.0);
+    let root = loop {
+        let Some(next_kv) = curve.next_point(kv) else {
+            // One line from here on: its slope from a second point on it.
+            let far = 2.0 * n;
+            let (g_far, _) = g(kv_of(far));
+            let above_far = g_far - far;
+            if above_far >= above {
+                return None;
+            }
+            break n + above * (far - n) / (above - above_far);
+        };
+        let next = next_kv * max_kv / context;
+        let (g_next, itl_next) = g(next_kv);
+        let above_next = g_next - next;
+        if above_next <= 0.0 {
+            break n + above * (next - n) / (above - above_next);
+        }
+        // A batch below the fixed point: what is hopeless here is hopeless there.
+        if hopeless(next, itl_next) || too_many(next) {
+            return None;
+        }
+        (n, kv, above) = (next, next_kv, above_next);
+    };
+    let (_, itl) = g(kv_of(root));
+    if hopeless(root, itl) || too_many(root) {
+        return None;
+    }
+    Some(root)
 }
 
 /// `decode_itl_ms`, when its ITL is within `limit_ms` (`None` otherwise). An iterate of the
@@ -425,6 +455,67 @@ mod tests {
         let (split, _) = at(20.0, 4).unwrap();
         assert!(split < high);
         assert!(at(10000.0, 1).is_none());
+    }
+
+    #[test]
+    fn the_mean_batch_is_the_fixed_point_the_iteration_from_an_empty_engine_reaches() {
+        // Solved piece by piece along the profile's lines; checked against the plain
+        // iteration n <- rate * output * ITL(n), which rises from 0 to the least fixed
+        // point, and which runs away where no fixed point is found.
+        let d = Profile::embedded_default().decode_model();
+        let mut solved = 0;
+        for lambda in [0.05, 0.5, 3.0, 12.0, 30.0, 60.0, 120.0, 400.0] {
+            for engines in [1, 2, 5] {
+                for (isl, osl) in [
+                    (3000.0, 300.0),
+                    (200.0, 1500.0),
+                    (30000.0, 50.0),
+                    (60.0, 1.0),
+                ] {
+                    for (speed, context) in [(1.0, 1.0), (0.7, 0.5), (1.4, 1.6)] {
+                        let c = DecodeCorrection { speed, context };
+                        let per_engine = lambda / f64::from(engines);
+                        let max_kv = d.max_kv_tokens();
+                        let curve = d.at_context(c.context(isl, osl).max(1.0));
+                        let g = |n: f64| {
+                            let kv = n.max(1.0) * c.context(isl, osl) / max_kv;
+                            per_engine * (osl - 1.0).max(0.0) * speed * curve.itl_ms(kv) / 1000.0
+                        };
+                        let mut n: f64 = 0.0;
+                        let mut ran_away = false;
+                        for _ in 0..100_000 {
+                            let next = g(n);
+                            ran_away = next * c.reservation(isl, osl) > 4.0 * max_kv;
+                            if ran_away || (next - n).abs() <= 1e-12 * next.max(1.0) {
+                                n = next;
+                                break;
+                            }
+                            n = next;
+                        }
+                        let case = format!("{lambda} req/s, {engines} engines, ISL {isl}, OSL {osl}, x{speed}, KV x{context}");
+                        match decode_mean_batch(&d, c, lambda, engines, isl, osl) {
+                            Some(batch) => {
+                                solved += 1;
+                                assert!(!ran_away, "{case}: {batch}");
+                                assert!(
+                                    (batch - n).abs() <= 1e-9 * n.max(1.0),
+                                    "{case}: {batch} vs {n}"
+                                );
+                                assert!(
+                                    (g(batch) - batch).abs() <= 1e-9 * batch.max(1.0),
+                                    "{case}"
+                                );
+                            }
+                            None => assert!(ran_away, "{case}: the iteration settled at {n}"),
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            solved > 100 && solved < 288,
+            "both answers are tried: {solved}"
+        );
     }
 
     #[test]
