@@ -231,6 +231,50 @@ fn itl_of_batch(model: &DecodeModel, speed: f64, batch: f64, context: f64) -> f6
     speed * model.at_context(context.max(1.0)).itl_ms(kv)
 }
 
+/// The largest batch per engine whose ITL is within `limit_ms` and whose reservations fit
+/// the usable KV; `None` when a batch of one is not. The ITL is the profile's straight line
+/// between measured KV usages, so where it crosses the limit is found on the piece it
+/// crosses in, exactly. A curve that never reaches the limit is capped at `MOST_BATCH`.
+pub fn largest_batch_within(
+    model: &DecodeModel,
+    correction: DecodeCorrection,
+    isl: f64,
+    osl: f64,
+    limit_ms: f64,
+    kv_fraction: f64,
+) -> Option<f64> {
+    let context = correction.context(isl, osl);
+    let max_kv = model.max_kv_tokens();
+    let fits = max_kv * kv_fraction / correction.reservation(isl, osl);
+    let curve = model.at_context(context.max(1.0));
+    let itl_at = |kv: f64| correction.speed * curve.itl_ms(kv);
+    let (mut kv, mut itl) = (context / max_kv, itl_at(context / max_kv));
+    if fits < 1.0 || itl > limit_ms {
+        return None;
+    }
+    let crossing_kv = loop {
+        let Some(next_kv) = curve.next_point(kv) else {
+            // Past the last measured point, one line: its slope from a second point on it.
+            let far = 2.0 * kv;
+            let far_itl = itl_at(far);
+            break if far_itl > itl {
+                kv + (limit_ms - itl) * (far - kv) / (far_itl - itl)
+            } else {
+                f64::INFINITY
+            };
+        };
+        let next_itl = itl_at(next_kv);
+        if next_itl > limit_ms {
+            break kv + (limit_ms - itl) * (next_kv - kv) / (next_itl - itl);
+        }
+        (kv, itl) = (next_kv, next_itl);
+    };
+    Some((crossing_kv * max_kv / context).min(fits).min(MOST_BATCH))
+}
+
+/// A batch past any engine's: where the ITL never reaches its limit and the KV never fills.
+const MOST_BATCH: f64 = 1e9;
+
 /// Mean requests in one decode engine's batch (Little's law at the ITL that batch gives);
 /// `None` without engines or when no batch size is stable (they cannot keep up).
 pub fn decode_mean_batch(
@@ -516,6 +560,57 @@ mod tests {
             solved > 100 && solved < 288,
             "both answers are tried: {solved}"
         );
+    }
+
+    #[test]
+    fn the_largest_batch_within_the_itl_is_where_a_bisection_finds_it() {
+        let d = Profile::embedded_default().decode_model();
+        let mut capped_by_kv = 0;
+        for (isl, osl) in [
+            (3000.0, 300.0),
+            (200.0, 1500.0),
+            (30000.0, 50.0),
+            (1.0, 2.0),
+        ] {
+            for (speed, context) in [(1.0, 1.0), (0.6, 0.5), (1.4, 1.6)] {
+                for limit in [4.0, 6.0, 8.0, 10.0, 15.0, 40.0] {
+                    for kv_fraction in [0.3, 0.9] {
+                        let c = DecodeCorrection { speed, context };
+                        let within = |b: f64| {
+                            decode_itl_at_batch(&d, c, b, isl, osl, 0.0, kv_fraction)
+                                .is_some_and(|itl| itl <= limit)
+                        };
+                        let bisected = within(1.0).then(|| {
+                            let (mut lo, mut hi) = (1.0, 2.0);
+                            while within(hi) && hi < 1e9 {
+                                (lo, hi) = (hi, 2.0 * hi);
+                            }
+                            for _ in 0..60 {
+                                let mid = 0.5 * (lo + hi);
+                                if within(mid) {
+                                    lo = mid;
+                                } else {
+                                    hi = mid;
+                                }
+                            }
+                            lo
+                        });
+                        let found = largest_batch_within(&d, c, isl, osl, limit, kv_fraction);
+                        let case = format!("ISL {isl}, OSL {osl}, x{speed}, KV x{context}, {limit} ms, KV {kv_fraction}");
+                        match (found, bisected) {
+                            (Some(a), Some(b)) => {
+                                assert!((a - b).abs() <= 1e-9 * b, "{case}: {a} vs {b}");
+                                let fits =
+                                    d.max_kv_tokens() * kv_fraction / c.reservation(isl, osl);
+                                capped_by_kv += usize::from(a == fits);
+                            }
+                            (a, b) => assert_eq!(a, b, "{case}"),
+                        }
+                    }
+                }
+            }
+        }
+        assert!(capped_by_kv > 0, "the KV caps some");
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::profile::{DecodeModel, PrefillModel};
 
 pub use decode::{
     decode_itl_at_batch, decode_itl_ms, decode_itl_within, decode_mean_batch, interleaved_stretch,
-    itl_batch_z, DecodeCorrection, Router,
+    itl_batch_z, largest_batch_within, DecodeCorrection, Router,
 };
 pub use fit::fit_correction;
 use queue::QueueMemo;

@@ -4,7 +4,7 @@ use std::ops::RangeInclusive;
 
 use super::*;
 use crate::planner::forecast::standard_normal_cdf;
-use crate::planner::model::{decode_itl_at_batch, decode_mean_batch};
+use crate::planner::model::{decode_itl_at_batch, decode_mean_batch, largest_batch_within};
 
 /// Under a binding budget. A request is served within the SLA only when both its TTFT and its
 /// ITL are, and the two roles fail differently: prefill a little short loses the prompts
@@ -347,43 +347,15 @@ fn largest_batch_within_itl(
     cfg: &SolverConfig,
     load: &Load,
 ) -> Option<f64> {
-    let terms = model.corrections.decode_terms();
-    let within = |b: f64| {
-        decode_itl_at_batch(
-            &model.decode,
-            terms,
-            b,
-            load.isl,
-            load.osl,
-            0.0,
-            cfg.kv_fraction,
-        )
-        .is_some_and(|itl| itl <= sla.itl_ms)
-    };
-    if !within(1.0) {
-        return None;
-    }
-    let (mut lo, mut hi) = (1.0_f64, 2.0_f64);
-    while within(hi) {
-        lo = hi;
-        hi *= 2.0;
-        if hi > 1e9 {
-            return Some(lo);
-        }
-    }
-    for _ in 0..BATCH_HALVINGS {
-        let mid = 0.5 * (lo + hi);
-        if within(mid) {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    Some(lo)
+    largest_batch_within(
+        &model.decode,
+        model.corrections.decode_terms(),
+        load.isl,
+        load.osl,
+        sla.itl_ms,
+        cfg.kv_fraction,
+    )
 }
-
-/// Halvings of the bracket in the search for the largest batch within the ITL target.
-const BATCH_HALVINGS: u32 = 30;
 
 /// The share of requests whose batch stays within `most` when the mean batch is `n`: the
 /// normal quantile whose deviation above the mean (`spread` times random arrivals' swing,
