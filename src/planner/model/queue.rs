@@ -238,6 +238,17 @@ impl PrefillQueue {
             + variability * self.wait_probability(variability) / self.drain_per_s * 1000.0
     }
 
+    /// The share of arrivals whose TTFT as the slowest prompts' (`slowest_quantile_ms`) is
+    /// within `target_ms`: the quantile at which that TTFT reaches the target. None past
+    /// capacity, or where their own time alone is past it.
+    pub fn slowest_share_within(&self, target_ms: f64, tail: f64, variability: f64) -> f64 {
+        let alone_ms = tail * self.service_ms;
+        if self.drain_per_s <= 0.0 || alone_ms > target_ms {
+            return 0.0;
+        }
+        1.0 - self.share_waiting_beyond(target_ms - alone_ms, variability)
+    }
+
     /// The share of arrivals that wait longer than `wait_ms` under this waiting variability:
     /// the exponential tail `P(wait) * exp(-drain * wait / variability)` whose quantiles
     /// `at_quantile` reads; 1 past capacity.
@@ -469,5 +480,38 @@ mod tests {
         // overhead shared (45 x 40 ms = 1.8): sharing keeps the queue finite.
         let q = PrefillQueue::new(45.0, 2, 60.0, 20.0);
         assert!(q.quantile_ms(0.99, 1.0).is_finite());
+    }
+
+    #[test]
+    fn the_share_within_a_target_is_the_quantile_at_which_the_ttft_reaches_it() {
+        let mut between = 0;
+        for (lambda, engines) in [(5.0, 1), (30.0, 2), (50.0, 4), (200.0, 16), (80.0, 2)] {
+            let q = PrefillQueue::new(lambda, engines, 60.0, 18.0);
+            for tail in [1.0, 1.6] {
+                for variability in [0.5, 1.0, 2.0] {
+                    for target in [50.0, 100.0, 200.0, 400.0] {
+                        let share = q.slowest_share_within(target, tail, variability);
+                        let at = |quantile| q.slowest_quantile_ms(quantile, tail, variability);
+                        let case = format!("{lambda}/s on {engines}, x{tail}, v {variability}, {target} ms: {share}");
+                        assert!((0.0..=1.0).contains(&share), "{case}");
+                        if share > 0.0 && share < 1.0 - 1e-9 && at(share) > tail * 60.0 {
+                            // Where the waiting sets it, the TTFT at that quantile is the target.
+                            between += 1;
+                            assert!((at(share) - target).abs() < 1e-6 * target, "{case}");
+                        } else if share == 0.0 {
+                            assert!(at(1e-9) > target, "{case}");
+                        }
+                        // A little more is past the target, a little less within it.
+                        if share < 1.0 - 1e-6 {
+                            assert!(at(share + 1e-6) > target, "{case}");
+                        }
+                        if share > 1e-6 {
+                            assert!(at(share - 1e-6) <= target, "{case}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(between > 20, "{between}");
     }
 }

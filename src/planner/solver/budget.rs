@@ -172,10 +172,6 @@ const EXPECTED_AT_SHARES: [f64; 3] = [0.5, 0.75, 1.0];
 /// splits apart by noise.
 const MIN_EXPECTED: f64 = 0.05;
 
-/// Halvings of the quantile range in the search for the share of requests within a target:
-/// to a 1/4000 of it.
-const ATTAINMENT_HALVINGS: u32 = 12;
-
 /// The split of the budget expected to serve the most requests within both targets, and that
 /// share: each split's share of prompts within the TTFT target times its share of requests
 /// within the ITL target (by the batch quantile at which the ITL reaches it), averaged over
@@ -220,9 +216,11 @@ fn expected_split(
             let lambda = effective_lambda(part);
             let queue = model.prefill_queue(lambda, p, part.prefill_isl);
             let variability = model.waiting_variability(lambda, p, part.prefill_isl);
-            let in_ttft = quantile_within(|q| {
-                queue.slowest_quantile_ms(q, c.prefill_tail, variability) <= sla.ttft_ms
-            });
+            let in_ttft = in_quantile_range(queue.slowest_share_within(
+                sla.ttft_ms,
+                c.prefill_tail,
+                variability,
+            ));
             let batch = decode_mean_batch(&model.decode, terms, lambda, d, part.isl, part.osl);
             let in_itl = match (batch, largest_batch) {
                 (Some(n), Some(most)) => within_batch(n, most, c.decode_variability),
@@ -359,7 +357,7 @@ fn largest_batch_within_itl(
 
 /// The share of requests whose batch stays within `most` when the mean batch is `n`: the
 /// normal quantile whose deviation above the mean (`spread` times random arrivals' swing,
-/// as the solver's batch quantile) reaches it, within the range `quantile_within` searches.
+/// as the solver's batch quantile) reaches it, in `QUANTILE_RANGE`.
 fn within_batch(n: f64, most: f64, spread: f64) -> f64 {
     let swing = spread * n.max(0.0).sqrt();
     let q = if swing > 0.0 {
@@ -369,6 +367,12 @@ fn within_batch(n: f64, most: f64, spread: f64) -> f64 {
     } else {
         0.0
     };
+    in_quantile_range(q)
+}
+
+/// A share within a target as the solver tells shares apart: none below `QUANTILE_RANGE`,
+/// and no more than its top.
+fn in_quantile_range(q: f64) -> f64 {
     if q < QUANTILE_RANGE.0 {
         0.0
     } else {
@@ -379,27 +383,6 @@ fn within_batch(n: f64, most: f64, spread: f64) -> f64 {
 /// The quantiles a share within a target is told apart in: beyond them the model's tails
 /// say little.
 const QUANTILE_RANGE: (f64, f64) = (0.001, 0.999);
-
-/// The largest quantile in `QUANTILE_RANGE` at which `ok` holds (0 when it fails at the
-/// least), for `ok` that holds up to a quantile and fails beyond it.
-fn quantile_within(ok: impl Fn(f64) -> bool) -> f64 {
-    let (mut lo, mut hi) = QUANTILE_RANGE;
-    if ok(hi) {
-        return hi;
-    }
-    if !ok(lo) {
-        return 0.0;
-    }
-    for _ in 0..ATTAINMENT_HALVINGS {
-        let mid = 0.5 * (lo + hi);
-        if ok(mid) {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    lo
-}
 
 /// Halvings of the load's share in the search for the largest the budget serves: to 1/1024
 /// of the load, finer than one engine's worth below a thousand engines.
