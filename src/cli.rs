@@ -712,7 +712,7 @@ pub fn read_observation(line: &str) -> Result<(Observation, Vec<String>), String
 }
 
 /// The parts of an observation that are objects, as JSON pointers below the line's root
-/// (held to `Observation`'s own by a test below).
+/// (held to `Observation`'s own by `tests/decide_schema.rs`).
 const OBJECT_PARTS: [&str; 6] = [
     "/ttft_ms",
     "/itl_ms",
@@ -1065,64 +1065,4 @@ fn run_demo(a: DemoArgs) -> anyhow::Result<()> {
         tracing::info!(message = "shutting down");
         Ok(())
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::planner::{LatencySummary, ReplicaState, RoleKv, RoleReplicas};
-
-    /// Every part of an observation that is an object, as JSON pointers: the parts of a
-    /// full one (a struct literal, so a field added to `Observation` must be given here).
-    fn object_parts_of(value: &serde_json::Value, at: &str, found: &mut Vec<String>) {
-        if let Some(fields) = value.as_object() {
-            if !at.is_empty() {
-                found.push(at.to_string());
-            }
-            for (key, part) in fields {
-                object_parts_of(part, &format!("{at}/{key}"), found);
-            }
-        }
-    }
-
-    #[test]
-    fn the_array_guard_knows_every_object_part_of_an_observation() {
-        let latency = Some(LatencySummary {
-            mean: Some(1.0),
-            p50: Some(1.0),
-            p90: Some(2.0),
-            p99: Some(3.0),
-        });
-        let role = ReplicaState {
-            ready: 1,
-            starting: 1,
-            draining: 1,
-        };
-        let full = Observation {
-            time_s: 60.0,
-            interval_s: 60.0,
-            requests: Some(600.0),
-            requests_second_half: Some(300.0),
-            isl_mean: Some(3000.0),
-            osl_mean: Some(300.0),
-            ttft_ms: latency,
-            itl_ms: latency,
-            kv_utilization: Some(RoleKv {
-                prefill: Some(0.1),
-                decode: Some(0.2),
-            }),
-            queued_prefill_tokens: Some(0.0),
-            prefix_cache_hit_rate: Some(0.0),
-            replicas: Some(RoleReplicas {
-                prefill: role,
-                decode: role,
-            }),
-        };
-        let mut found = Vec::new();
-        object_parts_of(&serde_json::to_value(full).unwrap(), "", &mut found);
-        found.sort();
-        let mut listed: Vec<String> = OBJECT_PARTS.iter().map(|s| s.to_string()).collect();
-        listed.sort();
-        assert_eq!(found, listed);
-    }
 }

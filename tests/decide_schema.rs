@@ -30,6 +30,46 @@ fn keys(v: &Value) -> BTreeSet<String> {
     v.as_object().expect("an object").keys().cloned().collect()
 }
 
+/// Every part of a full observation that is an object, as a list of keys from the root.
+fn object_parts(value: &Value, at: &[String], found: &mut Vec<Vec<String>>) {
+    if let Some(fields) = value.as_object() {
+        if !at.is_empty() {
+            found.push(at.to_vec());
+        }
+        for (key, part) in fields {
+            object_parts(part, &[at, &[key.clone()]].concat(), found);
+        }
+    }
+}
+
+/// `decide` answers each object part of an observation given as an array (which serde
+/// would read into the part's fields by position) with an error naming the part: its
+/// guard knows every object part the type has, those added since included.
+fn every_object_part_refuses_an_array(full: &Value) {
+    let mut parts = Vec::new();
+    object_parts(full, &[], &mut parts);
+    assert!(parts.len() >= 6, "{parts:?}");
+    let lines: Vec<String> = parts
+        .iter()
+        .map(|path| {
+            let mut line = full.clone();
+            let mut at = &mut line;
+            for key in path {
+                at = &mut at[key.as_str()];
+            }
+            *at = json!([1, 2]);
+            line.to_string()
+        })
+        .collect();
+    let (code, out, _) = common::decide(&["--scenario", "sin-5-45"], &(lines.join("\n") + "\n"));
+    assert_eq!(code, 2);
+    assert_eq!(out.len(), parts.len());
+    for (path, answer) in parts.iter().zip(&out) {
+        let expected = format!("field {}: an object expected, got an array", path.join("."));
+        assert_eq!(answer["error"], json!(expected), "{path:?}");
+    }
+}
+
 fn property_names(schema: &Value, name: &str) -> BTreeSet<String> {
     keys(&def(schema, name)["properties"])
 }
@@ -70,6 +110,7 @@ fn the_schema_names_every_field_the_types_serialise_and_their_ceilings() {
     };
     let obs = serde_json::to_value(full).unwrap();
     assert_eq!(keys(&obs), property_names(&s, "observation"));
+    every_object_part_refuses_an_array(&obs);
     assert_eq!(keys(&obs["ttft_ms"]), property_names(&s, "latency"));
     assert_eq!(
         keys(&obs["kv_utilization"]),
