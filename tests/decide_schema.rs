@@ -37,7 +37,7 @@ fn object_parts(value: &Value, at: &[String], found: &mut Vec<Vec<String>>) {
             found.push(at.to_vec());
         }
         for (key, part) in fields {
-            object_parts(part, &[at, &[key.clone()]].concat(), found);
+            object_parts(part, &[at, std::slice::from_ref(key)].concat(), found);
         }
     }
 }
