@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::normal_quantile;
-use crate::profile::DecodeModel;
+use crate::profile::{DecodeModel, ItlAtContext};
 
 /// Deviations of the Poisson batch above its mean that give the ITL `quantile` of requests:
 /// a request's ITL averages the batch over its own lifetime, which has 2/3 of the variance
@@ -211,24 +211,52 @@ pub fn decode_itl_at_batch(
     batch_quantile_z: f64,
     kv_fraction: f64,
 ) -> Option<f64> {
-    let high = n + batch_quantile_z * n.sqrt();
-    // Reservations are input + output per request; keep them within the usable KV.
-    if high * correction.reservation(isl, osl) > model.max_kv_tokens() * kv_fraction {
-        return None;
-    }
-    Some(itl_of_batch(
-        model,
-        correction.speed,
-        high,
-        correction.context(isl, osl),
-    ))
+    ItlAtBatches::new(model, correction, isl, osl, kv_fraction).at(n, batch_quantile_z)
 }
 
-/// The profile's ITL, corrected, for a batch of `batch` requests (at least one) of this
-/// mean context, which fill the KV cache in proportion.
-fn itl_of_batch(model: &DecodeModel, speed: f64, batch: f64, context: f64) -> f64 {
-    let kv = batch.max(1.0) * context / model.max_kv_tokens();
-    speed * model.at_context(context.max(1.0)).itl_ms(kv)
+/// `decode_itl_at_batch` at one correction and pair of mean lengths, for many batches (a
+/// fit tries dozens of variabilities on each interval): the KV a request reserves and the
+/// profile's curve at its context are found once.
+#[derive(Debug, Clone, Copy)]
+pub struct ItlAtBatches<'a> {
+    curve: ItlAtContext<'a>,
+    speed: f64,
+    context: f64,
+    reservation: f64,
+    usable_kv: f64,
+    max_kv: f64,
+}
+
+impl<'a> ItlAtBatches<'a> {
+    pub fn new(
+        model: &'a DecodeModel,
+        correction: DecodeCorrection,
+        isl: f64,
+        osl: f64,
+        kv_fraction: f64,
+    ) -> Self {
+        let context = correction.context(isl, osl);
+        ItlAtBatches {
+            curve: model.at_context(context.max(1.0)),
+            speed: correction.speed,
+            context,
+            reservation: correction.reservation(isl, osl),
+            usable_kv: model.max_kv_tokens() * kv_fraction,
+            max_kv: model.max_kv_tokens(),
+        }
+    }
+
+    /// The ITL at the batch `batch_quantile_z` deviations above a mean of `n`.
+    pub fn at(&self, n: f64, batch_quantile_z: f64) -> Option<f64> {
+        let high = n + batch_quantile_z * n.sqrt();
+        // Reservations are input + output per request; keep them within the usable KV.
+        if high * self.reservation > self.usable_kv {
+            return None;
+        }
+        // A batch of at least one request, whose contexts fill the KV cache in proportion.
+        let kv = high.max(1.0) * self.context / self.max_kv;
+        Some(self.speed * self.curve.itl_ms(kv))
+    }
 }
 
 /// The largest batch per engine whose ITL is within `limit_ms` and whose reservations fit

@@ -28,7 +28,7 @@ use crate::profile::{DecodeModel, PrefillModel};
 
 pub use decode::{
     decode_itl_at_batch, decode_itl_ms, decode_itl_within, decode_mean_batch, interleaved_stretch,
-    itl_batch_z, largest_batch_within, DecodeCorrection, Router,
+    itl_batch_z, largest_batch_within, DecodeCorrection, ItlAtBatches, Router,
 };
 pub use fit::fit_correction;
 use queue::QueueMemo;
@@ -757,10 +757,15 @@ impl PerformanceModel {
         let z90 = itl_batch_z(0.9);
         let itl_buckets = self.histograms.as_ref().map(|h| &h.itl);
         let (lo, hi) = DECODE_VARIABILITY_RANGE;
-        // The mean batch does not depend on the variability: solved once per interval.
+        // The mean batch does not depend on the variability, nor does the curve its
+        // quantiles are read on: each found once per interval.
         let batches: Vec<Option<f64>> = ev
             .iter()
             .map(|e| decode_mean_batch(model, k, e.lambda, e.engines, e.isl, e.osl))
+            .collect();
+        let curves: Vec<ItlAtBatches> = ev
+            .iter()
+            .map(|e| ItlAtBatches::new(model, k, e.isl, e.osl, 4.0))
             .collect();
         let fit = fit_correction(
             &ev,
@@ -771,7 +776,7 @@ impl PerformanceModel {
                 let observed = e.observed_tail_ms?;
                 let at_z = |z: f64| {
                     batches[i]
-                        .and_then(|n| decode_itl_at_batch(model, k, n, e.isl, e.osl, z * w, 4.0))
+                        .and_then(|n| curves[i].at(n, z * w))
                         .unwrap_or(f64::INFINITY)
                         * stretch_at(e, z * w)
                 };

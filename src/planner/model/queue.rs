@@ -96,14 +96,15 @@ pub fn shared_service_ms(lambda: f64, engines: u32, service_ms: f64, overhead_ms
     }
     let g = service_ms - t0;
     let cost = |s: f64| g + t0 / (1.0 + queue_length(engines, lambda * s / 1000.0));
-    if cost(service_ms) >= service_ms {
+    let at_full = cost(service_ms);
+    if at_full >= service_ms {
         return service_ms;
     }
     // h(s) = s - cost(s) rises from below 0 at g to above 0 at the full service time: the
     // Illinois variant of regula falsi finds its root in a few steps.
     let h = |s: f64| s - cost(s);
     let (mut a, mut b) = (g, service_ms);
-    let (mut ha, mut hb) = (h(a), h(b));
+    let (mut ha, mut hb) = (h(a), service_ms - at_full);
     let mut side = 0;
     let mut root = b;
     for _ in 0..20 {
