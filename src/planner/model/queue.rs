@@ -10,16 +10,20 @@ pub fn erlang_c(c: u32, a: f64) -> f64 {
     if rho >= 1.0 {
         return 1.0;
     }
-    let b = if c <= ERLANG_RECURRENCE_MAX {
-        // Erlang B by the stable recurrence.
-        let mut b = 1.0;
+    if c <= ERLANG_RECURRENCE_MAX {
+        // Erlang B by the stable recurrence `B(k) = a B(k-1) / (k + a B(k-1))`, carried as
+        // its reciprocal `1/B(k) = 1 + (k/a) / B(k-1)`: a multiply and an add a server where
+        // the recurrence waits on a division (the queue's fixed point evaluates this a few
+        // times for every queue built). A reciprocal past f64's range is a B of 0.
+        let per_server = 1.0 / a;
+        let mut inverse_b = 1.0;
         for k in 1..=c {
-            b = a * b / (k as f64 + a * b);
+            inverse_b = inverse_b * (k as f64 * per_server) + 1.0;
         }
-        b
-    } else {
-        erlang_b_around_mode(c, a)
-    };
+        // C = B / (1 - rho (1 - B)), over 1/B.
+        return 1.0 / (inverse_b * (1.0 - rho) + rho);
+    }
+    let b = erlang_b_around_mode(c, a);
     b / (1.0 - rho * (1.0 - b))
 }
 
@@ -410,6 +414,26 @@ mod tests {
         assert!((erlang_c(1, 0.7) - 0.7).abs() < 1e-12);
         assert_eq!(erlang_c(3, 3.0), 1.0);
         assert!(erlang_c(10, 5.0) < erlang_c(10, 8.0));
+    }
+
+    #[test]
+    fn erlang_c_agrees_with_the_recurrence_on_b_itself() {
+        let by_b = |c: u32, a: f64| {
+            let b = (1..=c).fold(1.0, |b, k| a * b / (k as f64 + a * b));
+            b / (1.0 - a / c as f64 * (1.0 - b))
+        };
+        for c in [1u32, 2, 3, 4, 8, 16, 64, 300, 1000] {
+            for load in [1e-6, 0.01, 0.3, 0.7, 0.9, 0.99, 0.9999] {
+                let a = load * c as f64;
+                let (want, got) = (by_b(c, a), erlang_c(c, a));
+                assert!(
+                    (got - want).abs() <= 1e-12 * want,
+                    "c {c} a {a}: {got:e} vs {want:e}"
+                );
+            }
+        }
+        // So far below capacity that 1/B passes f64's range: nobody waits.
+        assert_eq!(erlang_c(1000, 1e-3), 0.0);
     }
 
     #[test]
