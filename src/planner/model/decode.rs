@@ -211,46 +211,45 @@ pub fn decode_itl_at_batch(
     batch_quantile_z: f64,
     kv_fraction: f64,
 ) -> Option<f64> {
-    ItlAtBatches::new(model, correction, isl, osl, kv_fraction).at(n, batch_quantile_z)
+    ItlAtBatches::new(model, correction, isl, osl).at(n, batch_quantile_z, kv_fraction)
 }
 
-/// `decode_itl_at_batch` at one correction and pair of mean lengths, for many batches (a
-/// fit tries dozens of variabilities on each interval): the KV a request reserves and the
-/// profile's curve at its context are found once.
+/// A decode engine's ITL by its batch, at one correction and pair of mean lengths: the
+/// profile's curve at the requests' context and the KV each reserves, found once for the
+/// many batches a fixed point, a search or a fit reads (the mean batch below, `at`,
+/// `largest_batch_within`).
 #[derive(Debug, Clone, Copy)]
 pub struct ItlAtBatches<'a> {
     curve: ItlAtContext<'a>,
     speed: f64,
+    /// Output tokens per request.
+    osl: f64,
+    /// KV tokens a request in flight holds, on average.
     context: f64,
+    /// KV tokens a request reserves (input and output).
     reservation: f64,
-    usable_kv: f64,
     max_kv: f64,
 }
 
 impl<'a> ItlAtBatches<'a> {
-    pub fn new(
-        model: &'a DecodeModel,
-        correction: DecodeCorrection,
-        isl: f64,
-        osl: f64,
-        kv_fraction: f64,
-    ) -> Self {
+    pub fn new(model: &'a DecodeModel, correction: DecodeCorrection, isl: f64, osl: f64) -> Self {
         let context = correction.context(isl, osl);
         ItlAtBatches {
             curve: model.at_context(context.max(1.0)),
             speed: correction.speed,
+            osl,
             context,
             reservation: correction.reservation(isl, osl),
-            usable_kv: model.max_kv_tokens() * kv_fraction,
             max_kv: model.max_kv_tokens(),
         }
     }
 
-    /// The ITL at the batch `batch_quantile_z` deviations above a mean of `n`.
-    pub fn at(&self, n: f64, batch_quantile_z: f64) -> Option<f64> {
+    /// The ITL at the batch `batch_quantile_z` deviations above a mean of `n`; `None` when
+    /// its reservations pass `kv_fraction` of the KV cache.
+    pub fn at(&self, n: f64, batch_quantile_z: f64, kv_fraction: f64) -> Option<f64> {
         let high = n + batch_quantile_z * n.sqrt();
         // Reservations are input + output per request; keep them within the usable KV.
-        if high * self.reservation > self.usable_kv {
+        if high * self.reservation > self.max_kv * kv_fraction {
             return None;
         }
         // A batch of at least one request, whose contexts fill the KV cache in proportion.
@@ -271,11 +270,15 @@ pub fn largest_batch_within(
     limit_ms: f64,
     kv_fraction: f64,
 ) -> Option<f64> {
-    let context = correction.context(isl, osl);
-    let max_kv = model.max_kv_tokens();
-    let fits = max_kv * kv_fraction / correction.reservation(isl, osl);
-    let curve = model.at_context(context.max(1.0));
-    let itl_at = |kv: f64| correction.speed * curve.itl_ms(kv);
+    let batches = ItlAtBatches::new(model, correction, isl, osl);
+    let ItlAtBatches {
+        curve,
+        context,
+        max_kv,
+        ..
+    } = batches;
+    let fits = max_kv * kv_fraction / batches.reservation;
+    let itl_at = |kv: f64| batches.speed * curve.itl_ms(kv);
     let (mut kv, mut itl) = (context / max_kv, itl_at(context / max_kv));
     if fits < 1.0 || itl > limit_ms {
         return None;
@@ -313,85 +316,93 @@ pub fn decode_mean_batch(
     isl: f64,
     osl: f64,
 ) -> Option<f64> {
-    mean_batch_unless(model, correction, lambda, engines, isl, osl, |_, _| false)
+    ItlAtBatches::new(model, correction, isl, osl).mean_batch(lambda, engines)
 }
 
-/// `decode_mean_batch`, given up (`None`) as soon as `hopeless(n, itl_ms)` holds for a
-/// batch `n` below the fixed point and the corrected ITL at it. The profile's ITL never
-/// falls as the batch grows, so a bound crossed below the fixed point is crossed at it
-/// too: a search for the fewest engines stops solving a count that cannot do as soon as
-/// that shows.
-fn mean_batch_unless(
-    model: &DecodeModel,
-    correction: DecodeCorrection,
-    lambda: f64,
-    engines: u32,
-    isl: f64,
-    osl: f64,
-    hopeless: impl Fn(f64, f64) -> bool,
-) -> Option<f64> {
-    if engines == 0 {
-        return None;
+impl ItlAtBatches<'_> {
+    /// `decode_mean_batch` on this curve.
+    pub fn mean_batch(&self, lambda: f64, engines: u32) -> Option<f64> {
+        self.mean_batch_unless(lambda, engines, |_, _| false)
     }
-    let per_engine = lambda / engines as f64;
-    if per_engine <= 0.0 {
-        return Some(0.0);
-    }
-    let context = correction.context(isl, osl);
-    let reservation = correction.reservation(isl, osl);
-    let max_kv = model.max_kv_tokens();
-    // Fixed point n = g(n) = per_engine * osl * itl(n) / 1000. The profile's ITL is a
-    // straight line between measured KV usages (and flat below one request), so g is too:
-    // from n = 0, where g is above n, each straight piece is tried in turn and the first
-    // that crosses n holds the fixed point, found exactly. Where none does, g's last line
-    // rises as fast as n or faster: the engine cannot keep up.
-    let tokens_per_request = (osl - 1.0).max(0.0);
-    let curve = model.at_context(context.max(1.0));
-    let kv_of = |n: f64| n.max(1.0) * context / max_kv;
-    let mut walk = curve.walk();
-    let mut g = |kv: f64| {
-        let itl = correction.speed * walk.itl_ms(kv);
-        (per_engine * tokens_per_request * itl / 1000.0, itl)
-    };
-    // Past this many requests an engine's batch reserves four times its KV: diverging.
-    let too_many = |n: f64| n * reservation > max_kv * 4.0;
-    let (lone, lone_itl) = g(kv_of(0.0));
-    if hopeless(0.0, lone_itl) {
-        return None;
-    }
-    // Below one request the ITL is a lone request's.
-    if lone <= 1.0 {
-        return Some(lone);
-    }
-    let (mut n, mut kv, mut above) = (1.0, kv_of(1.0), lone - 1.0);
-    let root = loop {
-        let Some(next_kv) = curve.next_point(kv) else {
-            // One line from here on: its slope from a second point on it.
-            let far = 2.0 * n;
-            let (g_far, _) = g(kv_of(far));
-            let above_far = g_far - far;
-            if above_far >= above {
-                return None;
-            }
-            break n + above * (far - n) / (above - above_far);
-        };
-        let next = next_kv * max_kv / context;
-        let (g_next, itl_next) = g(next_kv);
-        let above_next = g_next - next;
-        if above_next <= 0.0 {
-            break n + above * (next - n) / (above - above_next);
-        }
-        // A batch below the fixed point: what is hopeless here is hopeless there.
-        if hopeless(next, itl_next) || too_many(next) {
+
+    /// `mean_batch`, given up (`None`) as soon as `hopeless(n, itl_ms)` holds for a batch
+    /// `n` below the fixed point and the corrected ITL at it. The profile's ITL never falls
+    /// as the batch grows, so a bound crossed below the fixed point is crossed at it too: a
+    /// search for the fewest engines stops solving a count that cannot do as soon as that
+    /// shows.
+    fn mean_batch_unless(
+        &self,
+        lambda: f64,
+        engines: u32,
+        hopeless: impl Fn(f64, f64) -> bool,
+    ) -> Option<f64> {
+        if engines == 0 {
             return None;
         }
-        (n, kv, above) = (next, next_kv, above_next);
-    };
-    let (_, itl) = g(kv_of(root));
-    if hopeless(root, itl) || too_many(root) {
-        return None;
+        let per_engine = lambda / engines as f64;
+        if per_engine <= 0.0 {
+            return Some(0.0);
+        }
+        let ItlAtBatches {
+            curve,
+            speed,
+            osl,
+            context,
+            reservation,
+            max_kv,
+        } = *self;
+        // Fixed point n = g(n) = per_engine * osl * itl(n) / 1000. The profile's ITL is a
+        // straight line between measured KV usages (and flat below one request), so g is too:
+        // from n = 0, where g is above n, each straight piece is tried in turn and the first
+        // that crosses n holds the fixed point, found exactly. Where none does, g's last line
+        // rises as fast as n or faster: the engine cannot keep up.
+        let tokens_per_request = (osl - 1.0).max(0.0);
+        let kv_of = |n: f64| n.max(1.0) * context / max_kv;
+        let mut walk = curve.walk();
+        let mut g = |kv: f64| {
+            let itl = speed * walk.itl_ms(kv);
+            (per_engine * tokens_per_request * itl / 1000.0, itl)
+        };
+        // Past this many requests an engine's batch reserves four times its KV: diverging.
+        let too_many = |n: f64| n * reservation > max_kv * 4.0;
+        let (lone, lone_itl) = g(kv_of(0.0));
+        if hopeless(0.0, lone_itl) {
+            return None;
+        }
+        // Below one request the ITL is a lone request's.
+        if lone <= 1.0 {
+            return Some(lone);
+        }
+        let (mut n, mut kv, mut above) = (1.0, kv_of(1.0), lone - 1.0);
+        let root = loop {
+            let Some(next_kv) = curve.next_point(kv) else {
+                // One line from here on: its slope from a second point on it.
+                let far = 2.0 * n;
+                let (g_far, _) = g(kv_of(far));
+                let above_far = g_far - far;
+                if above_far >= above {
+                    return None;
+                }
+                break n + above * (far - n) / (above - above_far);
+            };
+            let next = next_kv * max_kv / context;
+            let (g_next, itl_next) = g(next_kv);
+            let above_next = g_next - next;
+            if above_next <= 0.0 {
+                break n + above * (next - n) / (above - above_next);
+            }
+            // A batch below the fixed point: what is hopeless here is hopeless there.
+            if hopeless(next, itl_next) || too_many(next) {
+                return None;
+            }
+            (n, kv, above) = (next, next_kv, above_next);
+        };
+        let (_, itl) = g(kv_of(root));
+        if hopeless(root, itl) || too_many(root) {
+            return None;
+        }
+        Some(root)
     }
-    Some(root)
 }
 
 /// `decode_itl_ms`, when its ITL is within `limit_ms` (`None` otherwise). An iterate of the
@@ -409,21 +420,14 @@ pub fn decode_itl_within(
     kv_fraction: f64,
     limit_ms: f64,
 ) -> Option<(f64, f64)> {
-    let usable_kv = model.max_kv_tokens() * kv_fraction;
-    let reservation = correction.reservation(isl, osl);
+    let batches = ItlAtBatches::new(model, correction, isl, osl);
+    let usable_kv = batches.max_kv * kv_fraction;
     // A quantile below the mean batch (z < 0) is not above the iterates: solve to the end.
     let above_mean = batch_quantile_z >= 0.0;
-    let hopeless = |n: f64, itl: f64| above_mean && (itl > limit_ms || n * reservation > usable_kv);
-    let n = mean_batch_unless(model, correction, lambda, engines, isl, osl, hopeless)?;
-    let itl = decode_itl_at_batch(
-        model,
-        correction,
-        n,
-        isl,
-        osl,
-        batch_quantile_z,
-        kv_fraction,
-    )?;
+    let hopeless =
+        |n: f64, itl: f64| above_mean && (itl > limit_ms || n * batches.reservation > usable_kv);
+    let n = batches.mean_batch_unless(lambda, engines, hopeless)?;
+    let itl = batches.at(n, batch_quantile_z, kv_fraction)?;
     (itl <= limit_ms).then_some((itl, n))
 }
 

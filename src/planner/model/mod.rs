@@ -757,15 +757,16 @@ impl PerformanceModel {
         let z90 = itl_batch_z(0.9);
         let itl_buckets = self.histograms.as_ref().map(|h| &h.itl);
         let (lo, hi) = DECODE_VARIABILITY_RANGE;
-        // The mean batch does not depend on the variability, nor does the curve its
-        // quantiles are read on: each found once per interval.
-        let batches: Vec<Option<f64>> = ev
-            .iter()
-            .map(|e| decode_mean_batch(model, k, e.lambda, e.engines, e.isl, e.osl))
-            .collect();
+        // Neither the curve the quantiles are read on nor the mean batch depends on the
+        // variability: each found once per interval.
         let curves: Vec<ItlAtBatches> = ev
             .iter()
-            .map(|e| ItlAtBatches::new(model, k, e.isl, e.osl, 4.0))
+            .map(|e| ItlAtBatches::new(model, k, e.isl, e.osl))
+            .collect();
+        let batches: Vec<Option<f64>> = ev
+            .iter()
+            .zip(&curves)
+            .map(|(e, c)| c.mean_batch(e.lambda, e.engines))
             .collect();
         let fit = fit_correction(
             &ev,
@@ -776,7 +777,7 @@ impl PerformanceModel {
                 let observed = e.observed_tail_ms?;
                 let at_z = |z: f64| {
                     batches[i]
-                        .and_then(|n| curves[i].at(n, z * w))
+                        .and_then(|n| curves[i].at(n, z * w, 4.0))
                         .unwrap_or(f64::INFINITY)
                         * stretch_at(e, z * w)
                 };
