@@ -186,6 +186,27 @@ impl SignalForecaster {
         })
     }
 
+    /// The forecast `h` steps ahead with its early bound paced by the latest interval's
+    /// halves, where every step the early pace is read from rose and the halves, net of
+    /// their counting scatter at the bound's odds, rise faster still: a ramp gathering pace
+    /// from a trough shows it within an interval a minute before it shows between
+    /// intervals. `None` once the bound is measured, or where the halves show no steeper
+    /// pace.
+    pub fn with_within_pace(&self, h: usize, z: f64) -> Option<SignalForecast> {
+        if self.history.len() < 2 || self.bound_measured() {
+            return None;
+        }
+        let (rise, noise) = self.within?;
+        if !self.recent_changes(1).iter().all(|&step| step >= 0.0) {
+            return None;
+        }
+        let z = z.max(0.0);
+        let forecast = self.forecast(h, z)?;
+        let upper = self
+            .under_ceiling(forecast.point + z * beyond_scatter(rise, z * noise) * h.max(1) as f64);
+        (upper > forecast.upper).then_some(SignalForecast { upper, ..forecast })
+    }
+
     /// The last value and the quantile at `z` of its misses at the horizon, beyond the
     /// counting scatter; `None` before they are measured.
     fn last_values_bound(&self, z: f64) -> Option<f64> {

@@ -684,6 +684,51 @@ fn a_rise_between_intervals_that_the_latest_halves_no_longer_show_was_a_step() {
 }
 
 #[test]
+fn a_ramp_whose_latest_halves_rise_faster_than_its_steps_bounds_decode_at_their_pace() {
+    // (values, the latest halves' rise and scatter, the bound 4 steps ahead at z = 1 with
+    // the halves' pace; None where it is not above the forecast's own.)
+    let cases: [(&[f64], f64, f64, Option<f64>); 6] = [
+        // Steps of 15, halves rising 25 within a scatter of 7: 24 stands beyond it, and
+        // 35 + 4 x 24 is above the steps' 35 + 4 x 15.
+        (&[20.0, 35.0], 25.0, 7.0, Some(131.0)),
+        // Halves no steeper than the steps, once their scatter is netted out: none.
+        (&[20.0, 35.0], 15.0, 0.0, None),
+        (&[20.0, 35.0], 17.0, 8.0, None),
+        // A load that fell as well as rose is not a ramp: none.
+        (&[20.0, 5.0, 35.0], 40.0, 0.0, None),
+        // The first value has its halves in the bound already: none.
+        (&[35.0], 40.0, 0.0, None),
+        // Halves of 40 known exactly: 35 + 4 x 40.
+        (&[20.0, 35.0], 40.0, 0.0, Some(195.0)),
+    ];
+    for (values, rise, scatter, expected) in cases {
+        let mut f = SignalForecaster::new(ForecasterKind::Constant, None);
+        for &y in values {
+            f.observe(y, 4);
+        }
+        f.observe_within(rise, scatter);
+        let got = f.with_within_pace(4, 1.0).map(|p| p.upper);
+        match (got, expected) {
+            (Some(g), Some(e)) => assert!((g - e).abs() < 1e-9, "{values:?} {rise}: {g}"),
+            (None, None) => {}
+            _ => panic!("{values:?} rising {rise} within {scatter}: {got:?}, not {expected:?}"),
+        }
+        // The forecast's own bound keeps the steps' pace.
+        if values.len() == 2 {
+            assert!(f.forecast(4, 1.0).unwrap().upper <= 95.0 + 1e-9);
+        }
+    }
+    // Once the forecast's errors at the horizon are measured, their bound stands alone.
+    let mut f = SignalForecaster::new(ForecasterKind::Constant, None);
+    for y in [20.0, 35.0, 50.0, 65.0, 80.0, 95.0, 110.0, 125.0] {
+        f.observe(y, 1);
+    }
+    assert!(f.bound_measured());
+    f.observe_within(60.0, 0.0);
+    assert_eq!(f.with_within_pace(1, 1.0), None);
+}
+
+#[test]
 fn a_ramp_whose_steps_shrink_is_paced_by_its_slope() {
     let upper = |values: &[f64], noise: f64| {
         let mut f = SignalForecaster::new(ForecasterKind::Constant, None);

@@ -20,6 +20,22 @@ fn rate_at_step(f: &SignalForecaster, here: SignalForecast, step: usize, h: usiz
     Some(here.point + (here.upper - here.point) * nearer + ((next - here.point) / 2.0).max(0.0))
 }
 
+/// Puts the note of decode raised above the bound's count where the note of what bound it
+/// stands (the raise says both).
+fn say_decode_raised(solution: &mut Solution, note: SolverNote) {
+    match solution.notes.iter_mut().find(|n| {
+        matches!(
+            n,
+            SolverNote::DecodeBinds { .. }
+                | SolverNote::AggregatedMeets { .. }
+                | SolverNote::DecodeAtLastValuesBound { .. }
+        )
+    }) {
+        Some(binds) => *binds = note,
+        None => solution.notes.push(note),
+    }
+}
+
 /// A forecast `step` steps ahead, past the horizon `h` its errors were measured at: `at`'s
 /// forecast at the horizon, its margin kept, moved with the point to the step.
 fn beyond_horizon(
@@ -234,6 +250,7 @@ impl<'a> Horizon<'a> {
         let mut solution = self.solve(&load);
         if step > 0 && !self.quantiles.worst_case {
             self.raise_decode_to_last_values_bound(step, &load, &mut solution);
+            self.raise_decode_to_within_pace(step, &load, &mut solution);
         }
         let (load, mut solution, recurring) = self.at_recurring_peak(step, load, solution);
         if recurring.is_none() && self.orderable(step) {
@@ -300,15 +317,47 @@ impl<'a> Horizon<'a> {
             rate: at_last_value,
             aggregated: self.planner.cfg.mode == Mode::Aggregated,
         };
-        match solution.notes.iter_mut().find(|n| {
-            matches!(
-                n,
-                SolverNote::DecodeBinds { .. } | SolverNote::AggregatedMeets { .. }
-            )
-        }) {
-            Some(binds) => *binds = note,
-            None => solution.notes.push(note),
+        say_decode_raised(solution, note);
+        solution.decode = raised.decode;
+        solution.expected_itl_ms =
+            decode_itl(&self.planner.model, &self.solver, load, raised.decode);
+    }
+
+    /// Decode is a cliff, and early, before the forecast's errors are measured, a ramp's
+    /// latest halves may rise faster than its steps: decode is sized for that pace too
+    /// (`SignalForecaster::with_within_pace`). Prefill keeps the steps' pace.
+    fn raise_decode_to_within_pace(&self, step: usize, load: &Load, solution: &mut Solution) {
+        let (h, past_horizon) = self.reach(step);
+        let z = self.z;
+        let at_within_pace = self
+            .rates
+            .iter()
+            .filter_map(|&(f, _)| {
+                let here = if past_horizon {
+                    beyond_horizon(f, |s| f.with_within_pace(s, z), step, self.measured_at)?
+                } else {
+                    f.with_within_pace(step, z)?
+                };
+                rate_at_step(f, here, step, h)
+            })
+            .fold(f64::NEG_INFINITY, f64::max);
+        if at_within_pace <= load.lambda {
+            return;
         }
+        let raised = self.solve(&Load {
+            lambda: at_within_pace,
+            ..*load
+        });
+        if !raised.meets || raised.decode <= solution.decode {
+            return;
+        }
+        let note = SolverNote::DecodeAtWithinPace {
+            decode: raised.decode,
+            at_bound: solution.decode,
+            rate: at_within_pace,
+            aggregated: self.planner.cfg.mode == Mode::Aggregated,
+        };
+        say_decode_raised(solution, note);
         solution.decode = raised.decode;
         solution.expected_itl_ms =
             decode_itl(&self.planner.model, &self.solver, load, raised.decode);

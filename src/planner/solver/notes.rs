@@ -42,6 +42,14 @@ pub enum SolverNote {
         rate: f64,
         aggregated: bool,
     },
+    /// Decode sized, before the forecast's errors are measured, for a ramp going on at
+    /// the pace its latest interval's halves show, steeper than its steps.
+    DecodeAtWithinPace {
+        decode: u32,
+        at_bound: u32,
+        rate: f64,
+        aggregated: bool,
+    },
     ItlOutOfReach {
         max_decode: u32,
     },
@@ -118,6 +126,22 @@ impl fmt::Display for SolverNote {
                 write!(
                     f,
                     "{role} {decode}, not the {at_bound} the bound's rate asks: sized for {rate:.2} req/s, the last value's bound, as the forecast is no clearly better than the last value and {one} short misses every request on it"
+                )
+            }
+            SolverNote::DecodeAtWithinPace {
+                decode,
+                at_bound,
+                rate,
+                aggregated,
+            } => {
+                let (role, one) = if aggregated {
+                    ("aggregated: workers", "a worker")
+                } else {
+                    ("decode", "an engine")
+                };
+                write!(
+                    f,
+                    "{role} {decode}, not the {at_bound} the bound's rate asks: sized for {rate:.2} req/s, the ramp going on at the pace its latest interval's halves show, steeper than its steps, as {one} short misses every request on it"
                 )
             }
             SolverNote::ItlOutOfReach { max_decode } => {
