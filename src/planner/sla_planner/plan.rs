@@ -20,19 +20,41 @@ fn rate_at_step(f: &SignalForecaster, here: SignalForecast, step: usize, h: usiz
     Some(here.point + (here.upper - here.point) * nearer + ((next - here.point) / 2.0).max(0.0))
 }
 
-/// Puts the note of decode raised above the bound's count where the note of what bound it
-/// stands (the raise says both).
-fn say_decode_raised(solution: &mut Solution, note: SolverNote) {
-    match solution.notes.iter_mut().find(|n| {
-        matches!(
-            n,
-            SolverNote::DecodeBinds { .. }
-                | SolverNote::AggregatedMeets { .. }
-                | SolverNote::DecodeAtLastValuesBound { .. }
-        )
-    }) {
-        Some(binds) => *binds = note,
-        None => solution.notes.push(note),
+/// A rate decode is sized for where it stands above the bound's.
+#[derive(Debug, Clone, Copy)]
+enum DecodeRaise {
+    /// The last value's own bound, where the forecast is no clearly better than the last
+    /// value: in a lull its bound may sit below the last value's (its misses were
+    /// measured while it stood high).
+    LastValuesBound,
+    /// Early, before the forecast's errors are measured, a ramp going on at the pace its
+    /// latest interval's halves show, where that is steeper than its steps.
+    WithinPace,
+}
+
+impl DecodeRaise {
+    fn bound(self, f: &SignalForecaster, step: usize, z: f64) -> Option<SignalForecast> {
+        match self {
+            DecodeRaise::LastValuesBound => f.with_last_values_bound(step, z),
+            DecodeRaise::WithinPace => f.with_within_pace(step, z),
+        }
+    }
+
+    fn note(self, decode: u32, at_bound: u32, rate: f64, aggregated: bool) -> SolverNote {
+        match self {
+            DecodeRaise::LastValuesBound => SolverNote::DecodeAtLastValuesBound {
+                decode,
+                at_bound,
+                rate,
+                aggregated,
+            },
+            DecodeRaise::WithinPace => SolverNote::DecodeAtWithinPace {
+                decode,
+                at_bound,
+                rate,
+                aggregated,
+            },
+        }
     }
 }
 
@@ -249,8 +271,8 @@ impl<'a> Horizon<'a> {
         };
         let mut solution = self.solve(&load);
         if step > 0 && !self.quantiles.worst_case {
-            self.raise_decode_to_last_values_bound(step, &load, &mut solution);
-            self.raise_decode_to_within_pace(step, &load, &mut solution);
+            self.raise_decode(DecodeRaise::LastValuesBound, step, &load, &mut solution);
+            self.raise_decode(DecodeRaise::WithinPace, step, &load, &mut solution);
         }
         let (load, mut solution, recurring) = self.at_recurring_peak(step, load, solution);
         if recurring.is_none() && self.orderable(step) {
@@ -277,87 +299,47 @@ impl<'a> Horizon<'a> {
     }
 
     /// Decode is a cliff: an engine short of the load fills its batch and every request on
-    /// it misses. Where the forecast is no clearly better than the last value, its bound
-    /// may sit below the last value's in a lull (its misses were measured while it stood
-    /// high), and decode is sized for the higher of the two. Prefill keeps the forecast's:
-    /// a prefill shortfall costs the prompts that wait longest.
-    fn raise_decode_to_last_values_bound(&self, step: usize, load: &Load, solution: &mut Solution) {
+    /// it misses. Decode is sized for the higher of the bound's rate and the one `raise`
+    /// reads (`DecodeRaise`); prefill keeps the bound's: a prefill shortfall costs the
+    /// prompts that wait longest.
+    fn raise_decode(&self, raise: DecodeRaise, step: usize, load: &Load, solution: &mut Solution) {
         let (h, past_horizon) = self.reach(step);
         let z = self.z;
-        let at_last_value = self
+        let rate = self
             .rates
             .iter()
             .filter_map(|&(f, _)| {
                 let here = if past_horizon {
-                    beyond_horizon(
-                        f,
-                        |s| f.with_last_values_bound(s, z),
-                        step,
-                        self.measured_at,
-                    )?
+                    beyond_horizon(f, |s| raise.bound(f, s, z), step, self.measured_at)?
                 } else {
-                    f.with_last_values_bound(step, z)?
+                    raise.bound(f, step, z)?
                 };
                 rate_at_step(f, here, step, h)
             })
             .fold(f64::NEG_INFINITY, f64::max);
-        if at_last_value <= load.lambda {
+        if rate <= load.lambda {
             return;
         }
         let raised = self.solve(&Load {
-            lambda: at_last_value,
+            lambda: rate,
             ..*load
         });
         if !raised.meets || raised.decode <= solution.decode {
             return;
         }
-        let note = SolverNote::DecodeAtLastValuesBound {
-            decode: raised.decode,
-            at_bound: solution.decode,
-            rate: at_last_value,
-            aggregated: self.planner.cfg.mode == Mode::Aggregated,
-        };
-        say_decode_raised(solution, note);
-        solution.decode = raised.decode;
-        solution.expected_itl_ms =
-            decode_itl(&self.planner.model, &self.solver, load, raised.decode);
-    }
-
-    /// Decode is a cliff, and early, before the forecast's errors are measured, a ramp's
-    /// latest halves may rise faster than its steps: decode is sized for that pace too
-    /// (`SignalForecaster::with_within_pace`). Prefill keeps the steps' pace.
-    fn raise_decode_to_within_pace(&self, step: usize, load: &Load, solution: &mut Solution) {
-        let (h, past_horizon) = self.reach(step);
-        let z = self.z;
-        let at_within_pace = self
-            .rates
-            .iter()
-            .filter_map(|&(f, _)| {
-                let here = if past_horizon {
-                    beyond_horizon(f, |s| f.with_within_pace(s, z), step, self.measured_at)?
-                } else {
-                    f.with_within_pace(step, z)?
-                };
-                rate_at_step(f, here, step, h)
-            })
-            .fold(f64::NEG_INFINITY, f64::max);
-        if at_within_pace <= load.lambda {
-            return;
+        let aggregated = self.planner.cfg.mode == Mode::Aggregated;
+        let note = raise.note(raised.decode, solution.decode, rate, aggregated);
+        match solution.notes.iter_mut().find(|n| {
+            matches!(
+                n,
+                SolverNote::DecodeBinds { .. }
+                    | SolverNote::AggregatedMeets { .. }
+                    | SolverNote::DecodeAtLastValuesBound { .. }
+            )
+        }) {
+            Some(binds) => *binds = note,
+            None => solution.notes.push(note),
         }
-        let raised = self.solve(&Load {
-            lambda: at_within_pace,
-            ..*load
-        });
-        if !raised.meets || raised.decode <= solution.decode {
-            return;
-        }
-        let note = SolverNote::DecodeAtWithinPace {
-            decode: raised.decode,
-            at_bound: solution.decode,
-            rate: at_within_pace,
-            aggregated: self.planner.cfg.mode == Mode::Aggregated,
-        };
-        say_decode_raised(solution, note);
         solution.decode = raised.decode;
         solution.expected_itl_ms =
             decode_itl(&self.planner.model, &self.solver, load, raised.decode);
