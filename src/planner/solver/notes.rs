@@ -77,25 +77,6 @@ pub enum SolverNote {
     },
 }
 
-/// Says decode (aggregated: the workers) was sized for a rate above the bound's, and why:
-/// `(decode, at_bound, rate, aggregated)`, and the reason leading into "an engine short
-/// misses every request on it".
-fn decode_raised(
-    f: &mut fmt::Formatter<'_>,
-    (decode, at_bound, rate, aggregated): (u32, u32, f64, bool),
-    why: &str,
-) -> fmt::Result {
-    let (role, one) = if aggregated {
-        ("aggregated: workers", "a worker")
-    } else {
-        ("decode", "an engine")
-    };
-    write!(
-        f,
-        "{role} {decode}, not the {at_bound} the bound's rate asks: sized for {rate:.2} req/s, {why} {one} short misses every request on it"
-    )
-}
-
 impl fmt::Display for SolverNote {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
@@ -136,21 +117,28 @@ impl fmt::Display for SolverNote {
                 at_bound,
                 rate,
                 aggregated,
-            } => decode_raised(
-                f,
-                (decode, at_bound, rate, aggregated),
-                "the last value's bound, as the forecast is no clearly better than the last value and",
-            ),
-            SolverNote::DecodeAtWithinPace {
+            }
+            | SolverNote::DecodeAtWithinPace {
                 decode,
                 at_bound,
                 rate,
                 aggregated,
-            } => decode_raised(
-                f,
-                (decode, at_bound, rate, aggregated),
-                "the ramp going on at the pace its latest interval's halves show, steeper than its steps, as",
-            ),
+            } => {
+                let why = if matches!(self, SolverNote::DecodeAtWithinPace { .. }) {
+                    "the ramp going on at the pace its latest interval's halves show, steeper than its steps, as"
+                } else {
+                    "the last value's bound, as the forecast is no clearly better than the last value and"
+                };
+                let (role, one) = if aggregated {
+                    ("aggregated: workers", "a worker")
+                } else {
+                    ("decode", "an engine")
+                };
+                write!(
+                    f,
+                    "{role} {decode}, not the {at_bound} the bound's rate asks: sized for {rate:.2} req/s, {why} {one} short misses every request on it"
+                )
+            }
             SolverNote::ItlOutOfReach { max_decode } => {
                 write!(f, "ITL target out of reach even at max_decode {max_decode}")
             }
