@@ -1830,6 +1830,43 @@ fn decode_in_a_lull_is_sized_for_the_last_values_bound() {
 }
 
 #[test]
+fn decode_follows_a_ramp_its_latest_halves_show_steeper_than_its_steps() {
+    // 6 then 12 req/s: a step of 6 a minute. The second minute came 4 then 20 req/s in
+    // its halves (a rise of 32 a minute within it) or evenly. Before the forecast's
+    // errors are measured, decode is sized for the steeper pace; prefill is not.
+    let second_minute = |second_half: f64| {
+        let mut planner = test_planner();
+        planner.decide(60.0, &steady_interval(60.0, 60.0, 6.0));
+        let obs = Observation {
+            requests_second_half: Some(second_half),
+            ..steady_interval(120.0, 60.0, 12.0)
+        };
+        planner.decide(120.0, &obs)
+    };
+    let steeper = second_minute(600.0);
+    let even = second_minute(360.0);
+    assert_gives_reason(&steeper, "decode ");
+    assert!(
+        steeper
+            .reasons
+            .iter()
+            .any(|r| r.contains("the pace its latest interval's halves show")),
+        "{:?}",
+        steeper.reasons
+    );
+    assert!(steeper.decode > even.decode, "{steeper:?} {even:?}");
+    assert_eq!(steeper.prefill, even.prefill, "{steeper:?} {even:?}");
+    assert!(
+        !even
+            .reasons
+            .iter()
+            .any(|r| r.contains("the pace its latest interval's halves show")),
+        "{:?}",
+        even.reasons
+    );
+}
+
+#[test]
 fn the_worst_miss_plan_takes_the_lengths_at_their_bound() {
     // 22 req/s every minute, the mean prompt scattering from minute to minute as a
     // heavy-tailed trace's does, or not at all: planned at the rate's worst miss, with
