@@ -7,9 +7,15 @@ mod common;
 
 use common::*;
 
-/// Polls the emulator every 2 s for `seconds`, checking the planner keeps running, and
-/// hands each state to `each`.
-fn watch(planner: &mut Proc, api: u16, seconds: u64, mut each: impl FnMut(&serde_json::Value)) {
+/// Polls the emulator every 2 s, checking the planner keeps running, and hands each state
+/// to `each` until it says it has seen what it waits for, or for `seconds` at most (the
+/// assertions after it then say what was not seen).
+fn watch(
+    planner: &mut Proc,
+    api: u16,
+    seconds: u64,
+    mut each: impl FnMut(&serde_json::Value) -> bool,
+) {
     let start = std::time::Instant::now();
     while start.elapsed().as_secs() < seconds {
         std::thread::sleep(std::time::Duration::from_secs(2));
@@ -18,7 +24,9 @@ fn watch(planner: &mut Proc, api: u16, seconds: u64, mut each: impl FnMut(&serde
             "the planner keeps running:\n{}",
             planner.output()
         );
-        each(&emulator_state(api));
+        if each(&emulator_state(api)) {
+            return;
+        }
     }
 }
 
@@ -112,15 +120,20 @@ fn replicas_follow_a_load_ramp_through_a_real_prometheus() {
     );
     let mut planner = spawn_run("run", &cfg, dir.path(), Some(status));
 
-    // The ramp: 3 req/s until 30 s, up to 40 req/s at 60 s, held to 110 s, back to 3 req/s by 130 s.
+    // The ramp: 3 req/s until 30 s, up to 40 req/s at 60 s, held to 110 s, back to 3 req/s by
+    // 130 s. Watched until the replicas have fallen back after it.
     let mut peak = (0u64, 0u64);
     let mut samples = Vec::new();
+    let watching = std::time::Instant::now();
     watch(&mut planner, api, 200, |s| {
+        let t = s["wall_s"].as_f64().unwrap();
         let p = s["replicas"]["VllmPrefillWorker"].as_u64().unwrap();
         let d = s["replicas"]["VllmDecodeWorker"].as_u64().unwrap();
-        samples.push((s["wall_s"].as_f64().unwrap(), p, d));
+        samples.push((t, p, d));
         peak = (peak.0.max(p), peak.1.max(d));
+        t > 130.0 && peak.0 >= 3 && p < peak.0 && p + d < peak.0 + peak.1
     });
+    let watched_s = watching.elapsed().as_secs_f64();
     let state = emulator_state(api);
     let writes = state["writes"].as_array().unwrap();
     let log = planner.output();
@@ -199,9 +212,10 @@ fn replicas_follow_a_load_ramp_through_a_real_prometheus() {
     let (code, body) = http_get(status, "/api/v1/status").unwrap();
     assert_eq!(code, 200);
     let st: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // A decision every 10 s while it was watched (a few late or missed allowed).
     assert!(
-        st["ticks"].as_u64().unwrap() >= 15 && st["leader"] == true,
-        "{st}"
+        st["ticks"].as_f64().unwrap() >= 0.75 * watched_s / 10.0 && st["leader"] == true,
+        "{st} in {watched_s:.0} s"
     );
     // The count's second half is read too (the rise within an interval): some of a steady
     // 3 req/s, never more than the whole.
@@ -236,14 +250,19 @@ deployment:\n  mode: aggregated\n  interval_s: 10\n  startup_s: 5\n  scrape_s: 2
     });
     let mut planner = spawn_run("run", &cfg, dir.path(), None);
 
+    // Watched until the workers have fallen back after the ramp.
     let mut samples = Vec::new();
+    let mut peak = 0;
     watch(&mut planner, api, 160, |s| {
         let services: Vec<&String> = s["replicas"].as_object().unwrap().keys().collect();
         assert_eq!(services, ["worker"], "the graph has one worker service");
-        samples.push((
+        let (t, w) = (
             s["wall_s"].as_f64().unwrap(),
             s["replicas"]["worker"].as_u64().unwrap(),
-        ));
+        );
+        samples.push((t, w));
+        peak = peak.max(w);
+        t > 110.0 && peak >= 3 && w < peak
     });
     let state = emulator_state(api);
     let log = planner.output();
@@ -259,7 +278,6 @@ deployment:\n  mode: aggregated\n  interval_s: 10\n  startup_s: 5\n  scrape_s: 2
         assert!((1..=8).contains(&n), "a write within [min, budget]: {w}");
     }
     println!("workers over time (wall s, workers): {samples:?}");
-    let peak = samples.iter().map(|s| s.1).max().unwrap();
     assert!(peak >= 3, "workers rose under the ramp: {samples:?}\n{log}");
     let last = samples.last().unwrap().1;
     assert!(last < peak, "workers fell back after the ramp: {samples:?}");
