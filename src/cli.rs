@@ -394,13 +394,7 @@ fn dry_run_applicable(
             message: e.to_string(),
         })?;
     }
-    let env = PolicyEnv {
-        sim: &sc.sim,
-        planner: sc.file.planner.clone(),
-        profile: &sc.profile,
-        planner_profile: &sc.planner_profile,
-        requests: &sc.requests,
-    };
+    let env = policy_env(&sc);
     // Each policy writes its own timeline: two of one name would write one file, the
     // second run's over the first's.
     let mut stems = std::collections::BTreeMap::new();
@@ -1004,6 +998,17 @@ fn run_emulate(a: EmulateArgs) -> anyhow::Result<()> {
     })
 }
 
+/// What the policies of a loaded scenario are built from.
+fn policy_env(sc: &crate::scenario::Scenario) -> PolicyEnv<'_> {
+    PolicyEnv {
+        sim: &sc.sim,
+        planner: sc.file.planner.clone(),
+        profile: &sc.profile,
+        planner_profile: &sc.planner_profile,
+        requests: &sc.requests,
+    }
+}
+
 fn run_demo(a: DemoArgs) -> anyhow::Result<()> {
     use crate::planner::sla_planner::SlaPlanner;
     init_logs(a.log_format);
@@ -1022,13 +1027,7 @@ fn run_demo(a: DemoArgs) -> anyhow::Result<()> {
         "limits": sc.sim.limits,
         "planner": sc.file.planner,
     });
-    let env = PolicyEnv {
-        sim: &sc.sim,
-        planner: sc.file.planner.clone(),
-        profile: &sc.profile,
-        planner_profile: &sc.planner_profile,
-        requests: &sc.requests,
-    };
+    let env = policy_env(&sc);
     let planner = SlaPlanner::new(env.context(), sc.file.planner.clone());
     let edges = crate::live::sim_edges::SimEdges::of_scenario(&sc);
     let interval = sc.sim.interval_s;

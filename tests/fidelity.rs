@@ -15,6 +15,16 @@ fn one_at_a_time(isls: &[u32], osl: u32) -> Vec<Request> {
         .collect()
 }
 
+/// Each request's outcome on `cfg`'s deployment held at `(p, d)` replicas.
+fn outcomes(
+    cfg: &SimConfig,
+    profile: &Profile,
+    requests: &[Request],
+    (p, d): (u32, u32),
+) -> Vec<Outcome> {
+    simulate(cfg, profile, requests, &mut StaticPolicy::new(p, d), None).outcomes
+}
+
 #[test]
 fn one_request_at_a_time_gives_profiled_ttft() {
     let profile = Profile::embedded_default();
@@ -26,14 +36,10 @@ fn one_request_at_a_time_gives_profiled_ttft() {
         .collect();
     let requests = one_at_a_time(&isls, 2);
     let cfg = common::sim_config(&profile, 1, 1, 30.0 * isls.len() as f64 + 60.0);
-    let res = simulate(
-        &cfg,
-        &profile,
-        &requests,
-        &mut StaticPolicy::new(1, 1),
-        None,
-    );
-    for (i, o) in res.outcomes.iter().enumerate() {
+    for (i, o) in outcomes(&cfg, &profile, &requests, (1, 1))
+        .iter()
+        .enumerate()
+    {
         let want = profile.prefill.prefill_ttft[i];
         let got = o.ttft_ms as f64;
         assert!(
@@ -54,20 +60,14 @@ fn one_request_at_a_time_gives_low_load_itl() {
         let isl = (context - osl as f64 / 2.0) as u32;
         let requests = one_at_a_time(&[isl, isl, isl], osl);
         let cfg = common::sim_config(&profile, 1, 1, 200.0);
-        let res = simulate(
-            &cfg,
-            &profile,
-            &requests,
-            &mut StaticPolicy::new(1, 1),
-            None,
-        );
+        let outcomes = outcomes(&cfg, &profile, &requests, (1, 1));
         // The profile's lowest-KV point at this context is one request alone.
         let i = (0..profile.decode.x_kv_usage.len())
             .filter(|&i| (profile.decode.y_context_length[i] - context).abs() < 0.5)
             .min_by(|&a, &b| profile.decode.x_kv_usage[a].total_cmp(&profile.decode.x_kv_usage[b]))
             .unwrap();
         let want = profile.decode.z_itl[i];
-        for o in &res.outcomes {
+        for o in &outcomes {
             let got = o.itl_ms as f64;
             assert!(
                 (got - want).abs() / want < 0.05,
@@ -126,35 +126,18 @@ fn an_aggregated_worker_stretches_its_decode_steps_while_it_prefills() {
     let prompts: Vec<Request> = (0..40)
         .map(|i| Request::new(2.0 + 0.5 * i as f64, 3000, 2))
         .collect();
-    let alone = {
-        let res = simulate(
-            &aggregated(&profile, 1, 60.0),
-            &profile,
-            &[long],
-            &mut StaticPolicy::new(0, 1),
-            None,
-        );
-        res.outcomes[0].itl_ms as f64
-    };
+    let alone =
+        outcomes(&aggregated(&profile, 1, 60.0), &profile, &[long], (0, 1))[0].itl_ms as f64;
     let requests: Vec<Request> = std::iter::once(long).chain(prompts).collect();
-    let shared = simulate(
-        &aggregated(&profile, 1, 60.0),
-        &profile,
-        &requests,
-        &mut StaticPolicy::new(0, 1),
-        None,
-    )
-    .outcomes[0]
-        .itl_ms as f64;
-    let separate = simulate(
+    let shared =
+        outcomes(&aggregated(&profile, 1, 60.0), &profile, &requests, (0, 1))[0].itl_ms as f64;
+    let separate = outcomes(
         &common::sim_config(&profile, 1, 1, 60.0),
         &profile,
         &requests,
-        &mut StaticPolicy::new(1, 1),
-        None,
-    )
-    .outcomes[0]
-        .itl_ms as f64;
+        (1, 1),
+    )[0]
+    .itl_ms as f64;
     // Two prompts a second of ~60 ms each: a share of about 0.12, a stretch of about 1.14.
     let share = 2.0 * profile.prefill_model().ttft_ms(3000.0) / 1000.0;
     let stretch = shared / alone;
@@ -178,17 +161,11 @@ fn mean_ttft_by_half(rate: f64) -> (f64, f64) {
     };
     let requests = spec.generate(3);
     let cfg = common::sim_config(&profile, 1, 4, 600.0);
-    let res = simulate(
-        &cfg,
-        &profile,
-        &requests,
-        &mut StaticPolicy::new(1, 4),
-        None,
-    );
+    let outcomes = outcomes(&cfg, &profile, &requests, (1, 4));
     let half = |first: bool| {
         let v: Vec<f64> = requests
             .iter()
-            .zip(&res.outcomes)
+            .zip(&outcomes)
             .filter(|(r, _)| (r.arrival_s < 300.0) == first)
             .map(|(_, o)| o.ttft_ms as f64)
             .collect();
@@ -346,14 +323,7 @@ fn a_prompt_goes_to_the_engine_that_holds_its_prefix() {
         with_blocks(30.0, isl + 100, 4, 0),
     ];
     for (cfg, (p, d)) in caching_both_ways(&profile, 2, (0..8).collect(), 90.0) {
-        let res = simulate(
-            &cfg,
-            &profile,
-            &requests,
-            &mut StaticPolicy::new(p, d),
-            None,
-        );
-        let later = res.outcomes[2].ttft_ms as f64;
+        let later = outcomes(&cfg, &profile, &requests, (p, d))[2].ttft_ms as f64;
         let rest = model.overhead_ms() + model.chunk_cost_ms(isl as f64, (isl + 100) as f64);
         assert!(
             (later - rest).abs() / rest < 0.01,
@@ -424,16 +394,6 @@ fn both_pools(profile: &Profile, (p, d): (u32, u32)) -> [(SimConfig, (u32, u32))
     ]
 }
 
-/// Each request's outcome on `cfg`'s deployment held at `(p, d)` replicas.
-fn outcomes(
-    cfg: &SimConfig,
-    profile: &Profile,
-    requests: &[Request],
-    (p, d): (u32, u32),
-) -> Vec<Outcome> {
-    simulate(cfg, profile, requests, &mut StaticPolicy::new(p, d), None).outcomes
-}
-
 #[test]
 fn a_round_robin_router_sends_prompts_in_turn_whatever_each_engine_holds() {
     let profile = Profile::embedded_default();
@@ -487,14 +447,8 @@ fn a_round_robin_router_admits_to_decode_engines_in_turn() {
     ];
     let itl = |router| {
         let cfg = routed(common::sim_config(&profile, 1, 2, 120.0), router);
-        let res = simulate(
-            &cfg,
-            &profile,
-            &requests,
-            &mut StaticPolicy::new(1, 2),
-            None,
-        );
-        (res.outcomes[1].itl_ms as f64, res.outcomes[2].itl_ms as f64)
+        let o = outcomes(&cfg, &profile, &requests, (1, 2));
+        (o[1].itl_ms as f64, o[2].itl_ms as f64)
     };
     let ((_, least_loaded), (first_in_turn, in_turn)) =
         (itl(Routing::LeastLoaded), itl(Routing::RoundRobin));
@@ -603,14 +557,7 @@ fn a_random_router_sends_two_prompts_to_one_engine_about_half_the_time() {
         .collect();
     let waited = |router| {
         let cfg = routed(common::sim_config(&profile, 2, 1, 1010.0), router);
-        let res = simulate(
-            &cfg,
-            &profile,
-            &requests,
-            &mut StaticPolicy::new(2, 1),
-            None,
-        );
-        res.outcomes
+        outcomes(&cfg, &profile, &requests, (2, 1))
             .chunks(2)
             .filter(|pair| pair[1].ttft_ms > 1.5 * pair[0].ttft_ms)
             .count()
