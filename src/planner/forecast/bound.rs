@@ -56,8 +56,9 @@ impl SignalForecaster {
         let (i, point) = self.chosen_point(h)?;
         // The bound comes from this forecaster's own recent errors at the horizon: the
         // empirical quantile of (truth - forecast) matching z, so a method that has been
-        // wrong lately buys more headroom, and one that errs high buys none; less a lag
-        // behind a trend that has ended (`ended_bias`).
+        // wrong lately buys more headroom, and one that errs high on a fall still going on
+        // buys none; less the lag behind a rise or the overshoot of a fall that has ended
+        // (`ended_bias`).
         let margin = if let Some(misses) = self.misses(i, z) {
             let v = empirical_quantile(&misses, standard_normal_cdf(z));
             // The truth each error was measured against scattered by the sampling noise.
@@ -294,10 +295,24 @@ impl SignalForecaster {
     /// level's gap behind the last value), and its own latest one-step errors going on for
     /// every step to the horizon (as the run rule reads a rise); each at the bound's odds
     /// over the counting scatter. The larger is kept of the mean; the rest is taken off
-    /// the errors' quantile, whose spread about their mean stays. A load that swings both
-    /// ways leaves errors that average near zero, and nothing to take off.
+    /// the errors' quantile, whose spread about their mean stays. A fall is read the same
+    /// way, mirrored: errors that average below zero say the method overshot a falling
+    /// load, and kept whole they would pin the bound to the point at the trough, when the
+    /// load may turn; only as much of them as a fall still going on explains (the larger,
+    /// nearer zero, of the same two readings) is kept. A load that swings both ways leaves
+    /// errors that average near zero, and nothing to take off. The errors' bias is their
+    /// mean or their median, whichever is nearer zero (none where the two disagree in
+    /// sign): a trend moves every error of the window, where the end of a burst or a crowd
+    /// leaves a few far out and the rest about zero, and those few are not a trend's.
+    /// `errors` are sorted.
     fn ended_bias(&self, i: usize, errors: &[f64], z: f64) -> f64 {
-        let bias = errors.iter().sum::<f64>() / errors.len() as f64;
+        let mean = errors.iter().sum::<f64>() / errors.len() as f64;
+        let median = empirical_quantile(errors, 0.5);
+        let bias = if mean > 0.0 {
+            mean.min(median).max(0.0)
+        } else {
+            mean.max(median).min(0.0)
+        };
         let (Some(&last), Some(&rise)) = (self.history.back(), self.recent_changes(RUN).first())
         else {
             return 0.0;
@@ -305,9 +320,6 @@ impl SignalForecaster {
         let Some((one_step_mean, one_step_scatter)) = self.run_mean(i) else {
             return 0.0;
         };
-        if bias <= 0.0 {
-            return 0.0;
-        }
         let z = z.max(0.0);
         let h = self.horizon.max(1);
         // The rise between two sampled values scatters by the noise of both.
@@ -315,7 +327,12 @@ impl SignalForecaster {
         let gap_at_pace = last + pace * h as f64 - self.candidate(i, h);
         let one_step_pace = one_step_mean + z * one_step_scatter;
         let lag = gap_at_pace.max(one_step_pace * h as f64);
-        bias - lag.clamp(0.0, bias)
+        let kept = if bias > 0.0 {
+            lag.clamp(0.0, bias)
+        } else {
+            lag.clamp(bias, 0.0)
+        };
+        bias - kept
     }
 
     /// The mean of method `i`'s last `RUN` one-step errors, and the scatter counting noise

@@ -846,6 +846,48 @@ fn a_lag_behind_a_trend_that_has_ended_is_taken_off_the_bound() {
 }
 
 #[test]
+fn a_fall_that_has_ended_leaves_the_bound_its_spread_not_its_lag() {
+    // The mirror of the ramp above: a fall of 10 a step from 170 to 20. Its errors at the
+    // 4-step horizon are the constant forecast's overshoot, -40.
+    let fall: Vec<f64> = (0..16).map(|i| 170.0 - 10.0 * i as f64).collect();
+    let forecast = |ending: &[f64]| {
+        let mut series = fall.clone();
+        series.extend(ending);
+        let f = run(ForecasterKind::Constant, &series, 4);
+        (
+            f.forecast(4, 1.28).unwrap(),
+            f.errors_sorted(CONSTANT).unwrap(),
+        )
+    };
+    // Still falling: the one-step errors (-10) show the whole overshoot going on, and the
+    // bound is the last value: a fall going on asks for no margin.
+    let (p, _) = forecast(&[]);
+    assert!((p.upper - 20.0).abs() < 1e-9, "{p:?}");
+    // Bottomed out: the errors due since are -30, -20, -10 and 0, the window's mean
+    // -31.67; the one-step errors are 0, so none of the overshoot goes on, and the bound
+    // is the last value plus the errors' p90 about their mean, not the last value
+    // pinned there by errors a fall that has ended made.
+    let (p, errors) = forecast(&[20.0; 4]);
+    let mean = errors.iter().sum::<f64>() / errors.len() as f64;
+    assert!((mean - (8.0 * -40.0 - 30.0 - 20.0 - 10.0) / 12.0).abs() < 1e-9);
+    let about_mean: Vec<f64> = errors.iter().map(|e| e - mean).collect();
+    let spread = empirical_quantile(&about_mean, standard_normal_cdf(1.28));
+    assert!(spread > 10.0, "{spread}");
+    assert!((p.upper - (20.0 + spread)).abs() < 1e-9, "{p:?}");
+    // A crowd's end is no fall's overshoot: 20 for a long while, 60 for ten steps, then
+    // 20 for eight. The window's errors are -40 four times (forecasts made in the crowd)
+    // and 0 eight times; their mean is below zero, their median is not, and the bound
+    // is the last value as before the crowd, not lifted by a third of its height.
+    let mut series = vec![20.0; 20];
+    series.extend([60.0; 10]);
+    series.extend([20.0; 8]);
+    let p = run(ForecasterKind::Constant, &series, 4)
+        .forecast(4, 1.28)
+        .unwrap();
+    assert!((p.upper - 20.0).abs() < 1e-9, "{p:?}");
+}
+
+#[test]
 fn a_rise_that_is_not_slowing_is_paced_by_its_latest_step() {
     // (the three values after 20 flat ones at 10, the bound 5 steps ahead): one-step
     // errors of the constant forecaster are the steps themselves.
