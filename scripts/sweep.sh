@@ -21,7 +21,7 @@
 # Mooncake's synthetic one at 2, 6 and 12 copies, played at double and half speed, both
 # cold starts; 48 runs), cold (every shipped scenario at 300 and 600 s cold starts
 # but the four at 300 s in variants, 18 runs), shapes (the workloads in scripts/shapes/,
-# not shipped, at both cold starts; 14 runs), budgets (six scenarios under budgets of 4 to
+# not shipped, at both cold starts; 16 runs), budgets (six scenarios under budgets of 4 to
 # 8 GPUs, both cold starts, but the five in variants; 55 runs), cache (Mooncake's traces
 # replayed with prefix caching: the shipped conversation scenario and the synthetic trace
 # at 2, 4 and 8 copies, both cold starts; 8 runs), aggregated (aggregated workers on
@@ -103,6 +103,9 @@ if [[ ${1:-} == --bin ]]; then
 fi
 [[ $# -ge 1 ]] || { echo "usage: $0 [--decisions] [--bin PATH] shipped|variants|long|cold|scale|seeds|replays|shapes|budgets|cache|aggregated|routers|histograms|tokens|light..." >&2; exit 2; }
 [[ -x $bin ]] || { echo "$bin: not an executable (cargo build --release, or --bin PATH)" >&2; exit 2; }
+# Traces the sets write for themselves (scripts/shapes/*.py), gone when the sweep ends.
+generated=$(mktemp -d)
+trap 'rm -rf "$generated"' EXIT
 
 # Every shipped scenario, and the synthetic ones among them.
 shipped=(sin-5-45 sin-5-45-aggregated sin-5-45-budget8 sin-5-45-2h azure-conv-x8 azure-code-x8
@@ -306,6 +309,10 @@ EOF
         # Workload shapes no shipped scenario has (scripts/shapes/README.md).
         for sc in scripts/shapes/*.yaml; do
             for st in 60 180; do echo "$sc|cold start $st s|--startup-s $st"; done
+        done
+        python3 scripts/shapes/against.py "$generated/against.csv"
+        for st in 60 180; do
+            echo "azure-conv-x8|against.py, cold start $st s|--trace $generated/against.csv --startup-s $st"
         done
         ;;
     *)

@@ -892,9 +892,11 @@ fn the_sweeps_unshipped_shapes_are_valid_scenarios_each_described() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/shapes");
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
     let mut shapes = 0;
+    let out = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "yaml") {
+        let kind = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if kind != "yaml" && kind != "py" {
             continue;
         }
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -902,8 +904,29 @@ fn the_sweeps_unshipped_shapes_are_valid_scenarios_each_described() {
             readme.contains(&format!("| `{name}` |")),
             "{name} is not described in scripts/shapes/README.md"
         );
-        load(path.to_str().unwrap(), &Overrides::default())
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        if kind == "yaml" {
+            load(path.to_str().unwrap(), &Overrides::default())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        } else {
+            // A script writes a trace, replayed with the conversation trace's scenario.
+            let trace = out.path().join(format!("{name}.csv"));
+            let status = std::process::Command::new("python3")
+                .arg(&path)
+                .arg(&trace)
+                .status()
+                .unwrap_or_else(|e| panic!("python3 {name}: {e}"));
+            assert!(status.success(), "python3 {name}: {status}");
+            let overrides = Overrides {
+                trace: Some(trace),
+                ..Overrides::default()
+            };
+            let sc = load("azure-conv-x8", &overrides).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(
+                sc.requests.len() > 10_000,
+                "{name}: {} requests",
+                sc.requests.len()
+            );
+        }
         shapes += 1;
     }
     let described = readme.lines().filter(|l| l.starts_with("| `")).count();
