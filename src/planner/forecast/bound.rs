@@ -313,6 +313,9 @@ impl SignalForecaster {
         } else {
             mean.max(median).min(0.0)
         };
+        if bias == 0.0 {
+            return 0.0;
+        }
         let (Some(&last), Some(&rise)) = (self.history.back(), self.recent_changes(RUN).first())
         else {
             return 0.0;
