@@ -35,7 +35,12 @@ def main() -> int:
     # The rate's peak bounds it, so arrivals are drawn at the peak and thinned to the rate.
     peak = 30.0
     t = 0.0
-    with open(sys.argv[1], "w", encoding="utf-8") as out:
+    try:
+        out = open(sys.argv[1], "w", encoding="utf-8")
+    except OSError as e:
+        print(f"{sys.argv[0]}: {sys.argv[1]}: {e.strerror}", file=sys.stderr)
+        return 2
+    with out:
         out.write("arrival_s,input_tokens,output_tokens\n")
         while True:
             t += rng.expovariate(peak)

@@ -330,12 +330,7 @@ impl SignalForecaster {
         let gap_at_pace = last + pace * h as f64 - self.candidate(i, h);
         let one_step_pace = one_step_mean + z * one_step_scatter;
         let lag = gap_at_pace.max(one_step_pace * h as f64);
-        let kept = if bias > 0.0 {
-            lag.clamp(0.0, bias)
-        } else {
-            lag.clamp(bias, 0.0)
-        };
-        bias - kept
+        bias - lag.clamp(bias.min(0.0), bias.max(0.0))
     }
 
     /// The mean of method `i`'s last `RUN` one-step errors, and the scatter counting noise
