@@ -21,7 +21,7 @@
 # Mooncake's synthetic one at 2, 6 and 12 copies, played at double and half speed, both
 # cold starts; 48 runs), cold (every shipped scenario at 300 and 600 s cold starts
 # but the four at 300 s in variants, 18 runs), shapes (the workloads in scripts/shapes/,
-# not shipped, at both cold starts; 20 runs), budgets (six scenarios under budgets of 4 to
+# not shipped, at both cold starts; 24 runs), budgets (six scenarios under budgets of 4 to
 # 8 GPUs, both cold starts, but the five in variants; 55 runs), cache (Mooncake's traces
 # replayed with prefix caching: the shipped conversation scenario and the synthetic trace
 # at 2, 4 and 8 copies, both cold starts; 8 runs), aggregated (aggregated workers on
@@ -310,9 +310,13 @@ EOF
         for sc in scripts/shapes/*.yaml; do
             for st in 60 180; do echo "$sc|cold start $st s|--startup-s $st"; done
         done
-        python3 scripts/shapes/against.py "$generated/against.csv"
-        for st in 60 180; do
-            echo "azure-conv-x8|against.py, cold start $st s|--trace $generated/against.csv --startup-s $st"
+        # A script writes a trace, replayed with the conversation trace's SLA and budget.
+        for script in scripts/shapes/*.py; do
+            name=$(basename "$script")
+            python3 "$script" "$generated/$name.csv"
+            for st in 60 180; do
+                echo "azure-conv-x8|$name, cold start $st s|--trace $generated/$name.csv --startup-s $st"
+            done
         done
         ;;
     *)
