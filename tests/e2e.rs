@@ -352,7 +352,7 @@ deployment:\n  interval_s: 10\n  startup_s: 5\n  scrape_s: 2\n  gpu_budget: 12\n
         log.contains("model corrections restored from Prometheus"),
         "{log}"
     );
-    // The history it warmed from holds the TTFT p90s (which tell the intervals that missed
+    // The history it warmed from holds the TTFT p99s (which tell the intervals that missed
     // the SLA), read with the count and the lengths.
     let warmed = log
         .lines()

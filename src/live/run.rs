@@ -303,8 +303,8 @@ pub async fn run(
     {
         Ok(points) => {
             let taken = planner.warm(&points, cfg.interval_s);
-            // Intervals whose TTFT p90 came back: those that missed the SLA are told apart.
-            let with_latencies = points.iter().filter(|p| p.ttft_p90_ms.is_some()).count();
+            // Intervals whose TTFT tail came back: those that missed the SLA are told apart.
+            let with_latencies = points.iter().filter(|p| p.ttft_ms.p99.is_some()).count();
             info!(
                 message = "forecasters warmed from Prometheus history",
                 intervals = taken,

@@ -320,8 +320,8 @@ impl PrometheusSource {
         Ok((!bounds.is_empty()).then_some(bounds))
     }
 
-    /// The last `points` intervals of request count, ISL and OSL, and TTFT and ITL p90s,
-    /// oldest first.
+    /// The last `points` intervals of request count, ISL and OSL, and TTFT and ITL p90s and
+    /// p99s, oldest first.
     pub async fn history(
         &self,
         now_s: f64,
@@ -362,9 +362,11 @@ impl PrometheusSource {
         let req: Vec<(f64, f64)> = range(expand(&q.requests, interval_s, &f, None)).await?;
         let isl: Vec<(f64, f64)> = range(expand(&q.isl_mean, interval_s, &f, None)).await?;
         let osl: Vec<(f64, f64)> = range(expand(&q.osl_mean, interval_s, &f, None)).await?;
-        let p90 = |template: &str| expand(template, interval_s, &f, Some(0.9));
-        let ttft_p90: Vec<(f64, f64)> = range(p90(&q.ttft_quantile_ms)).await?;
-        let itl_p90: Vec<(f64, f64)> = range(p90(&q.itl_quantile_ms)).await?;
+        let at_q = |template: &str, q: f64| expand(template, interval_s, &f, Some(q));
+        let ttft_p90: Vec<(f64, f64)> = range(at_q(&q.ttft_quantile_ms, 0.9)).await?;
+        let itl_p90: Vec<(f64, f64)> = range(at_q(&q.itl_quantile_ms, 0.9)).await?;
+        let ttft_p99: Vec<(f64, f64)> = range(at_q(&q.ttft_quantile_ms, 0.99)).await?;
+        let itl_p99: Vec<(f64, f64)> = range(at_q(&q.itl_quantile_ms, 0.99)).await?;
         let at = |v: &[(f64, f64)], t: f64| {
             v.iter()
                 .find(|p| (p.0 - t).abs() < 0.5)
@@ -379,8 +381,16 @@ impl PrometheusSource {
                 requests: n,
                 isl_mean: at(&isl, t),
                 osl_mean: at(&osl, t),
-                ttft_p90_ms: at(&ttft_p90, t),
-                itl_p90_ms: at(&itl_p90, t),
+                ttft_ms: LatencySummary {
+                    p90: at(&ttft_p90, t),
+                    p99: at(&ttft_p99, t),
+                    ..LatencySummary::default()
+                },
+                itl_ms: LatencySummary {
+                    p90: at(&itl_p90, t),
+                    p99: at(&itl_p99, t),
+                    ..LatencySummary::default()
+                },
             })
             .collect())
     }

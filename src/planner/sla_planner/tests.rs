@@ -1328,6 +1328,49 @@ fn a_peak_the_load_keeps_coming_back_to_is_kept_in_between_when_the_sla_was_miss
 }
 
 #[test]
+fn a_burst_misses_the_sla_when_more_of_its_requests_are_late_than_the_sla_allows() {
+    // As above: 10 req/s with a minute at 40 now and then. In the bursts the TTFT p90 is
+    // within its 200 ms target and the p99 is `p99` ms; the SLA's share is `share`.
+    let after_three_bursts = |p99: f64, share: f64| {
+        let ctx = crate::planner::test_context(
+            Sla {
+                ttft_ms: 200.0,
+                itl_ms: 10.0,
+            },
+            false,
+        );
+        let cfg = PlannerConfig {
+            ttft_quantile: share,
+            ..PlannerConfig::default()
+        };
+        let mut planner = SlaPlanner::new(ctx, cfg);
+        let mut last = Decision::default();
+        for minute in 1..=21u32 {
+            let burst = [5, 10, 18].contains(&minute);
+            let t = 60.0 * f64::from(minute);
+            let (p90, p99) = if burst { (150.0, p99) } else { (80.0, 120.0) };
+            let obs = Observation {
+                ttft_ms: Some(LatencySummary {
+                    mean: Some(p90 * 0.6),
+                    p50: Some(p90 * 0.5),
+                    p90: Some(p90),
+                    p99: Some(p99),
+                }),
+                ..steady_interval(t, 60.0, if burst { 40.0 } else { 10.0 })
+            };
+            last = planner.decide(t, &obs);
+        }
+        last.reasons[0].contains("a peak the load came back from")
+    };
+    // More than 1% late where 99% must be within the target: missed.
+    assert!(after_three_bursts(400.0, 0.99));
+    // Where 90% must be, a p90 within the target met it.
+    assert!(!after_three_bursts(400.0, 0.9));
+    // Fewer than 1% late: met.
+    assert!(!after_three_bursts(190.0, 0.99));
+}
+
+#[test]
 fn a_step_over_before_a_new_replica_could_be_ready_orders_nothing_for_it() {
     // 10 req/s with two minutes at 40 in every ten, forecast by its season, with a
     // 180 s cold start; the deployment is reported at `held` throughout (it was not
@@ -1629,8 +1672,14 @@ fn history_read_back_remembers_the_bursts_that_missed_the_sla() {
                     requests: if burst { 2400.0 } else { 600.0 },
                     isl_mean: Some(3000.0),
                     osl_mean: Some(300.0),
-                    ttft_p90_ms: latencies.then_some(if burst { 900.0 } else { 80.0 }),
-                    itl_p90_ms: latencies.then_some(8.0),
+                    ttft_ms: LatencySummary {
+                        p99: latencies.then_some(if burst { 900.0 } else { 80.0 }),
+                        ..LatencySummary::default()
+                    },
+                    itl_ms: LatencySummary {
+                        p99: latencies.then_some(8.0),
+                        ..LatencySummary::default()
+                    },
                 }
             })
             .collect();
