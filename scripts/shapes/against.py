@@ -14,46 +14,30 @@ conversation trace's SLA and budget:
 """
 
 import math
+import os
 import random
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "common"))
+from shape_trace import lognormal, poisson, write  # noqa: E402
 
 DURATION_S = 3600.0
 PERIOD_S = 1200.0
 SEED = 5
 
 
-def lognormal(rng: random.Random, mean: float, cv: float) -> float:
-    sigma = math.sqrt(math.log(1.0 + cv * cv))
-    return rng.lognormvariate(math.log(mean) - sigma * sigma / 2.0, sigma)
-
-
-def main() -> int:
-    if len(sys.argv) != 2:
-        print(f"usage: {sys.argv[0]} OUT.csv", file=sys.stderr)
-        return 2
+def arrivals():
     rng = random.Random(SEED)
     # The rate's peak bounds it, so arrivals are drawn at the peak and thinned to the rate.
     peak = 30.0
-    t = 0.0
-    try:
-        out = open(sys.argv[1], "w", encoding="utf-8")
-    except OSError as e:
-        print(f"{sys.argv[0]}: {sys.argv[1]}: {e.strerror}", file=sys.stderr)
-        return 2
-    with out:
-        out.write("arrival_s,input_tokens,output_tokens\n")
-        while True:
-            t += rng.expovariate(peak)
-            if t > DURATION_S:
-                break
-            phase = math.sin(2.0 * math.pi * t / PERIOD_S)
-            if rng.random() * peak > 20.0 + 10.0 * phase:
-                continue
-            isl = min(30000, max(1, int(lognormal(rng, 2000.0 - 800.0 * phase, 0.8))))
-            osl = min(4000, max(1, int(lognormal(rng, 250.0, 0.8))))
-            out.write(f"{t:.3f},{isl},{osl}\n")
-    return 0
+    for t in poisson(rng, peak, DURATION_S):
+        phase = math.sin(2.0 * math.pi * t / PERIOD_S)
+        if rng.random() * peak > 20.0 + 10.0 * phase:
+            continue
+        isl = lognormal(rng, 2000.0 - 800.0 * phase, 0.8)
+        osl = lognormal(rng, 250.0, 0.8)
+        yield t, isl, osl
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(write(sys.argv, arrivals()))

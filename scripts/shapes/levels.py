@@ -15,24 +15,19 @@ run with the conversation trace's SLA and budget:
 """
 
 import bisect
-import math
+import os
 import random
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "common"))
+from shape_trace import lognormal, poisson, write  # noqa: E402
 
 DURATION_S = 3600.0
 LEVELS = (8.0, 20.0, 35.0)
 SEED = 9
 
 
-def lognormal(rng: random.Random, mean: float, cv: float) -> float:
-    sigma = math.sqrt(math.log(1.0 + cv * cv))
-    return rng.lognormvariate(math.log(mean) - sigma * sigma / 2.0, sigma)
-
-
-def main() -> int:
-    if len(sys.argv) != 2:
-        print(f"usage: {sys.argv[0]} OUT.csv", file=sys.stderr)
-        return 2
+def arrivals():
     rng = random.Random(SEED)
     starts, levels = [], []
     t = 0.0
@@ -40,28 +35,14 @@ def main() -> int:
         starts.append(t)
         levels.append(rng.choice(LEVELS))
         t += min(600.0, 20.0 * rng.paretovariate(1.3))
-    try:
-        out = open(sys.argv[1], "w", encoding="utf-8")
-    except OSError as e:
-        print(f"{sys.argv[0]}: {sys.argv[1]}: {e.strerror}", file=sys.stderr)
-        return 2
     # Arrivals drawn at the top level and thinned to the spell's.
     peak = max(LEVELS)
-    t = 0.0
-    with out:
-        out.write("arrival_s,input_tokens,output_tokens\n")
-        while True:
-            t += rng.expovariate(peak)
-            if t > DURATION_S:
-                break
-            level = levels[bisect.bisect_right(starts, t) - 1]
-            if rng.random() * peak > level:
-                continue
-            isl = min(30000, max(1, int(lognormal(rng, 1200.0, 0.8))))
-            osl = min(4000, max(1, int(lognormal(rng, 250.0, 0.8))))
-            out.write(f"{t:.3f},{isl},{osl}\n")
-    return 0
+    for t in poisson(rng, peak, DURATION_S):
+        level = levels[bisect.bisect_right(starts, t) - 1]
+        if rng.random() * peak > level:
+            continue
+        yield t, lognormal(rng, 1200.0, 0.8), lognormal(rng, 250.0, 0.8)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(write(sys.argv, arrivals()))

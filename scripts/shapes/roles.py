@@ -14,9 +14,12 @@ for `simulate --trace`, run with the conversation trace's SLA and budget:
     sla-planner simulate --scenario azure-conv-x8 --trace OUT.csv
 """
 
-import math
+import os
 import random
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "common"))
+from shape_trace import lognormal, poisson, write  # noqa: E402
 
 DURATION_S = 3600.0
 RATE = 18.0
@@ -24,35 +27,14 @@ TURN_S = 600.0
 SEED = 7
 
 
-def lognormal(rng: random.Random, mean: float, cv: float) -> float:
-    sigma = math.sqrt(math.log(1.0 + cv * cv))
-    return rng.lognormvariate(math.log(mean) - sigma * sigma / 2.0, sigma)
-
-
-def main() -> int:
-    if len(sys.argv) != 2:
-        print(f"usage: {sys.argv[0]} OUT.csv", file=sys.stderr)
-        return 2
+def arrivals():
     rng = random.Random(SEED)
-    try:
-        out = open(sys.argv[1], "w", encoding="utf-8")
-    except OSError as e:
-        print(f"{sys.argv[0]}: {sys.argv[1]}: {e.strerror}", file=sys.stderr)
-        return 2
-    t = 0.0
-    with out:
-        out.write("arrival_s,input_tokens,output_tokens\n")
-        while True:
-            t += rng.expovariate(RATE)
-            if t > DURATION_S:
-                break
-            if int(t // TURN_S) % 2 == 0:
-                isl, osl = lognormal(rng, 4000.0, 0.5), lognormal(rng, 60.0, 0.5)
-            else:
-                isl, osl = lognormal(rng, 300.0, 0.5), lognormal(rng, 700.0, 0.5)
-            out.write(f"{t:.3f},{min(30000, max(1, int(isl)))},{min(4000, max(1, int(osl)))}\n")
-    return 0
+    for t in poisson(rng, RATE, DURATION_S):
+        if int(t // TURN_S) % 2 == 0:
+            yield t, lognormal(rng, 4000.0, 0.5), lognormal(rng, 60.0, 0.5)
+        else:
+            yield t, lognormal(rng, 300.0, 0.5), lognormal(rng, 700.0, 0.5)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(write(sys.argv, arrivals()))
