@@ -247,12 +247,10 @@ const MAX_PLANNED_STEPS: usize = 64;
 /// the largest): a scale-down window holds no more than the load would ask at that miss.
 const WORST_MISS_QUANTILE: f64 = 0.999;
 
-/// The steps the solver sizes for: 0 (the interval just seen), 1 (the queue to work off)
-/// and the horizon, with every step between them while there are few, else evenly spaced.
 /// The latency at the reported percentile an SLA that `share` of requests must meet is
-/// judged at: the lowest of p90 and p99 at or above the share, so that one over the target
-/// means at least as many requests late as the SLA allows (an SLA of 95% is judged at the
-/// p99, on the safe side: from 1% late).
+/// judged at: the p90 for a share of 90% or less, else the p99, so that one over the
+/// target means at least as many requests late as the SLA allows where the share is 90%
+/// or 99% (an SLA of 95% is judged at the p99, on the safe side: from 1% late).
 fn judged_at(summary: &LatencySummary, share: f64) -> Option<f64> {
     if share > 0.9 {
         summary.p99
@@ -261,6 +259,8 @@ fn judged_at(summary: &LatencySummary, share: f64) -> Option<f64> {
     }
 }
 
+/// The steps the solver sizes for: 0 (the interval just seen), 1 (the queue to work off)
+/// and the horizon, with every step between them while there are few, else evenly spaced.
 fn planned_steps(h: usize) -> Vec<usize> {
     if h <= MAX_PLANNED_STEPS {
         return (0..=h).collect();
@@ -405,7 +405,7 @@ impl SlaPlanner {
     /// requests were late than the SLA's share allows, so an excursion of the load it falls
     /// in needed capacity that was not there (`SignalForecaster::recurring_peak`). Each
     /// target is judged at the reported percentile that share calls for (`judged_at`): a
-    /// p99 SLA at the p99. Judged at the p90, a burst with 2 to 4% of its requests late
+    /// p99 SLA at the p99. Judged at the p90, a burst with 2 to 5% of its requests late
     /// counted as met, and capacity kept for bursts like it lapsed before the next.
     fn missed_the_sla(&self, ttft_ms: &LatencySummary, itl_ms: &LatencySummary) -> bool {
         let over = |summary: &LatencySummary, share: f64, target: f64| {
