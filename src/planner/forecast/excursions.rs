@@ -57,11 +57,7 @@ impl SignalForecaster {
         if self.peaks.len() < LIKE_THOSE_BEFORE {
             return None;
         }
-        let top = self
-            .peaks
-            .iter()
-            .map(|&(_, peak)| peak)
-            .fold(f64::NEG_INFINITY, f64::max);
+        let top = self.peaks.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let level = top + LEVEL_SHIFT * self.noise;
         (under_way.peak <= level).then_some(ExcursionCeiling {
             level,
@@ -90,10 +86,7 @@ impl SignalForecaster {
         match self.excursion {
             Some(e) if y <= (e.from + e.peak) / 2.0 => {
                 self.excursion = None;
-                self.peaks.push_back((self.ticks, e.peak));
-                if self.peaks.len() > EXCURSIONS_KEPT {
-                    self.peaks.pop_front();
-                }
+                keep_recent(&mut self.peaks, e.peak);
                 let needed = e.missed
                     || missed
                     || self
@@ -101,10 +94,7 @@ impl SignalForecaster {
                         .iter()
                         .any(|&(_, p)| e.peak >= (e.from + p) / 2.0);
                 if needed {
-                    self.excursions.push_back((self.ticks, e.peak));
-                    if self.excursions.len() > EXCURSIONS_KEPT {
-                        self.excursions.pop_front();
-                    }
+                    keep_recent(&mut self.excursions, (self.ticks, e.peak));
                 }
             }
             Some(e) => {
@@ -177,5 +167,13 @@ impl SignalForecaster {
             .iter()
             .filter_map(|e| recurs(e.1))
             .max_by(|a, b| a.level.total_cmp(&b.level))
+    }
+}
+
+/// Appends `item`, dropping the oldest past `EXCURSIONS_KEPT`.
+fn keep_recent<T>(kept: &mut VecDeque<T>, item: T) {
+    kept.push_back(item);
+    if kept.len() > EXCURSIONS_KEPT {
+        kept.pop_front();
     }
 }

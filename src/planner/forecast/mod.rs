@@ -164,10 +164,9 @@ pub struct SignalForecaster {
     /// The load's recent excursions that needed capacity it did not have, or came near the
     /// peak of one that did: (tick it came back, the highest value it reached), newest last.
     excursions: VecDeque<(u64, f64)>,
-    /// Every excursion the load came back from, met or not: (tick it came back, the
-    /// highest value it reached), newest last. What a burst like them may reach
-    /// (`excursion_ceiling`).
-    peaks: VecDeque<(u64, f64)>,
+    /// The highest value of every excursion the load came back from, met or not, newest
+    /// last: what a burst like them may reach (`excursion_ceiling`).
+    peaks: VecDeque<f64>,
     /// The SLA was missed in the interval of the next value (`note_missed`).
     missed: bool,
     /// Whether the excursions are followed (`with_excursions`: the rate's, not the lengths').
